@@ -1,0 +1,1 @@
+//! dtk-catalog: see ARCHITECTURE.md.

@@ -1,0 +1,2 @@
+//! The `dtk` command line.
+fn main() {}

@@ -1,0 +1,3 @@
+//! dtk-instance: see ARCHITECTURE.md.
+
+pub mod transport;

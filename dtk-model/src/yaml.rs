@@ -1,0 +1,340 @@
+//! A YAML tree that remembers where each node came from.
+//!
+//! Built from `yaml-rust2`'s event stream so that every node carries its line and column,
+//! which serde-based loading loses. Loading is bounded: documents larger than
+//! [`MAX_DOCUMENT_BYTES`], nesting deeper than [`MAX_DEPTH`] and alias expansion beyond
+//! [`MAX_NODES`] are refused with a located error instead of exhausting memory or stack
+//! (the "billion laughs" and deep-nesting YAML bombs).
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use crate::diag::{Diagnostics, Location};
+
+/// The largest document accepted, in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 8 * 1024 * 1024;
+/// The deepest nesting of sequences and mappings accepted.
+pub const MAX_DEPTH: usize = 64;
+/// The most nodes a document may hold once aliases are expanded.
+pub const MAX_NODES: usize = 500_000;
+
+/// A YAML node and where it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct YamlNode {
+    /// What the node holds.
+    pub kind: YamlKind,
+    /// Where it starts in the source text.
+    pub at: Location,
+}
+
+/// The content of a [`YamlNode`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum YamlKind {
+    /// A scalar, with its text as written. `plain` is false for quoted and block
+    /// scalars, whose text is always a string (`"1"` is a string, `1` an integer).
+    Scalar {
+        /// The scalar's text.
+        text: String,
+        /// Whether it was written without quotes (so it may be a number, boolean, null).
+        plain: bool,
+    },
+    /// A sequence.
+    Seq(Vec<YamlNode>),
+    /// A mapping, in source order.
+    Map(Vec<(YamlNode, YamlNode)>),
+}
+
+impl YamlNode {
+    /// Whether this is a null: a plain `~`, `null`, `Null`, `NULL` or empty scalar.
+    pub fn is_null(&self) -> bool {
+        matches!(&self.kind, YamlKind::Scalar { text, plain: true } if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
+    }
+
+    /// The scalar text, if this is a scalar.
+    pub fn scalar(&self) -> Option<&str> {
+        match &self.kind {
+            YamlKind::Scalar { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The entries, if this is a mapping.
+    pub fn as_map(&self) -> Option<&[(YamlNode, YamlNode)]> {
+        match &self.kind {
+            YamlKind::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The items, if this is a sequence.
+    pub fn as_seq(&self) -> Option<&[YamlNode]> {
+        match &self.kind {
+            YamlKind::Seq(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Looks a key up in a mapping (first match).
+    pub fn get(&self, key: &str) -> Option<&YamlNode> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.scalar() == Some(key))
+            .map(|(_, v)| v)
+    }
+
+    /// A short name of the node's kind for messages: `a string`, `a list`, `a mapping`.
+    pub fn kind_phrase(&self) -> &'static str {
+        match &self.kind {
+            YamlKind::Scalar { .. } if self.is_null() => "empty",
+            YamlKind::Scalar { .. } => "a scalar",
+            YamlKind::Seq(_) => "a list",
+            YamlKind::Map(_) => "a mapping",
+        }
+    }
+
+    fn count(&self) -> usize {
+        match &self.kind {
+            YamlKind::Scalar { .. } => 1,
+            YamlKind::Seq(items) => 1 + items.iter().map(YamlNode::count).sum::<usize>(),
+            YamlKind::Map(entries) => {
+                1 + entries
+                    .iter()
+                    .map(|(k, v)| k.count() + v.count())
+                    .sum::<usize>()
+            }
+        }
+    }
+}
+
+fn location(m: &Marker) -> Location {
+    Location {
+        line: u32::try_from(m.line()).unwrap_or(u32::MAX),
+        col: u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
+        offset: m.index(),
+    }
+}
+
+enum Frame {
+    Seq {
+        at: Location,
+        anchor: usize,
+        items: Vec<YamlNode>,
+    },
+    Map {
+        at: Location,
+        anchor: usize,
+        entries: Vec<(YamlNode, YamlNode)>,
+        key: Option<YamlNode>,
+        seen: HashMap<String, u32>,
+    },
+}
+
+/// Loads the single document in `text`. Problems (syntax errors, bombs, duplicate keys,
+/// several documents) are recorded in `diags`; `None` means the text cannot be used at all.
+/// An empty document loads as a null scalar.
+pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
+    if text.len() > MAX_DOCUMENT_BYTES {
+        diags.error(
+            Location {
+                line: 1,
+                col: 1,
+                offset: 0,
+            },
+            "",
+            format!(
+                "the document is {} bytes; the largest accepted is {} bytes",
+                text.len(),
+                MAX_DOCUMENT_BYTES
+            ),
+        );
+        return None;
+    }
+    let mut parser = Parser::new_from_str(text);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<usize, YamlNode> = HashMap::new();
+    let mut root: Option<YamlNode> = None;
+    let mut documents = 0usize;
+    let mut nodes = 0usize;
+    loop {
+        let (event, marker) = match parser.next_token() {
+            Ok(e) => e,
+            Err(e) => {
+                let m = e.marker();
+                diags.error(location(m), "", format!("YAML syntax error: {}", e.info()));
+                return None;
+            }
+        };
+        let at = location(&marker);
+        let finished: Option<(YamlNode, usize)> = match event {
+            Event::StreamStart | Event::Nothing | Event::DocumentEnd => None,
+            Event::StreamEnd => break,
+            Event::DocumentStart => {
+                documents += 1;
+                if documents > 1 {
+                    diags.error(
+                        at,
+                        "",
+                        "more than one YAML document; a dtk file holds exactly one",
+                    );
+                    return None;
+                }
+                None
+            }
+            Event::Scalar(text, style, anchor, _tag) => {
+                let plain = matches!(style, TScalarStyle::Plain);
+                Some((
+                    YamlNode {
+                        kind: YamlKind::Scalar { text, plain },
+                        at,
+                    },
+                    anchor,
+                ))
+            }
+            Event::Alias(id) => match anchors.get(&id) {
+                Some(node) => {
+                    nodes += node.count();
+                    if nodes > MAX_NODES {
+                        diags.error(
+                            at,
+                            "",
+                            format!(
+                                "aliases expand the document beyond {MAX_NODES} nodes; refused as a YAML bomb"
+                            ),
+                        );
+                        return None;
+                    }
+                    let mut copy = node.clone();
+                    copy.at = at;
+                    Some((copy, 0))
+                }
+                None => {
+                    diags.error(at, "", "alias to an unknown anchor");
+                    return None;
+                }
+            },
+            Event::SequenceStart(anchor, _tag) => {
+                if stack.len() >= MAX_DEPTH {
+                    diags.error(
+                        at,
+                        "",
+                        format!("nesting deeper than {MAX_DEPTH} levels is refused"),
+                    );
+                    return None;
+                }
+                stack.push(Frame::Seq {
+                    at,
+                    anchor,
+                    items: Vec::new(),
+                });
+                None
+            }
+            Event::MappingStart(anchor, _tag) => {
+                if stack.len() >= MAX_DEPTH {
+                    diags.error(
+                        at,
+                        "",
+                        format!("nesting deeper than {MAX_DEPTH} levels is refused"),
+                    );
+                    return None;
+                }
+                stack.push(Frame::Map {
+                    at,
+                    anchor,
+                    entries: Vec::new(),
+                    key: None,
+                    seen: HashMap::new(),
+                });
+                None
+            }
+            Event::SequenceEnd => match stack.pop() {
+                Some(Frame::Seq { at, anchor, items }) => Some((
+                    YamlNode {
+                        kind: YamlKind::Seq(items),
+                        at,
+                    },
+                    anchor,
+                )),
+                _ => {
+                    diags.error(at, "", "YAML syntax error: unbalanced sequence");
+                    return None;
+                }
+            },
+            Event::MappingEnd => match stack.pop() {
+                Some(Frame::Map {
+                    at,
+                    anchor,
+                    entries,
+                    ..
+                }) => Some((
+                    YamlNode {
+                        kind: YamlKind::Map(entries),
+                        at,
+                    },
+                    anchor,
+                )),
+                _ => {
+                    diags.error(at, "", "YAML syntax error: unbalanced mapping");
+                    return None;
+                }
+            },
+        };
+        let Some((node, anchor)) = finished else {
+            continue;
+        };
+        nodes += 1;
+        if nodes > MAX_NODES {
+            diags.error(
+                at,
+                "",
+                format!("the document has more than {MAX_NODES} nodes"),
+            );
+            return None;
+        }
+        if anchor != 0 {
+            anchors.insert(anchor, node.clone());
+        }
+        match stack.last_mut() {
+            None => root = Some(node),
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map {
+                entries, key, seen, ..
+            }) => {
+                match key.take() {
+                    None => {
+                        if !matches!(node.kind, YamlKind::Scalar { .. }) {
+                            diags.error(node.at, "", "mapping keys must be plain strings");
+                        }
+                        *key = Some(node);
+                    }
+                    Some(k) => {
+                        if let Some(name) = k.scalar() {
+                            if let Some(first_line) = seen.get(name) {
+                                diags.error(
+                                k.at,
+                                name,
+                                format!("duplicate key `{name}` (first defined at line {first_line})"),
+                            );
+                            } else {
+                                seen.insert(name.to_owned(), k.at.line);
+                            }
+                        }
+                        entries.push((k, node));
+                    }
+                }
+            }
+        }
+    }
+    Some(root.unwrap_or(YamlNode {
+        kind: YamlKind::Scalar {
+            text: String::new(),
+            plain: true,
+        },
+        at: Location {
+            line: 1,
+            col: 1,
+            offset: 0,
+        },
+    }))
+}

@@ -1,0 +1,1 @@
+//! dtk-workflow: see ARCHITECTURE.md.

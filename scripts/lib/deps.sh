@@ -1,0 +1,75 @@
+# Installs the tools the tests need. Sourced by scripts/test; each function is idempotent
+# and quiet when there is nothing to do.
+
+# The moto release the AWS tests run against. Bump it deliberately: moto's AMI ids and
+# some responses change between releases (the tests look images up by name, not by id).
+DTK_MOTO_VERSION=5.2.5
+
+# ensure_moto TARGET_DIR
+# Makes TARGET_DIR/moto-venv with `moto[server]` at DTK_MOTO_VERSION, unless it is there.
+ensure_moto() {
+    local target_dir=$1
+    local venv=$target_dir/moto-venv
+    local stamp=$venv/.dtk-moto-$DTK_MOTO_VERSION
+    if [ -x "$venv/bin/moto_server" ] && [ -f "$stamp" ]; then
+        return 0
+    fi
+    local python=${DTK_PYTHON:-python3}
+    if ! command -v "$python" >/dev/null 2>&1; then
+        echo "deps: $python not found; the AWS tests need Python 3 to run moto_server" >&2
+        return 1
+    fi
+    echo "deps: installing moto[server]==$DTK_MOTO_VERSION into $venv" >&2
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "moto[server]==$DTK_MOTO_VERSION" >&2
+    "$venv/bin/moto_server" --help >/dev/null
+    touch "$stamp"
+}
+
+# ensure_sshd
+# Installs Debian's openssh-server when /usr/sbin/sshd is missing: the SSH transport's tests
+# start their own sshd (127.0.0.1, free port, keys in a temp dir) from that binary. The
+# package's maintainer scripts would start a system sshd on port 22; a temporary
+# policy-rc.d (exit 101: "action forbidden") stops that, and a start that happens anyway
+# is harmless to the tests, which never use port 22.
+ensure_sshd() {
+    if [ -x /usr/sbin/sshd ]; then
+        return 0
+    fi
+    local sudo=
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo=sudo
+    fi
+    echo "deps: installing openssh-server (the SSH tests run a private sshd)" >&2
+    local policy=/usr/sbin/policy-rc.d policy_made=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+        $sudo chmod 0755 "$policy"
+        policy_made=1
+    fi
+    local rc=0
+    {
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends openssh-server >/dev/null ||
+            { $sudo apt-get update -qq >/dev/null &&
+                $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                    --no-install-recommends openssh-server >/dev/null; }
+    } || rc=$?
+    if [ -n "$policy_made" ]; then
+        $sudo rm -f "$policy"
+    fi
+    if [ "$rc" -ne 0 ] || [ ! -x /usr/sbin/sshd ]; then
+        echo "deps: could not install openssh-server; the SSH tests need /usr/sbin/sshd" >&2
+        return 1
+    fi
+}
+
+# ensure_test_deps TARGET_DIR
+ensure_test_deps() {
+    local target_dir=$1
+    mkdir -p "$target_dir"
+    ensure_moto "$target_dir"
+    ensure_sshd
+}
