@@ -13,6 +13,7 @@
 
 pub mod diag;
 pub mod dsl;
+pub mod expand;
 pub mod ident;
 pub mod instance;
 pub mod module;
