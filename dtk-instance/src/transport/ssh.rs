@@ -1,0 +1,1053 @@
+//! Running actions on remote nodes through the system OpenSSH client.
+//!
+//! [`SshPool`] keeps one multiplexed master connection per host (OpenSSH `ControlMaster`, its
+//! control socket in a private directory) and runs every action as a session over it, so a
+//! node's actions pay for one handshake, not one each. A semaphore bounds how many actions run
+//! at once across all hosts.
+//!
+//! An action ([`ExecRequest`]) has the same meaning as on the local target: its environment is
+//! visible to every line, the lines run in order in one shell and the first failing line ends
+//! it, `$DTK_OUTPUT` names a file for `name=value` outputs, and a non-zero exit is an
+//! [`ExecOutput`], not an error. The script travels over the session's stdin, so no value is
+//! ever in a process's argv, and no value is ever in an error or a log.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), dtk_instance::transport::ssh::SshError> {
+//! use std::time::Duration;
+//! use dtk_instance::transport::ssh::{ExecRequest, SshHost, SshPool};
+//!
+//! let pool = SshPool::new("/tmp/dtk-ssh", 16)?;
+//! let host = SshHost::new("10.0.0.5", "ubuntu", "/home/me/.dtk/known_hosts")
+//!     .with_identity_file("/home/me/.dtk/id_ed25519");
+//! let req = ExecRequest::new("~/.dtk/nodes/demo/web")
+//!     .line("echo \"url=http://$(hostname):8080\" >> \"$DTK_OUTPUT\"")
+//!     .env("PORT", "8080")
+//!     .timeout(Duration::from_secs(300));
+//! let out = pool.exec(&host, &req).await?;
+//! assert_eq!(out.exit_code, Some(0));
+//! pool.close_all().await;
+//! # Ok(()) }
+//! ```
+
+mod classify;
+mod command;
+mod script;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use tokio::sync::Semaphore;
+
+/// How the client treats a host key that is not in the known-hosts file.
+///
+/// A key that *differs* from the recorded one is refused under every policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum HostKeyPolicy {
+    /// Refuse a host whose key is not recorded (OpenSSH `StrictHostKeyChecking=yes`).
+    #[default]
+    Strict,
+    /// Record the key of a host seen for the first time and accept it
+    /// (`StrictHostKeyChecking=accept-new`).
+    TrustOnFirstUse,
+}
+
+/// Where and how to reach one SSH host.
+///
+/// It holds paths to keys, never key material, so its `Debug` output is safe to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshHost {
+    /// Host name or IP address.
+    pub address: String,
+    /// TCP port of the SSH server.
+    pub port: u16,
+    /// Remote user to log in as.
+    pub user: String,
+    /// Private key to authenticate with; `None` uses ssh's default identity files.
+    pub identity_file: Option<PathBuf>,
+    /// The known-hosts file that host keys are checked against (and, under
+    /// [`HostKeyPolicy::TrustOnFirstUse`], recorded in).
+    pub known_hosts_file: PathBuf,
+    /// What to do with a host key that is not in `known_hosts_file`.
+    pub host_key_policy: HostKeyPolicy,
+    /// A bastion to connect through, `[user@]address[:port]`; it is checked with the same
+    /// identity, known-hosts file and policy.
+    pub jump_host: Option<String>,
+    /// How long connecting (TCP, banner, key exchange) may take.
+    pub connect_timeout: Duration,
+}
+
+impl SshHost {
+    /// A host on port 22 with the default identity files, a strict host-key policy and a
+    /// 10-second connect timeout.
+    pub fn new(
+        address: impl Into<String>,
+        user: impl Into<String>,
+        known_hosts_file: impl Into<PathBuf>,
+    ) -> Self {
+        SshHost {
+            address: address.into(),
+            port: 22,
+            user: user.into(),
+            identity_file: None,
+            known_hosts_file: known_hosts_file.into(),
+            host_key_policy: HostKeyPolicy::Strict,
+            jump_host: None,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// This host on another port.
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// This host, authenticating with the private key at `path`.
+    pub fn with_identity_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.identity_file = Some(path.into());
+        self
+    }
+
+    /// This host under another host-key policy.
+    pub fn with_host_key_policy(mut self, policy: HostKeyPolicy) -> Self {
+        self.host_key_policy = policy;
+        self
+    }
+
+    /// This host, reached through the jump host `[user@]address[:port]`.
+    pub fn with_jump_host(mut self, jump: impl Into<String>) -> Self {
+        self.jump_host = Some(jump.into());
+        self
+    }
+
+    /// This host with another connect timeout.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    fn invalid(&self, reason: String) -> SshError {
+        SshError::InvalidHost {
+            host: self.address.clone(),
+            port: self.port,
+            reason,
+        }
+    }
+
+    /// Checks that ssh can take these settings as they are; returns the known-hosts path as
+    /// an option value.
+    fn check(&self) -> Result<String, SshError> {
+        command::check_word("address", &self.address).map_err(|r| self.invalid(r))?;
+        command::check_word("user", &self.user).map_err(|r| self.invalid(r))?;
+        if let Some(identity) = &self.identity_file
+            && command::option_path(identity).is_none()
+        {
+            return Err(self.invalid(format!(
+                "the identity file path {} cannot be passed to ssh",
+                identity.display()
+            )));
+        }
+        if let Some(jump) = &self.jump_host {
+            command::parse_jump(jump, &self.user).map_err(|r| self.invalid(r))?;
+        }
+        command::option_path(&self.known_hosts_file).ok_or_else(|| {
+            self.invalid(format!(
+                "the known-hosts path {} cannot be passed to ssh",
+                self.known_hosts_file.display()
+            ))
+        })
+    }
+
+    /// What decides whether two hosts can share a master: everything that affects the
+    /// connection, nothing that only affects actions.
+    fn master_key(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            self.address.as_str(),
+            &self.port.to_string(),
+            &self.user,
+            &self
+                .identity_file
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            &self.known_hosts_file.display().to_string(),
+            match self.host_key_policy {
+                HostKeyPolicy::Strict => "strict",
+                HostKeyPolicy::TrustOnFirstUse => "tofu",
+            },
+            self.jump_host.as_deref().unwrap_or(""),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0u8]);
+        }
+        h.finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// One action to run on a node.
+///
+/// Its `Debug` output shows the environment's names and the number of lines, never values or
+/// line text (lines may hold substituted secrets).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// Shell lines, run in order by one `sh`; the first line that fails ends the action with
+    /// its status.
+    pub script: Vec<String>,
+    /// Environment for every line, exported at the top of the script.
+    pub env: Vec<(String, String)>,
+    /// The remote directory the lines run in, created if missing; a leading `~/` is the
+    /// remote user's home.
+    pub workdir: String,
+    /// How long the lines may run; connecting is bounded by [`SshHost::connect_timeout`].
+    pub timeout: Duration,
+}
+
+impl ExecRequest {
+    /// An action with no lines and no environment, in `workdir`, with a one-hour timeout.
+    pub fn new(workdir: impl Into<String>) -> Self {
+        ExecRequest {
+            script: Vec::new(),
+            env: Vec::new(),
+            workdir: workdir.into(),
+            timeout: Duration::from_secs(3600),
+        }
+    }
+
+    /// This action with one more line.
+    pub fn line(mut self, line: impl Into<String>) -> Self {
+        self.script.push(line.into());
+        self
+    }
+
+    /// This action with one more environment variable.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// This action with another timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl fmt::Debug for ExecRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecRequest")
+            .field("script_lines", &self.script.len())
+            .field(
+                "env_names",
+                &self.env.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            )
+            .field("workdir", &self.workdir)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// What an action did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// The script's exit status; `None` when its shell was killed by a signal.
+    pub exit_code: Option<i32>,
+    /// Everything the lines wrote to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything the lines wrote to stderr.
+    pub stderr: Vec<u8>,
+    /// The `name=value` lines written to `$DTK_OUTPUT`, in order.
+    pub outputs: Vec<(String, String)>,
+    /// How long the action took, connecting included.
+    pub duration: Duration,
+}
+
+impl ExecOutput {
+    /// Whether the action exited with status 0.
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+}
+
+/// The error returned by [`SshPool::new`] and [`SshPool::exec`].
+///
+/// Every variant about a host names it and its port. None carries key material or an
+/// environment value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SshError {
+    /// The control directory could not be created or secured.
+    #[error("cannot use {path} as the SSH control directory")]
+    ControlDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The control directory's path is too long for a Unix socket path.
+    #[error(
+        "control socket path {path} is too long for a Unix socket (at most {max} bytes); \
+         use a shorter control directory"
+    )]
+    ControlPathTooLong {
+        /// A socket path that would be used.
+        path: PathBuf,
+        /// The longest usable directory path, in bytes.
+        max: usize,
+    },
+    /// The host's settings cannot be passed to ssh.
+    #[error("invalid SSH settings for {host}:{port}: {reason}")]
+    InvalidHost {
+        /// Host address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The action cannot be sent (bad environment name, NUL byte, empty work directory).
+    #[error("invalid action for {host}:{port}: {reason}")]
+    InvalidRequest {
+        /// Host address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// What is wrong; never a value.
+        reason: String,
+    },
+    /// The `ssh` program could not be started.
+    #[error("cannot run the ssh client for {host}:{port}")]
+    Spawn {
+        /// Host address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Connecting took longer than the host's connect timeout.
+    #[error("connecting to {host}:{port} timed out after {timeout:?}")]
+    ConnectTimeout {
+        /// Host address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The connect timeout.
+        timeout: Duration,
+    },
+    /// The connection could not be made (refused, unreachable, unknown name, ...).
+    #[error("cannot connect to {host}:{port}: {detail}")]
+    ConnectFailed {
+        /// Host address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// ssh's message.
+        detail: String,
+    },
+    /// The server refused every key offered.
+    #[error(
+        "{user}@{host}:{port} refused authentication with {}: is its public key in that \
+         user's authorized_keys? ({detail})",
+        identity_text(.identity)
+    )]
+    AuthRefused {
+        /// Host address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Remote user.
+        user: String,
+        /// The identity file offered, if one was configured.
+        identity: Option<PathBuf>,
+        /// ssh's message.
+        detail: String,
+    },
+    /// Strict policy: the host's key is not in the known-hosts file.
+    #[error(
+        "the host key of {host}:{port}{} is not in {known_hosts} and the host key policy is \
+         strict: check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) \
+         and add its key to that file (ssh-keyscan -p {port} {host}), or use the trust-on-first-use \
+         policy",
+        offered(.fingerprint)
+    )]
+    HostKeyUnknown {
+        /// Host address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The known-hosts file that has no entry.
+        known_hosts: PathBuf,
+        /// The fingerprint the host offered, when ssh showed it.
+        fingerprint: Option<String>,
+    },
+    /// The host offered a key other than the one recorded: refused under every policy.
+    #[error(
+        "HOST KEY CHANGED for {host}:{port}: the key it offers{} is not the one recorded in \
+         {known_hosts}. This may be a man-in-the-middle attack, and the connection was refused. \
+         If the host was reinstalled, verify its new key out of band, then remove the old entry \
+         (ssh-keygen -f {known_hosts} -R '[{host}]:{port}')",
+        offered(.fingerprint)
+    )]
+    HostKeyChanged {
+        /// Host address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The known-hosts file with the recorded key.
+        known_hosts: PathBuf,
+        /// The fingerprint the host offered, when ssh showed it.
+        fingerprint: Option<String>,
+    },
+    /// The connection was lost while the action ran (or before its results were read): the
+    /// action may or may not have completed. The next action reconnects.
+    #[error("the connection to {host}:{port} dropped during the action")]
+    ConnectionDropped {
+        /// Host address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// The server would not open a session on the connection.
+    #[error("{host}:{port} did not open a session: {detail}")]
+    SessionFailed {
+        /// Host address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// ssh's message.
+        detail: String,
+    },
+    /// The action ran longer than its timeout; its processes were signalled to stop.
+    #[error("the action on {host}:{port} timed out after {timeout:?}")]
+    Timeout {
+        /// Host address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The action's timeout.
+        timeout: Duration,
+    },
+}
+
+impl SshError {
+    /// Whether trying again later may succeed: connection problems, not refusals (host key,
+    /// authentication, invalid settings) nor timeouts of the action itself.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SshError::ConnectTimeout { .. }
+                | SshError::ConnectFailed { .. }
+                | SshError::ConnectionDropped { .. }
+                | SshError::SessionFailed { .. }
+        )
+    }
+}
+
+fn identity_text(identity: &Option<PathBuf>) -> String {
+    identity.as_ref().map_or_else(
+        || "the default keys".to_owned(),
+        |p| format!("key {}", p.display()),
+    )
+}
+
+fn offered(fingerprint: &Option<String>) -> String {
+    fingerprint
+        .as_ref()
+        .map(|f| format!(" ({f})"))
+        .unwrap_or_default()
+}
+
+/// Settings of an [`SshPool`]; [`Default`] gives the values [`SshPool::new`] uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshPoolConfig {
+    /// How many actions (each holding one session, or one connection being made) may run at
+    /// once across all hosts. At least 1.
+    pub max_connections: usize,
+    /// How many sessions may be open at once on one host's connection (sshd's `MaxSessions`
+    /// defaults to 10). At least 1.
+    pub sessions_per_connection: usize,
+    /// How long an idle master stays up (`ControlPersist`): it outlives this process by at
+    /// most that long if [`SshPool::close_all`] is never called.
+    pub idle_timeout: Duration,
+    /// The ssh client to run.
+    pub ssh_program: PathBuf,
+}
+
+impl Default for SshPoolConfig {
+    fn default() -> Self {
+        SshPoolConfig {
+            max_connections: 16,
+            sessions_per_connection: 8,
+            idle_timeout: Duration::from_secs(120),
+            ssh_program: PathBuf::from("ssh"),
+        }
+    }
+}
+
+/// Runs actions on SSH hosts, one multiplexed connection per host, with bounded fan-out.
+///
+/// Cloning is cheap and shares the connections. Call [`close_all`](Self::close_all) when done;
+/// dropping the last clone also asks every master to exit.
+#[derive(Clone)]
+pub struct SshPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    control_dir: PathBuf,
+    config: SshPoolConfig,
+    limit: Semaphore,
+    masters: Mutex<HashMap<String, Arc<Master>>>,
+}
+
+/// One host's master connection.
+struct Master {
+    host: SshHost,
+    /// The control socket's path as an ssh option value.
+    socket: String,
+    socket_path: PathBuf,
+    log_path: PathBuf,
+    sessions: Semaphore,
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Down,
+    Up { last_used: Instant },
+}
+
+/// Longest Unix socket path (Linux `sun_path` less its NUL), less what ssh appends to the
+/// control path while it creates the socket (`.` and 16 random characters).
+const MAX_SOCKET_PATH: usize = 107 - 17;
+/// The socket name: 16 hex digits of the master key.
+const SOCKET_NAME_LEN: usize = 16;
+
+impl fmt::Debug for SshPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SshPool")
+            .field("control_dir", &self.inner.control_dir)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SshPool {
+    /// A pool whose control sockets live in `control_dir` (created with mode 0700), running at
+    /// most `max_connections` actions at once.
+    pub fn new(control_dir: impl Into<PathBuf>, max_connections: usize) -> Result<Self, SshError> {
+        Self::with_config(
+            control_dir,
+            SshPoolConfig {
+                max_connections,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// A pool with explicit settings.
+    pub fn with_config(
+        control_dir: impl Into<PathBuf>,
+        config: SshPoolConfig,
+    ) -> Result<Self, SshError> {
+        let control_dir = control_dir.into();
+        let control_dir = prepare_control_dir(&control_dir)?;
+        let config = SshPoolConfig {
+            max_connections: config.max_connections.max(1),
+            sessions_per_connection: config.sessions_per_connection.max(1),
+            ..config
+        };
+        Ok(SshPool {
+            inner: Arc::new(Inner {
+                control_dir,
+                limit: Semaphore::new(config.max_connections),
+                config,
+                masters: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The directory holding the control sockets.
+    pub fn control_dir(&self) -> &Path {
+        &self.inner.control_dir
+    }
+
+    /// Runs `req` on `host`, over that host's master connection (made on first use, and again
+    /// after it was lost).
+    ///
+    /// A non-zero exit is `Ok` with that [`ExecOutput::exit_code`]; `Err` means the action
+    /// could not be run or its outcome is unknown.
+    pub async fn exec(&self, host: &SshHost, req: &ExecRequest) -> Result<ExecOutput, SshError> {
+        let started = Instant::now();
+        let known_hosts = host.check()?;
+        script::check_request(req).map_err(|reason| SshError::InvalidRequest {
+            host: host.address.clone(),
+            port: host.port,
+            reason,
+        })?;
+        let master = self.master(host)?;
+        let _permit = self.inner.limit.acquire().await.map_err(|_| closed(host))?;
+        let _session = master.sessions.acquire().await.map_err(|_| closed(host))?;
+
+        let mut retried = false;
+        loop {
+            self.ensure_up(&master, &known_hosts).await?;
+            match self.run(&master, &known_hosts, req, started).await {
+                Err(Run::Unstarted) if !retried => {
+                    // The master vanished before the action began: nothing ran, start again.
+                    tracing::debug!(host = %master.host.address, port = master.host.port,
+                        "master gone before the action started; reconnecting");
+                    retried = true;
+                }
+                Err(Run::Unstarted) => return Err(dropped(&master.host)),
+                Err(Run::Failed(e)) => return Err(e),
+                Ok(out) => {
+                    master.touch().await;
+                    return Ok(out);
+                }
+            }
+        }
+    }
+
+    /// Asks every master to exit (`ssh -O exit`) and forgets them; later actions reconnect.
+    pub async fn close_all(&self) {
+        let masters: Vec<Arc<Master>> = match self.inner.masters.lock() {
+            Ok(mut map) => map.drain().map(|(_, m)| m).collect(),
+            Err(_) => return,
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for master in masters {
+            let ssh = self.inner.config.ssh_program.clone();
+            tasks.spawn(async move {
+                let mut state = master.state.lock().await;
+                if matches!(*state, State::Up { .. }) {
+                    let _ = control(&ssh, &master, "exit").await;
+                }
+                *state = State::Down;
+                let _ = std::fs::remove_file(&master.socket_path);
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// The master slot for `host`, made on first use.
+    fn master(&self, host: &SshHost) -> Result<Arc<Master>, SshError> {
+        let key = host.master_key();
+        let mut map = self.inner.masters.lock().map_err(|_| closed(host))?;
+        if let Some(m) = map.get(&key) {
+            return Ok(Arc::clone(m));
+        }
+        let socket_path = self.inner.control_dir.join(&key);
+        let socket = command::option_path(&socket_path).ok_or_else(|| {
+            host.invalid(format!(
+                "the control socket path {} cannot be passed to ssh",
+                socket_path.display()
+            ))
+        })?;
+        let master = Arc::new(Master {
+            host: host.clone(),
+            socket,
+            log_path: self.inner.control_dir.join(format!("{key}.log")),
+            socket_path,
+            sessions: Semaphore::new(self.inner.config.sessions_per_connection),
+            state: tokio::sync::Mutex::new(State::Down),
+        });
+        map.insert(key, Arc::clone(&master));
+        Ok(master)
+    }
+
+    /// Makes sure `master` is up: trusted if used recently, checked if idle for a while (its
+    /// idle timeout may have ended it), started if down.
+    async fn ensure_up(&self, master: &Master, known_hosts: &str) -> Result<(), SshError> {
+        let ssh = &self.inner.config.ssh_program;
+        let mut state = master.state.lock().await;
+        if let State::Up { last_used } = *state {
+            if last_used.elapsed() < self.inner.config.idle_timeout / 2 {
+                return Ok(());
+            }
+            if control(ssh, master, "check").await.is_ok() {
+                *state = State::Up {
+                    last_used: Instant::now(),
+                };
+                return Ok(());
+            }
+        } else if master.socket_path.exists() {
+            // A socket left by an earlier pool or process (same settings, same private
+            // directory): adopt its master if it still answers, else clear it away.
+            if control(ssh, master, "check").await.is_ok() {
+                *state = State::Up {
+                    last_used: Instant::now(),
+                };
+                return Ok(());
+            }
+        }
+        *state = State::Down;
+        // Whatever socket is left answers no more: a master cannot bind over it.
+        let _ = std::fs::remove_file(&master.socket_path);
+        self.start(master, known_hosts).await?;
+        *state = State::Up {
+            last_used: Instant::now(),
+        };
+        Ok(())
+    }
+
+    /// Starts `master`'s connection: ssh authenticates, then forks a background master.
+    async fn start(&self, master: &Master, known_hosts: &str) -> Result<(), SshError> {
+        let host = &master.host;
+        let args = command::master_args(
+            host,
+            &master.socket,
+            known_hosts,
+            self.inner.config.idle_timeout,
+        )
+        .map_err(|r| host.invalid(r))?;
+        let log = create_private_file(&master.log_path).map_err(|source| SshError::ControlDir {
+            path: master.log_path.clone(),
+            source,
+        })?;
+        tracing::debug!(host = %host.address, port = host.port, user = %host.user, "starting ssh master");
+        let mut cmd = Command::new(&self.inner.config.ssh_program);
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        // Authentication may add to the connect timeout; ssh enforces the latter itself.
+        let limit = host.connect_timeout * 2 + Duration::from_secs(5);
+        let result = tokio::time::timeout(limit, cmd.status()).await;
+        let stderr = std::fs::read_to_string(&master.log_path).unwrap_or_default();
+        let _ = std::fs::remove_file(&master.log_path);
+        match result {
+            Err(_) => Err(SshError::ConnectTimeout {
+                host: host.address.clone(),
+                port: host.port,
+                timeout: host.connect_timeout,
+            }),
+            Ok(Err(source)) => Err(spawn_error(host, source)),
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(_)) => {
+                let error = classify::classify(&stderr).into_error(host);
+                tracing::debug!(host = %host.address, port = host.port, %error, "ssh master failed");
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs the action's script, then collects its status and outputs.
+    async fn run(
+        &self,
+        master: &Master,
+        known_hosts: &str,
+        req: &ExecRequest,
+        started: Instant,
+    ) -> Result<ExecOutput, Run> {
+        let host = &master.host;
+        let ssh = &self.inner.config.ssh_program;
+        let run_id = run_id();
+        tracing::debug!(host = %host.address, port = host.port, workdir = %req.workdir,
+            lines = req.script.len(), run = %run_id, "running action");
+        let text = script::run_script(req, &run_id);
+        let finished =
+            tokio::time::timeout(req.timeout, session(ssh, master, text.into_bytes())).await;
+        let out = match finished {
+            Err(_) => {
+                // The local client is gone (killed on drop); stop the remote processes too.
+                let kill = script::kill_script(&req.workdir, &run_id);
+                let limit = host.connect_timeout + Duration::from_secs(10);
+                let _ = tokio::time::timeout(limit, session(ssh, master, kill.into_bytes())).await;
+                return Err(Run::Failed(SshError::Timeout {
+                    host: host.address.clone(),
+                    port: host.port,
+                    timeout: req.timeout,
+                }));
+            }
+            Ok(Err(source)) => return Err(Run::Failed(spawn_error(host, source))),
+            Ok(Ok(out)) => out,
+        };
+        let code = out.status.code();
+
+        let collect = script::collect_script(&req.workdir, &run_id);
+        let limit = host.connect_timeout + Duration::from_secs(10);
+        let collected =
+            match tokio::time::timeout(limit, session(ssh, master, collect.into_bytes())).await {
+                Ok(Ok(c)) if c.status.code() == Some(0) => Some(script::parse_collected(&c.stdout)),
+                Ok(Err(source)) => return Err(Run::Failed(spawn_error(host, source))),
+                Ok(Ok(_)) | Err(_) => None,
+            };
+        let Some(collected) = collected else {
+            // The results could not be read: the connection is most likely gone.
+            let unstarted =
+                code == Some(255) && classify::master_unavailable(&out.stdout, &out.stderr);
+            return Err(self
+                .after_drop(master, known_hosts, &req.workdir, &run_id, unstarted)
+                .await);
+        };
+        let collected = collected.map_err(|detail| {
+            Run::Failed(SshError::SessionFailed {
+                host: host.address.clone(),
+                port: host.port,
+                detail,
+            })
+        })?;
+        let exit_code = match code {
+            // The script's own status: unambiguous unless it is ssh's 255.
+            Some(c) if c != 255 => Some(c),
+            _ if collected.status.is_some() => collected.status,
+            // Started, no status recorded: the script's shell was killed by a signal.
+            _ if collected.started => None,
+            _ => {
+                // The master answered but the script never ran: the session was refused.
+                let detail = String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .rev()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .unwrap_or("the session ended before the action started")
+                    .to_owned();
+                return Err(Run::Failed(SshError::SessionFailed {
+                    host: host.address.clone(),
+                    port: host.port,
+                    detail,
+                }));
+            }
+        };
+        Ok(ExecOutput {
+            exit_code,
+            stdout: out.stdout,
+            stderr: out.stderr,
+            outputs: collected.outputs,
+            duration: started.elapsed(),
+        })
+    }
+
+    /// Decides what a lost connection means for the action `run_id`. When ssh's own words
+    /// show the master was already gone (`unstarted`), the action never began. Otherwise the
+    /// master is restarted and the node asked whether the action's script started: if not,
+    /// it is safe to run it again. A refusal while reconnecting (host key, authentication)
+    /// is reported as such; anything else is a dropped connection.
+    async fn after_drop(
+        &self,
+        master: &Master,
+        known_hosts: &str,
+        workdir: &str,
+        run_id: &str,
+        unstarted: bool,
+    ) -> Run {
+        let host = &master.host;
+        if !self.mark_down_if_dead(master).await {
+            return Run::Failed(dropped(host));
+        }
+        if unstarted {
+            return Run::Unstarted;
+        }
+        match self.ensure_up(master, known_hosts).await {
+            Ok(()) => {}
+            Err(
+                e @ (SshError::HostKeyChanged { .. }
+                | SshError::HostKeyUnknown { .. }
+                | SshError::AuthRefused { .. }),
+            ) => return Run::Failed(e),
+            Err(_) => return Run::Failed(dropped(host)),
+        }
+        let ssh = &self.inner.config.ssh_program;
+        let collect = script::collect_script(workdir, run_id).into_bytes();
+        let limit = host.connect_timeout + Duration::from_secs(10);
+        match tokio::time::timeout(limit, session(ssh, master, collect)).await {
+            Ok(Ok(c)) if c.status.code() == Some(0) => match script::parse_collected(&c.stdout) {
+                Ok(c) if !c.started => Run::Unstarted,
+                _ => Run::Failed(dropped(host)),
+            },
+            _ => Run::Failed(dropped(host)),
+        }
+    }
+
+    /// Checks `master`; if it is dead, marks it down so the next action restarts it. Returns
+    /// whether it was dead.
+    async fn mark_down_if_dead(&self, master: &Master) -> bool {
+        if control(&self.inner.config.ssh_program, master, "check")
+            .await
+            .is_ok()
+        {
+            return false;
+        }
+        *master.state.lock().await = State::Down;
+        true
+    }
+}
+
+/// How [`SshPool::run`] failed.
+enum Run {
+    /// The master was gone before the script started: safe to reconnect and run it.
+    Unstarted,
+    /// Anything else.
+    Failed(SshError),
+}
+
+impl Master {
+    async fn touch(&self) {
+        let mut state = self.state.lock().await;
+        if let State::Up { .. } = *state {
+            *state = State::Up {
+                last_used: Instant::now(),
+            };
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // No async here: ask the remaining masters to exit with short blocking commands.
+        let Ok(map) = self.masters.get_mut() else {
+            return;
+        };
+        let children: Vec<_> = map
+            .values()
+            .filter(|m| m.socket_path.exists())
+            .filter_map(|m| {
+                std::process::Command::new(&self.config.ssh_program)
+                    .args(command::control_args(&m.host, &m.socket, "exit"))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .ok()
+            })
+            .collect();
+        for mut child in children {
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs one session over `master` with `input` on its stdin, to completion.
+async fn session(ssh: &Path, master: &Master, input: Vec<u8>) -> io::Result<std::process::Output> {
+    let mut child = Command::new(ssh)
+        .args(command::session_args(
+            &master.host,
+            &master.socket,
+            script::REMOTE_COMMAND,
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdin = child.stdin.take();
+    let writer = async move {
+        if let Some(mut stdin) = stdin {
+            // A script that exits early closes its stdin: a broken pipe is not an error here.
+            let _ = stdin.write_all(&input).await;
+            let _ = stdin.shutdown().await;
+        }
+    };
+    let (_, output) = tokio::join!(writer, child.wait_with_output());
+    output
+}
+
+/// Sends a control request to `master`: `Ok` when the master answered.
+async fn control(ssh: &Path, master: &Master, request: &str) -> Result<(), ()> {
+    let status = Command::new(ssh)
+        .args(command::control_args(&master.host, &master.socket, request))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    match tokio::time::timeout(Duration::from_secs(10), status).await {
+        Ok(Ok(s)) if s.success() => Ok(()),
+        _ => Err(()),
+    }
+}
+
+fn prepare_control_dir(dir: &Path) -> Result<PathBuf, SshError> {
+    let err = |source| SshError::ControlDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let dir = std::path::absolute(dir).map_err(err)?;
+    let err = |source| SshError::ControlDir {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    let probe = dir.join("0".repeat(SOCKET_NAME_LEN));
+    if probe.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(SshError::ControlPathTooLong {
+            path: probe,
+            max: MAX_SOCKET_PATH - SOCKET_NAME_LEN - 1,
+        });
+    }
+    Ok(dir)
+}
+
+fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+/// A run id unique on this machine and across concurrent calls: pid, time, counter.
+fn run_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:x}-{:x}-{n:x}",
+        std::process::id(),
+        nanos & 0xffff_ffff_ffff
+    )
+}
+
+fn spawn_error(host: &SshHost, source: io::Error) -> SshError {
+    SshError::Spawn {
+        host: host.address.clone(),
+        port: host.port,
+        source,
+    }
+}
+
+fn dropped(host: &SshHost) -> SshError {
+    SshError::ConnectionDropped {
+        host: host.address.clone(),
+        port: host.port,
+    }
+}
+
+fn closed(host: &SshHost) -> SshError {
+    SshError::SessionFailed {
+        host: host.address.clone(),
+        port: host.port,
+        detail: "the connection pool is shutting down".to_owned(),
+    }
+}

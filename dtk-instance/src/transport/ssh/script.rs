@@ -1,0 +1,220 @@
+//! The shell text sent to a node: pure functions from a request to bytes, and back.
+//!
+//! Every script travels over the session's stdin to `exec sh -s`, never in an argv, so
+//! environment values (secrets included) are not visible in any process list. Each run has an
+//! id; its files in the work directory are `.dtk-run-ID.pid` (the shell's pid, which is also its
+//! process group: sshd makes every session a new session), `.dtk-run-ID.status` (the exit
+//! status, written by an EXIT trap) and `.dtk-run-ID.out` (`$DTK_OUTPUT`). A second session,
+//! [`collect_script`], reads them back and removes them.
+
+use std::fmt::Write as _;
+
+use super::ExecRequest;
+
+/// The remote command of every session: the login shell replaces itself with `sh` reading the
+/// script from stdin, so the script's shell is the session leader.
+pub(crate) const REMOTE_COMMAND: &str = "exec sh -s";
+
+/// Quotes `s` as one POSIX shell word: single quotes, with `'` written as `'\''`.
+pub(crate) fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// The work directory as a shell word: a leading `~/` means the remote user's home, any other
+/// text is literal (a relative path is relative to the home directory, where sessions start).
+pub(crate) fn workdir_word(workdir: &str) -> String {
+    if workdir == "~" {
+        "\"$HOME\"".to_owned()
+    } else if let Some(rest) = workdir.strip_prefix("~/") {
+        format!("\"$HOME\"/{}", quote(rest))
+    } else {
+        quote(workdir)
+    }
+}
+
+/// Why a request cannot be turned into a script. The message names the offending entry but
+/// never prints an environment value.
+pub(crate) fn check_request(req: &ExecRequest) -> Result<(), String> {
+    if req.workdir.is_empty() {
+        return Err("the work directory is empty".to_owned());
+    }
+    if req.workdir.contains('\0') {
+        return Err("the work directory contains a NUL byte".to_owned());
+    }
+    for (name, value) in &req.env {
+        if !is_env_name(name) {
+            return Err(format!(
+                "environment name {name:?} is not a shell variable name ([A-Za-z_][A-Za-z0-9_]*)"
+            ));
+        }
+        if value.contains('\0') {
+            return Err(format!(
+                "the value of environment variable {name} contains a NUL byte"
+            ));
+        }
+    }
+    if let Some(n) = req.script.iter().position(|line| line.contains('\0')) {
+        return Err(format!("script line {} contains a NUL byte", n + 1));
+    }
+    Ok(())
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+/// The script that runs an action: exports, work directory, bookkeeping, then each line in
+/// order, stopping at the first line whose status is not zero.
+///
+/// Each line is run by `eval` so that one line's syntax error fails that line alone, with its
+/// stdin from `/dev/null` so that no command can read the rest of the script.
+pub(crate) fn run_script(req: &ExecRequest, run_id: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# dtk action {run_id}");
+    for (name, value) in &req.env {
+        let _ = writeln!(s, "export {name}={}", quote(value));
+    }
+    let _ = writeln!(s, "__dtk_d={}", workdir_word(&req.workdir));
+    s.push_str(concat!(
+        "mkdir -p -- \"$__dtk_d\" && cd -- \"$__dtk_d\" || {\n",
+        "  printf 'dtk: cannot use the work directory %s\\n' \"$__dtk_d\" >&2\n",
+        "  exit 125\n",
+        "}\n",
+    ));
+    let _ = writeln!(s, "__dtk_r=\"$PWD\"/{}", quote(&run_file_stem(run_id)));
+    s.push_str(concat!(
+        "echo $$ > \"$__dtk_r.pid\"\n",
+        "trap 'echo $? > \"$__dtk_r.status\"' EXIT\n",
+        "export DTK_OUTPUT=\"$__dtk_r.out\"\n",
+    ));
+    for line in &req.script {
+        let _ = writeln!(s, "eval {} </dev/null || exit $?", quote(line));
+    }
+    s.push_str("exit 0\n");
+    s
+}
+
+/// The stem of a run's files in the work directory.
+pub(crate) fn run_file_stem(run_id: &str) -> String {
+    format!(".dtk-run-{run_id}")
+}
+
+/// The script that reads a run's status and outputs and removes its files. Its stdout is
+/// one header line, `dtk-run STATUS STARTED` (`STATUS` a number or `none`, `STARTED`
+/// `started` or `unstarted`), then the content of `$DTK_OUTPUT`.
+pub(crate) fn collect_script(workdir: &str, run_id: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "cd -- {} 2>/dev/null || {{ echo 'dtk-run none unstarted'; exit 0; }}",
+        workdir_word(workdir)
+    );
+    let _ = writeln!(s, "__dtk_r={}", quote(&run_file_stem(run_id)));
+    s.push_str(concat!(
+        "__dtk_s=none; __dtk_p=unstarted\n",
+        "[ -f \"$__dtk_r.pid\" ] && __dtk_p=started\n",
+        "[ -s \"$__dtk_r.status\" ] && __dtk_s=$(cat \"$__dtk_r.status\")\n",
+        "echo \"dtk-run $__dtk_s $__dtk_p\"\n",
+        "[ -f \"$__dtk_r.out\" ] && cat \"$__dtk_r.out\"\n",
+        "rm -f -- \"$__dtk_r.pid\" \"$__dtk_r.status\" \"$__dtk_r.out\"\n",
+        "exit 0\n",
+    ));
+    s
+}
+
+/// The script that stops a run that outlived its timeout: TERM to its process group, a short
+/// grace period, then KILL; then its files are removed.
+pub(crate) fn kill_script(workdir: &str, run_id: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "cd -- {} 2>/dev/null || exit 0", workdir_word(workdir));
+    let _ = writeln!(s, "__dtk_r={}", quote(&run_file_stem(run_id)));
+    s.push_str(concat!(
+        "if [ -s \"$__dtk_r.pid\" ]; then\n",
+        "  __dtk_p=$(cat \"$__dtk_r.pid\")\n",
+        "  kill -TERM \"-$__dtk_p\" 2>/dev/null || kill -TERM \"$__dtk_p\" 2>/dev/null\n",
+        "  __dtk_i=0\n",
+        "  while [ $__dtk_i -lt 20 ] && kill -0 \"$__dtk_p\" 2>/dev/null; do\n",
+        "    sleep 0.1; __dtk_i=$((__dtk_i + 1))\n",
+        "  done\n",
+        "  kill -KILL \"-$__dtk_p\" 2>/dev/null || kill -KILL \"$__dtk_p\" 2>/dev/null\n",
+        "fi\n",
+        "rm -f -- \"$__dtk_r.pid\" \"$__dtk_r.status\" \"$__dtk_r.out\"\n",
+        "exit 0\n",
+    ));
+    s
+}
+
+/// What [`collect_script`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Collected {
+    /// The status the run's EXIT trap recorded, if it ran.
+    pub(crate) status: Option<i32>,
+    /// Whether the run's script got as far as recording its pid.
+    pub(crate) started: bool,
+    /// The `name=value` lines of `$DTK_OUTPUT`, in order.
+    pub(crate) outputs: Vec<(String, String)>,
+}
+
+/// Parses [`collect_script`]'s stdout. `Err` carries a description of what was malformed
+/// (never a value).
+pub(crate) fn parse_collected(stdout: &[u8]) -> Result<Collected, String> {
+    let text = String::from_utf8_lossy(stdout);
+    let (header, rest) = text.split_once('\n').unwrap_or((&text, ""));
+    let mut words = header.split(' ');
+    let (Some("dtk-run"), Some(status), Some(started), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return Err("the run's status report is missing or malformed".to_owned());
+    };
+    let status = match status {
+        "none" => None,
+        n => Some(
+            n.trim()
+                .parse::<i32>()
+                .map_err(|_| "the run's recorded exit status is not a number".to_owned())?,
+        ),
+    };
+    let started = match started {
+        "started" => true,
+        "unstarted" => false,
+        _ => return Err("the run's status report is malformed".to_owned()),
+    };
+    Ok(Collected {
+        status,
+        started,
+        outputs: parse_outputs(rest),
+    })
+}
+
+/// Parses `$DTK_OUTPUT`: one `name=value` per line, split at the first `=`. Blank lines are
+/// skipped, and so are lines without `=` or with an empty name (logged by line number only).
+pub(crate) fn parse_outputs(text: &str) -> Vec<(String, String)> {
+    let mut outputs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match line.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                outputs.push((name.trim().to_owned(), value.to_owned()));
+            }
+            _ => tracing::warn!(
+                line = n + 1,
+                "ignoring a DTK_OUTPUT line that is not name=value"
+            ),
+        }
+    }
+    outputs
+}

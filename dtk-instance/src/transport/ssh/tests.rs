@@ -1,0 +1,1 @@
+//! Unit tests of the pure parts: scripts, command lines, error classification and messages.

@@ -1,0 +1,3 @@
+//! dtk-instance's integration tests: one binary, one module per area.
+
+mod ssh;

@@ -1,0 +1,960 @@
+//! The SSH transport against a real sshd (Debian's openssh-server, which `./scripts/test`
+//! installs): each test starts its own server on 127.0.0.1 and a free port, with a generated
+//! host key and user key in a temporary directory, and stops it by PID. Many "nodes" are many
+//! work directories on one server.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use dtk_instance::transport::ssh::{
+    ExecRequest, HostKeyPolicy, SshError, SshHost, SshPool, SshPoolConfig,
+};
+use sshd::Sshd;
+use tempfile::TempDir;
+
+mod sshd {
+    //! A private sshd for one test.
+
+    use std::collections::HashMap;
+    use std::io::Read as _;
+    use std::net::{TcpListener, TcpStream};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    use tempfile::TempDir;
+
+    const SSHD: &str = "/usr/sbin/sshd";
+
+    /// A running sshd; killed (with every connection it serves) on drop.
+    pub struct Sshd {
+        dir: TempDir,
+        port: u16,
+        child: Option<Child>,
+        generation: u32,
+    }
+
+    impl Sshd {
+        /// Starts a server on a free port with fresh host and user keys.
+        pub fn start() -> Sshd {
+            assert!(
+                Path::new(SSHD).exists(),
+                "{SSHD} is missing: the SSH tests need Debian's openssh-server; run ./scripts/test, \
+                 which installs it (or apt-get install openssh-server)"
+            );
+            let dir = tempfile::Builder::new()
+                .prefix("dtk-sshd")
+                .tempdir()
+                .expect("temp dir");
+            keygen(&dir.path().join("user_key"));
+            std::fs::copy(
+                dir.path().join("user_key.pub"),
+                dir.path().join("authorized_keys"),
+            )
+            .expect("authorized_keys");
+            prepare_privsep_dir();
+            let mut sshd = Sshd {
+                dir,
+                port: 0,
+                child: None,
+                generation: 0,
+            };
+            sshd.new_host_key();
+            let mut last_log = String::new();
+            for _ in 0..5 {
+                sshd.port = free_port();
+                match sshd.spawn() {
+                    Ok(()) => return sshd,
+                    Err(log) => last_log = log,
+                }
+            }
+            panic!("sshd did not start; its log:\n{last_log}");
+        }
+
+        /// The directory holding keys, config and log.
+        pub fn dir(&self) -> &Path {
+            self.dir.path()
+        }
+
+        /// The port it listens on.
+        pub fn port(&self) -> u16 {
+            self.port
+        }
+
+        /// The listener's pid.
+        pub fn pid(&self) -> u32 {
+            self.child.as_ref().map_or(0, Child::id)
+        }
+
+        /// The private key the server accepts.
+        pub fn user_key(&self) -> PathBuf {
+            self.dir().join("user_key")
+        }
+
+        /// The current host public key file.
+        pub fn host_public_key(&self) -> PathBuf {
+            self.dir().join(format!("host_key{}.pub", self.generation))
+        }
+
+        /// The SHA256 fingerprint of the current host key.
+        pub fn host_fingerprint(&self) -> String {
+            let out = Command::new("ssh-keygen")
+                .arg("-lf")
+                .arg(self.host_public_key())
+                .output()
+                .expect("ssh-keygen -lf");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.split_whitespace()
+                .nth(1)
+                .expect("fingerprint")
+                .to_owned()
+        }
+
+        /// Writes a known_hosts file at `path` that holds the current host key.
+        pub fn write_known_hosts(&self, path: &Path) {
+            let key = std::fs::read_to_string(self.host_public_key()).expect("host key");
+            let mut words = key.split_whitespace();
+            let (kind, body) = (words.next().expect("type"), words.next().expect("key"));
+            std::fs::write(path, format!("[127.0.0.1]:{} {kind} {body}\n", self.port))
+                .expect("known_hosts");
+        }
+
+        /// Restarts on the same port with a new host key; every connection is dropped.
+        pub fn restart_with_new_host_key(&mut self) {
+            self.stop();
+            self.new_host_key();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match self.spawn() {
+                    Ok(()) => return,
+                    Err(log) if Instant::now() > deadline => panic!("sshd did not restart:\n{log}"),
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        }
+
+        /// Kills every process serving a connection (the per-connection sshd processes and the
+        /// sessions' commands), as a network failure or a server crash would end them.
+        pub fn drop_connections(&self) {
+            let pids = descendants(self.pid());
+            if !pids.is_empty() {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .args(pids.iter().map(u32::to_string))
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+
+        /// How many processes serve connections now.
+        pub fn connection_processes(&self) -> usize {
+            descendants(self.pid()).len()
+        }
+
+        /// How many logins the server accepted so far (from its log).
+        pub fn accepted_logins(&self) -> usize {
+            self.log().matches("Accepted publickey for").count()
+        }
+
+        /// The server's log.
+        pub fn log(&self) -> String {
+            std::fs::read_to_string(self.dir().join("sshd.log")).unwrap_or_default()
+        }
+
+        fn new_host_key(&mut self) {
+            self.generation += 1;
+            keygen(&self.dir().join(format!("host_key{}", self.generation)));
+        }
+
+        fn config(&self) -> String {
+            let d = self.dir().display();
+            let mut c = format!(
+                "Port {port}\n\
+                 ListenAddress 127.0.0.1\n\
+                 HostKey {d}/host_key{gen}\n\
+                 PidFile {d}/sshd.pid\n\
+                 AuthorizedKeysFile {d}/authorized_keys\n\
+                 StrictModes no\n\
+                 PasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\n\
+                 UsePAM no\n\
+                 PrintMotd no\n\
+                 MaxStartups 200\n\
+                 MaxSessions 20\n\
+                 LogLevel INFO\n",
+                port = self.port,
+                gen = self.generation,
+            );
+            if penalties_supported() {
+                // OpenSSH 9.8+ throttles sources that fail to authenticate; the tests fail
+                // on purpose.
+                c.push_str("PerSourcePenalties no\n");
+            }
+            c
+        }
+
+        /// Starts the listener and waits until the port accepts; `Err` carries the log.
+        fn spawn(&mut self) -> Result<(), String> {
+            let config = self.dir().join("sshd_config");
+            std::fs::write(&config, self.config()).expect("sshd_config");
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir().join("sshd.log"))
+                .expect("sshd.log");
+            let mut child = Command::new(SSHD)
+                .args(["-D", "-e", "-f"])
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn sshd");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return Err(self.log());
+                }
+                if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(self.log());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
+        fn stop(&mut self) {
+            self.drop_connections();
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    impl Drop for Sshd {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+
+    fn keygen(path: &Path) {
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "dtk-test", "-f"])
+            .arg(path)
+            .stdin(Stdio::null())
+            .status()
+            .expect("ssh-keygen");
+        assert!(status.success(), "ssh-keygen failed");
+    }
+
+    fn free_port() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    }
+
+    /// sshd refuses to start as root without its privilege-separation directory.
+    fn prepare_privsep_dir() {
+        let dir = Path::new("/run/sshd");
+        if !dir.exists() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+    }
+
+    /// Whether this sshd knows `PerSourcePenalties` (it must be turned off where it exists).
+    fn penalties_supported() -> bool {
+        static SUPPORTED: OnceLock<bool> = OnceLock::new();
+        *SUPPORTED.get_or_init(|| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let key = dir.path().join("k");
+            keygen(&key);
+            let config = dir.path().join("c");
+            std::fs::write(
+                &config,
+                format!("HostKey {}\nPerSourcePenalties no\n", key.display()),
+            )
+            .expect("config");
+            Command::new(SSHD)
+                .arg("-t")
+                .arg("-f")
+                .arg(&config)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+    }
+
+    /// Every process below `root` (from /proc).
+    pub fn descendants(root: u32) -> Vec<u32> {
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        for (pid, ppid) in processes() {
+            children.entry(ppid).or_default().push(pid);
+        }
+        let mut found = Vec::new();
+        let mut todo = vec![root];
+        while let Some(p) = todo.pop() {
+            for &c in children.get(&p).into_iter().flatten() {
+                found.push(c);
+                todo.push(c);
+            }
+        }
+        found
+    }
+
+    fn processes() -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let mut stat = String::new();
+            if std::fs::File::open(entry.path().join("stat"))
+                .and_then(|mut f| f.read_to_string(&mut stat))
+                .is_err()
+            {
+                continue;
+            }
+            // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                continue;
+            };
+            if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()) {
+                out.push((pid, ppid));
+            }
+        }
+        out
+    }
+
+    /// Whether a process whose command line is exactly `argv` exists.
+    pub fn process_running(argv: &[&str]) -> bool {
+        let want = argv.join("\0") + "\0";
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
+    }
+}
+
+/// The user sshd runs commands as: whoever runs the tests.
+fn current_user() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .expect("id -un");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// A test's world: a server, a pool with its control directory, a place for nodes.
+struct World {
+    sshd: Sshd,
+    pool: SshPool,
+    tmp: TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        Self::with_limit(16)
+    }
+
+    fn with_limit(max_connections: usize) -> World {
+        let sshd = Sshd::start();
+        let tmp = tempfile::Builder::new()
+            .prefix("dtk-ssh")
+            .tempdir()
+            .expect("temp dir");
+        let pool = SshPool::new(tmp.path().join("ctl"), max_connections).expect("pool");
+        World { sshd, pool, tmp }
+    }
+
+    /// A host entry for the server whose key is already known.
+    fn host(&self) -> SshHost {
+        let known_hosts = self.tmp.path().join("known_hosts");
+        if !known_hosts.exists() {
+            self.sshd.write_known_hosts(&known_hosts);
+        }
+        host_for(&self.sshd, known_hosts, HostKeyPolicy::Strict)
+    }
+
+    fn node(&self, name: &str) -> PathBuf {
+        self.tmp.path().join("nodes").join(name)
+    }
+}
+
+fn host_for(sshd: &Sshd, known_hosts: PathBuf, policy: HostKeyPolicy) -> SshHost {
+    SshHost::new("127.0.0.1", current_user(), known_hosts)
+        .with_port(sshd.port())
+        .with_identity_file(sshd.user_key())
+        .with_host_key_policy(policy)
+        .with_connect_timeout(Duration::from_secs(5))
+}
+
+fn req(workdir: &Path) -> ExecRequest {
+    ExecRequest::new(workdir.to_str().expect("utf-8 path")).timeout(Duration::from_secs(30))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Shell-quotes like a `{{attr}}` substitution does.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn run_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".dtk-run-"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_and_quoted_values_are_data_never_code() {
+    let w = World::new();
+    let pwned = w.tmp.path().join("pwned");
+    let p = pwned.display();
+    let values = [
+        format!("x; touch {p}"),
+        format!("$(touch {p})"),
+        format!("`touch {p}`"),
+        "it's \"quoted\" \\ and\nspans lines".to_owned(),
+        format!("' ; touch {p} ; '"),
+    ];
+    let mut r = req(&w.node("web"));
+    for (i, v) in values.iter().enumerate() {
+        r = r.env(format!("V{i}"), v.clone());
+    }
+    r = r
+        .line("printf '%s|' \"$V0\" \"$V1\" \"$V2\" \"$V3\" \"$V4\"")
+        .line(format!(
+            "printf '%s|' {} {}",
+            shell_quote(&values[0]),
+            shell_quote(&values[4])
+        ));
+    let out = w.pool.exec(&w.host(), &r).await.expect("exec");
+    assert_eq!(out.exit_code, Some(0), "stderr: {}", text(&out.stderr));
+    let expected = format!(
+        "{}|{}|",
+        values.join("|"),
+        [&values[0], &values[4]].map(|s| s.as_str()).join("|")
+    );
+    assert_eq!(text(&out.stdout), expected);
+    assert!(!pwned.exists(), "a value was executed");
+    w.pool.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtk_output_lines_become_outputs_and_the_file_is_removed() {
+    let w = World::new();
+    let node = w.node("db/deep/er");
+    let r = req(&node)
+        .line("echo \"url=http://localhost:8080/?a=b&c=d\" >> \"$DTK_OUTPUT\"")
+        .line("printf 'id=%s\\n' 42 >> \"$DTK_OUTPUT\"")
+        .line("cd /")
+        .line("echo 'after_cd=still works' >> \"$DTK_OUTPUT\"")
+        .line("echo not an output line >> \"$DTK_OUTPUT\"")
+        .line("echo done");
+    let out = w.pool.exec(&w.host(), &r).await.expect("exec");
+    assert_eq!(out.exit_code, Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "done\n");
+    let outputs: Vec<(&str, &str)> = out
+        .outputs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            ("url", "http://localhost:8080/?a=b&c=d"),
+            ("id", "42"),
+            ("after_cd", "still works")
+        ]
+    );
+    assert!(node.is_dir(), "the work directory is created");
+    assert_eq!(
+        run_files(&node),
+        Vec::<String>::new(),
+        "run files are removed"
+    );
+
+    // Each call gets its own file: a second action sees none of the first one's outputs.
+    let out = w
+        .pool
+        .exec(&w.host(), &req(&node).line("pwd"))
+        .await
+        .expect("exec");
+    assert_eq!(text(&out.stdout).trim(), node.to_str().expect("utf-8"));
+    assert!(out.outputs.is_empty());
+    w.pool.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_line_ends_the_action_with_its_status_and_stderr() {
+    let w = World::new();
+    let host = w.host();
+    let node = w.node("app");
+
+    let r = req(&node)
+        .line("echo one")
+        .line("echo bad >&2; exit 3")
+        .line("echo never");
+    let out = w
+        .pool
+        .exec(&host, &r)
+        .await
+        .expect("a failing action is not an error");
+    assert_eq!(out.exit_code, Some(3));
+    assert_eq!(text(&out.stdout), "one\n");
+    assert_eq!(text(&out.stderr), "bad\n");
+    assert!(!out.success());
+
+    let r = req(&node).line("true").line("false").line("echo never");
+    let out = w.pool.exec(&host, &r).await.expect("exec");
+    assert_eq!((out.exit_code, text(&out.stdout)), (Some(1), String::new()));
+
+    // 255 is ssh's own failure status too: the transport tells them apart.
+    let out = w
+        .pool
+        .exec(&host, &req(&node).line("exit 255"))
+        .await
+        .expect("exec");
+    assert_eq!(out.exit_code, Some(255));
+
+    // A syntax error fails its own line only; later lines are not swallowed.
+    let r = req(&node).line("if then").line("echo never");
+    let out = w.pool.exec(&host, &r).await.expect("exec");
+    assert_eq!(out.exit_code, Some(2));
+    assert!(
+        text(&out.stderr).contains("then"),
+        "stderr: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "");
+
+    // Commands read /dev/null, not the rest of the script.
+    let r = req(&node).line("cat").line("echo after");
+    let out = w.pool.exec(&host, &r).await.expect("exec");
+    assert_eq!(
+        (out.exit_code, text(&out.stdout)),
+        (Some(0), "after\n".to_owned())
+    );
+
+    // A shell killed by a signal has no exit code.
+    let out = w
+        .pool
+        .exec(&host, &req(&node).line("kill -KILL $$"))
+        .await
+        .expect("exec");
+    assert_eq!(out.exit_code, None);
+    assert_eq!(run_files(&node).len(), 0);
+    w.pool.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_policy_refuses_an_unknown_host_key() {
+    let w = World::new();
+    let known_hosts = w.tmp.path().join("empty_known_hosts");
+    std::fs::write(&known_hosts, "").expect("write");
+    let host = host_for(&w.sshd, known_hosts.clone(), HostKeyPolicy::Strict);
+    let err = w
+        .pool
+        .exec(&host, &req(&w.node("a")).line("true"))
+        .await
+        .expect_err("refused");
+    let SshError::HostKeyUnknown { fingerprint, .. } = &err else {
+        panic!("expected HostKeyUnknown, got {err:?}");
+    };
+    let fingerprint = fingerprint
+        .as_deref()
+        .expect("the offered fingerprint is shown");
+    assert!(
+        fingerprint.starts_with(&w.sshd.host_fingerprint()),
+        "{fingerprint}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("127.0.0.1:{}", w.sshd.port())),
+        "{message}"
+    );
+    assert!(
+        message.contains(&known_hosts.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("strict"), "{message}");
+    assert_eq!(
+        std::fs::read_to_string(&known_hosts).expect("read"),
+        "",
+        "nothing recorded"
+    );
+    assert_eq!(w.sshd.accepted_logins(), 0);
+    assert!(!w.node("a").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_on_first_use_records_the_key_and_a_changed_key_is_refused_by_every_policy() {
+    let mut w = World::new();
+    let known_hosts = w.tmp.path().join("tofu_known_hosts");
+    let tofu = host_for(&w.sshd, known_hosts.clone(), HostKeyPolicy::TrustOnFirstUse);
+    let strict = host_for(&w.sshd, known_hosts.clone(), HostKeyPolicy::Strict);
+
+    let out = w
+        .pool
+        .exec(&tofu, &req(&w.node("a")).line("echo hi"))
+        .await
+        .expect("tofu");
+    assert_eq!(text(&out.stdout), "hi\n");
+    let recorded = std::fs::read_to_string(&known_hosts).expect("known_hosts written");
+    assert!(
+        recorded.contains(&format!("[127.0.0.1]:{}", w.sshd.port())),
+        "{recorded}"
+    );
+    // Now known, the key passes the strict policy too.
+    w.pool
+        .exec(&strict, &req(&w.node("a")).line("true"))
+        .await
+        .expect("strict");
+
+    w.sshd.restart_with_new_host_key();
+    let new_fingerprint = w.sshd.host_fingerprint();
+    for host in [&tofu, &strict] {
+        let err = w
+            .pool
+            .exec(host, &req(&w.node("a")).line("true"))
+            .await
+            .expect_err("refused");
+        let SshError::HostKeyChanged { fingerprint, .. } = &err else {
+            panic!(
+                "expected HostKeyChanged for {:?}, got {err:?}",
+                host.host_key_policy
+            );
+        };
+        assert_eq!(fingerprint.as_deref(), Some(new_fingerprint.as_str()));
+        let message = err.to_string();
+        assert!(message.contains("man-in-the-middle"), "{message}");
+        assert!(
+            message.contains(&known_hosts.display().to_string()),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&known_hosts).expect("read"),
+        recorded,
+        "untouched"
+    );
+    w.pool.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_server_does_not_accept_is_refused() {
+    let w = World::new();
+    let other = w.tmp.path().join("other_key");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .expect("ssh-keygen");
+    assert!(status.success());
+    let host = w.host().with_identity_file(&other);
+    let err = w
+        .pool
+        .exec(&host, &req(&w.node("a")).line("true"))
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, SshError::AuthRefused { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains(&other.display().to_string()), "{message}");
+    assert!(message.contains(&format!("{}@127.0.0.1:{}", current_user(), w.sshd.port())));
+    let private = std::fs::read_to_string(&other).expect("key");
+    let secret_line = private.lines().nth(1).expect("key body");
+    assert!(!message.contains(secret_line) && !format!("{err:?}").contains(secret_line));
+    assert!(!err.is_transient());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_fails_that_action_only_and_the_next_one_reconnects() {
+    let a = World::new();
+    let b = Sshd::start();
+    let b_known = a.tmp.path().join("b_known_hosts");
+    b.write_known_hosts(&b_known);
+    let host_a = a.host();
+    let host_b = host_for(&b, b_known, HostKeyPolicy::Strict);
+    let pool = a.pool.clone();
+
+    pool.exec(&host_a, &req(&a.node("a")).line("true"))
+        .await
+        .expect("warm a");
+    pool.exec(&host_b, &req(&a.node("b")).line("true"))
+        .await
+        .expect("warm b");
+
+    let long = {
+        let (pool, host, r) = (
+            pool.clone(),
+            host_a.clone(),
+            req(&a.node("a")).line("sleep 30"),
+        );
+        tokio::spawn(async move { pool.exec(&host, &r).await })
+    };
+    let other = {
+        let r = req(&a.node("b")).line("sleep 2").line("echo fine");
+        let (pool, host) = (pool.clone(), host_b.clone());
+        tokio::spawn(async move { pool.exec(&host, &r).await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let dropped_at = Instant::now();
+    a.sshd.drop_connections();
+
+    let err = long
+        .await
+        .expect("join")
+        .expect_err("the action on a fails");
+    assert!(
+        matches!(err, SshError::ConnectionDropped { port, .. } if port == a.sshd.port()),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    assert!(
+        dropped_at.elapsed() < Duration::from_secs(10),
+        "noticed promptly"
+    );
+    let out = other.await.expect("join").expect("b is unaffected");
+    assert_eq!(text(&out.stdout), "fine\n");
+
+    let out = pool
+        .exec(&host_a, &req(&a.node("a")).line("echo back"))
+        .await
+        .expect("reconnects");
+    assert_eq!(text(&out.stdout), "back\n");
+    assert_eq!(a.sshd.accepted_logins(), 2, "one new connection");
+    assert_eq!(b.accepted_logins(), 1, "b kept its connection");
+    pool.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_serves_every_action_on_a_host() {
+    let w = World::new();
+    let host = w.host();
+    for i in 0..20 {
+        let node = w.node(&format!("n{}", i % 4));
+        let out = w
+            .pool
+            .exec(&host, &req(&node).line(format!("echo {i}")))
+            .await
+            .expect("exec");
+        assert_eq!(text(&out.stdout), format!("{i}\n"));
+    }
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let (pool, host, r) = (
+                w.pool.clone(),
+                host.clone(),
+                req(&w.node(&format!("c{i}"))).line("true"),
+            );
+            tokio::spawn(async move { pool.exec(&host, &r).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("join").expect("exec");
+    }
+    assert_eq!(w.sshd.accepted_logins(), 1, "26 actions, one connection");
+    let sockets = std::fs::read_dir(w.pool.control_dir())
+        .expect("control dir")
+        .count();
+    assert_eq!(sockets, 1, "one control socket");
+    w.pool.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_to_twenty_nodes_runs_concurrently_within_the_limit() {
+    let w = World::with_limit(5);
+    let host = w.host();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let r = req(&w.node(&format!("node{i}")))
+                .env("NODE", format!("node{i}"))
+                .line("sleep 0.5")
+                .line("echo \"$NODE\" > marker");
+            let (pool, host) = (w.pool.clone(), host.clone());
+            tokio::spawn(async move { pool.exec(&host, &r).await })
+        })
+        .collect();
+    for t in tasks {
+        let out = t.await.expect("join").expect("exec");
+        assert_eq!(out.exit_code, Some(0), "{}", text(&out.stderr));
+    }
+    let elapsed = started.elapsed();
+    for i in 0..20 {
+        let marker =
+            std::fs::read_to_string(w.node(&format!("node{i}")).join("marker")).expect("marker");
+        assert_eq!(marker, format!("node{i}\n"));
+    }
+    // 20 half-second actions, 5 at a time: at least 4 rounds, far less than one by one.
+    assert!(
+        elapsed >= Duration::from_millis(2000),
+        "limit not applied: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(9),
+        "not concurrent: {elapsed:?}"
+    );
+    w.pool.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_past_its_timeout_is_stopped_on_the_node() {
+    let w = World::new();
+    let host = w.host();
+    let node = w.node("slow");
+    let r = req(&node)
+        .line("sleep 37.25")
+        .timeout(Duration::from_secs(1));
+    let started = Instant::now();
+    let err = w.pool.exec(&host, &r).await.expect_err("times out");
+    assert!(
+        matches!(err, SshError::Timeout { timeout, .. } if timeout == Duration::from_secs(1)),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sshd::process_running(&["sleep", "37.25"]) {
+        assert!(Instant::now() < deadline, "the remote command still runs");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(run_files(&node).len(), 0);
+    let out = w
+        .pool
+        .exec(&host, &req(&node).line("echo next"))
+        .await
+        .expect("still usable");
+    assert_eq!(text(&out.stdout), "next\n");
+    assert_eq!(w.sshd.accepted_logins(), 1);
+    w.pool.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_to_a_silent_or_closed_port_fails_clearly() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pool = SshPool::new(tmp.path().join("ctl"), 4).expect("pool");
+    let known_hosts = tmp.path().join("known_hosts");
+
+    // Accepts TCP (the kernel does) but never speaks SSH.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let host = SshHost::new("127.0.0.1", current_user(), &known_hosts)
+        .with_port(port)
+        .with_connect_timeout(Duration::from_secs(1));
+    let started = Instant::now();
+    let err = pool
+        .exec(&host, &req(tmp.path()).line("true"))
+        .await
+        .expect_err("times out");
+    assert!(
+        matches!(err, SshError::ConnectTimeout { port: p, .. } if p == port),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let err = pool
+        .exec(&host.clone().with_port(port), &req(tmp.path()).line("true"))
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, SshError::ConnectFailed { .. }), "{err:?}");
+    assert!(err.to_string().contains("refused"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_all_ends_the_masters_and_the_pool_stays_usable() {
+    let w = World::new();
+    let host = w.host();
+    w.pool
+        .exec(&host, &req(&w.node("a")).line("true"))
+        .await
+        .expect("exec");
+    assert!(w.sshd.connection_processes() > 0);
+    w.pool.close_all().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while w.sshd.connection_processes() > 0 {
+        assert!(Instant::now() < deadline, "the connection is still served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        std::fs::read_dir(w.pool.control_dir())
+            .expect("dir")
+            .count(),
+        0
+    );
+    w.pool
+        .exec(&host, &req(&w.node("a")).line("true"))
+        .await
+        .expect("reconnects");
+    assert_eq!(w.sshd.accepted_logins(), 2);
+    w.pool.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jump_host_is_checked_like_the_target() {
+    let w = World::new();
+    let jump = format!("{}@127.0.0.1:{}", current_user(), w.sshd.port());
+    let host = w.host().with_jump_host(jump);
+    let out = w
+        .pool
+        .exec(&host, &req(&w.node("j")).line("echo via"))
+        .await
+        .expect("exec");
+    assert_eq!(text(&out.stdout), "via\n");
+    assert_eq!(
+        w.sshd.accepted_logins(),
+        2,
+        "one login on the jump host, one on the target"
+    );
+    w.pool.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_requests_are_refused_without_showing_values() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pool = SshPool::new(tmp.path().join("ctl"), 4).expect("pool");
+    let host = SshHost::new("127.0.0.1", "nobody", tmp.path().join("kh")).with_port(1);
+    let r = req(tmp.path()).env("BAD-NAME", "s3cret-value").line("true");
+    let err = pool.exec(&host, &r).await.expect_err("refused");
+    assert!(matches!(err, SshError::InvalidRequest { .. }), "{err:?}");
+    assert!(err.to_string().contains("BAD-NAME"));
+    assert!(!format!("{err} {err:?} {r:?}").contains("s3cret-value"));
+
+    let host = SshHost::new("-oProxyCommand=evil", "nobody", tmp.path().join("kh"));
+    let err = pool
+        .exec(&host, &req(tmp.path()).line("true"))
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, SshError::InvalidHost { .. }), "{err:?}");
+
+    let config = SshPoolConfig::default();
+    assert!(config.max_connections > 0);
+}
