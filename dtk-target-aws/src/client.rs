@@ -1,0 +1,149 @@
+//! The EC2 client: built from [`AwsSettings`], shared by every operation of this crate.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_ec2::config::retry::RetryConfig;
+use aws_sdk_ec2::config::timeout::TimeoutConfig;
+use aws_sdk_ec2::config::{Credentials, Region};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::error::AwsError;
+use crate::settings::{AwsSettings, WaiterSettings};
+
+/// A connection to EC2 in one region. Cheap to clone; clones share the connection pool
+/// and the limit on requests in flight.
+///
+/// Every operation is idempotent: it finds what an earlier run made (by the tags in
+/// [`crate::Owner`]) before it creates anything, so running it again, or after a crash,
+/// makes no duplicate. Operations can be cancelled by dropping their future; a later run
+/// picks up where it stopped.
+#[derive(Clone)]
+pub struct Ec2 {
+    pub(crate) client: aws_sdk_ec2::Client,
+    pub(crate) region: String,
+    pub(crate) waiter: WaiterSettings,
+    limit: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Ec2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ec2")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ec2 {
+    /// A client for `settings`. What the settings leave unset (endpoint, credentials) is
+    /// resolved by the SDK's standard chain: `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_PROFILE`, web identity, container and instance profiles. Nothing is sent yet.
+    pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
+        if settings.region.trim().is_empty() {
+            return Err(crate::error::SpecError::new("region", "", "the region is empty").into());
+        }
+        let retry = RetryConfig::standard()
+            .with_max_attempts(settings.max_attempts.max(1))
+            .with_initial_backoff(Duration::from_millis(200))
+            .with_max_backoff(Duration::from_secs(20));
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(settings.timeouts.connect)
+            .operation_attempt_timeout(settings.timeouts.attempt)
+            .operation_timeout(settings.timeouts.operation)
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(settings.region.clone()))
+            .retry_config(retry)
+            .timeout_config(timeouts);
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some(creds) = &settings.credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                creds.access_key_id(),
+                creds.secret_access_key(),
+                creds.session_token().map(str::to_owned),
+                None,
+                "dtk-static",
+            ));
+        }
+        let config = loader.load().await;
+        Ok(Ec2 {
+            client: aws_sdk_ec2::Client::new(&config),
+            region: settings.region.clone(),
+            waiter: settings.waiter,
+            limit: Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1))),
+        })
+    }
+
+    /// The region this client works in.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// A permit to send one request; held while it is in flight. (The semaphore is never
+    /// closed, so this is always `Some`; were it `None`, going on unlimited is harmless.)
+    pub(crate) async fn permit(&self) -> Option<SemaphorePermit<'_>> {
+        self.limit.acquire().await.ok()
+    }
+
+    /// Polls `check` until it returns `Some`, or fails with a timeout naming `resource` and
+    /// `state` after the waiter's timeout.
+    pub(crate) async fn wait_for<T, F, Fut>(
+        &self,
+        resource: &str,
+        state: &str,
+        mut check: F,
+    ) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>, AwsError>>,
+    {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = check().await? {
+                return Ok(v);
+            }
+            if start.elapsed() >= self.waiter.timeout {
+                return Err(AwsError::Timeout {
+                    resource: resource.to_owned(),
+                    state: state.to_owned(),
+                    waited: start.elapsed(),
+                });
+            }
+            tokio::time::sleep(self.waiter.poll_interval).await;
+        }
+    }
+
+    /// Runs a delete-like step, trying again while EC2 says something still depends on
+    /// the resource (ENIs of just-terminated instances linger for a while).
+    pub(crate) async fn retry_dependency<F, Fut>(&self, mut step: F) -> Result<(), AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), AwsError>>,
+    {
+        let start = Instant::now();
+        loop {
+            match step().await {
+                Err(e)
+                    if e.code() == Some("DependencyViolation")
+                        && start.elapsed() < self.waiter.timeout =>
+                {
+                    tracing::debug!(error = %e, "still in use; trying again");
+                    tokio::time::sleep(self.waiter.poll_interval).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Whether an error is EC2 saying that the thing asked about does not exist.
+pub(crate) fn is_not_found(err: &AwsError) -> bool {
+    match err.code() {
+        Some(code) => code.ends_with(".NotFound") || code.ends_with("NotFound"),
+        None => false,
+    }
+}

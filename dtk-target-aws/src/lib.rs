@@ -1,0 +1,45 @@
+//! The AWS target of dtk: EC2 through `aws-sdk-ec2`, for the `aws/network` and `aws/ec2`
+//! modules.
+//!
+//! [`Ec2`] is a client for one region, built from plain [`AwsSettings`]. Its operations are
+//! idempotent "ensure" steps that find what an earlier run made (by the `dtk:*` tags of
+//! [`Owner`]) before creating anything, and deletes that remove only what dtk made:
+//!
+//! - the network context ([`Ec2::ensure_network`], or [`Ec2::ensure_vpc`],
+//!   [`Ec2::ensure_subnet`], [`Ec2::ensure_security_group`] one by one);
+//! - images and sizes ([`ImageMap::resolve`], [`Ec2::resolve_image_filters`]);
+//! - instances of nodes and node groups ([`Ec2::ensure_node`], [`Ec2::ensure_node_group`],
+//!   [`Ec2::read_instance`] for drift).
+//!
+//! No type of the AWS SDK appears in this crate's public API.
+
+mod cidr;
+mod client;
+mod error;
+mod images;
+mod instances;
+mod network;
+mod rules;
+mod settings;
+mod tags;
+
+pub use cidr::Ipv4Cidr;
+pub use client::Ec2;
+pub use error::{ApiError, ApiErrorKind, AwsError, ImageError, ResourceKind, SpecError};
+pub use images::{
+    DEFAULT_SIZES, ImageEntry, ImageFilter, ImageInfo, ImageMap, ResolvedImage, is_instance_type,
+};
+pub use instances::{InstanceInfo, InstanceSpec, InstanceState, NodeGroupReport};
+pub use network::{
+    DEFAULT_SUBNET_PREFIX_LEN, DEFAULT_VPC_CIDR, Deletion, Gateway, NetworkDeletion,
+    NetworkOutputs, NetworkSpec, SecurityGroupInfo, SecurityGroupSpec, SubnetInfo, SubnetSpec,
+    VpcInfo, VpcSpec,
+};
+pub use rules::{PortRange, Protocol, RuleSource, SecurityGroupRule};
+pub use settings::{AwsSettings, DEFAULT_REGION, StaticCredentials, Timeouts, WaiterSettings};
+pub use tags::{
+    Owner, Ownership, TAG_COMPONENT, TAG_INDEX, TAG_MANAGED, TAG_NAME, TAG_NODE, TAG_SERVICE,
+};
+
+#[cfg(test)]
+mod tests;
