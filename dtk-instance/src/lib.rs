@@ -1,3 +1,11 @@
-//! dtk-instance: see ARCHITECTURE.md.
+//! dtk service instances: staging an assembly into a service instance with its own git
+//! repository of desired state, editing that state, and converging it.
+//!
+//! This crate knows neither AWS nor the terminal: providers are injected as
+//! `Arc<dyn Provider>`, progress is reported through events.
 
+pub mod error;
+pub mod repo;
 pub mod transport;
+
+pub use error::InstanceError;

@@ -1,0 +1,107 @@
+//! The errors of the instance layer.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// The error returned by instance operations: staging, edits, converge and the
+/// instance repository.
+#[derive(Debug, Error)]
+pub enum InstanceError {
+    /// A git operation on a repository failed.
+    #[error("git {op} failed in {}", repo.display())]
+    Git {
+        /// The repository.
+        repo: PathBuf,
+        /// The operation.
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A file system operation failed.
+    #[error("cannot {op} {}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operation.
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A revision does not name a commit of the instance repository.
+    #[error("`{rev}` is not a commit of the instance repository: {message}")]
+    Revision {
+        /// The revision as given.
+        rev: String,
+        /// Why it does not resolve.
+        message: String,
+    },
+    /// Input (a service document, a module, an edit) was refused.
+    #[error("{0}")]
+    Dsl(#[from] dtk_model::DslError),
+    /*TMP-CATALOG
+    /// The catalog refused or failed.
+    #[error(transparent)]
+    Catalog(#[from] dtk_catalog::CatalogError),
+    /// Dependency resolution failed.
+    #[error(transparent)]
+    Resolve(#[from] dtk_catalog::ResolveError),
+    TMP-CATALOG*/
+    /// There is no service instance of that name.
+    #[error("no service instance named `{name}` (see `dtk service list`)")]
+    NoSuchService {
+        /// The name asked for.
+        name: String,
+    },
+    /// A service instance of that name exists already.
+    #[error("a service instance named `{name}` exists already at {}", path.display())]
+    ServiceExists {
+        /// The name.
+        name: String,
+        /// Its directory.
+        path: PathBuf,
+    },
+    /// The instance is locked by another process.
+    #[error("service `{service}` is locked by {holder}")]
+    Locked {
+        /// The service.
+        service: String,
+        /// Who holds the lock (pid, host, since when).
+        holder: String,
+    },
+    /// The request does not make sense for this service (an unknown attribute path,
+    /// an unknown assembly, a target that has not converged, ...).
+    #[error("{message}")]
+    Refused {
+        /// What is wrong, and how to fix it.
+        message: String,
+    },
+    /// pull-base found conflicting changes; nothing was changed.
+    #[error("pull-base of `{module}` conflicts in: {}", paths.join(", "))]
+    MergeConflict {
+        /// The module.
+        module: String,
+        /// The conflicting paths.
+        paths: Vec<String>,
+    },
+    /// Violations must be fixed before converge.
+    #[error("the service has {} violation(s):\n{}", violations.len(), violations.iter().map(|v| format!("  - {}", v.message)).collect::<Vec<_>>().join("\n"))]
+    Violations {
+        /// The violations.
+        violations: Vec<dtk_model::expand::Violation>,
+    },
+    /// The workflow layer failed (planning, journal).
+    #[error(transparent)]
+    Workflow(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl InstanceError {
+    /// A refusal with a message.
+    pub fn refused(message: impl Into<String>) -> Self {
+        InstanceError::Refused {
+            message: message.into(),
+        }
+    }
+}
