@@ -26,7 +26,11 @@ pub struct Ec2 {
     pub(crate) region: String,
     pub(crate) waiter: WaiterSettings,
     limit: Arc<Semaphore>,
+    cancel: Option<CancelCheck>,
 }
+
+/// Tells whether the caller wants the operation in progress to stop.
+type CancelCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl std::fmt::Debug for Ec2 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,6 +79,7 @@ impl Ec2 {
             region: settings.region.clone(),
             waiter: settings.waiter,
             limit: Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1))),
+            cancel: None,
         })
     }
 
@@ -83,10 +88,30 @@ impl Ec2 {
         &self.region
     }
 
-    /// A permit to send one request; held while it is in flight. (The semaphore is never
-    /// closed, so this is always `Some`; were it `None`, going on unlimited is harmless.)
-    pub(crate) async fn permit(&self) -> Option<SemaphorePermit<'_>> {
-        self.limit.acquire().await.ok()
+    /// This client (sharing its connections and request limit) with a cancellation
+    /// check: before every request and every wait, `is_cancelled` is asked, and when it
+    /// says yes the operation stops with [`AwsError::Cancelled`]. What was done stays done,
+    /// tagged, and the next run adopts it. (Dropping an operation's future stops it too.)
+    pub fn with_cancel(&self, is_cancelled: impl Fn() -> bool + Send + Sync + 'static) -> Ec2 {
+        Ec2 {
+            cancel: Some(Arc::new(is_cancelled)),
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn check_cancelled(&self) -> Result<(), AwsError> {
+        match &self.cancel {
+            Some(is_cancelled) if is_cancelled() => Err(AwsError::Cancelled),
+            _ => Ok(()),
+        }
+    }
+
+    /// A permit to send one request; held while it is in flight. Fails when the caller
+    /// cancelled. (The semaphore is never closed, so the permit is always `Some`; were it
+    /// `None`, going on unlimited would be harmless.)
+    pub(crate) async fn permit(&self) -> Result<Option<SemaphorePermit<'_>>, AwsError> {
+        self.check_cancelled()?;
+        Ok(self.limit.acquire().await.ok())
     }
 
     /// Polls `check` until it returns `Some`, or fails with a timeout naming `resource` and
@@ -106,6 +131,7 @@ impl Ec2 {
             if let Some(v) = check().await? {
                 return Ok(v);
             }
+            self.check_cancelled()?;
             if start.elapsed() >= self.waiter.timeout {
                 return Err(AwsError::Timeout {
                     resource: resource.to_owned(),
@@ -132,6 +158,7 @@ impl Ec2 {
                         && start.elapsed() < self.waiter.timeout =>
                 {
                     tracing::debug!(error = %e, "still in use; trying again");
+                    self.check_cancelled()?;
                     tokio::time::sleep(self.waiter.poll_interval).await;
                 }
                 other => return other,
@@ -142,8 +169,5 @@ impl Ec2 {
 
 /// Whether an error is EC2 saying that the thing asked about does not exist.
 pub(crate) fn is_not_found(err: &AwsError) -> bool {
-    match err.code() {
-        Some(code) => code.ends_with(".NotFound") || code.ends_with("NotFound"),
-        None => false,
-    }
+    err.code().is_some_and(|code| code.ends_with("NotFound"))
 }

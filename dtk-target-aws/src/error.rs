@@ -67,6 +67,9 @@ pub enum AwsError {
     /// A value given to an operation is not valid.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// The caller cancelled the operation (see [`crate::Ec2::with_cancel`]).
+    #[error("cancelled")]
+    Cancelled,
     /// EC2 answered with something this crate cannot use (a missing id, ...).
     #[error("EC2 {operation} answered without {missing}")]
     Incomplete {
@@ -83,6 +86,41 @@ impl AwsError {
         match self {
             AwsError::Api { source, .. } => source.code(),
             _ => None,
+        }
+    }
+
+    /// Whether trying the operation again later may help: throttling, EC2's internal
+    /// errors, timeouts and connection failures (after the SDK's own retries).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            AwsError::Api { source, .. } => match source.kind() {
+                ApiErrorKind::Timeout | ApiErrorKind::Connection | ApiErrorKind::Response => true,
+                ApiErrorKind::Request => false,
+                ApiErrorKind::Service => matches!(
+                    source.code(),
+                    Some(
+                        "RequestLimitExceeded"
+                            | "Throttling"
+                            | "ThrottlingException"
+                            | "InternalError"
+                            | "InternalFailure"
+                            | "ServiceUnavailable"
+                            | "Unavailable"
+                            | "InsufficientInstanceCapacity"
+                            | "DependencyViolation"
+                    )
+                ),
+            },
+            AwsError::Timeout { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether EC2 said that the thing asked about does not exist.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            AwsError::NotFound { .. } => true,
+            _ => self.code().is_some_and(|c| c.ends_with("NotFound")),
         }
     }
 

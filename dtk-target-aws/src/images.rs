@@ -228,7 +228,7 @@ impl Ec2 {
             req = req.owners(owner);
         }
         let out = {
-            let _p = self.permit().await;
+            let _p = self.permit().await?;
             req.send().await.map_err(|e| {
                 AwsError::api(
                     "DescribeImages",

@@ -352,7 +352,7 @@ impl Ec2 {
         for attempt in 0..MAX_TOKEN_ATTEMPTS {
             let token = client_token(key, &spec.service, &spec.node, index, attempt);
             let sent = {
-                let _p = self.permit().await;
+                let _p = self.permit().await?;
                 self.client
                     .run_instances()
                     .image_id(&spec.image_id)
@@ -407,7 +407,7 @@ impl Ec2 {
         if ids.is_empty() {
             return Ok(());
         }
-        let _p = self.permit().await;
+        let _p = self.permit().await?;
         match self
             .client
             .terminate_instances()
@@ -487,7 +487,7 @@ impl Ec2 {
         let mut all = Vec::new();
         let mut next: Option<String> = None;
         loop {
-            let _p = self.permit().await;
+            let _p = self.permit().await?;
             let mut req = self.client.describe_instances().set_next_token(next.take());
             if !filters.is_empty() {
                 req = req.set_filters(Some(filters.to_vec()));

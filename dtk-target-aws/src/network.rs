@@ -313,7 +313,7 @@ impl Ec2 {
         }
         let resource = format!("vpc {wanted} of {}", owner.service);
         let out = {
-            let _p = self.permit().await;
+            let _p = self.permit().await?;
             self.client
                 .create_vpc()
                 .cidr_block(wanted.to_string())
@@ -381,7 +381,7 @@ impl Ec2 {
         let resource = resource.as_str();
         let deleted = self
             .retry_dependency(|| async move {
-                let _p = self.permit().await;
+                let _p = self.permit().await?;
                 match self.client.delete_vpc().vpc_id(vpc_id).send().await {
                     Ok(_) => Ok(()),
                     Err(e) => Err(AwsError::api("DeleteVpc", resource, e)),
@@ -438,7 +438,7 @@ impl Ec2 {
                 .map_public_ip_on_launch
                 .unwrap_or(spec.gateway == Gateway::Internet);
             if subnet.map_public_ip_on_launch() != Some(public) {
-                let _p = self.permit().await;
+                let _p = self.permit().await?;
                 self.client
                     .modify_subnet_attribute()
                     .subnet_id(&id)
@@ -608,7 +608,7 @@ impl Ec2 {
         };
         let resource = format!("subnet {cidr} in vpc {}", vpc.vpc_id);
         let out = {
-            let _p = self.permit().await;
+            let _p = self.permit().await?;
             let mut req = self
                 .client
                 .create_subnet()
@@ -651,7 +651,7 @@ impl Ec2 {
                 let igw_id = match self.find_owned::<ec2::InternetGateway>(owner, &[]).await? {
                     Some(g) => g.internet_gateway_id().unwrap_or_default().to_owned(),
                     None => {
-                        let _p = self.permit().await;
+                        let _p = self.permit().await?;
                         let out = self
                             .client
                             .create_internet_gateway()
@@ -680,7 +680,7 @@ impl Ec2 {
                         id
                     }
                 };
-                let _p = self.permit().await;
+                let _p = self.permit().await?;
                 self.client
                     .attach_internet_gateway()
                     .internet_gateway_id(&igw_id)
@@ -703,7 +703,7 @@ impl Ec2 {
         {
             Some(t) => t,
             None => {
-                let _p = self.permit().await;
+                let _p = self.permit().await?;
                 let out = self
                     .client
                     .create_route_table()
@@ -745,7 +745,7 @@ impl Ec2 {
         match default_route.map(|r| r.gateway_id()) {
             Some(Some(g)) if g == igw_id => {}
             Some(_) => {
-                let _p = self.permit().await;
+                let _p = self.permit().await?;
                 self.client
                     .replace_route()
                     .route_table_id(rtb_id)
@@ -756,7 +756,7 @@ impl Ec2 {
                     .map_err(|e| AwsError::api("ReplaceRoute", resource, e))?;
             }
             None => {
-                let _p = self.permit().await;
+                let _p = self.permit().await?;
                 self.client
                     .create_route()
                     .route_table_id(rtb_id)
@@ -772,7 +772,7 @@ impl Ec2 {
             .iter()
             .any(|a| a.subnet_id() == Some(subnet_id))
         {
-            let _p = self.permit().await;
+            let _p = self.permit().await?;
             self.client
                 .associate_route_table()
                 .route_table_id(rtb_id)
@@ -859,7 +859,7 @@ impl Ec2 {
                     .clone()
                     .unwrap_or_else(|| format!("dtk: {} {}", owner.service, owner.component));
                 let id = {
-                    let _p = self.permit().await;
+                    let _p = self.permit().await?;
                     self.client
                         .create_security_group()
                         .group_name(&name)
@@ -965,7 +965,7 @@ impl Ec2 {
         let resource = format!("security group {group_id}");
         let resource = resource.as_str();
         if !remove.is_empty() {
-            let _p = self.permit().await;
+            let _p = self.permit().await?;
             self.client
                 .revoke_security_group_ingress()
                 .group_id(group_id)
@@ -975,7 +975,7 @@ impl Ec2 {
                 .map_err(|e| AwsError::api("RevokeSecurityGroupIngress", resource, e))?;
         }
         if !add.is_empty() {
-            let _p = self.permit().await;
+            let _p = self.permit().await?;
             self.client
                 .authorize_security_group_ingress()
                 .group_id(group_id)
@@ -1001,7 +1001,7 @@ impl Ec2 {
     }
 
     async fn describe_vpc(&self, vpc_id: &str) -> Result<Option<ec2::Vpc>, AwsError> {
-        let _p = self.permit().await;
+        let _p = self.permit().await?;
         match self.client.describe_vpcs().vpc_ids(vpc_id).send().await {
             Ok(out) => Ok(out.vpcs().first().cloned()),
             Err(e) => absent(AwsError::api("DescribeVpcs", format!("vpc {vpc_id}"), e)),
@@ -1012,7 +1012,7 @@ impl Ec2 {
         &self,
         subnet_id: &str,
     ) -> Result<Option<ec2::Subnet>, AwsError> {
-        let _p = self.permit().await;
+        let _p = self.permit().await?;
         match self
             .client
             .describe_subnets()
@@ -1030,7 +1030,7 @@ impl Ec2 {
     }
 
     async fn describe_group(&self, group_id: &str) -> Result<Option<ec2::SecurityGroup>, AwsError> {
-        let _p = self.permit().await;
+        let _p = self.permit().await?;
         match self
             .client
             .describe_security_groups()
@@ -1051,7 +1051,7 @@ impl Ec2 {
         &self,
         filters: &[ec2::Filter],
     ) -> Result<Vec<ec2::Subnet>, AwsError> {
-        let _p = self.permit().await;
+        let _p = self.permit().await?;
         let out = self
             .client
             .describe_subnets()
@@ -1066,7 +1066,7 @@ impl Ec2 {
         &self,
         filters: &[ec2::Filter],
     ) -> Result<Vec<ec2::SecurityGroup>, AwsError> {
-        let _p = self.permit().await;
+        let _p = self.permit().await?;
         let out = self
             .client
             .describe_security_groups()
@@ -1087,7 +1087,7 @@ impl Ec2 {
         &self,
         filters: &[ec2::Filter],
     ) -> Result<Vec<ec2::RouteTable>, AwsError> {
-        let _p = self.permit().await;
+        let _p = self.permit().await?;
         let out = self
             .client
             .describe_route_tables()
@@ -1108,7 +1108,7 @@ impl Ec2 {
         &self,
         filters: &[ec2::Filter],
     ) -> Result<Vec<ec2::InternetGateway>, AwsError> {
-        let _p = self.permit().await;
+        let _p = self.permit().await?;
         let out = self
             .client
             .describe_internet_gateways()
@@ -1126,7 +1126,7 @@ impl Ec2 {
     }
 
     async fn describe_vpcs(&self, filters: &[ec2::Filter]) -> Result<Vec<ec2::Vpc>, AwsError> {
-        let _p = self.permit().await;
+        let _p = self.permit().await?;
         let out = self
             .client
             .describe_vpcs()
@@ -1188,7 +1188,7 @@ impl Ec2 {
         let resource = resource.as_str();
         let r = self
             .retry_dependency(|| async move {
-                let _p = self.permit().await;
+                let _p = self.permit().await?;
                 match self
                     .client
                     .delete_security_group()
@@ -1211,7 +1211,7 @@ impl Ec2 {
         let resource = resource.as_str();
         let r = self
             .retry_dependency(|| async move {
-                let _p = self.permit().await;
+                let _p = self.permit().await?;
                 match self
                     .client
                     .delete_subnet()
@@ -1240,7 +1240,7 @@ impl Ec2 {
                 continue;
             }
             if let Some(assoc) = a.route_table_association_id() {
-                let _p = self.permit().await;
+                let _p = self.permit().await?;
                 let r = self
                     .client
                     .disassociate_route_table()
@@ -1253,7 +1253,7 @@ impl Ec2 {
         }
         let r = self
             .retry_dependency(|| async move {
-                let _p = self.permit().await;
+                let _p = self.permit().await?;
                 match self
                     .client
                     .delete_route_table()
@@ -1281,7 +1281,7 @@ impl Ec2 {
             let Some(vpc_id) = a.vpc_id() else { continue };
             let r = self
                 .retry_dependency(|| async move {
-                    let _p = self.permit().await;
+                    let _p = self.permit().await?;
                     match self
                         .client
                         .detach_internet_gateway()
@@ -1297,7 +1297,7 @@ impl Ec2 {
                 .await;
             gone_ok(r)?;
         }
-        let _p = self.permit().await;
+        let _p = self.permit().await?;
         let r = self
             .client
             .delete_internet_gateway()

@@ -439,3 +439,37 @@ async fn existing_subnet_and_group_are_used_as_they_are() {
         "subnet subnet-0000000000000dead does not exist"
     );
 }
+
+/// A cancelled client stops before its next request, and a later run adopts what the
+/// cancelled one made.
+#[tokio::test]
+async fn a_cancelled_run_stops_and_the_next_one_adopts() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let w = World::new("eu-north-1").await;
+    let spec = NetworkSpec::new("net-cancel");
+    let flag = Arc::new(AtomicBool::new(true));
+    let cancelled = w.ec2.with_cancel({
+        let flag = flag.clone();
+        move || flag.load(Ordering::SeqCst)
+    });
+    let err = cancelled.ensure_network(&spec).await.unwrap_err();
+    assert!(matches!(err, AwsError::Cancelled), "{err:?}");
+    assert!(!err.is_retryable());
+    assert!(
+        w.raw
+            .vpc_ids(vec![Raw::service_filter("net-cancel")])
+            .await
+            .is_empty()
+    );
+
+    flag.store(false, Ordering::SeqCst);
+    let vpc = cancelled
+        .ensure_vpc(&spec.vpc_owner(), &spec.vpc)
+        .await
+        .unwrap();
+    let out = w.ec2.ensure_network(&spec).await.unwrap();
+    assert_eq!(out.vpc.vpc_id, vpc.vpc_id);
+    w.ec2.delete_network(&spec, &out).await.unwrap();
+}
