@@ -1,1 +1,53 @@
-//! dtk-workflow: see ARCHITECTURE.md.
+//! dtk-workflow: the planner and the executor of converge.
+//!
+//! - [`plan()`] (pure, no IO) turns a [`ServiceModel`](dtk_model::ServiceModel) and its
+//!   [`ActualState`] into a [`Plan`]: a petgraph DAG of tasks that can be printed
+//!   ([`Plan::render_tree`], [`Plan::render_dot`]) and tested without running anything.
+//!   [`build_graph`] + [`render_dot`] draw the graph even when it has a cycle.
+//! - [`execute`] (tokio) runs a plan against providers
+//!   ([`dtk_model::provider::Provider`], by kind) and a [`CommandTransport`], with
+//!   concurrency limits, retries, timeouts, cancellation and progress [`Event`]s, and
+//!   returns an [`Outcome`] with the new actual state.
+//! - A run writes a durable [`journal`] (JSON lines, group commit); after a failure or a
+//!   kill, [`replay`] + [`ActualState::apply_journal`] + [`plan()`] resumes exactly: what
+//!   completed is not run again.
+//!
+//! This crate never names a concrete provider: it sees only the `Provider` trait.
+//!
+//! # Resuming a run
+//!
+//! ```text
+//! state = load actual state (as saved after the last complete run)
+//! if a journal of an unfinished run exists: state.apply_journal(&replay(path)?)
+//! plan = plan(&model, &state, &PlanRequest::Converge)?
+//! outcome = execute(&plan, &model, &state, &ctx with journal = new path).await?
+//! save outcome.state; then the journals may go
+//! ```
+
+mod exec;
+mod hash;
+pub mod journal;
+mod plan;
+mod render;
+mod resolve;
+mod state;
+
+pub use exec::{
+    CapturedOutput, CommandTransport, Event, EventSink, ExecContext, ExecError, Limits, Outcome,
+    RetryPolicy, SecretSource, TaskReport, TaskStatus, env_name, execute,
+};
+pub use hash::{desired_hash, input_digest, static_inputs};
+pub use journal::{JournalError, JournalState, JournalStats, SyncMode, replay};
+pub use plan::{
+    ActionRequest, ActionTarget, CycleEdge, Edge, ParseTargetError, Plan, PlanError, PlanGraph,
+    PlanKind, PlanRequest, Reason, Task, TaskId, TaskOp, build_graph, plan,
+};
+pub use render::render_dot;
+pub use resolve::ResolveError;
+pub use state::{
+    ActualState, AppliedComponent, ComponentStatus, DriftMark, RecordedAction, RecordedKind,
+    STATE_VERSION,
+};
+
+#[cfg(test)]
+mod tests;

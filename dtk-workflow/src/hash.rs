@@ -1,0 +1,155 @@
+//! Desired-state hashes and input digests: how the planner tells what changed.
+
+use std::io;
+
+use dtk_model::instance::{ComponentId, ComponentInstance, LinkSource};
+use dtk_model::value::{Attributes, Value};
+use sha2::{Digest, Sha256};
+
+use crate::state::RecordedAction;
+
+/// Hex characters kept of a SHA-256 (128 bits): plenty to tell versions of one component
+/// apart, and half the memory per task.
+const HASH_HEX_LEN: usize = 32;
+
+struct HashWriter(Sha256);
+
+impl io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl HashWriter {
+    fn new(domain: &str) -> Self {
+        let mut w = HashWriter(Sha256::new());
+        w.text(domain);
+        w
+    }
+
+    fn text(&mut self, s: &str) {
+        self.0.update((s.len() as u64).to_le_bytes());
+        self.0.update(s.as_bytes());
+    }
+
+    fn opt(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => {
+                self.0.update([1u8]);
+                self.text(s);
+            }
+            None => self.0.update([0u8]),
+        }
+    }
+
+    fn json<T: serde::Serialize + ?Sized>(&mut self, v: &T) {
+        // Attribute maps are BTreeMaps: their JSON is canonical. Writing into a hasher
+        // cannot fail; a value JSON cannot encode (never produced by the DSL) is hashed
+        // as its error text, which is still deterministic.
+        if let Err(e) = serde_json::to_writer(&mut *self, v) {
+            self.text(&e.to_string());
+        }
+        self.0.update([0xffu8]);
+    }
+
+    fn finish(self) -> String {
+        let digest = self.0.finalize();
+        let mut out = String::with_capacity(HASH_HEX_LEN);
+        for b in digest.iter().take(HASH_HEX_LEN / 2) {
+            out.push(hex_digit(b >> 4));
+            out.push(hex_digit(b & 0xf));
+        }
+        out
+    }
+}
+
+fn hex_digit(n: u8) -> char {
+    char::from_digit(u32::from(n), 16).unwrap_or('0')
+}
+
+/// The inputs of `component` known before anything runs: its own values (overrides and
+/// defaults) plus the values of links to other services ([`LinkSource::External`]),
+/// whose values were copied at staging time. Links within the service are resolved at run
+/// time from the producers' outputs.
+pub fn static_inputs(component: &ComponentInstance) -> Attributes {
+    let mut inputs = component.inputs.clone();
+    for link in &component.links {
+        if let LinkSource::External { values, .. } = &link.from {
+            for (path, to) in &link.mappings {
+                if let Some(v) = lookup_path(values, path) {
+                    inputs.insert(to.clone(), v.clone());
+                }
+            }
+        }
+    }
+    inputs
+}
+
+/// Follows `path` (`["host"]`, `["addresses", "0"]`) into `attrs`.
+pub(crate) fn lookup_path<'a>(attrs: &'a Attributes, path: &[String]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let mut v = attrs.get(first)?;
+    for seg in rest {
+        v = match v {
+            Value::Hash(h) => h.get(seg)?,
+            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+/// The desired-state hash of a component: what its `create` does (the action's kind,
+/// commands or provider resource), where (its node), with what (its static inputs, see
+/// [`static_inputs`], and the *names* of its secret inputs), and which definition
+/// (module and reference). Equal hashes mean "nothing to do unless an input from a
+/// producer changed". Retry and timeout settings are not part of it.
+pub fn desired_hash(component: &ComponentInstance, static_inputs: &Attributes) -> String {
+    let mut w = HashWriter::new("dtk-workflow desired v1");
+    w.text(&component.module.to_string());
+    w.text(&component.reference.to_string());
+    w.text(component.id.as_str());
+    w.opt(component.node.as_deref());
+    match component.def.actions.get("create") {
+        Some(def) => match RecordedAction::from_def(def) {
+            Some(rec) => w.json(&rec.kind),
+            None => w.text("unsupported"),
+        },
+        None => w.text("no create action"),
+    }
+    w.json(static_inputs);
+    for s in &component.secret_inputs {
+        w.text(s);
+    }
+    w.finish()
+}
+
+/// The digest of what a component consumes at run time: its resolved inputs (linked
+/// values included, secrets never) and the outputs of everything it depends on, in
+/// the order given. A conditional task runs when this differs from the recorded one.
+pub fn input_digest<'a>(
+    inputs: &Attributes,
+    dependency_outputs: impl IntoIterator<Item = (&'a ComponentId, Option<&'a Attributes>)>,
+) -> String {
+    let mut w = HashWriter::new("dtk-workflow inputs v1");
+    w.json(inputs);
+    for (id, out) in dependency_outputs {
+        w.text(id.as_str());
+        match out {
+            Some(o) => w.json(o),
+            None => w.text("absent"),
+        }
+    }
+    w.finish()
+}
+
+/// A short stable digest of custom-action parameters, for idempotency keys.
+pub(crate) fn params_digest(params: &Attributes) -> String {
+    let mut w = HashWriter::new("dtk-workflow params v1");
+    w.json(params);
+    w.finish()
+}
