@@ -69,6 +69,9 @@ pub struct ComponentDef {
     pub actions: BTreeMap<String, ActionDef>,
     /// At most one instance per node (original dtk `singleton`).
     pub singleton: bool,
+    /// Keys the original dtk had that carry no behaviour here (`providers`, with the
+    /// ruby gems a ruby action needed), kept as data so the module can be shown.
+    pub metadata: BTreeMap<String, Value>,
     /// Where the definition starts.
     pub at: Location,
 }
@@ -140,6 +143,11 @@ pub struct AttributeDef {
     pub hidden: bool,
     /// Never written to a repository, a log, or an error message.
     pub secret: bool,
+    /// An output that users may also set (original dtk `input: true` on a `dynamic`
+    /// attribute, e.g. an existing `vpc_id` to use instead of creating one).
+    pub input: bool,
+    /// Its value is fixed by the module (original dtk `constant: true`).
+    pub constant: bool,
     /// Where the definition starts.
     pub at: Location,
 }
@@ -165,6 +173,9 @@ pub struct LinkDef {
     pub target: ComponentRef,
     /// The mappings, each from an attribute of the producer to one of this component.
     pub attribute_mappings: Vec<AttributeMapping>,
+    /// The named dependency this link satisfies (original dtk `dependency_name`), when
+    /// given.
+    pub dependency: Option<String>,
     /// Where it is declared.
     pub at: Location,
 }
@@ -362,6 +373,8 @@ pub struct Subtask {
     pub actions: Vec<ActionStep>,
     /// Nested subtasks.
     pub subtasks: Vec<Subtask>,
+    /// Pause before this step for debugging (original dtk `breakpoint: true`).
+    pub breakpoint: bool,
     /// Where the step starts.
     pub at: Location,
 }

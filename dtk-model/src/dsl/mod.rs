@@ -1,40 +1,54 @@
 //! The YAML DSL: decoding `dtk.module.yaml` and `dtk.service.yaml` text into the
-//! validated model, and writing service documents back.
+//! validated model, and writing both back as canonical YAML.
+//!
+//! Decoding walks the located YAML tree ([`crate::yaml`]) by hand rather than through
+//! serde, so that every problem is reported with its file, line, column and key path,
+//! and all of them at once. References are checked where they are written: components
+//! of the same module fully (attributes, types, actions), components of dependencies by
+//! their module name only (the rest is staging's job).
 
-use crate::diag::{Diagnostics, DslError, Location};
+mod body;
+mod decode;
+mod module_file;
+mod normalize;
+mod scope;
+mod service_file;
+mod write;
+
+pub use body::MAX_CARDINALITY;
+pub use module_file::MAX_ATTEMPTS;
+pub use write::{write_module, write_service};
+
+use crate::diag::{DslError, Location};
 use crate::module::Module;
 use crate::service::ServiceDoc;
 
 /// Parses and validates a module document. `file` names the text in diagnostics.
 pub fn parse_module(text: &str, file: &str) -> Result<Module, DslError> {
-    let mut diags = Diagnostics::new(file);
-    let _root = crate::yaml::load(text, &mut diags);
-    diags.error(
-        Location::default(),
-        "",
-        "module decoding is not written yet",
-    );
-    Err(diags.finish(()).err().unwrap_or(DslError {
-        diagnostics: Vec::new(),
-    }))
+    module_file::parse(text, file)
 }
 
 /// Parses and validates a service document. `file` names the text in diagnostics.
 pub fn parse_service(text: &str, file: &str) -> Result<ServiceDoc, DslError> {
-    let mut diags = Diagnostics::new(file);
-    let _root = crate::yaml::load(text, &mut diags);
-    diags.error(
-        Location::default(),
-        "",
-        "service decoding is not written yet",
-    );
-    Err(diags.finish(()).err().unwrap_or(DslError {
-        diagnostics: Vec::new(),
-    }))
+    service_file::parse(text, file)
 }
 
-/// Writes a service document as YAML that [`parse_service`] reads back to an equal
-/// document (source locations aside).
-pub fn write_service(doc: &ServiceDoc) -> String {
-    format!("dsl_version: {}\nname: {}\n", doc.dsl_version, doc.name)
+/// The error for a document that could not be decoded: what was collected, or (should
+/// nothing have been) a generic diagnostic, so that an error is never empty.
+fn fail(ctx: decode::Ctx) -> DslError {
+    let file = ctx.diags.file().to_owned();
+    match ctx.diags.finish(()) {
+        Err(e) => e,
+        Ok(()) => DslError::single(crate::diag::Diagnostic {
+            file,
+            location: Location {
+                line: 1,
+                col: 1,
+                offset: 0,
+            },
+            key: String::new(),
+            message: "the document could not be read".to_owned(),
+            help: None,
+        }),
+    }
 }

@@ -1,0 +1,652 @@
+//! Writing modules and service documents as canonical YAML: block style, a fixed key
+//! order, and quotes only where a plain scalar would read back as something else (`"1"`
+//! stays a string, `1` an integer). What is written parses back to an equal value.
+
+use std::time::Duration;
+
+use crate::dsl::decode::plain_value;
+use crate::module::{
+    ActionDef, ActionKind, Assembly, AttrType, AttrValue, AttributeDef, Command, ComponentDecl,
+    ComponentDef, DependencyDef, LinkDecl, LinkDef, Module, NodeDecl, NodeSelector, Subtask,
+    SubtaskOrder, Workflow,
+};
+use crate::service::ServiceDoc;
+use crate::value::Value;
+
+/// A document tree ready to be emitted.
+enum Out {
+    /// A single-line scalar, already rendered (quoted if needed).
+    Scalar(String),
+    /// A multi-line string written as a literal block (`|` / `|-`).
+    Block(String),
+    Seq(Vec<Out>),
+    Map(Vec<(String, Out)>),
+}
+
+fn s(text: &str) -> Out {
+    render_str(text)
+}
+
+fn map() -> Vec<(String, Out)> {
+    Vec::new()
+}
+
+fn put(m: &mut Vec<(String, Out)>, key: &str, v: Out) {
+    m.push((key.to_owned(), v));
+}
+
+/// Whether a character may appear unescaped in a plain or literal scalar.
+fn safe_char(c: char) -> bool {
+    matches!(c, ' '..='~')
+        || (c >= '\u{A0}'
+            && !matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{FEFF}' | '\u{FFFE}' | '\u{FFFF}'
+            ))
+}
+
+/// Words other YAML readers (YAML 1.1) take for booleans; quoted for their sake.
+const YAML11_WORDS: &[&str] = &[
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off",
+    "OFF", "<<", "=",
+];
+
+fn plain_ok(text: &str) -> bool {
+    let Some(first) = text.chars().next() else {
+        return false;
+    };
+    matches!(plain_value(text), Value::Str(_))
+        && !YAML11_WORDS.contains(&text)
+        && text.chars().all(safe_char)
+        && !"-?:,[]{}#&*!|>'\"%@` ".contains(first)
+        && !text.ends_with([' ', ':'])
+        && !text.contains(": ")
+        && !text.contains(" #")
+        && !text.starts_with("---")
+        && !text.starts_with("...")
+}
+
+fn literal_ok(text: &str) -> bool {
+    if !text.contains('\n') || text.ends_with("\n\n") {
+        return false;
+    }
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let mut lines = body.split('\n');
+    let first_ok = lines
+        .next()
+        .is_some_and(|l| !l.is_empty() && !l.starts_with(' '));
+    first_ok
+        && body
+            .split('\n')
+            .all(|l| l.chars().all(safe_char) && !l.ends_with(' '))
+}
+
+fn double_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if safe_char(c) => out.push(c),
+            c if u32::from(c) <= 0xFFFF => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push_str(&format!("\\U{:08X}", u32::from(c))),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn render_str(text: &str) -> Out {
+    if plain_ok(text) {
+        Out::Scalar(text.to_owned())
+    } else if literal_ok(text) {
+        Out::Block(text.to_owned())
+    } else {
+        Out::Scalar(double_quoted(text))
+    }
+}
+
+fn render_key(text: &str) -> String {
+    if plain_ok(text) {
+        text.to_owned()
+    } else {
+        double_quoted(text)
+    }
+}
+
+fn float_text(f: f64) -> String {
+    if f.is_nan() {
+        ".nan".to_owned()
+    } else if f.is_infinite() {
+        if f > 0.0 { ".inf" } else { "-.inf" }.to_owned()
+    } else {
+        // `{:?}` is the shortest text that reads back to the same number, and always
+        // has a `.` or an exponent, so it reads back as a float.
+        format!("{f:?}")
+    }
+}
+
+fn value(v: &Value) -> Out {
+    match v {
+        Value::Null => Out::Scalar("null".to_owned()),
+        Value::Bool(b) => Out::Scalar(b.to_string()),
+        Value::Int(i) => Out::Scalar(i.to_string()),
+        Value::Float(f) => Out::Scalar(float_text(*f)),
+        Value::Str(t) => render_str(t),
+        Value::Array(items) => Out::Seq(items.iter().map(value).collect()),
+        Value::Hash(h) => Out::Map(h.iter().map(|(k, v)| (k.clone(), value(v))).collect()),
+    }
+}
+
+fn pad(buf: &mut String, n: usize) {
+    buf.extend(std::iter::repeat_n(' ', n));
+}
+
+fn block(buf: &mut String, text: &str, indent: usize) {
+    let header = if text.ends_with('\n') { "|" } else { "|-" };
+    buf.push(' ');
+    buf.push_str(header);
+    buf.push('\n');
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    for line in body.split('\n') {
+        if !line.is_empty() {
+            pad(buf, indent);
+            buf.push_str(line);
+        }
+        buf.push('\n');
+    }
+}
+
+fn emit_map(buf: &mut String, entries: &[(String, Out)], indent: usize) {
+    for (k, v) in entries {
+        pad(buf, indent);
+        buf.push_str(&render_key(k));
+        buf.push(':');
+        match v {
+            Out::Scalar(t) => {
+                buf.push(' ');
+                buf.push_str(t);
+                buf.push('\n');
+            }
+            Out::Block(t) => block(buf, t, indent + 2),
+            Out::Seq(items) if items.is_empty() => buf.push_str(" []\n"),
+            Out::Map(es) if es.is_empty() => buf.push_str(" {}\n"),
+            Out::Seq(items) => {
+                buf.push('\n');
+                emit_seq(buf, items, indent);
+            }
+            Out::Map(es) => {
+                buf.push('\n');
+                emit_map(buf, es, indent + 2);
+            }
+        }
+    }
+}
+
+fn emit_seq(buf: &mut String, items: &[Out], indent: usize) {
+    for item in items {
+        pad(buf, indent);
+        buf.push('-');
+        match item {
+            Out::Scalar(t) => {
+                buf.push(' ');
+                buf.push_str(t);
+                buf.push('\n');
+            }
+            Out::Block(t) => block(buf, t, indent + 2),
+            Out::Seq(inner) if inner.is_empty() => buf.push_str(" []\n"),
+            Out::Map(es) if es.is_empty() => buf.push_str(" {}\n"),
+            Out::Seq(inner) => {
+                // The first line of the nested block goes after `- `.
+                let mut tmp = String::new();
+                emit_seq(&mut tmp, inner, indent + 2);
+                buf.push(' ');
+                buf.push_str(&tmp[indent + 2..]);
+            }
+            Out::Map(es) => {
+                let mut tmp = String::new();
+                emit_map(&mut tmp, es, indent + 2);
+                buf.push(' ');
+                buf.push_str(&tmp[indent + 2..]);
+            }
+        }
+    }
+}
+
+fn emit(top: &[(String, Out)]) -> String {
+    let mut buf = String::new();
+    emit_map(&mut buf, top, 0);
+    buf
+}
+
+fn duration(d: Duration) -> Out {
+    if d.subsec_nanos() == 0 {
+        Out::Scalar(d.as_secs().to_string())
+    } else {
+        Out::Scalar(format!("{}ms", d.as_millis()))
+    }
+}
+
+fn attr_values(attrs: &std::collections::BTreeMap<String, AttrValue>) -> Out {
+    Out::Map(
+        attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), value(&v.value)))
+            .collect(),
+    )
+}
+
+/// Writes a module as YAML that [`crate::dsl::parse_module`] reads back to an equal module
+/// (source locations aside).
+pub fn write_module(m: &Module) -> String {
+    let mut top = map();
+    if let Some(v) = &m.dsl_version {
+        put(&mut top, "dsl_version", s(v));
+    }
+    put(&mut top, "module", s(&m.id.to_string()));
+    put(&mut top, "version", s(&m.version.to_string()));
+    if let Some(d) = &m.description {
+        put(&mut top, "description", s(d));
+    }
+    for (k, v) in &m.metadata {
+        put(&mut top, k, value(v));
+    }
+    if !m.dependencies.is_empty() {
+        let deps = m
+            .dependencies
+            .iter()
+            .map(|d| (d.module.to_string(), s(&d.req.to_string())))
+            .collect();
+        put(&mut top, "dependencies", Out::Map(deps));
+    }
+    if !m.components.is_empty() {
+        let defs = m
+            .components
+            .iter()
+            .map(|(name, def)| (name.clone(), component_def(def)))
+            .collect();
+        put(&mut top, "component_defs", Out::Map(defs));
+    }
+    if !m.assemblies.is_empty() {
+        let asms = m
+            .assemblies
+            .iter()
+            .map(|(name, a)| (name.clone(), assembly(a)))
+            .collect();
+        put(&mut top, "assemblies", Out::Map(asms));
+    }
+    if !m.workflows.is_empty() {
+        put(&mut top, "workflows", workflows(&m.workflows));
+    }
+    emit(&top)
+}
+
+fn component_def(def: &ComponentDef) -> Out {
+    let mut m = map();
+    if let Some(d) = &def.description {
+        put(&mut m, "description", s(d));
+    }
+    if def.singleton {
+        put(&mut m, "singleton", Out::Scalar("true".to_owned()));
+    }
+    if !def.attributes.is_empty() {
+        let attrs = def
+            .attributes
+            .iter()
+            .map(|(k, a)| (k.clone(), attribute(a)))
+            .collect();
+        put(&mut m, "attributes", Out::Map(attrs));
+    }
+    if !def.dependencies.is_empty() {
+        put(
+            &mut m,
+            "dependencies",
+            Out::Seq(def.dependencies.iter().map(dependency).collect()),
+        );
+    }
+    if !def.link_defs.is_empty() {
+        put(&mut m, "link_defs", link_defs(&def.link_defs));
+    }
+    if !def.actions.is_empty() {
+        let actions = def
+            .actions
+            .iter()
+            .map(|(k, a)| (k.clone(), action(a)))
+            .collect();
+        put(&mut m, "actions", Out::Map(actions));
+    }
+    for (k, v) in &def.metadata {
+        put(&mut m, k, value(v));
+    }
+    Out::Map(m)
+}
+
+fn attribute(a: &AttributeDef) -> Out {
+    let mut m = map();
+    if a.ty != AttrType::Any {
+        put(&mut m, "type", Out::Scalar(a.ty.as_str().to_owned()));
+    }
+    if let Some(d) = &a.default {
+        put(&mut m, "default", value(d));
+    }
+    let flags = [
+        ("required", a.required),
+        ("dynamic", a.dynamic),
+        ("input", a.input),
+        ("hidden", a.hidden),
+        ("secret", a.secret),
+        ("constant", a.constant),
+    ];
+    for (k, on) in flags {
+        if on {
+            put(&mut m, k, Out::Scalar("true".to_owned()));
+        }
+    }
+    if let Some(d) = &a.description {
+        put(&mut m, "description", s(d));
+    }
+    Out::Map(m)
+}
+
+fn dependency(d: &DependencyDef) -> Out {
+    if let [only] = d.choices.as_slice() {
+        if !d.same_node && d.name == only.to_string() {
+            return s(&d.name);
+        }
+    }
+    let mut spec = map();
+    put(
+        &mut spec,
+        "choices",
+        Out::Seq(d.choices.iter().map(|c| s(&c.to_string())).collect()),
+    );
+    if d.same_node {
+        put(&mut spec, "location", Out::Scalar("local".to_owned()));
+    }
+    Out::Map(vec![(d.name.clone(), Out::Map(spec))])
+}
+
+fn link_defs(defs: &[LinkDef]) -> Out {
+    let targets: Vec<String> = defs.iter().map(|l| l.target.to_string()).collect();
+    let mut unique = targets.clone();
+    unique.sort();
+    unique.dedup();
+    let entries: Vec<(String, Out)> = defs
+        .iter()
+        .zip(targets)
+        .map(|(l, t)| {
+            let mut spec = map();
+            if let Some(d) = &l.dependency {
+                put(&mut spec, "dependency_name", s(d));
+            }
+            if !l.attribute_mappings.is_empty() {
+                let ms = l
+                    .attribute_mappings
+                    .iter()
+                    .map(|m| s(&format!("${} -> {}", m.from.join("."), m.to)))
+                    .collect();
+                put(&mut spec, "attribute_mappings", Out::Seq(ms));
+            }
+            (t, Out::Map(spec))
+        })
+        .collect();
+    if unique.len() == defs.len() {
+        Out::Map(entries)
+    } else {
+        Out::Seq(entries.into_iter().map(|e| Out::Map(vec![e])).collect())
+    }
+}
+
+fn action(a: &ActionDef) -> Out {
+    let mut m = map();
+    match &a.kind {
+        ActionKind::Commands(cmds) => {
+            let lines = cmds
+                .iter()
+                .map(|c| match c {
+                    Command::Run(line) => s(&format!("RUN {line}")),
+                })
+                .collect();
+            put(&mut m, "commands", Out::Seq(lines));
+        }
+        ActionKind::Provider { kind, resource } => {
+            put(&mut m, "provider", s(&format!("{kind}.{resource}")));
+        }
+        ActionKind::Unsupported { kind, detail } => match detail {
+            Value::Hash(h) => {
+                for (k, v) in h {
+                    put(&mut m, k, value(v));
+                }
+            }
+            other => put(&mut m, kind, value(other)),
+        },
+    }
+    if a.attempts != 1 {
+        put(&mut m, "attempts", Out::Scalar(a.attempts.to_string()));
+    }
+    if !a.sleep.is_zero() {
+        put(&mut m, "sleep", duration(a.sleep));
+    }
+    if let Some(t) = a.timeout {
+        put(&mut m, "timeout", duration(t));
+    }
+    Out::Map(m)
+}
+
+fn assembly(a: &Assembly) -> Out {
+    let mut m = map();
+    if let Some(d) = &a.description {
+        put(&mut m, "description", s(d));
+    }
+    if let Some(r) = &a.node_component {
+        put(&mut m, "node_component", s(&r.to_string()));
+    }
+    let items = components(&a.nodes, &a.components);
+    if !items.is_empty() {
+        put(&mut m, "components", Out::Seq(items));
+    }
+    if !a.workflows.is_empty() {
+        put(&mut m, "actions", workflows(&a.workflows));
+    }
+    Out::Map(m)
+}
+
+fn components(nodes: &[NodeDecl], comps: &[ComponentDecl]) -> Vec<Out> {
+    let mut out: Vec<Out> = nodes.iter().map(node).collect();
+    out.extend(comps.iter().map(|c| component_decl(c, false)));
+    out
+}
+
+fn node(n: &NodeDecl) -> Out {
+    let label = if n.group { "node_group" } else { "node" };
+    let mut body = map();
+    let mut force_components = false;
+    let key = match &n.node_component {
+        Some(r) if r.module.is_some() && r.instance.is_none() && r.name == label => {
+            format!("{r}[{}]", n.name)
+        }
+        Some(r)
+            if !n.group && r.instance.is_none() && r.name != "node" && r.name != "node_group" =>
+        {
+            // `MOD::cmp[NAME]` with nested `components` is a node realized by `MOD::cmp`.
+            force_components = true;
+            format!("{r}[{}]", n.name)
+        }
+        Some(r) => {
+            put(&mut body, "node_component", s(&r.to_string()));
+            format!("{label}[{}]", n.name)
+        }
+        None => format!("{label}[{}]", n.name),
+    };
+    if !n.attributes.is_empty() {
+        put(&mut body, "attributes", attr_values(&n.attributes));
+    }
+    if !n.links.is_empty() {
+        put(
+            &mut body,
+            "links",
+            Out::Seq(n.links.iter().map(link).collect()),
+        );
+    }
+    if !n.components.is_empty() || force_components {
+        let cs = n
+            .components
+            .iter()
+            .map(|c| component_decl(c, true))
+            .collect();
+        put(&mut body, "components", Out::Seq(cs));
+    }
+    if body.is_empty() {
+        s(&key)
+    } else {
+        Out::Map(vec![(key, Out::Map(body))])
+    }
+}
+
+fn component_decl(c: &ComponentDecl, _on_node: bool) -> Out {
+    let key = c.reference.to_string();
+    let mut body = map();
+    if !c.attributes.is_empty() {
+        put(&mut body, "attributes", attr_values(&c.attributes));
+    }
+    if !c.links.is_empty() {
+        put(
+            &mut body,
+            "links",
+            Out::Seq(c.links.iter().map(link).collect()),
+        );
+    }
+    if body.is_empty() {
+        s(&key)
+    } else {
+        Out::Map(vec![(key, Out::Map(body))])
+    }
+}
+
+fn link(l: &LinkDecl) -> Out {
+    let target = match (&l.service, &l.target.node) {
+        (Some(svc), _) => format!("{svc}/{}", l.target.component),
+        (None, Some(n)) => format!("{n}/{}", l.target.component),
+        (None, None) => l.target.component.to_string(),
+    };
+    match &l.dependency {
+        Some(d) => Out::Map(vec![(d.clone(), s(&target))]),
+        None => s(&target),
+    }
+}
+
+fn workflows(ws: &std::collections::BTreeMap<String, Workflow>) -> Out {
+    Out::Map(ws.iter().map(|(k, w)| (k.clone(), workflow(w))).collect())
+}
+
+fn workflow(w: &Workflow) -> Out {
+    let mut m = map();
+    if w.subtask_order == SubtaskOrder::Concurrent {
+        put(
+            &mut m,
+            "subtask_order",
+            Out::Scalar("concurrent".to_owned()),
+        );
+    }
+    put(
+        &mut m,
+        "subtasks",
+        Out::Seq(w.subtasks.iter().map(subtask).collect()),
+    );
+    Out::Map(m)
+}
+
+fn subtask(t: &Subtask) -> Out {
+    let mut m = map();
+    if let Some(n) = &t.name {
+        put(&mut m, "name", s(n));
+    }
+    match &t.node {
+        Some(NodeSelector::Node(n)) => put(&mut m, "node", s(n)),
+        Some(NodeSelector::Group(n)) => put(&mut m, "node_group", s(n)),
+        None => {}
+    }
+    if t.subtask_order == SubtaskOrder::Concurrent {
+        put(
+            &mut m,
+            "subtask_order",
+            Out::Scalar("concurrent".to_owned()),
+        );
+    }
+    if t.breakpoint {
+        put(&mut m, "breakpoint", Out::Scalar("true".to_owned()));
+    }
+    let mut items: Vec<Out> = t.components.iter().map(|c| s(&c.to_string())).collect();
+    for a in &t.actions {
+        let text = format!("{}.{}", a.component, a.action);
+        if a.params.is_empty() {
+            items.push(s(&text));
+        } else {
+            let params = a
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), value(v)))
+                .collect();
+            items.push(Out::Map(vec![(text, Out::Map(params))]));
+        }
+    }
+    if !items.is_empty() {
+        let key = if t.ordered {
+            "ordered_components"
+        } else if t.components.is_empty() {
+            "actions"
+        } else {
+            "components"
+        };
+        put(&mut m, key, Out::Seq(items));
+    }
+    if !t.subtasks.is_empty() {
+        put(
+            &mut m,
+            "subtasks",
+            Out::Seq(t.subtasks.iter().map(subtask).collect()),
+        );
+    }
+    Out::Map(m)
+}
+
+/// Writes a service document as YAML that [`crate::dsl::parse_service`] reads back to an
+/// equal document (source locations aside).
+pub fn write_service(doc: &ServiceDoc) -> String {
+    let mut top = map();
+    put(&mut top, "dsl_version", s(&doc.dsl_version));
+    put(&mut top, "name", s(&doc.name));
+    if let Some(sf) = &doc.staged_from {
+        let mut m = map();
+        put(&mut m, "module", s(&sf.module.to_string()));
+        put(&mut m, "version", s(&sf.version.to_string()));
+        put(&mut m, "assembly", s(&sf.assembly));
+        put(&mut top, "staged_from", Out::Map(m));
+    }
+    if let Some(t) = &doc.target {
+        put(&mut top, "target", s(t));
+    }
+    if doc.is_target {
+        put(&mut top, "base", Out::Scalar("true".to_owned()));
+    }
+    if !doc.dependencies.is_empty() {
+        let deps = doc
+            .dependencies
+            .iter()
+            .map(|(m, v)| (m.to_string(), s(&v.to_string())))
+            .collect();
+        put(&mut top, "dependencies", Out::Map(deps));
+    }
+    let items = components(&doc.nodes, &doc.components);
+    if !items.is_empty() {
+        put(&mut top, "components", Out::Seq(items));
+    }
+    if !doc.workflows.is_empty() {
+        put(&mut top, "actions", workflows(&doc.workflows));
+    }
+    emit(&top)
+}

@@ -1,0 +1,4 @@
+//! dtk-model's integration tests: the original dtk's files, malformed inputs with their
+//! exact messages, and round-trip properties.
+
+mod fixtures;
