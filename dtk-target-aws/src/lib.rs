@@ -13,6 +13,10 @@
 //!
 //! No type of the AWS SDK appears in this crate's public API.
 
+// Lets `testing` name this crate the same way whether it is compiled here or included
+// by the integration tests.
+extern crate self as dtk_target_aws;
+
 mod cidr;
 mod client;
 mod error;
@@ -40,6 +44,9 @@ pub use settings::{AwsSettings, DEFAULT_REGION, StaticCredentials, Timeouts, Wai
 pub use tags::{
     Owner, Ownership, TAG_COMPONENT, TAG_INDEX, TAG_MANAGED, TAG_NAME, TAG_NODE, TAG_SERVICE,
 };
+
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,8 @@
 
 mod images;
 mod instances;
+// The fixture that `dtk_target_aws::testing` exports with the `test-support` feature.
+#[path = "../../src/testing.rs"]
 mod moto;
 mod network;
 

@@ -1,5 +1,9 @@
-//! A real EC2 API server for the tests: `moto_server` (PyPI `moto[server]`), which
+//! Test support: a real EC2 API server, `moto_server` (PyPI `moto[server]`), which
 //! `./scripts/test` installs into `TARGET_DIR/moto-venv`.
+//!
+//! Compiled with the `test-support` feature (for other crates' tests) and included by this
+//! crate's own integration tests. A missing `moto_server` fails the test with a message
+//! saying to run `./scripts/test`; it is never skipped.
 //!
 //! One server is shared by the tests that run at the same time ([`Moto::shared`]); it is
 //! started on 127.0.0.1 with port 0 (moto prints the port it got), and stopped when the
@@ -16,13 +20,16 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)] // Resolves in this crate (`extern crate self`) and in its tests.
 use dtk_target_aws::{AwsSettings, StaticCredentials, Timeouts, WaiterSettings};
 
 /// The environment variable naming the `moto_server` binary, overriding the search.
 pub const MOTO_ENV: &str = "DTK_MOTO_SERVER";
 
-/// Fake keys: moto accepts any. Tests never reach AWS: the endpoint is always moto.
+/// A fake access key id: moto accepts any. Tests never reach AWS: the endpoint is always
+/// moto.
 pub const FAKE_ACCESS_KEY_ID: &str = "AKIDTKTESTKEYID00000";
+/// The fake secret key that goes with [`FAKE_ACCESS_KEY_ID`].
 pub const FAKE_SECRET_ACCESS_KEY: &str = "dtk-test-secret-access-key-never-shown";
 
 /// A running moto_server.
@@ -49,6 +56,7 @@ impl Moto {
     }
 
     /// Starts a server of its own, and waits until it answers.
+    #[allow(clippy::print_stderr)] // Test output: how long moto took to start.
     pub fn start() -> Moto {
         let bin = find_moto_server();
         let dir = tempfile::tempdir().expect("a temporary directory for moto's log");
@@ -119,7 +127,6 @@ impl Moto {
 
     /// Forgets every resource of every region (`POST /moto-api/reset`). Only for a server
     /// that no other test is using at the same time.
-    #[allow(dead_code)]
     pub fn reset(&self) {
         let status = self
             .http("POST", "/moto-api/reset")
