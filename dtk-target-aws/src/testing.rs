@@ -98,6 +98,11 @@ impl Moto {
         moto
     }
 
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The endpoint URL.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

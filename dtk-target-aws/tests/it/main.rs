@@ -18,6 +18,30 @@ mod instances;
 mod moto;
 mod network;
 
+/// A server of its own: reset forgets everything; drop stops it (its port closes).
+#[tokio::test]
+async fn moto_fixture_resets_and_stops() {
+    let moto = Moto::start();
+    let raw = Raw::new(&moto.url(), "us-west-2");
+    let vpc = raw.create_vpc("10.50.0.0/16").await;
+    assert_eq!(
+        raw.vpc_ids(vec![filter("vpc-id", &vpc)]).await,
+        vec![vpc.clone()]
+    );
+    moto.reset();
+    assert!(
+        raw.vpc_ids(vec![filter("cidr", "10.50.0.0/16")])
+            .await
+            .is_empty()
+    );
+    let port = moto.port();
+    drop(moto);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "moto still listens on {port}"
+    );
+}
+
 use std::sync::Arc;
 
 use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
