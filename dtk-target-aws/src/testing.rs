@@ -197,23 +197,32 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
+        // The process group (its id is sh's PID) is sh and moto. Closing sh's stdin makes
+        // it stop moto and reap it; then whatever is left of the group is killed by id.
         let pgid = self.child.id();
-        // The group is sh and moto; kill it by its id, then reap sh.
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &format!("-{pgid}")])
-            .status();
         self.stdin.take();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+        let exited = |child: &mut Child, limit: Duration| {
+            let start = Instant::now();
+            while start.elapsed() < limit {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            false
+        };
+        let gone = exited(&mut self.child, Duration::from_secs(5));
+        let kill_group = |signal: &str| {
+            let _ = Command::new("kill")
+                .args([signal, "--", &format!("-{pgid}")])
+                .stderr(Stdio::null())
+                .status();
+        };
+        kill_group("-TERM");
+        if !gone && !exited(&mut self.child, Duration::from_secs(5)) {
+            kill_group("-KILL");
+            let _ = self.child.wait();
         }
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pgid}")])
-            .status();
-        let _ = self.child.wait();
     }
 }
 
