@@ -34,7 +34,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
-use dtk_model::ident::{ComponentRef, NodeComponentRef};
+use dtk_model::ident::ComponentRef;
 use dtk_model::instance::{ComponentId, ComponentInstance, ServiceModel};
 use dtk_model::module::{ActionKind, NodeSelector, Subtask, SubtaskOrder, Workflow};
 use dtk_model::value::Attributes;
@@ -105,12 +105,26 @@ impl FromStr for ActionTarget {
         if action.is_empty() || action.contains(['/', '[', ']']) {
             return Err(err(format!("`{action}` is not an action name")));
         }
-        let r: NodeComponentRef = cmp
+        // Not `NodeComponentRef`: a member of a node group (`workers:2`) may be named.
+        let (node, cmp) = match cmp.split_once('/') {
+            Some((n, c)) => {
+                let member = n.split_once(':').map_or(n, |(g, _)| g);
+                dtk_model::ident::check_name("node name", member).map_err(|e| err(e.reason))?;
+                if let Some((_, k)) = n.split_once(':') {
+                    if k.is_empty() || !k.chars().all(|c| c.is_ascii_digit()) {
+                        return Err(err(format!("`{n}` is not a node group member")));
+                    }
+                }
+                (Some(n.to_owned()), c)
+            }
+            None => (None, cmp),
+        };
+        let component: ComponentRef = cmp
             .parse()
             .map_err(|e: dtk_model::ident::ParseRefError| err(e.reason))?;
         Ok(ActionTarget {
-            node: r.node,
-            component: r.component,
+            node,
+            component,
             action: action.to_owned(),
         })
     }
@@ -476,9 +490,9 @@ impl PlanGraph {
     /// Checks for cycles and keeps the planned tasks, ordered as the whole graph orders
     /// them (an order through unplanned tasks is kept as a direct edge).
     pub fn into_plan(self) -> Result<Plan, PlanError> {
-        let order = match petgraph::algo::toposort(&self.graph, None) {
-            Ok(order) => order,
-            Err(_) => {
+        let order = match stable_toposort(&self.graph) {
+            Some(order) => order,
+            None => {
                 return Err(PlanError::Cycle {
                     cycles: find_cycles(&self.graph),
                     service: self.service,
@@ -544,6 +558,34 @@ impl PlanGraph {
             order: topo,
         })
     }
+}
+
+/// A topological order that, among tasks free to go, takes the one built first
+/// (declaration order): plans and their renderings are deterministic. `None` if the graph
+/// has a cycle.
+fn stable_toposort(graph: &DiGraph<Task, Edge>) -> Option<Vec<NodeIndex>> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let n = graph.node_count();
+    let mut indeg: Vec<usize> = graph
+        .node_indices()
+        .map(|i| graph.neighbors_directed(i, Direction::Incoming).count())
+        .collect();
+    let mut heap: BinaryHeap<Reverse<usize>> =
+        (0..n).filter(|&i| indeg[i] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(Reverse(i)) = heap.pop() {
+        let v = NodeIndex::new(i);
+        order.push(v);
+        for s in graph.neighbors_directed(v, Direction::Outgoing) {
+            let d = &mut indeg[s.index()];
+            *d -= 1;
+            if *d == 0 {
+                heap.push(Reverse(s.index()));
+            }
+        }
+    }
+    (order.len() == n).then_some(order)
 }
 
 fn find_cycles(graph: &DiGraph<Task, Edge>) -> Vec<Vec<CycleEdge>> {

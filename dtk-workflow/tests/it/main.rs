@@ -1,1 +1,4 @@
-//! placeholder
+//! The integration tests of dtk-workflow: one binary.
+
+mod planner;
+mod support;
