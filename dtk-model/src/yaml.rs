@@ -267,13 +267,21 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
                     anchor,
                     entries,
                     ..
-                }) => Some((
-                    YamlNode {
-                        kind: YamlKind::Map(entries),
-                        at,
-                    },
-                    anchor,
-                )),
+                }) => {
+                    // A block mapping's start event comes after its first key: the
+                    // mapping starts where that key does.
+                    let at = match entries.first() {
+                        Some((k, _)) if k.at.offset < at.offset => k.at,
+                        _ => at,
+                    };
+                    Some((
+                        YamlNode {
+                            kind: YamlKind::Map(entries),
+                            at,
+                        },
+                        anchor,
+                    ))
+                }
                 _ => {
                     diags.error(at, "", "YAML syntax error: unbalanced mapping");
                     return None;
@@ -309,6 +317,12 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
                         *key = Some(node);
                     }
                     Some(k) => {
+                        // An empty value has no position of its own (the parser reports
+                        // where it noticed it, often the next line): use its key's.
+                        let mut node = node;
+                        if node.is_null() && node.scalar() == Some("") {
+                            node.at = k.at;
+                        }
                         if let Some(name) = k.scalar() {
                             if let Some(first_line) = seen.get(name) {
                                 diags.error(

@@ -717,20 +717,35 @@ pub(crate) fn resolve_links(
     };
     for n in nodes.iter_mut() {
         let np = child(path, &node_label(n));
-        for l in &mut n.links {
-            fix(ctx, l, None, &child(&np, "links"));
+        for (i, l) in n.links.iter_mut().enumerate() {
+            fix(
+                ctx,
+                l,
+                None,
+                &crate::dsl::decode::index(&child(&np, "links"), i),
+            );
         }
         for c in &mut n.components {
             let cp = child(&child(&np, "components"), &c.reference.to_string());
-            for l in &mut c.links {
-                fix(ctx, l, Some(&n.name), &child(&cp, "links"));
+            for (i, l) in c.links.iter_mut().enumerate() {
+                fix(
+                    ctx,
+                    l,
+                    Some(&n.name),
+                    &crate::dsl::decode::index(&child(&cp, "links"), i),
+                );
             }
         }
     }
     for c in comps.iter_mut() {
         let cp = child(path, &c.reference.to_string());
-        for l in &mut c.links {
-            fix(ctx, l, None, &child(&cp, "links"));
+        for (i, l) in c.links.iter_mut().enumerate() {
+            fix(
+                ctx,
+                l,
+                None,
+                &crate::dsl::decode::index(&child(&cp, "links"), i),
+            );
         }
     }
 }

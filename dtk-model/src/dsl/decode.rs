@@ -127,7 +127,8 @@ pub(crate) fn index(path: &str, i: usize) -> String {
 pub(crate) fn found(node: &YamlNode) -> String {
     match &node.kind {
         YamlKind::Scalar { .. } if node.is_null() => "nothing".to_owned(),
-        YamlKind::Scalar { text, .. } => format!("`{}`", shorten(text)),
+        YamlKind::Scalar { text, plain: true } => format!("`{}`", shorten(text)),
+        YamlKind::Scalar { text, plain: false } => format!("`\"{}\"`", shorten(text)),
         YamlKind::Seq(_) => "a list".to_owned(),
         YamlKind::Map(_) => "a mapping".to_owned(),
     }

@@ -818,7 +818,13 @@ pub(crate) fn parse_mapping(text: &str) -> Result<(Vec<String>, String), String>
         return Err("more than one arrow".to_owned());
     }
     let mut segments = Vec::new();
+    if path.is_empty() {
+        return Err("`$` names no attribute".to_owned());
+    }
     for seg in path.split('.') {
+        if seg.is_empty() {
+            return Err(format!("`${path}` has an empty segment between dots"));
+        }
         check_name("attribute name", seg).map_err(|e| format!("`${path}`: {}", e.reason))?;
         segments.push(seg.to_owned());
     }
@@ -948,6 +954,13 @@ fn action(ctx: &mut Ctx, name: &str, node: &YamlNode, path: &str) -> Option<Acti
             }
         }
         (None, None) => {
+            let misspelt = entries
+                .iter()
+                .any(|(k, _)| k.scalar().is_some_and(|k| !ACTION_KEYS.contains(&k)));
+            if misspelt {
+                // The unknown key, already reported, is most likely the kind.
+                return None;
+            }
             ctx.error_help(
                 node.at,
                 path,
@@ -1059,7 +1072,7 @@ fn check_mappings(
             let Some(pdef) = defs.get(&producer) else {
                 continue;
             };
-            for m in &l.attribute_mappings {
+            for (i, m) in l.attribute_mappings.iter().enumerate() {
                 let Some(first) = m.from.first() else {
                     continue;
                 };
@@ -1073,6 +1086,7 @@ fn check_mappings(
                     ),
                     "attribute_mappings",
                 );
+                let path = index(&path, i);
                 let help = match did_you_mean(first, pdef.attributes.keys().map(String::as_str)) {
                     Some(s) => format!("did you mean `${s}`?"),
                     None if pdef.attributes.is_empty() => {

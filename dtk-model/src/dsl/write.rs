@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::dsl::decode::plain_value;
+use crate::ident::VersionReq;
 use crate::module::{
     ActionDef, ActionKind, Assembly, AttrType, AttrValue, AttributeDef, Command, ComponentDecl,
     ComponentDef, DependencyDef, LinkDecl, LinkDef, Module, NodeDecl, NodeSelector, Subtask,
@@ -142,6 +143,26 @@ fn value(v: &Value) -> Out {
     }
 }
 
+/// A requirement as the original dtk wrote it: an exact pin as the bare version
+/// (`1.3.0`, not `=1.3.0`).
+fn req_text(req: &VersionReq) -> String {
+    if let VersionReq::Semver(r) = req {
+        if let [c] = r.comparators.as_slice() {
+            if let (semver::Op::Exact, Some(minor), Some(patch)) = (c.op, c.minor, c.patch) {
+                let v = semver::Version {
+                    major: c.major,
+                    minor,
+                    patch,
+                    pre: c.pre.clone(),
+                    build: semver::BuildMetadata::EMPTY,
+                };
+                return v.to_string();
+            }
+        }
+    }
+    req.to_string()
+}
+
 fn pad(buf: &mut String, n: usize) {
     buf.extend(std::iter::repeat_n(' ', n));
 }
@@ -259,7 +280,7 @@ pub fn write_module(m: &Module) -> String {
         let deps = m
             .dependencies
             .iter()
-            .map(|d| (d.module.to_string(), s(&d.req.to_string())))
+            .map(|d| (d.module.to_string(), s(&req_text(&d.req))))
             .collect();
         put(&mut top, "dependencies", Out::Map(deps));
     }

@@ -2,3 +2,5 @@
 //! exact messages, and round-trip properties.
 
 mod fixtures;
+
+mod malformed;
