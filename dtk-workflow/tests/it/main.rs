@@ -1,4 +1,5 @@
 //! The integration tests of dtk-workflow: one binary.
 
+mod exec;
 mod planner;
 mod support;

@@ -610,6 +610,19 @@ async fn run_script(
                 out.exit_code = Some(rest.parse().unwrap_or(1));
                 out.stderr.extend_from_slice(b"failed on purpose\n");
             }
+            "failenv" => {
+                let v = req
+                    .env
+                    .iter()
+                    .find(|(k, _)| k == rest)
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or("");
+                out.exit_code = Some(2);
+                out.stdout
+                    .extend_from_slice(format!("using {v}\n").as_bytes());
+                out.stderr
+                    .extend_from_slice(format!("bad {rest}={v}\n").as_bytes());
+            }
             "echo" => {
                 out.stdout.extend_from_slice(rest.as_bytes());
                 out.stdout.push(b'\n');
