@@ -41,14 +41,12 @@ pub enum InstanceError {
     /// Input (a service document, a module, an edit) was refused.
     #[error("{0}")]
     Dsl(#[from] dtk_model::DslError),
-    /*TMP-CATALOG
     /// The catalog refused or failed.
     #[error(transparent)]
     Catalog(#[from] dtk_catalog::CatalogError),
     /// Dependency resolution failed.
     #[error(transparent)]
     Resolve(#[from] dtk_catalog::ResolveError),
-    TMP-CATALOG*/
     /// There is no service instance of that name.
     #[error("no service instance named `{name}` (see `dtk service list`)")]
     NoSuchService {

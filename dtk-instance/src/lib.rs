@@ -5,7 +5,13 @@
 //! `Arc<dyn Provider>`, progress is reported through events.
 
 pub mod error;
+pub mod home;
+pub mod local;
+pub mod lock;
 pub mod repo;
+pub mod secrets;
+pub mod service;
+pub mod stage;
 pub mod transport;
 
 pub use error::InstanceError;

@@ -527,6 +527,8 @@ struct Master {
     log_path: PathBuf,
     sessions: Semaphore,
     state: tokio::sync::Mutex<State>,
+    /// Shell words naming finished runs' tombstones (see the `script` module).
+    cleanup: Mutex<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -639,6 +641,12 @@ impl SshPool {
             tasks.spawn(async move {
                 let mut state = master.state.lock().await;
                 if matches!(*state, State::Up { .. }) {
+                    let cleanup = master.take_cleanup();
+                    if !cleanup.is_empty() {
+                        let text = script::cleanup_script(&cleanup).into_bytes();
+                        let limit = Duration::from_secs(10);
+                        let _ = tokio::time::timeout(limit, session(&ssh, &master, text)).await;
+                    }
                     let _ = control(&ssh, &master, "exit").await;
                 }
                 *state = State::Down;
@@ -669,6 +677,7 @@ impl SshPool {
             socket_path,
             sessions: Semaphore::new(self.inner.config.sessions_per_connection),
             state: tokio::sync::Mutex::new(State::Down),
+            cleanup: Mutex::new(Vec::new()),
         });
         map.insert(key, Arc::clone(&master));
         Ok(master)
@@ -764,11 +773,14 @@ impl SshPool {
         let run_id = run_id();
         tracing::debug!(host = %host.address, port = host.port, workdir = %req.workdir,
             lines = req.script.len(), run = %run_id, "running action");
-        let text = script::run_script(req, &run_id);
+        let marker = trailer_marker(&run_id);
+        let cleanup = master.take_cleanup();
+        let text = script::run_script(req, &run_id, &marker, &cleanup);
         let finished =
             tokio::time::timeout(req.timeout, session(ssh, master, text.into_bytes())).await;
         let out = match finished {
             Err(_) => {
+                master.defer_cleanup(cleanup);
                 // The local client is gone (killed on drop); stop the remote processes too.
                 let kill = script::kill_script(&req.workdir, &run_id);
                 let limit = host.connect_timeout + Duration::from_secs(10);
@@ -779,9 +791,24 @@ impl SshPool {
                     timeout: req.timeout,
                 }));
             }
-            Ok(Err(source)) => return Err(Run::Failed(spawn_error(host, source))),
+            Ok(Err(source)) => {
+                master.defer_cleanup(cleanup);
+                return Err(Run::Failed(spawn_error(host, source)));
+            }
             Ok(Ok(out)) => out,
         };
+        if let Some(trailer) = script::split_trailer(&out.stdout, &marker) {
+            master.defer_cleanup(vec![script::tombstone_word(&req.workdir, &run_id)]);
+            return Ok(ExecOutput {
+                exit_code: Some(trailer.status),
+                stdout: trailer.stdout,
+                stderr: out.stderr,
+                outputs: trailer.outputs,
+                duration: started.elapsed(),
+            });
+        }
+        // No trailer: the script did not end normally (or never began); ask the node.
+        master.defer_cleanup(cleanup);
         let code = out.status.code();
 
         let collect = script::collect_script(&req.workdir, &run_id);
@@ -902,6 +929,20 @@ enum Run {
 }
 
 impl Master {
+    /// Tombstones to remove, handed to the next script on this connection.
+    fn take_cleanup(&self) -> Vec<String> {
+        self.cleanup
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+
+    fn defer_cleanup(&self, words: Vec<String>) {
+        if let Ok(mut v) = self.cleanup.lock() {
+            v.extend(words);
+        }
+    }
+
     async fn touch(&self) {
         let mut state = self.state.lock().await;
         if let State::Up { .. } = *state {
@@ -1012,6 +1053,27 @@ fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
         options.mode(0o600);
     }
     options.open(path)
+}
+
+/// A word that marks the trailer of run `run_id`: unknown to the commands (it is only in the
+/// script text, which they cannot read), so their output cannot fake it by accident.
+fn trailer_marker(run_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(run_id.as_bytes());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    h.update(nanos.to_le_bytes());
+    let local = Box::new(0u8);
+    h.update((std::ptr::from_ref(&*local) as usize).to_le_bytes());
+    let hex: String = h
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("dtk-end-{hex}")
 }
 
 /// A run id unique on this machine and across concurrent calls: pid, time, counter.

@@ -52,3 +52,25 @@ fn fail(ctx: decode::Ctx) -> DslError {
         }),
     }
 }
+
+/// Parses a value written as YAML on a command line (`4`, `true`, `hello`, `[a, b]`,
+/// `{k: v}`) with the DSL's scalar typing. `file` names the text in diagnostics.
+pub fn parse_value(text: &str, file: &str) -> Result<crate::value::Value, DslError> {
+    let mut diags = crate::diag::Diagnostics::new(file);
+    match crate::yaml::load(text, &mut diags) {
+        Some(node) if !diags.has_errors() => Ok(decode::node_value(&node)),
+        _ => Err(diags.finish(()).err().unwrap_or_else(|| {
+            DslError::single(crate::diag::Diagnostic {
+                file: file.to_owned(),
+                location: Location {
+                    line: 1,
+                    col: 1,
+                    offset: 0,
+                },
+                key: String::new(),
+                message: "the value could not be read".to_owned(),
+                help: None,
+            })
+        })),
+    }
+}

@@ -1,11 +1,20 @@
 //! The shell text sent to a node: pure functions from a request to bytes, and back.
 //!
 //! Every script travels over the session's stdin to `exec sh -s`, never in an argv, so
-//! environment values (secrets included) are not visible in any process list. Each run has an
-//! id; its files in the work directory are `.dtk-run-ID.pid` (the shell's pid, which is also its
-//! process group: sshd makes every session a new session), `.dtk-run-ID.status` (the exit
-//! status, written by an EXIT trap) and `.dtk-run-ID.out` (`$DTK_OUTPUT`). A second session,
-//! [`collect_script`], reads them back and removes them.
+//! environment values (secrets included) are not visible in any process list.
+//!
+//! One action is one session. Each run has an id; its files in the work directory are
+//! `.dtk-run-ID.pid` (the shell's pid, which is also its process group: sshd makes every
+//! session a new session), `.dtk-run-ID.out` (`$DTK_OUTPUT`) and, once the script ended,
+//! `.dtk-run-ID.done` (its exit status). The script's EXIT trap prints a trailer after the
+//! commands' stdout, on a descriptor the commands do not have: a line
+//! `MARKER STATUS`, the outputs file, and `MARKER end`, where MARKER is a random word that
+//! the commands cannot know. The trap removes the pid and outputs files; the `.done` file
+//! stays as a tombstone, so that after a lost connection the node can still tell "ran" from
+//! "never started", and is removed by a later session ([`cleanup_line`]).
+//!
+//! When no trailer arrives (the connection dropped, the shell was killed),
+//! [`collect_script`] asks the node what happened in a second session.
 
 use std::fmt::Write as _;
 
@@ -75,14 +84,23 @@ fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
-/// The script that runs an action: exports, work directory, bookkeeping, then each line in
-/// order, stopping at the first line whose status is not zero.
+/// The script that runs an action: clean-up of earlier tombstones, exports, work directory,
+/// bookkeeping, then each line in order, stopping at the first line whose status is not zero.
 ///
 /// Each line is run by `eval` so that one line's syntax error fails that line alone, with its
-/// stdin from `/dev/null` so that no command can read the rest of the script.
-pub(crate) fn run_script(req: &ExecRequest, run_id: &str) -> String {
+/// stdin from `/dev/null` so that no command can read the rest of the script, and without
+/// descriptor 8, where the trailer goes.
+pub(crate) fn run_script(
+    req: &ExecRequest,
+    run_id: &str,
+    marker: &str,
+    cleanup: &[String],
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# dtk action {run_id}");
+    if !cleanup.is_empty() {
+        let _ = writeln!(s, "rm -f -- {}", cleanup.join(" "));
+    }
     for (name, value) in &req.env {
         let _ = writeln!(s, "export {name}={}", quote(value));
     }
@@ -94,16 +112,81 @@ pub(crate) fn run_script(req: &ExecRequest, run_id: &str) -> String {
         "}\n",
     ));
     let _ = writeln!(s, "__dtk_r=\"$PWD\"/{}", quote(&run_file_stem(run_id)));
+    let _ = writeln!(s, "__dtk_m={}", quote(marker));
     s.push_str(concat!(
+        "exec 8>&1\n",
         "echo $$ > \"$__dtk_r.pid\"\n",
-        "trap 'echo $? > \"$__dtk_r.status\"' EXIT\n",
+        "__dtk_end() {\n",
+        "  echo \"$1\" > \"$__dtk_r.done\"\n",
+        "  printf '\\n%s %s\\n' \"$__dtk_m\" \"$1\" >&8\n",
+        "  [ -f \"$__dtk_r.out\" ] && cat -- \"$__dtk_r.out\" >&8\n",
+        "  printf '\\n%s end\\n' \"$__dtk_m\" >&8\n",
+        "  rm -f -- \"$__dtk_r.pid\" \"$__dtk_r.out\"\n",
+        "}\n",
+        "trap '__dtk_end $?' EXIT\n",
         "export DTK_OUTPUT=\"$__dtk_r.out\"\n",
     ));
     for line in &req.script {
-        let _ = writeln!(s, "eval {} </dev/null || exit $?", quote(line));
+        let _ = writeln!(s, "eval {} </dev/null 8>&- || exit $?", quote(line));
     }
     s.push_str("exit 0\n");
     s
+}
+
+/// A shell word naming run `run_id`'s tombstone in `workdir`, for a later script's clean-up
+/// line (which runs in the home directory, where sessions start).
+pub(crate) fn tombstone_word(workdir: &str, run_id: &str) -> String {
+    format!(
+        "{}/{}",
+        workdir_word(workdir),
+        quote(&format!("{}.done", run_file_stem(run_id)))
+    )
+}
+
+/// A script that only removes tombstones.
+pub(crate) fn cleanup_script(cleanup: &[String]) -> String {
+    format!("rm -f -- {}\nexit 0\n", cleanup.join(" "))
+}
+
+/// What a run's trailer said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Trailer {
+    /// The commands' stdout, without the trailer.
+    pub(crate) stdout: Vec<u8>,
+    /// The script's exit status.
+    pub(crate) status: i32,
+    /// The `name=value` lines of `$DTK_OUTPUT`, in order.
+    pub(crate) outputs: Vec<(String, String)>,
+}
+
+/// Splits a run's stdout into the commands' output and the trailer; `None` when the trailer
+/// is missing or incomplete. Output that arrived after the trailer (from a background process
+/// that kept stdout open) is given back to stdout.
+pub(crate) fn split_trailer(stdout: &[u8], marker: &str) -> Option<Trailer> {
+    // The commands cannot print the marker, so its first appearance is the trailer's.
+    let head = format!("\n{marker} ");
+    let start = find(stdout, head.as_bytes())?;
+    let rest = &stdout[start + head.len()..];
+    let eol = rest.iter().position(|&b| b == b'\n')?;
+    let status = std::str::from_utf8(&rest[..eol])
+        .ok()?
+        .trim()
+        .parse::<i32>()
+        .ok()?;
+    let body = &rest[eol + 1..];
+    let end = format!("\n{marker} end\n");
+    let at = find(body, end.as_bytes())?;
+    let mut user = stdout[..start].to_vec();
+    user.extend_from_slice(&body[at + end.len()..]);
+    Some(Trailer {
+        stdout: user,
+        status,
+        outputs: parse_outputs(&String::from_utf8_lossy(&body[..at])),
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The stem of a run's files in the work directory.
@@ -111,9 +194,9 @@ pub(crate) fn run_file_stem(run_id: &str) -> String {
     format!(".dtk-run-{run_id}")
 }
 
-/// The script that reads a run's status and outputs and removes its files. Its stdout is
-/// one header line, `dtk-run STATUS STARTED` (`STATUS` a number or `none`, `STARTED`
-/// `started` or `unstarted`), then the content of `$DTK_OUTPUT`.
+/// The script that asks the node what became of a run whose trailer never arrived, and
+/// removes its files. Its stdout is one line, `dtk-run STATUS STARTED` (`STATUS` a number or
+/// `none`, `STARTED` `started` or `unstarted`), then the content of `$DTK_OUTPUT`, if any.
 pub(crate) fn collect_script(workdir: &str, run_id: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -125,10 +208,10 @@ pub(crate) fn collect_script(workdir: &str, run_id: &str) -> String {
     s.push_str(concat!(
         "__dtk_s=none; __dtk_p=unstarted\n",
         "[ -f \"$__dtk_r.pid\" ] && __dtk_p=started\n",
-        "[ -s \"$__dtk_r.status\" ] && __dtk_s=$(cat \"$__dtk_r.status\")\n",
+        "[ -s \"$__dtk_r.done\" ] && __dtk_p=started && __dtk_s=$(cat \"$__dtk_r.done\")\n",
         "echo \"dtk-run $__dtk_s $__dtk_p\"\n",
         "[ -f \"$__dtk_r.out\" ] && cat \"$__dtk_r.out\"\n",
-        "rm -f -- \"$__dtk_r.pid\" \"$__dtk_r.status\" \"$__dtk_r.out\"\n",
+        "rm -f -- \"$__dtk_r.pid\" \"$__dtk_r.done\" \"$__dtk_r.out\"\n",
         "exit 0\n",
     ));
     s
@@ -150,7 +233,7 @@ pub(crate) fn kill_script(workdir: &str, run_id: &str) -> String {
         "  done\n",
         "  kill -KILL \"-$__dtk_p\" 2>/dev/null || kill -KILL \"$__dtk_p\" 2>/dev/null\n",
         "fi\n",
-        "rm -f -- \"$__dtk_r.pid\" \"$__dtk_r.status\" \"$__dtk_r.out\"\n",
+        "rm -f -- \"$__dtk_r.pid\" \"$__dtk_r.done\" \"$__dtk_r.out\"\n",
         "exit 0\n",
     ));
     s

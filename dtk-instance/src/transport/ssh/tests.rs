@@ -1,1 +1,522 @@
 //! Unit tests of the pure parts: scripts, command lines, error classification and messages.
+//! Snapshots refresh with `UPDATE_EXPECT=1`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use expect_test::{Expect, expect};
+
+use super::classify::{Failure, classify, master_unavailable};
+use super::command::{self, parse_jump};
+use super::script::{self, Collected};
+use super::{ExecRequest, HostKeyPolicy, SshError, SshHost};
+
+fn host() -> SshHost {
+    SshHost::new("10.0.0.5", "deploy", "/home/me/.dtk/known_hosts")
+        .with_port(2222)
+        .with_identity_file("/home/me/.dtk/id_ed25519")
+}
+
+#[test]
+fn quoting_makes_one_literal_word() {
+    let check = |input: &str, expected: Expect| expected.assert_eq(&script::quote(input));
+    check("plain", expect![["'plain'"]]);
+    check("x; touch /tmp/pwned", expect![["'x; touch /tmp/pwned'"]]);
+    check("it's", expect![["'it'\\''s'"]]);
+    check("$(id) `id` \"$HOME\"", expect![[r#"'$(id) `id` "$HOME"'"#]]);
+    check("", expect![["''"]]);
+}
+
+#[test]
+fn work_directories_expand_only_a_leading_tilde() {
+    let check = |input: &str, expected: Expect| expected.assert_eq(&script::workdir_word(input));
+    check("~", expect![[r#""$HOME""#]]);
+    check(
+        "~/.dtk/nodes/svc/web",
+        expect![[r#""$HOME"/'.dtk/nodes/svc/web'"#]],
+    );
+    check("/srv/a b/~x", expect![["'/srv/a b/~x'"]]);
+    check("~other/x", expect![["'~other/x'"]]);
+}
+
+#[test]
+fn the_run_script_exports_then_runs_each_line_until_one_fails() {
+    let req = ExecRequest::new("~/nodes/web")
+        .env("PORT", "8080")
+        .env("SECRET", "a'b; rm -rf /")
+        .line("echo \"port=$PORT\" >> \"$DTK_OUTPUT\"")
+        .line("./start --name 'x; y'");
+    expect![[r##"
+        # dtk action 1-2-3
+        rm -f -- '/old'/'.dtk-run-0.done'
+        export PORT='8080'
+        export SECRET='a'\''b; rm -rf /'
+        __dtk_d="$HOME"/'nodes/web'
+        mkdir -p -- "$__dtk_d" && cd -- "$__dtk_d" || {
+          printf 'dtk: cannot use the work directory %s\n' "$__dtk_d" >&2
+          exit 125
+        }
+        __dtk_r="$PWD"/'.dtk-run-1-2-3'
+        __dtk_m='dtk-end-M'
+        exec 8>&1
+        echo $$ > "$__dtk_r.pid"
+        __dtk_end() {
+          echo "$1" > "$__dtk_r.done"
+          printf '\n%s %s\n' "$__dtk_m" "$1" >&8
+          [ -f "$__dtk_r.out" ] && cat -- "$__dtk_r.out" >&8
+          printf '\n%s end\n' "$__dtk_m" >&8
+          rm -f -- "$__dtk_r.pid" "$__dtk_r.out"
+        }
+        trap '__dtk_end $?' EXIT
+        export DTK_OUTPUT="$__dtk_r.out"
+        eval 'echo "port=$PORT" >> "$DTK_OUTPUT"' </dev/null 8>&- || exit $?
+        eval './start --name '\''x; y'\''' </dev/null 8>&- || exit $?
+        exit 0
+    "##]]
+    .assert_eq(&script::run_script(
+        &req,
+        "1-2-3",
+        "dtk-end-M",
+        &[script::tombstone_word("/old", "0")],
+    ));
+}
+
+#[test]
+fn the_trailer_is_split_from_the_commands_output() {
+    let m = "dtk-end-abc";
+    let check = |stdout: &str, expected: Expect| {
+        expected.assert_debug_eq(&script::split_trailer(stdout.as_bytes(), m).map(|t| {
+            (
+                String::from_utf8(t.stdout).expect("utf-8"),
+                t.status,
+                t.outputs,
+            )
+        }));
+    };
+    check(
+        "hello\n\ndtk-end-abc 0\nurl=http://x\nport=80\n\ndtk-end-abc end\n",
+        expect![[r#"
+            Some(
+                (
+                    "hello\n",
+                    0,
+                    [
+                        (
+                            "url",
+                            "http://x",
+                        ),
+                        (
+                            "port",
+                            "80",
+                        ),
+                    ],
+                ),
+            )
+        "#]],
+    );
+    // No outputs file; output without a final newline; output after the trailer.
+    check(
+        "no newline\ndtk-end-abc 3\n\ndtk-end-abc end\nlate\n",
+        expect![[r#"
+            Some(
+                (
+                    "no newlinelate\n",
+                    3,
+                    [],
+                ),
+            )
+        "#]],
+    );
+    check(
+        "\ndtk-end-abc 255\n\ndtk-end-abc end\n",
+        expect![[r#"
+            Some(
+                (
+                    "",
+                    255,
+                    [],
+                ),
+            )
+        "#]],
+    );
+    // Cut short, or a lookalike marker: no trailer.
+    check(
+        "out\ndtk-end-abc 0\nurl=x\n",
+        expect![[r#"
+        None
+    "#]],
+    );
+    check(
+        "out\ndtk-end-abd 0\n\ndtk-end-abd end\n",
+        expect![[r#"
+        None
+    "#]],
+    );
+    check(
+        "",
+        expect![[r#"
+        None
+    "#]],
+    );
+}
+
+#[test]
+fn the_collect_and_kill_scripts_touch_only_the_run_files() {
+    expect![[r#"
+        cd -- '/srv/n1' 2>/dev/null || { echo 'dtk-run none unstarted'; exit 0; }
+        __dtk_r='.dtk-run-9'
+        __dtk_s=none; __dtk_p=unstarted
+        [ -f "$__dtk_r.pid" ] && __dtk_p=started
+        [ -s "$__dtk_r.done" ] && __dtk_p=started && __dtk_s=$(cat "$__dtk_r.done")
+        echo "dtk-run $__dtk_s $__dtk_p"
+        [ -f "$__dtk_r.out" ] && cat "$__dtk_r.out"
+        rm -f -- "$__dtk_r.pid" "$__dtk_r.done" "$__dtk_r.out"
+        exit 0
+    "#]]
+    .assert_eq(&script::collect_script("/srv/n1", "9"));
+    expect![[r#"
+        cd -- '/srv/n1' 2>/dev/null || exit 0
+        __dtk_r='.dtk-run-9'
+        if [ -s "$__dtk_r.pid" ]; then
+          __dtk_p=$(cat "$__dtk_r.pid")
+          kill -TERM "-$__dtk_p" 2>/dev/null || kill -TERM "$__dtk_p" 2>/dev/null
+          __dtk_i=0
+          while [ $__dtk_i -lt 20 ] && kill -0 "$__dtk_p" 2>/dev/null; do
+            sleep 0.1; __dtk_i=$((__dtk_i + 1))
+          done
+          kill -KILL "-$__dtk_p" 2>/dev/null || kill -KILL "$__dtk_p" 2>/dev/null
+        fi
+        rm -f -- "$__dtk_r.pid" "$__dtk_r.done" "$__dtk_r.out"
+        exit 0
+    "#]]
+    .assert_eq(&script::kill_script("/srv/n1", "9"));
+}
+
+#[test]
+fn requests_are_checked_without_echoing_values() {
+    let check = |req: ExecRequest, expected: Expect| {
+        expected.assert_eq(&format!("{:?}", script::check_request(&req)));
+    };
+    check(
+        ExecRequest::new("/w").env("OK_1", "v").line("true"),
+        expect![["Ok(())"]],
+    );
+    check(
+        ExecRequest::new("/w").env("1BAD", "hidden"),
+        expect![[
+            r#"Err("environment name \"1BAD\" is not a shell variable name ([A-Za-z_][A-Za-z0-9_]*)")"#
+        ]],
+    );
+    check(
+        ExecRequest::new("/w").env("K", "hid\0den"),
+        expect![[r#"Err("the value of environment variable K contains a NUL byte")"#]],
+    );
+    check(
+        ExecRequest::new(""),
+        expect![[r#"Err("the work directory is empty")"#]],
+    );
+    check(
+        ExecRequest::new("/w").line("ok").line("a\0b"),
+        expect![[r#"Err("script line 2 contains a NUL byte")"#]],
+    );
+    let debug = format!(
+        "{:?}",
+        ExecRequest::new("/w")
+            .env("TOKEN", "hunter2")
+            .line("echo hunter2")
+    );
+    expect![[
+        r#"ExecRequest { script_lines: 1, env_names: ["TOKEN"], workdir: "/w", timeout: 3600s }"#
+    ]]
+    .assert_eq(&debug);
+}
+
+#[test]
+fn collected_reports_parse() {
+    let check = |stdout: &str, expected: Expect| {
+        expected.assert_debug_eq(&script::parse_collected(stdout.as_bytes()));
+    };
+    check(
+        "dtk-run 0 started\nurl=http://x/?a=b\n\nbad line\n=novalue\nid= 4 \n",
+        expect![[r#"
+            Ok(
+                Collected {
+                    status: Some(
+                        0,
+                    ),
+                    started: true,
+                    outputs: [
+                        (
+                            "url",
+                            "http://x/?a=b",
+                        ),
+                        (
+                            "id",
+                            " 4 ",
+                        ),
+                    ],
+                },
+            )
+        "#]],
+    );
+    assert_eq!(
+        script::parse_collected(b"dtk-run none unstarted\n"),
+        Ok(Collected {
+            status: None,
+            started: false,
+            outputs: vec![]
+        })
+    );
+    assert!(script::parse_collected(b"").is_err());
+    assert!(script::parse_collected(b"dtk-run x started\n").is_err());
+}
+
+fn args_text(args: &[String]) -> String {
+    args.join(" ")
+}
+
+#[test]
+fn master_and_session_command_lines() {
+    let mut h = host();
+    h.host_key_policy = HostKeyPolicy::TrustOnFirstUse;
+    let args = command::master_args(
+        &h,
+        "/run/dtk/abc",
+        "/home/me/.dtk/known_hosts",
+        Duration::from_secs(120),
+    )
+    .expect("args");
+    expect![[r#"-F /dev/null -f -N -o ControlMaster=yes -o ControlPath=/run/dtk/abc -o ControlPersist=120 -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityFile=/home/me/.dtk/id_ed25519 -o UserKnownHostsFile=/home/me/.dtk/known_hosts -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=accept-new -o UpdateHostKeys=no -o CheckHostIP=no -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=3 -o LogLevel=DEBUG1 -p 2222 -l deploy -- 10.0.0.5"#]]
+        .assert_eq(&args_text(&args));
+    let args = command::session_args(&host(), "/run/dtk/abc", script::REMOTE_COMMAND);
+    expect![[r#"-F /dev/null -T -o ControlMaster=no -o ControlPath=/run/dtk/abc -o ProxyCommand=false -o BatchMode=yes -o LogLevel=ERROR -p 2222 -l deploy -- 10.0.0.5 exec sh -s"#]]
+        .assert_eq(&args_text(&args));
+    let args = command::control_args(&host(), "/run/dtk/abc", "check");
+    expect![["-F /dev/null -o ControlPath=/run/dtk/abc -O check -p 2222 -l deploy -- 10.0.0.5"]]
+        .assert_eq(&args_text(&args));
+}
+
+#[test]
+fn a_jump_host_gets_the_same_identity_and_host_key_checks() {
+    let h = host().with_jump_host("bastion.example:2200");
+    let args = command::master_args(&h, "/s", "/kh%%x", Duration::from_secs(1)).expect("args");
+    let proxy = args
+        .iter()
+        .find(|a| a.starts_with("ProxyCommand="))
+        .expect("proxy");
+    expect!["ProxyCommand='ssh' '-F' '/dev/null' '-o' 'BatchMode=yes' '-o' 'IdentitiesOnly=yes' '-o' 'IdentityFile=/home/me/.dtk/id_ed25519' '-o' 'UserKnownHostsFile=/kh%%%%x' '-o' 'GlobalKnownHostsFile=/dev/null' '-o' 'StrictHostKeyChecking=yes' '-o' 'UpdateHostKeys=no' '-o' 'CheckHostIP=no' '-o' 'ConnectTimeout=10' '-o' 'LogLevel=ERROR' '-W' [%h]:%p '-p' '2200' '-l' 'deploy' '--' 'bastion.example'"]
+        .assert_eq(proxy);
+}
+
+#[test]
+fn jump_specs_parse() {
+    let check = |spec: &str, expected: Expect| {
+        expected.assert_eq(&format!("{:?}", parse_jump(spec, "me")));
+    };
+    check("bastion", expect![[r#"Ok(("me", "bastion", 22))"#]]);
+    check(
+        "ops@bastion:2200",
+        expect![[r#"Ok(("ops", "bastion", 2200))"#]],
+    );
+    check("[::1]:2200", expect![[r#"Ok(("me", "::1", 2200))"#]]);
+    check(
+        "bastion:x",
+        expect![[r#"Err("bad port in jump host \"bastion:x\"")"#]],
+    );
+    check(
+        "-oProxyCommand=x",
+        expect![[r#"Err("the jump host address \"-oProxyCommand=x\" starts with '-'")"#]],
+    );
+}
+
+#[test]
+fn option_paths_escape_percent_and_quote_spaces() {
+    let check = |p: &str, expected: Expect| {
+        expected.assert_eq(&format!("{:?}", command::option_path(Path::new(p))));
+    };
+    check("/a/b", expect![[r#"Some("/a/b")"#]]);
+    check("/a b/100%", expect![[r#"Some("\"/a b/100%%\"")"#]]);
+    check("/a\"b", expect![["None"]]);
+}
+
+#[test]
+fn host_settings_that_ssh_would_misread_are_refused() {
+    assert!(host().check().is_ok());
+    for bad in [
+        SshHost {
+            address: "-oProxyCommand=x".into(),
+            ..host()
+        },
+        SshHost {
+            address: "a b".into(),
+            ..host()
+        },
+        SshHost {
+            user: "".into(),
+            ..host()
+        },
+        SshHost {
+            known_hosts_file: PathBuf::from("/a\"b"),
+            ..host()
+        },
+        host().with_jump_host("x:notaport"),
+    ] {
+        assert!(
+            matches!(bad.check(), Err(SshError::InvalidHost { .. })),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn master_keys_ignore_timeouts_but_not_identity() {
+    let a = host();
+    assert_eq!(
+        a.master_key(),
+        a.clone()
+            .with_connect_timeout(Duration::from_secs(1))
+            .master_key()
+    );
+    assert_ne!(
+        a.master_key(),
+        a.clone().with_identity_file("/other").master_key()
+    );
+    assert_ne!(a.master_key(), a.clone().with_port(22).master_key());
+    assert_ne!(
+        a.master_key(),
+        a.clone()
+            .with_host_key_policy(HostKeyPolicy::TrustOnFirstUse)
+            .master_key()
+    );
+    assert_eq!(a.master_key().len(), 16);
+}
+
+// What ssh 9.2 prints, captured from real runs.
+const UNKNOWN: &str = "debug1: Connecting to 127.0.0.1 [127.0.0.1] port 22022.\n\
+debug1: kex: host key algorithm: ssh-ed25519\n\
+debug1: Server host key: ssh-ed25519 SHA256:QpbdkYXm5LmBLTJNJwQEREG7ucXdSjl69tUYQ19pP8s\n\
+No ED25519 host key is known for [127.0.0.1]:22022 and you have requested strict checking.\n\
+Host key verification failed.\n";
+
+const CHANGED: &str = "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n\
+@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\n\
+Someone could be eavesdropping on you right now (man-in-the-middle attack)!\n\
+It is also possible that a host key has just been changed.\n\
+The fingerprint for the ED25519 key sent by the remote host is\n\
+SHA256:X2TZSOkweMxqzsidaaK0bB4oPpelmqx+bNoUtkWBvmU.\n\
+Please contact your system administrator.\n\
+Add correct host key in /tmp/sx/kh to get rid of this message.\n\
+Offending ED25519 key in /tmp/sx/kh:1\n\
+  remove with:\n\
+  ssh-keygen -f \"/tmp/sx/kh\" -R \"[127.0.0.1]:22022\"\n\
+Host key for [127.0.0.1]:22022 has changed and you have requested strict checking.\n\
+Host key verification failed.\n";
+
+#[test]
+fn ssh_failures_are_classified() {
+    let check =
+        |stderr: &str, expected: Expect| expected.assert_eq(&format!("{:?}", classify(stderr)));
+    check(
+        UNKNOWN,
+        expect![[
+            r#"HostKeyUnknown { fingerprint: Some("SHA256:QpbdkYXm5LmBLTJNJwQEREG7ucXdSjl69tUYQ19pP8s (ssh-ed25519)") }"#
+        ]],
+    );
+    check(
+        CHANGED,
+        expect![[
+            r#"HostKeyChanged { fingerprint: Some("SHA256:X2TZSOkweMxqzsidaaK0bB4oPpelmqx+bNoUtkWBvmU") }"#
+        ]],
+    );
+    check(
+        "debug1: Authentications that can continue: publickey\nroot@127.0.0.1: Permission denied (publickey).\n",
+        expect![[r#"AuthRefused { detail: "root@127.0.0.1: Permission denied (publickey)." }"#]],
+    );
+    check(
+        "Connection timed out during banner exchange\nConnection to 127.0.0.1 port 4 timed out\n",
+        expect![["Timeout"]],
+    );
+    check(
+        "ssh: connect to host 127.0.0.1 port 1: Connection refused\n",
+        expect![[
+            r#"Other { detail: "ssh: connect to host 127.0.0.1 port 1: Connection refused" }"#
+        ]],
+    );
+    check(
+        "",
+        expect![[r#"Other { detail: "ssh exited with status 255" }"#]],
+    );
+}
+
+#[test]
+fn a_missing_master_is_recognised_from_ssh_words_only() {
+    let gone = b"kex_exchange_identification: Connection closed by remote host\r\n";
+    assert!(master_unavailable(b"", gone));
+    assert!(master_unavailable(
+        b"",
+        b"Control socket connect(/x): Connection refused\nkex_exchange_identification: Connection closed by remote host\nConnection closed by UNKNOWN port 65535\n"
+    ));
+    assert!(
+        !master_unavailable(b"partial output", gone),
+        "the script had started"
+    );
+    assert!(!master_unavailable(b"", b""), "silence proves nothing");
+    assert!(!master_unavailable(
+        b"",
+        b"my own error\nkex_exchange_identification: x\n"
+    ));
+}
+
+#[test]
+fn error_messages() {
+    let h = host();
+    let check = |e: SshError, expected: Expect| expected.assert_eq(&e.to_string());
+    check(
+        Failure::HostKeyUnknown {
+            fingerprint: Some("SHA256:abc (ssh-ed25519)".into()),
+        }
+        .into_error(&h),
+        expect![[
+            "the host key of 10.0.0.5:2222 (SHA256:abc (ssh-ed25519)) is not in /home/me/.dtk/known_hosts and the host key policy is strict: check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and add its key to that file (ssh-keyscan -p 2222 10.0.0.5), or use the trust-on-first-use policy"
+        ]],
+    );
+    check(
+        Failure::HostKeyChanged {
+            fingerprint: Some("SHA256:xyz".into()),
+        }
+        .into_error(&h),
+        expect![[
+            "HOST KEY CHANGED for 10.0.0.5:2222: the key it offers (SHA256:xyz) is not the one recorded in /home/me/.dtk/known_hosts. This may be a man-in-the-middle attack, and the connection was refused. If the host was reinstalled, verify its new key out of band, then remove the old entry (ssh-keygen -f /home/me/.dtk/known_hosts -R '[10.0.0.5]:2222')"
+        ]],
+    );
+    check(
+        Failure::AuthRefused {
+            detail: "deploy@10.0.0.5: Permission denied (publickey).".into(),
+        }
+        .into_error(&h),
+        expect![[
+            "deploy@10.0.0.5:2222 refused authentication with key /home/me/.dtk/id_ed25519: is its public key in that user's authorized_keys? (deploy@10.0.0.5: Permission denied (publickey).)"
+        ]],
+    );
+    check(
+        Failure::Timeout.into_error(&h),
+        expect![["connecting to 10.0.0.5:2222 timed out after 10s"]],
+    );
+    check(
+        SshError::ConnectionDropped {
+            host: "10.0.0.5".into(),
+            port: 2222,
+        },
+        expect![["the connection to 10.0.0.5:2222 dropped during the action"]],
+    );
+    check(
+        SshError::Timeout {
+            host: "10.0.0.5".into(),
+            port: 2222,
+            timeout: Duration::from_millis(1500),
+        },
+        expect![["the action on 10.0.0.5:2222 timed out after 1.5s"]],
+    );
+}

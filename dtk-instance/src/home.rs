@@ -1,0 +1,201 @@
+//! `DTK_HOME`: where dtk keeps its state, and the entry point of the library.
+//!
+//! ```text
+//! DTK_HOME/
+//!   catalog/            the module catalog (bare git repository)
+//!   services/NAME/      one instance repository per service instance (work tree)
+//!     .dtk/             its private files: actual state, journal, task logs, lock
+//!   sandboxes/SVC/NODE  the local target's nodes
+//!   secrets/NAME.json   secret attribute values (mode 0600), outside every repository
+//!   config.json         settings such as the default target
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use dtk_catalog::Catalog;
+use dtk_model::ident::check_name;
+use serde::{Deserialize, Serialize};
+
+use crate::error::InstanceError;
+use crate::repo::{PRIVATE_DIR, io_err, write_file_atomic};
+use crate::service::Service;
+
+/// The name of the built-in local target instance.
+pub const LOCAL_TARGET: &str = "local";
+
+/// The text of the bundled `dtk/local` module (the built-in target).
+pub const DTK_LOCAL_MODULE: &str = include_str!("../../modules/dtk/local/dtk.module.yaml");
+
+/// An open `DTK_HOME`.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+    catalog: Catalog,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Config {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    default_target: Option<String>,
+}
+
+/// One line of `dtk service list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceSummary {
+    /// The instance's name.
+    pub name: String,
+    /// Whether it is a target instance.
+    pub is_target: bool,
+    /// The module, version and assembly it was staged from, as `ns/name@ver assembly`.
+    pub staged_from: Option<String>,
+    /// The target it is deployed into.
+    pub target: Option<String>,
+    /// The outcome of its last converge, if any (`succeeded`, `failed`, `interrupted`).
+    pub last_converge: Option<String>,
+    /// Its instance repository.
+    pub dir: PathBuf,
+}
+
+impl Home {
+    /// Opens (creating if needed) the dtk home at `root`.
+    pub fn open(root: &Path) -> Result<Home, InstanceError> {
+        for d in ["services", "sandboxes", "secrets"] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).map_err(io_err(&p, "create"))?;
+        }
+        let catalog = Catalog::open(&root.join("catalog"))?;
+        Ok(Home {
+            root: root.to_path_buf(),
+            catalog,
+        })
+    }
+
+    /// The home directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The module catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The directory of service instance `name` (it may not exist).
+    pub fn service_dir(&self, name: &str) -> PathBuf {
+        self.root.join("services").join(name)
+    }
+
+    /// Where the local target keeps node sandboxes.
+    pub fn sandboxes_dir(&self) -> PathBuf {
+        self.root.join("sandboxes")
+    }
+
+    /// The secret store file of service `name`.
+    pub fn secrets_path(&self, name: &str) -> PathBuf {
+        self.root.join("secrets").join(format!("{name}.json"))
+    }
+
+    /// Opens service instance `name`.
+    pub fn service(&self, name: &str) -> Result<Service, InstanceError> {
+        check_name("service name", name).map_err(|e| InstanceError::refused(e.to_string()))?;
+        let dir = self.service_dir(name);
+        if !dir.join(".git").is_dir() {
+            return Err(InstanceError::NoSuchService {
+                name: name.to_owned(),
+            });
+        }
+        Service::open(self.clone(), name, &dir)
+    }
+
+    /// Every service instance, by name.
+    pub fn services(&self) -> Result<Vec<ServiceSummary>, InstanceError> {
+        let dir = self.root.join("services");
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .map_err(io_err(&dir, "list"))?
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join(".git").is_dir())
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let svc = self.service(&name)?;
+            out.push(svc.summary()?);
+        }
+        Ok(out)
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.root.join("config.json")
+    }
+
+    fn config(&self) -> Result<Config, InstanceError> {
+        let p = self.config_path();
+        match fs::read(&p) {
+            Ok(data) => serde_json::from_slice(&data).map_err(|e| InstanceError::Io {
+                path: p.clone(),
+                op: "parse",
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(io_err(&p, "read")(e)),
+        }
+    }
+
+    /// The target `stage` uses when none is named: the one set with
+    /// [`set_default_target`](Self::set_default_target), else the built-in `local`.
+    pub fn default_target(&self) -> Result<String, InstanceError> {
+        Ok(self
+            .config()?
+            .default_target
+            .unwrap_or_else(|| LOCAL_TARGET.to_owned()))
+    }
+
+    /// Makes `name` (a converged target instance) the default target.
+    pub fn set_default_target(&self, name: &str) -> Result<(), InstanceError> {
+        if name != LOCAL_TARGET {
+            let svc = self.service(name)?;
+            if !svc.is_target()? {
+                return Err(InstanceError::refused(format!(
+                    "`{name}` is not a target instance (stage a target assembly with `--base`)"
+                )));
+            }
+        }
+        let mut cfg = self.config()?;
+        cfg.default_target = Some(name.to_owned());
+        let data = serde_json::to_vec_pretty(&cfg).map_err(|e| InstanceError::Io {
+            path: self.config_path(),
+            op: "encode",
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        write_file_atomic(&self.config_path(), &data, false)
+    }
+
+    /// Every target instance's name (the built-in `local` included once it exists).
+    pub fn targets(&self) -> Result<Vec<ServiceSummary>, InstanceError> {
+        Ok(self
+            .services()?
+            .into_iter()
+            .filter(|s| s.is_target)
+            .collect())
+    }
+
+    /// A scratch directory under the home for staging work, removed by the caller.
+    pub(crate) fn scratch_dir(&self, what: &str) -> PathBuf {
+        self.root.join("services").join(format!(
+            ".{what}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ))
+    }
+
+    /// The private directory of a service's instance repository.
+    pub fn private_dir(&self, name: &str) -> PathBuf {
+        self.service_dir(name).join(PRIVATE_DIR)
+    }
+}

@@ -1,0 +1,281 @@
+//! The built-in `local` target provider: nodes are sandbox directories on this machine
+//! (`DTK_HOME/sandboxes/SERVICE/NODE`), and actions are local processes run in them.
+//!
+//! Each `RUN` line runs through `sh -c` in the node's sandbox, in its own process group,
+//! with the attributes in the environment and `$DTK_OUTPUT` naming a file where the line
+//! may write `name=value` outputs. Standard output and error go to files rather than
+//! pipes, so a line that starts a background server (`./server &`) does not keep the
+//! action waiting for the server's end. A line that outlives the action's timeout is
+//! killed with its whole process group. Deleting a node stops every process still running
+//! in its sandbox and removes the sandbox.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use dtk_model::provider::{ExecOutput, ExecRequest, Observed, ResourceRequest};
+use dtk_model::{Attributes, Provider, ProviderError, Value};
+
+/// The provider kind of the local target.
+pub const KIND: &str = "local";
+
+/// The local provider. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LocalProvider {
+    sandboxes: PathBuf,
+}
+
+impl LocalProvider {
+    /// A provider keeping node sandboxes under `sandboxes` (`DTK_HOME/sandboxes`).
+    pub fn new(sandboxes: impl Into<PathBuf>) -> Self {
+        LocalProvider {
+            sandboxes: sandboxes.into(),
+        }
+    }
+
+    /// The sandbox of `node` of `service` (`_service` for assembly-level components).
+    pub fn sandbox(&self, service: &str, node: Option<&str>) -> PathBuf {
+        self.sandboxes
+            .join(service)
+            .join(node.unwrap_or("_service"))
+    }
+
+    fn node_dir(&self, req: &ResourceRequest<'_>) -> PathBuf {
+        self.sandbox(req.service, req.node)
+    }
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn kind(&self) -> &str {
+        KIND
+    }
+
+    fn resources(&self) -> Vec<String> {
+        vec!["node".to_owned()]
+    }
+
+    async fn create(&self, req: &ResourceRequest<'_>) -> Result<Attributes, ProviderError> {
+        check_resource(req)?;
+        let dir = self.node_dir(req);
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+            ProviderError::failed(
+                format!("create local.node for {}", req.component),
+                format!("cannot create sandbox {}: {e}", dir.display()),
+            )
+        })?;
+        Ok(node_outputs(&dir))
+    }
+
+    async fn read(&self, req: &ResourceRequest<'_>) -> Result<Observed, ProviderError> {
+        check_resource(req)?;
+        let dir = self.node_dir(req);
+        Ok(if dir.is_dir() {
+            Observed::Present(node_outputs(&dir))
+        } else {
+            Observed::Missing
+        })
+    }
+
+    async fn delete(&self, req: &ResourceRequest<'_>) -> Result<(), ProviderError> {
+        check_resource(req)?;
+        let dir = self.node_dir(req);
+        stop_processes_in(&dir).await;
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ProviderError::failed(
+                format!("delete local.node for {}", req.component),
+                format!("cannot remove sandbox {}: {e}", dir.display()),
+            )),
+        }
+    }
+
+    async fn exec(&self, req: &ExecRequest<'_>) -> Result<ExecOutput, ProviderError> {
+        let dir = req
+            .node_outputs
+            .get("sandbox_dir")
+            .and_then(Value::as_str)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.sandbox(req.service, Some(req.node)));
+        run_script(&dir, req.script, req.env, req.timeout).await
+    }
+}
+
+fn check_resource(req: &ResourceRequest<'_>) -> Result<(), ProviderError> {
+    if req.resource == "node" {
+        Ok(())
+    } else {
+        Err(ProviderError::Unsupported {
+            provider: KIND.to_owned(),
+            what: format!("resource type `{}`", req.resource),
+        })
+    }
+}
+
+fn node_outputs(dir: &Path) -> Attributes {
+    let mut out = Attributes::new();
+    out.insert(
+        "sandbox_dir".to_owned(),
+        Value::Str(dir.display().to_string()),
+    );
+    out.insert("host".to_owned(), Value::Str("127.0.0.1".to_owned()));
+    out.insert("state".to_owned(), Value::Str("running".to_owned()));
+    out
+}
+
+static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `script` (one `sh -c` per line, stopping at the first failing line) in `dir`,
+/// which is created if missing, with `env` and `$DTK_OUTPUT`, within `timeout` in all.
+pub async fn run_script(
+    dir: &Path,
+    script: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<ExecOutput, ProviderError> {
+    let op = || format!("run commands in {}", dir.display());
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| ProviderError::failed(op(), format!("cannot create the directory: {e}")))?;
+    let scratch = dir.join(".dtk-run");
+    tokio::fs::create_dir_all(&scratch).await.map_err(|e| {
+        ProviderError::failed(op(), format!("cannot create {}: {e}", scratch.display()))
+    })?;
+    let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let stem = format!("{}-{n}", std::process::id());
+    let out_path = scratch.join(format!("{stem}.out"));
+    let err_path = scratch.join(format!("{stem}.err"));
+    let outputs_path = scratch.join(format!("{stem}.outputs"));
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut result = ExecOutput::default();
+    let open = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .map_err(|e| ProviderError::failed(op(), format!("cannot open {}: {e}", p.display())))
+    };
+    let mut exit = Some(0);
+    for line in script {
+        let stdout = open(&out_path)?;
+        let stderr = open(&err_path)?;
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(line)
+            .current_dir(dir)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("DTK_OUTPUT", &outputs_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr))
+            .process_group(0)
+            .kill_on_drop(false);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ProviderError::failed(op(), format!("cannot start sh: {e}")))?;
+        let pid = child.id();
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, child.wait()).await {
+            Ok(Ok(status)) => {
+                exit = status.code();
+                if exit != Some(0) {
+                    break;
+                }
+            }
+            Ok(Err(e)) => {
+                return Err(ProviderError::failed(
+                    op(),
+                    format!("waiting for sh failed: {e}"),
+                ));
+            }
+            Err(_) => {
+                if let Some(pid) = pid {
+                    kill_group(pid);
+                }
+                let _ = child.wait().await;
+                cleanup(&[&out_path, &err_path, &outputs_path]).await;
+                return Err(ProviderError::Timeout {
+                    operation: format!("`{line}`"),
+                    after: timeout,
+                });
+            }
+        }
+    }
+    result.exit_code = exit;
+    result.stdout = tokio::fs::read(&out_path).await.unwrap_or_default();
+    result.stderr = tokio::fs::read(&err_path).await.unwrap_or_default();
+    if let Ok(text) = tokio::fs::read_to_string(&outputs_path).await {
+        result.outputs = parse_outputs(&text);
+    }
+    result.duration = started.elapsed();
+    cleanup(&[&out_path, &err_path, &outputs_path]).await;
+    Ok(result)
+}
+
+/// Parses `name=value` lines (blank lines and `#` comments ignored).
+pub fn parse_outputs(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .collect()
+}
+
+async fn cleanup(paths: &[&Path]) {
+    for p in paths {
+        let _ = tokio::fs::remove_file(p).await;
+    }
+}
+
+fn kill_group(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// The processes whose working directory is inside `dir`.
+pub fn processes_in(dir: &Path) -> Vec<i32> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|pid| u32::try_from(*pid).ok() != Some(me))
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
+        })
+        .collect()
+}
+
+/// Stops every process running in `dir`: TERM, then KILL after a grace period.
+pub async fn stop_processes_in(dir: &Path) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let pids = processes_in(dir);
+    if pids.is_empty() {
+        return;
+    }
+    for pid in &pids {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+    }
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if processes_in(dir).is_empty() {
+            return;
+        }
+    }
+    for pid in processes_in(dir) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}

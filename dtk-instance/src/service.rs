@@ -1,0 +1,756 @@
+//! A service instance: its desired state (the instance repository), edits and their
+//! validation, history, pull-base, and the records converge leaves.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use dtk_model::expand::{ModuleSet, Violation, expand, violations};
+use dtk_model::ident::AttrPath;
+use dtk_model::module::{AttrValue, ComponentDecl, NodeDecl};
+use dtk_model::service::{SERVICE_FILE, ServiceDoc};
+use dtk_model::{ComponentId, ModuleId, ModuleVersion, ServiceModel, Value};
+use dtk_workflow::ActualState;
+use serde::{Deserialize, Serialize};
+
+use crate::error::InstanceError;
+use crate::home::Home;
+use crate::lock::InstanceLock;
+use crate::repo::{CommitInfo, FileChange, InstanceRepo, TreeEdit, io_err, write_file_atomic};
+use crate::secrets::SecretStore;
+use crate::stage::module_path;
+
+/// The record of a service's last converge, kept in `.dtk/last-converge.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConvergeRecord {
+    /// `succeeded`, `failed`, `cancelled` or `running` (a converge that never finished).
+    pub status: String,
+    /// The desired-state commit it converged (hex).
+    pub commit: String,
+    /// When it started, in seconds since the epoch.
+    pub started_at: u64,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// The run's id (journal and logs are named after it).
+    pub run: String,
+    /// Whether any converge of this service ever succeeded.
+    pub ever_succeeded: bool,
+}
+
+/// A service instance opened from its directory.
+#[derive(Debug)]
+pub struct Service {
+    home: Home,
+    name: String,
+    dir: PathBuf,
+    repo: InstanceRepo,
+}
+
+/// What `set-attribute` changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttributeSet {
+    /// The path as given.
+    pub path: String,
+    /// Whether the value went to the secret store (it is then not shown).
+    pub secret: bool,
+    /// The new value (absent for secrets).
+    pub value: Option<Value>,
+}
+
+impl Service {
+    pub(crate) fn open(home: Home, name: &str, dir: &Path) -> Result<Service, InstanceError> {
+        let repo = InstanceRepo::open(dir)?;
+        Ok(Service {
+            home,
+            name: name.to_owned(),
+            dir: dir.to_path_buf(),
+            repo,
+        })
+    }
+
+    /// The instance's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The instance repository's work tree.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The home it lives in.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// The instance repository.
+    pub fn repo(&self) -> &InstanceRepo {
+        &self.repo
+    }
+
+    pub(crate) fn private_dir(&self) -> PathBuf {
+        self.dir.join(crate::repo::PRIVATE_DIR)
+    }
+
+    /// Takes the instance's lock for `operation`.
+    pub fn lock(&self, operation: &str) -> Result<InstanceLock, InstanceError> {
+        InstanceLock::acquire(&self.name, &self.dir, operation)
+    }
+
+    /// The committed service document (HEAD).
+    pub fn committed_doc(&self) -> Result<ServiceDoc, InstanceError> {
+        let head = self.repo.head()?;
+        let data = self.repo.read_file_at(head, SERVICE_FILE)?.ok_or_else(|| {
+            InstanceError::refused(format!(
+                "the instance repository of `{}` has no {SERVICE_FILE}",
+                self.name
+            ))
+        })?;
+        Ok(dtk_model::dsl::parse_service(
+            &String::from_utf8_lossy(&data),
+            SERVICE_FILE,
+        )?)
+    }
+
+    /// The committed document and the committed instance copies of its modules.
+    pub fn committed_doc_and_modules(&self) -> Result<(ServiceDoc, ModuleSet), InstanceError> {
+        let doc = self.committed_doc()?;
+        let head = self.repo.head()?;
+        let mut set = ModuleSet::new();
+        for id in doc.dependencies.keys() {
+            let path = format!("{}/dtk.module.yaml", module_path(id));
+            let data = self.repo.read_file_at(head, &path)?.ok_or_else(|| {
+                InstanceError::refused(format!("the instance copy of {id} has no dtk.module.yaml"))
+            })?;
+            set.insert(dtk_model::dsl::parse_module(
+                &String::from_utf8_lossy(&data),
+                &path,
+            )?);
+        }
+        Ok((doc, set))
+    }
+
+    /// The work tree's service document and instance copies, parsed and validated, with
+    /// each file's problems reported against that file.
+    pub fn worktree_doc_and_modules(&self) -> Result<(ServiceDoc, ModuleSet), InstanceError> {
+        let doc_path = self.dir.join(SERVICE_FILE);
+        let text = read_text(&doc_path)?;
+        let doc = dtk_model::dsl::parse_service(&text, &display(&doc_path))?;
+        let mut set = ModuleSet::new();
+        let mut errors = Vec::new();
+        for id in doc.dependencies.keys() {
+            let p = self.dir.join(module_path(id)).join("dtk.module.yaml");
+            let text = read_text(&p)?;
+            match dtk_model::dsl::parse_module(&text, &display(&p)) {
+                Ok(m) => {
+                    if m.id != *id {
+                        return Err(InstanceError::refused(format!(
+                            "{} declares module `{}`, but it is the instance copy of `{id}`",
+                            display(&p),
+                            m.id
+                        )));
+                    }
+                    set.insert(m);
+                }
+                Err(e) => errors.extend(e.diagnostics),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(dtk_model::DslError {
+                diagnostics: errors,
+            }
+            .into());
+        }
+        Ok((doc, set))
+    }
+
+    /// Whether this is a target instance.
+    pub fn is_target(&self) -> Result<bool, InstanceError> {
+        Ok(self.committed_doc()?.is_target)
+    }
+
+    /// The expanded model of the work tree's desired state, with the target's current
+    /// values. Fails with located errors when the work tree is invalid.
+    pub fn model(&self) -> Result<ServiceModel, InstanceError> {
+        let (doc, modules) = self.worktree_doc_and_modules()?;
+        self.expand_doc(&doc, &modules, &display(&self.dir.join(SERVICE_FILE)))
+    }
+
+    pub(crate) fn expand_doc(
+        &self,
+        doc: &ServiceDoc,
+        modules: &ModuleSet,
+        file: &str,
+    ) -> Result<ServiceModel, InstanceError> {
+        let binding = match &doc.target {
+            Some(t) if t != &self.name => Some(self.home.target_binding(t, false)?),
+            _ => None,
+        };
+        Ok(expand(doc, modules, binding.as_ref(), file)?)
+    }
+
+    /// Unset required attributes and other problems to fix before converge.
+    pub fn violations(&self, model: &ServiceModel) -> Result<Vec<Violation>, InstanceError> {
+        let secrets = self.secrets()?;
+        Ok(violations(model, |id, attr| secrets.is_set(id, attr)))
+    }
+
+    /// The service's secret store.
+    pub fn secrets(&self) -> Result<SecretStore, InstanceError> {
+        SecretStore::load(&self.home.secrets_path(&self.name))
+    }
+
+    /// The uncommitted edits of the work tree.
+    pub fn diff(&self) -> Result<Vec<FileChange>, InstanceError> {
+        self.repo.changes()
+    }
+
+    /// The desired-state history, newest first.
+    pub fn log(&self, limit: usize) -> Result<Vec<CommitInfo>, InstanceError> {
+        self.repo.log(limit)
+    }
+
+    /// Validates the work tree's edits and commits them with `message`. Returns the new
+    /// commit, or `None` when there was nothing to commit. Nothing is committed when
+    /// the edits are refused.
+    pub fn commit_edits(&self, message: &str) -> Result<Option<gix::ObjectId>, InstanceError> {
+        let changes = self.repo.changes()?;
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        self.model()?;
+        Ok(Some(self.repo.commit_changes(&changes, message)?))
+    }
+
+    /// Sets an attribute of the desired state (in the work tree; converge commits it), or
+    /// of the secret store for `secret: true` attributes. `value` is YAML text.
+    pub fn set_attribute(&self, path: &str, value: &str) -> Result<AttributeSet, InstanceError> {
+        let _lock = self.lock("set-attribute")?;
+        let parsed: AttrPath = path
+            .parse()
+            .map_err(|e: dtk_model::ident::ParseRefError| InstanceError::refused(e.to_string()))?;
+        let value = dtk_model::dsl::parse_value(value, "VALUE")?;
+        let (mut doc, modules) = self.worktree_doc_and_modules()?;
+        let model = self.expand_doc(&doc, &modules, &display(&self.dir.join(SERVICE_FILE)))?;
+        let target = locate(&mut doc, &parsed)?;
+        // Check the attribute against its definition before touching anything.
+        let (ids, def_attr) = match &target {
+            Located::Node { name, .. } => {
+                let ids: Vec<ComponentId> = model
+                    .nodes
+                    .iter()
+                    .filter(|n| &n.name == name || n.group.as_deref() == Some(name.as_str()))
+                    .filter_map(|n| n.realized_by.clone())
+                    .collect();
+                let def = ids
+                    .first()
+                    .and_then(|id| model.component(id))
+                    .and_then(|c| c.def.attributes.get(&parsed.attr).cloned());
+                (ids, def)
+            }
+            Located::Component {
+                node, reference, ..
+            } => {
+                let ids: Vec<ComponentId> = model
+                    .components
+                    .iter()
+                    .filter(|c| !c.realizes_node && &c.reference == reference)
+                    .filter(|c| match (node, &c.node) {
+                        (None, None) => true,
+                        (Some(n), Some(cn)) => cn == n || cn.split(':').next() == Some(n.as_str()),
+                        _ => false,
+                    })
+                    .map(|c| c.id.clone())
+                    .collect();
+                let Some(c) = ids.first().and_then(|id| model.component(id)) else {
+                    return Err(InstanceError::refused(format!(
+                        "no component instance at `{path}`"
+                    )));
+                };
+                let Some(a) = c.def.attributes.get(&parsed.attr) else {
+                    let names: Vec<&str> = c.def.attributes.keys().map(String::as_str).collect();
+                    let hint = dtk_model::diag::did_you_mean(&parsed.attr, names.iter().copied())
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                    return Err(InstanceError::refused(format!(
+                        "component `{}` has no attribute `{}`{hint}; it has: {}",
+                        c.reference,
+                        parsed.attr,
+                        names.join(", ")
+                    )));
+                };
+                (ids, Some(a.clone()))
+            }
+        };
+        if let Some(a) = &def_attr {
+            if !a.ty.accepts(&value) {
+                return Err(InstanceError::refused(format!(
+                    "`{path}` must be of type {}, not {} (`{}`)",
+                    a.ty.as_str(),
+                    value.kind_name(),
+                    if a.secret {
+                        "<redacted>".to_owned()
+                    } else {
+                        value.to_string()
+                    }
+                )));
+            }
+            if a.dynamic {
+                return Err(InstanceError::refused(format!(
+                    "`{path}` is a dynamic attribute (an output set by an action); it cannot be set"
+                )));
+            }
+            if a.secret {
+                let mut store = self.secrets()?;
+                for id in &ids {
+                    store.set(id, &parsed.attr, value.clone())?;
+                }
+                return Ok(AttributeSet {
+                    path: path.to_owned(),
+                    secret: true,
+                    value: None,
+                });
+            }
+        }
+        let attrs = match target {
+            Located::Node { attrs, .. } | Located::Component { attrs, .. } => attrs,
+        };
+        attrs.insert(
+            parsed.attr.clone(),
+            AttrValue {
+                value: value.clone(),
+                at: Default::default(),
+            },
+        );
+        let text = dtk_model::dsl::write_service(&doc);
+        let reread = dtk_model::dsl::parse_service(&text, SERVICE_FILE)?;
+        self.expand_doc(&reread, &modules, SERVICE_FILE)?;
+        write_file_atomic(&self.dir.join(SERVICE_FILE), text.as_bytes(), false)?;
+        Ok(AttributeSet {
+            path: path.to_owned(),
+            secret: false,
+            value: Some(value),
+        })
+    }
+
+    /// Sets the desired state back to revision `rev`, as a new commit. Refused when the
+    /// work tree has uncommitted edits.
+    pub fn rollback(&self, rev: &str) -> Result<gix::ObjectId, InstanceError> {
+        let _lock = self.lock("rollback")?;
+        self.refuse_uncommitted("rollback")?;
+        let commit = self.repo.resolve(rev)?;
+        let tree = self.repo.commit_tree(commit)?;
+        let short = commit.to_hex_with_len(10).to_string();
+        self.repo
+            .commit_and_sync(tree, &format!("rollback to {short}"))
+    }
+
+    fn refuse_uncommitted(&self, what: &str) -> Result<(), InstanceError> {
+        let changes = self.repo.changes()?;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+        Err(InstanceError::refused(format!(
+            "`{}` has uncommitted edits ({}); converge or revert them before {what}",
+            self.name,
+            paths.join(", ")
+        )))
+    }
+
+    /// Moves the instance to another version of one of its modules by a three-way merge:
+    /// base = the pinned catalog version, theirs = the new catalog version, ours = the
+    /// instance copy. Conflicts are reported file by file and nothing is changed.
+    pub fn pull_base(
+        &self,
+        module: &ModuleId,
+        version: Option<&ModuleVersion>,
+    ) -> Result<PullBase, InstanceError> {
+        let _lock = self.lock("pull-base")?;
+        self.refuse_uncommitted("pull-base")?;
+        let mut doc = self.committed_doc()?;
+        let Some(pinned) = doc.dependencies.get(module).cloned() else {
+            return Err(InstanceError::refused(format!(
+                "`{}` does not use module {module}; it uses: {}",
+                self.name,
+                doc.dependencies
+                    .keys()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let catalog = self.home.catalog();
+        let new_version = match version {
+            Some(v) => v.clone(),
+            None => catalog.latest(module)?,
+        };
+        let base = catalog.tree_id(module, &pinned)?;
+        let theirs = catalog.tree_id(module, &new_version)?;
+        let head = self.repo.head()?;
+        let head_tree = self.repo.commit_tree(head)?;
+        let path = module_path(module);
+        let ours = self.repo.subtree(head_tree, &path)?.ok_or_else(|| {
+            InstanceError::refused(format!("the instance repository has no copy of {module}"))
+        })?;
+        if pinned == new_version && base == theirs {
+            return Ok(PullBase {
+                module: module.to_string(),
+                from: pinned.to_string(),
+                to: new_version.to_string(),
+                commit: None,
+            });
+        }
+        let merged = match self.repo.merge_trees(base, ours, theirs)? {
+            Ok(t) => t,
+            Err(paths) => {
+                return Err(InstanceError::MergeConflict {
+                    module: module.to_string(),
+                    paths: paths.into_iter().map(|p| format!("{path}/{p}")).collect(),
+                });
+            }
+        };
+        // Dependencies the new version adds join the pinned closure.
+        let new_module = self.home.catalog_module(module, &new_version)?;
+        let mut edits = vec![TreeEdit::Tree(path.clone(), merged)];
+        doc.dependencies.insert(module.clone(), new_version.clone());
+        for dep in &new_module.dependencies {
+            if let Some(v) = doc.dependencies.get(&dep.module) {
+                if !dep.req.matches(v) {
+                    return Err(InstanceError::refused(format!(
+                        "{module}@{new_version} requires {} {}, but the instance pins {v}; pull-base {} first",
+                        dep.module, dep.req, dep.module
+                    )));
+                }
+                continue;
+            }
+            let resolution = catalog.resolve(&dep.module, &dep.req)?;
+            for (id, rm) in resolution.modules {
+                if doc.dependencies.contains_key(&id) {
+                    continue;
+                }
+                edits.push(TreeEdit::Tree(
+                    module_path(&id),
+                    catalog.tree_id(&id, &rm.version)?,
+                ));
+                doc.dependencies.insert(id, rm.version);
+            }
+        }
+        if let Some(sf) = doc.staged_from.as_mut() {
+            if &sf.module == module {
+                sf.version = new_version.clone();
+            }
+        }
+        let text = dtk_model::dsl::write_service(&doc);
+        edits.push(TreeEdit::File(
+            SERVICE_FILE.to_owned(),
+            text.clone().into_bytes(),
+        ));
+        let tree = self.repo.edit_tree(Some(head_tree), &edits)?;
+        // Validate the merged desired state before committing it.
+        let mut modules = ModuleSet::new();
+        for id in doc.dependencies.keys() {
+            let sub = self
+                .repo
+                .subtree(tree, &module_path(id))?
+                .ok_or_else(|| InstanceError::refused(format!("merged tree lacks {id}")))?;
+            let files = self.repo.tree_files(sub)?;
+            let (blob, _) = files.get("dtk.module.yaml").ok_or_else(|| {
+                InstanceError::refused(format!("merged copy of {id} has no dtk.module.yaml"))
+            })?;
+            let data = self.repo.read_blob(*blob)?;
+            modules.insert(dtk_model::dsl::parse_module(
+                &String::from_utf8_lossy(&data),
+                &format!("{}/dtk.module.yaml", module_path(id)),
+            )?);
+        }
+        let reread = dtk_model::dsl::parse_service(&text, SERVICE_FILE)?;
+        self.expand_doc(&reread, &modules, SERVICE_FILE)?;
+        let commit = self.repo.commit_and_sync(
+            tree,
+            &format!("pull-base {module} {pinned} -> {new_version}"),
+        )?;
+        Ok(PullBase {
+            module: module.to_string(),
+            from: pinned.to_string(),
+            to: new_version.to_string(),
+            commit: Some(commit.to_string()),
+        })
+    }
+
+    /// The id of the tree holding the committed instance copy of `module`.
+    pub fn module_tree(&self, module: &ModuleId) -> Result<gix::ObjectId, InstanceError> {
+        let tree = self.repo.commit_tree(self.repo.head()?)?;
+        self.repo
+            .subtree(tree, &module_path(module))?
+            .ok_or_else(|| {
+                InstanceError::refused(format!("`{}` has no copy of {module}", self.name))
+            })
+    }
+
+    /// Actual state as last recorded.
+    pub fn actual_state(&self) -> Result<ActualState, InstanceError> {
+        let p = self.private_dir().join("actual.json");
+        match fs::read(&p) {
+            Ok(data) => serde_json::from_slice(&data).map_err(|e| InstanceError::Io {
+                path: p.clone(),
+                op: "parse",
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ActualState::default()),
+            Err(e) => Err(io_err(&p, "read")(e)),
+        }
+    }
+
+    /// Writes actual state (atomically, durably).
+    pub(crate) fn save_actual_state(&self, state: &ActualState) -> Result<(), InstanceError> {
+        let p = self.private_dir().join("actual.json");
+        let data = serde_json::to_vec_pretty(state).map_err(|e| InstanceError::Io {
+            path: p.clone(),
+            op: "encode",
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        write_file_atomic(&p, &data, false)
+    }
+
+    /// Recorded outputs by component id.
+    pub fn actual_values(&self) -> Result<BTreeMap<String, dtk_model::Attributes>, InstanceError> {
+        Ok(self
+            .actual_state()?
+            .components
+            .into_iter()
+            .map(|(id, c)| (id.0, c.outputs))
+            .collect())
+    }
+
+    /// The last converge's record, if any.
+    pub fn last_converge(&self) -> Result<Option<ConvergeRecord>, InstanceError> {
+        let p = self.private_dir().join("last-converge.json");
+        match fs::read(&p) {
+            Ok(data) => Ok(serde_json::from_slice(&data).ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&p, "read")(e)),
+        }
+    }
+
+    pub(crate) fn save_last_converge(&self, rec: &ConvergeRecord) -> Result<(), InstanceError> {
+        let p = self.private_dir().join("last-converge.json");
+        let data = serde_json::to_vec_pretty(rec).map_err(|e| InstanceError::Io {
+            path: p.clone(),
+            op: "encode",
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        write_file_atomic(&p, &data, false)
+    }
+
+    /// Whether a converge of this service ever succeeded.
+    pub fn has_converged(&self) -> Result<bool, InstanceError> {
+        Ok(self.last_converge()?.is_some_and(|r| r.ever_succeeded))
+    }
+
+    /// Records a successful converge of a service that has nothing to do (the built-in
+    /// local target).
+    pub(crate) fn mark_converged_empty(&self) -> Result<(), InstanceError> {
+        let head = self.repo.head()?;
+        self.save_last_converge(&ConvergeRecord {
+            status: "succeeded".to_owned(),
+            commit: head.to_string(),
+            started_at: now_secs(),
+            duration_ms: 0,
+            run: String::new(),
+            ever_succeeded: true,
+        })
+    }
+
+    /// A one-line summary, for listings.
+    pub fn summary(&self) -> Result<crate::home::ServiceSummary, InstanceError> {
+        let doc = self.committed_doc()?;
+        Ok(crate::home::ServiceSummary {
+            name: self.name.clone(),
+            is_target: doc.is_target,
+            staged_from: doc
+                .staged_from
+                .as_ref()
+                .map(|s| format!("{}@{} {}", s.module, s.version, s.assembly)),
+            target: doc.target.clone(),
+            last_converge: self.last_converge()?.map(|r| r.status),
+            dir: self.dir.clone(),
+        })
+    }
+
+    /// Removes the instance: its repository, secrets and local sandboxes. Refused while
+    /// anything is still deployed, unless `force`.
+    pub fn uninstall(self, force: bool) -> Result<(), InstanceError> {
+        let lock = self.lock("uninstall")?;
+        let state = self.actual_state()?;
+        if !force && !state.components.is_empty() {
+            return Err(InstanceError::refused(format!(
+                "`{}` still has {} deployed component(s); run `dtk service delete {}` first (or uninstall --force)",
+                self.name,
+                state.components.len(),
+                self.name
+            )));
+        }
+        let trash = self.home.scratch_dir(&format!("uninstall-{}", self.name));
+        fs::rename(&self.dir, &trash).map_err(io_err(&self.dir, "move"))?;
+        drop(lock);
+        fs::remove_dir_all(&trash).map_err(io_err(&trash, "remove"))?;
+        SecretStore::remove(&self.home.secrets_path(&self.name))?;
+        let sandboxes = self.home.sandboxes_dir().join(&self.name);
+        if sandboxes.exists() {
+            fs::remove_dir_all(&sandboxes).map_err(io_err(&sandboxes, "remove"))?;
+        }
+        Ok(())
+    }
+}
+
+/// What pull-base did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullBase {
+    /// The module.
+    pub module: String,
+    /// The version pinned before.
+    pub from: String,
+    /// The version pinned now.
+    pub to: String,
+    /// The merge commit, when something changed.
+    pub commit: Option<String>,
+}
+
+enum Located<'a> {
+    Node {
+        name: String,
+        attrs: &'a mut BTreeMap<String, AttrValue>,
+    },
+    Component {
+        node: Option<String>,
+        reference: dtk_model::ComponentRef,
+        attrs: &'a mut BTreeMap<String, AttrValue>,
+    },
+}
+
+fn component_matches(decl: &ComponentDecl, r: &dtk_model::ComponentRef) -> bool {
+    decl.reference.name == r.name
+        && (r.instance.is_none() || decl.reference.instance == r.instance)
+        && (r.module.is_none() || decl.reference.module == r.module)
+}
+
+fn locate<'a>(doc: &'a mut ServiceDoc, path: &AttrPath) -> Result<Located<'a>, InstanceError> {
+    let node_names: Vec<String> = doc.nodes.iter().map(|n| n.name.clone()).collect();
+    match (&path.node, &path.component) {
+        (Some(node), None) => {
+            if let Some(n) = doc.nodes.iter_mut().find(|n| &n.name == node) {
+                return Ok(Located::Node {
+                    name: node.clone(),
+                    attrs: &mut n.attributes,
+                });
+            }
+            let r = dtk_model::ComponentRef::local(node);
+            let refs: Vec<String> = doc
+                .components
+                .iter()
+                .map(|c| c.reference.to_string())
+                .collect();
+            match doc.components.iter_mut().find(|c| component_matches(c, &r)) {
+                Some(c) => Ok(Located::Component {
+                    node: None,
+                    reference: c.reference.clone(),
+                    attrs: &mut c.attributes,
+                }),
+                None => Err(InstanceError::refused(format!(
+                    "`{path}`: no node or assembly-level component named `{node}` (nodes: {}; components: {})",
+                    list(&node_names),
+                    list(&refs)
+                ))),
+            }
+        }
+        (Some(node), Some(r)) => {
+            let Some(n) = doc.nodes.iter_mut().find(|n| &n.name == node) else {
+                return Err(InstanceError::refused(format!(
+                    "`{path}`: no node `{node}` (nodes: {})",
+                    list(&node_names)
+                )));
+            };
+            let on_node: Vec<String> = n
+                .components
+                .iter()
+                .map(|c| c.reference.to_string())
+                .collect();
+            let NodeDecl { components, .. } = n;
+            match components.iter_mut().find(|c| component_matches(c, r)) {
+                Some(c) => Ok(Located::Component {
+                    node: Some(node.clone()),
+                    reference: c.reference.clone(),
+                    attrs: &mut c.attributes,
+                }),
+                None => Err(InstanceError::refused(format!(
+                    "`{path}`: node `{node}` has no component `{r}` (it has: {})",
+                    list(&on_node)
+                ))),
+            }
+        }
+        (None, Some(r)) => {
+            let refs: Vec<String> = doc
+                .components
+                .iter()
+                .map(|c| c.reference.to_string())
+                .collect();
+            match doc.components.iter_mut().find(|c| component_matches(c, r)) {
+                Some(c) => Ok(Located::Component {
+                    node: None,
+                    reference: c.reference.clone(),
+                    attrs: &mut c.attributes,
+                }),
+                None => Err(InstanceError::refused(format!(
+                    "`{path}`: no assembly-level component `{r}` (components: {})",
+                    list(&refs)
+                ))),
+            }
+        }
+        (None, None) => Err(InstanceError::refused(format!(
+            "`{path}` names no node or component"
+        ))),
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn read_text(p: &Path) -> Result<String, InstanceError> {
+    let data = fs::read(p).map_err(io_err(p, "read"))?;
+    String::from_utf8(data).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..valid]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
+        InstanceError::Dsl(dtk_model::DslError::single(dtk_model::Diagnostic {
+            file: display(p),
+            location: dtk_model::Location {
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+                col: 1,
+                offset: valid,
+            },
+            key: String::new(),
+            message: format!("the file is not valid UTF-8 (byte {valid})"),
+            help: None,
+        }))
+    })
+}
+
+pub(crate) fn display(p: &Path) -> String {
+    p.display().to_string()
+}
+
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

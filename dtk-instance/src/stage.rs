@@ -1,0 +1,401 @@
+//! Staging: an assembly of a published module becomes a service instance with its own
+//! repository, instance copies of every module it uses, customized to its target.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::sync::Arc;
+
+use dtk_model::expand::{ExternalComponent, ModuleSet, NodeRealizer, TargetBinding, expand};
+use dtk_model::ident::check_name;
+use dtk_model::service::{SERVICE_FILE, ServiceDoc, StagedFrom};
+use dtk_model::{Module, ModuleId, ModuleVersion, VersionReq};
+use serde::Serialize;
+
+use crate::error::InstanceError;
+use crate::home::{Home, LOCAL_TARGET};
+use crate::repo::{InstanceRepo, io_err};
+
+/// What to stage.
+#[derive(Debug, Clone)]
+pub struct StageRequest {
+    /// The module holding the assembly.
+    pub module: ModuleId,
+    /// Which versions of it; `None` takes the latest published.
+    pub version: Option<VersionReq>,
+    /// The assembly's name.
+    pub assembly: String,
+    /// The new service instance's name.
+    pub name: String,
+    /// The target instance to deploy into; `None` uses the default target. Ignored with
+    /// `base`.
+    pub target: Option<String>,
+    /// Stage a target instance (`--base`): no target of its own.
+    pub base: bool,
+}
+
+/// What staging made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Staged {
+    /// The service instance's name.
+    pub name: String,
+    /// Its instance repository.
+    pub dir: std::path::PathBuf,
+    /// The first commit of its repository (hex).
+    pub commit: String,
+    /// The target it is deployed into.
+    pub target: Option<String>,
+    /// The pinned modules.
+    pub modules: BTreeMap<String, String>,
+    /// Nodes after expansion.
+    pub nodes: Vec<String>,
+    /// Component instances after expansion.
+    pub components: Vec<String>,
+}
+
+/// Where the instance copy of a module lives in an instance repository.
+pub fn module_path(id: &ModuleId) -> String {
+    format!("modules/{}/{}", id.namespace, id.name)
+}
+
+impl Home {
+    /// Stages `req`: resolves and pins the module closure, expands the assembly against
+    /// the target and creates the instance repository. Nothing is written when anything
+    /// is refused.
+    pub fn stage(&self, req: &StageRequest) -> Result<Staged, InstanceError> {
+        check_name("service name", &req.name).map_err(|e| InstanceError::refused(e.to_string()))?;
+        let dir = self.service_dir(&req.name);
+        if dir.exists() {
+            return Err(InstanceError::ServiceExists {
+                name: req.name.clone(),
+                path: dir,
+            });
+        }
+        let catalog = self.catalog();
+        let req_version = match &req.version {
+            Some(v) => v.clone(),
+            None => {
+                let latest = catalog.latest(&req.module)?;
+                exact(&latest)?
+            }
+        };
+        let resolution = catalog.resolve(&req.module, &req_version)?;
+        let mut modules = ModuleSet::new();
+        let mut pins: BTreeMap<ModuleId, ModuleVersion> = BTreeMap::new();
+        let mut trees: Vec<(String, gix::ObjectId)> = Vec::new();
+        for (id, rm) in &resolution.modules {
+            let tree = catalog.tree_id(id, &rm.version)?;
+            let module = self.catalog_module(id, &rm.version)?;
+            modules.insert(module);
+            pins.insert(id.clone(), rm.version.clone());
+            trees.push((module_path(id), tree));
+        }
+        let (root_id, root_version) = resolution.root.clone();
+        let root = modules
+            .get(&root_id)
+            .cloned()
+            .ok_or_else(|| InstanceError::refused(format!("module {root_id} did not resolve")))?;
+        let Some(assembly) = root.assemblies.get(&req.assembly) else {
+            let names: Vec<&str> = root.assemblies.keys().map(String::as_str).collect();
+            return Err(InstanceError::refused(format!(
+                "module {root_id}@{root_version} has no assembly `{}`{}",
+                req.assembly,
+                if names.is_empty() {
+                    " (it has no assemblies)".to_owned()
+                } else {
+                    format!("; it has: {}", names.join(", "))
+                }
+            )));
+        };
+
+        let target_name = if req.base {
+            None
+        } else {
+            Some(match &req.target {
+                Some(t) => t.clone(),
+                None => self.default_target()?,
+            })
+        };
+        let binding = match &target_name {
+            Some(t) => {
+                if t == LOCAL_TARGET {
+                    self.ensure_local_target()?;
+                }
+                let binding = self.target_binding(t, true)?;
+                // The module realizing nodes joins the service's pinned modules.
+                if let Some((nr, version, tree, module)) = self.node_module(t, &binding)? {
+                    match pins.get(&nr.module) {
+                        Some(v) if v != &version => {
+                            return Err(InstanceError::refused(format!(
+                                "the service pins {}@{v} but target `{t}` realizes nodes with {}@{version}",
+                                nr.module, nr.module
+                            )));
+                        }
+                        Some(_) => {}
+                        None => {
+                            pins.insert(nr.module.clone(), version);
+                            trees.push((module_path(&nr.module), tree));
+                            modules.insert(module);
+                        }
+                    }
+                }
+                Some(binding)
+            }
+            None => None,
+        };
+
+        let doc = ServiceDoc {
+            dsl_version: dtk_model::module::DSL_VERSION.to_owned(),
+            name: req.name.clone(),
+            staged_from: Some(StagedFrom {
+                module: root_id.clone(),
+                version: root_version.clone(),
+                assembly: req.assembly.clone(),
+            }),
+            target: target_name.clone(),
+            is_target: req.base,
+            dependencies: pins.clone(),
+            nodes: assembly.nodes.clone(),
+            components: assembly.components.clone(),
+            workflows: assembly.workflows.clone(),
+            at: Default::default(),
+        };
+        let text = dtk_model::dsl::write_service(&doc);
+        // What is written must read back and expand: refuse now rather than leave a
+        // broken instance behind.
+        let reread = dtk_model::dsl::parse_service(&text, SERVICE_FILE)?;
+        let model = expand(&reread, &modules, binding.as_ref(), SERVICE_FILE)?;
+
+        let scratch = self.scratch_dir(&format!("stage-{}", req.name));
+        let message = format!(
+            "stage {}@{} {} as {}{}",
+            root_id,
+            root_version,
+            req.assembly,
+            req.name,
+            target_name
+                .as_deref()
+                .map(|t| format!(" on target {t}"))
+                .unwrap_or_default()
+        );
+        let created = InstanceRepo::create(
+            &scratch,
+            &[self.catalog().objects_dir()],
+            &[(SERVICE_FILE.to_owned(), text.into_bytes())],
+            &trees,
+            &message,
+        );
+        let repo = match created {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&scratch);
+                return Err(e);
+            }
+        };
+        let commit = repo.head()?;
+        drop(repo);
+        if let Err(e) = fs::rename(&scratch, &dir) {
+            let _ = fs::remove_dir_all(&scratch);
+            if dir.exists() {
+                return Err(InstanceError::ServiceExists {
+                    name: req.name.clone(),
+                    path: dir,
+                });
+            }
+            return Err(io_err(&dir, "create")(e));
+        }
+        Ok(Staged {
+            name: req.name.clone(),
+            dir,
+            commit: commit.to_string(),
+            target: target_name,
+            modules: pins
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            nodes: model.nodes.iter().map(|n| n.name.clone()).collect(),
+            components: model.components.iter().map(|c| c.id.to_string()).collect(),
+        })
+    }
+
+    /// Reads and parses a module version's `dtk.module.yaml` from the catalog (without
+    /// listing its files).
+    pub(crate) fn catalog_module(
+        &self,
+        id: &ModuleId,
+        version: &ModuleVersion,
+    ) -> Result<Module, InstanceError> {
+        let data = self.catalog().read_file(id, version, "dtk.module.yaml")?;
+        let text = String::from_utf8_lossy(&data);
+        Ok(dtk_model::dsl::parse_module(
+            &text,
+            &format!("{id}@{version}:dtk.module.yaml"),
+        )?)
+    }
+
+    /// What target `name` offers services staged on it. With `require_converged`, a
+    /// target that has never converged successfully is refused.
+    pub fn target_binding(
+        &self,
+        name: &str,
+        require_converged: bool,
+    ) -> Result<TargetBinding, InstanceError> {
+        let svc = self.service(name).map_err(|e| match e {
+            InstanceError::NoSuchService { .. } => InstanceError::refused(format!(
+                "no target instance named `{name}` (stage a target assembly with `dtk service stage ... --base -n {name}`)"
+            )),
+            other => other,
+        })?;
+        if !svc.is_target()? {
+            return Err(InstanceError::refused(format!(
+                "`{name}` is a service instance, not a target instance (targets are staged with `--base`)"
+            )));
+        }
+        if require_converged && !svc.has_converged()? {
+            return Err(InstanceError::refused(format!(
+                "target `{name}` has not converged yet; run `dtk service converge {name}` first"
+            )));
+        }
+        let (doc, modules) = svc.committed_doc_and_modules()?;
+        let actual = svc.actual_values()?;
+        let mut binding = TargetBinding {
+            service: name.to_owned(),
+            ..Default::default()
+        };
+        // The node component comes from the target's assembly in its pinned root module.
+        if let Some(sf) = &doc.staged_from {
+            if let Some(asm) = modules
+                .get(&sf.module)
+                .and_then(|m| m.assemblies.get(&sf.assembly))
+            {
+                if let Some(r) = &asm.node_component {
+                    let found = resolve_component_module(&modules, r, &sf.module)?;
+                    binding.node_component = Some(NodeRealizer {
+                        module: found,
+                        reference: r.clone(),
+                    });
+                }
+            }
+        }
+        let model = expand(&doc, &modules, None, SERVICE_FILE)?;
+        for c in &model.components {
+            let mut values = c.inputs.clone();
+            if let Some(out) = actual.get(c.id.as_str()) {
+                values.extend(out.clone());
+            }
+            binding.components.push(ExternalComponent {
+                service: name.to_owned(),
+                id: c.id.clone(),
+                module: c.module.clone(),
+                def_name: c.def.name.clone(),
+                values,
+            });
+        }
+        // A target staged on another target offers that one's components too.
+        if let Some(base) = &doc.target {
+            if base != name {
+                let inner = self.target_binding(base, false)?;
+                binding.components.extend(inner.components);
+                if binding.node_component.is_none() {
+                    binding.node_component = inner.node_component;
+                }
+            }
+        }
+        Ok(binding)
+    }
+
+    /// The module realizing nodes on target `t`, at the version the target pins.
+    #[allow(clippy::type_complexity)]
+    fn node_module(
+        &self,
+        t: &str,
+        binding: &TargetBinding,
+    ) -> Result<Option<(NodeRealizer, ModuleVersion, gix::ObjectId, Module)>, InstanceError> {
+        let Some(nr) = &binding.node_component else {
+            return Ok(None);
+        };
+        let svc = self.service(t)?;
+        let doc = svc.committed_doc()?;
+        let Some(version) = doc.dependencies.get(&nr.module).cloned() else {
+            return Ok(None);
+        };
+        // The catalog's copy, not the target's instance copy: the service's repository
+        // borrows objects from the catalog only.
+        let tree = self.catalog().tree_id(&nr.module, &version)?;
+        let module = self.catalog_module(&nr.module, &version)?;
+        Ok(Some((nr.clone(), version, tree, module)))
+    }
+
+    /// Makes sure the built-in `local` target exists and has converged: publishes the
+    /// bundled `dtk/local` module and stages and converges its `target` assembly as the
+    /// `local` target instance, the first time.
+    pub fn ensure_local_target(&self) -> Result<(), InstanceError> {
+        let dir = self.service_dir(LOCAL_TARGET);
+        if dir.join(".git").is_dir() {
+            let svc = self.service(LOCAL_TARGET)?;
+            if svc.has_converged()? {
+                return Ok(());
+            }
+            return svc.mark_converged_empty();
+        }
+        let module = dtk_model::dsl::parse_module(
+            crate::home::DTK_LOCAL_MODULE,
+            "dtk/local/dtk.module.yaml",
+        )?;
+        let have = self.catalog().versions(&module.id).unwrap_or_default();
+        if !have.contains(&module.version) {
+            let tmp = self.scratch_dir("dtk-local");
+            fs::create_dir_all(&tmp).map_err(io_err(&tmp, "create"))?;
+            let manifest = tmp.join("dtk.module.yaml");
+            fs::write(&manifest, crate::home::DTK_LOCAL_MODULE)
+                .map_err(io_err(&manifest, "write"))?;
+            let published = self.catalog().publish(&tmp);
+            let _ = fs::remove_dir_all(&tmp);
+            published?;
+        }
+        let staged = self.stage(&StageRequest {
+            module: module.id.clone(),
+            version: Some(exact(&module.version)?),
+            assembly: "target".to_owned(),
+            name: LOCAL_TARGET.to_owned(),
+            target: None,
+            base: true,
+        });
+        match staged {
+            Ok(_) => {}
+            // Another process staged it at the same time: fine.
+            Err(InstanceError::ServiceExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.service(LOCAL_TARGET)?.mark_converged_empty()
+    }
+}
+
+fn resolve_component_module(
+    modules: &ModuleSet,
+    r: &dtk_model::ComponentRef,
+    from: &ModuleId,
+) -> Result<ModuleId, InstanceError> {
+    let candidates: Vec<&Arc<Module>> = match &r.module {
+        Some(name) => modules.by_name(name),
+        None => modules.get(from).into_iter().collect(),
+    };
+    candidates
+        .iter()
+        .find(|m| m.components.contains_key(&r.name))
+        .map(|m| m.id.clone())
+        .ok_or_else(|| {
+            InstanceError::refused(format!(
+                "the target's node component `{r}` is not defined by its modules"
+            ))
+        })
+}
+
+/// A requirement matching exactly `v`.
+pub fn exact(v: &ModuleVersion) -> Result<VersionReq, InstanceError> {
+    let text = match v {
+        ModuleVersion::Semver(s) => format!("={s}"),
+        ModuleVersion::Tag(t) => t.clone(),
+    };
+    text.parse()
+        .map_err(|e: dtk_model::ident::ParseRefError| InstanceError::refused(e.to_string()))
+}
