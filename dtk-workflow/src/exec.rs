@@ -839,7 +839,7 @@ pub fn env_name(attr: &str) -> String {
     s
 }
 
-fn typed_value(ty: AttrType, text: &str) -> Value {
+pub(crate) fn typed_value(ty: AttrType, text: &str) -> Value {
     let t = text.trim();
     match ty {
         AttrType::Integer | AttrType::Port => t
@@ -866,7 +866,7 @@ fn tail_text(bytes: &[u8]) -> String {
 }
 
 /// Replaces every secret value (of 3 characters or more) in `s` with `<redacted>`.
-fn redact(s: &str, secrets: &Secrets) -> String {
+pub(crate) fn redact(s: &str, secrets: &Secrets) -> String {
     let mut out = s.to_owned();
     for v in secrets.0.values() {
         let text = v.to_shell_text();

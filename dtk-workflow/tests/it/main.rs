@@ -2,5 +2,7 @@
 
 mod exec;
 mod harness;
+mod journal;
 mod planner;
+mod props;
 mod support;
