@@ -1,3 +1,5 @@
 //! dtk-instance's integration tests: one binary, one module per area.
 
 mod ssh;
+mod stage;
+mod support;

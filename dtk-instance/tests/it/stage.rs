@@ -1,0 +1,287 @@
+//! Staging, isolation, edits, pull-base and locking, with real git on disk.
+
+use std::fs;
+
+use dtk_instance::InstanceError;
+use dtk_instance::stage::StageRequest;
+
+use crate::support::{copy_module, example, git, home};
+
+fn req(name: &str) -> StageRequest {
+    StageRequest {
+        module: "demo/webapp".parse().unwrap(),
+        version: None,
+        assembly: "two_tier".to_owned(),
+        name: name.to_owned(),
+        target: None,
+        base: false,
+    }
+}
+
+#[test]
+fn stage_makes_an_instance_repository_on_the_local_target() {
+    let (_tmp, home) = home();
+    let staged = home.stage(&req("app1")).unwrap();
+    assert_eq!(staged.target.as_deref(), Some("local"));
+    assert_eq!(staged.nodes, ["db", "web"]);
+    assert_eq!(
+        staged.components,
+        ["node[db]", "db/backend", "node[web]", "web/web"]
+    );
+    let dir = home.service_dir("app1");
+    let doc = fs::read_to_string(dir.join("dtk.service.yaml")).unwrap();
+    assert!(doc.contains("name: app1"), "{doc}");
+    assert!(doc.contains("target: local"), "{doc}");
+    assert!(dir.join("modules/demo/webapp/dtk.module.yaml").is_file());
+    assert!(dir.join("modules/dtk/local/dtk.module.yaml").is_file());
+    git(&dir, &["fsck", "--strict"]);
+    assert_eq!(git(&dir, &["status", "--porcelain"]), "");
+    let log = git(&dir, &["log", "--format=%s"]);
+    assert!(
+        log.starts_with("stage demo/webapp@1.0.0 two_tier as app1 on target local"),
+        "{log}"
+    );
+    // The built-in local target was made on the way.
+    let targets: Vec<String> = home
+        .targets()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(targets, ["local"]);
+    // Staging the same name again is refused, and nothing changes.
+    let again = home.stage(&req("app1")).unwrap_err();
+    assert!(
+        matches!(again, InstanceError::ServiceExists { .. }),
+        "{again}"
+    );
+}
+
+#[test]
+fn two_stagings_are_independent_and_isolated_from_the_catalog() {
+    let (tmp, home) = home();
+    home.stage(&req("app1")).unwrap();
+    home.stage(&req("app2")).unwrap();
+    let d1 = home.service_dir("app1");
+    let d2 = home.service_dir("app2");
+    // Editing app1's instance copy of the module changes neither app2 nor the catalog.
+    let m1 = d1.join("modules/demo/webapp/dtk.module.yaml");
+    let text = fs::read_to_string(&m1).unwrap();
+    let edited = text.replace("default: The backend says", "default: Edited says");
+    assert_ne!(text, edited);
+    fs::write(&m1, &edited).unwrap();
+    let app1 = home.service("app1").unwrap();
+    app1.commit_edits("edit the instance copy")
+        .unwrap()
+        .expect("a commit");
+    assert_eq!(
+        fs::read_to_string(d2.join("modules/demo/webapp/dtk.module.yaml")).unwrap(),
+        text
+    );
+    let v = "1.0.0".parse().unwrap();
+    let in_catalog = home
+        .catalog()
+        .read_file(&"demo/webapp".parse().unwrap(), &v, "dtk.module.yaml")
+        .unwrap();
+    assert_eq!(String::from_utf8(in_catalog).unwrap(), text);
+    // Publishing a new version changes no existing instance.
+    let v2 = tmp.path().join("webapp-1.1.0");
+    copy_module(&example("webapp"), &v2);
+    let t = fs::read_to_string(v2.join("dtk.module.yaml")).unwrap();
+    fs::write(
+        v2.join("dtk.module.yaml"),
+        t.replace("\nversion: 1.0.0", "\nversion: 1.1.0"),
+    )
+    .unwrap();
+    home.catalog().publish(&v2).unwrap();
+    assert_eq!(
+        fs::read_to_string(d2.join("modules/demo/webapp/dtk.module.yaml")).unwrap(),
+        text
+    );
+    assert_eq!(fs::read_to_string(&m1).unwrap(), edited);
+    git(&d1, &["fsck", "--strict"]);
+    git(&d2, &["fsck", "--strict"]);
+}
+
+#[test]
+fn set_attribute_edits_the_work_tree_and_bad_edits_are_refused() {
+    let (_tmp, home) = home();
+    home.stage(&req("app1")).unwrap();
+    let app = home.service("app1").unwrap();
+    let set = app.set_attribute("db/backend/message", "bye now").unwrap();
+    assert_eq!(set.value, Some(dtk_model::Value::Str("bye now".into())));
+    let diff = app.diff().unwrap();
+    assert_eq!(diff.len(), 1);
+    assert_eq!(diff[0].path, "dtk.service.yaml");
+    let new = String::from_utf8(diff[0].new.clone().unwrap()).unwrap();
+    assert!(new.contains("bye now"), "{new}");
+    let model = app.model().unwrap();
+    let backend = model
+        .component(&dtk_model::ComponentId("db/backend".into()))
+        .unwrap();
+    assert_eq!(
+        backend.inputs["message"],
+        dtk_model::Value::Str("bye now".into())
+    );
+    app.commit_edits("set message").unwrap().unwrap();
+    assert!(app.diff().unwrap().is_empty());
+    assert_eq!(app.log(10).unwrap()[0].summary, "set message");
+
+    // Type errors, unknown attributes and paths are refused with what to fix.
+    let e = app
+        .set_attribute("db/backend/port", "not-a-port")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("must be of type port"), "{e}");
+    let e = app
+        .set_attribute("db/backend/mesage", "x")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("did you mean `message`"), "{e}");
+    let e = app
+        .set_attribute("nope/backend/message", "x")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no node `nope`"), "{e}");
+    let e = app
+        .set_attribute("web/web/url", "x")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dynamic"), "{e}");
+    assert!(
+        app.diff().unwrap().is_empty(),
+        "refused edits write nothing"
+    );
+
+    // A broken hand edit is refused with its location; nothing is committed.
+    let head = app.log(1).unwrap()[0].id.clone();
+    let path = app.dir().join("dtk.service.yaml");
+    let text = fs::read_to_string(&path).unwrap();
+    fs::write(&path, text.replace("message: bye now", "mesage: bye now")).unwrap();
+    let e = app.commit_edits("broken").unwrap_err().to_string();
+    assert!(e.contains("dtk.service.yaml:"), "{e}");
+    assert!(e.contains("mesage"), "{e}");
+    assert_eq!(app.log(1).unwrap()[0].id, head);
+}
+
+#[test]
+fn rollback_restores_an_earlier_desired_state_as_a_new_commit() {
+    let (_tmp, home) = home();
+    home.stage(&req("app1")).unwrap();
+    let app = home.service("app1").unwrap();
+    let first = app.log(1).unwrap()[0].id.clone();
+    let before = fs::read_to_string(app.dir().join("dtk.service.yaml")).unwrap();
+    app.set_attribute("db/backend/message", "changed").unwrap();
+    app.commit_edits("change").unwrap();
+    app.rollback(&first).unwrap();
+    assert_eq!(
+        fs::read_to_string(app.dir().join("dtk.service.yaml")).unwrap(),
+        before
+    );
+    let log = app.log(10).unwrap();
+    assert!(log[0].summary.starts_with("rollback to "), "{:?}", log[0]);
+    assert_eq!(log.len(), 3);
+    git(app.dir(), &["fsck", "--strict"]);
+}
+
+#[test]
+fn pull_base_merges_or_reports_conflicts() {
+    let (tmp, home) = home();
+    home.stage(&req("app1")).unwrap();
+    home.stage(&req("app2")).unwrap();
+    // 1.1.0 changes the web greeting's default and the worker's job default.
+    let v2 = tmp.path().join("webapp-1.1.0");
+    copy_module(&example("webapp"), &v2);
+    let t = fs::read_to_string(v2.join("dtk.module.yaml")).unwrap();
+    let t2 = t
+        .replace("\nversion: 1.0.0", "\nversion: 1.1.0")
+        .replace("default: idle", "default: resting");
+    fs::write(v2.join("dtk.module.yaml"), &t2).unwrap();
+    home.catalog().publish(&v2).unwrap();
+
+    // app1 edited a different line of its copy: both changes are kept.
+    let app1 = home.service("app1").unwrap();
+    let m1 = app1.dir().join("modules/demo/webapp/dtk.module.yaml");
+    let mine = fs::read_to_string(&m1)
+        .unwrap()
+        .replace("default: The backend says", "default: Mine says");
+    fs::write(&m1, &mine).unwrap();
+    app1.commit_edits("my greeting").unwrap();
+    let out = app1
+        .pull_base(&"demo/webapp".parse().unwrap(), None)
+        .unwrap();
+    assert_eq!((out.from.as_str(), out.to.as_str()), ("1.0.0", "1.1.0"));
+    let merged = fs::read_to_string(&m1).unwrap();
+    assert!(
+        merged.contains("Mine says") && merged.contains("resting") && merged.contains("1.1.0"),
+        "{merged}"
+    );
+    let doc = fs::read_to_string(app1.dir().join("dtk.service.yaml")).unwrap();
+    assert!(doc.contains("demo/webapp: 1.1.0"), "{doc}");
+    git(app1.dir(), &["fsck", "--strict"]);
+
+    // app2 changed the same line as 1.1.0: a conflict naming the file, nothing changed.
+    let app2 = home.service("app2").unwrap();
+    let m2 = app2.dir().join("modules/demo/webapp/dtk.module.yaml");
+    fs::write(
+        &m2,
+        fs::read_to_string(&m2)
+            .unwrap()
+            .replace("default: idle", "default: busy"),
+    )
+    .unwrap();
+    app2.commit_edits("busy").unwrap();
+    let head = app2.log(1).unwrap()[0].id.clone();
+    let e = app2
+        .pull_base(&"demo/webapp".parse().unwrap(), None)
+        .unwrap_err();
+    match &e {
+        InstanceError::MergeConflict { paths, .. } => {
+            assert_eq!(paths, &["modules/demo/webapp/dtk.module.yaml"])
+        }
+        other => panic!("expected a conflict, got {other}"),
+    }
+    assert_eq!(app2.log(1).unwrap()[0].id, head);
+    assert!(fs::read_to_string(&m2).unwrap().contains("busy"));
+    assert!(app2.diff().unwrap().is_empty());
+}
+
+#[test]
+fn a_locked_instance_refuses_edits_naming_the_holder() {
+    let (_tmp, home) = home();
+    home.stage(&req("app1")).unwrap();
+    let app = home.service("app1").unwrap();
+    let lock = app.lock("converge").unwrap();
+    let e = app
+        .set_attribute("db/backend/message", "x")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+    assert!(e.contains("converge"), "{e}");
+    drop(lock);
+    app.set_attribute("db/backend/message", "x").unwrap();
+}
+
+#[test]
+fn a_dead_holders_lock_is_taken_over() {
+    let (_tmp, home) = home();
+    home.stage(&req("app1")).unwrap();
+    let dir = home.service_dir("app1");
+    drop(home.service("app1").unwrap().lock("first").unwrap());
+    // A child process takes the lock with flock(1) and is killed -9.
+    let lock = dir.join(".dtk/lock");
+    let mut child = std::process::Command::new("flock")
+        .arg("--no-fork")
+        .arg(&lock)
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let app = home.service("app1").unwrap();
+    assert!(matches!(app.lock("x"), Err(InstanceError::Locked { .. })));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // sleep inherited the lock; wait until it is gone too.
+    // flock(1) holds the lock on its own open file; the kill closed it.
+    app.lock("x").unwrap();
+}
