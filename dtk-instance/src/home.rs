@@ -13,11 +13,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use dtk_catalog::Catalog;
 use dtk_model::ident::check_name;
+use dtk_model::{Provider, ProviderRegistry};
 use serde::{Deserialize, Serialize};
 
 use crate::error::InstanceError;
+use crate::local::LocalProvider;
 use crate::repo::{PRIVATE_DIR, io_err, write_file_atomic};
 use crate::service::Service;
 
@@ -32,6 +36,7 @@ pub const DTK_LOCAL_MODULE: &str = include_str!("../../modules/dtk/local/dtk.mod
 pub struct Home {
     root: PathBuf,
     catalog: Catalog,
+    providers: ProviderRegistry,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -65,10 +70,28 @@ impl Home {
             fs::create_dir_all(&p).map_err(io_err(&p, "create"))?;
         }
         let catalog = Catalog::open(&root.join("catalog"))?;
+        let mut providers = ProviderRegistry::new();
+        providers.register(Arc::new(LocalProvider::new(root.join("sandboxes"))));
         Ok(Home {
             root: root.to_path_buf(),
             catalog,
+            providers,
         })
+    }
+
+    /// Registers a target provider (the built-in `local` one is always there).
+    pub fn register_provider(&mut self, provider: Arc<dyn Provider>) {
+        self.providers.register(provider);
+    }
+
+    /// The providers converge uses.
+    pub fn providers(&self) -> ProviderRegistry {
+        self.providers.clone()
+    }
+
+    /// The built-in local provider.
+    pub fn local_provider(&self) -> LocalProvider {
+        LocalProvider::new(self.sandboxes_dir())
     }
 
     /// The home directory.

@@ -4,6 +4,7 @@
 //! This crate knows neither AWS nor the terminal: providers are injected as
 //! `Arc<dyn Provider>`, progress is reported through events.
 
+pub mod converge;
 pub mod error;
 pub mod home;
 pub mod local;

@@ -1,0 +1,531 @@
+//! Converge, as the seed describes it: validate and commit the work tree's edits, check
+//! violations, plan, execute with progress, record results and outputs in actual state,
+//! and commit a converge record. Also `plan`, `exec` (a custom action) and `delete`.
+//!
+//! Crash safety: the executor journals every task (intent, then result) with group
+//! commit. Actual state (`.dtk/actual.json`) is rewritten once, at the end of a run; the
+//! run's journal is removed only after that. A run killed at any moment leaves its
+//! journal behind, and the next run first folds it into actual state, so completed tasks
+//! are not run again and interrupted ones are.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use dtk_model::module::ActionKind;
+use dtk_model::provider::{Cancel, ExecOutput, ExecRequest, Observed, ResourceRequest, Secrets};
+use dtk_model::{ComponentId, ProviderError, ServiceModel, Value};
+use dtk_workflow::{
+    ActionRequest, ActionTarget, ActualState, CommandTransport, DriftMark, Event, EventSink,
+    ExecContext, Limits, Outcome, Plan, PlanRequest, SecretSource, TaskReport, TaskStatus,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::InstanceError;
+use crate::local::{LocalProvider, run_script};
+use crate::repo::{io_err, write_file_atomic};
+use crate::secrets::SecretStore;
+use crate::service::{ConvergeRecord, Service, now_secs};
+
+/// The reference holding the history of converge records in an instance repository.
+pub const RECORDS_REF: &str = "refs/dtk/converges";
+
+/// How to run a converge (or exec, or delete).
+#[derive(Clone)]
+pub struct RunOptions {
+    /// The commit message for the work tree's edits.
+    pub message: Option<String>,
+    /// Progress events.
+    pub events: Option<EventSink>,
+    /// Set to stop scheduling new tasks (Ctrl-C); running tasks finish or time out.
+    pub cancel: Cancel,
+    /// Concurrency limits.
+    pub limits: Limits,
+    /// The time limit of one action attempt when the action sets none.
+    pub default_timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            message: None,
+            events: None,
+            cancel: Cancel::new(),
+            limits: Limits::default(),
+            default_timeout: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("message", &self.message)
+            .field("limits", &self.limits)
+            .field("default_timeout", &self.default_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The report of one run, kept as the service's last task (`task-status`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    /// `converge`, `delete` or `exec`.
+    pub kind: String,
+    /// The run's id.
+    pub run: String,
+    /// The service.
+    pub service: String,
+    /// `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// The desired-state commit it ran against (hex), for converge.
+    pub commit: Option<String>,
+    /// When it started (seconds since the epoch).
+    pub started_at: u64,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// Every task, in plan order.
+    pub tasks: Vec<TaskLine>,
+    /// The task tree, as text.
+    pub tree: String,
+    /// Where the task logs are.
+    pub logs: PathBuf,
+    /// How many tasks were already done by an interrupted earlier run and resumed.
+    pub resumed_from_journal: usize,
+}
+
+/// One task of a [`RunReport`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskLine {
+    /// The task id.
+    pub id: String,
+    /// The component.
+    pub component: String,
+    /// The action.
+    pub action: String,
+    /// The node.
+    pub node: Option<String>,
+    /// `done`, `unchanged`, `failed`, `skipped` or `cancelled`.
+    pub status: String,
+    /// Why it failed or was skipped.
+    pub detail: Option<String>,
+    /// Duration in milliseconds.
+    pub duration_ms: u64,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Its log file, for command tasks.
+    pub log: Option<PathBuf>,
+}
+
+impl RunReport {
+    /// Whether every task succeeded.
+    pub fn is_success(&self) -> bool {
+        self.status == "succeeded"
+    }
+}
+
+/// The commands transport used when a node's provider does not run commands itself: the
+/// node's sandbox on this machine, or `_service` for assembly-level components.
+#[derive(Debug, Clone)]
+pub struct DefaultTransport {
+    local: LocalProvider,
+}
+
+#[async_trait]
+impl CommandTransport for DefaultTransport {
+    async fn exec(&self, req: &ExecRequest<'_>) -> Result<ExecOutput, ProviderError> {
+        let dir = match req.node_outputs.get("sandbox_dir").and_then(Value::as_str) {
+            Some(d) => PathBuf::from(d),
+            None => self
+                .local
+                .sandbox(req.service, (!req.node.is_empty()).then_some(req.node)),
+        };
+        run_script(&dir, req.script, req.env, req.timeout).await
+    }
+}
+
+struct StoreSecrets(SecretStore);
+
+impl SecretSource for StoreSecrets {
+    fn secret(&self, component: &ComponentId, name: &str) -> Option<Value> {
+        self.0.component(component).get(name).cloned().or_else(|| {
+            // Node group members share the secrets set on the group.
+            let text = component.as_str();
+            let (node, rest) = text.split_once('/')?;
+            let (group, _) = node.split_once(':')?;
+            self.0
+                .component(&ComponentId(format!("{group}/{rest}")))
+                .get(name)
+                .cloned()
+        })
+    }
+}
+
+fn run_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{}-{:09}-{}",
+        now.as_secs(),
+        now.subsec_nanos(),
+        std::process::id()
+    )
+}
+
+impl Service {
+    fn journal_dir(&self) -> PathBuf {
+        self.private_dir().join("journal")
+    }
+
+    fn logs_dir(&self, run: &str) -> PathBuf {
+        self.private_dir().join("logs").join(run)
+    }
+
+    /// Actual state with the journals of interrupted runs folded in; returns the state
+    /// and how many completed tasks the journals held.
+    fn recovered_state(&self) -> Result<(ActualState, Vec<PathBuf>, usize), InstanceError> {
+        let mut state = self.actual_state()?;
+        let dir = self.journal_dir();
+        let mut journals: Vec<PathBuf> = match fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err(&dir, "list")(e)),
+        };
+        journals.sort();
+        let mut resumed = 0;
+        for j in &journals {
+            let replayed =
+                dtk_workflow::replay(j).map_err(|e| InstanceError::Workflow(Box::new(e)))?;
+            resumed += replayed.completed.len();
+            state.apply_journal(&replayed);
+        }
+        Ok((state, journals, resumed))
+    }
+
+    /// Reads every provider-backed resource of `model` recorded as applied in `state`
+    /// and marks drift (a resource gone outside dtk is created again by the converge).
+    async fn refresh(
+        &self,
+        model: &ServiceModel,
+        state: &mut ActualState,
+        cancel: &Cancel,
+    ) -> Result<(), InstanceError> {
+        let providers = self.home().providers();
+        let secrets = self.secrets()?;
+        for c in &model.components {
+            let Some(rec) = state.components.get(&c.id) else {
+                continue;
+            };
+            if !rec.is_applied() {
+                continue;
+            }
+            let Some(ActionKind::Provider { kind, resource }) =
+                c.def.actions.get("create").map(|a| &a.kind)
+            else {
+                continue;
+            };
+            let Some(provider) = providers.get(kind) else {
+                continue;
+            };
+            let secret_values = Secrets(secrets.component(&c.id).into_iter().collect());
+            let key = format!("{}/{}/refresh", self.name(), c.id);
+            let req = ResourceRequest {
+                service: self.name(),
+                component: c.id.as_str(),
+                node: rec.node.as_deref(),
+                resource,
+                idempotency_key: &key,
+                inputs: &rec.inputs,
+                secrets: &secret_values,
+                prior: Some(&rec.outputs),
+                cancel,
+            };
+            // A failed read says nothing about drift; the converge itself will tell.
+            let Ok(observed) = provider.read(&req).await else {
+                continue;
+            };
+            if observed == Observed::Missing {
+                if let Some(rec) = state.components.get_mut(&c.id) {
+                    rec.drift = Some(DriftMark::Missing);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What converge would run now, work-tree edits included, without running
+    /// anything or writing anything.
+    pub async fn plan(&self) -> Result<(ServiceModel, Plan), InstanceError> {
+        let model = self.model()?;
+        let (mut state, _, _) = self.recovered_state()?;
+        self.refresh(&model, &mut state, &Cancel::new()).await?;
+        let plan = dtk_workflow::plan(&model, &state, &PlanRequest::Converge)
+            .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
+        Ok((model, plan))
+    }
+
+    /// Converges the service: commits the work tree's edits, refuses on violations,
+    /// plans, executes, records.
+    pub async fn converge(&self, opts: &RunOptions) -> Result<RunReport, InstanceError> {
+        let _lock = self.lock("converge")?;
+        let message = opts
+            .message
+            .clone()
+            .unwrap_or_else(|| "converge".to_owned());
+        self.commit_edits(&message)?;
+        let (doc, modules) = self.committed_doc_and_modules()?;
+        let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
+        let violations = self.violations(&model)?;
+        if !violations.is_empty() {
+            return Err(InstanceError::Violations { violations });
+        }
+        self.run(&model, PlanRequest::Converge, "converge", opts)
+            .await
+    }
+
+    /// Runs a custom action (`[NODE/]CMP.ACTION`) with parameters on the matching
+    /// components, against the committed desired state.
+    pub async fn exec(
+        &self,
+        target: &str,
+        params: BTreeMap<String, Value>,
+        opts: &RunOptions,
+    ) -> Result<RunReport, InstanceError> {
+        let _lock = self.lock("exec")?;
+        let target: ActionTarget = target
+            .parse()
+            .map_err(|e: dtk_workflow::ParseTargetError| InstanceError::refused(e.to_string()))?;
+        let (doc, modules) = self.committed_doc_and_modules()?;
+        let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
+        let req = PlanRequest::Action(ActionRequest { target, params });
+        self.run(&model, req, "exec", opts).await
+    }
+
+    /// Runs every component's delete action in reverse dependency order; afterwards
+    /// nothing of the service is deployed (its desired state stays, for a later
+    /// converge).
+    pub async fn delete(&self, opts: &RunOptions) -> Result<RunReport, InstanceError> {
+        let _lock = self.lock("delete")?;
+        let (doc, modules) = self.committed_doc_and_modules()?;
+        let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
+        self.run(&model, PlanRequest::Delete, "delete", opts).await
+    }
+
+    async fn run(
+        &self,
+        model: &ServiceModel,
+        request: PlanRequest,
+        kind: &str,
+        opts: &RunOptions,
+    ) -> Result<RunReport, InstanceError> {
+        let started = Instant::now();
+        let started_at = now_secs();
+        let (mut state, old_journals, resumed) = self.recovered_state()?;
+        if kind == "converge" {
+            self.refresh(model, &mut state, &opts.cancel).await?;
+        }
+        let plan = dtk_workflow::plan(model, &state, &request)
+            .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
+        let run = run_id();
+        let journal_dir = self.journal_dir();
+        fs::create_dir_all(&journal_dir).map_err(io_err(&journal_dir, "create"))?;
+        let journal = journal_dir.join(format!("{run}.jsonl"));
+        let logs = self.logs_dir(&run);
+
+        // Collect command output into task logs while passing events on.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let forward = opts.events.clone();
+        let logs_for_task = logs.clone();
+        let collector = tokio::spawn(async move {
+            let mut written: BTreeMap<String, PathBuf> = BTreeMap::new();
+            while let Some(ev) = rx.recv().await {
+                let out = match &ev {
+                    Event::TaskFinished {
+                        task,
+                        output: Some(o),
+                        ..
+                    }
+                    | Event::TaskFailed {
+                        task,
+                        output: Some(o),
+                        ..
+                    } => Some((task.clone(), o.clone())),
+                    _ => None,
+                };
+                if let Some((task, o)) = out {
+                    let file = logs_for_task.join(format!("{}.log", sanitize(task.as_str())));
+                    let text = format!(
+                        "exit: {}\n--- stdout\n{}\n--- stderr\n{}\n",
+                        o.exit_code
+                            .map(|c| c.to_string())
+                            .unwrap_or_else(|| "killed".into()),
+                        o.stdout,
+                        o.stderr
+                    );
+                    if fs::create_dir_all(&logs_for_task).is_ok() && fs::write(&file, text).is_ok()
+                    {
+                        written.insert(task.as_str().to_owned(), file);
+                    }
+                }
+                if let Some(f) = &forward {
+                    let _ = f.send(ev);
+                }
+            }
+            written
+        });
+
+        let secrets = self.secrets()?;
+        let mut ctx = ExecContext::new(self.home().providers());
+        ctx.transport = Some(Arc::new(DefaultTransport {
+            local: self.home().local_provider(),
+        }));
+        ctx.secrets = Some(Arc::new(StoreSecrets(secrets)));
+        ctx.limits = opts.limits.clone();
+        ctx.default_timeout = opts.default_timeout;
+        ctx.events = Some(tx);
+        ctx.cancel = opts.cancel.clone();
+        ctx.journal = Some(journal.clone());
+        let outcome = dtk_workflow::execute(&plan, model, &state, &ctx).await;
+        drop(ctx);
+        let written = collector.await.unwrap_or_default();
+        let outcome = outcome.map_err(|e| InstanceError::Workflow(Box::new(e)))?;
+
+        // Actual state first, durably; only then may the journals go.
+        self.save_actual_state(&outcome.state)?;
+        for j in old_journals.iter().chain(std::iter::once(&journal)) {
+            match fs::remove_file(j) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(j, "remove")(e)),
+            }
+        }
+
+        let status = if outcome.cancelled {
+            "cancelled"
+        } else if outcome.is_success() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        let commit = self.repo().head()?.to_string();
+        let report = RunReport {
+            kind: kind.to_owned(),
+            run: run.clone(),
+            service: self.name().to_owned(),
+            status: status.to_owned(),
+            commit: Some(commit.clone()),
+            started_at,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            tasks: outcome
+                .tasks
+                .iter()
+                .map(|t| task_line(t, &written))
+                .collect(),
+            tree: outcome.render_tree(&plan),
+            logs,
+            resumed_from_journal: resumed,
+        };
+        self.record(&report, &outcome)?;
+        if kind == "converge" {
+            let prev = self.last_converge()?;
+            self.save_last_converge(&ConvergeRecord {
+                status: status.to_owned(),
+                commit,
+                started_at,
+                duration_ms: report.duration_ms,
+                run,
+                ever_succeeded: status == "succeeded" || prev.is_some_and(|p| p.ever_succeeded),
+            })?;
+        }
+        Ok(report)
+    }
+
+    /// Keeps `report` as the last task and commits it on [`RECORDS_REF`].
+    fn record(&self, report: &RunReport, outcome: &Outcome) -> Result<(), InstanceError> {
+        let data = serde_json::to_vec_pretty(report).map_err(|e| InstanceError::Io {
+            path: self.private_dir().join("last-run.json"),
+            op: "encode",
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        write_file_atomic(&self.private_dir().join("last-run.json"), &data, false)?;
+        let tree = self.repo().edit_tree(
+            None,
+            &[crate::repo::TreeEdit::File("record.json".to_owned(), data)],
+        )?;
+        let failed = outcome
+            .tasks
+            .iter()
+            .filter(|t| matches!(t.status, TaskStatus::Failed { .. }))
+            .count();
+        let message = format!(
+            "{} {}: {} ({} tasks, {} failed, {:.1}s)",
+            report.kind,
+            report.run,
+            report.status,
+            report.tasks.len(),
+            failed,
+            outcome.duration.as_secs_f64()
+        );
+        self.repo().commit_on(RECORDS_REF, tree, &message)?;
+        Ok(())
+    }
+
+    /// The last run's report (`task-status`).
+    pub fn last_run(&self) -> Result<Option<RunReport>, InstanceError> {
+        let p = self.private_dir().join("last-run.json");
+        match fs::read(&p) {
+            Ok(data) => Ok(serde_json::from_slice(&data).ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&p, "read")(e)),
+        }
+    }
+
+    /// The history of runs (converge records), newest first.
+    pub fn runs(&self, limit: usize) -> Result<Vec<crate::repo::CommitInfo>, InstanceError> {
+        match self.repo().reference(RECORDS_REF)? {
+            Some(tip) => self.repo().log_of(tip, limit),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+fn task_line(t: &TaskReport, logs: &BTreeMap<String, PathBuf>) -> TaskLine {
+    let (status, detail) = match &t.status {
+        TaskStatus::Done => ("done", None),
+        TaskStatus::Unchanged => ("unchanged", None),
+        TaskStatus::Failed { message } => ("failed", Some(message.clone())),
+        TaskStatus::Skipped { because } => ("skipped", Some(format!("{because} failed"))),
+        TaskStatus::Cancelled => ("cancelled", None),
+    };
+    TaskLine {
+        id: t.id.as_str().to_owned(),
+        component: t.component.to_string(),
+        action: t.action.clone(),
+        node: t.node.clone(),
+        status: status.to_owned(),
+        detail,
+        duration_ms: u64::try_from(t.duration.as_millis()).unwrap_or(u64::MAX),
+        attempts: t.attempts,
+        log: logs.get(t.id.as_str()).cloned(),
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
