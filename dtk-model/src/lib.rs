@@ -30,3 +30,6 @@ pub use module::{ActionDef, ActionKind, Assembly, AttrType, AttributeDef, Compon
 pub use provider::{Provider, ProviderError, ProviderRegistry};
 pub use service::ServiceDoc;
 pub use value::{Attributes, Value};
+
+#[cfg(test)]
+mod tests;

@@ -517,18 +517,19 @@ fn link(
     }
     let component = parse_ref(ctx, rest, at, path)?;
     // `ec2::node[web]/cmp` names the node `web` by its realizing component.
-    if let Ok(r) = prefix.parse::<ComponentRef>() {
-        if (r.name == "node" || r.name == "node_group") && r.instance.is_some() {
-            return Some(LinkDecl {
-                dependency,
-                target: NodeComponentRef {
-                    node: r.instance,
-                    component,
-                },
-                service: None,
-                at,
-            });
-        }
+    if let Ok(r) = prefix.parse::<ComponentRef>()
+        && (r.name == "node" || r.name == "node_group")
+        && r.instance.is_some()
+    {
+        return Some(LinkDecl {
+            dependency,
+            target: NodeComponentRef {
+                node: r.instance,
+                component,
+            },
+            service: None,
+            at,
+        });
     }
     if let Err(e) = check_name("node name", prefix) {
         ctx.error_help(
@@ -635,10 +636,10 @@ impl Index {
     /// Whether `r` names a component of the assembly: on `node` when given, anywhere
     /// otherwise. `node[NAME]` / `MOD::node_group[NAME]` name a node's realizing component.
     fn find(&self, scope: &Scope<'_>, r: &ComponentRef, node: Option<&str>) -> bool {
-        if let Some(inst) = &r.instance {
-            if r.name == "node" || r.name == "node_group" {
-                return self.node(inst) == Some(r.name == "node_group");
-            }
+        if let Some(inst) = &r.instance
+            && (r.name == "node" || r.name == "node_group")
+        {
+            return self.node(inst) == Some(r.name == "node_group");
         }
         let k = scope.key(r);
         let matches = |d: &Key| d.0 == k.0 && d.1 == k.1 && (k.2.is_none() || d.2 == k.2);
@@ -675,25 +676,25 @@ pub(crate) fn resolve_links(
     path: &str,
 ) {
     let fix = |ctx: &mut Ctx, l: &mut LinkDecl, own_node: Option<&str>, p: &str| {
-        if let (Some(n), Some(s)) = (&l.target.node, &l.service) {
-            if n == s {
-                if index.node(n).is_some() {
-                    l.service = None;
-                } else if mode == Mode::Service {
-                    l.target.node = None;
-                } else {
-                    let help = match did_you_mean(n, index.node_names()) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => "a module's links name nodes of the same assembly".to_owned(),
-                    };
-                    ctx.error_help(
-                        l.at,
-                        p,
-                        format!("link target names node `{n}`, which is not in this assembly"),
-                        help,
-                    );
-                    return;
-                }
+        if let (Some(n), Some(s)) = (&l.target.node, &l.service)
+            && n == s
+        {
+            if index.node(n).is_some() {
+                l.service = None;
+            } else if mode == Mode::Service {
+                l.target.node = None;
+            } else {
+                let help = match did_you_mean(n, index.node_names()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "a module's links name nodes of the same assembly".to_owned(),
+                };
+                ctx.error_help(
+                    l.at,
+                    p,
+                    format!("link target names node `{n}`, which is not in this assembly"),
+                    help,
+                );
+                return;
             }
         }
         if mode == Mode::Module {
@@ -1176,21 +1177,21 @@ fn step_items(
             }
             Item::Action(target, action) => {
                 let mut map = BTreeMap::new();
-                if let Some(pv) = params {
-                    if let Some(es) = ctx.map(pv, &p, "an action's parameters") {
-                        for (pk, v) in es {
-                            if let Some(pk) = pk.scalar() {
-                                map.insert(pk.to_owned(), node_value(v));
-                            }
+                if let Some(pv) = params
+                    && let Some(es) = ctx.map(pv, &p, "an action's parameters")
+                {
+                    for (pk, v) in es {
+                        if let Some(pk) = pk.scalar() {
+                            map.insert(pk.to_owned(), node_value(v));
                         }
                     }
                 }
                 if let StepCheck::Full(scope, index) = check {
                     let where_ = target.node.as_deref().or(on_node);
-                    if let Some(n) = &target.node {
-                        if index.node(n).is_none() {
-                            check_node(ctx, index, n, false, at, &p);
-                        }
+                    if let Some(n) = &target.node
+                        && index.node(n).is_none()
+                    {
+                        check_node(ctx, index, n, false, at, &p);
                     }
                     if check_step_component(ctx, scope, index, &target.component, where_, at, &p) {
                         check_action(ctx, scope, &target.component, &action, at, &p);

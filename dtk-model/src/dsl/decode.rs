@@ -423,14 +423,13 @@ pub(crate) fn type_phrase(ty: AttrType) -> &'static str {
 /// (`version: 1` is the string `1`), as the original dtk did; nothing else is converted.
 pub(crate) fn typed_value(ty: AttrType, node: &YamlNode) -> Result<Value, String> {
     let value = node_value(node);
-    if ty == AttrType::String {
-        if let (
+    if ty == AttrType::String
+        && let (
             YamlKind::Scalar { text, plain: true },
             Value::Int(_) | Value::Float(_) | Value::Bool(_),
         ) = (&node.kind, &value)
-        {
-            return Ok(Value::Str(text.clone()));
-        }
+    {
+        return Ok(Value::Str(text.clone()));
     }
     if ty.accepts(&value) {
         Ok(value)

@@ -8,8 +8,8 @@
 //! their module name only (the rest is staging's job).
 
 mod body;
-mod decode;
-mod module_file;
+pub(crate) mod decode;
+pub(crate) mod module_file;
 mod normalize;
 mod scope;
 mod service_file;

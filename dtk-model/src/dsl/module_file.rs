@@ -146,10 +146,10 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Module, DslError> {
         .and_then(|n| ctx.opt_text(n, "description", "`description`"));
     let mut metadata = BTreeMap::new();
     for (k, v) in entries {
-        if let Some(key) = k.scalar() {
-            if METADATA_KEYS.contains(&key) {
-                metadata.insert(key.to_owned(), node_value(v));
-            }
+        if let Some(key) = k.scalar()
+            && METADATA_KEYS.contains(&key)
+        {
+            metadata.insert(key.to_owned(), node_value(v));
         }
     }
     let dependencies = root
@@ -186,10 +186,10 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Module, DslError> {
     // they are written.
     let def_entries = defs_node.and_then(|(n, key)| ctx.map(n, key, &format!("`{key}`")));
     for (k, _) in def_entries.unwrap_or_default() {
-        if let Some(name) = k.scalar() {
-            if check_name("component name", name).is_ok() {
-                scope.local.insert(name.to_owned());
-            }
+        if let Some(name) = k.scalar()
+            && check_name("component name", name).is_ok()
+        {
+            scope.local.insert(name.to_owned());
         }
     }
     let mut components = BTreeMap::new();
@@ -213,17 +213,17 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Module, DslError> {
         ..scope
     };
     let mut assemblies = BTreeMap::new();
-    if let Some(n) = root.get("assemblies") {
-        if let Some(es) = ctx.map(n, "assemblies", "`assemblies`") {
-            for (k, v) in es {
-                let Some(name) = k.scalar() else { continue };
-                let p = child("assemblies", name);
-                if !ctx.check_name_at(name, k.at, &p, "assembly name") {
-                    continue;
-                }
-                if let Some(a) = assembly(&mut ctx, &scope, name, k.at, v, &p) {
-                    assemblies.insert(name.to_owned(), a);
-                }
+    if let Some(n) = root.get("assemblies")
+        && let Some(es) = ctx.map(n, "assemblies", "`assemblies`")
+    {
+        for (k, v) in es {
+            let Some(name) = k.scalar() else { continue };
+            let p = child("assemblies", name);
+            if !ctx.check_name_at(name, k.at, &p, "assembly name") {
+                continue;
+            }
+            if let Some(a) = assembly(&mut ctx, &scope, name, k.at, v, &p) {
+                assemblies.insert(name.to_owned(), a);
             }
         }
     }
@@ -903,10 +903,10 @@ fn action(ctx: &mut Ctx, name: &str, node: &YamlNode, path: &str) -> Option<Acti
         let kind = unsupported_kind(key, mv, node);
         let mut detail = BTreeMap::new();
         for (k, v) in entries {
-            if let Some(key) = k.scalar() {
-                if !RETRY_KEYS.contains(&key) {
-                    detail.insert(key.to_owned(), node_value(v));
-                }
+            if let Some(key) = k.scalar()
+                && !RETRY_KEYS.contains(&key)
+            {
+                detail.insert(key.to_owned(), node_value(v));
             }
         }
         a.kind = ActionKind::Unsupported {

@@ -129,37 +129,37 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<ServiceDoc, DslError> {
         .unwrap_or(false);
 
     let mut dependencies = BTreeMap::new();
-    if let Some(n) = root.get("dependencies") {
-        if let Some(es) = ctx.map(n, "dependencies", "`dependencies`") {
-            for (k, v) in es {
-                let Some(key) = k.scalar() else { continue };
-                let p = child("dependencies", key);
-                let module = match key.parse::<ModuleId>() {
-                    Ok(m) => m,
-                    Err(e) => {
-                        ctx.error_help(
-                            k.at,
-                            &p,
-                            format!("invalid module id `{}`: {}", shorten(key), e.reason),
-                            "write `NAMESPACE/NAME: VERSION`",
-                        );
-                        continue;
-                    }
-                };
-                let Some(text) = ctx.text(v, &p, "a pinned version") else {
-                    continue;
-                };
-                match text.parse::<ModuleVersion>() {
-                    Ok(ver) => {
-                        dependencies.insert(module, ver);
-                    }
-                    Err(e) => ctx.error_help(
-                        v.at,
+    if let Some(n) = root.get("dependencies")
+        && let Some(es) = ctx.map(n, "dependencies", "`dependencies`")
+    {
+        for (k, v) in es {
+            let Some(key) = k.scalar() else { continue };
+            let p = child("dependencies", key);
+            let module = match key.parse::<ModuleId>() {
+                Ok(m) => m,
+                Err(e) => {
+                    ctx.error_help(
+                        k.at,
                         &p,
-                        format!("invalid pinned version `{}`: {}", shorten(&text), e.reason),
-                        "a service pins each module to one exact version, e.g. `1.0.0` or `master`",
-                    ),
+                        format!("invalid module id `{}`: {}", shorten(key), e.reason),
+                        "write `NAMESPACE/NAME: VERSION`",
+                    );
+                    continue;
                 }
+            };
+            let Some(text) = ctx.text(v, &p, "a pinned version") else {
+                continue;
+            };
+            match text.parse::<ModuleVersion>() {
+                Ok(ver) => {
+                    dependencies.insert(module, ver);
+                }
+                Err(e) => ctx.error_help(
+                    v.at,
+                    &p,
+                    format!("invalid pinned version `{}`: {}", shorten(&text), e.reason),
+                    "a service pins each module to one exact version, e.g. `1.0.0` or `master`",
+                ),
             }
         }
     }

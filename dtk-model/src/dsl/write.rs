@@ -146,19 +146,18 @@ fn value(v: &Value) -> Out {
 /// A requirement as the original dtk wrote it: an exact pin as the bare version
 /// (`1.3.0`, not `=1.3.0`).
 fn req_text(req: &VersionReq) -> String {
-    if let VersionReq::Semver(r) = req {
-        if let [c] = r.comparators.as_slice() {
-            if let (semver::Op::Exact, Some(minor), Some(patch)) = (c.op, c.minor, c.patch) {
-                let v = semver::Version {
-                    major: c.major,
-                    minor,
-                    patch,
-                    pre: c.pre.clone(),
-                    build: semver::BuildMetadata::EMPTY,
-                };
-                return v.to_string();
-            }
-        }
+    if let VersionReq::Semver(r) = req
+        && let [c] = r.comparators.as_slice()
+        && let (semver::Op::Exact, Some(minor), Some(patch)) = (c.op, c.minor, c.patch)
+    {
+        let v = semver::Version {
+            major: c.major,
+            minor,
+            patch,
+            pre: c.pre.clone(),
+            build: semver::BuildMetadata::EMPTY,
+        };
+        return v.to_string();
     }
     req.to_string()
 }
@@ -374,10 +373,11 @@ fn attribute(a: &AttributeDef) -> Out {
 }
 
 fn dependency(d: &DependencyDef) -> Out {
-    if let [only] = d.choices.as_slice() {
-        if !d.same_node && d.name == only.to_string() {
-            return s(&d.name);
-        }
+    if let [only] = d.choices.as_slice()
+        && !d.same_node
+        && d.name == only.to_string()
+    {
+        return s(&d.name);
     }
     let mut spec = map();
     put(
