@@ -3,9 +3,72 @@
 //!
 //! Decoding walks the located YAML tree ([`crate::yaml`]) by hand rather than through
 //! serde, so that every problem is reported with its file, line, column and key path,
-//! and all of them at once. References are checked where they are written: components
-//! of the same module fully (attributes, types, actions), components of dependencies by
-//! their module name only (the rest is staging's job).
+//! and all of them at once, in source order.
+//!
+//! # What is accepted
+//!
+//! The format is the original dtk's (DSL 1.0.0); every file of its corpus parses except
+//! its own negative regression cases. Keys per section (aliases in parentheses):
+//!
+//! - **module**: `dsl_version` (`1.0.0`, or empty), `module` (`NS/NAME`), `version`
+//!   (semver or a tag such as `master`), `description`, `dependencies` (`NS/NAME: REQ`;
+//!   a bare version pins exactly), `component_defs` (`components`), `assemblies`,
+//!   `workflows`, and the metadata keys `keywords`, `license`, `author`, `homepage`,
+//!   `repository` (kept in [`Module::metadata`]).
+//! - **component definition**: `description`, `attributes`, `dependencies`, `link_defs`,
+//!   `actions`, `singleton`, and `providers` (kept in `ComponentDef::metadata`).
+//! - **attribute**: `type` (`string`, `integer`, `boolean`, `hash`, `array`, `port`,
+//!   `any`; absent is `any`), `default`, `required`, `description`, `dynamic`, `hidden`,
+//!   `secret`, `input`, `constant`. A plain number or boolean given to a `string`
+//!   attribute is its text (`default: 1` is `"1"`), as in the original.
+//! - **component dependencies**: a list of references (`db`, `mod::cmp`) and of named
+//!   entries `NAME: {choices: [REF | {component: REF}], location: local|remote}` (or
+//!   `NAME: REF`), or a mapping of such named entries.
+//! - **link_defs**: `PRODUCER: {attribute_mappings: [...], dependency_name: NAME}`, as a
+//!   mapping or a list of single-key mappings. Mappings are `$out -> in` or `in <- $out`,
+//!   `$out` possibly a dotted path (`$node.host_addresses_ipv4.0`).
+//! - **action**: `commands` (a list of `RUN ...` lines, or one line), or `provider:
+//!   KIND.RESOURCE`; plus `attempts` (1-100), `sleep` and `timeout` (seconds, or `500ms`,
+//!   `30s`, `5m`, `1h`). An action with `puppet_class`, `puppet_definition`, `docker`,
+//!   `function`, `type` or `entrypoint` is a kind this dtk does not run: it becomes
+//!   [`ActionKind::Unsupported`](crate::module::ActionKind) with its keys kept as data.
+//!   `create` is not mandatory: a component without it does nothing on converge (the
+//!   original's `aws/aws_vpc` and `ruby-provider` modules have such components).
+//! - **assembly**: `description`, `components`, `actions` (`workflows`), and
+//!   `node_component` (this dtk's: the component realizing nodes on a target).
+//! - **components list** (assemblies and services): entries `REF` or `REF: {attributes,
+//!   links, components}`. `node[N]` / `node_group[N]` are nodes; so are `MOD::node[N]`,
+//!   `MOD::node_group[N]` and any `MOD::cmp[N]` with nested `components` (the original's
+//!   service files), whose realizing component is kept in `NodeDecl::node_component`. A
+//!   node may also say `node_component: REF`. A node group's `cardinality` is 0-1000.
+//! - **links**: `TARGET`, `NODE/TARGET`, `MOD::node[NODE]/TARGET`, `SERVICE/TARGET` (in a
+//!   service, a prefix that is not one of its nodes names another service instance), or
+//!   `DEPENDENCY: TARGET`.
+//! - **workflow**: `subtask_order` (`sequential`, `concurrent`) and `subtasks`; or, short
+//!   form, the keys of one subtask. **Subtask**: `name`, `node` / `node_group` (`node:
+//!   assembly_wide` means none), `subtask_order`, `subtasks`, one of `components`,
+//!   `ordered_components`, `actions` (singular forms accepted), `params` (`parameters`),
+//!   `breakpoint`. Steps are `cmp`, `cmp[inst]`, `cmp.action`, `cmp[inst].action`,
+//!   `node/cmp.action`, or `cmp.action: {PARAM: VALUE}`.
+//! - **service**: `dsl_version`, `name`, `staged_from: {module, version, assembly}`,
+//!   `target`, `base`, `dependencies` (`NS/NAME: EXACT_VERSION`), `components`,
+//!   `actions` (`workflows`).
+//!
+//! # What is checked
+//!
+//! Unknown keys (with a suggestion), value shapes and types, names (they become paths:
+//! [`check_name`](crate::ident::check_name)), versions and requirements, defaults and
+//! overrides against the attribute's type, overrides of unknown or output attributes,
+//! references, duplicate nodes and components, attribute mappings, dependency cycles
+//! (named `a -> b -> a`) and workflow steps. References to components of the same module
+//! are checked fully; a `MOD::` prefix must name this module or a declared dependency in
+//! assemblies and services; a plain name that is not a local component is the
+//! same-named component of the same-named dependency (`stdlib` is `stdlib::stdlib`).
+//! Links and dependency choices into modules that are not declared are left to staging
+//! (the original's `aws/ec2` names `network_aws::vpc_subnet` without depending on it), as
+//! are the receiving side of attribute mappings (`aws/aws_vpc` maps to an attribute it
+//! does not declare). In a service document, workflow steps are checked for their nodes
+//! only: a deleted component may stay named there, as in the original's files.
 
 mod body;
 pub(crate) mod decode;
