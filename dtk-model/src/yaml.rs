@@ -131,6 +131,25 @@ enum Frame {
     },
 }
 
+/// The dotted path of the keys being built (`component_defs.web.attributes.port`), with
+/// `[i]` for list items.
+fn key_path(stack: &[Frame]) -> String {
+    let mut out = String::new();
+    for f in stack {
+        match f {
+            Frame::Map { key: Some(k), .. } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k.scalar().unwrap_or("?"));
+            }
+            Frame::Map { key: None, .. } => {}
+            Frame::Seq { items, .. } => out.push_str(&format!("[{}]", items.len())),
+        }
+    }
+    out
+}
+
 /// Loads the single document in `text`. Problems (syntax errors, bombs, duplicate keys,
 /// several documents) are recorded in `diags`; `None` means the text cannot be used at all.
 /// An empty document loads as a null scalar.
@@ -303,6 +322,13 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
         if anchor != 0 {
             anchors.insert(anchor, node.clone());
         }
+        // The dotted path of a duplicate key, computed before the frame is borrowed.
+        let dup_path = match stack.last() {
+            Some(Frame::Map {
+                key: Some(k), seen, ..
+            }) if k.scalar().is_some_and(|n| seen.contains_key(n)) => Some(key_path(&stack)),
+            _ => None,
+        };
         match stack.last_mut() {
             None => root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
@@ -325,11 +351,12 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
                         }
                         if let Some(name) = k.scalar() {
                             if let Some(first_line) = seen.get(name) {
-                                diags.error(
-                                k.at,
-                                name,
-                                format!("duplicate key `{name}` (first defined at line {first_line})"),
-                            );
+                                diags.error_help(
+                                    k.at,
+                                    dup_path.as_deref().unwrap_or(name),
+                                    format!("duplicate key `{name}` (first defined at line {first_line})"),
+                                    "a key may appear once in a mapping: merge the two entries",
+                                );
                             } else {
                                 seen.insert(name.to_owned(), k.at.line);
                             }

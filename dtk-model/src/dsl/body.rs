@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::diag::{Location, did_you_mean};
 use crate::dsl::decode::{Ctx, child, found, index, node_value, shorten, type_phrase, typed_value};
-use crate::dsl::scope::{RefCheck, Scope, Target, list};
+use crate::dsl::scope::{RefCheck, Scope, list};
 use crate::ident::{ComponentRef, NodeComponentRef, ParseRefError, check_name};
 use crate::module::{
     ActionStep, AttrValue, ComponentDecl, ComponentDef, LinkDecl, NodeDecl, NodeSelector, Subtask,
@@ -405,6 +405,15 @@ fn overrides(
                 );
                 continue;
             };
+            if attr.constant {
+                ctx.error_help(
+                    k.at,
+                    &p,
+                    format!("attribute `{key}` of `{reference}` is constant (`constant: true`) and cannot be set"),
+                    "remove the value: the module fixes it",
+                );
+                continue;
+            }
             if attr.dynamic && !attr.input {
                 ctx.error_help(
                     k.at,
@@ -582,7 +591,10 @@ impl Index {
                 if keys.contains(&k) {
                     ctx.error_help(
                         c.at,
-                        &child(&child(path, &node_label(n)), &c.reference.to_string()),
+                        &child(
+                            &child(&child(path, &node_label(n)), "components"),
+                            &c.reference.to_string(),
+                        ),
                         format!(
                             "component `{}` is placed twice on node `{}`",
                             c.reference, n.name
@@ -591,6 +603,23 @@ impl Index {
                     );
                 } else {
                     keys.push(k);
+                }
+            }
+            let mut singletons = std::collections::BTreeSet::new();
+            for c in &n.components {
+                if let Some(def) = scope.def(&scope.target(&c.reference))
+                    && def.singleton
+                    && !singletons.insert(def.name.clone())
+                {
+                    ctx.error_help(
+                        c.at,
+                        &child(&child(&child(path, &node_label(n)), "components"), &c.reference.to_string()),
+                        format!(
+                            "component `{}` is a singleton (`singleton: true`) and is already on node `{}`",
+                            def.name, n.name
+                        ),
+                        "place it once per node",
+                    );
                 }
             }
             if let Some((was_group, _)) = index.nodes.get(&n.name) {
@@ -1251,12 +1280,7 @@ fn check_action(
     at: Location,
     path: &str,
 ) {
-    let target = match &r.module {
-        Some(m) if scope.own.as_deref() == Some(m.as_str()) => Target::Local(r.name.clone()),
-        None if scope.local.contains(&r.name) => Target::Local(r.name.clone()),
-        _ => Target::External,
-    };
-    let Some(def) = scope.def(&target) else {
+    let Some(def) = scope.def(&scope.target(r)) else {
         return;
     };
     if def.actions.contains_key(action) {

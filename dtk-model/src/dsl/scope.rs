@@ -59,6 +59,16 @@ impl Scope<'_> {
         (module, r.name.clone(), r.instance.clone())
     }
 
+    /// Where a reference leads, without checking it: a component of this module, or
+    /// another module's.
+    pub(crate) fn target(&self, r: &ComponentRef) -> Target {
+        match &r.module {
+            Some(m) if self.own.as_deref() == Some(m.as_str()) => Target::Local(r.name.clone()),
+            None if self.local.contains(&r.name) => Target::Local(r.name.clone()),
+            _ => Target::External,
+        }
+    }
+
     /// Looks a local component definition up.
     pub(crate) fn def(&self, target: &Target) -> Option<&ComponentDef> {
         match target {

@@ -712,7 +712,7 @@ fn build_module(r: &ModuleRecipe) -> Module {
         let settable: Vec<&AttributeDef> = def
             .attributes
             .values()
-            .filter(|a| !a.dynamic || a.input)
+            .filter(|a| (!a.dynamic || a.input) && !a.constant)
             .collect();
         let mut out = BTreeMap::new();
         if settable.is_empty() {
@@ -778,6 +778,13 @@ fn build_module(r: &ModuleRecipe) -> Module {
                     )
                 } else if !comp_names.is_empty() {
                     let ci = pick % comp_names.len();
+                    // A singleton goes once on a node.
+                    let placed = declared.iter().any(|(n, _, l)| {
+                        *n == Some(ni) && l.as_deref() == Some(comp_names[ci].as_str())
+                    });
+                    if placed && components[&comp_names[ci]].singleton {
+                        continue;
+                    }
                     let module = explicit.then_some(own.as_str());
                     (cref(module, &comp_names[ci], Some(&inst)), Some(ci))
                 } else {
