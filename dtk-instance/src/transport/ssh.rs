@@ -29,6 +29,8 @@
 //! # Ok(()) }
 //! ```
 
+pub use dtk_model::provider::ExecOutput;
+
 mod classify;
 mod command;
 mod script;
@@ -44,6 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use dtk_model::provider::Cancel;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -204,7 +207,7 @@ impl SshHost {
 ///
 /// Its `Debug` output shows the environment's names and the number of lines, never values or
 /// line text (lines may hold substituted secrets).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct ExecRequest {
     /// Shell lines, run in order by one `sh`; the first line that fails ends the action with
     /// its status.
@@ -216,6 +219,8 @@ pub struct ExecRequest {
     pub workdir: String,
     /// How long the lines may run; connecting is bounded by [`SshHost::connect_timeout`].
     pub timeout: Duration,
+    /// Set to stop the action early: its remote processes are stopped as on a timeout.
+    pub cancel: Cancel,
 }
 
 impl ExecRequest {
@@ -226,6 +231,7 @@ impl ExecRequest {
             env: Vec::new(),
             workdir: workdir.into(),
             timeout: Duration::from_secs(3600),
+            cancel: Cancel::new(),
         }
     }
 
@@ -246,6 +252,12 @@ impl ExecRequest {
         self.timeout = timeout;
         self
     }
+
+    /// This action, stopped early when `cancel` is set.
+    pub fn cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
+    }
 }
 
 impl fmt::Debug for ExecRequest {
@@ -258,29 +270,8 @@ impl fmt::Debug for ExecRequest {
             )
             .field("workdir", &self.workdir)
             .field("timeout", &self.timeout)
+            .field("cancelled", &self.cancel.is_cancelled())
             .finish()
-    }
-}
-
-/// What an action did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecOutput {
-    /// The script's exit status; `None` when its shell was killed by a signal.
-    pub exit_code: Option<i32>,
-    /// Everything the lines wrote to stdout.
-    pub stdout: Vec<u8>,
-    /// Everything the lines wrote to stderr.
-    pub stderr: Vec<u8>,
-    /// The `name=value` lines written to `$DTK_OUTPUT`, in order.
-    pub outputs: Vec<(String, String)>,
-    /// How long the action took, connecting included.
-    pub duration: Duration,
-}
-
-impl ExecOutput {
-    /// Whether the action exited with status 0.
-    pub fn success(&self) -> bool {
-        self.exit_code == Some(0)
     }
 }
 
@@ -434,6 +425,14 @@ pub enum SshError {
         port: u16,
         /// ssh's message.
         detail: String,
+    },
+    /// The action was cancelled; its processes were signalled to stop.
+    #[error("the action on {host}:{port} was cancelled")]
+    Cancelled {
+        /// Host address.
+        host: String,
+        /// Port.
+        port: u16,
     },
     /// The action ran longer than its timeout; its processes were signalled to stop.
     #[error("the action on {host}:{port} timed out after {timeout:?}")]
@@ -760,7 +759,8 @@ impl SshPool {
         }
     }
 
-    /// Runs the action's script, then collects its status and outputs.
+    /// Runs the action's script in one session; its trailer carries status and outputs.
+    /// Without a trailer, asks the node what became of the run.
     async fn run(
         &self,
         master: &Master,
@@ -771,31 +771,37 @@ impl SshPool {
         let host = &master.host;
         let ssh = &self.inner.config.ssh_program;
         let run_id = run_id();
+        let marker = trailer_marker(&run_id);
         tracing::debug!(host = %host.address, port = host.port, workdir = %req.workdir,
             lines = req.script.len(), run = %run_id, "running action");
-        let marker = trailer_marker(&run_id);
         let cleanup = master.take_cleanup();
         let text = script::run_script(req, &run_id, &marker, &cleanup);
-        let finished =
-            tokio::time::timeout(req.timeout, session(ssh, master, text.into_bytes())).await;
-        let out = match finished {
-            Err(_) => {
-                master.defer_cleanup(cleanup);
-                // The local client is gone (killed on drop); stop the remote processes too.
-                let kill = script::kill_script(&req.workdir, &run_id);
-                let limit = host.connect_timeout + Duration::from_secs(10);
-                let _ = tokio::time::timeout(limit, session(ssh, master, kill.into_bytes())).await;
-                return Err(Run::Failed(SshError::Timeout {
-                    host: host.address.clone(),
-                    port: host.port,
-                    timeout: req.timeout,
-                }));
-            }
+        let stop = tokio::select! {
+            out = session(ssh, master, text.into_bytes()) => Ok(out),
+            () = tokio::time::sleep(req.timeout) => Err(SshError::Timeout {
+                host: host.address.clone(),
+                port: host.port,
+                timeout: req.timeout,
+            }),
+            () = cancelled(&req.cancel) => Err(SshError::Cancelled {
+                host: host.address.clone(),
+                port: host.port,
+            }),
+        };
+        let out = match stop {
+            Ok(Ok(out)) => out,
             Ok(Err(source)) => {
                 master.defer_cleanup(cleanup);
                 return Err(Run::Failed(spawn_error(host, source)));
             }
-            Ok(Ok(out)) => out,
+            Err(error) => {
+                // The local client is gone (killed on drop); stop the remote processes too.
+                master.defer_cleanup(cleanup);
+                let kill = script::kill_script(&req.workdir, &run_id).into_bytes();
+                let limit = host.connect_timeout + Duration::from_secs(10);
+                let _ = tokio::time::timeout(limit, session(ssh, master, kill)).await;
+                return Err(Run::Failed(error));
+            }
         };
         if let Some(trailer) = script::split_trailer(&out.stdout, &marker) {
             master.defer_cleanup(vec![script::tombstone_word(&req.workdir, &run_id)]);
@@ -807,27 +813,26 @@ impl SshPool {
                 duration: started.elapsed(),
             });
         }
-        // No trailer: the script did not end normally (or never began); ask the node.
+
+        // No trailer: the script did not end normally, or never began. Ask the node.
         master.defer_cleanup(cleanup);
         let code = out.status.code();
-
-        let collect = script::collect_script(&req.workdir, &run_id);
+        let collect = script::collect_script(&req.workdir, &run_id, &marker).into_bytes();
         let limit = host.connect_timeout + Duration::from_secs(10);
-        let collected =
-            match tokio::time::timeout(limit, session(ssh, master, collect.into_bytes())).await {
-                Ok(Ok(c)) if c.status.code() == Some(0) => Some(script::parse_collected(&c.stdout)),
-                Ok(Err(source)) => return Err(Run::Failed(spawn_error(host, source))),
-                Ok(Ok(_)) | Err(_) => None,
-            };
-        let Some(collected) = collected else {
-            // The results could not be read: the connection is most likely gone.
+        let reply = match tokio::time::timeout(limit, session(ssh, master, collect)).await {
+            Ok(Ok(c)) if c.status.code() == Some(0) => Some(c),
+            Ok(Err(source)) => return Err(Run::Failed(spawn_error(host, source))),
+            Ok(Ok(_)) | Err(_) => None,
+        };
+        let Some(reply) = reply else {
+            // The node could not be asked: the connection is most likely gone.
             let unstarted =
                 code == Some(255) && classify::master_unavailable(&out.stdout, &out.stderr);
             return Err(self
                 .after_drop(master, known_hosts, &req.workdir, &run_id, unstarted)
                 .await);
         };
-        let collected = collected.map_err(|detail| {
+        let collected = script::parse_collected(&reply.stdout, &marker).map_err(|detail| {
             Run::Failed(SshError::SessionFailed {
                 host: host.address.clone(),
                 port: host.port,
@@ -835,20 +840,16 @@ impl SshPool {
             })
         })?;
         let exit_code = match code {
-            // The script's own status: unambiguous unless it is ssh's 255.
+            // The script's own status (it ended before its trap was set, or replaced its
+            // shell): unambiguous unless it is ssh's 255.
             Some(c) if c != 255 => Some(c),
             _ if collected.status.is_some() => collected.status,
             // Started, no status recorded: the script's shell was killed by a signal.
             _ if collected.started => None,
             _ => {
                 // The master answered but the script never ran: the session was refused.
-                let detail = String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .rev()
-                    .map(str::trim)
-                    .find(|l| !l.is_empty())
-                    .unwrap_or("the session ended before the action started")
-                    .to_owned();
+                let detail = last_line(&out.stderr)
+                    .unwrap_or_else(|| "the session ended before the action started".to_owned());
                 return Err(Run::Failed(SshError::SessionFailed {
                     host: host.address.clone(),
                     port: host.port,
@@ -856,10 +857,12 @@ impl SshPool {
                 }));
             }
         };
+        let mut stderr = out.stderr;
+        stderr.extend_from_slice(&reply.stderr);
         Ok(ExecOutput {
             exit_code,
-            stdout: out.stdout,
-            stderr: out.stderr,
+            stdout: collected.stdout,
+            stderr,
             outputs: collected.outputs,
             duration: started.elapsed(),
         })
@@ -868,7 +871,7 @@ impl SshPool {
     /// Decides what a lost connection means for the action `run_id`. When ssh's own words
     /// show the master was already gone (`unstarted`), the action never began. Otherwise the
     /// master is restarted and the node asked whether the action's script started: if not,
-    /// it is safe to run it again. A refusal while reconnecting (host key, authentication)
+    /// it is safe to run it now. A refusal while reconnecting (host key, authentication)
     /// is reported as such; anything else is a dropped connection.
     async fn after_drop(
         &self,
@@ -895,13 +898,16 @@ impl SshPool {
             Err(_) => return Run::Failed(dropped(host)),
         }
         let ssh = &self.inner.config.ssh_program;
-        let collect = script::collect_script(workdir, run_id).into_bytes();
+        let marker = trailer_marker(run_id);
+        let collect = script::collect_script(workdir, run_id, &marker).into_bytes();
         let limit = host.connect_timeout + Duration::from_secs(10);
         match tokio::time::timeout(limit, session(ssh, master, collect)).await {
-            Ok(Ok(c)) if c.status.code() == Some(0) => match script::parse_collected(&c.stdout) {
-                Ok(c) if !c.started => Run::Unstarted,
-                _ => Run::Failed(dropped(host)),
-            },
+            Ok(Ok(c)) if c.status.code() == Some(0) => {
+                match script::parse_collected(&c.stdout, &marker) {
+                    Ok(c) if !c.started => Run::Unstarted,
+                    _ => Run::Failed(dropped(host)),
+                }
+            }
             _ => Run::Failed(dropped(host)),
         }
     }
@@ -976,6 +982,23 @@ impl Drop for Inner {
             let _ = child.wait();
         }
     }
+}
+
+/// Resolves once `cancel` is set (polled: [`Cancel`] is a plain flag).
+async fn cancelled(cancel: &Cancel) {
+    while !cancel.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The last non-empty line of ssh's stderr.
+fn last_line(stderr: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_owned)
 }
 
 /// Runs one session over `master` with `input` on its stdin, to completion.

@@ -485,11 +485,10 @@ async fn dtk_output_lines_become_outputs_and_the_file_is_removed() {
         ]
     );
     assert!(node.is_dir(), "the work directory is created");
-    assert_eq!(
-        run_files(&node),
-        Vec::<String>::new(),
-        "run files are removed"
-    );
+    // What stays is one tombstone (which tells "ran" from "never started" if the connection
+    // drops before the results arrive); the next session on the connection removes it.
+    let first = run_files(&node);
+    assert!(first.len() == 1 && first[0].ends_with(".done"), "{first:?}");
 
     // Each call gets its own file: a second action sees none of the first one's outputs.
     let out = w
@@ -499,7 +498,13 @@ async fn dtk_output_lines_become_outputs_and_the_file_is_removed() {
         .expect("exec");
     assert_eq!(text(&out.stdout).trim(), node.to_str().expect("utf-8"));
     assert!(out.outputs.is_empty());
+    let second = run_files(&node);
+    assert!(second.len() == 1 && second != first, "{second:?}");
     w.pool.close_all().await;
+    assert!(
+        run_files(&node).is_empty(),
+        "close_all removes the last one"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -957,4 +962,58 @@ async fn invalid_requests_are_refused_without_showing_values() {
 
     let config = SshPoolConfig::default();
     assert!(config.max_connections > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_run_like_the_local_target() {
+    let w = World::new();
+    let host = w.host();
+    let node = w.node("web");
+    // Each line is its own shell: a cd or a variable does not carry over, the environment does.
+    let r = req(&node)
+        .env("GREETING", "hi")
+        .line("cd / && X=1")
+        .line("pwd; echo \"${X:-unset} $GREETING\"")
+        .line("echo to-stderr >&2");
+    let out = w.pool.exec(&host, &r).await.expect("exec");
+    let expected = format!("{}\nunset hi\n", node.display());
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr)),
+        (expected, "to-stderr\n".to_owned())
+    );
+
+    // A line that leaves a background process does not hold the action open.
+    let started = Instant::now();
+    let r = req(&node).line("sleep 6.75 &").line("echo started");
+    let out = w.pool.exec(&host, &r).await.expect("exec");
+    assert_eq!(text(&out.stdout), "started\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    w.pool.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_action_is_stopped_on_the_node() {
+    let w = World::new();
+    let host = w.host();
+    let node = w.node("c");
+    let cancel = dtk_model::provider::Cancel::new();
+    let r = req(&node).line("sleep 38.25").cancel(cancel.clone());
+    let task = {
+        let (pool, host) = (w.pool.clone(), host.clone());
+        tokio::spawn(async move { pool.exec(&host, &r).await })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    cancel.cancel();
+    let err = task.await.expect("join").expect_err("cancelled");
+    assert!(matches!(err, SshError::Cancelled { .. }), "{err:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sshd::process_running(&["sleep", "38.25"]) {
+        assert!(Instant::now() < deadline, "the remote command still runs");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.pool.close_all().await;
 }

@@ -5,16 +5,19 @@
 //!
 //! One action is one session. Each run has an id; its files in the work directory are
 //! `.dtk-run-ID.pid` (the shell's pid, which is also its process group: sshd makes every
-//! session a new session), `.dtk-run-ID.out` (`$DTK_OUTPUT`) and, once the script ended,
-//! `.dtk-run-ID.done` (its exit status). The script's EXIT trap prints a trailer after the
-//! commands' stdout, on a descriptor the commands do not have: a line
-//! `MARKER STATUS`, the outputs file, and `MARKER end`, where MARKER is a random word that
-//! the commands cannot know. The trap removes the pid and outputs files; the `.done` file
-//! stays as a tombstone, so that after a lost connection the node can still tell "ran" from
-//! "never started", and is removed by a later session ([`cleanup_line`]).
+//! session a new session), `.dtk-run-ID.stdout` and `.stderr` (the lines' output: files, as
+//! on the local target, so that a background process started by a line does not hold the
+//! session open), `.dtk-run-ID.out` (`$DTK_OUTPUT`) and, once the script ended,
+//! `.dtk-run-ID.done` (its exit status).
+//!
+//! The script's EXIT trap copies the output files to the session's stdout and stderr, then
+//! writes a trailer: a line `MARKER STATUS`, the outputs file, and `MARKER end`, where
+//! MARKER is a random word that the commands cannot know. It removes every file but the
+//! `.done` tombstone, which lets the node tell "ran" from "never started" after a lost
+//! connection, and which a later session removes ([`tombstone_word`], [`cleanup_script`]).
 //!
 //! When no trailer arrives (the connection dropped, the shell was killed),
-//! [`collect_script`] asks the node what happened in a second session.
+//! [`collect_script`] asks the node what happened, in a second session.
 
 use std::fmt::Write as _;
 
@@ -87,9 +90,11 @@ fn is_env_name(name: &str) -> bool {
 /// The script that runs an action: clean-up of earlier tombstones, exports, work directory,
 /// bookkeeping, then each line in order, stopping at the first line whose status is not zero.
 ///
-/// Each line is run by `eval` so that one line's syntax error fails that line alone, with its
-/// stdin from `/dev/null` so that no command can read the rest of the script, and without
-/// descriptor 8, where the trailer goes.
+/// Each line runs in a subshell, as each line of the local target runs in its own `sh -c`
+/// (no `cd` or variable carries over to the next line), through `eval`, so that a syntax
+/// error fails its own line alone; with stdin from `/dev/null`, so that no command can read
+/// the rest of the script; and without descriptors 8 and 9, the session's own stdout and
+/// stderr, kept for the trap.
 pub(crate) fn run_script(
     req: &ExecRequest,
     run_id: &str,
@@ -114,20 +119,26 @@ pub(crate) fn run_script(
     let _ = writeln!(s, "__dtk_r=\"$PWD\"/{}", quote(&run_file_stem(run_id)));
     let _ = writeln!(s, "__dtk_m={}", quote(marker));
     s.push_str(concat!(
-        "exec 8>&1\n",
+        "exec 8>&1 9>&2\n",
         "echo $$ > \"$__dtk_r.pid\"\n",
         "__dtk_end() {\n",
         "  echo \"$1\" > \"$__dtk_r.done\"\n",
+        "  [ -f \"$__dtk_r.stdout\" ] && cat -- \"$__dtk_r.stdout\" >&8\n",
+        "  [ -f \"$__dtk_r.stderr\" ] && cat -- \"$__dtk_r.stderr\" >&9\n",
         "  printf '\\n%s %s\\n' \"$__dtk_m\" \"$1\" >&8\n",
         "  [ -f \"$__dtk_r.out\" ] && cat -- \"$__dtk_r.out\" >&8\n",
         "  printf '\\n%s end\\n' \"$__dtk_m\" >&8\n",
-        "  rm -f -- \"$__dtk_r.pid\" \"$__dtk_r.out\"\n",
+        "  rm -f -- \"$__dtk_r.pid\" \"$__dtk_r.out\" \"$__dtk_r.stdout\" \"$__dtk_r.stderr\"\n",
         "}\n",
         "trap '__dtk_end $?' EXIT\n",
         "export DTK_OUTPUT=\"$__dtk_r.out\"\n",
     ));
     for line in &req.script {
-        let _ = writeln!(s, "eval {} </dev/null 8>&- || exit $?", quote(line));
+        let _ = writeln!(
+            s,
+            "( eval {} ) </dev/null >>\"$__dtk_r.stdout\" 2>>\"$__dtk_r.stderr\" 8>&- 9>&- || exit $?",
+            quote(line)
+        );
     }
     s.push_str("exit 0\n");
     s
@@ -186,6 +197,9 @@ pub(crate) fn split_trailer(stdout: &[u8], marker: &str) -> Option<Trailer> {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
@@ -195,9 +209,10 @@ pub(crate) fn run_file_stem(run_id: &str) -> String {
 }
 
 /// The script that asks the node what became of a run whose trailer never arrived, and
-/// removes its files. Its stdout is one line, `dtk-run STATUS STARTED` (`STATUS` a number or
-/// `none`, `STARTED` `started` or `unstarted`), then the content of `$DTK_OUTPUT`, if any.
-pub(crate) fn collect_script(workdir: &str, run_id: &str) -> String {
+/// removes its files. Its stdout is one line `dtk-run STATUS STARTED` (`STATUS` a number or
+/// `none`, `STARTED` `started` or `unstarted`), the run's stdout, a line `MARKER`, then the
+/// content of `$DTK_OUTPUT`; its stderr is the run's stderr.
+pub(crate) fn collect_script(workdir: &str, run_id: &str, marker: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -205,13 +220,17 @@ pub(crate) fn collect_script(workdir: &str, run_id: &str) -> String {
         workdir_word(workdir)
     );
     let _ = writeln!(s, "__dtk_r={}", quote(&run_file_stem(run_id)));
+    let _ = writeln!(s, "__dtk_m={}", quote(marker));
     s.push_str(concat!(
         "__dtk_s=none; __dtk_p=unstarted\n",
         "[ -f \"$__dtk_r.pid\" ] && __dtk_p=started\n",
         "[ -s \"$__dtk_r.done\" ] && __dtk_p=started && __dtk_s=$(cat \"$__dtk_r.done\")\n",
         "echo \"dtk-run $__dtk_s $__dtk_p\"\n",
-        "[ -f \"$__dtk_r.out\" ] && cat \"$__dtk_r.out\"\n",
-        "rm -f -- \"$__dtk_r.pid\" \"$__dtk_r.done\" \"$__dtk_r.out\"\n",
+        "[ -f \"$__dtk_r.stdout\" ] && cat -- \"$__dtk_r.stdout\"\n",
+        "[ -f \"$__dtk_r.stderr\" ] && cat -- \"$__dtk_r.stderr\" >&2\n",
+        "printf '\\n%s\\n' \"$__dtk_m\"\n",
+        "[ -f \"$__dtk_r.out\" ] && cat -- \"$__dtk_r.out\"\n",
+        "rm -f -- \"$__dtk_r\".pid \"$__dtk_r\".done \"$__dtk_r\".out \"$__dtk_r\".stdout \"$__dtk_r\".stderr\n",
         "exit 0\n",
     ));
     s
@@ -233,7 +252,7 @@ pub(crate) fn kill_script(workdir: &str, run_id: &str) -> String {
         "  done\n",
         "  kill -KILL \"-$__dtk_p\" 2>/dev/null || kill -KILL \"$__dtk_p\" 2>/dev/null\n",
         "fi\n",
-        "rm -f -- \"$__dtk_r.pid\" \"$__dtk_r.done\" \"$__dtk_r.out\"\n",
+        "rm -f -- \"$__dtk_r\".pid \"$__dtk_r\".done \"$__dtk_r\".out \"$__dtk_r\".stdout \"$__dtk_r\".stderr\n",
         "exit 0\n",
     ));
     s
@@ -246,15 +265,21 @@ pub(crate) struct Collected {
     pub(crate) status: Option<i32>,
     /// Whether the run's script got as far as recording its pid.
     pub(crate) started: bool,
+    /// What the run's lines wrote to stdout.
+    pub(crate) stdout: Vec<u8>,
     /// The `name=value` lines of `$DTK_OUTPUT`, in order.
     pub(crate) outputs: Vec<(String, String)>,
 }
 
 /// Parses [`collect_script`]'s stdout. `Err` carries a description of what was malformed
 /// (never a value).
-pub(crate) fn parse_collected(stdout: &[u8]) -> Result<Collected, String> {
-    let text = String::from_utf8_lossy(stdout);
-    let (header, rest) = text.split_once('\n').unwrap_or((&text, ""));
+pub(crate) fn parse_collected(stdout: &[u8], marker: &str) -> Result<Collected, String> {
+    let eol = stdout
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(stdout.len());
+    let header = String::from_utf8_lossy(&stdout[..eol]);
+    let rest = stdout.get(eol + 1..).unwrap_or_default();
     let mut words = header.split(' ');
     let (Some("dtk-run"), Some(status), Some(started), None) =
         (words.next(), words.next(), words.next(), words.next())
@@ -274,19 +299,28 @@ pub(crate) fn parse_collected(stdout: &[u8]) -> Result<Collected, String> {
         "unstarted" => false,
         _ => return Err("the run's status report is malformed".to_owned()),
     };
+    let sep = format!("\n{marker}\n");
+    let (run_stdout, outputs) = match find(rest, sep.as_bytes()) {
+        Some(at) => (&rest[..at], &rest[at + sep.len()..]),
+        None if rest.is_empty() => (rest, rest),
+        None => return Err("the run's report is cut short".to_owned()),
+    };
     Ok(Collected {
         status,
         started,
-        outputs: parse_outputs(rest),
+        stdout: run_stdout.to_vec(),
+        outputs: parse_outputs(&String::from_utf8_lossy(outputs)),
     })
 }
 
-/// Parses `$DTK_OUTPUT`: one `name=value` per line, split at the first `=`. Blank lines are
-/// skipped, and so are lines without `=` or with an empty name (logged by line number only).
+/// Parses `$DTK_OUTPUT`: one `name=value` per line, split at the first `=`, as the local
+/// target does. Blank lines and `#` comments are skipped, and so are lines without `=` or
+/// with an empty name (logged by line number only).
 pub(crate) fn parse_outputs(text: &str) -> Vec<(String, String)> {
     let mut outputs = Vec::new();
     for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
         match line.split_once('=') {

@@ -8,7 +8,7 @@ use expect_test::{Expect, expect};
 
 use super::classify::{Failure, classify, master_unavailable};
 use super::command::{self, parse_jump};
-use super::script::{self, Collected};
+use super::script;
 use super::{ExecRequest, HostKeyPolicy, SshError, SshHost};
 
 fn host() -> SshHost {
@@ -58,19 +58,21 @@ fn the_run_script_exports_then_runs_each_line_until_one_fails() {
         }
         __dtk_r="$PWD"/'.dtk-run-1-2-3'
         __dtk_m='dtk-end-M'
-        exec 8>&1
+        exec 8>&1 9>&2
         echo $$ > "$__dtk_r.pid"
         __dtk_end() {
           echo "$1" > "$__dtk_r.done"
+          [ -f "$__dtk_r.stdout" ] && cat -- "$__dtk_r.stdout" >&8
+          [ -f "$__dtk_r.stderr" ] && cat -- "$__dtk_r.stderr" >&9
           printf '\n%s %s\n' "$__dtk_m" "$1" >&8
           [ -f "$__dtk_r.out" ] && cat -- "$__dtk_r.out" >&8
           printf '\n%s end\n' "$__dtk_m" >&8
-          rm -f -- "$__dtk_r.pid" "$__dtk_r.out"
+          rm -f -- "$__dtk_r.pid" "$__dtk_r.out" "$__dtk_r.stdout" "$__dtk_r.stderr"
         }
         trap '__dtk_end $?' EXIT
         export DTK_OUTPUT="$__dtk_r.out"
-        eval 'echo "port=$PORT" >> "$DTK_OUTPUT"' </dev/null 8>&- || exit $?
-        eval './start --name '\''x; y'\''' </dev/null 8>&- || exit $?
+        ( eval 'echo "port=$PORT" >> "$DTK_OUTPUT"' ) </dev/null >>"$__dtk_r.stdout" 2>>"$__dtk_r.stderr" 8>&- 9>&- || exit $?
+        ( eval './start --name '\''x; y'\''' ) </dev/null >>"$__dtk_r.stdout" 2>>"$__dtk_r.stderr" 8>&- 9>&- || exit $?
         exit 0
     "##]]
     .assert_eq(&script::run_script(
@@ -165,15 +167,19 @@ fn the_collect_and_kill_scripts_touch_only_the_run_files() {
     expect![[r#"
         cd -- '/srv/n1' 2>/dev/null || { echo 'dtk-run none unstarted'; exit 0; }
         __dtk_r='.dtk-run-9'
+        __dtk_m='dtk-end-M'
         __dtk_s=none; __dtk_p=unstarted
         [ -f "$__dtk_r.pid" ] && __dtk_p=started
         [ -s "$__dtk_r.done" ] && __dtk_p=started && __dtk_s=$(cat "$__dtk_r.done")
         echo "dtk-run $__dtk_s $__dtk_p"
-        [ -f "$__dtk_r.out" ] && cat "$__dtk_r.out"
-        rm -f -- "$__dtk_r.pid" "$__dtk_r.done" "$__dtk_r.out"
+        [ -f "$__dtk_r.stdout" ] && cat -- "$__dtk_r.stdout"
+        [ -f "$__dtk_r.stderr" ] && cat -- "$__dtk_r.stderr" >&2
+        printf '\n%s\n' "$__dtk_m"
+        [ -f "$__dtk_r.out" ] && cat -- "$__dtk_r.out"
+        rm -f -- "$__dtk_r".pid "$__dtk_r".done "$__dtk_r".out "$__dtk_r".stdout "$__dtk_r".stderr
         exit 0
     "#]]
-    .assert_eq(&script::collect_script("/srv/n1", "9"));
+    .assert_eq(&script::collect_script("/srv/n1", "9", "dtk-end-M"));
     expect![[r#"
         cd -- '/srv/n1' 2>/dev/null || exit 0
         __dtk_r='.dtk-run-9'
@@ -186,7 +192,7 @@ fn the_collect_and_kill_scripts_touch_only_the_run_files() {
           done
           kill -KILL "-$__dtk_p" 2>/dev/null || kill -KILL "$__dtk_p" 2>/dev/null
         fi
-        rm -f -- "$__dtk_r.pid" "$__dtk_r.done" "$__dtk_r.out"
+        rm -f -- "$__dtk_r".pid "$__dtk_r".done "$__dtk_r".out "$__dtk_r".stdout "$__dtk_r".stderr
         exit 0
     "#]]
     .assert_eq(&script::kill_script("/srv/n1", "9"));
@@ -225,50 +231,41 @@ fn requests_are_checked_without_echoing_values() {
             .env("TOKEN", "hunter2")
             .line("echo hunter2")
     );
-    expect![[
-        r#"ExecRequest { script_lines: 1, env_names: ["TOKEN"], workdir: "/w", timeout: 3600s }"#
-    ]]
+    expect![[r#"ExecRequest { script_lines: 1, env_names: ["TOKEN"], workdir: "/w", timeout: 3600s, cancelled: false }"#]]
     .assert_eq(&debug);
 }
 
 #[test]
 fn collected_reports_parse() {
     let check = |stdout: &str, expected: Expect| {
-        expected.assert_debug_eq(&script::parse_collected(stdout.as_bytes()));
+        let parsed = script::parse_collected(stdout.as_bytes(), "M").map(|c| {
+            let out = String::from_utf8(c.stdout).expect("utf-8");
+            (c.status, c.started, out, c.outputs)
+        });
+        expected.assert_eq(&format!("{parsed:?}"));
     };
     check(
-        "dtk-run 0 started\nurl=http://x/?a=b\n\nbad line\n=novalue\nid= 4 \n",
-        expect![[r#"
-            Ok(
-                Collected {
-                    status: Some(
-                        0,
-                    ),
-                    started: true,
-                    outputs: [
-                        (
-                            "url",
-                            "http://x/?a=b",
-                        ),
-                        (
-                            "id",
-                            " 4 ",
-                        ),
-                    ],
-                },
-            )
-        "#]],
+        "dtk-run 0 started\nsome output\nM\nurl=http://x/?a=b\n\nbad line\n# comment\n=novalue\nid= 4 \n",
+        expect![[
+            r#"Ok((Some(0), true, "some output", [("url", "http://x/?a=b"), ("id", " 4 ")]))"#
+        ]],
     );
-    assert_eq!(
-        script::parse_collected(b"dtk-run none unstarted\n"),
-        Ok(Collected {
-            status: None,
-            started: false,
-            outputs: vec![]
-        })
+    check(
+        "dtk-run none unstarted\n",
+        expect![[r#"Ok((None, false, "", []))"#]],
     );
-    assert!(script::parse_collected(b"").is_err());
-    assert!(script::parse_collected(b"dtk-run x started\n").is_err());
+    check(
+        "dtk-run 3 started\ncut short",
+        expect![[r#"Err("the run's report is cut short")"#]],
+    );
+    check(
+        "",
+        expect![[r#"Err("the run's status report is missing or malformed")"#]],
+    );
+    check(
+        "dtk-run x started\n",
+        expect![[r#"Err("the run's recorded exit status is not a number")"#]],
+    );
 }
 
 fn args_text(args: &[String]) -> String {
