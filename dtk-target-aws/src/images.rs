@@ -42,6 +42,9 @@ pub struct ImageEntry {
     /// Logical size → instance type. Empty means [`DEFAULT_SIZES`].
     #[serde(default)]
     pub sizes: BTreeMap<String, String>,
+    /// The user to log in as over SSH (`ubuntu`, `ec2-user`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_user: Option<String>,
 }
 
 /// A node's image and size made concrete.
@@ -96,6 +99,11 @@ impl ImageMap {
         for (region, images) in other.regions {
             self.regions.entry(region).or_default().extend(images);
         }
+    }
+
+    /// The entry of logical image `image` in `region`, if the map has one.
+    pub fn entry(&self, region: &str, image: &str) -> Option<&ImageEntry> {
+        self.regions.get(region)?.get(image)
     }
 
     /// Resolves a node's `image` (a logical name of the region's map, or a literal
@@ -195,6 +203,8 @@ pub struct ImageFilter {
     pub architecture: Option<String>,
     /// The logical sizes of the image's entry.
     pub sizes: BTreeMap<String, String>,
+    /// The SSH login user of the image's entry.
+    pub ssh_user: Option<String>,
 }
 
 /// An image found by describe-images.
@@ -274,6 +284,7 @@ impl Ec2 {
                 ImageEntry {
                     ami: image.image_id,
                     sizes: f.sizes.clone(),
+                    ssh_user: f.ssh_user.clone(),
                 },
             );
         }

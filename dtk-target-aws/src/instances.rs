@@ -125,6 +125,8 @@ pub struct InstanceInfo {
     pub instance_type: String,
     /// Its subnet.
     pub subnet_id: Option<String>,
+    /// Its availability zone.
+    pub availability_zone: Option<String>,
 }
 
 /// What [`Ec2::ensure_node_group`] found and did.
@@ -165,6 +167,89 @@ impl Ec2 {
             operation: "RunInstances",
             missing: "instance",
         })
+    }
+
+    /// Makes member `index` (from 1) of node group `spec.node` exist and run, leaving the
+    /// other members alone: the one made earlier (found by its tags), or a new one. This is
+    /// what a converge does for each member of a group, which it sees as a node of its own
+    /// (`workers:2`). Calls with the same `idempotency_key` never launch two instances for
+    /// the member.
+    pub async fn ensure_member(
+        &self,
+        spec: &InstanceSpec,
+        index: u32,
+        idempotency_key: &str,
+    ) -> Result<InstanceInfo, AwsError> {
+        if index == 0 {
+            return Err(crate::error::SpecError::new(
+                "node group member index",
+                "0",
+                "members are numbered from 1",
+            )
+            .into());
+        }
+        let mut same: Vec<InstanceInfo> = self
+            .node_instances(&spec.service, &spec.node)
+            .await?
+            .into_iter()
+            .filter(|i| i.index == index)
+            .collect();
+        // A second instance of one index comes only from a race of two runs: keep the
+        // lowest id, terminate the others.
+        let extra: Vec<String> = same.iter().skip(1).map(|i| i.instance_id.clone()).collect();
+        if !extra.is_empty() {
+            tracing::info!(node = %spec.node, index, ids = ?extra, "terminating duplicate members");
+            self.terminate_and_wait(&extra).await?;
+        }
+        let id = match same.drain(..).next() {
+            Some(i) => i.instance_id,
+            None => {
+                self.launch(spec, index, idempotency_key, Naming::Group)
+                    .await?
+                    .instance_id
+            }
+        };
+        self.wait_running(std::slice::from_ref(&id))
+            .await?
+            .pop()
+            .ok_or(AwsError::Incomplete {
+                operation: "DescribeInstances",
+                missing: "instance",
+            })
+    }
+
+    /// The live instance of member `index` of node group `node` (or of the single node
+    /// `node` with index 1), if any.
+    pub async fn find_member(
+        &self,
+        service: &str,
+        node: &str,
+        index: u32,
+    ) -> Result<Option<InstanceInfo>, AwsError> {
+        Ok(self
+            .node_instances(service, node)
+            .await?
+            .into_iter()
+            .find(|i| i.index == index))
+    }
+
+    /// Terminates the live instances of member `index` of node group `node` and waits
+    /// until they are terminated; returns their ids. Other members are left alone.
+    pub async fn delete_member(
+        &self,
+        service: &str,
+        node: &str,
+        index: u32,
+    ) -> Result<Vec<String>, AwsError> {
+        let ids: Vec<String> = self
+            .node_instances(service, node)
+            .await?
+            .into_iter()
+            .filter(|i| i.index == index)
+            .map(|i| i.instance_id)
+            .collect();
+        self.terminate_and_wait(&ids).await?;
+        Ok(ids)
     }
 
     /// Makes a node group have exactly `cardinality` running members, indexed from 1:
@@ -534,6 +619,10 @@ fn instance_info(i: &ec2::Instance) -> Option<InstanceInfo> {
             .map(|t| t.as_str().to_owned())
             .unwrap_or_default(),
         subnet_id: i.subnet_id().map(str::to_owned),
+        availability_zone: i
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .map(str::to_owned),
     })
 }
 

@@ -11,6 +11,11 @@
 //! - instances of nodes and node groups ([`Ec2::ensure_node`], [`Ec2::ensure_node_group`],
 //!   [`Ec2::read_instance`] for drift).
 //!
+//! [`AwsProvider`] builds on it to implement dtk's [`dtk_model::Provider`] trait (kind
+//! `aws`): the resources `credentials`, `vpc`, `vpc_subnet`, `security_group`, `images`
+//! and `ec2_instance` of the bundled modules `aws/network` and `aws/ec2`
+//! ([`BUNDLED_MODULES`]).
+//!
 //! No type of the AWS SDK appears in this crate's public API.
 
 // Lets `testing` name this crate the same way whether it is compiled here or included
@@ -22,7 +27,9 @@ mod client;
 mod error;
 mod images;
 mod instances;
+mod modules;
 mod network;
+mod provider;
 mod rules;
 mod settings;
 mod tags;
@@ -34,11 +41,13 @@ pub use images::{
     DEFAULT_SIZES, ImageEntry, ImageFilter, ImageInfo, ImageMap, ResolvedImage, is_instance_type,
 };
 pub use instances::{InstanceInfo, InstanceSpec, InstanceState, NodeGroupReport};
+pub use modules::{AWS_EC2_MODULE, AWS_NETWORK_MODULE, BUNDLED_MODULES};
 pub use network::{
     DEFAULT_SUBNET_PREFIX_LEN, DEFAULT_VPC_CIDR, Deletion, Gateway, NetworkDeletion,
     NetworkOutputs, NetworkSpec, SecurityGroupInfo, SecurityGroupSpec, SubnetInfo, SubnetSpec,
     VpcInfo, VpcSpec,
 };
+pub use provider::{AwsProvider, CredentialStore, CredentialStoreError, KIND, RESOURCES};
 pub use rules::{PortRange, Protocol, RuleSource, SecurityGroupRule};
 pub use settings::{AwsSettings, DEFAULT_REGION, StaticCredentials, Timeouts, WaiterSettings};
 pub use tags::{

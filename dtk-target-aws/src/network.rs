@@ -987,6 +987,32 @@ impl Ec2 {
         Ok(())
     }
 
+    // ----- lookups by owner --------------------------------------------------------------
+
+    /// The id of the VPC made earlier for `owner`, if any.
+    pub async fn find_vpc(&self, owner: &Owner) -> Result<Option<String>, AwsError> {
+        Ok(self
+            .find_owned::<ec2::Vpc>(owner, &[])
+            .await?
+            .map(|v| v.id().to_owned()))
+    }
+
+    /// The id of the subnet made earlier for `owner`, if any.
+    pub async fn find_subnet(&self, owner: &Owner) -> Result<Option<String>, AwsError> {
+        Ok(self
+            .find_owned::<ec2::Subnet>(owner, &[])
+            .await?
+            .map(|v| v.id().to_owned()))
+    }
+
+    /// The id of the security group made earlier for `owner`, if any.
+    pub async fn find_security_group(&self, owner: &Owner) -> Result<Option<String>, AwsError> {
+        Ok(self
+            .find_owned::<ec2::SecurityGroup>(owner, &[])
+            .await?
+            .map(|v| v.id().to_owned()))
+    }
+
     // ----- describe and delete primitives ------------------------------------------------
 
     async fn wait_vpc_available(&self, vpc_id: &str) -> Result<(), AwsError> {

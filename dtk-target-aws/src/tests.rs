@@ -222,7 +222,7 @@ fn image_map_json() {
     assert_eq!(ImageMap::from_json(&map.to_json()).unwrap(), map);
     check_err(
         ImageMap::from_json(&serde_json::json!({"us-east-1": {"x": {"ami": "ami-1", "size": {}}}})),
-        expect![[r#"image map: unknown field `size`, expected `ami` or `sizes`"#]],
+        expect!["image map: unknown field `size`, expected one of `ami`, `sizes`, `ssh_user`"],
     );
     check_err(
         ImageMap::from_json(&serde_json::json!({"us-east-1": {"x": {"ami": " "}}})),

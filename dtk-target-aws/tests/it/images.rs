@@ -14,6 +14,7 @@ pub fn ubuntu_filter() -> ImageFilter {
         owners: Vec::new(),
         architecture: Some("x86_64".to_owned()),
         sizes: BTreeMap::from([("small".to_owned(), "t3.small".to_owned())]),
+        ssh_user: Some("ubuntu".to_owned()),
     }
 }
 
