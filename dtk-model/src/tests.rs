@@ -613,3 +613,13 @@ fn every_error_of_a_file_is_reported_in_source_order() {
         3 errors"#]]
     .assert_eq(&err.to_string());
 }
+
+#[test]
+fn windows_line_endings_and_a_byte_order_mark_are_read() {
+    let text = "\u{feff}module: demo/webapp\r\nversion: 1.0.0\r\ncomponent_defs:\r\n  web:\r\n    actions:\r\n      create: {commands: [RUN ./start]}\r\n";
+    let m = parse_module(text, "m.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        m.components["web"].actions["create"].kind,
+        ActionKind::Commands(vec![Command::Run("./start".into())])
+    );
+}

@@ -170,6 +170,8 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
         );
         return None;
     }
+    // A byte order mark (editors on Windows write one) is not content.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, YamlNode> = HashMap::new();
