@@ -276,17 +276,15 @@ pub fn expand(
     for (p, (inputs, secret_inputs)) in placed.iter().zip(inputs_of) {
         let mut depends_on: Vec<Dependency> = Vec::new();
         let mut links: Vec<ResolvedLink> = Vec::new();
-        if let Some(node) = &p.node {
-            if !p.realizes_node {
-                if let Some(n) = nodes.iter().find(|n| &n.name == node) {
-                    if let Some(r) = &n.realized_by {
-                        depends_on.push(Dependency {
-                            on: r.clone(),
-                            reason: format!("node {node}"),
-                        });
-                    }
-                }
-            }
+        if let Some(node) = &p.node
+            && !p.realizes_node
+            && let Some(n) = nodes.iter().find(|n| &n.name == node)
+            && let Some(r) = &n.realized_by
+        {
+            depends_on.push(Dependency {
+                on: r.clone(),
+                reason: format!("node {node}"),
+            });
         }
         let mut linked_ids: BTreeSet<String> = BTreeSet::new();
         // Explicit links first: they choose among candidates.
@@ -352,16 +350,16 @@ pub fn expand(
             let Ok((m, _)) = resolver.component(&ld.target, Some(&p.module)) else {
                 continue;
             };
-            if let Ok(src) = candidates(p, &[(m, ld.target.clone())], false, &placed, target) {
-                if linked_ids.insert(src.key()) {
-                    add_edge(
-                        &mut depends_on,
-                        &src,
-                        &placed,
-                        format!("link {}", ld.target),
-                    );
-                    add_links(p, &src, &placed, &resolver, &mut links, target);
-                }
+            if let Ok(src) = candidates(p, &[(m, ld.target.clone())], false, &placed, target)
+                && linked_ids.insert(src.key())
+            {
+                add_edge(
+                    &mut depends_on,
+                    &src,
+                    &placed,
+                    format!("link {}", ld.target),
+                );
+                add_links(p, &src, &placed, &resolver, &mut links, target);
             }
         }
         for (name, action) in &p.def.actions {
@@ -487,15 +485,15 @@ impl Resolver<'_> {
                 )),
             };
         }
-        if let Some(m) = from.and_then(|id| self.modules.get(id)) {
-            if let Some(f) = found(m) {
-                return Ok(f);
-            }
+        if let Some(m) = from.and_then(|id| self.modules.get(id))
+            && let Some(f) = found(m)
+        {
+            return Ok(f);
         }
-        if let Some(m) = self.root {
-            if let Some(f) = found(m) {
-                return Ok(f);
-            }
+        if let Some(m) = self.root
+            && let Some(f) = found(m)
+        {
+            return Ok(f);
         }
         let all: Vec<_> = self.modules.iter().filter_map(|m| found(m)).collect();
         match all.len() {

@@ -757,16 +757,16 @@ fn build_module(r: &ModuleRecipe) -> Module {
                     )
                 })
                 .collect();
-            if n.group {
-                if let Some(c) = n.cardinality {
-                    attributes.insert(
-                        "cardinality".to_owned(),
-                        AttrValue {
-                            value: Value::Int(c as i64),
-                            at: AT,
-                        },
-                    );
-                }
+            if n.group
+                && let Some(c) = n.cardinality
+            {
+                attributes.insert(
+                    "cardinality".to_owned(),
+                    AttrValue {
+                        value: Value::Int(c as i64),
+                        at: AT,
+                    },
+                );
             }
             let mut comps = Vec::new();
             for (k, (pick, external, explicit, picks)) in n.comps.iter().enumerate() {
@@ -1181,16 +1181,16 @@ fn build_service(
                 )
             })
             .collect();
-        if n.group {
-            if let Some(c) = n.cardinality {
-                attributes.insert(
-                    "cardinality".to_owned(),
-                    AttrValue {
-                        value: Value::Int(c as i64),
-                        at: AT,
-                    },
-                );
-            }
+        if n.group
+            && let Some(c) = n.cardinality
+        {
+            attributes.insert(
+                "cardinality".to_owned(),
+                AttrValue {
+                    value: Value::Int(c as i64),
+                    at: AT,
+                },
+            );
         }
         let mut comps = Vec::new();
         for (k, (pick, external, _, picks)) in n.comps.iter().enumerate() {
