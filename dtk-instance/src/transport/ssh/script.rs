@@ -42,15 +42,21 @@ pub(crate) fn quote(s: &str) -> String {
     out
 }
 
-/// The work directory as a shell word: a leading `~/` means the remote user's home, any other
-/// text is literal (a relative path is relative to the home directory, where sessions start).
+/// The first line of every script: the remote user's home, saved before the action's
+/// environment (which may set `HOME`) is exported.
+const HOME_LINE: &str = "__dtk_h=$HOME\n";
+
+/// The work directory as an absolute shell word: a leading `~/` and a relative path both
+/// mean the remote user's home (where sessions start); anything else is literal.
 pub(crate) fn workdir_word(workdir: &str) -> String {
     if workdir == "~" {
-        "\"$HOME\"".to_owned()
+        "\"$__dtk_h\"".to_owned()
     } else if let Some(rest) = workdir.strip_prefix("~/") {
-        format!("\"$HOME\"/{}", quote(rest))
-    } else {
+        format!("\"$__dtk_h\"/{}", quote(rest))
+    } else if workdir.starts_with('/') {
         quote(workdir)
+    } else {
+        format!("\"$__dtk_h\"/{}", quote(workdir))
     }
 }
 
@@ -87,8 +93,9 @@ fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
-/// The script that runs an action: clean-up of earlier tombstones, exports, work directory,
-/// bookkeeping, then each line in order, stopping at the first line whose status is not zero.
+/// The script that runs an action: exports, work directory, bookkeeping, then each line in
+/// order, stopping at the first line whose status is not zero. Its EXIT trap also removes the
+/// earlier runs' tombstones named in `cleanup`.
 ///
 /// Each line runs in a subshell, as each line of the local target runs in its own `sh -c`
 /// (no `cd` or variable carries over to the next line), through `eval`, so that a syntax
@@ -103,15 +110,13 @@ pub(crate) fn run_script(
 ) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# dtk action {run_id}");
-    if !cleanup.is_empty() {
-        let _ = writeln!(s, "rm -f -- {}", cleanup.join(" "));
-    }
+    s.push_str(HOME_LINE);
     for (name, value) in &req.env {
         let _ = writeln!(s, "export {name}={}", quote(value));
     }
     let _ = writeln!(s, "__dtk_d={}", workdir_word(&req.workdir));
     s.push_str(concat!(
-        "mkdir -p -- \"$__dtk_d\" && cd -- \"$__dtk_d\" || {\n",
+        "{ [ -d \"$__dtk_d\" ] || mkdir -p -- \"$__dtk_d\"; } && cd -- \"$__dtk_d\" || {\n",
         "  printf 'dtk: cannot use the work directory %s\\n' \"$__dtk_d\" >&2\n",
         "  exit 125\n",
         "}\n",
@@ -123,13 +128,22 @@ pub(crate) fn run_script(
         "echo $$ > \"$__dtk_r.pid\"\n",
         "__dtk_end() {\n",
         "  echo \"$1\" > \"$__dtk_r.done\"\n",
-        "  [ -f \"$__dtk_r.stdout\" ] && cat -- \"$__dtk_r.stdout\" >&8\n",
-        "  [ -f \"$__dtk_r.stderr\" ] && cat -- \"$__dtk_r.stderr\" >&9\n",
+        "  [ -s \"$__dtk_r.stdout\" ] && cat -- \"$__dtk_r.stdout\" >&8\n",
+        "  [ -s \"$__dtk_r.stderr\" ] && cat -- \"$__dtk_r.stderr\" >&9\n",
         "  printf '\\n%s %s\\n' \"$__dtk_m\" \"$1\" >&8\n",
-        "  [ -f \"$__dtk_r.out\" ] && cat -- \"$__dtk_r.out\" >&8\n",
+        "  [ -s \"$__dtk_r.out\" ] && cat -- \"$__dtk_r.out\" >&8\n",
         "  printf '\\n%s end\\n' \"$__dtk_m\" >&8\n",
-        "  rm -f -- \"$__dtk_r.pid\" \"$__dtk_r.out\" \"$__dtk_r.stdout\" \"$__dtk_r.stderr\"\n",
-        "}\n",
+    ));
+    // One `rm` for this run's files and the tombstones of earlier ones.
+    let _ = write!(
+        s,
+        "  rm -f -- \"$__dtk_r.pid\" \"$__dtk_r.out\" \"$__dtk_r.stdout\" \"$__dtk_r.stderr\""
+    );
+    for word in cleanup {
+        let _ = write!(s, " {word}");
+    }
+    s.push_str(concat!(
+        "\n}\n",
         "trap '__dtk_end $?' EXIT\n",
         "export DTK_OUTPUT=\"$__dtk_r.out\"\n",
     ));
@@ -156,7 +170,7 @@ pub(crate) fn tombstone_word(workdir: &str, run_id: &str) -> String {
 
 /// A script that only removes tombstones.
 pub(crate) fn cleanup_script(cleanup: &[String]) -> String {
-    format!("rm -f -- {}\nexit 0\n", cleanup.join(" "))
+    format!("{HOME_LINE}rm -f -- {}\nexit 0\n", cleanup.join(" "))
 }
 
 /// What a run's trailer said.
@@ -213,7 +227,7 @@ pub(crate) fn run_file_stem(run_id: &str) -> String {
 /// `none`, `STARTED` `started` or `unstarted`), the run's stdout, a line `MARKER`, then the
 /// content of `$DTK_OUTPUT`; its stderr is the run's stderr.
 pub(crate) fn collect_script(workdir: &str, run_id: &str, marker: &str) -> String {
-    let mut s = String::new();
+    let mut s = String::from(HOME_LINE);
     let _ = writeln!(
         s,
         "cd -- {} 2>/dev/null || {{ echo 'dtk-run none unstarted'; exit 0; }}",
@@ -239,7 +253,7 @@ pub(crate) fn collect_script(workdir: &str, run_id: &str, marker: &str) -> Strin
 /// The script that stops a run that outlived its timeout: TERM to its process group, a short
 /// grace period, then KILL; then its files are removed.
 pub(crate) fn kill_script(workdir: &str, run_id: &str) -> String {
-    let mut s = String::new();
+    let mut s = String::from(HOME_LINE);
     let _ = writeln!(s, "cd -- {} 2>/dev/null || exit 0", workdir_word(workdir));
     let _ = writeln!(s, "__dtk_r={}", quote(&run_file_stem(run_id)));
     s.push_str(concat!(

@@ -28,15 +28,16 @@ fn quoting_makes_one_literal_word() {
 }
 
 #[test]
-fn work_directories_expand_only_a_leading_tilde() {
+fn work_directories_are_absolute_words() {
     let check = |input: &str, expected: Expect| expected.assert_eq(&script::workdir_word(input));
-    check("~", expect![[r#""$HOME""#]]);
+    check("~", expect![[r#""$__dtk_h""#]]);
     check(
         "~/.dtk/nodes/svc/web",
-        expect![[r#""$HOME"/'.dtk/nodes/svc/web'"#]],
+        expect![[r#""$__dtk_h"/'.dtk/nodes/svc/web'"#]],
     );
-    check("/srv/a b/~x", expect![["'/srv/a b/~x'"]]);
-    check("~other/x", expect![["'~other/x'"]]);
+    check("/srv/a b/~x", expect!["'/srv/a b/~x'"]);
+    check("~other/x", expect![[r#""$__dtk_h"/'~other/x'"#]]);
+    check("nodes/web", expect![[r#""$__dtk_h"/'nodes/web'"#]]);
 }
 
 #[test]
@@ -48,11 +49,11 @@ fn the_run_script_exports_then_runs_each_line_until_one_fails() {
         .line("./start --name 'x; y'");
     expect![[r##"
         # dtk action 1-2-3
-        rm -f -- '/old'/'.dtk-run-0.done'
+        __dtk_h=$HOME
         export PORT='8080'
         export SECRET='a'\''b; rm -rf /'
-        __dtk_d="$HOME"/'nodes/web'
-        mkdir -p -- "$__dtk_d" && cd -- "$__dtk_d" || {
+        __dtk_d="$__dtk_h"/'nodes/web'
+        { [ -d "$__dtk_d" ] || mkdir -p -- "$__dtk_d"; } && cd -- "$__dtk_d" || {
           printf 'dtk: cannot use the work directory %s\n' "$__dtk_d" >&2
           exit 125
         }
@@ -62,12 +63,12 @@ fn the_run_script_exports_then_runs_each_line_until_one_fails() {
         echo $$ > "$__dtk_r.pid"
         __dtk_end() {
           echo "$1" > "$__dtk_r.done"
-          [ -f "$__dtk_r.stdout" ] && cat -- "$__dtk_r.stdout" >&8
-          [ -f "$__dtk_r.stderr" ] && cat -- "$__dtk_r.stderr" >&9
+          [ -s "$__dtk_r.stdout" ] && cat -- "$__dtk_r.stdout" >&8
+          [ -s "$__dtk_r.stderr" ] && cat -- "$__dtk_r.stderr" >&9
           printf '\n%s %s\n' "$__dtk_m" "$1" >&8
-          [ -f "$__dtk_r.out" ] && cat -- "$__dtk_r.out" >&8
+          [ -s "$__dtk_r.out" ] && cat -- "$__dtk_r.out" >&8
           printf '\n%s end\n' "$__dtk_m" >&8
-          rm -f -- "$__dtk_r.pid" "$__dtk_r.out" "$__dtk_r.stdout" "$__dtk_r.stderr"
+          rm -f -- "$__dtk_r.pid" "$__dtk_r.out" "$__dtk_r.stdout" "$__dtk_r.stderr" '/old'/'.dtk-run-0.done'
         }
         trap '__dtk_end $?' EXIT
         export DTK_OUTPUT="$__dtk_r.out"
@@ -165,6 +166,7 @@ fn the_trailer_is_split_from_the_commands_output() {
 #[test]
 fn the_collect_and_kill_scripts_touch_only_the_run_files() {
     expect![[r#"
+        __dtk_h=$HOME
         cd -- '/srv/n1' 2>/dev/null || { echo 'dtk-run none unstarted'; exit 0; }
         __dtk_r='.dtk-run-9'
         __dtk_m='dtk-end-M'
@@ -181,6 +183,7 @@ fn the_collect_and_kill_scripts_touch_only_the_run_files() {
     "#]]
     .assert_eq(&script::collect_script("/srv/n1", "9", "dtk-end-M"));
     expect![[r#"
+        __dtk_h=$HOME
         cd -- '/srv/n1' 2>/dev/null || exit 0
         __dtk_r='.dtk-run-9'
         if [ -s "$__dtk_r.pid" ]; then
