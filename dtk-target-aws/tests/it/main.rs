@@ -17,6 +17,7 @@ mod instances;
 #[path = "../../src/testing.rs"]
 mod moto;
 mod network;
+mod provider;
 
 /// A server of its own: reset forgets everything; drop stops it (its port closes).
 #[tokio::test]
@@ -77,7 +78,7 @@ impl World {
 pub struct Raw(pub aws_sdk_ec2::Client);
 
 impl Raw {
-    fn new(url: &str, region: &str) -> Raw {
+    pub fn new(url: &str, region: &str) -> Raw {
         let config = aws_sdk_ec2::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region.to_owned()))
