@@ -605,8 +605,10 @@ impl SshPool {
             reason,
         })?;
         let master = self.master(host)?;
-        let _permit = self.inner.limit.acquire().await.map_err(|_| closed(host))?;
+        // A session slot on this host first: waiting for one must not hold a pool slot that
+        // another host could use.
         let _session = master.sessions.acquire().await.map_err(|_| closed(host))?;
+        let _permit = self.inner.limit.acquire().await.map_err(|_| closed(host))?;
 
         let mut retried = false;
         loop {
