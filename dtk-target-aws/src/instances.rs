@@ -202,7 +202,10 @@ impl Ec2 {
             self.terminate_and_wait(&extra).await?;
         }
         let id = match same.drain(..).next() {
-            Some(i) => i.instance_id,
+            Some(i) => {
+                self.start_stopped(&[&i]).await?;
+                i.instance_id
+            }
             None => {
                 self.launch(spec, index, idempotency_key, Naming::Group)
                     .await?
@@ -396,6 +399,8 @@ impl Ec2 {
             report.launched.push(info.instance_id.clone());
             keep.insert(index, info);
         }
+        let kept: Vec<&InstanceInfo> = keep.values().collect();
+        self.start_stopped(&kept).await?;
         let ids: Vec<String> = keep.values().map(|i| i.instance_id.clone()).collect();
         let running = if ids.is_empty() {
             Vec::new()
@@ -486,6 +491,40 @@ impl Ec2 {
                 "{MAX_TOKEN_ATTEMPTS} client tokens answered with terminated instances"
             ),
         })
+    }
+
+    /// Starts the instances of `infos` that are stopped (or stopping: once they are
+    /// stopped), so that a node stopped outside dtk runs again at the next converge.
+    async fn start_stopped(&self, infos: &[&InstanceInfo]) -> Result<(), AwsError> {
+        let ids: Vec<String> = infos
+            .iter()
+            .filter(|i| matches!(i.state, InstanceState::Stopped | InstanceState::Stopping))
+            .map(|i| i.instance_id.clone())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let what = format!("instances {}", ids.join(", "));
+        self.wait_for(&what, "stopped", || async {
+            let found = self.describe_instances(&[], &ids, &what).await?;
+            Ok(found
+                .iter()
+                .all(|i| {
+                    InstanceState::from_ec2(i.state().and_then(|s| s.name()))
+                        != InstanceState::Stopping
+                })
+                .then_some(()))
+        })
+        .await?;
+        tracing::info!(ids = ?ids, "starting stopped instances");
+        let _p = self.permit().await?;
+        self.client
+            .start_instances()
+            .set_instance_ids(Some(ids.clone()))
+            .send()
+            .await
+            .map_err(|e| AwsError::api("StartInstances", what, e))?;
+        Ok(())
     }
 
     async fn terminate(&self, ids: &[String]) -> Result<(), AwsError> {

@@ -913,6 +913,23 @@ async fn app_nodes_become_instances() {
     assert_eq!(app_instances(&s.raw).await, sorted);
     assert_reads_as_recorded(&app, &["node[web]", "node[workers:1]", "node[workers:2]"]).await;
 
+    // A node stopped outside dtk reads as stopped, and runs again after its update.
+    s.raw
+        .0
+        .stop_instances()
+        .instance_ids(&ids[0])
+        .send()
+        .await
+        .unwrap();
+    match app.read("node[web]").await.unwrap() {
+        Observed::Present(out) => assert_eq!(out["state"], Value::from("stopped")),
+        other => panic!("{other:?}"),
+    }
+    let key = app.key("node[web]");
+    let started = app.apply("node[web]", &key).await.unwrap();
+    assert_eq!(started["instance_id"], web["instance_id"]);
+    assert_eq!(started["state"], Value::from("running"));
+
     // Drift: a member terminated outside dtk reads as missing, and its create (even with
     // the key that made it) makes a new one at its index.
     let w1 = app.get("node[workers:1]", "instance_id");
