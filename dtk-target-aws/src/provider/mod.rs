@@ -1,33 +1,4 @@
-//! [`AwsProvider`]: the `aws` target provider of dtk, doing the `provider: aws.RESOURCE`
-//! actions of the bundled `aws/network` and `aws/ec2` modules.
-//!
-//! | resource | component | inputs | outputs |
-//! | --- | --- | --- | --- |
-//! | `credentials` | `aws/network` `credentials` | secrets `aws_access_key_id`, `aws_secret_access_key` (`aws_session_token`) | `credentials_handle` |
-//! | `vpc` | `aws/network` `vpc` | `region`, `vpc_id`, `cidr_block`, `credentials_handle` | `vpc_id`, `cidr_block`, `region`, `credentials_handle` |
-//! | `vpc_subnet` | `aws/network` `vpc_subnet` | `vpc_id`, `subnet_id`, `subnet_cidr_block`, `subnet_length`, `availability_zone`, `gateway`, `enable_public_ip_in_subnet` | `subnet_id`, `subnet_cidr_block`, `availability_zone`, `vpc_id`, `region`, `credentials_handle` |
-//! | `security_group` | `aws/network` `security_group` | `vpc_id`, `group_id`, `group_name`, `description`, `constant_rules`, `dynamic_rules` | `group_id`, `group_name`, `vpc_id`, `region`, `credentials_handle` |
-//! | `images` | `aws/network` `images` | `images` | `images` (resolved), `unresolved_images`, `region`, `credentials_handle` |
-//! | `ec2_instance` | `aws/ec2` `node` | `image`, `size`, `tags`, `key_name`, `ssh_user`, `subnet_id`, `group_id`, `images` | `instance_id`, `state`, `private_ip_address`, `public_ip_address`, `host`, `ssh_host`, `ssh_user`, `image_id`, `instance_type`, `availability_zone` |
-//!
-//! Every resource but `credentials` also takes `region` (else the base settings' region)
-//! and `credentials_handle`.
-//!
-//! # Credentials
-//!
-//! The `credentials` resource stores the keys it is given as secrets in a file of its own
-//! under the provider's state directory, readable by its owner alone, and returns only a
-//! handle naming them (`SERVICE/COMPONENT`). The handle flows through links to every
-//! other component (the app's nodes included); a request carrying a handle is made with
-//! the stored keys, one without with the base settings (the SDK's default chain unless the
-//! embedding program set keys). No key ever appears in an output, an error or a log.
-//!
-//! # Ownership
-//!
-//! Everything is created with the `dtk:*` tags of its service and component, found again
-//! by them (a create after a crash adopts what the first one made), and deleted only when
-//! the tags say dtk made it for that service: a VPC, subnet or security group given by id
-//! is used as it is and never deleted.
+//! [`AwsProvider`]: the `aws` target provider (see its documentation).
 
 mod credentials;
 mod inputs;
@@ -65,7 +36,48 @@ pub const RESOURCES: &[&str] = &[
     "ec2_instance",
 ];
 
-/// The `aws` target provider (see the [module documentation](self)).
+/// The `aws` target provider of dtk: it does the `provider: aws.RESOURCE` actions of the
+/// bundled `aws/network` and `aws/ec2` modules.
+///
+/// | resource | component | inputs | outputs |
+/// | --- | --- | --- | --- |
+/// | `credentials` | `aws/network` `credentials` | secrets `aws_access_key_id`, `aws_secret_access_key` (`aws_session_token`) | `credentials_handle` |
+/// | `vpc` | `aws/network` `vpc` | `region`, `vpc_id`, `cidr_block`, `credentials_handle` | `vpc_id`, `cidr_block`, `region`, `credentials_handle` |
+/// | `vpc_subnet` | `aws/network` `vpc_subnet` | `vpc_id`, `subnet_id`, `subnet_cidr_block`, `subnet_length`, `availability_zone`, `gateway`, `enable_public_ip_in_subnet` | `subnet_id`, `subnet_cidr_block`, `availability_zone`, `vpc_id`, `region`, `credentials_handle` |
+/// | `security_group` | `aws/network` `security_group` | `vpc_id`, `group_id`, `group_name`, `description`, `constant_rules`, `dynamic_rules` | `group_id`, `group_name`, `vpc_id`, `region`, `credentials_handle` |
+/// | `images` | `aws/network` `images` | `images` | `images` (resolved), `unresolved_images`, `region`, `credentials_handle` |
+/// | `ec2_instance` | `aws/ec2` `node` | `image`, `size`, `tags`, `key_name`, `ssh_user`, `subnet_id`, `group_id`, `images` | `instance_id`, `state`, `private_ip_address`, `public_ip_address`, `host`, `ssh_host`, `ssh_user`, `image_id`, `instance_type`, `availability_zone` |
+///
+/// Every resource but `credentials` also takes `region` (else the base settings' region)
+/// and `credentials_handle`.
+///
+/// # Credentials
+///
+/// The `credentials` resource stores the keys it is given as secrets in a file of its own
+/// under the provider's state directory, readable by its owner alone, and returns only a
+/// handle naming them (`SERVICE/COMPONENT`). The handle flows through links to every
+/// other component (the app's nodes included); a request carrying a handle is made with
+/// the stored keys, one without with the base settings (the SDK's default chain unless the
+/// embedding program set keys). No key ever appears in an output, an error or a log.
+///
+/// # Ownership
+///
+/// Everything is created with the `dtk:*` tags of its service and component, found again
+/// by them (a create after a crash adopts what the first one made), and deleted only when
+/// the tags say dtk made it for that service: a VPC, subnet or security group given by id
+/// is used as it is and never deleted.
+///
+/// # Nodes
+///
+/// `ec2_instance` makes one instance per node: `node[web]` is the instance tagged
+/// `dtk:node=web`, and each member of a node group is a component of its own
+/// (`node[workers:2]`: tagged `dtk:node=workers`, `dtk:index=2`), so raising a group's
+/// cardinality creates members and lowering it deletes the extra ones. RunInstances
+/// carries a `ClientToken` derived from the request's idempotency key and the member, and
+/// an instance made earlier is found by its tags before any is launched. `read` says
+/// `Missing` for an instance that is terminated or gone, so converge makes it again; a
+/// stopped instance is started by the next create or update. An existing instance is not
+/// replaced when the node's image or size changes: its outputs show what it runs.
 ///
 /// Clients are connected lazily, on the first request for a region and credential
 /// handle, and reused after.
