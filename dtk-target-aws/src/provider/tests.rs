@@ -39,6 +39,11 @@ fn bundled_modules_parse() {
     for (id, text) in BUNDLED_MODULES {
         let m = dtk_model::dsl::parse_module(text, id).unwrap_or_else(|e| panic!("{id}: {e}"));
         assert_eq!(m.id.to_string(), *id);
+        // The canonical form reads back the same (locations aside).
+        let again = dtk_model::dsl::write_module(&m);
+        let m2 = dtk_model::dsl::parse_module(&again, id)
+            .unwrap_or_else(|e| panic!("{id} rewritten: {e}\n{again}"));
+        assert_eq!(dtk_model::dsl::write_module(&m2), again, "{id}");
         for def in m.components.values() {
             for action in ["create", "delete"] {
                 let a = def
@@ -431,6 +436,53 @@ assemblies:
         .unwrap();
     assert_eq!(w2.node.as_deref(), Some("workers:2"));
     assert_eq!(w2.inputs.get("size"), Some(&Value::from("t3.micro")));
+}
+
+/// A target's service document, with a `*` image map edit, writes and reads back.
+#[test]
+fn target_service_documents_round_trip() {
+    for assembly in ["target", "target_iam"] {
+        let mut d = target_doc(assembly);
+        let images = d
+            .components
+            .iter_mut()
+            .find(|c| c.reference.name == "images")
+            .unwrap();
+        images.attributes.insert(
+            "images".to_owned(),
+            dtk_model::module::AttrValue {
+                value: Value::Hash(BTreeMap::from([(
+                    "*".to_owned(),
+                    Value::Hash(BTreeMap::from([(
+                        "ubuntu_jammy".to_owned(),
+                        Value::Hash(BTreeMap::from([(
+                            "ami".to_owned(),
+                            Value::from("ami-0abc"),
+                        )])),
+                    )])),
+                )])),
+                at: Default::default(),
+            },
+        );
+        let text = dtk_model::dsl::write_service(&d);
+        let back = dtk_model::dsl::parse_service(&text, "dtk.service.yaml")
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(dtk_model::dsl::write_service(&back), text);
+        let model =
+            expand(&back, &modules(), None, "dtk.service.yaml").unwrap_or_else(|e| panic!("{e}"));
+        let c = model
+            .component(&dtk_model::ComponentId("images".into()))
+            .unwrap();
+        assert_eq!(
+            lookup(&c.inputs, &["images", "*", "ubuntu_jammy", "ami"]),
+            Some(&Value::from("ami-0abc"))
+        );
+    }
+}
+
+fn lookup<'a>(attrs: &'a Attributes, path: &[&str]) -> Option<&'a Value> {
+    let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
+    dtk_model::expand::lookup_path(attrs, &path)
 }
 
 #[test]
