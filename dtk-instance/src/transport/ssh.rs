@@ -6,17 +6,18 @@
 //! at once across all hosts.
 //!
 //! An action ([`ExecRequest`]) has the same meaning as on the local target: its environment is
-//! visible to every line, the lines run in order in one shell and the first failing line ends
-//! it, `$DTK_OUTPUT` names a file for `name=value` outputs, and a non-zero exit is an
-//! [`ExecOutput`], not an error. The script travels over the session's stdin, so no value is
-//! ever in a process's argv, and no value is ever in an error or a log.
+//! visible to every line, the lines run in order, each in its own shell, and the first failing
+//! line ends it; their output is collected from files, so a line may leave a server running;
+//! `$DTK_OUTPUT` names a file for `name=value` outputs; a non-zero exit is an [`ExecOutput`],
+//! not an error. The script travels over the session's stdin, so no value is ever in a
+//! process's argv, and no value is ever in an error or a log. How and why: see
+//! `docs/decisions/ssh.md`.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), dtk_instance::transport::ssh::SshError> {
+//! ```text
 //! use std::time::Duration;
 //! use dtk_instance::transport::ssh::{ExecRequest, SshHost, SshPool};
 //!
-//! let pool = SshPool::new("/tmp/dtk-ssh", 16)?;
+//! let pool = SshPool::new("/run/user/1000/dtk-ssh", 16)?;
 //! let host = SshHost::new("10.0.0.5", "ubuntu", "/home/me/.dtk/known_hosts")
 //!     .with_identity_file("/home/me/.dtk/id_ed25519");
 //! let req = ExecRequest::new("~/.dtk/nodes/demo/web")
@@ -26,8 +27,9 @@
 //! let out = pool.exec(&host, &req).await?;
 //! assert_eq!(out.exit_code, Some(0));
 //! pool.close_all().await;
-//! # Ok(()) }
 //! ```
+//!
+//! `examples/ssh_bench.rs` is a complete program.
 
 pub use dtk_model::provider::ExecOutput;
 
