@@ -65,7 +65,7 @@ use thiserror::Error;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 
-use crate::hash::{input_digest, params_digest, static_inputs};
+use crate::hash::{input_digest, outputs_digest, params_digest, static_inputs};
 use crate::journal::{
     JournalEffect, JournalEntry, JournalError, JournalStats, JournalWriter, SyncMode,
 };
@@ -923,6 +923,10 @@ struct Run<'a> {
     /// Records to write for converges, prepared with the job.
     pending_records: HashMap<NodeIndex, AppliedComponent>,
     journal: Option<JournalWriter>,
+    /// `create` and `delete` of each definition (shared by many instances), converted.
+    actions: HashMap<usize, (Option<RecordedAction>, Option<RecordedAction>)>,
+    /// Components whose `create` ran in this run.
+    ran: HashSet<ComponentId>,
 }
 
 /// Runs `plan` (made from `model` and `actual`) and returns what happened, with actual
@@ -947,10 +951,10 @@ pub async fn execute(
     let graph = plan.graph();
     let mut realizer: HashMap<String, ComponentId> = HashMap::new();
     for (id, rec) in &actual.components {
-        if rec.realizes_node {
-            if let Some(node) = &rec.node {
-                realizer.insert(node.clone(), id.clone());
-            }
+        if rec.realizes_node
+            && let Some(node) = &rec.node
+        {
+            realizer.insert(node.clone(), id.clone());
         }
     }
     for node in &model.nodes {
@@ -986,6 +990,8 @@ pub async fn execute(
             .collect(),
         pending_records: HashMap::new(),
         journal,
+        actions: HashMap::new(),
+        ran: HashSet::new(),
     };
     if let Some(j) = &run.journal {
         j.append(JournalEntry::Begin {
@@ -1043,6 +1049,22 @@ impl<'a> Run<'a> {
         if let Some(tx) = &self.ctx.events {
             let _ = tx.send(ev);
         }
+    }
+
+    /// The `create` and `delete` actions of `def`, converted once per definition.
+    fn def_actions(
+        &mut self,
+        def: &Arc<ComponentDef>,
+    ) -> (Option<RecordedAction>, Option<RecordedAction>) {
+        self.actions
+            .entry(Arc::as_ptr(def) as usize)
+            .or_insert_with(|| {
+                (
+                    def.actions.get("create").and_then(RecordedAction::from_def),
+                    def.actions.get("delete").and_then(RecordedAction::from_def),
+                )
+            })
+            .clone()
     }
 
     fn journal(&self, e: JournalEntry) {
@@ -1112,21 +1134,20 @@ impl<'a> Run<'a> {
                         }
                     },
                 };
-                if let Some(node) = &job.node {
-                    if busy_nodes.contains(node) {
-                        node_wait.entry(node.clone()).or_default().push_back(i);
-                        stash.insert(i, job);
-                        continue;
-                    }
+                if let Some(node) = &job.node
+                    && busy_nodes.contains(node)
+                {
+                    node_wait.entry(node.clone()).or_default().push_back(i);
+                    stash.insert(i, job);
+                    continue;
                 }
-                if let Some(kind) = &job.limit_kind {
-                    if let Some(&max) = self.ctx.limits.per_provider.get(kind) {
-                        if kind_running.get(kind).copied().unwrap_or(0) >= max.max(1) {
-                            kind_wait.entry(kind.clone()).or_default().push_back(i);
-                            stash.insert(i, job);
-                            continue;
-                        }
-                    }
+                if let Some(kind) = &job.limit_kind
+                    && let Some(&max) = self.ctx.limits.per_provider.get(kind)
+                    && kind_running.get(kind).copied().unwrap_or(0) >= max.max(1)
+                {
+                    kind_wait.entry(kind.clone()).or_default().push_back(i);
+                    stash.insert(i, job);
+                    continue;
                 }
                 if let Some(node) = &job.node {
                     busy_nodes.insert(node.clone());
@@ -1232,35 +1253,38 @@ impl<'a> Run<'a> {
                             failed_record(&t.component, t.node.clone(), String::new())
                         });
                         rec.outputs = ok.outputs;
+                        rec.outputs_digest = outputs_digest(&rec.outputs);
                         if !ok.secret_outputs.is_empty() {
                             self.secret_outputs
                                 .insert(t.component.clone(), ok.secret_outputs);
                         }
-                        self.state
-                            .components
-                            .insert(t.component.clone(), rec.clone());
-                        JournalEffect::Applied {
-                            record: Box::new(rec),
-                        }
+                        let effect = self.journal.as_ref().map(|_| JournalEffect::Applied {
+                            record: Box::new(rec.clone()),
+                        });
+                        self.state.components.insert(t.component.clone(), rec);
+                        effect
                     }
                     TaskOp::Delete => {
                         self.state.components.remove(&t.component);
-                        JournalEffect::Deleted
+                        Some(JournalEffect::Deleted)
                     }
                     TaskOp::Action { .. } => {
                         if let Some(rec) = self.state.components.get_mut(&t.component) {
                             rec.outputs.extend(ok.outputs.clone());
+                            rec.outputs_digest = outputs_digest(&rec.outputs);
                         }
-                        JournalEffect::Outputs {
+                        Some(JournalEffect::Outputs {
                             outputs: ok.outputs,
-                        }
+                        })
                     }
                 };
-                self.journal(JournalEntry::Done {
-                    task: t.id.clone(),
-                    component: t.component.clone(),
-                    effect,
-                });
+                if let (Some(effect), Some(_)) = (effect, &self.journal) {
+                    self.journal(JournalEntry::Done {
+                        task: t.id.clone(),
+                        component: t.component.clone(),
+                        effect,
+                    });
+                }
                 self.emit(Event::TaskFinished {
                     task: t.id.clone(),
                     node: t.node.clone(),
@@ -1336,9 +1360,11 @@ impl<'a> Run<'a> {
                         rec.outputs = prev.outputs.clone();
                         rec.desired_hash = prev.desired_hash.clone();
                         rec.input_digest = prev.input_digest.clone();
+                        rec.outputs_digest = prev.outputs_digest.clone();
                     } else {
                         rec.desired_hash = String::new();
                         rec.input_digest = String::new();
+                        rec.outputs_digest = String::new();
                     }
                     rec.status = ComponentStatus::Failed {
                         message: message.clone(),
@@ -1428,12 +1454,12 @@ impl<'a> Run<'a> {
         let secret_outputs = &self.secret_outputs;
         let mut merged: HashMap<&ComponentId, Attributes> = HashMap::new();
         for link in &c.links {
-            if let LinkSource::Component(p) = &link.from {
-                if let Some(so) = secret_outputs.get(p) {
-                    let mut o = state.get(p).map(|r| r.outputs.clone()).unwrap_or_default();
-                    o.extend(so.clone());
-                    merged.insert(p, o);
-                }
+            if let LinkSource::Component(p) = &link.from
+                && let Some(so) = secret_outputs.get(p)
+            {
+                let mut o = state.get(p).map(|r| r.outputs.clone()).unwrap_or_default();
+                o.extend(so.clone());
+                merged.insert(p, o);
             }
         }
         resolve_inputs(
@@ -1603,22 +1629,28 @@ impl<'a> Run<'a> {
             Err(e) => return Ready::Fail(e.to_string()),
         };
         let deps: Vec<&ComponentId> = crate::plan::dependency_ids(c).collect();
+        let linked: Vec<(&str, Option<&Value>)> = c
+            .links
+            .iter()
+            .filter(|l| matches!(l.from, LinkSource::Component(_)))
+            .flat_map(|l| l.mappings.iter())
+            .filter(|(_, to)| !c.secret_inputs.iter().any(|s| s == to))
+            .map(|(_, to)| (to.as_str(), inputs.get(to)))
+            .collect();
         let digest = input_digest(
-            &inputs,
             deps.iter()
-                .map(|d| (*d, self.state.get(d).map(|r| &r.outputs))),
+                .map(|d| (*d, self.state.get(d).map(|r| r.outputs_digest.as_str()))),
+            linked,
         );
         let prev = self.state.get(&c.id);
-        if t.conditional {
-            if let Some(p) = prev {
-                if p.is_applied()
-                    && p.drift.is_none()
-                    && p.desired_hash == t.desired_hash
-                    && p.input_digest == digest
-                {
-                    return Ready::Unchanged;
-                }
-            }
+        if t.conditional
+            && let Some(p) = prev
+            && p.is_applied()
+            && p.drift.is_none()
+            && p.desired_hash == t.desired_hash
+            && p.input_digest == digest
+        {
+            return Ready::Unchanged;
         }
         let update = prev.is_some_and(|p| {
             !p.desired_hash.is_empty() && !matches!(p.drift, Some(DriftMark::Missing))
@@ -1626,15 +1658,13 @@ impl<'a> Run<'a> {
         let prior = prev.filter(|_| update).map(|p| p.outputs.clone());
         let own_outputs = prev.map(|p| p.outputs.clone()).unwrap_or_default();
         self.lookup_secrets(&c.id, &c.secret_inputs, &mut secrets);
-        let create = c
-            .def
-            .actions
-            .get("create")
-            .and_then(RecordedAction::from_def);
+        let (create, delete) = self.def_actions(&c.def);
+        self.ran.insert(c.id.clone());
         let record = AppliedComponent {
             status: ComponentStatus::Applied,
             desired_hash: t.desired_hash.clone(),
             input_digest: digest,
+            outputs_digest: String::new(),
             inputs: inputs.clone(),
             outputs: Attributes::new(),
             node: t.node.clone(),
@@ -1643,11 +1673,7 @@ impl<'a> Run<'a> {
                 .as_ref()
                 .and_then(|a| a.provider_kind().map(str::to_owned)),
             depends_on: deps.into_iter().cloned().collect(),
-            delete: c
-                .def
-                .actions
-                .get("delete")
-                .and_then(RecordedAction::from_def),
+            delete,
             secret_inputs: c.secret_inputs.clone(),
             drift: None,
         };
@@ -1722,23 +1748,18 @@ impl<'a> Run<'a> {
     fn refresh_metadata(&mut self) {
         let model = self.model;
         for c in &model.components {
+            if self.ran.contains(&c.id) || !self.state.components.contains_key(&c.id) {
+                continue;
+            }
+            let (create, delete) = self.def_actions(&c.def);
             let Some(rec) = self.state.components.get_mut(&c.id) else {
                 continue;
             };
             rec.depends_on = crate::plan::dependency_ids(c).cloned().collect();
-            rec.delete = c
-                .def
-                .actions
-                .get("delete")
-                .and_then(RecordedAction::from_def);
+            rec.delete = delete;
             rec.realizes_node = c.realizes_node;
             rec.secret_inputs = c.secret_inputs.clone();
-            rec.provider = c
-                .def
-                .actions
-                .get("create")
-                .and_then(RecordedAction::from_def)
-                .and_then(|a| a.provider_kind().map(str::to_owned));
+            rec.provider = create.and_then(|a| a.provider_kind().map(str::to_owned));
         }
     }
 }
@@ -1748,6 +1769,7 @@ fn failed_record(_id: &ComponentId, node: Option<String>, message: String) -> Ap
         status: ComponentStatus::Failed { message },
         desired_hash: String::new(),
         input_digest: String::new(),
+        outputs_digest: String::new(),
         inputs: Attributes::new(),
         outputs: Attributes::new(),
         node,

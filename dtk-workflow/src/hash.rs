@@ -1,12 +1,14 @@
 //! Desired-state hashes and input digests: how the planner tells what changed.
 
+use std::borrow::Cow;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 
 use dtk_model::instance::{ComponentId, ComponentInstance, LinkSource};
 use dtk_model::value::{Attributes, Value};
 use sha2::{Digest, Sha256};
 
-use crate::state::RecordedAction;
+use dtk_model::module::{ActionKind, Command};
 
 /// Hex characters kept of a SHA-256 (128 bits): plenty to tell versions of one component
 /// apart, and half the memory per task.
@@ -71,11 +73,49 @@ fn hex_digit(n: u8) -> char {
     char::from_digit(u32::from(n), 16).unwrap_or('0')
 }
 
+/// A small, fast, non-cryptographic hasher (FxHash's multiply-rotate) for maps keyed by
+/// component ids: SipHash's DoS resistance buys nothing for ids from the user's own model.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A `HashMap` with [`FastHasher`].
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
 /// The inputs of `component` known before anything runs: its own values (overrides and
 /// defaults) plus the values of links to other services ([`LinkSource::External`]),
 /// whose values were copied at staging time. Links within the service are resolved at run
 /// time from the producers' outputs.
 pub fn static_inputs(component: &ComponentInstance) -> Attributes {
+    static_inputs_cow(component).into_owned()
+}
+
+/// [`static_inputs`] without a copy when there is no external link.
+pub(crate) fn static_inputs_cow(component: &ComponentInstance) -> Cow<'_, Attributes> {
+    if !component
+        .links
+        .iter()
+        .any(|l| matches!(l.from, LinkSource::External { .. }))
+    {
+        return Cow::Borrowed(&component.inputs);
+    }
     let mut inputs = component.inputs.clone();
     for link in &component.links {
         if let LinkSource::External { values, .. } = &link.from {
@@ -86,7 +126,7 @@ pub fn static_inputs(component: &ComponentInstance) -> Attributes {
             }
         }
     }
-    inputs
+    Cow::Owned(inputs)
 }
 
 /// Follows `path` (`["host"]`, `["addresses", "0"]`) into `attrs`.
@@ -114,11 +154,19 @@ pub fn desired_hash(component: &ComponentInstance, static_inputs: &Attributes) -
     w.text(&component.reference.to_string());
     w.text(component.id.as_str());
     w.opt(component.node.as_deref());
-    match component.def.actions.get("create") {
-        Some(def) => match RecordedAction::from_def(def) {
-            Some(rec) => w.json(&rec.kind),
-            None => w.text("unsupported"),
-        },
+    match component.def.actions.get("create").map(|d| &d.kind) {
+        Some(ActionKind::Commands(cmds)) => {
+            w.text("commands");
+            for Command::Run(line) in cmds {
+                w.text(line);
+            }
+        }
+        Some(ActionKind::Provider { kind, resource }) => {
+            w.text("provider");
+            w.text(kind);
+            w.text(resource);
+        }
+        Some(ActionKind::Unsupported { .. }) => w.text("unsupported"),
         None => w.text("no create action"),
     }
     w.json(static_inputs);
@@ -128,22 +176,36 @@ pub fn desired_hash(component: &ComponentInstance, static_inputs: &Attributes) -
     w.finish()
 }
 
-/// The digest of what a component consumes at run time: its resolved inputs (linked
-/// values included, secrets never) and the outputs of everything it depends on, in
-/// the order given. A conditional task runs when this differs from the recorded one.
+/// The digest of what a component consumes at run time: the outputs (see
+/// [`outputs_digest`]) of everything it depends on, in the order given, and the values
+/// of its linked inputs (secret ones excepted). Its other inputs are static and covered
+/// by its desired hash, so equal digests mean equal inputs; they also mean that no
+/// dependency's outputs changed (a node re-created with a new address makes the
+/// components on it run again). A conditional task runs when this differs from the
+/// recorded one.
 pub fn input_digest<'a>(
-    inputs: &Attributes,
-    dependency_outputs: impl IntoIterator<Item = (&'a ComponentId, Option<&'a Attributes>)>,
+    dependency_outputs: impl IntoIterator<Item = (&'a ComponentId, Option<&'a str>)>,
+    linked: impl IntoIterator<Item = (&'a str, Option<&'a Value>)>,
 ) -> String {
-    let mut w = HashWriter::new("dtk-workflow inputs v1");
-    w.json(inputs);
-    for (id, out) in dependency_outputs {
+    let mut w = HashWriter::new("dtk-workflow inputs v2");
+    for (id, digest) in dependency_outputs {
         w.text(id.as_str());
-        match out {
-            Some(o) => w.json(o),
+        w.opt(digest);
+    }
+    for (name, v) in linked {
+        w.text(name);
+        match v {
+            Some(v) => w.json(v),
             None => w.text("absent"),
         }
     }
+    w.finish()
+}
+
+/// The digest of a component's recorded outputs.
+pub fn outputs_digest(outputs: &Attributes) -> String {
+    let mut w = HashWriter::new("dtk-workflow outputs v1");
+    w.json(outputs);
     w.finish()
 }
 

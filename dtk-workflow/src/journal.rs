@@ -235,13 +235,13 @@ impl JournalWriter {
             if len > 0 && last_byte(path).map_err(open_err)? != Some(b'\n') {
                 file.write_all(b"\n").map_err(open_err)?;
             }
-        } else if sync != SyncMode::Never {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                // The new file's directory entry must be durable too.
-                File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(open_err)?;
-            }
+        } else if sync != SyncMode::Never
+            && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        {
+            // The new file's directory entry must be durable too.
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(open_err)?;
         }
         let (tx, rx) = mpsc::channel();
         let broken = Arc::new(AtomicBool::new(false));

@@ -36,7 +36,7 @@ pub use exec::{
     CapturedOutput, CommandTransport, Event, EventSink, ExecContext, ExecError, Limits, Outcome,
     RetryPolicy, SecretSource, TaskReport, TaskStatus, env_name, execute,
 };
-pub use hash::{desired_hash, input_digest, static_inputs};
+pub use hash::{desired_hash, input_digest, outputs_digest, static_inputs};
 pub use journal::{JournalError, JournalState, JournalStats, SyncMode, replay};
 pub use plan::{
     ActionRequest, ActionTarget, CycleEdge, Edge, ParseTargetError, Plan, PlanError, PlanGraph,

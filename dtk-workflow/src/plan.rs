@@ -44,8 +44,7 @@ use petgraph::visit::EdgeRef;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::hash::{desired_hash, input_digest, static_inputs};
-use crate::resolve::{ProducerValues, resolve_inputs};
+use crate::hash::{FastMap, desired_hash, input_digest, static_inputs, static_inputs_cow};
 use crate::state::{ActualState, ComponentStatus};
 
 /// What to plan.
@@ -110,10 +109,10 @@ impl FromStr for ActionTarget {
             Some((n, c)) => {
                 let member = n.split_once(':').map_or(n, |(g, _)| g);
                 dtk_model::ident::check_name("node name", member).map_err(|e| err(e.reason))?;
-                if let Some((_, k)) = n.split_once(':') {
-                    if k.is_empty() || !k.chars().all(|c| c.is_ascii_digit()) {
-                        return Err(err(format!("`{n}` is not a node group member")));
-                    }
+                if let Some((_, k)) = n.split_once(':')
+                    && (k.is_empty() || !k.chars().all(|c| c.is_ascii_digit()))
+                {
+                    return Err(err(format!("`{n}` is not a node group member")));
                 }
                 (Some(n.to_owned()), c)
             }
@@ -500,40 +499,37 @@ impl PlanGraph {
             }
         };
         let n = self.graph.node_count();
-        let mut new_index: Vec<Option<NodeIndex>> = vec![None; n];
+        let mut new_index: Vec<Option<u32>> = vec![None; n];
         // For each unplanned task, the planned tasks it transitively comes after.
-        let mut reach: Vec<Vec<(NodeIndex, String)>> = vec![Vec::new(); n];
-        let mut graph: DiGraph<Task, Edge> = DiGraph::with_capacity(
-            self.planned.iter().filter(|p| **p).count(),
-            self.graph.edge_count(),
-        );
-        let mut topo = Vec::new();
-        let mut seen: HashSet<NodeIndex> = HashSet::new();
-        let (old, planned) = (self.graph, self.planned);
+        let mut reach: Vec<Vec<(u32, String)>> = vec![Vec::new(); n];
+        let mut keep: Vec<NodeIndex> = Vec::new();
+        // New edges: (from, to, the original edge or a `via` label).
+        let mut new_edges: Vec<(u32, u32, Result<usize, String>)> = Vec::new();
+        let mut seen: HashSet<u32> = HashSet::new();
+        let (old, planned) = (&self.graph, &self.planned);
         for &v in &order {
             let i = v.index();
             if planned[i] {
-                let task = old[v].clone();
-                let nv = graph.add_node(task);
+                let nv = keep.len() as u32;
                 new_index[i] = Some(nv);
-                topo.push(nv);
+                keep.push(v);
                 seen.clear();
                 for e in old.edges_directed(v, Direction::Incoming) {
                     let p = e.source();
                     if let Some(np) = new_index[p.index()] {
                         if seen.insert(np) {
-                            graph.add_edge(np, nv, e.weight().clone());
+                            new_edges.push((np, nv, Ok(e.id().index())));
                         }
                     } else {
                         for (np, via) in &reach[p.index()] {
                             if seen.insert(*np) {
-                                graph.add_edge(*np, nv, Edge::Via(via.clone()));
+                                new_edges.push((*np, nv, Err(via.clone())));
                             }
                         }
                     }
                 }
             } else {
-                let mut acc: Vec<(NodeIndex, String)> = Vec::new();
+                let mut acc: Vec<(u32, String)> = Vec::new();
                 for e in old.edges_directed(v, Direction::Incoming) {
                     let p = e.source();
                     if let Some(np) = new_index[p.index()] {
@@ -550,6 +546,26 @@ impl PlanGraph {
                 }
                 reach[i] = acc;
             }
+        }
+        drop(reach);
+        // Move the kept tasks and edges out of the full graph (no copies).
+        let (nodes, edges) = self.graph.into_nodes_edges();
+        let mut tasks: Vec<Option<Task>> = nodes.into_iter().map(|n| Some(n.weight)).collect();
+        let mut weights: Vec<Option<Edge>> = edges.into_iter().map(|e| Some(e.weight)).collect();
+        let mut graph: DiGraph<Task, Edge> = DiGraph::with_capacity(keep.len(), new_edges.len());
+        let mut topo = Vec::with_capacity(keep.len());
+        for v in keep {
+            if let Some(t) = tasks[v.index()].take() {
+                topo.push(graph.add_node(t));
+            }
+        }
+        drop(tasks);
+        for (a, b, w) in new_edges {
+            let w = match w {
+                Ok(e) => weights[e].take().unwrap_or(Edge::Via(String::new())),
+                Err(via) => Edge::Via(via),
+            };
+            graph.add_edge(NodeIndex::new(a as usize), NodeIndex::new(b as usize), w);
         }
         Ok(Plan {
             service: self.service,
@@ -740,7 +756,7 @@ pub fn plan(
 /// The node a component sits on (the node it realizes, for a `node[...]` component).
 fn node_of<'a>(
     c: &'a ComponentInstance,
-    realizers: &HashMap<&ComponentId, &'a str>,
+    realizers: &FastMap<&ComponentId, &'a str>,
 ) -> Option<&'a str> {
     c.node.as_deref().or_else(|| realizers.get(&c.id).copied())
 }
@@ -767,7 +783,7 @@ pub fn build_graph(
     actual: &ActualState,
     request: &PlanRequest,
 ) -> Result<PlanGraph, PlanError> {
-    let realizers: HashMap<&ComponentId, &str> = model
+    let realizers: FastMap<&ComponentId, &str> = model
         .nodes
         .iter()
         .filter_map(|n| n.realized_by.as_ref().map(|c| (c, n.name.as_str())))
@@ -842,7 +858,7 @@ impl<'m> Builder<'m> {
     fn converge(&mut self, actual: &ActualState, all: bool) -> Result<(), PlanError> {
         let model = self.model;
         let n = model.components.len();
-        let index: HashMap<&ComponentId, usize> = model
+        let index: FastMap<&ComponentId, usize> = model
             .components
             .iter()
             .enumerate()
@@ -850,10 +866,9 @@ impl<'m> Builder<'m> {
             .collect();
         // 1. One converge task per component, with its unconditional reason if any.
         let mut seeds: Vec<Option<Reason>> = Vec::with_capacity(n);
-        let mut statics: Vec<dtk_model::value::Attributes> = Vec::with_capacity(n);
         for (i, c) in model.components.iter().enumerate() {
             Self::check_action(c, "create")?;
-            let st = static_inputs(c);
+            let st = static_inputs_cow(c);
             let hash = desired_hash(c, &st);
             let rec = actual.get(&c.id);
             let reason = if all {
@@ -868,7 +883,6 @@ impl<'m> Builder<'m> {
                 }
             };
             seeds.push(reason);
-            statics.push(st);
             self.add(
                 Task {
                     id: TaskId::new(&c.id, "create"),
@@ -917,27 +931,18 @@ impl<'m> Builder<'m> {
                 let Some(rec) = actual.get(&c.id) else {
                     continue;
                 };
-                let resolved = resolve_inputs(
-                    c,
-                    &statics[i],
-                    |p| {
-                        actual.get(p).map(|r| ProducerValues {
-                            outputs: &r.outputs,
-                            inputs: &r.inputs,
-                        })
-                    },
-                    None,
+                let linked = crate::resolve::linked_values(c, |p| {
+                    actual.get(p).map(|r| crate::resolve::ProducerValues {
+                        outputs: &r.outputs,
+                        inputs: &r.inputs,
+                    })
+                });
+                let digest = input_digest(
+                    dependency_ids(c)
+                        .map(|d| (d, actual.get(d).map(|r| r.outputs_digest.as_str()))),
+                    linked.iter().map(|(k, v)| (*k, *v)),
                 );
-                let stale = match resolved {
-                    Err(_) => true,
-                    Ok(inputs) => {
-                        let digest = input_digest(
-                            &inputs,
-                            dependency_ids(c).map(|d| (d, actual.get(d).map(|r| &r.outputs))),
-                        );
-                        digest != rec.input_digest
-                    }
-                };
+                let stale = digest != rec.input_digest;
                 if stale {
                     seeds[i] = Some(Reason::InputsChanged);
                 }
@@ -977,7 +982,7 @@ impl<'m> Builder<'m> {
     fn removed(
         &mut self,
         actual: &ActualState,
-        index: &HashMap<&ComponentId, usize>,
+        index: &FastMap<&ComponentId, usize>,
     ) -> Result<(), PlanError> {
         let mut removed: HashMap<&ComponentId, NodeIndex> = HashMap::new();
         for (id, rec) in &actual.components {
@@ -1016,15 +1021,12 @@ impl<'m> Builder<'m> {
                     self.graph.add_edge(t, dt, Edge::ReverseDependency);
                 }
             }
-            if let Some(node) = &rec.node {
-                if let Some(slots) = on_node.get(node.as_str()) {
-                    for &s in slots {
-                        self.graph.add_edge(
-                            t,
-                            NodeIndex::new(s),
-                            Edge::RemovedFromNode(node.clone()),
-                        );
-                    }
+            if let Some(node) = &rec.node
+                && let Some(slots) = on_node.get(node.as_str())
+            {
+                for &s in slots {
+                    self.graph
+                        .add_edge(t, NodeIndex::new(s), Edge::RemovedFromNode(node.clone()));
                 }
             }
         }
@@ -1054,10 +1056,10 @@ impl<'m> Builder<'m> {
             let Some(&t) = idx.get(id) else { continue };
             let mut seen = HashSet::new();
             for d in &rec.depends_on {
-                if let Some(&dt) = idx.get(d) {
-                    if seen.insert(dt) {
-                        self.graph.add_edge(t, dt, Edge::ReverseDependency);
-                    }
+                if let Some(&dt) = idx.get(d)
+                    && seen.insert(dt)
+                {
+                    self.graph.add_edge(t, dt, Edge::ReverseDependency);
                 }
             }
         }

@@ -87,3 +87,27 @@ pub(crate) fn resolve_inputs<'a>(
     }
     Ok(inputs)
 }
+
+/// The values of `component`'s links within the service (secret inputs excepted), by
+/// input name, looked up with `producer`: what [`crate::input_digest`] covers.
+pub(crate) fn linked_values<'a>(
+    component: &'a ComponentInstance,
+    mut producer: impl FnMut(&ComponentId) -> Option<ProducerValues<'a>>,
+) -> Vec<(&'a str, Option<&'a dtk_model::value::Value>)> {
+    let mut out = Vec::new();
+    for link in &component.links {
+        let LinkSource::Component(from) = &link.from else {
+            continue;
+        };
+        let values = producer(from);
+        for (path, to) in &link.mappings {
+            if component.secret_inputs.iter().any(|s| s == to) {
+                continue;
+            }
+            let v = values
+                .and_then(|p| lookup_path(p.outputs, path).or_else(|| lookup_path(p.inputs, path)));
+            out.push((to.as_str(), v));
+        }
+    }
+    out
+}

@@ -87,6 +87,10 @@ pub struct AppliedComponent {
     /// The digest of its resolved inputs and its dependencies' outputs when applied (see
     /// [`crate::input_digest`]): a consumer runs again when this changes.
     pub input_digest: String,
+    /// The digest of `outputs` (see [`crate::outputs_digest`]): what the dependents'
+    /// input digests are made of.
+    #[serde(default)]
+    pub outputs_digest: String,
     /// The resolved inputs it was applied with (linked values included, secrets never).
     #[serde(default)]
     pub inputs: Attributes,
@@ -256,6 +260,7 @@ impl ActualState {
                     if let Some(rec) = self.components.get_mut(&done.component) {
                         rec.outputs
                             .extend(outputs.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        rec.outputs_digest = crate::hash::outputs_digest(&rec.outputs);
                     }
                 }
                 JournalEffect::Failed { record, .. } => {

@@ -1,4 +1,5 @@
 //! Unit tests of internal helpers.
+#![allow(clippy::unwrap_used)]
 
 use dtk_model::module::AttrType;
 use dtk_model::provider::Secrets;

@@ -274,18 +274,18 @@ impl M {
     /// Adds a component; one on a node depends on the node's component.
     pub fn cmp(mut self, c: C) -> M {
         let mut c = c;
-        if let Some(n) = c.inst.node.clone() {
-            if !c.inst.realizes_node {
-                let nid = format!("node[{n}]");
-                if self.model.components.iter().any(|x| x.id.0 == nid) {
-                    c.inst.depends_on.insert(
-                        0,
-                        Dependency {
-                            on: ComponentId(nid),
-                            reason: format!("node {n}"),
-                        },
-                    );
-                }
+        if let Some(n) = c.inst.node.clone()
+            && !c.inst.realizes_node
+        {
+            let nid = format!("node[{n}]");
+            if self.model.components.iter().any(|x| x.id.0 == nid) {
+                c.inst.depends_on.insert(
+                    0,
+                    Dependency {
+                        on: ComponentId(nid),
+                        reason: format!("node {n}"),
+                    },
+                );
             }
         }
         self.model.components.push(c.build());
