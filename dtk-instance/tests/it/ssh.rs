@@ -695,6 +695,21 @@ async fn a_key_the_server_does_not_accept_is_refused() {
     let secret_line = private.lines().nth(1).expect("key body");
     assert!(!message.contains(secret_line) && !format!("{err:?}").contains(secret_line));
     assert!(!err.is_transient());
+
+    // The right key, readable by others: ssh ignores it, and the error says why.
+    let loose = w.tmp.path().join("loose_key");
+    std::fs::copy(w.sshd.user_key(), &loose).expect("copy");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let host = w.host().with_identity_file(&loose);
+    let err = w
+        .pool
+        .exec(&host, &req(&w.node("a")).line("true"))
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("too open"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

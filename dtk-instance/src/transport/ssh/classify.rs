@@ -79,9 +79,22 @@ pub(crate) fn classify(stderr: &str) -> Failure {
         };
     }
     if has("Permission denied") || has("Too many authentication failures") {
-        return Failure::AuthRefused {
-            detail: last(&messages),
+        // A key ssh could not use explains the refusal better than the refusal itself.
+        let key_problem = messages.iter().find(|l| {
+            l.contains("UNPROTECTED PRIVATE KEY FILE")
+                || l.contains("Identity file")
+                || l.starts_with("Load key")
+                || l.starts_with("Permissions 0")
+        });
+        let detail = match key_problem {
+            Some(l) if l.contains("UNPROTECTED") || l.starts_with("Permissions 0") => {
+                "ssh ignored the private key: its permissions are too open (chmod 600 it)"
+                    .to_owned()
+            }
+            Some(l) => (*l).to_owned(),
+            None => last(&messages),
         };
+        return Failure::AuthRefused { detail };
     }
     if has("timed out") || has("Connection timed out") {
         return Failure::Timeout;

@@ -435,6 +435,25 @@ fn ssh_failures_are_classified() {
         expect![[r#"AuthRefused { detail: "root@127.0.0.1: Permission denied (publickey)." }"#]],
     );
     check(
+        "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+         @         WARNING: UNPROTECTED PRIVATE KEY FILE!          @\n\
+         @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+         Permissions 0644 for '/k' are too open.\n\
+         This private key will be ignored.\n\
+         Load key \"/k\": bad permissions\n\
+         root@127.0.0.1: Permission denied (publickey).\n",
+        expect![[
+            r#"AuthRefused { detail: "ssh ignored the private key: its permissions are too open (chmod 600 it)" }"#
+        ]],
+    );
+    check(
+        "Warning: Identity file /nope not accessible: No such file or directory.\n\
+         root@127.0.0.1: Permission denied (publickey).\n",
+        expect![[
+            r#"AuthRefused { detail: "Warning: Identity file /nope not accessible: No such file or directory." }"#
+        ]],
+    );
+    check(
         "Connection timed out during banner exchange\nConnection to 127.0.0.1 port 4 timed out\n",
         expect![["Timeout"]],
     );
