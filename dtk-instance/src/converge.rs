@@ -252,11 +252,10 @@ impl Service {
             let Ok(observed) = provider.read(&req).await else {
                 continue;
             };
-            if observed == Observed::Missing {
-                if let Some(rec) = state.components.get_mut(&c.id) {
+            if observed == Observed::Missing
+                && let Some(rec) = state.components.get_mut(&c.id) {
                     rec.drift = Some(DriftMark::Missing);
                 }
-            }
         }
         Ok(())
     }

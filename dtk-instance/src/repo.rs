@@ -509,8 +509,8 @@ impl InstanceRepo {
             }
         }
         for path in &materialized {
-            if !present.contains(path) {
-                if let Some((id, _)) = files.get(path) {
+            if !present.contains(path)
+                && let Some((id, _)) = files.get(path) {
                     out.push(FileChange {
                         path: path.clone(),
                         kind: ChangeKind::Deleted,
@@ -518,7 +518,6 @@ impl InstanceRepo {
                         new: None,
                     });
                 }
-            }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
@@ -673,11 +672,10 @@ fn collect_files(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> Result<
         let ft = entry.file_type().map_err(io_err(&p, "stat"))?;
         if ft.is_dir() {
             collect_files(root, &p, out)?;
-        } else if ft.is_file() {
-            if let Ok(rel) = p.strip_prefix(root) {
+        } else if ft.is_file()
+            && let Ok(rel) = p.strip_prefix(root) {
                 out.insert(rel.to_string_lossy().replace('\\', "/"));
             }
-        }
     }
     Ok(())
 }

@@ -436,11 +436,10 @@ impl Service {
                 doc.dependencies.insert(id, rm.version);
             }
         }
-        if let Some(sf) = doc.staged_from.as_mut() {
-            if &sf.module == module {
+        if let Some(sf) = doc.staged_from.as_mut()
+            && &sf.module == module {
                 sf.version = new_version.clone();
             }
-        }
         let text = dtk_model::dsl::write_service(&doc);
         edits.push(TreeEdit::File(
             SERVICE_FILE.to_owned(),

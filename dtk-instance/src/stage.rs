@@ -122,18 +122,19 @@ impl Home {
                 }
                 let binding = self.target_binding(t, true)?;
                 // The module realizing nodes joins the service's pinned modules.
-                if let Some((nr, version, tree, module)) = self.node_module(t, &binding)? {
-                    match pins.get(&nr.module) {
+                // The module realizing nodes, and its own dependency closure, join the
+                // service's pinned modules.
+                for (id, version, tree, module) in self.node_modules(t, &binding)? {
+                    match pins.get(&id) {
                         Some(v) if v != &version => {
                             return Err(InstanceError::refused(format!(
-                                "the service pins {}@{v} but target `{t}` realizes nodes with {}@{version}",
-                                nr.module, nr.module
+                                "the service pins {id}@{v} but target `{t}` realizes nodes with {id}@{version}"
                             )));
                         }
                         Some(_) => {}
                         None => {
-                            pins.insert(nr.module.clone(), version);
-                            trees.push((module_path(&nr.module), tree));
+                            pins.insert(id.clone(), version);
+                            trees.push((module_path(&id), tree));
                             modules.insert(module);
                         }
                     }
@@ -262,20 +263,17 @@ impl Home {
             ..Default::default()
         };
         // The node component comes from the target's assembly in its pinned root module.
-        if let Some(sf) = &doc.staged_from {
-            if let Some(asm) = modules
+        if let Some(sf) = &doc.staged_from
+            && let Some(asm) = modules
                 .get(&sf.module)
                 .and_then(|m| m.assemblies.get(&sf.assembly))
-            {
-                if let Some(r) = &asm.node_component {
+                && let Some(r) = &asm.node_component {
                     let found = resolve_component_module(&modules, r, &sf.module)?;
                     binding.node_component = Some(NodeRealizer {
                         module: found,
                         reference: r.clone(),
                     });
                 }
-            }
-        }
         let model = expand(&doc, &modules, None, SERVICE_FILE)?;
         for c in &model.components {
             let mut values = c.inputs.clone();
@@ -291,38 +289,71 @@ impl Home {
             });
         }
         // A target staged on another target offers that one's components too.
-        if let Some(base) = &doc.target {
-            if base != name {
+        if let Some(base) = &doc.target
+            && base != name {
                 let inner = self.target_binding(base, false)?;
                 binding.components.extend(inner.components);
                 if binding.node_component.is_none() {
                     binding.node_component = inner.node_component;
                 }
             }
-        }
         Ok(binding)
     }
 
-    /// The module realizing nodes on target `t`, at the version the target pins.
-    #[allow(clippy::type_complexity)]
-    fn node_module(
+    /// The module realizing nodes on target `t` and its dependency closure, at the
+    /// versions the target pins (read from the catalog: the service's repository borrows
+    /// objects from the catalog only).
+    fn node_modules(
         &self,
         t: &str,
         binding: &TargetBinding,
-    ) -> Result<Option<(NodeRealizer, ModuleVersion, gix::ObjectId, Module)>, InstanceError> {
+    ) -> Result<Vec<(ModuleId, ModuleVersion, gix::ObjectId, Module)>, InstanceError> {
         let Some(nr) = &binding.node_component else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
-        let svc = self.service(t)?;
-        let doc = svc.committed_doc()?;
+        let doc = self.service(t)?.committed_doc()?;
         let Some(version) = doc.dependencies.get(&nr.module).cloned() else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
-        // The catalog's copy, not the target's instance copy: the service's repository
-        // borrows objects from the catalog only.
-        let tree = self.catalog().tree_id(&nr.module, &version)?;
-        let module = self.catalog_module(&nr.module, &version)?;
-        Ok(Some((nr.clone(), version, tree, module)))
+        let resolution = self.catalog().resolve(&nr.module, &exact(&version)?)?;
+        let mut out = Vec::new();
+        for (id, rm) in resolution.modules {
+            let v = doc.dependencies.get(&id).cloned().unwrap_or(rm.version);
+            let tree = self.catalog().tree_id(&id, &v)?;
+            let module = self.catalog_module(&id, &v)?;
+            out.push((id, v, tree, module));
+        }
+        Ok(out)
+    }
+
+    /// Publishes a module shipped inside the program (its `dtk.module.yaml` text) unless
+    /// the catalog has that version already. Returns the parsed module.
+    pub fn ensure_bundled_module(&self, text: &str, file: &str) -> Result<Module, InstanceError> {
+        let module = dtk_model::dsl::parse_module(text, file)?;
+        let have = self.catalog().versions(&module.id).unwrap_or_default();
+        if !have.contains(&module.version) {
+            let tmp = self.scratch_dir("bundled");
+            fs::create_dir_all(&tmp).map_err(io_err(&tmp, "create"))?;
+            let manifest = tmp.join("dtk.module.yaml");
+            fs::write(&manifest, text).map_err(io_err(&manifest, "write"))?;
+            let published = self.catalog().publish(&tmp);
+            let _ = fs::remove_dir_all(&tmp);
+            match published {
+                Ok(_) => {}
+                // Another process published the same text at the same time: fine.
+                Err(e)
+                    if self
+                        .catalog()
+                        .versions(&module.id)
+                        .unwrap_or_default()
+                        .contains(&module.version) =>
+                {
+                    let _ = e;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(module)
     }
 
     /// Makes sure the built-in `local` target exists and has converged: publishes the
@@ -337,21 +368,8 @@ impl Home {
             }
             return svc.mark_converged_empty();
         }
-        let module = dtk_model::dsl::parse_module(
-            crate::home::DTK_LOCAL_MODULE,
-            "dtk/local/dtk.module.yaml",
-        )?;
-        let have = self.catalog().versions(&module.id).unwrap_or_default();
-        if !have.contains(&module.version) {
-            let tmp = self.scratch_dir("dtk-local");
-            fs::create_dir_all(&tmp).map_err(io_err(&tmp, "create"))?;
-            let manifest = tmp.join("dtk.module.yaml");
-            fs::write(&manifest, crate::home::DTK_LOCAL_MODULE)
-                .map_err(io_err(&manifest, "write"))?;
-            let published = self.catalog().publish(&tmp);
-            let _ = fs::remove_dir_all(&tmp);
-            published?;
-        }
+        let module =
+            self.ensure_bundled_module(crate::home::DTK_LOCAL_MODULE, "dtk/local/dtk.module.yaml")?;
         let staged = self.stage(&StageRequest {
             module: module.id.clone(),
             version: Some(exact(&module.version)?),

@@ -1,5 +1,7 @@
 //! dtk-instance's integration tests: one binary, one module per area.
 
+#![allow(clippy::unwrap_used)]
+
 mod converge;
 mod ssh;
 mod stage;

@@ -1,0 +1,1063 @@
+//! `dtk service ...`: stage, edit, converge and inspect service instances.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use dtk_instance::converge::{RunOptions, RunReport};
+use dtk_instance::home::Home;
+use dtk_instance::repo::ChangeKind;
+use dtk_instance::stage::StageRequest;
+use dtk_model::{ComponentId, Value, VersionReq};
+use dtk_workflow::Limits;
+use serde::Serialize;
+
+use crate::Ctx;
+use crate::cmd::module::ModuleSpec;
+use crate::output::{table, utc_time};
+use crate::progress;
+
+/// `dtk service` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Stage an assembly: make a service instance with its own repository of desired state
+    ///
+    /// The module's dependency closure is resolved and pinned; the instance holds
+    /// instance copies of every module it uses, isolated from later module versions.
+    /// Without --target the default target is used (see `dtk target set-default`), else
+    /// the built-in local one.
+    #[command(
+        after_help = "Examples:\n  dtk service stage demo/webapp two_tier -n shop\n  \
+                            dtk service stage aws/network target -n aws1 --base\n  \
+                            dtk service stage demo/webapp@1.0.0 two_tier -n shop2 --target aws1"
+    )]
+    Stage {
+        /// The module holding the assembly, `NS/NAME[@VER]` (default: the latest version)
+        #[arg(value_name = "NS/NAME[@VER]")]
+        module: ModuleSpec,
+        /// The assembly to stage
+        assembly: String,
+        /// The new service instance's name
+        #[arg(short = 'n', long = "name", value_name = "NAME")]
+        name: String,
+        /// The target instance to deploy into
+        #[arg(long, value_name = "TARGET", conflicts_with = "base")]
+        target: Option<String>,
+        /// Stage a target instance (a base for other services)
+        #[arg(long)]
+        base: bool,
+    },
+    /// List service instances
+    #[command(after_help = "Example:\n  dtk service list")]
+    List,
+    /// One instance's nodes, components, attributes and their states
+    #[command(after_help = "Example:\n  dtk service status shop")]
+    Status {
+        /// The service instance
+        name: String,
+    },
+    /// Print the path of the instance repository, for editing its files
+    #[command(
+        after_help = "Example:\n  cd \"$(dtk service dir shop)\" && $EDITOR dtk.service.yaml"
+    )]
+    Dir {
+        /// The service instance
+        name: String,
+    },
+    /// Set an attribute of the desired state (converge applies it)
+    ///
+    /// PATH is `node/attr` (a node's own, e.g. `workers/cardinality`),
+    /// `node/component/attr`, or `component[inst]/attr`. VALUE is YAML: `4`, `true`,
+    /// `hello`, `[a, b]`, `{k: v}`. Secret attributes go to the secret store, never to the
+    /// repository.
+    #[command(
+        name = "set-attribute",
+        after_help = "Examples:\n  dtk service set-attribute shop db/backend/message 'hello again'\n  \
+                      dtk service set-attribute crunch workers/cardinality 4"
+    )]
+    SetAttribute {
+        /// The service instance
+        name: String,
+        /// The attribute's path
+        path: String,
+        /// The value, as YAML
+        value: String,
+    },
+    /// Every attribute of every component, with its value and where it comes from
+    #[command(after_help = "Example:\n  dtk service attributes shop")]
+    Attributes {
+        /// The service instance
+        name: String,
+        /// Also show hidden attributes
+        #[arg(long)]
+        all: bool,
+    },
+    /// The tasks converge would run, as a tree, without running them
+    #[command(after_help = "Example:\n  dtk service plan shop")]
+    Plan {
+        /// The service instance
+        name: String,
+    },
+    /// Commit the edits, plan, execute and record
+    #[command(after_help = "Examples:\n  dtk service converge shop\n  \
+                            dtk service converge shop -m 'new message' --concurrency 32")]
+    Converge {
+        /// The service instance
+        name: String,
+        /// The commit message for the edits
+        #[arg(short = 'm', long = "message")]
+        message: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Run a custom action of a component: `[NODE/]CMP.ACTION [k=v ...]`
+    #[command(after_help = "Example:\n  dtk service exec shop web/web.smoke_test")]
+    Exec {
+        /// The service instance
+        name: String,
+        /// The action, `[NODE/]COMPONENT.ACTION`
+        #[arg(value_name = "[NODE/]CMP.ACTION")]
+        action: String,
+        /// Parameters, `name=value` (value is YAML)
+        #[arg(value_name = "K=V")]
+        params: Vec<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// The last task's tree: each step's status, node and duration
+    #[command(
+        name = "task-status",
+        after_help = "Example:\n  dtk service task-status shop"
+    )]
+    TaskStatus {
+        /// The service instance
+        name: String,
+    },
+    /// The instance's history: desired-state commits and runs
+    #[command(after_help = "Example:\n  dtk service log shop")]
+    Log {
+        /// The service instance
+        name: String,
+        /// At most this many entries
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Uncommitted edits of the instance repository
+    #[command(after_help = "Example:\n  dtk service diff shop")]
+    Diff {
+        /// The service instance
+        name: String,
+    },
+    /// The workflow DAG as Graphviz DOT (or SVG with --svg, when `dot` is installed)
+    #[command(after_help = "Example:\n  dtk service graph shop | dot -Tpng > shop.png")]
+    Graph {
+        /// The service instance
+        name: String,
+        /// Render SVG with Graphviz's `dot`
+        #[arg(long)]
+        svg: bool,
+    },
+    /// Set the desired state back to an earlier revision, as a new commit
+    #[command(after_help = "Example:\n  dtk service rollback shop HEAD~1")]
+    Rollback {
+        /// The service instance
+        name: String,
+        /// The revision (a commit id, `HEAD~2`)
+        rev: String,
+    },
+    /// Move the instance to a newer version of one of its modules (three-way merge)
+    #[command(
+        name = "pull-base",
+        after_help = "Examples:\n  dtk service pull-base shop                       # the staged module's latest\n  \
+                      dtk service pull-base shop demo/webapp@1.1.0"
+    )]
+    PullBase {
+        /// The service instance
+        name: String,
+        /// The module and version (default: the staged module, latest version)
+        #[arg(value_name = "NS/NAME[@VER]")]
+        module: Option<ModuleSpec>,
+    },
+    /// Run every delete action in reverse dependency order; nothing stays deployed
+    #[command(after_help = "Example:\n  dtk service delete shop")]
+    Delete {
+        /// The service instance
+        name: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Remove the instance: its repository, secrets and sandboxes
+    #[command(after_help = "Example:\n  dtk service delete shop && dtk service uninstall shop")]
+    Uninstall {
+        /// The service instance
+        name: String,
+        /// Remove it even though components are still deployed
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Options of commands that run tasks.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// At most this many tasks at once
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// The time limit of one action attempt, in seconds, when the action sets none
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    timeout: u64,
+}
+
+impl RunArgs {
+    fn options(&self, message: Option<String>) -> RunOptions {
+        RunOptions {
+            message,
+            limits: Limits {
+                concurrency: self.concurrency.max(1),
+                ..Limits::default()
+            },
+            default_timeout: std::time::Duration::from_secs(self.timeout.max(1)),
+            ..RunOptions::default()
+        }
+    }
+}
+
+/// Runs a `dtk service` command.
+pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
+    let home = ctx.open_home()?;
+    match cmd {
+        ServiceCommand::Stage {
+            module,
+            assembly,
+            name,
+            target,
+            base,
+        } => {
+            let version = module
+                .version
+                .as_ref()
+                .map(dtk_instance::stage::exact)
+                .transpose()?;
+            let staged = home.stage(&StageRequest {
+                module: module.id.clone(),
+                version: version.map(|v: VersionReq| v),
+                assembly,
+                name,
+                target,
+                base,
+            })?;
+            ctx.out.emit("dtk.service.stage/v1", &staged, |w| {
+                writeln!(
+                    w,
+                    "staged `{}` ({} nodes, {} components)",
+                    staged.name,
+                    staged.nodes.len(),
+                    staged.components.len()
+                )?;
+                if let Some(t) = &staged.target {
+                    writeln!(w, "  target:      {t}")?;
+                }
+                writeln!(w, "  repository:  {}", staged.dir.display())?;
+                for (m, v) in &staged.modules {
+                    writeln!(w, "  module:      {m}@{v}")?;
+                }
+                writeln!(w, "next: dtk service converge {}", staged.name)
+            })
+        }
+        ServiceCommand::List => {
+            let list = home.services()?;
+            #[derive(Serialize)]
+            struct Doc<'a> {
+                services: &'a [dtk_instance::home::ServiceSummary],
+            }
+            ctx.out
+                .emit("dtk.service.list/v1", &Doc { services: &list }, |w| {
+                    if list.is_empty() {
+                        return writeln!(
+                            w,
+                            "no service instances (stage one with `dtk service stage`)"
+                        );
+                    }
+                    let mut rows = vec![vec![
+                        "NAME".to_owned(),
+                        "KIND".to_owned(),
+                        "STAGED FROM".to_owned(),
+                        "TARGET".to_owned(),
+                        "LAST CONVERGE".to_owned(),
+                    ]];
+                    for s in &list {
+                        rows.push(vec![
+                            s.name.clone(),
+                            if s.is_target { "target" } else { "service" }.to_owned(),
+                            s.staged_from.clone().unwrap_or_else(|| "-".into()),
+                            s.target.clone().unwrap_or_else(|| "-".into()),
+                            s.last_converge.clone().unwrap_or_else(|| "never".into()),
+                        ]);
+                    }
+                    table(w, &rows)
+                })
+        }
+        ServiceCommand::Status { name } => status(&home, &name, ctx),
+        ServiceCommand::Dir { name } => {
+            let svc = home.service(&name)?;
+            #[derive(Serialize)]
+            struct Doc {
+                dir: std::path::PathBuf,
+            }
+            let doc = Doc {
+                dir: svc.dir().to_path_buf(),
+            };
+            ctx.out.emit("dtk.service.dir/v1", &doc, |w| {
+                writeln!(w, "{}", doc.dir.display())
+            })
+        }
+        ServiceCommand::SetAttribute { name, path, value } => {
+            let svc = home.service(&name)?;
+            let set = svc.set_attribute(&path, &value)?;
+            ctx.out.emit("dtk.service.set-attribute/v1", &set, |w| {
+                if set.secret {
+                    writeln!(
+                        w,
+                        "set secret `{}` (kept in the secret store, outside the repository)",
+                        set.path
+                    )
+                } else {
+                    writeln!(
+                        w,
+                        "set `{}` = {} (uncommitted; `dtk service converge {name}` applies it)",
+                        set.path,
+                        set.value
+                            .as_ref()
+                            .map(ToString::to_string)
+                            .unwrap_or_default()
+                    )
+                }
+            })
+        }
+        ServiceCommand::Attributes { name, all } => attributes(&home, &name, all, ctx),
+        ServiceCommand::Plan { name } => {
+            let svc = home.service(&name)?;
+            let rt = runtime()?;
+            let (_, plan) = rt.block_on(svc.plan())?;
+            #[derive(Serialize)]
+            struct Task {
+                id: String,
+                component: String,
+                action: String,
+                node: Option<String>,
+                reason: String,
+                after: Vec<String>,
+            }
+            #[derive(Serialize)]
+            struct Doc {
+                service: String,
+                tasks: Vec<Task>,
+            }
+            let doc = Doc {
+                service: name.clone(),
+                tasks: plan
+                    .tasks()
+                    .map(|t| Task {
+                        id: t.id.as_str().to_owned(),
+                        component: t.component.to_string(),
+                        action: t.action.clone(),
+                        node: t.node.clone(),
+                        reason: t.reason.to_string(),
+                        after: plan
+                            .predecessors(&t.id)
+                            .into_iter()
+                            .map(|p| p.as_str().to_owned())
+                            .collect(),
+                    })
+                    .collect(),
+            };
+            ctx.out.emit("dtk.service.plan/v1", &doc, |w| {
+                if plan.is_empty() {
+                    return writeln!(w, "nothing to do: `{name}` matches its desired state");
+                }
+                write!(w, "{}", plan.render_tree())
+            })
+        }
+        ServiceCommand::Converge { name, message, run } => {
+            let svc = home.service(&name)?;
+            let opts = run.options(message);
+            run_tasks(ctx, "converge", &name, opts, |opts| {
+                let svc = &svc;
+                Box::pin(async move { svc.converge(&opts).await })
+            })
+        }
+        ServiceCommand::Exec {
+            name,
+            action,
+            params,
+            run,
+        } => {
+            let svc = home.service(&name)?;
+            let mut map = BTreeMap::new();
+            for p in &params {
+                let Some((k, v)) = p.split_once('=') else {
+                    anyhow::bail!("parameter `{p}` is not `name=value`");
+                };
+                map.insert(
+                    k.to_owned(),
+                    dtk_model::dsl::parse_value(v, &format!("parameter {k}"))?,
+                );
+            }
+            let opts = run.options(None);
+            run_tasks(ctx, "exec", &name, opts, |opts| {
+                let svc = &svc;
+                let action = action.clone();
+                let map = map.clone();
+                Box::pin(async move { svc.exec(&action, map, &opts).await })
+            })
+        }
+        ServiceCommand::TaskStatus { name } => {
+            let svc = home.service(&name)?;
+            let Some(report) = svc.last_run()? else {
+                anyhow::bail!(
+                    "`{name}` has not run any task yet (run `dtk service converge {name}`)"
+                );
+            };
+            ctx.out.emit("dtk.service.task-status/v1", &report, |w| {
+                print_task_status(w, &report)
+            })
+        }
+        ServiceCommand::Log { name, limit } => {
+            let svc = home.service(&name)?;
+            let commits = svc.log(limit)?;
+            let runs = svc.runs(limit)?;
+            #[derive(Serialize)]
+            struct Doc<'a> {
+                commits: &'a [dtk_instance::repo::CommitInfo],
+                runs: &'a [dtk_instance::repo::CommitInfo],
+            }
+            ctx.out.emit(
+                "dtk.service.log/v1",
+                &Doc {
+                    commits: &commits,
+                    runs: &runs,
+                },
+                |w| {
+                    writeln!(w, "desired state:")?;
+                    for c in &commits {
+                        writeln!(
+                            w,
+                            "  {}  {}  {}",
+                            &c.id[..10.min(c.id.len())],
+                            utc_time(c.time),
+                            c.summary
+                        )?;
+                    }
+                    writeln!(w, "runs:")?;
+                    if runs.is_empty() {
+                        writeln!(w, "  none yet")?;
+                    }
+                    for c in &runs {
+                        writeln!(w, "  {}  {}", utc_time(c.time), c.summary)?;
+                    }
+                    Ok(())
+                },
+            )
+        }
+        ServiceCommand::Diff { name } => {
+            let svc = home.service(&name)?;
+            let changes = svc.diff()?;
+            #[derive(Serialize)]
+            struct Change {
+                path: String,
+                kind: ChangeKind,
+                diff: String,
+            }
+            let docs: Vec<Change> = changes
+                .iter()
+                .map(|c| Change {
+                    path: c.path.clone(),
+                    kind: c.kind,
+                    diff: unified(&c.path, c.old.as_deref(), c.new.as_deref()),
+                })
+                .collect();
+            #[derive(Serialize)]
+            struct Doc {
+                changes: Vec<Change>,
+            }
+            let doc = Doc { changes: docs };
+            ctx.out.emit("dtk.service.diff/v1", &doc, |w| {
+                if doc.changes.is_empty() {
+                    return writeln!(w, "no uncommitted edits");
+                }
+                for c in &doc.changes {
+                    write!(w, "{}", c.diff)?;
+                }
+                Ok(())
+            })
+        }
+        ServiceCommand::Graph { name, svg } => {
+            let svc = home.service(&name)?;
+            let model = svc.model()?;
+            let state = svc.actual_state()?;
+            let graph =
+                dtk_workflow::build_graph(&model, &state, &dtk_workflow::PlanRequest::ConvergeAll)?;
+            let dot = dtk_workflow::render_dot(&graph);
+            let text = if svg { to_svg(&dot)? } else { dot };
+            #[derive(Serialize)]
+            struct Doc {
+                format: &'static str,
+                graph: String,
+            }
+            let doc = Doc {
+                format: if svg { "svg" } else { "dot" },
+                graph: text,
+            };
+            ctx.out
+                .emit("dtk.service.graph/v1", &doc, |w| write!(w, "{}", doc.graph))
+        }
+        ServiceCommand::Rollback { name, rev } => {
+            let svc = home.service(&name)?;
+            let commit = svc.rollback(&rev)?;
+            #[derive(Serialize)]
+            struct Doc {
+                commit: String,
+            }
+            let doc = Doc {
+                commit: commit.to_string(),
+            };
+            ctx.out.emit("dtk.service.rollback/v1", &doc, |w| {
+                writeln!(
+                    w,
+                    "desired state of `{name}` is back at {rev} (commit {}); converge to apply it",
+                    &doc.commit[..10]
+                )
+            })
+        }
+        ServiceCommand::PullBase { name, module } => {
+            let svc = home.service(&name)?;
+            let (id, version) = match module {
+                Some(m) => (m.id, m.version),
+                None => {
+                    let doc = svc.committed_doc()?;
+                    let Some(sf) = doc.staged_from else {
+                        anyhow::bail!(
+                            "`{name}` does not record what it was staged from; name the module"
+                        );
+                    };
+                    (sf.module, None)
+                }
+            };
+            let out = svc.pull_base(&id, version.as_ref())?;
+            ctx.out
+                .emit("dtk.service.pull-base/v1", &out, |w| match &out.commit {
+                    Some(c) => writeln!(
+                        w,
+                        "{}: {} -> {} merged (commit {}); converge to apply it",
+                        out.module,
+                        out.from,
+                        out.to,
+                        &c[..10]
+                    ),
+                    None => writeln!(w, "{} is already at {}", out.module, out.to),
+                })
+        }
+        ServiceCommand::Delete { name, run } => {
+            let svc = home.service(&name)?;
+            let opts = run.options(None);
+            run_tasks(ctx, "delete", &name, opts, |opts| {
+                let svc = &svc;
+                Box::pin(async move { svc.delete(&opts).await })
+            })
+        }
+        ServiceCommand::Uninstall { name, force } => {
+            let svc = home.service(&name)?;
+            svc.uninstall(force)?;
+            #[derive(Serialize)]
+            struct Doc<'a> {
+                uninstalled: &'a str,
+            }
+            ctx.out.emit(
+                "dtk.service.uninstall/v1",
+                &Doc { uninstalled: &name },
+                |w| writeln!(w, "uninstalled `{name}`"),
+            )
+        }
+    }
+}
+
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+type RunFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<RunReport, dtk_instance::InstanceError>> + 'a>,
+>;
+
+/// Runs a task-running command with a live view, Ctrl-C handling and a final summary.
+fn run_tasks<'a>(
+    ctx: &Ctx,
+    what: &str,
+    name: &str,
+    mut opts: RunOptions,
+    start: impl FnOnce(RunOptions) -> RunFuture<'a>,
+) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    opts.events = Some(tx);
+    let cancel = opts.cancel.clone();
+    let view = progress::View::new(!ctx.out.is_json());
+    let report = rt.block_on(async {
+        let cancel2 = cancel.clone();
+        let view2 = view.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                view2.note("interrupted: finishing running tasks, starting no new ones (Ctrl-C again to quit now)");
+                cancel2.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        let printer = tokio::spawn(progress::consume(rx, view.clone()));
+        let report = start(opts).await;
+        let _ = printer.await;
+        report
+    });
+    view.finish();
+    let report = report?;
+    ctx.out
+        .emit(&format!("dtk.service.{what}/v1"), &report, |w| {
+            print_summary(w, &report)
+        })?;
+    if report.status == "succeeded" {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("{what} of `{name}` {}", report.status))
+    }
+}
+
+fn print_summary(w: &mut dyn Write, r: &RunReport) -> std::io::Result<()> {
+    let count = |s: &str| r.tasks.iter().filter(|t| t.status == s).count();
+    writeln!(
+        w,
+        "{} {} {} in {:.1}s: {} done, {} unchanged, {} failed, {} skipped{}",
+        r.kind,
+        r.service,
+        r.status,
+        r.duration_ms as f64 / 1000.0,
+        count("done"),
+        count("unchanged"),
+        count("failed"),
+        count("skipped"),
+        if count("cancelled") > 0 {
+            format!(", {} cancelled", count("cancelled"))
+        } else {
+            String::new()
+        }
+    )?;
+    if r.tasks.is_empty() {
+        writeln!(w, "nothing to do: the service matches its desired state")?;
+    }
+    if r.resumed_from_journal > 0 {
+        writeln!(
+            w,
+            "resumed: {} task(s) completed by an interrupted run were not run again",
+            r.resumed_from_journal
+        )?;
+    }
+    for t in r.tasks.iter().filter(|t| t.status == "failed") {
+        writeln!(
+            w,
+            "  failed: {} ({}): {}",
+            t.id,
+            t.node.as_deref().unwrap_or("-"),
+            t.detail.as_deref().unwrap_or("")
+        )?;
+        if let Some(log) = &t.log {
+            writeln!(w, "          log: {}", log.display())?;
+        }
+    }
+    if r.tasks.iter().any(|t| t.log.is_some()) {
+        writeln!(w, "task logs: {}", r.logs.display())?;
+    }
+    Ok(())
+}
+
+fn print_task_status(w: &mut dyn Write, r: &RunReport) -> std::io::Result<()> {
+    writeln!(
+        w,
+        "{} of {} ({}), started {}, {:.1}s, {}",
+        r.kind,
+        r.service,
+        r.run,
+        utc_time(i64::try_from(r.started_at).unwrap_or(0)),
+        r.duration_ms as f64 / 1000.0,
+        r.status
+    )?;
+    let mut rows = vec![vec![
+        "TASK".to_owned(),
+        "NODE".to_owned(),
+        "STATUS".to_owned(),
+        "DURATION".to_owned(),
+        "DETAIL".to_owned(),
+    ]];
+    for t in &r.tasks {
+        rows.push(vec![
+            t.id.clone(),
+            t.node.clone().unwrap_or_else(|| "-".into()),
+            t.status.clone(),
+            format!("{:.2}s", t.duration_ms as f64 / 1000.0),
+            t.detail.clone().unwrap_or_default(),
+        ]);
+    }
+    table(w, &rows)?;
+    writeln!(w)?;
+    write!(w, "{}", r.tree)
+}
+
+fn status(home: &Home, name: &str, ctx: &Ctx) -> anyhow::Result<()> {
+    let svc = home.service(name)?;
+    let model = svc.model()?;
+    let state = svc.actual_state()?;
+    let secrets = svc.secrets()?;
+    let last = svc.last_converge()?;
+    let pending = svc.diff()?.len();
+    #[derive(Serialize)]
+    struct Component {
+        id: String,
+        node: Option<String>,
+        state: String,
+        inputs: BTreeMap<String, Value>,
+        outputs: BTreeMap<String, Value>,
+        secrets: Vec<String>,
+    }
+    #[derive(Serialize)]
+    struct Node {
+        name: String,
+        group: Option<String>,
+        attributes: BTreeMap<String, Value>,
+    }
+    #[derive(Serialize)]
+    struct Doc {
+        name: String,
+        target: Option<String>,
+        last_converge: Option<dtk_instance::service::ConvergeRecord>,
+        uncommitted_edits: usize,
+        nodes: Vec<Node>,
+        components: Vec<Component>,
+        removed: Vec<String>,
+    }
+    let components: Vec<Component> = model
+        .components
+        .iter()
+        .map(|c| {
+            let rec = state.components.get(&c.id);
+            let st = match rec {
+                None => "pending".to_owned(),
+                Some(r) if r.drift.is_some() => "drifted".to_owned(),
+                Some(r) if r.is_applied() => {
+                    if r.desired_hash
+                        == dtk_workflow::desired_hash(c, &dtk_workflow::static_inputs(c))
+                    {
+                        "converged".to_owned()
+                    } else {
+                        "changed".to_owned()
+                    }
+                }
+                Some(_) => "failed".to_owned(),
+            };
+            Component {
+                id: c.id.to_string(),
+                node: c.node.clone(),
+                state: st,
+                inputs: rec
+                    .map(|r| r.inputs.clone())
+                    .unwrap_or_else(|| c.inputs.clone()),
+                outputs: rec.map(|r| r.outputs.clone()).unwrap_or_default(),
+                secrets: c
+                    .secret_inputs
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{s}: {}",
+                            if secrets.is_set(&c.id, s) {
+                                "set"
+                            } else {
+                                "unset"
+                            }
+                        )
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let in_model: std::collections::BTreeSet<&ComponentId> =
+        model.components.iter().map(|c| &c.id).collect();
+    let doc = Doc {
+        name: name.to_owned(),
+        target: model.target.clone(),
+        last_converge: last,
+        uncommitted_edits: pending,
+        nodes: model
+            .nodes
+            .iter()
+            .map(|n| Node {
+                name: n.name.clone(),
+                group: n.group.clone(),
+                attributes: n.attributes.clone(),
+            })
+            .collect(),
+        components,
+        removed: state
+            .components
+            .keys()
+            .filter(|k| !in_model.contains(k))
+            .map(|k| k.to_string())
+            .collect(),
+    };
+    ctx.out.emit("dtk.service.status/v1", &doc, |w| {
+        writeln!(
+            w,
+            "service {}{}",
+            doc.name,
+            doc.target
+                .as_ref()
+                .map(|t| format!(" on target {t}"))
+                .unwrap_or_default()
+        )?;
+        match &doc.last_converge {
+            Some(r) => writeln!(
+                w,
+                "last converge: {} at {}",
+                r.status,
+                utc_time(i64::try_from(r.started_at).unwrap_or(0))
+            )?,
+            None => writeln!(w, "last converge: never")?,
+        }
+        if doc.uncommitted_edits > 0 {
+            writeln!(
+                w,
+                "uncommitted edits: {} file(s) (see `dtk service diff {}`)",
+                doc.uncommitted_edits, doc.name
+            )?;
+        }
+        for n in &doc.nodes {
+            writeln!(
+                w,
+                "node {}{}",
+                n.name,
+                n.group
+                    .as_ref()
+                    .map(|g| format!(" (group {g})"))
+                    .unwrap_or_default()
+            )?;
+            for c in doc
+                .components
+                .iter()
+                .filter(|c| c.node.as_deref() == Some(n.name.as_str()))
+            {
+                print_component(
+                    w,
+                    c.id.as_str(),
+                    &c.state,
+                    &c.inputs,
+                    &c.outputs,
+                    &c.secrets,
+                )?;
+            }
+        }
+        let loose: Vec<&Component> = doc.components.iter().filter(|c| c.node.is_none()).collect();
+        if !loose.is_empty() {
+            writeln!(w, "assembly-wide")?;
+            for c in loose {
+                print_component(
+                    w,
+                    c.id.as_str(),
+                    &c.state,
+                    &c.inputs,
+                    &c.outputs,
+                    &c.secrets,
+                )?;
+            }
+        }
+        for r in &doc.removed {
+            writeln!(
+                w,
+                "  {r}: removed from the desired state (converge deletes it)"
+            )?;
+        }
+        Ok(())
+    })
+}
+
+fn print_component(
+    w: &mut dyn Write,
+    id: &str,
+    state: &str,
+    inputs: &BTreeMap<String, Value>,
+    outputs: &BTreeMap<String, Value>,
+    secrets: &[String],
+) -> std::io::Result<()> {
+    writeln!(w, "  {id}: {state}")?;
+    for (k, v) in inputs {
+        writeln!(w, "      {k} = {v}")?;
+    }
+    for (k, v) in outputs {
+        writeln!(w, "      {k} => {v}")?;
+    }
+    for s in secrets {
+        writeln!(w, "      {s} (secret)")?;
+    }
+    Ok(())
+}
+
+fn attributes(home: &Home, name: &str, all: bool, ctx: &Ctx) -> anyhow::Result<()> {
+    let svc = home.service(name)?;
+    let model = svc.model()?;
+    let state = svc.actual_state()?;
+    let secrets = svc.secrets()?;
+    #[derive(Serialize)]
+    struct Attr {
+        path: String,
+        r#type: String,
+        value: Option<Value>,
+        source: String,
+    }
+    let mut out = Vec::new();
+    for c in &model.components {
+        let linked: BTreeMap<&str, String> = c
+            .links
+            .iter()
+            .flat_map(|l| {
+                let from = match &l.from {
+                    dtk_model::instance::LinkSource::Component(id) => id.to_string(),
+                    dtk_model::instance::LinkSource::External {
+                        service, component, ..
+                    } => format!("{service}/{component}"),
+                };
+                l.mappings.iter().map(move |(src, to)| {
+                    (to.as_str(), format!("link from {from}.{}", src.join(".")))
+                })
+            })
+            .collect();
+        let rec = state.components.get(&c.id);
+        for (an, a) in &c.def.attributes {
+            if a.hidden && !all {
+                continue;
+            }
+            let path = format!("{}/{an}", c.id);
+            let (value, source) = if a.secret {
+                (
+                    None,
+                    if secrets.is_set(&c.id, an) {
+                        "secret (set)"
+                    } else {
+                        "secret (unset)"
+                    }
+                    .to_owned(),
+                )
+            } else if a.dynamic {
+                (
+                    rec.and_then(|r| r.outputs.get(an).cloned()),
+                    "output".to_owned(),
+                )
+            } else if let Some(l) = linked.get(an.as_str()) {
+                (rec.and_then(|r| r.inputs.get(an).cloned()), l.clone())
+            } else {
+                let v = c.inputs.get(an).cloned();
+                let src = if v.is_none() {
+                    "unset"
+                } else if a.default.as_ref() == v.as_ref() {
+                    "default"
+                } else {
+                    "set"
+                };
+                (v, src.to_owned())
+            };
+            out.push(Attr {
+                path,
+                r#type: a.ty.as_str().to_owned(),
+                value,
+                source,
+            });
+        }
+    }
+    #[derive(Serialize)]
+    struct Doc {
+        attributes: Vec<Attr>,
+    }
+    let doc = Doc { attributes: out };
+    ctx.out.emit("dtk.service.attributes/v1", &doc, |w| {
+        let mut rows = vec![vec![
+            "PATH".to_owned(),
+            "TYPE".to_owned(),
+            "VALUE".to_owned(),
+            "SOURCE".to_owned(),
+        ]];
+        for a in &doc.attributes {
+            rows.push(vec![
+                a.path.clone(),
+                a.r#type.clone(),
+                a.value
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| "-".into()),
+                a.source.clone(),
+            ]);
+        }
+        table(w, &rows)
+    })
+}
+
+fn unified(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> String {
+    let old = old.map(String::from_utf8_lossy).unwrap_or_default();
+    let new = new.map(String::from_utf8_lossy).unwrap_or_default();
+    similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
+        .unified_diff()
+        .header(&format!("a/{path}"), &format!("b/{path}"))
+        .to_string()
+}
+
+fn to_svg(dot: &str) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context(
+            "--svg needs Graphviz's `dot` (install graphviz), or leave --svg out for DOT text",
+        )?;
+    child
+        .stdin
+        .take()
+        .context("dot's stdin")?
+        .write_all(dot.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "dot failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Opens the home with every provider this binary knows: the built-in local one and AWS.
+pub(crate) fn open_home(home: &std::path::Path) -> anyhow::Result<Home> {
+    let mut h = Home::open(home)?;
+    let region = std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|_| dtk_target_aws::DEFAULT_REGION.to_owned());
+    let mut settings = dtk_target_aws::AwsSettings::new(region);
+    if let Ok(url) = std::env::var("AWS_ENDPOINT_URL")
+        && !url.is_empty() {
+            settings = settings.with_endpoint_url(url);
+        }
+    let state = dtk_model::provider::provider_state_dir(home, "aws");
+    h.register_provider(Arc::new(dtk_target_aws::AwsProvider::new(state, settings)));
+    for (name, text) in dtk_target_aws::BUNDLED_MODULES {
+        h.ensure_bundled_module(text, &format!("{name}/dtk.module.yaml"))?;
+    }
+    Ok(h)
+}
