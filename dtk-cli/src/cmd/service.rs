@@ -1056,6 +1056,7 @@ pub(crate) fn open_home(home: &std::path::Path) -> anyhow::Result<Home> {
         }
     let state = dtk_model::provider::provider_state_dir(home, "aws");
     h.register_provider(Arc::new(dtk_target_aws::AwsProvider::new(state, settings)));
+    h.ensure_bundled_module(dtk_instance::home::DTK_LOCAL_MODULE, "dtk/local/dtk.module.yaml")?;
     for (name, text) in dtk_target_aws::BUNDLED_MODULES {
         h.ensure_bundled_module(text, &format!("{name}/dtk.module.yaml"))?;
     }

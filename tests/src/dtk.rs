@@ -47,20 +47,37 @@ impl Run {
 
     /// Panics unless the run exited 0.
     pub fn ok(self) -> Run {
-        assert_eq!(self.code, Some(0), "dtk failed:\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(0),
+            "dtk failed:\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
     /// Panics unless the run exited 1 (a refused request) without a panic.
     pub fn refused(self) -> Run {
-        assert_eq!(self.code, Some(1), "expected exit 1:\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
-        assert!(!self.stderr.contains("panicked"), "dtk panicked:\n{}", self.stderr);
+        assert_eq!(
+            self.code,
+            Some(1),
+            "expected exit 1:\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "dtk panicked:\n{}",
+            self.stderr
+        );
         self
     }
 
     /// stdout parsed as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
     }
 }
 
@@ -80,7 +97,11 @@ impl Default for Dtk {
 impl Dtk {
     /// A fresh, empty home.
     pub fn new() -> Dtk {
-        Dtk { home: tempfile::tempdir().expect("a temp dir"), bin: dtk_binary(), env: Vec::new() }
+        Dtk {
+            home: tempfile::tempdir().expect("a temp dir"),
+            bin: dtk_binary(),
+            env: Vec::new(),
+        }
     }
 
     /// Adds an environment variable to every run.
@@ -102,7 +123,9 @@ impl Dtk {
     /// A command ready to run `dtk ARGS` against this home.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
-        c.args(args).env("DTK_HOME", self.home()).env_remove("AWS_ENDPOINT_URL");
+        c.args(args)
+            .env("DTK_HOME", self.home())
+            .env_remove("AWS_ENDPOINT_URL");
         for (k, v) in &self.env {
             c.env(k, v);
         }

@@ -1,0 +1,216 @@
+//! The local target end to end through the real CLI: a target staged with --base, an app
+//! staged on it twice, converge, edit, converge, exec, delete; real processes and files.
+
+use std::io::{Read as _, Write as _};
+use std::time::Duration;
+
+use dtk_tests::dtk::Dtk;
+use dtk_tests::{example, git, workspace};
+
+fn http_get(url: &str) -> String {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (hostport, path) = match rest.split_once('/') {
+        Some((h, p)) => (h, format!("/{p}")),
+        None => (rest, "/".to_owned()),
+    };
+    let mut s = std::net::TcpStream::connect(hostport).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {hostport}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_owned())
+        .unwrap_or(body)
+}
+
+fn web_url(dtk: &Dtk, app: &str) -> String {
+    let doc = dtk.run(&["--json", "service", "status", app]).ok().json();
+    assert_eq!(doc["schema"], "dtk.service.status/v1");
+    let web = doc["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "web/web")
+        .unwrap();
+    web["outputs"]["url"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn target_then_two_apps_converge_edit_exec_delete() {
+    let dtk = Dtk::new();
+    let webapp = example("webapp");
+    dtk.run(&["module", "install", webapp.to_str().unwrap()])
+        .ok();
+    // A target instance of the built-in local kind, staged and converged like any service.
+    dtk.run(&[
+        "service",
+        "stage",
+        "dtk/local",
+        "target",
+        "-n",
+        "box",
+        "--base",
+    ])
+    .ok();
+    // Staging on a target that never converged is refused.
+    let early = dtk
+        .run(&[
+            "service",
+            "stage",
+            "demo/webapp",
+            "two_tier",
+            "-n",
+            "early",
+            "--target",
+            "box",
+        ])
+        .refused();
+    assert!(
+        early.stderr.contains("has not converged"),
+        "{}",
+        early.stderr
+    );
+    dtk.run(&["service", "converge", "box"]).ok();
+    for app in ["shop1", "shop2"] {
+        dtk.run(&[
+            "service",
+            "stage",
+            "demo/webapp",
+            "two_tier",
+            "-n",
+            app,
+            "--target",
+            "box",
+        ])
+        .ok();
+        let out = dtk.run(&["service", "converge", app]).ok();
+        assert!(out.stdout.contains("4 done"), "{}", out.stdout);
+    }
+    let (u1, u2) = (web_url(&dtk, "shop1"), web_url(&dtk, "shop2"));
+    assert_ne!(u1, u2, "two instances, two servers");
+    assert_eq!(http_get(&u1), "The backend says: hello from dtk");
+
+    // Real files in real sandboxes, and a repository git agrees with.
+    let sandbox = dtk.home().join("sandboxes/shop1/db");
+    assert!(sandbox.join("www/message.txt").is_file());
+    git(&dtk.service_dir("shop1"), &["fsck", "--strict"]);
+
+    // Edit one instance: only it changes.
+    dtk.run(&[
+        "service",
+        "set-attribute",
+        "shop1",
+        "db/backend/message",
+        "changed!",
+    ])
+    .ok();
+    let diff = dtk.run(&["service", "diff", "shop1"]).ok();
+    assert!(
+        diff.stdout.contains("+          message: changed!"),
+        "{}",
+        diff.stdout
+    );
+    let plan = dtk.run(&["service", "plan", "shop1"]).ok();
+    assert!(plan.stdout.contains("db/backend"), "{}", plan.stdout);
+    dtk.run(&["service", "converge", "shop1", "-m", "change the message"])
+        .ok();
+    assert_eq!(http_get(&u1), "The backend says: changed!");
+    assert_eq!(http_get(&u2), "The backend says: hello from dtk");
+    let again = dtk.run(&["service", "converge", "shop1"]).ok();
+    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
+
+    // A custom action, and the task tree it leaves.
+    let exec = dtk
+        .run(&["service", "exec", "shop1", "web/web.smoke_test"])
+        .ok();
+    assert!(exec.stdout.contains("1 done"), "{}", exec.stdout);
+    let ts = dtk.run(&["service", "task-status", "shop1"]).ok();
+    assert!(
+        ts.stdout.contains("web/web.smoke_test") && ts.stdout.contains("done"),
+        "{}",
+        ts.stdout
+    );
+
+    // Delete: nothing of shop1 keeps running; shop2 is untouched.
+    let procs = dtk_instance_processes(&dtk.home().join("sandboxes/shop1"));
+    assert!(procs > 0);
+    dtk.run(&["service", "delete", "shop1"]).ok();
+    assert_eq!(
+        dtk_instance_processes(&dtk.home().join("sandboxes/shop1")),
+        0
+    );
+    assert!(!sandbox.exists());
+    assert_eq!(http_get(&u2), "The backend says: hello from dtk");
+    dtk.run(&["service", "uninstall", "shop1"]).ok();
+    dtk.run(&["service", "delete", "shop2"]).ok();
+    dtk.run(&["service", "uninstall", "shop2"]).ok();
+    let list = dtk.run(&["--json", "service", "list"]).ok().json();
+    let names: Vec<&str> = list["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["box"]);
+}
+
+/// Processes whose working directory is under `dir`.
+fn dtk_instance_processes(dir: &std::path::Path) -> usize {
+    let Ok(dir) = dir.canonicalize() else {
+        return 0;
+    };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c.starts_with(&dir)))
+        .count()
+}
+
+#[test]
+fn a_converge_killed_midway_resumes() {
+    let dtk = Dtk::new();
+    let fixture = workspace().join("tests/fixtures/slow");
+    dtk.run(&["module", "install", fixture.to_str().unwrap()])
+        .ok();
+    dtk.run(&["service", "stage", "test/slow", "chain", "-n", "slow"])
+        .ok();
+    let mut child = dtk
+        .command(&["service", "converge", "slow", "--concurrency", "2"])
+        .spawn()
+        .unwrap();
+    // Let some steps finish, then kill -9 in the middle of the run.
+    std::thread::sleep(Duration::from_millis(1300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let steps = |node: &str| dtk.home().join("sandboxes/slow").join(node).join("steps");
+    let count = |node: &str| {
+        std::fs::read_dir(steps(node))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let before = count("a") + count("b");
+    assert!(
+        before < 8,
+        "the kill came too late to test anything ({before} steps done)"
+    );
+    // The interrupted run left its journal; the next converge resumes from it.
+    let out = dtk.run(&["service", "converge", "slow"]).ok();
+    assert!(out.stdout.contains("succeeded"), "{}", out.stdout);
+    for node in ["a", "b"] {
+        for e in std::fs::read_dir(steps(node)).unwrap() {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            // A step ran once, or twice when the kill hit it while it was running.
+            assert!((1..=2).contains(&text.lines().count()), "{text}");
+        }
+    }
+    assert_eq!(count("a") + count("b"), 8);
+    let again = dtk.run(&["service", "converge", "slow"]).ok();
+    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
+    git(&dtk.service_dir("slow"), &["fsck", "--strict"]);
+}
