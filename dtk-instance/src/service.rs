@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use dtk_model::expand::{ModuleSet, Violation, expand, violations};
 use dtk_model::ident::AttrPath;
-use dtk_model::module::{AttrValue, ComponentDecl, NodeDecl};
+use dtk_model::module::{AttrValue, ComponentDecl, LinkDecl, NodeDecl};
 use dtk_model::service::{SERVICE_FILE, ServiceDoc};
 use dtk_model::{ComponentId, ModuleId, ModuleVersion, ServiceModel, Value};
 use dtk_workflow::ActualState;
@@ -295,7 +295,7 @@ impl Service {
                     }
                 )));
             }
-            if a.dynamic {
+            if a.dynamic && !a.input {
                 return Err(InstanceError::refused(format!(
                     "`{path}` is a dynamic attribute (an output set by an action); it cannot be set"
                 )));
@@ -330,6 +330,151 @@ impl Service {
             path: path.to_owned(),
             secret: false,
             value: Some(value),
+        })
+    }
+
+    /// Applies `edit` to the work tree's service document, validates the result against
+    /// the pinned modules and the target, and writes it (uncommitted; converge commits).
+    /// Nothing is written when the edited document is refused.
+    fn edit_doc(
+        &self,
+        operation: &str,
+        edit: impl FnOnce(&mut ServiceDoc) -> Result<(), InstanceError>,
+    ) -> Result<(), InstanceError> {
+        let _lock = self.lock(operation)?;
+        let (mut doc, modules) = self.worktree_doc_and_modules()?;
+        edit(&mut doc)?;
+        let text = dtk_model::dsl::write_service(&doc);
+        let reread = dtk_model::dsl::parse_service(&text, SERVICE_FILE)?;
+        self.expand_doc(&reread, &modules, SERVICE_FILE)?;
+        write_file_atomic(&self.dir.join(SERVICE_FILE), text.as_bytes(), false)
+    }
+
+    /// Adds a component to a node (`NODE/CMP[INST]`) or to the assembly
+    /// (`CMP[INST]`), with attribute values. Refused when the component does not exist in
+    /// the pinned modules, an attribute is unknown or mistyped, or its dependencies
+    /// cannot be satisfied.
+    pub fn add_component(
+        &self,
+        path: &str,
+        attributes: BTreeMap<String, Value>,
+    ) -> Result<(), InstanceError> {
+        let target: dtk_model::NodeComponentRef = path
+            .parse()
+            .map_err(|e: dtk_model::ident::ParseRefError| InstanceError::refused(e.to_string()))?;
+        self.edit_doc("add-component", |doc| {
+            let decl = ComponentDecl {
+                reference: target.component.clone(),
+                attributes: attributes
+                    .into_iter()
+                    .map(|(k, v)| {
+                        (
+                            k,
+                            AttrValue {
+                                value: v,
+                                at: Default::default(),
+                            },
+                        )
+                    })
+                    .collect(),
+                links: Vec::new(),
+                at: Default::default(),
+            };
+            let list = match &target.node {
+                Some(n) => {
+                    let names: Vec<String> = doc.nodes.iter().map(|x| x.name.clone()).collect();
+                    let Some(node) = doc.nodes.iter_mut().find(|x| &x.name == n) else {
+                        return Err(InstanceError::refused(format!(
+                            "no node `{n}` (nodes: {})",
+                            list(&names)
+                        )));
+                    };
+                    &mut node.components
+                }
+                None => &mut doc.components,
+            };
+            if list.iter().any(|c| {
+                component_matches(c, &target.component)
+                    && c.reference.instance == target.component.instance
+            }) {
+                return Err(InstanceError::refused(format!(
+                    "`{path}` is already in the service"
+                )));
+            }
+            list.push(decl);
+            Ok(())
+        })
+    }
+
+    /// Removes a component (`NODE/CMP[INST]` or `CMP[INST]`) from the desired state; the
+    /// next converge runs its delete action.
+    pub fn remove_component(&self, path: &str) -> Result<(), InstanceError> {
+        let target: dtk_model::NodeComponentRef = path
+            .parse()
+            .map_err(|e: dtk_model::ident::ParseRefError| InstanceError::refused(e.to_string()))?;
+        self.edit_doc("remove-component", |doc| {
+            let list = match &target.node {
+                Some(n) => match doc.nodes.iter_mut().find(|x| &x.name == n) {
+                    Some(node) => &mut node.components,
+                    None => return Err(InstanceError::refused(format!("no node `{n}`"))),
+                },
+                None => &mut doc.components,
+            };
+            let before = list.len();
+            list.retain(|c| {
+                !(c.reference.name == target.component.name
+                    && c.reference.instance == target.component.instance)
+            });
+            if list.len() == before {
+                return Err(InstanceError::refused(format!(
+                    "no component `{path}` in the service"
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    /// Links component `from` (`NODE/CMP[INST]` or `CMP[INST]`) to the component that
+    /// satisfies one of its dependencies (`to`, same forms), optionally naming the
+    /// dependency. Useful when several components could satisfy it.
+    pub fn add_link(
+        &self,
+        from: &str,
+        to: &str,
+        dependency: Option<&str>,
+    ) -> Result<(), InstanceError> {
+        let from_ref: dtk_model::NodeComponentRef = from
+            .parse()
+            .map_err(|e: dtk_model::ident::ParseRefError| InstanceError::refused(e.to_string()))?;
+        let to_ref: dtk_model::NodeComponentRef = to
+            .parse()
+            .map_err(|e: dtk_model::ident::ParseRefError| InstanceError::refused(e.to_string()))?;
+        self.edit_doc("add-link", |doc| {
+            let list = match &from_ref.node {
+                Some(n) => match doc.nodes.iter_mut().find(|x| &x.name == n) {
+                    Some(node) => &mut node.components,
+                    None => return Err(InstanceError::refused(format!("no node `{n}`"))),
+                },
+                None => &mut doc.components,
+            };
+            let Some(decl) = list.iter_mut().find(|c| {
+                c.reference.name == from_ref.component.name
+                    && c.reference.instance == from_ref.component.instance
+            }) else {
+                return Err(InstanceError::refused(format!(
+                    "no component `{from}` in the service"
+                )));
+            };
+            decl.links.retain(|l| {
+                l.dependency.as_deref() != dependency || dependency.is_none() && l.target != to_ref
+            });
+            decl.links.push(LinkDecl {
+                dependency: dependency.map(str::to_owned),
+                target: to_ref.clone(),
+                service: None,
+                at: Default::default(),
+            });
+            Ok(())
         })
     }
 
@@ -437,9 +582,10 @@ impl Service {
             }
         }
         if let Some(sf) = doc.staged_from.as_mut()
-            && &sf.module == module {
-                sf.version = new_version.clone();
-            }
+            && &sf.module == module
+        {
+            sf.version = new_version.clone();
+        }
         let text = dtk_model::dsl::write_service(&doc);
         edits.push(TreeEdit::File(
             SERVICE_FILE.to_owned(),

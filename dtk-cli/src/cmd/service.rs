@@ -85,6 +85,51 @@ pub enum ServiceCommand {
         /// The value, as YAML
         value: String,
     },
+    /// Add a component to a node (`NODE/CMP[INST]`) or to the assembly (`CMP[INST]`)
+    #[command(
+        name = "add-component",
+        after_help = "Example:\n  dtk service add-component shop web/worker[extra] job=reindex"
+    )]
+    AddComponent {
+        /// The service instance
+        name: String,
+        /// Where and what: `NODE/CMP[INST]` or `CMP[INST]`
+        #[arg(value_name = "[NODE/]CMP[INST]")]
+        path: String,
+        /// Attribute values, `name=value` (value is YAML)
+        #[arg(value_name = "K=V")]
+        attributes: Vec<String>,
+    },
+    /// Remove a component from the desired state (converge runs its delete action)
+    #[command(
+        name = "remove-component",
+        after_help = "Example:\n  dtk service remove-component shop web/worker[extra]"
+    )]
+    RemoveComponent {
+        /// The service instance
+        name: String,
+        /// `NODE/CMP[INST]` or `CMP[INST]`
+        #[arg(value_name = "[NODE/]CMP[INST]")]
+        path: String,
+    },
+    /// Link a component to the one that satisfies its dependency
+    #[command(
+        name = "add-link",
+        after_help = "Example:\n  dtk service add-link shop web/web db/backend --dependency backend"
+    )]
+    AddLink {
+        /// The service instance
+        name: String,
+        /// The component with the dependency, `[NODE/]CMP[INST]`
+        #[arg(value_name = "[NODE/]CMP")]
+        from: String,
+        /// The component that satisfies it, `[NODE/]CMP[INST]`
+        #[arg(value_name = "[NODE/]TARGET")]
+        to: String,
+        /// The dependency's name, when the component has several
+        #[arg(long)]
+        dependency: Option<String>,
+    },
     /// Every attribute of every component, with its value and where it comes from
     #[command(after_help = "Example:\n  dtk service attributes shop")]
     Attributes {
@@ -336,6 +381,35 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 }
             })
         }
+        ServiceCommand::AddComponent {
+            name,
+            path,
+            attributes,
+        } => {
+            let svc = home.service(&name)?;
+            svc.add_component(&path, parse_params(&attributes)?)?;
+            edited(ctx, "add-component", &name, &format!("added `{path}`"))
+        }
+        ServiceCommand::RemoveComponent { name, path } => {
+            let svc = home.service(&name)?;
+            svc.remove_component(&path)?;
+            edited(ctx, "remove-component", &name, &format!("removed `{path}`"))
+        }
+        ServiceCommand::AddLink {
+            name,
+            from,
+            to,
+            dependency,
+        } => {
+            let svc = home.service(&name)?;
+            svc.add_link(&from, &to, dependency.as_deref())?;
+            edited(
+                ctx,
+                "add-link",
+                &name,
+                &format!("linked `{from}` to `{to}`"),
+            )
+        }
         ServiceCommand::Attributes { name, all } => attributes(&home, &name, all, ctx),
         ServiceCommand::Plan { name } => {
             let svc = home.service(&name)?;
@@ -581,6 +655,45 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
             )
         }
     }
+}
+
+/// Parses `name=value` arguments (values are YAML).
+fn parse_params(params: &[String]) -> anyhow::Result<BTreeMap<String, Value>> {
+    let mut map = BTreeMap::new();
+    for p in params {
+        let Some((k, v)) = p.split_once('=') else {
+            anyhow::bail!("`{p}` is not `name=value`");
+        };
+        map.insert(
+            k.to_owned(),
+            dtk_model::dsl::parse_value(v, &format!("value of {k}"))?,
+        );
+    }
+    Ok(map)
+}
+
+/// Reports an edit of the work tree.
+fn edited(ctx: &Ctx, what: &str, name: &str, text: &str) -> anyhow::Result<()> {
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        service: &'a str,
+        edit: &'a str,
+        committed: bool,
+    }
+    ctx.out.emit(
+        &format!("dtk.service.{what}/v1"),
+        &Doc {
+            service: name,
+            edit: text,
+            committed: false,
+        },
+        |w| {
+            writeln!(
+                w,
+                "{text} (uncommitted; `dtk service converge {name}` applies it)"
+            )
+        },
+    )
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -1051,12 +1164,17 @@ pub(crate) fn open_home(home: &std::path::Path) -> anyhow::Result<Home> {
         .unwrap_or_else(|_| dtk_target_aws::DEFAULT_REGION.to_owned());
     let mut settings = dtk_target_aws::AwsSettings::new(region);
     if let Ok(url) = std::env::var("AWS_ENDPOINT_URL")
-        && !url.is_empty() {
-            settings = settings.with_endpoint_url(url);
-        }
+        && !url.is_empty()
+    {
+        settings = settings.with_endpoint_url(url);
+    }
     let state = dtk_model::provider::provider_state_dir(home, "aws");
     h.register_provider(Arc::new(dtk_target_aws::AwsProvider::new(state, settings)));
-    h.ensure_bundled_module(dtk_instance::home::DTK_LOCAL_MODULE, "dtk/local/dtk.module.yaml")?;
+    h.ensure_bundled_module(
+        dtk_instance::home::DTK_LOCAL_MODULE,
+        "dtk/local/dtk.module.yaml",
+    )?;
+    dtk_instance::ssh_target::ensure_module(&h)?;
     for (name, text) in dtk_target_aws::BUNDLED_MODULES {
         h.ensure_bundled_module(text, &format!("{name}/dtk.module.yaml"))?;
     }
