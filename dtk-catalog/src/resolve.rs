@@ -32,6 +32,23 @@ pub struct Resolution {
     pub modules: BTreeMap<ModuleId, ResolvedModule>,
 }
 
+/// Where resolution reads the published versions of modules and their dependencies:
+/// the catalog, or (in tests) a table in memory.
+pub(crate) trait Source {
+    /// The published versions of `id`, ascending; empty when it is not published.
+    fn versions(&mut self, id: &ModuleId) -> Result<Vec<ModuleVersion>, ResolveError>;
+    /// The dependencies `id` at `version` declares, in declaration order.
+    fn dependencies(
+        &mut self,
+        id: &ModuleId,
+        version: &ModuleVersion,
+    ) -> Result<Vec<(ModuleId, VersionReq)>, ResolveError>;
+}
+
+/// The versions selected for a closure, with the requirements on each (the root's
+/// first requirement is the request).
+pub(crate) type Selection = BTreeMap<ModuleId, (ModuleVersion, Vec<Requirement>)>;
+
 /// What resolution needs of one module version.
 struct Loaded {
     commit: ObjectId,
@@ -46,8 +63,8 @@ struct Resolver<'a> {
     loaded: HashMap<(ModuleId, ModuleVersion), Loaded>,
 }
 
-impl Resolver<'_> {
-    fn versions(&mut self, id: &ModuleId) -> Result<&[ModuleVersion], ResolveError> {
+impl Source for Resolver<'_> {
+    fn versions(&mut self, id: &ModuleId) -> Result<Vec<ModuleVersion>, ResolveError> {
         if !self.versions.contains_key(id) {
             let vs = self
                 .catalog
@@ -58,9 +75,19 @@ impl Resolver<'_> {
                 })?;
             self.versions.insert(id.clone(), vs);
         }
-        Ok(self.versions.get(id).map(Vec::as_slice).unwrap_or_default())
+        Ok(self.versions.get(id).cloned().unwrap_or_default())
     }
 
+    fn dependencies(
+        &mut self,
+        id: &ModuleId,
+        version: &ModuleVersion,
+    ) -> Result<Vec<(ModuleId, VersionReq)>, ResolveError> {
+        Ok(self.load(id, version)?.dependencies.clone())
+    }
+}
+
+impl Resolver<'_> {
     fn load(&mut self, id: &ModuleId, version: &ModuleVersion) -> Result<&Loaded, ResolveError> {
         let key = (id.clone(), version.clone());
         if !self.loaded.contains_key(&key) {
@@ -95,34 +122,6 @@ impl Resolver<'_> {
             source: Box::new(CatalogError::ModuleNotFound { module: id.clone() }),
         })
     }
-
-    /// The requirements on every module reachable from the root through the current
-    /// selection, in discovery order (breadth first, dependencies in declaration order).
-    fn requirements(
-        &mut self,
-        root: &ModuleId,
-        root_req: &Requirement,
-        selected: &BTreeMap<ModuleId, ModuleVersion>,
-    ) -> Result<BTreeMap<ModuleId, Vec<Requirement>>, ResolveError> {
-        let mut reqs: BTreeMap<ModuleId, Vec<Requirement>> = BTreeMap::new();
-        reqs.insert(root.clone(), vec![root_req.clone()]);
-        let mut queue = std::collections::VecDeque::from([root.clone()]);
-        let mut seen = std::collections::BTreeSet::from([root.clone()]);
-        while let Some(m) = queue.pop_front() {
-            let Some(v) = selected.get(&m) else { continue };
-            let deps = self.load(&m, v)?.dependencies.clone();
-            for (dep, req) in deps {
-                reqs.entry(dep.clone()).or_default().push(Requirement {
-                    by: Some((m.clone(), v.clone())),
-                    req,
-                });
-                if selected.contains_key(&dep) && seen.insert(dep.clone()) {
-                    queue.push_back(dep);
-                }
-            }
-        }
-        Ok(reqs)
-    }
 }
 
 impl Catalog {
@@ -152,109 +151,164 @@ impl Catalog {
             versions: HashMap::new(),
             loaded: HashMap::new(),
         };
-        let root_req = Requirement {
-            by: None,
-            req: req.clone(),
-        };
-        let root_version = {
-            let available = r.versions(root)?;
-            if available.is_empty() {
-                return Err(ResolveError::ModuleNotFound {
-                    module: root.clone(),
-                    required_by: Box::new(root_req),
-                });
+        let selection = select(&mut r, root, req)?;
+        let mut modules = BTreeMap::new();
+        let mut root_version = None;
+        for (m, (v, required_by)) in selection {
+            let loaded = r.load(&m, &v)?;
+            if &m == root {
+                root_version = Some(v.clone());
             }
-            match available.iter().rev().find(|v| req.matches(v)) {
-                Some(v) => v.clone(),
-                None => {
-                    return Err(ResolveError::NoMatchingVersion {
-                        module: root.clone(),
-                        required_by: Box::new(root_req),
-                        available: available.to_vec(),
-                    });
-                }
-            }
-        };
+            modules.insert(
+                m,
+                ResolvedModule {
+                    version: v,
+                    commit: loaded.commit.to_string(),
+                    tree: loaded.tree.to_string(),
+                    required_by,
+                },
+            );
+        }
+        let root_version = root_version.ok_or_else(|| ResolveError::ModuleNotFound {
+            module: root.clone(),
+            required_by: Box::new(Requirement {
+                by: None,
+                req: req.clone(),
+            }),
+        })?;
+        Ok(Resolution {
+            root: (root.clone(), root_version),
+            modules,
+        })
+    }
+}
 
-        let mut selected = BTreeMap::from([(root.clone(), root_version.clone())]);
-        let mut history: Vec<BTreeMap<ModuleId, ModuleVersion>> = Vec::new();
-        loop {
-            let reqs = r.requirements(root, &root_req, &selected)?;
-            let mut next = BTreeMap::new();
-            let mut first_error = None;
-            for (m, rs) in &reqs {
-                let available = r.versions(m)?.to_vec();
-                let chosen = if m == root {
-                    rs.iter()
-                        .all(|q| q.req.matches(&root_version))
-                        .then(|| root_version.clone())
-                } else {
-                    available
-                        .iter()
-                        .rev()
-                        .find(|v| rs.iter().all(|q| q.req.matches(v)))
-                        .cloned()
-                };
-                match chosen {
-                    Some(v) => {
-                        next.insert(m.clone(), v);
-                    }
-                    None => {
-                        if first_error.is_none() {
-                            first_error = Some(unsatisfiable(m, rs, &available, &root_version));
-                        }
-                        // Keep the previous choice while other selections may still change
-                        // the requirements; report the error if nothing changes.
-                        if let Some(v) = selected.get(m) {
-                            next.insert(m.clone(), v.clone());
-                        }
-                    }
-                }
-            }
-            if next == selected {
-                if let Some(e) = first_error {
-                    return Err(e);
-                }
-                let mut modules = BTreeMap::new();
-                for (m, v) in &selected {
-                    let loaded = r.load(m, v)?;
-                    modules.insert(
-                        m.clone(),
-                        ResolvedModule {
-                            version: v.clone(),
-                            commit: loaded.commit.to_string(),
-                            tree: loaded.tree.to_string(),
-                            required_by: reqs.get(m).cloned().unwrap_or_default(),
-                        },
-                    );
-                }
-                return Ok(Resolution {
-                    root: (root.clone(), root_version),
-                    modules,
-                });
-            }
-            if let Some(start) = history.iter().position(|s| s == &next) {
-                if let Some(e) = first_error {
-                    return Err(e);
-                }
-                let cycle = &history[start..];
-                let mut modules: Vec<ModuleId> = cycle
+/// The selection algorithm of [`Catalog::resolve`], over any [`Source`]: pure apart from
+/// what the source reads.
+pub(crate) fn select(
+    source: &mut dyn Source,
+    root: &ModuleId,
+    req: &VersionReq,
+) -> Result<Selection, ResolveError> {
+    let root_req = Requirement {
+        by: None,
+        req: req.clone(),
+    };
+    let available = source.versions(root)?;
+    if available.is_empty() {
+        return Err(ResolveError::ModuleNotFound {
+            module: root.clone(),
+            required_by: Box::new(root_req),
+        });
+    }
+    let Some(root_version) = available.iter().rev().find(|v| req.matches(v)).cloned() else {
+        return Err(ResolveError::NoMatchingVersion {
+            module: root.clone(),
+            required_by: Box::new(root_req),
+            available,
+        });
+    };
+
+    let mut selected = BTreeMap::from([(root.clone(), root_version.clone())]);
+    let mut history: Vec<BTreeMap<ModuleId, ModuleVersion>> = Vec::new();
+    loop {
+        let reqs = requirements(source, root, &root_req, &selected)?;
+        let mut next = BTreeMap::new();
+        let mut first_error = None;
+        for (m, rs) in &reqs {
+            let available = source.versions(m)?;
+            let chosen = if m == root {
+                rs.iter()
+                    .all(|q| q.req.matches(&root_version))
+                    .then(|| root_version.clone())
+            } else {
+                available
                     .iter()
-                    .flat_map(|s| s.keys())
-                    .filter(|m| {
-                        let first = cycle.first().and_then(|s| s.get(*m));
-                        cycle.iter().any(|s| s.get(*m) != first)
-                    })
+                    .rev()
+                    .find(|v| rs.iter().all(|q| q.req.matches(v)))
                     .cloned()
-                    .collect();
-                modules.sort();
-                modules.dedup();
-                return Err(ResolveError::Unsettled { modules });
+            };
+            match chosen {
+                Some(v) => {
+                    next.insert(m.clone(), v);
+                }
+                None => {
+                    if first_error.is_none() {
+                        first_error = Some(unsatisfiable(m, rs, &available, &root_version));
+                    }
+                    // Keep the previous choice while other selections may still change
+                    // the requirements; report the error if nothing changes.
+                    if let Some(v) = selected.get(m) {
+                        next.insert(m.clone(), v.clone());
+                    }
+                }
             }
-            history.push(selected);
-            selected = next;
+        }
+        if next == selected {
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+            let mut reqs = reqs;
+            return Ok(selected
+                .into_iter()
+                .map(|(m, v)| {
+                    let rs = reqs.remove(&m).unwrap_or_default();
+                    (m, (v, rs))
+                })
+                .collect());
+        }
+        if let Some(start) = history.iter().position(|s| s == &next) {
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+            // The selections from `next` on repeat forever.
+            let mut cycle: Vec<&BTreeMap<ModuleId, ModuleVersion>> =
+                history[start..].iter().collect();
+            cycle.push(&selected);
+            let mut modules: Vec<ModuleId> = cycle
+                .iter()
+                .flat_map(|s| s.keys())
+                .filter(|m| {
+                    let first = cycle.first().and_then(|s| s.get(*m));
+                    cycle.iter().any(|s| s.get(*m) != first)
+                })
+                .cloned()
+                .collect();
+            modules.sort();
+            modules.dedup();
+            return Err(ResolveError::Unsettled { modules });
+        }
+        history.push(selected);
+        selected = next;
+    }
+}
+
+/// The requirements on every module reachable from the root through the current
+/// selection, in discovery order (breadth first, dependencies in declaration order).
+fn requirements(
+    source: &mut dyn Source,
+    root: &ModuleId,
+    root_req: &Requirement,
+    selected: &BTreeMap<ModuleId, ModuleVersion>,
+) -> Result<BTreeMap<ModuleId, Vec<Requirement>>, ResolveError> {
+    let mut reqs: BTreeMap<ModuleId, Vec<Requirement>> = BTreeMap::new();
+    reqs.insert(root.clone(), vec![root_req.clone()]);
+    let mut queue = std::collections::VecDeque::from([root.clone()]);
+    let mut seen = std::collections::BTreeSet::from([root.clone()]);
+    while let Some(m) = queue.pop_front() {
+        let Some(v) = selected.get(&m) else { continue };
+        let deps = source.dependencies(&m, v)?;
+        for (dep, req) in deps {
+            reqs.entry(dep.clone()).or_default().push(Requirement {
+                by: Some((m.clone(), v.clone())),
+                req,
+            });
+            if selected.contains_key(&dep) && seen.insert(dep.clone()) {
+                queue.push_back(dep);
+            }
         }
     }
+    Ok(reqs)
 }
 
 /// The error for a module that no published version satisfies.
