@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use dtk_model::module::ActionKind;
 use dtk_model::provider::{Cancel, ExecOutput, ExecRequest, Observed, ResourceRequest, Secrets};
-use dtk_model::{ComponentId, ProviderError, ServiceModel, Value};
+use dtk_model::{ComponentId, ProviderError, ProviderRegistry, ServiceModel, Value};
 use dtk_workflow::{
     ActionRequest, ActionTarget, ActualState, CommandTransport, DriftMark, Event, EventSink,
     ExecContext, Limits, Outcome, Plan, PlanRequest, SecretSource, TaskReport, TaskStatus,
@@ -25,6 +25,7 @@ use dtk_workflow::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::InstanceError;
+use crate::home::Home;
 use crate::local::{LocalProvider, run_script};
 use crate::repo::{io_err, write_file_atomic};
 use crate::secrets::SecretStore;
@@ -127,16 +128,44 @@ impl RunReport {
     }
 }
 
-/// The commands transport used when a node's provider does not run commands itself: the
-/// node's sandbox on this machine, or `_service` for assembly-level components.
+/// The commands transport used when a node's provider does not run commands itself:
+/// over SSH for a node whose outputs carry `ssh_host` (an EC2 node of the AWS target, say:
+/// see [`crate::ssh_target`] for the `ssh_*` outputs it reads), else the node's sandbox on
+/// this machine, or `_service` for assembly-level components.
 #[derive(Debug, Clone)]
 pub struct DefaultTransport {
     local: LocalProvider,
+    providers: ProviderRegistry,
+}
+
+impl DefaultTransport {
+    /// The transport of `home`: its local sandboxes, and its registered `ssh` provider's
+    /// connections.
+    pub fn new(home: &Home) -> Self {
+        DefaultTransport {
+            local: home.local_provider(),
+            providers: home.providers(),
+        }
+    }
 }
 
 #[async_trait]
 impl CommandTransport for DefaultTransport {
     async fn exec(&self, req: &ExecRequest<'_>) -> Result<ExecOutput, ProviderError> {
+        let over_ssh = req
+            .node_outputs
+            .get("ssh_host")
+            .and_then(Value::as_str)
+            .is_some_and(|h| !h.trim().is_empty());
+        if over_ssh {
+            let Some(ssh) = self.providers.get(crate::ssh_target::KIND) else {
+                return Err(ProviderError::failed(
+                    format!("run commands on node `{}`", req.node),
+                    "the node is reached over SSH, but no `ssh` provider is registered",
+                ));
+            };
+            return ssh.exec(req).await;
+        }
         let dir = match req.node_outputs.get("sandbox_dir").and_then(Value::as_str) {
             Some(d) => PathBuf::from(d),
             None => self
@@ -253,9 +282,10 @@ impl Service {
                 continue;
             };
             if observed == Observed::Missing
-                && let Some(rec) = state.components.get_mut(&c.id) {
-                    rec.drift = Some(DriftMark::Missing);
-                }
+                && let Some(rec) = state.components.get_mut(&c.id)
+            {
+                rec.drift = Some(DriftMark::Missing);
+            }
         }
         Ok(())
     }
@@ -383,9 +413,7 @@ impl Service {
 
         let secrets = self.secrets()?;
         let mut ctx = ExecContext::new(self.home().providers());
-        ctx.transport = Some(Arc::new(DefaultTransport {
-            local: self.home().local_provider(),
-        }));
+        ctx.transport = Some(Arc::new(DefaultTransport::new(self.home())));
         ctx.secrets = Some(Arc::new(StoreSecrets(secrets)));
         ctx.limits = opts.limits.clone();
         ctx.default_timeout = opts.default_timeout;

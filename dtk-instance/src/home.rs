@@ -72,6 +72,7 @@ impl Home {
         let catalog = Catalog::open(&root.join("catalog"))?;
         let mut providers = ProviderRegistry::new();
         providers.register(Arc::new(LocalProvider::new(root.join("sandboxes"))));
+        providers.register(Arc::new(crate::ssh_target::SshProvider::new(root)));
         Ok(Home {
             root: root.to_path_buf(),
             catalog,

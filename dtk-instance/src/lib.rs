@@ -12,6 +12,7 @@ pub mod lock;
 pub mod repo;
 pub mod secrets;
 pub mod service;
+pub mod ssh_target;
 pub mod stage;
 pub mod transport;
 
