@@ -4,5 +4,7 @@
 
 mod converge;
 mod ssh;
+mod ssh_target;
+mod sshd;
 mod stage;
 mod support;
