@@ -1,48 +1,7 @@
 //! The executor: runs a [`Plan`] on tokio, against providers and a command transport.
 //!
-//! # Semantics
-//!
-//! - **Scheduling.** A task starts when every task it waits for has finished (done or
-//!   unchanged), up to [`Limits::concurrency`] at once, up to [`Limits::per_provider`]
-//!   per provider kind, and never while another task runs on the same node.
-//! - **Inputs.** A task's inputs are the component's static inputs, plus linked values:
-//!   the producer's outputs (or inputs) from this run, else from actual state, else the
-//!   values copied from another service ([`LinkSource::External`]). Secret inputs come
-//!   from [`ExecContext::secrets`] and are never recorded.
-//! - **Conditional tasks** (downstream of a change) are skipped as *unchanged* when their
-//!   resolved inputs and their dependencies' outputs digest to the recorded
-//!   [`AppliedComponent::input_digest`] (and their desired hash is the recorded one).
-//! - **Provider actions** (`provider: KIND.RESOURCE`) call the provider registered under
-//!   KIND: `create` for a component never applied (or observed missing), `update` for one
-//!   applied before, `delete` for deletes; with `idempotency_key` =
-//!   `SERVICE/COMPONENT/ACTION/DESIRED_HASH` (plus `/PARAMS_DIGEST` for custom actions),
-//!   stable across retries and resumes. Every output the provider returns is recorded,
-//!   except attributes the definition declares `secret`.
-//! - **Command actions** render each `RUN` line with [`dtk_model::render::render`]:
-//!   `{{name}}` is looked up in the action's parameters, the resolved inputs, the secret
-//!   inputs, then the component's recorded outputs; an attribute the definition declares
-//!   but that has no value renders empty; any other name fails the task. The environment
-//!   holds the same values (`to_shell_text`), each under **the attribute's own name**
-//!   (as-is, case kept; a character other than ASCII letters, digits and `_` becomes `_`,
-//!   and a leading digit gets a `_` prefix), plus `DTK_SERVICE`, `DTK_NODE` (empty
-//!   for a component not on a node), `DTK_COMPONENT` and `DTK_ACTION`. The script runs on
-//!   the component's node through the provider of the component that realizes the node
-//!   ([`Provider::exec`]); when that provider returns
-//!   [`ProviderError::Unsupported`], or the node has no such component, through
-//!   [`ExecContext::transport`]. `name=value` outputs of the commands are kept **only
-//!   for attributes the definition declares `dynamic`** (others are ignored and reported
-//!   as warnings), converted to the declared type (integer, boolean, JSON for
-//!   hash/array); `secret` ones reach consumers in this run but are never recorded.
-//! - **Retries.** An attempt that fails is tried again up to the action's `attempts`,
-//!   `sleep` apart. Retryable provider errors ([`ProviderError::is_retryable`]: throttling,
-//!   timeouts) get at least [`RetryPolicy::retryable_attempts`] attempts, and
-//!   [`RetryPolicy::backoff`] apart when the action sets no `sleep`. Unsupported,
-//!   invalid-input and cancelled errors, and template errors, are not retried.
-//! - **Failure.** A failed task's dependents are skipped (transitively); everything else
-//!   still runs. The [`Outcome`] reports every task.
-//! - **Cancellation.** When [`ExecContext::cancel`] is set, no new task starts; running
-//!   ones finish (or time out; providers see the flag); the rest are reported
-//!   cancelled.
+//! The semantics (scheduling, inputs, conditional tasks, provider and command actions,
+//! retries, failure, cancellation) are documented on [`execute`].
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -930,7 +889,51 @@ struct Run<'a> {
 }
 
 /// Runs `plan` (made from `model` and `actual`) and returns what happened, with actual
-/// state updated. See the [module documentation](self) for the semantics.
+/// state updated.
+///
+/// # Semantics
+///
+/// - **Scheduling.** A task starts when every task it waits for has finished (done or
+///   unchanged), up to [`Limits::concurrency`] at once, up to [`Limits::per_provider`]
+///   per provider kind, and never while another task runs on the same node.
+/// - **Inputs.** A task's inputs are the component's static inputs, plus linked values:
+///   the producer's outputs (or inputs) from this run, else from actual state, else the
+///   values copied from another service ([`LinkSource::External`]). Secret inputs come
+///   from [`ExecContext::secrets`] and are never recorded.
+/// - **Conditional tasks** (downstream of a change) are skipped as *unchanged* when their
+///   resolved inputs and their dependencies' outputs digest to the recorded
+///   [`AppliedComponent::input_digest`] (and their desired hash is the recorded one).
+/// - **Provider actions** (`provider: KIND.RESOURCE`) call the provider registered under
+///   KIND: `create` for a component never applied (or observed missing), `update` for one
+///   applied before, `delete` for deletes; with `idempotency_key` =
+///   `SERVICE/COMPONENT/ACTION/DESIRED_HASH` (plus `/PARAMS_DIGEST` for custom actions),
+///   stable across retries and resumes. Every output the provider returns is recorded,
+///   except attributes the definition declares `secret`.
+/// - **Command actions** render each `RUN` line with [`dtk_model::render::render`]:
+///   `{{name}}` is looked up in the action's parameters, the resolved inputs, the secret
+///   inputs, then the component's recorded outputs; an attribute the definition declares
+///   but that has no value renders empty; any other name fails the task. The environment
+///   holds the same values (`to_shell_text`), each under **the attribute's own name**
+///   (as-is, case kept; a character other than ASCII letters, digits and `_` becomes `_`,
+///   and a leading digit gets a `_` prefix), plus `DTK_SERVICE`, `DTK_NODE` (empty
+///   for a component not on a node), `DTK_COMPONENT` and `DTK_ACTION`. The script runs on
+///   the component's node through the provider of the component that realizes the node
+///   ([`Provider::exec`]); when that provider returns
+///   [`ProviderError::Unsupported`], or the node has no such component, through
+///   [`ExecContext::transport`]. `name=value` outputs of the commands are kept **only
+///   for attributes the definition declares `dynamic`** (others are ignored and reported
+///   as warnings), converted to the declared type (integer, boolean, JSON for
+///   hash/array); `secret` ones reach consumers in this run but are never recorded.
+/// - **Retries.** An attempt that fails is tried again up to the action's `attempts`,
+///   `sleep` apart. Retryable provider errors ([`ProviderError::is_retryable`]: throttling,
+///   timeouts) get at least [`RetryPolicy::retryable_attempts`] attempts, and
+///   [`RetryPolicy::backoff`] apart when the action sets no `sleep`. Unsupported,
+///   invalid-input and cancelled errors, and template errors, are not retried.
+/// - **Failure.** A failed task's dependents are skipped (transitively); everything else
+///   still runs. The [`Outcome`] reports every task.
+/// - **Cancellation.** When [`ExecContext::cancel`] is set, no new task starts; running
+///   ones finish (or time out; providers see the flag); the rest are reported
+///   cancelled.
 pub async fn execute(
     plan: &Plan,
     model: &ServiceModel,

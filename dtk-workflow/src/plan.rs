@@ -1,34 +1,7 @@
 //! The planner: a pure function from the desired model and actual state to a [`Plan`],
 //! a DAG of tasks. No IO.
 //!
-//! # How a converge plan is made
-//!
-//! 1. [`build_graph`] makes one task per component (its `create`), one `delete` task
-//!    per component recorded in actual state but gone from the model, and one task per
-//!    `cmp.action` step of the `create` workflow; and the edges:
-//!    - `depends_on` (dependencies, links, node placement: filled by the expansion),
-//!      producer before consumer;
-//!    - the `create` workflow, when the model has one: steps `sequential` or
-//!      `concurrent`, nested; `ordered_components`; a step on a node group applies to
-//!      each member. The workflow adds order on top of `depends_on`, never removes it
-//!      (a producer always runs before its consumers); components the workflow does not
-//!      name are ordered by `depends_on` alone;
-//!    - deletes of removed components: in reverse of their recorded dependencies, and
-//!      before every task on the node they were on.
-//!
-//!    It also decides which tasks are *planned*: a component whose desired hash
-//!    ([`crate::desired_hash`]) differs from the recorded one, that was never applied,
-//!    whose last apply failed, that is marked drifted, or whose input digest
-//!    ([`crate::input_digest`]) computed from actual state differs from the recorded
-//!    one; plus, *conditionally*, every component downstream of a planned one (the
-//!    executor skips it as "unchanged" when its resolved inputs and its dependencies'
-//!    outputs turn out equal to what it was applied with).
-//! 2. [`PlanGraph::into_plan`] checks for cycles (an error naming every edge of each
-//!    cycle) and keeps only planned tasks, with the order between them preserved
-//!    through unplanned ones.
-//!
-//! [`PlanGraph`] can be rendered as DOT before the cycle check ([`render_dot`]), so a
-//! cyclic model can still be drawn, its cycles in red.
+//! How a converge plan is made is documented on [`plan()`].
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -436,7 +409,7 @@ fn render_cycles(service: &str, cycles: &[Vec<CycleEdge>]) -> String {
 }
 
 /// Every task that could run and every ordering edge, before the cycle check. Made by
-/// [`build_graph`]; rendered by [`render_dot`] even when it has cycles; turned into a
+/// [`build_graph`]; rendered by [`render_dot`](crate::render_dot) even when it has cycles; turned into a
 /// [`Plan`] by [`PlanGraph::into_plan`].
 #[derive(Debug, Clone)]
 pub struct PlanGraph {
@@ -745,6 +718,35 @@ impl Plan {
 
 /// Plans `request` for `model` given `actual` state: [`build_graph`] then
 /// [`PlanGraph::into_plan`].
+///
+/// # How a converge plan is made
+///
+/// 1. [`build_graph`] makes one task per component (its `create`), one `delete` task
+///    per component recorded in actual state but gone from the model, and one task per
+///    `cmp.action` step of the `create` workflow; and the edges:
+///    - `depends_on` (dependencies, links, node placement: filled by the expansion),
+///      producer before consumer;
+///    - the `create` workflow, when the model has one: steps `sequential` or
+///      `concurrent`, nested; `ordered_components`; a step on a node group applies to
+///      each member. The workflow adds order on top of `depends_on`, never removes it
+///      (a producer always runs before its consumers); components the workflow does not
+///      name are ordered by `depends_on` alone;
+///    - deletes of removed components: in reverse of their recorded dependencies, and
+///      before every task on the node they were on.
+///
+///    It also decides which tasks are *planned*: a component whose desired hash
+///    ([`crate::desired_hash`]) differs from the recorded one, that was never applied,
+///    whose last apply failed, that is marked drifted, or whose input digest
+///    ([`crate::input_digest`]) computed from actual state differs from the recorded
+///    one; plus, *conditionally*, every component downstream of a planned one (the
+///    executor skips it as "unchanged" when its resolved inputs and its dependencies'
+///    outputs turn out equal to what it was applied with).
+/// 2. [`PlanGraph::into_plan`] checks for cycles (an error naming every edge of each
+///    cycle) and keeps only planned tasks, with the order between them preserved
+///    through unplanned ones.
+///
+/// [`PlanGraph`] can be rendered as DOT before the cycle check ([`render_dot`](crate::render_dot)), so a
+/// cyclic model can still be drawn, its cycles in red.
 pub fn plan(
     model: &ServiceModel,
     actual: &ActualState,
@@ -777,7 +779,7 @@ struct Builder<'m> {
 }
 
 /// Builds every task and edge for `request`, and marks the planned ones, without
-/// checking for cycles (see the [module documentation](self)).
+/// checking for cycles (see [`plan()`]).
 pub fn build_graph(
     model: &ServiceModel,
     actual: &ActualState,
