@@ -9,7 +9,60 @@
 //! - [`ident`] holds the parsed forms of names and references (`ns/name`,
 //!   `module::cmp[inst]`, `node/component/attr`).
 //! - [`instance::ServiceModel`] is a service expanded for planning.
-//! - [`provider::Provider`] is the trait a target provider implements.
+//! - [`provider::Provider`] is the trait a target provider implements; a third-party
+//!   provider crate depends on this crate alone (see `examples/provider-hello` and
+//!   `docs/providers.md` in the repository).
+//!
+//! The DSL itself is described in `docs/dsl.md`, and key by key in [`dsl`].
+//!
+//! # Example
+//!
+//! Parsing a module, and what a refused one reports: every problem, with its file, line,
+//! column, key path and, when there is one, a hint.
+//!
+//! ```
+//! use dtk_model::dsl::parse_module;
+//!
+//! let module = parse_module(
+//!     "module: demo/web
+//! version: 1.0.0
+//! component_defs:
+//!   web:
+//!     attributes:
+//!       port: {type: port, default: 8080}
+//!     actions:
+//!       create:
+//!         commands:
+//!         - RUN ./start --port {{port}}
+//! assemblies:
+//!   single:
+//!     components:
+//!     - node[web]:
+//!         components: [web]
+//! ",
+//!     "web/dtk.module.yaml",
+//! )?;
+//! assert_eq!(module.id.to_string(), "demo/web");
+//! assert_eq!(module.components["web"].attributes["port"].ty.as_str(), "port");
+//!
+//! let refused = parse_module(
+//!     "module: demo/web
+//! version: 1.0.0
+//! component_defs:
+//!   web:
+//!     attributes:
+//!       port: {type: integr}
+//! ",
+//!     "web/dtk.module.yaml",
+//! )
+//! .unwrap_err();
+//! assert_eq!(
+//!     refused.to_string(),
+//!     "web/dtk.module.yaml:6:20: unknown attribute type `integr` \
+//!      (at `component_defs.web.attributes.port.type`)\n  help: did you mean `integer`?"
+//! );
+//! # Ok::<(), dtk_model::DslError>(())
+//! ```
 
 pub mod diag;
 pub mod dsl;
