@@ -775,6 +775,14 @@ fn find_explicit(
         .filter(|(_, p)| node.is_none() || &p.node == node)
         .map(|(i, _)| i)
         .collect();
+    // `backend` names the instance without an instance name when there is one, rather
+    // than every `backend[...]`.
+    let exact: Vec<usize> = found
+        .iter()
+        .copied()
+        .filter(|i| placed[*i].reference.instance == component.instance)
+        .collect();
+    let found = if exact.is_empty() { found } else { exact };
     let same: Vec<usize> = found
         .iter()
         .copied()

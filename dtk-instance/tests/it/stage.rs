@@ -285,3 +285,72 @@ fn a_dead_holders_lock_is_taken_over() {
     // flock(1) holds the lock on its own open file; the kill closed it.
     app.lock("x").unwrap();
 }
+
+#[test]
+fn add_component_add_link_and_remove_component() {
+    let (_tmp, home) = home();
+    home.stage(&req("app1")).unwrap();
+    let app = home.service("app1").unwrap();
+    // A second backend makes web's dependency ambiguous: refused, naming the candidates.
+    let attrs = std::collections::BTreeMap::from([(
+        "message".to_owned(),
+        dtk_model::Value::Str("two".into()),
+    )]);
+    let e = app
+        .add_component("db/backend[b2]", attrs.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("several components match") && e.contains("db/backend[b2]"),
+        "{e}"
+    );
+    assert!(
+        app.diff().unwrap().is_empty(),
+        "a refused edit writes nothing"
+    );
+    // Link web to the first backend explicitly; then the second one can join.
+    app.add_link("web/web", "db/backend", Some("backend"))
+        .unwrap();
+    app.add_component("db/backend[b2]", attrs).unwrap();
+    let model = app.model().unwrap();
+    let web = model
+        .component(&dtk_model::ComponentId("web/web".into()))
+        .unwrap();
+    assert_eq!(
+        web.depends_on
+            .iter()
+            .filter(|d| d.on.as_str() == "db/backend")
+            .count(),
+        1
+    );
+    assert!(
+        model
+            .component(&dtk_model::ComponentId("db/backend[b2]".into()))
+            .is_some()
+    );
+    // Unknown components and attributes are refused.
+    let e = app
+        .add_component("db/nope", Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nope"), "{e}");
+    let e = app
+        .add_component(
+            "db/backend[b3]",
+            std::collections::BTreeMap::from([(
+                "mesage".to_owned(),
+                dtk_model::Value::Str("x".into()),
+            )]),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("did you mean `message`"), "{e}");
+    app.remove_component("db/backend[b2]").unwrap();
+    assert!(
+        app.model()
+            .unwrap()
+            .component(&dtk_model::ComponentId("db/backend[b2]".into()))
+            .is_none()
+    );
+    app.commit_edits("edits").unwrap().unwrap();
+}
