@@ -3,6 +3,51 @@
 //!
 //! This crate knows neither AWS nor the terminal: providers are injected as
 //! `Arc<dyn Provider>`, progress is reported through events.
+//!
+//! Everything the `dtk` command line does is a call here:
+//!
+//! - [`home::Home`] is the entry point: an open `DTK_HOME` (the module catalog, the
+//!   service instances, the secret store, the registered providers). `dtk module install`
+//!   is [`Home::catalog`](home::Home::catalog)`().publish(dir)`.
+//! - [`Home::stage`](home::Home::stage) makes a service instance from an assembly
+//!   ([`stage::StageRequest`]); [`Home::service`](home::Home::service) opens one.
+//! - [`service::Service`] edits and inspects it: `set_attribute`, `diff`, `log`,
+//!   `rollback`, `pull_base`, `model`, `actual_state`; and runs it (in [`converge`]):
+//!   `plan`, `converge`, `exec`, `delete`, `last_run`.
+//! - [`local`] is the built-in `local` target provider, [`ssh_target`] the `dtk/ssh` one;
+//!   other providers (AWS, your own) are registered with
+//!   [`Home::register_provider`](home::Home::register_provider).
+//!
+//! # Example
+//!
+//! Stage → set an attribute → converge → status, as `examples/embed` in the repository
+//! does in full (with progress events and a delete):
+//!
+//! ```no_run
+//! use dtk_instance::converge::RunOptions;
+//! use dtk_instance::home::Home;
+//! use dtk_instance::stage::StageRequest;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let home = Home::open(std::path::Path::new("/tmp/dtk-home"))?;
+//! let published = home.catalog().publish(std::path::Path::new("examples/modules/webapp"))?;
+//! home.stage(&StageRequest {
+//!     module: published.module,
+//!     version: None,               // the latest published version
+//!     assembly: "two_tier".to_owned(),
+//!     name: "shop".to_owned(),
+//!     target: None,                // the default target: the built-in `local`
+//!     base: false,
+//! })?;
+//! let shop = home.service("shop")?;
+//! shop.set_attribute("db/backend/message", "hello again")?;
+//! let report = shop.converge(&RunOptions::default()).await?;
+//! assert!(report.is_success(), "{}", report.tree);
+//! for (component, outputs) in shop.actual_values()? {
+//!     println!("{component}: {outputs:?}");
+//! }
+//! # Ok(()) }
+//! ```
 
 pub mod converge;
 pub mod error;
