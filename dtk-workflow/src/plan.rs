@@ -900,6 +900,31 @@ impl<'m> Builder<'m> {
                 false,
             );
         }
+        // A node that is gone (drift) is made again empty: everything placed on it must
+        // run again, not only what its outputs feed.
+        if !all {
+            let gone: HashSet<&str> = model
+                .components
+                .iter()
+                .filter(|c| c.realizes_node)
+                .filter(|c| {
+                    actual
+                        .get(&c.id)
+                        .is_some_and(|r| matches!(r.drift, Some(crate::state::DriftMark::Missing)))
+                })
+                .filter_map(|c| c.node.as_deref())
+                .collect();
+            if !gone.is_empty() {
+                for (i, c) in model.components.iter().enumerate() {
+                    if !c.realizes_node
+                        && seeds[i].is_none()
+                        && c.node.as_deref().is_some_and(|n| gone.contains(n))
+                    {
+                        seeds[i] = Some(Reason::Drift);
+                    }
+                }
+            }
+        }
         // 2. Dependency edges.
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (i, c) in model.components.iter().enumerate() {

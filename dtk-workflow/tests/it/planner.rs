@@ -550,3 +550,23 @@ fn custom_actions_match_nodes_and_groups() {
     );
     let _ = TaskId("x".into());
 }
+
+#[test]
+fn a_node_gone_outside_dtk_runs_everything_placed_on_it_again() {
+    let m = three_tier();
+    let state = converge(&m, &ActualState::new());
+    let mut drifted = state.clone();
+    assert!(drifted.observe(&ComponentId("node[db]".into()), &Observed::Missing));
+    let p = plan(&m, &drifted, &PlanRequest::Converge).unwrap();
+    let got: Vec<_> = p
+        .tasks()
+        .map(|t| (t.id.to_string(), t.reason.clone(), t.conditional))
+        .collect();
+    assert_eq!(got[0], ("node[db].create".to_owned(), Reason::Drift, false));
+    // db/db lost its node's files: it runs unconditionally, not only if inputs change.
+    assert_eq!(got[1], ("db/db.create".to_owned(), Reason::Drift, false));
+    assert!(
+        got.iter().all(|(id, _, _)| !id.starts_with("node[web]")),
+        "{got:?}"
+    );
+}
