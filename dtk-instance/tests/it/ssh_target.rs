@@ -377,6 +377,17 @@ async fn a_service_converges_onto_several_hosts_edits_execs_and_deletes() {
         format!("{tricky}\n")
     );
 
+    // Moving a node to another host: its components run there, its old directory goes.
+    app.set_attribute("web/host_name", "b").expect("set host_name");
+    assert_ok(&converge(&app).await);
+    assert_eq!(node("web", "ssh_host_name"), Value::Str("b".into()));
+    assert_eq!(
+        read(&w.workdir("b").join("shop/web/copy.txt")),
+        format!("{tricky}\n")
+    );
+    assert!(!w.workdir("a").join("shop/web").exists());
+    assert!(w.workdir("a").join("shop/workers:2/job.txt").is_file());
+
     // A custom action with a parameter; its output is in the task log.
     let params = [("who".to_owned(), Value::Str("the test".into()))].into();
     let ran = app
