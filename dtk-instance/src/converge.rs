@@ -239,16 +239,22 @@ impl Service {
         Ok((state, journals, resumed))
     }
 
-    /// Reads every provider-backed resource of `model` recorded as applied in `state`
-    /// and marks drift (a resource gone outside dtk is created again by the converge).
+    /// Notices drift before planning: reads every provider-backed resource of `model`
+    /// recorded as applied in `state` (concurrently), and runs the `check` action of
+    /// every applied component that declares one (a command that fails when what the
+    /// component made is gone, e.g. a server that no longer runs). A resource reported
+    /// missing, or a failing check, marks the component drifted: converge makes it again.
     async fn refresh(
         &self,
         model: &ServiceModel,
         state: &mut ActualState,
-        cancel: &Cancel,
+        opts: &RunOptions,
     ) -> Result<(), InstanceError> {
+        const READS_AT_ONCE: usize = 16;
         let providers = self.home().providers();
         let secrets = self.secrets()?;
+        let limit = Arc::new(tokio::sync::Semaphore::new(READS_AT_ONCE));
+        let mut reads = tokio::task::JoinSet::new();
         for c in &model.components {
             let Some(rec) = state.components.get(&c.id) else {
                 continue;
@@ -261,33 +267,107 @@ impl Service {
             else {
                 continue;
             };
-            let Some(provider) = providers.get(kind) else {
+            let Some(provider) = providers.get(kind).cloned() else {
                 continue;
             };
             let secret_values = Secrets(secrets.component(&c.id).into_iter().collect());
-            let key = format!("{}/{}/refresh", self.name(), c.id);
-            let req = ResourceRequest {
-                service: self.name(),
-                component: c.id.as_str(),
-                node: rec.node.as_deref(),
-                resource,
-                idempotency_key: &key,
-                inputs: &rec.inputs,
-                secrets: &secret_values,
-                prior: Some(&rec.outputs),
-                cancel,
-            };
-            // A failed read says nothing about drift; the converge itself will tell.
-            let Ok(observed) = provider.read(&req).await else {
-                continue;
-            };
-            if observed == Observed::Missing
-                && let Some(rec) = state.components.get_mut(&c.id)
+            let (service, id, node, resource) = (
+                self.name().to_owned(),
+                c.id.clone(),
+                rec.node.clone(),
+                resource.clone(),
+            );
+            let (inputs, outputs) = (rec.inputs.clone(), rec.outputs.clone());
+            let cancel = opts.cancel.clone();
+            let limit = limit.clone();
+            reads.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let key = format!("{service}/{id}/refresh");
+                let req = ResourceRequest {
+                    service: &service,
+                    component: id.as_str(),
+                    node: node.as_deref(),
+                    resource: &resource,
+                    idempotency_key: &key,
+                    inputs: &inputs,
+                    secrets: &secret_values,
+                    prior: Some(&outputs),
+                    cancel: &cancel,
+                };
+                // A failed read says nothing about drift; the converge itself will tell.
+                let missing = matches!(provider.read(&req).await, Ok(Observed::Missing));
+                (id, missing)
+            });
+        }
+        while let Some(done) = reads.join_next().await {
+            if let Ok((id, true)) = done
+                && let Some(rec) = state.components.get_mut(&id)
             {
                 rec.drift = Some(DriftMark::Missing);
             }
         }
+        self.run_checks(model, state, opts).await
+    }
+
+    /// Runs the `check` actions (see [`refresh`](Self::refresh)); one plan per component
+    /// definition that has one, each covering all its applied instances.
+    async fn run_checks(
+        &self,
+        model: &ServiceModel,
+        state: &mut ActualState,
+        opts: &RunOptions,
+    ) -> Result<(), InstanceError> {
+        let mut refs: Vec<dtk_model::ComponentRef> = Vec::new();
+        for c in &model.components {
+            let applied = state
+                .components
+                .get(&c.id)
+                .is_some_and(|r| r.is_applied() && r.drift.is_none());
+            if applied && c.def.actions.contains_key("check") && !refs.contains(&c.reference) {
+                refs.push(c.reference.clone());
+            }
+        }
+        if refs.is_empty() {
+            return Ok(());
+        }
+        let mut ctx = self.exec_context(opts)?;
+        ctx.default_timeout = opts.default_timeout.min(Duration::from_secs(60));
+        for reference in refs {
+            let request = PlanRequest::Action(ActionRequest {
+                target: ActionTarget {
+                    node: None,
+                    component: reference,
+                    action: "check".to_owned(),
+                },
+                params: BTreeMap::new(),
+            });
+            let plan = dtk_workflow::plan(model, state, &request)
+                .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
+            let outcome = dtk_workflow::execute(&plan, model, state, &ctx)
+                .await
+                .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
+            for t in &outcome.tasks {
+                if matches!(t.status, TaskStatus::Failed { .. })
+                    && let Some(rec) = state.components.get_mut(&t.component)
+                    && rec.is_applied()
+                {
+                    rec.drift = Some(DriftMark::Missing);
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The executor's context for this service: its providers, the default transport,
+    /// its secrets, and the run options' limits (no events, no journal).
+    fn exec_context(&self, opts: &RunOptions) -> Result<ExecContext, InstanceError> {
+        let mut ctx = ExecContext::new(self.home().providers());
+        ctx.transport = Some(Arc::new(DefaultTransport::new(self.home())));
+        ctx.secrets = Some(Arc::new(StoreSecrets(self.secrets()?)));
+        ctx.limits = opts.limits.clone();
+        ctx.default_timeout = opts.default_timeout;
+        ctx.cancel = opts.cancel.clone();
+        Ok(ctx)
     }
 
     /// What converge would run now, work-tree edits included, without running
@@ -295,7 +375,8 @@ impl Service {
     pub async fn plan(&self) -> Result<(ServiceModel, Plan), InstanceError> {
         let model = self.model()?;
         let (mut state, _, _) = self.recovered_state()?;
-        self.refresh(&model, &mut state, &Cancel::new()).await?;
+        self.refresh(&model, &mut state, &RunOptions::default())
+            .await?;
         let plan = dtk_workflow::plan(&model, &state, &PlanRequest::Converge)
             .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
         Ok((model, plan))
@@ -359,7 +440,7 @@ impl Service {
         let started_at = now_secs();
         let (mut state, old_journals, resumed) = self.recovered_state()?;
         if kind == "converge" {
-            self.refresh(model, &mut state, &opts.cancel).await?;
+            self.refresh(model, &mut state, opts).await?;
         }
         let plan = dtk_workflow::plan(model, &state, &request)
             .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
@@ -411,12 +492,7 @@ impl Service {
             written
         });
 
-        let secrets = self.secrets()?;
-        let mut ctx = ExecContext::new(self.home().providers());
-        ctx.transport = Some(Arc::new(DefaultTransport::new(self.home())));
-        ctx.secrets = Some(Arc::new(StoreSecrets(secrets)));
-        ctx.limits = opts.limits.clone();
-        ctx.default_timeout = opts.default_timeout;
+        let mut ctx = self.exec_context(opts)?;
         ctx.events = Some(tx);
         ctx.cancel = opts.cancel.clone();
         ctx.journal = Some(journal.clone());

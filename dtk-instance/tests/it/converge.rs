@@ -69,6 +69,29 @@ async fn converge_edit_converge_exec_delete() {
     );
     assert_eq!(app.log(1).unwrap()[0].summary, "new message");
 
+    // A server that died is noticed by its `check` action and started again.
+    let web_dir = home.sandboxes_dir().join("app1/web");
+    let pid: i32 = std::fs::read_to_string(web_dir.join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix_kill(pid);
+    let report = app.converge(&RunOptions::default()).await.unwrap();
+    assert!(report.is_success(), "{}", report.tree);
+    assert!(
+        report
+            .tasks
+            .iter()
+            .any(|t| t.id == "web/web.create" && t.status == "done"),
+        "{}",
+        report.tree
+    );
+    assert_eq!(
+        http_get(&output(&app, "web/web", "url")).trim(),
+        "The backend says: edited by a test"
+    );
+
     // A custom action.
     let ran = app
         .exec("web.smoke_test", Default::default(), &RunOptions::default())
@@ -87,6 +110,21 @@ async fn converge_edit_converge_exec_delete() {
     assert!(!sandboxes.join("db").exists());
     assert!(app.actual_state().unwrap().components.is_empty());
     let runs = app.runs(10).unwrap();
-    assert_eq!(runs.len(), 5, "{runs:?}");
+    assert_eq!(runs.len(), 6, "{runs:?}");
     crate::support::git(app.dir(), &["fsck", "--strict"]);
+}
+
+fn nix_kill(pid: i32) {
+    std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    // Wait until it is gone (or a zombie) so the check sees it.
+    for _ in 0..50 {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.is_empty() || state.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
