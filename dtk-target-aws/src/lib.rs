@@ -17,6 +17,25 @@
 //! ([`BUNDLED_MODULES`]).
 //!
 //! No type of the AWS SDK appears in this crate's public API.
+//!
+//! # Example
+//!
+//! Registering the provider with a `DTK_HOME` and publishing its modules, as the `dtk`
+//! binary does (`Home` is `dtk_instance::home::Home`; the user's side, from staging
+//! `aws/network` to EC2 nodes, is `docs/aws.md` in the repository):
+//!
+//! ```text
+//! use dtk_target_aws::{AwsProvider, AwsSettings, BUNDLED_MODULES, KIND};
+//!
+//! let mut home = Home::open(home_dir)?;
+//! // Plain settings; the SDK's own environment (AWS_PROFILE, ...) still applies.
+//! let settings = AwsSettings::new("eu-west-1").with_endpoint_url("http://127.0.0.1:5000");
+//! let state = dtk_model::provider::provider_state_dir(home_dir, KIND);
+//! home.register_provider(Arc::new(AwsProvider::new(state, settings)));
+//! for (name, text) in BUNDLED_MODULES {
+//!     home.ensure_bundled_module(text, &format!("{name}/dtk.module.yaml"))?;
+//! }
+//! ```
 
 // Lets `testing` name this crate the same way whether it is compiled here or included
 // by the integration tests.

@@ -14,6 +14,14 @@
 //!
 //! This crate never names a concrete provider: it sees only the `Provider` trait.
 //!
+//! # Examples
+//!
+//! `dtk_instance::converge` is the real caller: it expands a service into a model, plans,
+//! executes with a journal, and saves the outcome. This crate's own tests
+//! (`dtk-workflow/tests/it/`) build models by hand and run them against recording fake
+//! providers: `exec.rs` for the executor, `planner.rs` for plans, `journal.rs` for crash
+//! and resume. Most programs want the level above, `dtk_instance` (see `examples/embed`).
+//!
 //! # Resuming a run
 //!
 //! ```text
