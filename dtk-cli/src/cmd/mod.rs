@@ -14,13 +14,27 @@ use crate::Ctx;
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Modules in the catalog: install (publish), list, show, validate
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  dtk module install examples/modules/webapp\n  \
+                      dtk module show demo/webapp"
+    )]
     Module(module::ModuleCommand),
     /// Service instances: stage, edit, converge, inspect, delete
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  dtk service stage demo/webapp two_tier -n shop\n  \
+                      dtk service set-attribute shop db/backend/message 'hello again'\n  \
+                      dtk service converge shop\n  \
+                      dtk service status shop"
+    )]
     Service(service::ServiceCommand),
     /// Target instances and the default target
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  dtk target list\n  \
+                      dtk target set-default aws1      # a converged target instance"
+    )]
     Target(target::TargetCommand),
     /// Print a shell completion script: `dtk completions bash > /etc/bash_completion.d/dtk`
     #[command(after_help = "Example:\n  dtk completions zsh > ~/.zfunc/_dtk")]
@@ -39,7 +53,11 @@ impl Command {
             Command::Target(c) => target::run(c, ctx),
             Command::Completions { shell } => {
                 let mut cmd = <crate::Cli as clap::CommandFactory>::command();
-                clap_complete::generate(shell, &mut cmd, "dtk", &mut std::io::stdout());
+                // Into a buffer first: clap_complete panics when its writer fails, and a
+                // closed stdout (`dtk completions bash | head`) is not a failure.
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut cmd, "dtk", &mut script);
+                std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
                 Ok(())
             }
         }

@@ -4,6 +4,7 @@
 // Helpers outside `#[test]` functions unwrap too: a failure is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod json;
 mod module;
 
 use std::path::{Path, PathBuf};
