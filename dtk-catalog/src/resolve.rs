@@ -148,7 +148,16 @@ impl Catalog {
                 module: root.clone(),
                 source: Box::new(source),
             })?,
-            versions: HashMap::new(),
+            // One scan of the tags answers every `versions` question of the resolution.
+            versions: self
+                .list()
+                .map_err(|source| ResolveError::Catalog {
+                    module: root.clone(),
+                    source: Box::new(source),
+                })?
+                .into_iter()
+                .map(|m| (m.id, m.versions))
+                .collect(),
             loaded: HashMap::new(),
         };
         let selection = select(&mut r, root, req)?;
