@@ -158,7 +158,12 @@ pub enum ServiceCommand {
         run: RunArgs,
     },
     /// Run a custom action of a component: `[NODE/]CMP.ACTION [k=v ...]`
-    #[command(after_help = "Example:\n  dtk service exec shop web/web.smoke_test")]
+    ///
+    /// Without NODE/, the action runs on every instance of the component. Parameters are
+    /// available to the action's lines as `{{k}}`. What the action prints is kept in its
+    /// task log: the summary names the log directory, and `--json` gives each task's log.
+    #[command(after_help = "Examples:\n  dtk service exec shop web.smoke_test\n  \
+                            dtk service exec shop web/web.smoke_test   # on node web only")]
     Exec {
         /// The service instance
         name: String,
