@@ -98,6 +98,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<output::Reported>().is_some() => {
+            if !out.is_json() {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "error: {e}");
+            }
+            ExitCode::from(1)
+        }
         Err(e) => {
             render::error(&out, &e);
             ExitCode::from(1)

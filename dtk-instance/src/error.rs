@@ -38,8 +38,14 @@ pub enum InstanceError {
         /// Why it does not resolve.
         message: String,
     },
-    /// Input (a service document, a module, an edit) was refused.
-    #[error("{0}")]
+    /// Input (a service document, a module, an edit) was refused; the source holds every
+    /// located problem.
+    #[error(
+        "{} refused: {} problem{}",
+        .0.file(),
+        .0.diagnostics.len(),
+        if .0.diagnostics.len() == 1 { "" } else { "s" }
+    )]
     Dsl(#[from] dtk_model::DslError),
     /// The catalog refused or failed.
     #[error(transparent)]

@@ -59,6 +59,7 @@ pub mod secrets;
 pub mod service;
 pub mod ssh_target;
 pub mod stage;
+pub mod status;
 pub mod transport;
 
 pub use error::InstanceError;

@@ -140,8 +140,11 @@ fn install(ctx: &Ctx, dir: PathBuf) -> anyhow::Result<()> {
         match (&p.status, previous) {
             (PublishStatus::Created, _) => writeln!(
                 w,
-                "installed {} {} (commit {short}, {} files)",
-                p.module, p.version, p.files
+                "installed {} {} (commit {short}, {} file{})",
+                p.module,
+                p.version,
+                p.files,
+                if p.files == 1 { "" } else { "s" }
             ),
             (PublishStatus::Unchanged, _) => writeln!(
                 w,
@@ -150,11 +153,12 @@ fn install(ctx: &Ctx, dir: PathBuf) -> anyhow::Result<()> {
             ),
             (PublishStatus::Moved { .. }, prev) => writeln!(
                 w,
-                "moved development version {} {} from {} to {short} ({} files)",
+                "moved development version {} {} from {} to {short} ({} file{})",
                 p.module,
                 p.version,
                 short_opt(prev.as_deref()),
-                p.files
+                p.files,
+                if p.files == 1 { "" } else { "s" }
             ),
         }
     })

@@ -10,7 +10,8 @@ use dtk_instance::converge::{RunOptions, RunReport};
 use dtk_instance::home::Home;
 use dtk_instance::repo::ChangeKind;
 use dtk_instance::stage::StageRequest;
-use dtk_model::{ComponentId, Value, VersionReq};
+use dtk_instance::status::ComponentState;
+use dtk_model::{Value, VersionReq};
 use dtk_workflow::Limits;
 use serde::Serialize;
 
@@ -82,7 +83,8 @@ pub enum ServiceCommand {
         name: String,
         /// The attribute's path
         path: String,
-        /// The value, as YAML
+        /// The value, as YAML (`-1` is a value, not an option)
+        #[arg(allow_hyphen_values = true)]
         value: String,
     },
     /// Add a component to a node (`NODE/CMP[INST]`) or to the assembly (`CMP[INST]`)
@@ -751,7 +753,7 @@ fn run_tasks<'a>(
     if report.status == "succeeded" {
         Ok(())
     } else {
-        Err(anyhow::anyhow!("{what} of `{name}` {}", report.status))
+        Err(crate::output::Reported(format!("{what} of `{name}` {}", report.status)).into())
     }
 }
 
@@ -796,6 +798,24 @@ fn print_summary(w: &mut dyn Write, r: &RunReport) -> std::io::Result<()> {
             writeln!(w, "          log: {}", log.display())?;
         }
     }
+    if r.kind == "exec" {
+        // What a custom action printed is its result: show it.
+        for t in &r.tasks {
+            let Some(log) = &t.log else { continue };
+            let Ok(text) = std::fs::read_to_string(log) else {
+                continue;
+            };
+            let stdout = text
+                .split_once("--- stdout\n")
+                .and_then(|(_, rest)| rest.rsplit_once("\n--- stderr"))
+                .map(|(out, _)| out.trim_end())
+                .unwrap_or("");
+            if !stdout.is_empty() {
+                writeln!(w, "--- {} ({}):", t.id, t.node.as_deref().unwrap_or("-"))?;
+                writeln!(w, "{stdout}")?;
+            }
+        }
+    }
     if r.tasks.iter().any(|t| t.log.is_some()) {
         writeln!(w, "task logs: {}", r.logs.display())?;
     }
@@ -835,105 +855,7 @@ fn print_task_status(w: &mut dyn Write, r: &RunReport) -> std::io::Result<()> {
 }
 
 fn status(home: &Home, name: &str, ctx: &Ctx) -> anyhow::Result<()> {
-    let svc = home.service(name)?;
-    let model = svc.model()?;
-    let state = svc.actual_state()?;
-    let secrets = svc.secrets()?;
-    let last = svc.last_converge()?;
-    let pending = svc.diff()?.len();
-    #[derive(Serialize)]
-    struct Component {
-        id: String,
-        node: Option<String>,
-        state: String,
-        inputs: BTreeMap<String, Value>,
-        outputs: BTreeMap<String, Value>,
-        secrets: Vec<String>,
-    }
-    #[derive(Serialize)]
-    struct Node {
-        name: String,
-        group: Option<String>,
-        attributes: BTreeMap<String, Value>,
-    }
-    #[derive(Serialize)]
-    struct Doc {
-        name: String,
-        target: Option<String>,
-        last_converge: Option<dtk_instance::service::ConvergeRecord>,
-        uncommitted_edits: usize,
-        nodes: Vec<Node>,
-        components: Vec<Component>,
-        removed: Vec<String>,
-    }
-    let components: Vec<Component> = model
-        .components
-        .iter()
-        .map(|c| {
-            let rec = state.components.get(&c.id);
-            let st = match rec {
-                None => "pending".to_owned(),
-                Some(r) if r.drift.is_some() => "drifted".to_owned(),
-                Some(r) if r.is_applied() => {
-                    if r.desired_hash
-                        == dtk_workflow::desired_hash(c, &dtk_workflow::static_inputs(c))
-                    {
-                        "converged".to_owned()
-                    } else {
-                        "changed".to_owned()
-                    }
-                }
-                Some(_) => "failed".to_owned(),
-            };
-            Component {
-                id: c.id.to_string(),
-                node: c.node.clone(),
-                state: st,
-                inputs: rec
-                    .map(|r| r.inputs.clone())
-                    .unwrap_or_else(|| c.inputs.clone()),
-                outputs: rec.map(|r| r.outputs.clone()).unwrap_or_default(),
-                secrets: c
-                    .secret_inputs
-                    .iter()
-                    .map(|s| {
-                        format!(
-                            "{s}: {}",
-                            if secrets.is_set(&c.id, s) {
-                                "set"
-                            } else {
-                                "unset"
-                            }
-                        )
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
-    let in_model: std::collections::BTreeSet<&ComponentId> =
-        model.components.iter().map(|c| &c.id).collect();
-    let doc = Doc {
-        name: name.to_owned(),
-        target: model.target.clone(),
-        last_converge: last,
-        uncommitted_edits: pending,
-        nodes: model
-            .nodes
-            .iter()
-            .map(|n| Node {
-                name: n.name.clone(),
-                group: n.group.clone(),
-                attributes: n.attributes.clone(),
-            })
-            .collect(),
-        components,
-        removed: state
-            .components
-            .keys()
-            .filter(|k| !in_model.contains(k))
-            .map(|k| k.to_string())
-            .collect(),
-    };
+    let doc = home.service(name)?.status()?;
     ctx.out.emit("dtk.service.status/v1", &doc, |w| {
         writeln!(
             w,
@@ -960,6 +882,13 @@ fn status(home: &Home, name: &str, ctx: &Ctx) -> anyhow::Result<()> {
                 doc.uncommitted_edits, doc.name
             )?;
         }
+        let state = |s: ComponentState| match s {
+            ComponentState::Pending => "pending",
+            ComponentState::Converged => "converged",
+            ComponentState::Changed => "changed (converge applies it)",
+            ComponentState::Drifted => "drifted (converge makes it again)",
+            ComponentState::Failed => "failed",
+        };
         for n in &doc.nodes {
             writeln!(
                 w,
@@ -975,28 +904,18 @@ fn status(home: &Home, name: &str, ctx: &Ctx) -> anyhow::Result<()> {
                 .iter()
                 .filter(|c| c.node.as_deref() == Some(n.name.as_str()))
             {
-                print_component(
-                    w,
-                    c.id.as_str(),
-                    &c.state,
-                    &c.inputs,
-                    &c.outputs,
-                    &c.secrets,
-                )?;
+                print_component(w, &c.id, state(c.state), &c.inputs, &c.outputs, &c.secrets)?;
+                if let Some(e) = &c.error {
+                    writeln!(w, "      error: {e}")?;
+                }
             }
         }
-        let loose: Vec<&Component> = doc.components.iter().filter(|c| c.node.is_none()).collect();
+        let loose: Vec<&dtk_instance::status::ComponentStatus> =
+            doc.components.iter().filter(|c| c.node.is_none()).collect();
         if !loose.is_empty() {
             writeln!(w, "assembly-wide")?;
             for c in loose {
-                print_component(
-                    w,
-                    c.id.as_str(),
-                    &c.state,
-                    &c.inputs,
-                    &c.outputs,
-                    &c.secrets,
-                )?;
+                print_component(w, &c.id, state(c.state), &c.inputs, &c.outputs, &c.secrets)?;
             }
         }
         for r in &doc.removed {
