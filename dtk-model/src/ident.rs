@@ -65,6 +65,18 @@ pub fn check_name(what: &'static str, s: &str) -> Result<(), ParseRefError> {
             ),
         ));
     }
+    // Module ids and versions also become parts of git reference names
+    // (`refs/tags/NS/NAME/VERSION`), which git refuses with these.
+    if s.contains("..") {
+        return Err(ParseRefError::new(what, s, "it must not contain `..`"));
+    }
+    if s.ends_with('.') || s.ends_with(".lock") {
+        return Err(ParseRefError::new(
+            what,
+            s,
+            "it must not end with `.` or `.lock`",
+        ));
+    }
     Ok(())
 }
 

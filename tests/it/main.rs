@@ -1,1 +1,5 @@
 //! End-to-end tests.
+
+#![allow(clippy::unwrap_used)]
+
+mod crash;

@@ -726,6 +726,25 @@ pub(crate) fn resolve_links(
                 return;
             }
         }
+        // `ec2::node[X]/cmp` names a node of this document explicitly: it must exist (it
+        // is written back as `X/cmp`, which would otherwise read as a service link).
+        if mode == Mode::Service
+            && l.service.is_none()
+            && let Some(n) = &l.target.node
+            && index.node(n).is_none()
+        {
+            let help = match did_you_mean(n, index.node_names()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "name a node of this document, or write `SERVICE/TARGET` to link to another service".to_owned(),
+            };
+            ctx.error_help(
+                l.at,
+                p,
+                format!("link target names node `{n}`, which is not in this document"),
+                help,
+            );
+            return;
+        }
         if mode == Mode::Module {
             let where_ = l.target.node.as_deref();
             if !index.find(scope, &l.target.component, where_) {

@@ -7,3 +7,5 @@ mod fixtures;
 
 mod malformed;
 mod roundtrip;
+mod expand_props;
+mod fuzz;
