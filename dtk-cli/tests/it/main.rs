@@ -34,12 +34,18 @@ pub struct Home {
     pub tmp: tempfile::TempDir,
 }
 
-impl Home {
-    /// A fresh, empty one.
-    pub fn new() -> Home {
+impl Default for Home {
+    fn default() -> Home {
         Home {
             tmp: tempfile::tempdir().unwrap(),
         }
+    }
+}
+
+impl Home {
+    /// A fresh, empty one.
+    pub fn new() -> Home {
+        Home::default()
     }
 
     /// The DTK_HOME directory (not created: dtk creates it).
