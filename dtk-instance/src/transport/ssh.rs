@@ -767,7 +767,7 @@ impl SshPool {
     /// Without a trailer, asks the node what became of the run.
     async fn run(
         &self,
-        master: &Master,
+        master: &Arc<Master>,
         known_hosts: &str,
         req: &ExecRequest,
         started: Instant,
@@ -799,11 +799,17 @@ impl SshPool {
                 return Err(Run::Failed(spawn_error(host, source)));
             }
             Err(error) => {
-                // The local client is gone (killed on drop); stop the remote processes too.
+                // The local client is gone (killed on drop); stop the remote processes too,
+                // in a task of its own, so that the stop still happens when the caller gives
+                // up on this future (an executor's time limit just above the action's).
                 master.defer_cleanup(cleanup);
                 let kill = script::kill_script(&req.workdir, &run_id).into_bytes();
                 let limit = host.connect_timeout + Duration::from_secs(10);
-                let _ = tokio::time::timeout(limit, session(ssh, master, kill)).await;
+                let (ssh, stopping) = (ssh.clone(), Arc::clone(master));
+                let stop = tokio::spawn(async move {
+                    let _ = tokio::time::timeout(limit, session(&ssh, &stopping, kill)).await;
+                });
+                let _ = stop.await;
                 return Err(Run::Failed(error));
             }
         };

@@ -76,6 +76,12 @@ component_defs:
         - RUN echo before > before.txt
         - RUN echo 'it broke' >&2; exit 3
         - RUN echo after > after.txt
+  slow:
+    actions:
+      create:
+        timeout: 2
+        commands:
+        - RUN echo started > started.txt; sleep 31.75
   flaky:
     actions:
       create:
@@ -104,6 +110,8 @@ assemblies:
         components: [store]
     - node[bad]:
         components: [broken]
+    - node[slow]:
+        components: [slow]
   drop:
     components:
     - node[one]:
@@ -378,7 +386,8 @@ async fn a_service_converges_onto_several_hosts_edits_execs_and_deletes() {
     );
 
     // Moving a node to another host: its components run there, its old directory goes.
-    app.set_attribute("web/host_name", "b").expect("set host_name");
+    app.set_attribute("web/host_name", "b")
+        .expect("set host_name");
     assert_ok(&converge(&app).await);
     assert_eq!(node("web", "ssh_host_name"), Value::Str("b".into()));
     assert_eq!(
@@ -486,13 +495,30 @@ async fn a_failing_action_fails_its_task_with_its_status_and_stderr() {
     let task = report
         .tasks
         .iter()
-        .find(|t| t.status == "failed")
+        .find(|t| t.component == "bad/broken")
         .expect("failed task");
     assert_eq!(task.attempts, 1, "an exit status is not retried by default");
     let log = read(task.log.as_ref().expect("log"));
     assert!(log.contains("exit: 3") && log.contains("it broke"), "{log}");
     // The other node is unharmed.
     assert_eq!(read(&w.workdir("db").join("b/db/message.txt")), "hello\n");
+
+    // An action past its time limit fails (after the retries a time-out gets) and is
+    // stopped on its host.
+    let slow = report
+        .tasks
+        .iter()
+        .find(|t| t.component == "slow/slow")
+        .expect("slow task");
+    assert_eq!(slow.status, "failed", "{}", report.tree);
+    let detail = slow.detail.clone().unwrap_or_default();
+    assert!(detail.contains("timed out"), "{detail}");
+    assert!(w.workdir("db").join("b/slow/started.txt").is_file());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while crate::sshd::process_running(&["sleep", "31.75"]) {
+        assert!(Instant::now() < deadline, "the timed-out action still runs");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
