@@ -91,9 +91,17 @@ pub(crate) fn scan(dir: &Path) -> Result<(Module, Vec<SourceFile>), CatalogError
             });
         }
     }
-    let text = std::fs::read_to_string(&manifest).map_err(|source| CatalogError::ReadFile {
+    let bytes = std::fs::read(&manifest).map_err(|source| CatalogError::ReadFile {
         path: manifest.clone(),
         source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| CatalogError::Invalid {
+        path: manifest.clone(),
+        source: not_utf8(
+            &manifest.to_string_lossy(),
+            e.as_bytes(),
+            e.utf8_error().valid_up_to(),
+        ),
     })?;
     let module = crate::parse_manifest(&text, &manifest.to_string_lossy()).map_err(|source| {
         CatalogError::Invalid {
@@ -106,6 +114,31 @@ pub(crate) fn scan(dir: &Path) -> Result<(Module, Vec<SourceFile>), CatalogError
         return Err(CatalogError::ManifestIgnored { path: manifest });
     }
     Ok((module, files))
+}
+
+/// The located refusal of a manifest that is not UTF-8: where its first bad byte is.
+fn not_utf8(file: &str, bytes: &[u8], valid: usize) -> dtk_model::DslError {
+    let before = &bytes[..valid];
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |p| p + 1);
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let col = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    dtk_model::DslError::single(dtk_model::Diagnostic {
+        file: file.to_owned(),
+        location: dtk_model::Location {
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            col: u32::try_from(col).unwrap_or(u32::MAX),
+            offset: valid,
+        },
+        key: String::new(),
+        message: format!("the file is not valid UTF-8 (byte {valid})"),
+        help: Some("save dtk.module.yaml as UTF-8".to_owned()),
+    })
 }
 
 /// Lists the files of `dir` that a publish stores, sorted by path.

@@ -510,14 +510,25 @@ impl InstanceRepo {
         }
         for path in &materialized {
             if !present.contains(path)
-                && let Some((id, _)) = files.get(path) {
-                    out.push(FileChange {
-                        path: path.clone(),
-                        kind: ChangeKind::Deleted,
-                        old: Some(self.read_blob(*id)?),
-                        new: None,
-                    });
+                && let Some((id, _)) = files.get(path)
+            {
+                // A committed file replaced by a symbolic link is not a deletion: refuse
+                // it (links are never followed into the repository, nor committed).
+                let p = self.root.join(path);
+                if fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+                    return Err(InstanceError::refused(format!(
+                        "{} is a symbolic link; the instance repository holds plain files only \
+                         (put the file itself there)",
+                        p.display()
+                    )));
                 }
+                out.push(FileChange {
+                    path: path.clone(),
+                    kind: ChangeKind::Deleted,
+                    old: Some(self.read_blob(*id)?),
+                    new: None,
+                });
+            }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)

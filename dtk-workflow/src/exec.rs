@@ -767,11 +767,12 @@ impl Job {
                 ));
                 continue;
             };
-            let v = typed_value(decl.ty, text);
             if decl.secret {
-                secret.insert(name.clone(), v);
+                secret.insert(name.clone(), typed_value(decl.ty, text));
             } else {
-                outputs.insert(name.clone(), v);
+                // An output that is not secret is kept in actual state, the journal and
+                // the records, and printed: a secret the action put in it is redacted.
+                outputs.insert(name.clone(), typed_value(decl.ty, &self.redact(text)));
             }
         }
         (outputs, secret, warnings)

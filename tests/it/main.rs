@@ -2,4 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod bad_input;
+mod concurrency;
 mod crash;
+mod security;

@@ -615,7 +615,9 @@ fn subtask(t: &Subtask) -> Out {
             items.push(Out::Map(vec![(text, Out::Map(params))]));
         }
     }
-    if !items.is_empty() {
+    // An empty list is written too when nothing else says what the subtask is (or that
+    // it is ordered), so that the subtask reads back the same.
+    if !items.is_empty() || t.ordered || t.subtasks.is_empty() {
         let key = if t.ordered {
             "ordered_components"
         } else if t.components.is_empty() {

@@ -8,7 +8,7 @@
 //! components (so every dependency resolves on its own node). The service document is
 //! made from an assembly as `stage` makes it, written and read back, then expanded.
 //!
-//! `DTK_FUZZ_CASES` sets the case count (default 500).
+//! `DTK_FUZZ_CASES` sets the case count (default 300).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -298,7 +298,7 @@ fn cases() -> u32 {
     std::env::var("DTK_FUZZ_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(500)
+        .unwrap_or(300)
 }
 
 proptest! {

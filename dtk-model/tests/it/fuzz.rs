@@ -5,7 +5,7 @@
 //! Properties: nothing panics; every refusal is located (line and column ≥ 1, in the file
 //! named); whatever is accepted, written back and parsed again, is the same document.
 //!
-//! `DTK_FUZZ_CASES` sets the case count of each property (default 500, a few seconds);
+//! `DTK_FUZZ_CASES` sets the case count of each property (default 300, a few seconds);
 //! docs/testing.md gives the long run.
 
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ fn cases() -> u32 {
     std::env::var("DTK_FUZZ_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(500)
+        .unwrap_or(300)
 }
 
 fn config() -> ProptestConfig {
@@ -574,4 +574,27 @@ fn every_seed_document_satisfies_the_properties() {
         module_props(text);
         service_props(text);
     }
+}
+
+#[test]
+fn inputs_found_by_cargo_fuzz_keep_the_properties() {
+    // A subtask whose list of steps is empty was accepted, then written without the list
+    // and refused ("a subtask does nothing").
+    module_props(
+        "dsl_version: 1.0.0\nmodule: a/b\nversion: 1.0.0\ncomponent_defs:\n  c: {}\n\
+         assemblies:\n  x:\n    components:\n    - node[n]:\n        components: [c]\n\
+         \x20   actions:\n      create:\n        subtasks:\n        - name: s\n\
+         \x20         node: n\n          components:\n",
+    );
+    service_props(
+        "dsl_version: 1.0.0\nname: s\ncomponents:\n- node[n]:\n    components: [c]\n\
+         actions:\n  create:\n    subtasks:\n    - name: s\n      ordered_components: []\n\
+         \x20     subtasks: [{name: t, components: [c]}]\n",
+    );
+    // A link naming a missing node as `ec2::node[X]/cmp` was accepted, and written back
+    // as `X/cmp`, a link to another service (now refused: see the malformed inputs).
+    service_props(
+        "dsl_version: 1.0.0\nname: s\ncomponents:\n- node[n]:\n    components:\n    - c:\n\
+         \x20       links: [ec2::node[m]/d]\n",
+    );
 }
