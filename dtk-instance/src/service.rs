@@ -138,8 +138,15 @@ impl Service {
         let doc = dtk_model::dsl::parse_service(&text, &display(&doc_path))?;
         let mut set = ModuleSet::new();
         let mut errors = Vec::new();
-        for id in doc.dependencies.keys() {
+        for (id, pinned) in &doc.dependencies {
             let p = self.dir.join(module_path(id)).join("dtk.module.yaml");
+            if !p.is_file() {
+                return Err(InstanceError::refused(format!(
+                    "{} pins module `{id}` {pinned}, but the instance has no copy of it ({} is missing)",
+                    display(&doc_path),
+                    display(&p)
+                )));
+            }
             let text = read_text(&p)?;
             match dtk_model::dsl::parse_module(&text, &display(&p)) {
                 Ok(m) => {
@@ -148,6 +155,15 @@ impl Service {
                             "{} declares module `{}`, but it is the instance copy of `{id}`",
                             display(&p),
                             m.id
+                        )));
+                    }
+                    if m.version != *pinned {
+                        return Err(InstanceError::refused(format!(
+                            "{} pins module `{id}` {pinned}, but its instance copy {} is version {} \
+                             (move to another version with `dtk service pull-base`)",
+                            display(&doc_path),
+                            display(&p),
+                            m.version
                         )));
                     }
                     set.insert(m);
