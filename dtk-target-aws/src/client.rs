@@ -115,7 +115,8 @@ impl Ec2 {
     }
 
     /// Polls `check` until it returns `Some`, or fails with a timeout naming `resource` and
-    /// `state` after the waiter's timeout.
+    /// `state` after the waiter's timeout. Polls come quickly at first (most resources are
+    /// ready at once) and then every `poll_interval` ([`WaiterSettings::next_pause`]).
     pub(crate) async fn wait_for<T, F, Fut>(
         &self,
         resource: &str,
@@ -127,6 +128,7 @@ impl Ec2 {
         Fut: Future<Output = Result<Option<T>, AwsError>>,
     {
         let start = Instant::now();
+        let mut pause = self.waiter.first_pause();
         loop {
             if let Some(v) = check().await? {
                 return Ok(v);
@@ -139,7 +141,8 @@ impl Ec2 {
                     waited: start.elapsed(),
                 });
             }
-            tokio::time::sleep(self.waiter.poll_interval).await;
+            tokio::time::sleep(pause).await;
+            pause = self.waiter.next_pause(pause);
         }
     }
 
@@ -151,6 +154,7 @@ impl Ec2 {
         Fut: Future<Output = Result<(), AwsError>>,
     {
         let start = Instant::now();
+        let mut pause = self.waiter.first_pause();
         loop {
             match step().await {
                 Err(e)
@@ -159,7 +163,8 @@ impl Ec2 {
                 {
                     tracing::debug!(error = %e, "still in use; trying again");
                     self.check_cancelled()?;
-                    tokio::time::sleep(self.waiter.poll_interval).await;
+                    tokio::time::sleep(pause).await;
+                    pause = self.waiter.next_pause(pause);
                 }
                 other => return other,
             }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
 /// The error returned by the operations of [`crate::Ec2`].
 ///
@@ -232,15 +232,33 @@ impl ApiError {
                 code: err.code().map(str::to_owned),
                 message: err.message().map(str::to_owned),
             },
-            // The SDK's text of a transport failure names the cause (connection refused,
-            // timeout, ...); it holds no credential.
+            // The SDK's texts of a transport failure name the cause (connection refused,
+            // timeout, ...); they hold no credential.
             _ => ApiError {
                 kind,
                 code: None,
-                message: Some(DisplayErrorContext(&err).to_string()),
+                message: Some(error_chain(&err)),
             },
         }
     }
+}
+
+/// The texts of `err` and of its sources, joined by `: `, each said once: `dispatch
+/// failure: io error: client error (Connect): tcp connect error: Connection refused (os
+/// error 111)`. (The SDK's `DisplayErrorContext` adds the error's `Debug` form to that,
+/// which says it all again, with type names.)
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        let said = parts.last().is_some_and(|p| p.contains(text.as_str()));
+        if !text.is_empty() && !said {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 impl fmt::Display for ApiError {

@@ -98,8 +98,24 @@ impl Default for Timeouts {
 pub struct WaiterSettings {
     /// Give up after this long.
     pub timeout: Duration,
-    /// Time between two polls.
+    /// The longest time between two polls (the first ones come sooner).
     pub poll_interval: Duration,
+}
+
+/// The first pause of a wait, when `poll_interval` is longer.
+const FIRST_PAUSE: Duration = Duration::from_millis(250);
+
+impl WaiterSettings {
+    /// The pause before the second poll: the shorter of 250 ms and `poll_interval`.
+    pub fn first_pause(&self) -> Duration {
+        self.poll_interval.min(FIRST_PAUSE)
+    }
+
+    /// The pause after `previous`: twice as long, at most `poll_interval`. A wait thus
+    /// polls at 250 ms, 500 ms, 1 s, ... up to `poll_interval`, then every `poll_interval`.
+    pub fn next_pause(&self, previous: Duration) -> Duration {
+        (previous * 2).min(self.poll_interval)
+    }
 }
 
 impl Default for WaiterSettings {

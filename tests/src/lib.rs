@@ -5,6 +5,7 @@
 
 pub mod dtk;
 pub mod harness;
+pub mod secrets;
 
 use std::path::{Path, PathBuf};
 

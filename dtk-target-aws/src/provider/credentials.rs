@@ -232,13 +232,19 @@ fn required_secret(call: &Call<'_, '_>, name: &str) -> Result<String, ProviderEr
     })
 }
 
-pub(crate) fn create(p: &AwsProvider, call: &Call<'_, '_>) -> Result<Attributes, ProviderError> {
+/// The keys of the request's secrets.
+fn requested(call: &Call<'_, '_>) -> Result<StaticCredentials, ProviderError> {
     let key_id = required_secret(call, "aws_access_key_id")?;
     let secret_key = required_secret(call, "aws_secret_access_key")?;
     let mut creds = StaticCredentials::new(key_id, secret_key);
     if let Some(token) = secret(call, "aws_session_token")? {
         creds = creds.with_session_token(token);
     }
+    Ok(creds)
+}
+
+pub(crate) fn create(p: &AwsProvider, call: &Call<'_, '_>) -> Result<Attributes, ProviderError> {
+    let creds = requested(call)?;
     let handle = handle_of(call);
     p.store
         .save(&handle, &creds)
@@ -248,13 +254,34 @@ pub(crate) fn create(p: &AwsProvider, call: &Call<'_, '_>) -> Result<Attributes,
     Ok(outputs([("credentials_handle", Value::Str(handle))]))
 }
 
+/// `Missing` when no keys are stored under the component's handle, and also when the
+/// request carries keys (the secret store's current values) other than the stored ones:
+/// the keys were rotated since the last converge, which then stores the new ones. (The
+/// planner's desired hash covers the *names* of secret inputs, not their values, so this
+/// read is what notices a rotation.) Keys are compared, never shown.
 pub(crate) fn read(p: &AwsProvider, call: &Call<'_, '_>) -> Result<Observed, ProviderError> {
     let handle = handle_of(call);
-    Ok(if p.store.contains(&handle) {
-        Observed::Present(outputs([("credentials_handle", Value::Str(handle))]))
-    } else {
-        Observed::Missing
-    })
+    if !p.store.contains(&handle) {
+        return Ok(Observed::Missing);
+    }
+    let has_keys = ["aws_access_key_id", "aws_secret_access_key"]
+        .iter()
+        .all(|n| call.req.secrets.get(n).is_some());
+    if has_keys {
+        let stored = p
+            .store
+            .load(&handle)
+            .map_err(|e| ProviderError::failed(call.operation(), e.to_string()))?;
+        // Keys of the wrong type are create's to refuse; here they count as other keys.
+        if requested(call).ok().as_ref() != Some(&stored) {
+            tracing::info!(handle, "the stored AWS keys differ from the secret store's");
+            return Ok(Observed::Missing);
+        }
+    }
+    Ok(Observed::Present(outputs([(
+        "credentials_handle",
+        Value::Str(handle),
+    )])))
 }
 
 pub(crate) fn delete(p: &AwsProvider, call: &Call<'_, '_>) -> Result<(), ProviderError> {

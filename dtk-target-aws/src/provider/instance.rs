@@ -69,12 +69,38 @@ pub(crate) fn node_of(call: &Call<'_, '_>) -> Result<NodeRef, ProviderError> {
     Ok(NodeRef::parse(&name))
 }
 
-fn outputs_of(info: &InstanceInfo, ssh_user: &str) -> Attributes {
+/// The SSH settings a node passes on from the target to whoever runs its commands
+/// (paths and a policy, never key material): its outputs of the same names.
+const SSH_SETTINGS: [&str; 3] = [
+    "ssh_key_path",
+    "ssh_host_key_policy",
+    "ssh_known_hosts_path",
+];
+
+/// The node's [`SSH_SETTINGS`]: its inputs, else (for a read) what was recorded.
+fn ssh_settings(call: &Call<'_, '_>) -> Result<Attributes, ProviderError> {
+    let mut out = Attributes::new();
+    for name in SSH_SETTINGS {
+        let value = match inputs::string(call, call.req.inputs, name)? {
+            Some(v) => Some(v),
+            None => match call.req.prior {
+                Some(prior) => inputs::string(call, prior, name)?,
+                None => None,
+            },
+        };
+        if let Some(v) = value {
+            out.insert(name.to_owned(), Value::Str(v));
+        }
+    }
+    Ok(out)
+}
+
+fn outputs_of(info: &InstanceInfo, ssh_user: &str, ssh: Attributes) -> Attributes {
     let ssh_host = info
         .public_ip_address
         .clone()
         .or_else(|| info.private_ip_address.clone());
-    outputs([
+    let mut out = outputs([
         ("instance_id", Value::Str(info.instance_id.clone())),
         ("state", Value::Str(info.state.to_string())),
         ("private_ip_address", opt(info.private_ip_address.clone())),
@@ -85,7 +111,9 @@ fn outputs_of(info: &InstanceInfo, ssh_user: &str) -> Attributes {
         ("image_id", Value::Str(info.image_id.clone())),
         ("instance_type", Value::Str(info.instance_type.clone())),
         ("availability_zone", opt(info.availability_zone.clone())),
-    ])
+    ]);
+    out.extend(ssh);
+    out
 }
 
 /// The image map linked to the node, if any.
@@ -162,13 +190,14 @@ pub(crate) async fn create(
         tags,
     };
     let user = ssh_user(call, map.as_ref(), &region)?;
+    let ssh = ssh_settings(call)?;
     let ec2 = p.client(call).await?;
     let info = match node.index {
         Some(i) => ec2.ensure_member(&spec, i, call.req.idempotency_key).await,
         None => ec2.ensure_node(&spec, call.req.idempotency_key).await,
     }
     .map_err(|e| call.aws(e))?;
-    Ok(outputs_of(&info, &user))
+    Ok(outputs_of(&info, &user, ssh))
 }
 
 pub(crate) async fn read(p: &AwsProvider, call: &Call<'_, '_>) -> Result<Observed, ProviderError> {
@@ -192,7 +221,11 @@ pub(crate) async fn read(p: &AwsProvider, call: &Call<'_, '_>) -> Result<Observe
             ssh_user(call, image_map(call)?.as_ref(), &region)?
         }
     };
-    Ok(Observed::Present(outputs_of(&info, &user)))
+    Ok(Observed::Present(outputs_of(
+        &info,
+        &user,
+        ssh_settings(call)?,
+    )))
 }
 
 pub(crate) async fn delete(p: &AwsProvider, call: &Call<'_, '_>) -> Result<(), ProviderError> {

@@ -46,7 +46,7 @@ pub const RESOURCES: &[&str] = &[
 /// | `vpc_subnet` | `aws/network` `vpc_subnet` | `vpc_id`, `subnet_id`, `subnet_cidr_block`, `subnet_length`, `availability_zone`, `gateway`, `enable_public_ip_in_subnet` | `subnet_id`, `subnet_cidr_block`, `availability_zone`, `vpc_id`, `region`, `credentials_handle` |
 /// | `security_group` | `aws/network` `security_group` | `vpc_id`, `group_id`, `group_name`, `description`, `constant_rules`, `dynamic_rules` | `group_id`, `group_name`, `vpc_id`, `region`, `credentials_handle` |
 /// | `images` | `aws/network` `images` | `images` | `images` (resolved), `unresolved_images`, `region`, `credentials_handle` |
-/// | `ec2_instance` | `aws/ec2` `node` | `image`, `size`, `tags`, `key_name`, `ssh_user`, `subnet_id`, `group_id`, `images` | `instance_id`, `state`, `private_ip_address`, `public_ip_address`, `host`, `ssh_host`, `ssh_user`, `image_id`, `instance_type`, `availability_zone` |
+/// | `ec2_instance` | `aws/ec2` `node` | `image`, `size`, `tags`, `key_name`, `ssh_user`, `subnet_id`, `group_id`, `images`, `ssh_key_path`, `ssh_host_key_policy`, `ssh_known_hosts_path` | `instance_id`, `state`, `private_ip_address`, `public_ip_address`, `host`, `ssh_host`, `ssh_user`, `image_id`, `instance_type`, `availability_zone`, and the `ssh_*` inputs that are set (what runs the node's commands over SSH reads them) |
 ///
 /// Every resource but `credentials` also takes `region` (else the base settings' region)
 /// and `credentials_handle`.

@@ -185,6 +185,9 @@ fn aws_ec2_names() {
         "state",
         "ssh_host",
         "ssh_user",
+        "ssh_key_path",
+        "ssh_host_key_policy",
+        "ssh_known_hosts_path",
     ] {
         assert!(node.attributes[a].dynamic, "output {a}");
     }
@@ -419,6 +422,17 @@ assemblies:
             ("aws1/vpc[vpc1]", "region", "region"),
             ("aws1/vpc[vpc1]", "credentials_handle", "credentials_handle"),
             ("aws1/vpc[vpc1]", "default_keypair", "key_name"),
+            ("aws1/vpc[vpc1]", "ssh_key_path", "ssh_key_path"),
+            (
+                "aws1/vpc[vpc1]",
+                "ssh_host_key_policy",
+                "ssh_host_key_policy",
+            ),
+            (
+                "aws1/vpc[vpc1]",
+                "ssh_known_hosts_path",
+                "ssh_known_hosts_path",
+            ),
         ] {
             assert!(
                 links.contains(&(want.0.into(), want.1.into(), want.2.into())),
@@ -644,6 +658,60 @@ async fn credentials_resource_stores_and_never_shows_keys() {
     let text = format!("{err} {err:?}");
     assert!(text.contains("`aws_access_key_id` is not set"), "{text}");
     assert!(!text.contains(SECRET), "{text}");
+}
+
+/// Rotated keys: the secret store holds other keys than the provider stored, so a read
+/// says `Missing` (converge stores them again); without keys in the request it cannot
+/// tell, and trusts what is stored.
+#[tokio::test]
+async fn credentials_read_notices_rotated_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = AwsProvider::new(dir.path(), AwsSettings::new("eu-west-1"));
+    let keys = |id: &str, secret: &str| {
+        Req::new(
+            Attributes::new(),
+            attrs(&[
+                ("aws_access_key_id", Value::from(id)),
+                ("aws_secret_access_key", Value::from(secret)),
+            ]),
+        )
+    };
+    let old = keys(KEY_ID, SECRET);
+    let out = p
+        .create(&old.req("credentials", "credentials"))
+        .await
+        .unwrap();
+    let present = dtk_model::provider::Observed::Present(out);
+    let rotated = keys("AKIAROTATEDKEY000002", "rotated-secret-key");
+    assert_eq!(
+        p.read(&rotated.req("credentials", "credentials"))
+            .await
+            .unwrap(),
+        dtk_model::provider::Observed::Missing
+    );
+    let only_secret = keys(KEY_ID, "rotated-secret-key");
+    assert_eq!(
+        p.read(&only_secret.req("credentials", "credentials"))
+            .await
+            .unwrap(),
+        dtk_model::provider::Observed::Missing
+    );
+    let none = Req::new(Attributes::new(), Attributes::new());
+    assert_eq!(
+        p.read(&none.req("credentials", "credentials"))
+            .await
+            .unwrap(),
+        present
+    );
+    p.create(&rotated.req("credentials", "credentials"))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.read(&rotated.req("credentials", "credentials"))
+            .await
+            .unwrap(),
+        present
+    );
 }
 
 #[tokio::test]
