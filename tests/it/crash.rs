@@ -147,6 +147,7 @@ fn set_tag(home: &CliHome, tag: &str) {
 
 struct Attempt {
     killed: bool,
+    took: Duration,
     code: Option<i32>,
     log: String,
 }
@@ -184,6 +185,7 @@ fn converge(home: &CliHome, scratch: &Path, n: usize, kill_after: Option<Duratio
     let killed = killed && status.code().is_none();
     Attempt {
         killed,
+        took: started.elapsed(),
         code: status.code(),
         log: std::fs::read_to_string(&log_path).unwrap_or_default(),
     }
@@ -214,7 +216,7 @@ fn converges_killed_at_random_moments_resume_without_loss_or_repeats() {
     let t0 = Instant::now();
     let first = converge(&home, scratch.path(), 0, None);
     assert_eq!(first.code, Some(0), "{}", first.log);
-    let window = t0.elapsed().max(Duration::from_millis(200));
+    let mut window = t0.elapsed().max(Duration::from_millis(200));
     assert!(run_counts(&files, "r0").values().all(|&c| c == 1));
 
     let mut attempts = 0usize;
@@ -222,7 +224,15 @@ fn converges_killed_at_random_moments_resume_without_loss_or_repeats() {
     let mut reruns_total = 0usize;
     let mut journaled_total = 0usize;
     let started = Instant::now();
-    for it in 1..=iterations {
+    // An iteration counts once a kill landed in it: a converge may end before its kill.
+    let mut killed_iterations = 0usize;
+    let mut it = 0usize;
+    while killed_iterations < iterations {
+        it += 1;
+        assert!(
+            it <= 3 * iterations + 3,
+            "converges keep ending before their kill (seed {seed})"
+        );
         let tag = format!("r{it}");
         set_tag(&home, &tag);
         // Task → its run count when its completion was first seen in a journal.
@@ -235,9 +245,13 @@ fn converges_killed_at_random_moments_resume_without_loss_or_repeats() {
             let kill = kills_here == 0 || (kills_here < 3 && rng.below(2) == 0);
             let kill_after = kill.then(|| {
                 let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-                Duration::from_millis(rng.below(ms + ms / 10 + 1))
+                Duration::from_millis(rng.below(ms * 9 / 10 + 1))
             });
             let a = converge(&home, scratch.path(), attempts, kill_after);
+            if !a.killed && kills_here == 0 {
+                // A whole converge that beat its kill: the window was too wide.
+                window = window.min(a.took.max(Duration::from_millis(100)));
+            }
             if !a.killed {
                 assert_eq!(
                     a.code,
@@ -302,6 +316,9 @@ fn converges_killed_at_random_moments_resume_without_loss_or_repeats() {
                 "iteration {it} (seed {seed}): {task} ran again after its completion was journaled"
             );
         }
+        if kills_here > 0 {
+            killed_iterations += 1;
+        }
         let reruns: usize = counts.values().map(|c| c - 1).sum();
         reruns_total += reruns;
         journaled_total += frozen.len();
@@ -320,7 +337,7 @@ fn converges_killed_at_random_moments_resume_without_loss_or_repeats() {
     assert_eq!(status.json()["last_converge"]["status"], "succeeded");
     home.fsck_all();
     eprintln!(
-        "crash suite (seed {seed}): {iterations} iterations, {attempts} converges, {kills} kills, \
+        "crash suite (seed {seed}): {iterations} iterations with kills ({it} in all), {attempts} converges, {kills} kills, \
          {journaled_total} completions durable at a kill (none re-run), \
          {reruns_total} actions re-run because in flight at a kill, in {:.1}s",
         started.elapsed().as_secs_f64()
