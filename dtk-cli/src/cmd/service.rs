@@ -994,11 +994,15 @@ fn attributes(home: &Home, name: &str, all: bool, ctx: &Ctx) -> anyhow::Result<(
                     }
                     .to_owned(),
                 )
-            } else if a.dynamic {
-                (
-                    rec.and_then(|r| r.outputs.get(an).cloned()),
-                    "output".to_owned(),
-                )
+            } else if let Some(v) = rec
+                .and_then(|r| r.outputs.get(an).cloned())
+                .filter(|_| a.dynamic)
+            {
+                (Some(v), "output".to_owned())
+            } else if a.dynamic && !a.input {
+                (None, "output".to_owned())
+            // An output users may also set (`input: true`) shows its link or what was set
+            // until an action reports it.
             } else if let Some(l) = linked.get(an.as_str()) {
                 (rec.and_then(|r| r.inputs.get(an).cloned()), l.clone())
             } else {
