@@ -68,6 +68,26 @@ impl Cli {
     /// Runs `dtk ARGS` with only moto to talk to: the endpoint, the region and fake
     /// environment keys set; profiles, config files and instance metadata out of reach.
     fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("dtk runs");
+        let run = Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        self.keep(args, &run.stdout, &run.stderr);
+        run
+    }
+
+    /// Keeps what a run printed, for the secrets check.
+    fn keep(&self, args: &[&str], stdout: &str, stderr: &str) {
+        let label = format!("dtk {}", args.join(" "));
+        let mut t = self.transcript.borrow_mut();
+        t.push((format!("stdout of {label}"), stdout.to_owned()));
+        t.push((format!("stderr of {label}"), stderr.to_owned()));
+    }
+
+    /// The command `dtk ARGS`, environment set as for [`Cli::run`].
+    fn command(&self, args: &[&str]) -> std::process::Command {
         let mut c = self.dtk.command(args);
         for k in [
             "AWS_PROFILE",
@@ -89,17 +109,39 @@ impl Cli {
             .env("AWS_CONFIG_FILE", &nowhere)
             .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
             .env("AWS_EC2_METADATA_DISABLED", "true");
-        let out = c.output().expect("dtk runs");
-        let run = Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        c
+    }
+
+    /// Starts `dtk ARGS` and kills it (SIGKILL) as soon as `now` says so (or it ends by
+    /// itself); keeps what it printed. Returns whether it was killed.
+    fn killed_when(&self, args: &[&str], mut now: impl FnMut() -> bool) -> bool {
+        let mut child = self
+            .command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("dtk starts");
+        let start = Instant::now();
+        let killed = loop {
+            if child.try_wait().expect("dtk can be waited for").is_some() {
+                break false;
+            }
+            if now() {
+                break child.kill().is_ok();
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(120),
+                "dtk {args:?} neither ended nor reached the moment to kill it"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
         };
-        let label = format!("dtk {}", args.join(" "));
-        let mut t = self.transcript.borrow_mut();
-        t.push((format!("stdout of {label}"), run.stdout.clone()));
-        t.push((format!("stderr of {label}"), run.stderr.clone()));
-        run
+        let out = child.wait_with_output().expect("dtk is reaped");
+        self.keep(
+            args,
+            &String::from_utf8_lossy(&out.stdout),
+            &String::from_utf8_lossy(&out.stderr),
+        );
+        killed
     }
 
     fn ok(&self, args: &[&str]) -> Run {
@@ -598,10 +640,24 @@ fn aws_existing_vpc_gets_subnet_by_length_and_named_group() {
 
     cli.ok(&["module", "install", &app_module()]);
     stage_app(&cli, "app2", "net2");
-    cli.set("app2", "workers/cardinality", "1");
+    // A converge killed once its first instance is launched, then run again: every node
+    // has one instance, none two (client tokens and adoption by tags).
+    let killed = cli.killed_when(&["service", "converge", "app2"], || {
+        !view.instances(vec![service("app2")]).is_empty()
+    });
+    #[allow(clippy::print_stderr)]
+    {
+        let made = view.instances(vec![service("app2")]).len();
+        eprintln!("existing VPC: converge killed: {killed}, with {made} instances launched");
+    }
     cli.converge("app2");
     let instances = view.instances(vec![service("app2")]);
-    assert_eq!(instances.len(), 2, "{instances:#?}");
+    assert_eq!(instances.len(), 3, "one instance per node: {instances:#?}");
+    let names: BTreeSet<&str> = instances.iter().map(|i| i.tags["Name"].as_str()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["app2-web", "app2-workers-1", "app2-workers-2"])
+    );
     check_app_instances(&view, "app2", subnet_id, group_id);
     assert!(
         instances.iter().all(|i| i.image_id == ami),
