@@ -358,7 +358,25 @@ fn aws_created_network_app_scale_drift_rotate_delete() {
     let plan = cli.plan("aws1");
     assert_eq!(plan.len(), 5, "{plan:?}");
     assert!(plan.iter().all(|(_, r)| r == "new"), "{plan:?}");
+    // Killed once its VPC exists (the keys stored, the journal of the run left behind):
+    // no key in what it leaves either. The next converge adopts the VPC and goes on.
+    let killed = cli.killed_when(&["service", "converge", "aws1"], || {
+        !view.inventory_of("aws1").vpcs.is_empty()
+    });
+    let journals = std::fs::read_dir(cli.dtk.service_dir("aws1").join(".dtk/journal"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("target converge killed: {killed}, leaving {journals} journals");
+    }
+    cli.assert_no_leaks(&[key_id, secret_key]);
     cli.converge("aws1");
+    assert_eq!(
+        view.inventory_of("aws1").vpcs.len(),
+        1,
+        "the VPC of the killed run is adopted"
+    );
     elapsed("target converged", start);
 
     // EC2's view of the network.

@@ -153,12 +153,30 @@ impl Ec2View {
 
     /// What exists in the region now.
     pub fn inventory(&self) -> Inventory {
+        self.inventory_where(&[])
+    }
+
+    /// What exists in the region tagged for dtk service `name`.
+    pub fn inventory_of(&self, name: &str) -> Inventory {
+        self.inventory_where(&[service(name)])
+    }
+
+    fn inventory_where(&self, filters: &[Filter]) -> Inventory {
         let c = &self.client;
-        let vpcs = self.run(c.describe_vpcs().send()).unwrap();
-        let subnets = self.run(c.describe_subnets().send()).unwrap();
-        let groups = self.run(c.describe_security_groups().send()).unwrap();
-        let gateways = self.run(c.describe_internet_gateways().send()).unwrap();
-        let tables = self.run(c.describe_route_tables().send()).unwrap();
+        let f = || Some(filters.to_vec());
+        let vpcs = self.run(c.describe_vpcs().set_filters(f()).send()).unwrap();
+        let subnets = self
+            .run(c.describe_subnets().set_filters(f()).send())
+            .unwrap();
+        let groups = self
+            .run(c.describe_security_groups().set_filters(f()).send())
+            .unwrap();
+        let gateways = self
+            .run(c.describe_internet_gateways().set_filters(f()).send())
+            .unwrap();
+        let tables = self
+            .run(c.describe_route_tables().set_filters(f()).send())
+            .unwrap();
         Inventory {
             vpcs: vpcs
                 .vpcs()
@@ -185,7 +203,11 @@ impl Ec2View {
                 .iter()
                 .map(|t| t.route_table_id().unwrap().to_owned())
                 .collect(),
-            live_instances: self.instances(vec![]).into_iter().map(|i| i.id).collect(),
+            live_instances: self
+                .instances(filters.to_vec())
+                .into_iter()
+                .map(|i| i.id)
+                .collect(),
         }
     }
 
