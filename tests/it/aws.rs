@@ -6,9 +6,12 @@
 //! exists is made through a plain SDK client ([`ec2::Ec2View`]), not through dtk. One
 //! test per network scenario of `aws/network`:
 //!
-//! - nothing given: dtk creates the VPC, subnet, internet gateway, route and group; the
-//!   full app flow runs on it (converge, scale up and down, drift, key rotation, delete);
-//! - an existing VPC: dtk creates a subnet (by length) and a named group in it;
+//! - nothing given: dtk creates the VPC, subnet, internet gateway, route and group (a
+//!   first converge killed midway, the next adopting what it made); the full app flow
+//!   runs on it (converge, scale up and down, drift, key rotation, delete, uninstall);
+//! - an existing VPC (and `target_iam`, an image found by a name filter): dtk creates a
+//!   subnet (by length) and a named group in it; an app converge killed once its first
+//!   instance is launched, run again, leaves one instance per node;
 //! - an existing subnet and group: used as they are, never changed nor deleted.
 //!
 //! After each flow, no secret value (the target's keys, the environment's keys) may be
