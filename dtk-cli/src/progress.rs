@@ -152,14 +152,16 @@ impl View {
                     _ => None,
                 };
                 if let Some(id) = finished
-                    && let Some(pb) = l.running.remove(&id) {
-                        pb.finish_and_clear();
-                        l.multi.remove(&pb);
-                    }
+                    && let Some(pb) = l.running.remove(&id)
+                {
+                    pb.finish_and_clear();
+                    l.multi.remove(&pb);
+                }
                 if let Some(line) = line
-                    && !matches!(ev, Event::TaskFinished { .. } | Event::TaskSkipped { .. }) {
-                        l.multi.suspend(|| println_out(&line));
-                    }
+                    && !matches!(ev, Event::TaskFinished { .. } | Event::TaskSkipped { .. })
+                {
+                    l.multi.suspend(|| println_out(&line));
+                }
                 l.status.set_message(format!(
                     "running {} · done {done} · unchanged {unchanged} · failed {failed} · skipped {skipped}",
                     l.running.len()

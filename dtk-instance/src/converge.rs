@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::InstanceError;
 use crate::home::Home;
 use crate::local::{LocalProvider, run_script};
-use crate::repo::{io_err, write_file_atomic};
+use crate::repo::{io_err, write_file_replace};
 use crate::secrets::SecretStore;
 use crate::service::{ConvergeRecord, Service, now_secs};
 
@@ -495,7 +495,8 @@ impl Service {
         let mut ctx = self.exec_context(opts)?;
         ctx.events = Some(tx);
         ctx.cancel = opts.cancel.clone();
-        ctx.journal = Some(journal.clone());
+        // An empty plan has nothing to journal (and no fsync to pay).
+        ctx.journal = (!plan.is_empty()).then(|| journal.clone());
         let outcome = dtk_workflow::execute(&plan, model, &state, &ctx).await;
         drop(ctx);
         let written = collector.await.unwrap_or_default();
@@ -558,7 +559,8 @@ impl Service {
             op: "encode",
             source: std::io::Error::other(e.to_string()),
         })?;
-        write_file_atomic(&self.private_dir().join("last-run.json"), &data, false)?;
+        // A report: replaced atomically, not synced (the record commit below keeps it too).
+        write_file_replace(&self.private_dir().join("last-run.json"), &data)?;
         let tree = self.repo().edit_tree(
             None,
             &[crate::repo::TreeEdit::File("record.json".to_owned(), data)],
@@ -569,11 +571,12 @@ impl Service {
             .filter(|t| matches!(t.status, TaskStatus::Failed { .. }))
             .count();
         let message = format!(
-            "{} {}: {} ({} tasks, {} failed, {:.1}s)",
+            "{} {}: {} ({} task{}, {} failed, {:.1}s)",
             report.kind,
             report.run,
             report.status,
             report.tasks.len(),
+            if report.tasks.len() == 1 { "" } else { "s" },
             failed,
             outcome.duration.as_secs_f64()
         );

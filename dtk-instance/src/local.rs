@@ -130,6 +130,11 @@ static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Runs `script` (one `sh -c` per line, stopping at the first failing line) in `dir`,
 /// which is created if missing, with `env` and `$DTK_OUTPUT`, within `timeout` in all.
+///
+/// Standard output and error go to two scratch files opened once for the whole script
+/// (every line appends to them) and unlinked at once: nothing is left behind, however the
+/// run ends, and they are read back through the open handles. Only `$DTK_OUTPUT` is a
+/// named file, since the lines write to it by name.
 pub async fn run_script(
     dir: &Path,
     script: &[String],
@@ -137,32 +142,40 @@ pub async fn run_script(
     timeout: Duration,
 ) -> Result<ExecOutput, ProviderError> {
     let op = || format!("run commands in {}", dir.display());
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| ProviderError::failed(op(), format!("cannot create the directory: {e}")))?;
+    // Plain syscalls (a mkdir that usually finds the directory there): cheaper inline
+    // than a hop to tokio's blocking pool.
     let scratch = dir.join(".dtk-run");
-    tokio::fs::create_dir_all(&scratch).await.map_err(|e| {
+    std::fs::create_dir_all(&scratch).map_err(|e| {
         ProviderError::failed(op(), format!("cannot create {}: {e}", scratch.display()))
     })?;
     let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
     let stem = format!("{}-{n}", std::process::id());
-    let out_path = scratch.join(format!("{stem}.out"));
-    let err_path = scratch.join(format!("{stem}.err"));
     let outputs_path = scratch.join(format!("{stem}.outputs"));
     let started = Instant::now();
     let deadline = started + timeout;
-    let mut result = ExecOutput::default();
-    let open = |p: &Path| {
-        std::fs::OpenOptions::new()
-            .create(true)
+    let capture = |suffix: &str| {
+        let p = scratch.join(format!("{stem}.{suffix}"));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
             .append(true)
-            .open(p)
-            .map_err(|e| ProviderError::failed(op(), format!("cannot open {}: {e}", p.display())))
+            .create(true)
+            .truncate(false)
+            .open(&p)
+            .map_err(|e| {
+                ProviderError::failed(op(), format!("cannot open {}: {e}", p.display()))
+            })?;
+        let _ = std::fs::remove_file(&p);
+        Ok::<_, ProviderError>(f)
+    };
+    let mut stdout = capture("out")?;
+    let mut stderr = capture("err")?;
+    let handle = |f: &std::fs::File| {
+        f.try_clone()
+            .map(Stdio::from)
+            .map_err(|e| ProviderError::failed(op(), format!("cannot share a capture file: {e}")))
     };
     let mut exit = Some(0);
     for line in script {
-        let stdout = open(&out_path)?;
-        let stderr = open(&err_path)?;
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")
             .arg(line)
@@ -170,13 +183,15 @@ pub async fn run_script(
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("DTK_OUTPUT", &outputs_path)
             .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(stderr))
+            .stdout(handle(&stdout)?)
+            .stderr(handle(&stderr)?)
             .process_group(0)
             .kill_on_drop(false);
         let mut child = cmd
             .spawn()
             .map_err(|e| ProviderError::failed(op(), format!("cannot start sh: {e}")))?;
+        // The child holds its own copies of the capture handles; ours stay open for reading.
+        drop(cmd);
         let pid = child.id();
         let remaining = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(remaining, child.wait()).await {
@@ -187,6 +202,7 @@ pub async fn run_script(
                 }
             }
             Ok(Err(e)) => {
+                let _ = std::fs::remove_file(&outputs_path);
                 return Err(ProviderError::failed(
                     op(),
                     format!("waiting for sh failed: {e}"),
@@ -197,7 +213,7 @@ pub async fn run_script(
                     kill_group(pid);
                 }
                 let _ = child.wait().await;
-                cleanup(&[&out_path, &err_path, &outputs_path]).await;
+                let _ = std::fs::remove_file(&outputs_path);
                 return Err(ProviderError::Timeout {
                     operation: format!("`{line}`"),
                     after: timeout,
@@ -205,15 +221,33 @@ pub async fn run_script(
             }
         }
     }
-    result.exit_code = exit;
-    result.stdout = tokio::fs::read(&out_path).await.unwrap_or_default();
-    result.stderr = tokio::fs::read(&err_path).await.unwrap_or_default();
-    if let Ok(text) = tokio::fs::read_to_string(&outputs_path).await {
-        result.outputs = parse_outputs(&text);
+    let mut result = ExecOutput {
+        exit_code: exit,
+        ..ExecOutput::default()
+    };
+    result.stdout = read_back(&mut stdout);
+    result.stderr = read_back(&mut stderr);
+    match std::fs::read_to_string(&outputs_path) {
+        Ok(text) => {
+            result.outputs = parse_outputs(&text);
+            let _ = std::fs::remove_file(&outputs_path);
+        }
+        Err(_) => {
+            // Usually absent: the lines wrote no outputs.
+        }
     }
     result.duration = started.elapsed();
-    cleanup(&[&out_path, &err_path, &outputs_path]).await;
     Ok(result)
+}
+
+/// Everything written to a capture file so far.
+fn read_back(f: &mut std::fs::File) -> Vec<u8> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(0)).is_ok() {
+        let _ = f.read_to_end(&mut buf);
+    }
+    buf
 }
 
 /// Parses `name=value` lines (blank lines and `#` comments ignored).
@@ -223,12 +257,6 @@ pub fn parse_outputs(text: &str) -> Vec<(String, String)> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
         .collect()
-}
-
-async fn cleanup(paths: &[&Path]) {
-    for p in paths {
-        let _ = tokio::fs::remove_file(p).await;
-    }
 }
 
 fn kill_group(pid: u32) {

@@ -106,12 +106,58 @@ impl InstanceLock {
         file.write_all(info.as_bytes())
             .map_err(io_err(&path, "write"))?;
         file.flush().map_err(io_err(&path, "write"))?;
+        clear_stale_git_locks(&dir.join(".git"));
         Ok(InstanceLock { file, path })
     }
 
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Removes the lock files a dtk killed in the middle of a git write left in the instance
+/// repository's git directory (`HEAD.lock`, `index.lock`, `refs/**/*.lock`,
+/// `packed-refs.lock`): git and gix refuse to write while one exists, so one left behind
+/// would stop every later converge.
+///
+/// Called with the instance lock held, so no other dtk process writes the repository; dtk
+/// is its only writer. A lock file younger than a second is given that second to go away
+/// first, in case a `git` command of the user's (`git status` refreshing the index) holds
+/// it right now.
+fn clear_stale_git_locks(git_dir: &Path) {
+    let mut found = Vec::new();
+    for name in ["HEAD.lock", "index.lock", "packed-refs.lock"] {
+        let p = git_dir.join(name);
+        if p.is_file() {
+            found.push(p);
+        }
+    }
+    let mut stack = vec![git_dir.join("refs")];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.filter_map(Result::ok) {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(p),
+                Ok(t) if t.is_file() && p.extension().is_some_and(|x| x == "lock") => {
+                    found.push(p);
+                }
+                _ => {}
+            }
+        }
+    }
+    for p in found {
+        let age = fs::metadata(&p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .unwrap_or_default();
+        let grace = std::time::Duration::from_secs(1);
+        if age < grace {
+            std::thread::sleep(grace - age);
+        }
+        let _ = fs::remove_file(&p);
     }
 }
 

@@ -684,9 +684,10 @@ fn collect_files(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> Result<
         if ft.is_dir() {
             collect_files(root, &p, out)?;
         } else if ft.is_file()
-            && let Ok(rel) = p.strip_prefix(root) {
-                out.insert(rel.to_string_lossy().replace('\\', "/"));
-            }
+            && let Ok(rel) = p.strip_prefix(root)
+        {
+            out.insert(rel.to_string_lossy().replace('\\', "/"));
+        }
     }
     Ok(())
 }
@@ -702,6 +703,24 @@ fn remove_empty_parents(root: &Path, file: &Path) {
         }
         dir = d.parent();
     }
+}
+
+/// Replaces `path` with `data` through a temporary file and a rename, without waiting
+/// for the disk: after a crash the file holds either its old or its new content, never a
+/// mix, but the new content may be lost. For reports and caches that can be made again.
+pub(crate) fn write_file_replace(path: &Path, data: &[u8]) -> Result<(), InstanceError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io_err(dir, "create"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    fs::write(&tmp, data).map_err(io_err(&tmp, "write"))?;
+    fs::rename(&tmp, path).map_err(io_err(path, "rename"))?;
+    Ok(())
 }
 
 /// Writes `data` to `path` through a temporary file and a rename, so a crash never leaves

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::InstanceError;
 use crate::home::Home;
 use crate::lock::InstanceLock;
-use crate::repo::{CommitInfo, FileChange, InstanceRepo, TreeEdit, io_err, write_file_atomic};
+use crate::repo::{
+    CommitInfo, FileChange, InstanceRepo, TreeEdit, io_err, write_file_atomic, write_file_replace,
+};
 use crate::secrets::SecretStore;
 use crate::stage::module_path;
 
@@ -663,7 +665,9 @@ impl Service {
         }
     }
 
-    /// Writes actual state (atomically, durably).
+    /// Writes actual state (atomically, durably). When the file already holds exactly
+    /// this state (a converge that changed nothing), it is left alone: it was written
+    /// durably by the run that made it.
     pub(crate) fn save_actual_state(&self, state: &ActualState) -> Result<(), InstanceError> {
         let p = self.private_dir().join("actual.json");
         let data = serde_json::to_vec_pretty(state).map_err(|e| InstanceError::Io {
@@ -671,6 +675,9 @@ impl Service {
             op: "encode",
             source: std::io::Error::other(e.to_string()),
         })?;
+        if fs::read(&p).is_ok_and(|old| old == data) {
+            return Ok(());
+        }
         write_file_atomic(&p, &data, false)
     }
 
@@ -694,6 +701,9 @@ impl Service {
         }
     }
 
+    /// Writes the last converge's record, atomically. It is synced to disk only when
+    /// whether the service ever converged changes (staging on a target depends on it);
+    /// otherwise a crash may at worst leave the previous record, which says the same.
     pub(crate) fn save_last_converge(&self, rec: &ConvergeRecord) -> Result<(), InstanceError> {
         let p = self.private_dir().join("last-converge.json");
         let data = serde_json::to_vec_pretty(rec).map_err(|e| InstanceError::Io {
@@ -701,7 +711,14 @@ impl Service {
             op: "encode",
             source: std::io::Error::other(e.to_string()),
         })?;
-        write_file_atomic(&p, &data, false)
+        let durable = self
+            .last_converge()?
+            .is_none_or(|prev| prev.ever_succeeded != rec.ever_succeeded);
+        if durable {
+            write_file_atomic(&p, &data, false)
+        } else {
+            write_file_replace(&p, &data)
+        }
     }
 
     /// Whether a converge of this service ever succeeded.

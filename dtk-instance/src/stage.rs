@@ -165,6 +165,7 @@ impl Home {
         // broken instance behind.
         let reread = dtk_model::dsl::parse_service(&text, SERVICE_FILE)?;
         let model = expand(&reread, &modules, binding.as_ref(), SERVICE_FILE)?;
+        self.check_providers(&model)?;
 
         let scratch = self.scratch_dir(&format!("stage-{}", req.name));
         let message = format!(
@@ -218,6 +219,42 @@ impl Home {
         })
     }
 
+    /// Refuses a service whose `provider:` actions name a provider kind that is not
+    /// registered, or a resource type its provider says it does not have.
+    pub(crate) fn check_providers(
+        &self,
+        model: &dtk_model::ServiceModel,
+    ) -> Result<(), InstanceError> {
+        let providers = self.providers();
+        for c in &model.components {
+            for action in c.def.actions.values() {
+                let dtk_model::ActionKind::Provider { kind, resource } = &action.kind else {
+                    continue;
+                };
+                let Some(p) = providers.get(kind) else {
+                    return Err(InstanceError::refused(format!(
+                        "`{}` ({}) has action `{}` done by provider `{kind}`, which this program has not registered (it has: {})",
+                        c.id,
+                        c.module,
+                        action.name,
+                        providers.kinds().collect::<Vec<_>>().join(", ")
+                    )));
+                };
+                let known = p.resources();
+                if !known.is_empty() && !known.iter().any(|r| r == resource) {
+                    return Err(InstanceError::refused(format!(
+                        "`{}` ({}) has action `{}` done by `{kind}.{resource}`, but provider `{kind}` has no resource `{resource}` (it has: {})",
+                        c.id,
+                        c.module,
+                        action.name,
+                        known.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Reads and parses a module version's `dtk.module.yaml` from the catalog (without
     /// listing its files).
     pub(crate) fn catalog_module(
@@ -267,13 +304,14 @@ impl Home {
             && let Some(asm) = modules
                 .get(&sf.module)
                 .and_then(|m| m.assemblies.get(&sf.assembly))
-                && let Some(r) = &asm.node_component {
-                    let found = resolve_component_module(&modules, r, &sf.module)?;
-                    binding.node_component = Some(NodeRealizer {
-                        module: found,
-                        reference: r.clone(),
-                    });
-                }
+            && let Some(r) = &asm.node_component
+        {
+            let found = resolve_component_module(&modules, r, &sf.module)?;
+            binding.node_component = Some(NodeRealizer {
+                module: found,
+                reference: r.clone(),
+            });
+        }
         let model = expand(&doc, &modules, None, SERVICE_FILE)?;
         for c in &model.components {
             let mut values = c.inputs.clone();
@@ -290,13 +328,14 @@ impl Home {
         }
         // A target staged on another target offers that one's components too.
         if let Some(base) = &doc.target
-            && base != name {
-                let inner = self.target_binding(base, false)?;
-                binding.components.extend(inner.components);
-                if binding.node_component.is_none() {
-                    binding.node_component = inner.node_component;
-                }
+            && base != name
+        {
+            let inner = self.target_binding(base, false)?;
+            binding.components.extend(inner.components);
+            if binding.node_component.is_none() {
+                binding.node_component = inner.node_component;
             }
+        }
         Ok(binding)
     }
 

@@ -6,7 +6,8 @@
 //! only check a module against itself), where actions of kinds this tool does not run
 //! are refused, and where unlinked dependencies are linked to the target's components.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::diag::{Diagnostics, DslError, Location, did_you_mean};
@@ -133,6 +134,7 @@ pub fn expand(
     let resolver = Resolver {
         modules,
         root: root.as_deref(),
+        defs: RefCell::new(HashMap::new()),
     };
 
     let mut nodes: Vec<NodeInstance> = Vec::new();
@@ -150,15 +152,11 @@ pub fn expand(
                     diags.error(decl.at, &node_key, e);
                 }),
             None => match target.and_then(|t| t.node_component.as_ref()) {
-                Some(nr) => match modules
-                    .get(&nr.module)
-                    .and_then(|m| m.component(&nr.reference.name))
-                {
-                    Some(def) => Ok((
-                        nr.module.clone(),
-                        Arc::new(def.clone()),
-                        nr.reference.clone(),
-                    )),
+                Some(nr) => match modules.get(&nr.module).and_then(|m| {
+                    m.component(&nr.reference.name)
+                        .map(|d| resolver.shared(m, &nr.reference.name, d))
+                }) {
+                    Some(def) => Ok((nr.module.clone(), def, nr.reference.clone())),
                     None => {
                         diags.error(
                             decl.at,
@@ -272,13 +270,16 @@ pub fn expand(
     }
 
     // Second pass: dependencies and links, now that every instance is known.
+    let node_by_name: HashMap<&str, &NodeInstance> =
+        nodes.iter().rev().map(|n| (n.name.as_str(), n)).collect();
+    let index = PlacedIndex::new(&placed);
     let mut components = Vec::with_capacity(placed.len());
     for (p, (inputs, secret_inputs)) in placed.iter().zip(inputs_of) {
         let mut depends_on: Vec<Dependency> = Vec::new();
         let mut links: Vec<ResolvedLink> = Vec::new();
         if let Some(node) = &p.node
             && !p.realizes_node
-            && let Some(n) = nodes.iter().find(|n| &n.name == node)
+            && let Some(n) = node_by_name.get(node.as_str())
             && let Some(r) = &n.realized_by
         {
             depends_on.push(Dependency {
@@ -290,7 +291,7 @@ pub fn expand(
         // Explicit links first: they choose among candidates.
         let mut explicit: Vec<(Option<&str>, Source)> = Vec::new();
         for l in p.decl_links {
-            match find_explicit(l, p, &placed, target) {
+            match find_explicit(l, p, &placed, &index, target) {
                 Ok(src) => explicit.push((l.dependency.as_deref(), src)),
                 Err(msg) => diags.error(l.at, &format!("{}.links", p.key), msg),
             }
@@ -318,7 +319,7 @@ pub fn expand(
                 .map(|(_, s)| s.clone());
             let source = match chosen {
                 Some(s) => Ok(s),
-                None => candidates(p, &choices, dep.same_node, &placed, target),
+                None => candidates(p, &choices, dep.same_node, &placed, &index, target),
             };
             match source {
                 Ok(src) => {
@@ -350,7 +351,8 @@ pub fn expand(
             let Ok((m, _)) = resolver.component(&ld.target, Some(&p.module)) else {
                 continue;
             };
-            if let Ok(src) = candidates(p, &[(m, ld.target.clone())], false, &placed, target)
+            if let Ok(src) =
+                candidates(p, &[(m, ld.target.clone())], false, &placed, &index, target)
                 && linked_ids.insert(src.key())
             {
                 add_edge(
@@ -445,9 +447,22 @@ fn article(ty: &str) -> String {
 struct Resolver<'a> {
     modules: &'a ModuleSet,
     root: Option<&'a Module>,
+    /// One shared copy of each definition, however many instances use it: the model
+    /// stays small, and per-definition caches downstream (the executor converts a
+    /// definition's actions once) see one pointer per definition.
+    defs: RefCell<HashMap<(ModuleId, String), Arc<ComponentDef>>>,
 }
 
 impl Resolver<'_> {
+    /// The shared copy of definition `name` (`def`) of module `m`.
+    fn shared(&self, m: &Module, name: &str, def: &ComponentDef) -> Arc<ComponentDef> {
+        self.defs
+            .borrow_mut()
+            .entry((m.id.clone(), name.to_owned()))
+            .or_insert_with(|| Arc::new(def.clone()))
+            .clone()
+    }
+
     /// Finds the definition `r` names, seen from module `from` (or the service).
     fn component(
         &self,
@@ -456,7 +471,7 @@ impl Resolver<'_> {
     ) -> Result<(ModuleId, Arc<ComponentDef>), String> {
         let found = |m: &Module| {
             m.component(&r.name)
-                .map(|d| (m.id.clone(), Arc::new(d.clone())))
+                .map(|d| (m.id.clone(), self.shared(m, &r.name, d)))
         };
         if let Some(mname) = &r.module {
             let ms = self.modules.by_name(mname);
@@ -652,23 +667,52 @@ fn matches_choice(
     }
 }
 
+/// The placed components by definition name, each list in placement order: links and
+/// dependencies look up their candidates here rather than scanning every component.
+struct PlacedIndex<'p> {
+    by_def: HashMap<&'p str, Vec<usize>>,
+}
+
+impl<'p> PlacedIndex<'p> {
+    fn new(placed: &'p [Placed<'_>]) -> Self {
+        let mut by_def: HashMap<&'p str, Vec<usize>> = HashMap::new();
+        for (i, p) in placed.iter().enumerate() {
+            by_def.entry(p.def.name.as_str()).or_default().push(i);
+        }
+        PlacedIndex { by_def }
+    }
+
+    /// The placed components whose definition is named one of `names`, in placement order.
+    fn of<'n>(&self, names: impl Iterator<Item = &'n str>) -> Vec<usize> {
+        let mut out: Vec<usize> = names
+            .filter_map(|n| self.by_def.get(n))
+            .flatten()
+            .copied()
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
 fn candidates(
     me: &Placed<'_>,
     choices: &[(ModuleId, ComponentRef)],
     same_node: bool,
     placed: &[Placed<'_>],
+    index: &PlacedIndex<'_>,
     target: Option<&TargetBinding>,
 ) -> Result<Source, String> {
-    let matching: Vec<usize> = placed
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.id != me.id)
-        .filter(|(_, p)| {
+    let matching: Vec<usize> = index
+        .of(choices.iter().map(|(_, r)| r.name.as_str()))
+        .into_iter()
+        .filter(|&i| placed[i].id != me.id)
+        .filter(|&i| {
+            let p = &placed[i];
             choices.iter().any(|(m, r)| {
                 &p.module == m && p.def.name == r.name && ref_matches(r, &p.reference)
             })
         })
-        .map(|(i, _)| i)
         .collect();
     let on_node: Vec<usize> = matching
         .iter()
@@ -741,6 +785,7 @@ fn find_explicit(
     l: &LinkDecl,
     me: &Placed<'_>,
     placed: &[Placed<'_>],
+    index: &PlacedIndex<'_>,
     target: Option<&TargetBinding>,
 ) -> Result<Source, String> {
     if let Some(service) = &l.service {
@@ -768,12 +813,11 @@ fn find_explicit(
             .ok_or_else(|| format!("target `{service}` has no component `{}`", l.target));
     }
     let NodeComponentRef { node, component } = &l.target;
-    let found: Vec<usize> = placed
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.def.name == component.name && ref_matches(component, &p.reference))
-        .filter(|(_, p)| node.is_none() || &p.node == node)
-        .map(|(i, _)| i)
+    let found: Vec<usize> = index
+        .of(std::iter::once(component.name.as_str()))
+        .into_iter()
+        .filter(|&i| ref_matches(component, &placed[i].reference))
+        .filter(|&i| node.is_none() || &placed[i].node == node)
         .collect();
     // `backend` names the instance without an instance name when there is one, rather
     // than every `backend[...]`.

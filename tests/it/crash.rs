@@ -343,3 +343,48 @@ fn converges_killed_at_random_moments_resume_without_loss_or_repeats() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// A dtk killed while git writes (found by the crash suite: a kill during the commit of
+/// the edits) leaves `HEAD.lock`, `index.lock` or a ref's lock file behind; the next
+/// converge takes them over instead of failing until someone deletes them by hand.
+#[test]
+fn git_lock_files_left_by_a_killed_dtk_do_not_stop_the_next_converge() {
+    let home = CliHome::new();
+    let scratch = tempfile::tempdir().expect("scratch");
+    let m = scratch.path().join("m");
+    std::fs::create_dir_all(&m).expect("module dir");
+    std::fs::write(
+        m.join("dtk.module.yaml"),
+        "dsl_version: 1.0.0\nmodule: crash/small\nversion: 1.0.0\ncomponent_defs:\n  c:\n    attributes:\n      v: {type: string, default: a}\n    actions:\n      create:\n        commands:\n        - RUN echo {{v}} >> create-c.log\nassemblies:\n  one:\n    components:\n    - node[n]:\n        components: [c]\n",
+    )
+    .expect("module");
+    home.run(&["module", "install", m.to_str().expect("utf-8")])
+        .ok();
+    home.run(&["service", "stage", "crash/small", "one", "-n", "s"])
+        .ok();
+    home.run(&["service", "converge", "s"]).ok();
+    let git = home.service_dir("s").join(".git");
+    for lock in [
+        "HEAD.lock",
+        "index.lock",
+        "refs/heads/main.lock",
+        "refs/dtk/converges.lock",
+    ] {
+        std::fs::write(git.join(lock), "0000000000000000000000000000000000000000\n")
+            .expect("a stale lock file");
+    }
+    home.run(&["service", "set-attribute", "s", "n/c/v", "b"])
+        .ok();
+    home.run(&["service", "converge", "s"]).ok();
+    let log = std::fs::read_to_string(home.sandbox("s", "n").join("create-c.log")).expect("log");
+    assert_eq!(log, "a\nb\n");
+    for lock in [
+        "HEAD.lock",
+        "index.lock",
+        "refs/heads/main.lock",
+        "refs/dtk/converges.lock",
+    ] {
+        assert!(!git.join(lock).exists(), "{lock} is still there");
+    }
+    home.fsck_all();
+}

@@ -6,4 +6,7 @@ mod bad_input;
 mod concurrency;
 mod crash;
 mod security;
+
+mod local;
+
 mod aws;

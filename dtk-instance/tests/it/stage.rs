@@ -5,7 +5,7 @@ use std::fs;
 use dtk_instance::InstanceError;
 use dtk_instance::stage::StageRequest;
 
-use crate::support::{copy_module, example, git, home};
+use crate::support::{chain, copy_module, example, git, home};
 
 fn req(name: &str) -> StageRequest {
     StageRequest {
@@ -158,7 +158,7 @@ fn set_attribute_edits_the_work_tree_and_bad_edits_are_refused() {
     let path = app.dir().join("dtk.service.yaml");
     let text = fs::read_to_string(&path).unwrap();
     fs::write(&path, text.replace("message: bye now", "mesage: bye now")).unwrap();
-    let e = app.commit_edits("broken").unwrap_err().to_string();
+    let e = chain(&app.commit_edits("broken").unwrap_err());
     assert!(e.contains("dtk.service.yaml:"), "{e}");
     assert!(e.contains("mesage"), "{e}");
     assert_eq!(app.log(1).unwrap()[0].id, head);
@@ -296,10 +296,10 @@ fn add_component_add_link_and_remove_component() {
         "message".to_owned(),
         dtk_model::Value::Str("two".into()),
     )]);
-    let e = app
-        .add_component("db/backend[b2]", attrs.clone())
-        .unwrap_err()
-        .to_string();
+    let e = chain(
+        &app.add_component("db/backend[b2]", attrs.clone())
+            .unwrap_err(),
+    );
     assert!(
         e.contains("several components match") && e.contains("db/backend[b2]"),
         "{e}"
@@ -329,21 +329,21 @@ fn add_component_add_link_and_remove_component() {
             .is_some()
     );
     // Unknown components and attributes are refused.
-    let e = app
-        .add_component("db/nope", Default::default())
-        .unwrap_err()
-        .to_string();
+    let e = chain(
+        &app.add_component("db/nope", Default::default())
+            .unwrap_err(),
+    );
     assert!(e.contains("nope"), "{e}");
-    let e = app
-        .add_component(
+    let e = chain(
+        &app.add_component(
             "db/backend[b3]",
             std::collections::BTreeMap::from([(
                 "mesage".to_owned(),
                 dtk_model::Value::Str("x".into()),
             )]),
         )
-        .unwrap_err()
-        .to_string();
+        .unwrap_err(),
+    );
     assert!(e.contains("did you mean `message`"), "{e}");
     app.remove_component("db/backend[b2]").unwrap();
     assert!(
@@ -353,4 +353,35 @@ fn add_component_add_link_and_remove_component() {
             .is_none()
     );
     app.commit_edits("edits").unwrap().unwrap();
+}
+
+#[test]
+fn a_provider_that_is_not_registered_is_refused_at_stage_time() {
+    let (tmp, home) = home();
+    let dir = tmp.path().join("m");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("dtk.module.yaml"),
+        "module: t/p\nversion: 1.0.0\ncomponent_defs:\n  thing:\n    actions:\n      create:\n        provider: nope.widget\n  node_thing:\n    actions:\n      create:\n        provider: local.gadget\nassemblies:\n  a:\n    components:\n    - thing\n  b:\n    components:\n    - node_thing\n",
+    )
+    .unwrap();
+    home.catalog().publish(&dir).unwrap();
+    let stage = |assembly: &str, name: &str| {
+        home.stage(&StageRequest {
+            module: "t/p".parse().unwrap(),
+            version: None,
+            assembly: assembly.to_owned(),
+            name: name.to_owned(),
+            target: None,
+            base: false,
+        })
+    };
+    let e = chain(&stage("a", "s1").unwrap_err());
+    assert!(
+        e.contains("provider `nope`") && e.contains("not registered"),
+        "{e}"
+    );
+    let e = chain(&stage("b", "s2").unwrap_err());
+    assert!(e.contains("no resource `gadget`"), "{e}");
+    assert!(!home.service_dir("s1").exists() && !home.service_dir("s2").exists());
 }

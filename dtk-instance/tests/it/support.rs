@@ -51,3 +51,14 @@ pub fn copy_module(from: &Path, to: &Path) {
         }
     }
 }
+
+/// An error with every cause in its chain, as the CLI prints it.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!("\n  caused by: {s}"));
+        source = s.source();
+    }
+    text
+}

@@ -5,7 +5,7 @@
 
 mod fixtures;
 
-mod malformed;
-mod roundtrip;
 mod expand_props;
 mod fuzz;
+mod malformed;
+mod roundtrip;
