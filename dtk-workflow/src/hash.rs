@@ -130,18 +130,7 @@ pub(crate) fn static_inputs_cow(component: &ComponentInstance) -> Cow<'_, Attrib
 }
 
 /// Follows `path` (`["host"]`, `["addresses", "0"]`) into `attrs`.
-pub(crate) fn lookup_path<'a>(attrs: &'a Attributes, path: &[String]) -> Option<&'a Value> {
-    let (first, rest) = path.split_first()?;
-    let mut v = attrs.get(first)?;
-    for seg in rest {
-        v = match v {
-            Value::Hash(h) => h.get(seg)?,
-            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(v)
-}
+pub(crate) use dtk_model::expand::lookup_path;
 
 /// The desired-state hash of a component: what its `create` does (the action's kind,
 /// commands or provider resource), where (its node), with what (its static inputs, see

@@ -27,20 +27,8 @@ use super::ExecRequest;
 /// script from stdin, so the script's shell is the session leader.
 pub(crate) const REMOTE_COMMAND: &str = "exec sh -s";
 
-/// Quotes `s` as one POSIX shell word: single quotes, with `'` written as `'\''`.
-pub(crate) fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        if c == '\'' {
-            out.push_str("'\\''");
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
-}
+/// Quotes `s` as one POSIX shell word (left bare when it needs no quotes).
+pub(crate) use dtk_model::render::shell_quote as quote;
 
 /// The first line of every script: the remote user's home, saved before the action's
 /// environment (which may set `HOME`) is exported.

@@ -20,7 +20,7 @@ fn host() -> SshHost {
 #[test]
 fn quoting_makes_one_literal_word() {
     let check = |input: &str, expected: Expect| expected.assert_eq(&script::quote(input));
-    check("plain", expect![["'plain'"]]);
+    check("plain", expect!["plain"]);
     check("x; touch /tmp/pwned", expect![["'x; touch /tmp/pwned'"]]);
     check("it's", expect![["'it'\\''s'"]]);
     check("$(id) `id` \"$HOME\"", expect![[r#"'$(id) `id` "$HOME"'"#]]);
@@ -33,11 +33,11 @@ fn work_directories_are_absolute_words() {
     check("~", expect![[r#""$__dtk_h""#]]);
     check(
         "~/.dtk/nodes/svc/web",
-        expect![[r#""$__dtk_h"/'.dtk/nodes/svc/web'"#]],
+        expect![[r#""$__dtk_h"/.dtk/nodes/svc/web"#]],
     );
     check("/srv/a b/~x", expect!["'/srv/a b/~x'"]);
     check("~other/x", expect![[r#""$__dtk_h"/'~other/x'"#]]);
-    check("nodes/web", expect![[r#""$__dtk_h"/'nodes/web'"#]]);
+    check("nodes/web", expect![[r#""$__dtk_h"/nodes/web"#]]);
 }
 
 #[test]
@@ -50,15 +50,15 @@ fn the_run_script_exports_then_runs_each_line_until_one_fails() {
     expect![[r##"
         # dtk action 1-2-3
         __dtk_h=$HOME
-        export PORT='8080'
+        export PORT=8080
         export SECRET='a'\''b; rm -rf /'
-        __dtk_d="$__dtk_h"/'nodes/web'
+        __dtk_d="$__dtk_h"/nodes/web
         { [ -d "$__dtk_d" ] || mkdir -p -- "$__dtk_d"; } && cd -- "$__dtk_d" || {
           printf 'dtk: cannot use the work directory %s\n' "$__dtk_d" >&2
           exit 125
         }
-        __dtk_r="$PWD"/'.dtk-run-1-2-3'
-        __dtk_m='dtk-end-M'
+        __dtk_r="$PWD"/.dtk-run-1-2-3
+        __dtk_m=dtk-end-M
         exec 8>&1 9>&2
         echo $$ > "$__dtk_r.pid"
         __dtk_end() {
@@ -68,7 +68,7 @@ fn the_run_script_exports_then_runs_each_line_until_one_fails() {
           printf '\n%s %s\n' "$__dtk_m" "$1" >&8
           [ -s "$__dtk_r.out" ] && cat -- "$__dtk_r.out" >&8
           printf '\n%s end\n' "$__dtk_m" >&8
-          rm -f -- "$__dtk_r.pid" "$__dtk_r.out" "$__dtk_r.stdout" "$__dtk_r.stderr" '/old'/'.dtk-run-0.done'
+          rm -f -- "$__dtk_r.pid" "$__dtk_r.out" "$__dtk_r.stdout" "$__dtk_r.stderr" /old/.dtk-run-0.done
         }
         trap '__dtk_end $?' EXIT
         export DTK_OUTPUT="$__dtk_r.out"
@@ -167,9 +167,9 @@ fn the_trailer_is_split_from_the_commands_output() {
 fn the_collect_and_kill_scripts_touch_only_the_run_files() {
     expect![[r#"
         __dtk_h=$HOME
-        cd -- '/srv/n1' 2>/dev/null || { echo 'dtk-run none unstarted'; exit 0; }
-        __dtk_r='.dtk-run-9'
-        __dtk_m='dtk-end-M'
+        cd -- /srv/n1 2>/dev/null || { echo 'dtk-run none unstarted'; exit 0; }
+        __dtk_r=.dtk-run-9
+        __dtk_m=dtk-end-M
         __dtk_s=none; __dtk_p=unstarted
         [ -f "$__dtk_r.pid" ] && __dtk_p=started
         [ -s "$__dtk_r.done" ] && __dtk_p=started && __dtk_s=$(cat "$__dtk_r.done")
@@ -184,8 +184,8 @@ fn the_collect_and_kill_scripts_touch_only_the_run_files() {
     .assert_eq(&script::collect_script("/srv/n1", "9", "dtk-end-M"));
     expect![[r#"
         __dtk_h=$HOME
-        cd -- '/srv/n1' 2>/dev/null || exit 0
-        __dtk_r='.dtk-run-9'
+        cd -- /srv/n1 2>/dev/null || exit 0
+        __dtk_r=.dtk-run-9
         if [ -s "$__dtk_r.pid" ]; then
           __dtk_p=$(cat "$__dtk_r.pid")
           kill -TERM "-$__dtk_p" 2>/dev/null || kill -TERM "$__dtk_p" 2>/dev/null
@@ -304,7 +304,7 @@ fn a_jump_host_gets_the_same_identity_and_host_key_checks() {
         .iter()
         .find(|a| a.starts_with("ProxyCommand="))
         .expect("proxy");
-    expect!["ProxyCommand='ssh' '-F' '/dev/null' '-o' 'BatchMode=yes' '-o' 'IdentitiesOnly=yes' '-o' 'IdentityFile=/home/me/.dtk/id_ed25519' '-o' 'UserKnownHostsFile=/kh%%%%x' '-o' 'GlobalKnownHostsFile=/dev/null' '-o' 'StrictHostKeyChecking=yes' '-o' 'UpdateHostKeys=no' '-o' 'CheckHostIP=no' '-o' 'ConnectTimeout=10' '-o' 'LogLevel=ERROR' '-W' [%h]:%p '-p' '2200' '-l' 'deploy' '--' 'bastion.example'"]
+    expect!["ProxyCommand=ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityFile=/home/me/.dtk/id_ed25519 -o 'UserKnownHostsFile=/kh%%%%x' -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o UpdateHostKeys=no -o CheckHostIP=no -o ConnectTimeout=10 -o LogLevel=ERROR -W [%h]:%p -p 2200 -l deploy -- bastion.example"]
         .assert_eq(proxy);
 }
 
