@@ -141,6 +141,9 @@ impl InstanceRepo {
     ) -> Result<InstanceRepo, InstanceError> {
         git!(root, "init", gix::init(root))?;
         let git_dir = root.join(".git");
+        // The init template's sample hooks and description are a dozen files of no use
+        // to an instance (a quarter of its disk): drop them.
+        drop_template_samples(&git_dir);
         let info = git_dir.join("objects").join("info");
         fs::create_dir_all(&info).map_err(io_err(&info, "create"))?;
         if !alternates.is_empty() {
@@ -703,6 +706,22 @@ fn remove_empty_parents(root: &Path, file: &Path) {
         }
         dir = d.parent();
     }
+}
+
+/// Removes what `git init`'s template writes for people and no program reads: the
+/// sample hooks, `hooks/docs.url` and `description`. Best effort: they are harmless.
+fn drop_template_samples(git_dir: &Path) {
+    let hooks = git_dir.join("hooks");
+    if let Ok(rd) = fs::read_dir(&hooks) {
+        for e in rd.filter_map(Result::ok) {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".sample") || name == "docs.url" {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    let _ = fs::remove_file(git_dir.join("description"));
 }
 
 /// Replaces `path` with `data` through a temporary file and a rename, without waiting

@@ -2,8 +2,8 @@
 //!
 //! Built from `yaml-rust2`'s event stream so that every node carries its line and column,
 //! which serde-based loading loses. Loading is bounded: documents larger than
-//! [`MAX_DOCUMENT_BYTES`], nesting deeper than [`MAX_DEPTH`] and alias expansion beyond
-//! [`MAX_NODES`] are refused with a located error instead of exhausting memory or stack
+//! [`MAX_DOCUMENT_BYTES`], nesting deeper than [`MAX_DEPTH`], alias expansion beyond
+//! [`MAX_ALIAS_NODES`] and more than [`MAX_NODES`] nodes in all are refused with a located error instead of exhausting memory or stack
 //! (the "billion laughs" and deep-nesting YAML bombs).
 
 use std::collections::HashMap;
@@ -17,8 +17,13 @@ use crate::diag::{Diagnostics, Location};
 pub const MAX_DOCUMENT_BYTES: usize = 8 * 1024 * 1024;
 /// The deepest nesting of sequences and mappings accepted.
 pub const MAX_DEPTH: usize = 64;
-/// The most nodes a document may hold once aliases are expanded.
-pub const MAX_NODES: usize = 500_000;
+/// The most nodes aliases may add to a document (copies of anchored nodes): the
+/// "billion laughs" bound.
+pub const MAX_ALIAS_NODES: usize = 500_000;
+/// The most nodes a document may hold in all. Without aliases, [`MAX_DOCUMENT_BYTES`]
+/// already bounds this (every node takes at least two bytes); a service of 100,000
+/// components is about 700,000 nodes.
+pub const MAX_NODES: usize = 4_000_000;
 
 /// A YAML node and where it starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,6 +183,7 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
     let mut root: Option<YamlNode> = None;
     let mut documents = 0usize;
     let mut nodes = 0usize;
+    let mut alias_nodes = 0usize;
     loop {
         let (event, marker) = match parser.next_token() {
             Ok(e) => e,
@@ -215,13 +221,14 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
             }
             Event::Alias(id) => match anchors.get(&id) {
                 Some(node) => {
+                    alias_nodes += node.count();
                     nodes += node.count();
-                    if nodes > MAX_NODES {
+                    if alias_nodes > MAX_ALIAS_NODES || nodes > MAX_NODES {
                         diags.error(
                             at,
                             "",
                             format!(
-                                "aliases expand the document beyond {MAX_NODES} nodes; refused as a YAML bomb"
+                                "aliases expand the document beyond {MAX_ALIAS_NODES} nodes; refused as a YAML bomb"
                             ),
                         );
                         return None;

@@ -68,6 +68,10 @@ fn create_is_sparse_and_git_agrees() {
     assert!(git(&root, &["log", "--oneline"]).contains("stage svc"));
     let size: u64 = walk_size(&root.join(".git"));
     assert!(size < 100 * 1024, "instance repository is {size} bytes");
+    assert!(
+        !root.join(".git/hooks/pre-commit.sample").exists(),
+        "no template samples"
+    );
     assert!(repo.changes().unwrap().is_empty());
     let m = repo.materialized().unwrap();
     assert_eq!(

@@ -72,3 +72,29 @@ fn wide_documents_within_limits_parse() {
     let m = parse_module(&text, "big.yaml").unwrap();
     assert_eq!(m.assemblies["big"].nodes.len(), 2000);
 }
+
+/// Size limits are for bombs, not for big services: a module of 120,000 components (about
+/// 850,000 YAML nodes, no aliases) is accepted.
+#[test]
+fn a_large_module_without_aliases_is_accepted() {
+    let mut text = String::from(
+        "dsl_version: 1.0.0\nmodule: big/one\nversion: 1.0.0\ncomponent_defs:\n  step:\n    attributes:\n      k: {type: integer, required: true}\nassemblies:\n  plan:\n    components:\n",
+    );
+    for n in 0..12_000 {
+        text.push_str(&format!("    - node[n{n}]:\n        components:\n"));
+        for k in 0..10 {
+            text.push_str(&format!(
+                "        - step[a{k}]: {{attributes: {{k: {k}}}}}\n"
+            ));
+        }
+    }
+    assert!(
+        text.len() < dtk_model::yaml::MAX_DOCUMENT_BYTES,
+        "{}",
+        text.len()
+    );
+    let module = parse_module(&text, "dtk.module.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let plan = &module.assemblies["plan"];
+    assert_eq!(plan.nodes.len(), 12_000);
+    assert!(plan.nodes.iter().all(|n| n.components.len() == 10));
+}
