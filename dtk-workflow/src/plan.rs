@@ -540,11 +540,16 @@ impl PlanGraph {
             };
             graph.add_edge(NodeIndex::new(a as usize), NodeIndex::new(b as usize), w);
         }
+        let by_id = graph
+            .node_indices()
+            .map(|i| (graph[i].id.clone(), i))
+            .collect();
         Ok(Plan {
             service: self.service,
             kind: self.kind,
             graph,
             order: topo,
+            by_id,
         })
     }
 }
@@ -658,6 +663,8 @@ pub struct Plan {
     pub(crate) kind: PlanKind,
     pub(crate) graph: DiGraph<Task, Edge>,
     pub(crate) order: Vec<NodeIndex>,
+    /// Each task's node, by id.
+    pub(crate) by_id: HashMap<TaskId, NodeIndex>,
 }
 
 impl Plan {
@@ -698,12 +705,12 @@ impl Plan {
 
     /// Looks a task up by id.
     pub fn task(&self, id: &TaskId) -> Option<&Task> {
-        self.graph.node_weights().find(|t| &t.id == id)
+        self.by_id.get(id).map(|&i| &self.graph[i])
     }
 
     /// The tasks that `id` waits for.
     pub fn predecessors(&self, id: &TaskId) -> Vec<&TaskId> {
-        let Some(i) = self.graph.node_indices().find(|&i| &self.graph[i].id == id) else {
+        let Some(&i) = self.by_id.get(id) else {
             return Vec::new();
         };
         let mut v: Vec<&TaskId> = self
@@ -1096,19 +1103,19 @@ impl<'m> Builder<'m> {
     fn action(&mut self, req: &ActionRequest) -> Result<(), PlanError> {
         let model = self.model;
         let mut any = false;
+        let group_of: HashMap<&str, &str> = model
+            .nodes
+            .iter()
+            .rev()
+            .filter_map(|x| Some((x.name.as_str(), x.group.as_deref()?)))
+            .collect();
         for (i, c) in model.components.iter().enumerate() {
             if !ref_matches(&req.target.component, &c.reference) {
                 continue;
             }
             if let Some(n) = &req.target.node {
                 let node = self.nodes_of[i];
-                let group = node.and_then(|nn| {
-                    model
-                        .nodes
-                        .iter()
-                        .find(|x| x.name == nn)
-                        .and_then(|x| x.group.as_deref())
-                });
+                let group = node.and_then(|nn| group_of.get(nn).copied());
                 if node != Some(n.as_str()) && group != Some(n.as_str()) {
                     continue;
                 }
