@@ -18,6 +18,11 @@ use clap::{Args, Parser};
 
 use crate::output::Output;
 
+/// mimalloc instead of glibc's malloc: parsing and expanding a large service is
+/// allocation-bound (glibc's malloc and free were 40% of a 100,000-component plan).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// dtk: manage deployed services the way object-oriented code manages objects.
 ///
 /// Modules are classes, staging an assembly makes a service instance with its own git
