@@ -470,6 +470,12 @@ impl Service {
                     } => Some((task.clone(), o.clone())),
                     _ => None,
                 };
+                // A task that succeeded without printing anything has nothing for a log
+                // to tell that the run's record does not (a file per such task was most
+                // of the file system work of a converge of small actions).
+                let out = out.filter(|(_, o)| {
+                    o.exit_code != Some(0) || !o.stdout.is_empty() || !o.stderr.is_empty()
+                });
                 if let Some((task, o)) = out {
                     let file = logs_for_task.join(format!("{}.log", sanitize(task.as_str())));
                     let text = format!(
