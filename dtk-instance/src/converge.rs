@@ -180,16 +180,7 @@ struct StoreSecrets(SecretStore);
 
 impl SecretSource for StoreSecrets {
     fn secret(&self, component: &ComponentId, name: &str) -> Option<Value> {
-        self.0.component(component).get(name).cloned().or_else(|| {
-            // Node group members share the secrets set on the group.
-            let text = component.as_str();
-            let (node, rest) = text.split_once('/')?;
-            let (group, _) = node.split_once(':')?;
-            self.0
-                .component(&ComponentId(format!("{group}/{rest}")))
-                .get(name)
-                .cloned()
-        })
+        self.0.effective(component, name).cloned()
     }
 }
 

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use dtk_model::{ComponentId, Value};
+use dtk_model::{ComponentId, ServiceModel, Value};
+use hmac::{KeyInit as _, Mac as _};
 
 use crate::error::InstanceError;
 use crate::repo::io_err;
@@ -61,6 +62,61 @@ impl SecretStore {
             .is_some_and(|m| m.contains_key(attr))
     }
 
+    /// The value of secret `attr` of component `id`: its own, else the one set on its
+    /// node group (`group/cmp` for member `group:2/cmp`), which members share.
+    pub fn effective(&self, id: &ComponentId, attr: &str) -> Option<&Value> {
+        self.values
+            .get(id.as_str())
+            .and_then(|m| m.get(attr))
+            .or_else(|| {
+                let (node, rest) = id.as_str().split_once('/')?;
+                let (group, _) = node.split_once(':')?;
+                self.values.get(&format!("{group}/{rest}"))?.get(attr)
+            })
+    }
+
+    /// Sets each component's [`secret_digest`](dtk_model::ComponentInstance::secret_digest):
+    /// HMAC-SHA256 under the home's digest key (see [`digest_key`]) of the values of its
+    /// set secret inputs, so that a changed secret changes the component's desired hash
+    /// and converge runs it again. The digest says nothing of the values to whoever lacks
+    /// the key. Does nothing (and makes no key) when no component has a secret set.
+    pub fn apply_digests(&self, model: &mut ServiceModel) -> Result<(), InstanceError> {
+        let set = |c: &dtk_model::ComponentInstance| {
+            c.secret_inputs
+                .iter()
+                .any(|a| self.effective(&c.id, a).is_some())
+        };
+        if !model.components.iter().any(set) {
+            return Ok(());
+        }
+        let key = digest_key(self.path.parent().unwrap_or(Path::new(".")))?;
+        for c in &mut model.components {
+            if !set(c) {
+                continue;
+            }
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).map_err(|e| {
+                InstanceError::Io {
+                    path: self.path.clone(),
+                    op: "digest",
+                    source: std::io::Error::other(e.to_string()),
+                }
+            })?;
+            for attr in &c.secret_inputs {
+                let Some(v) = self.effective(&c.id, attr) else {
+                    continue;
+                };
+                let value = serde_json::to_vec(v).unwrap_or_default();
+                for part in [attr.as_bytes(), &value] {
+                    mac.update(&(part.len() as u64).to_le_bytes());
+                    mac.update(part);
+                }
+            }
+            let tag = mac.finalize().into_bytes();
+            c.secret_digest = Some(tag.iter().map(|b| format!("{b:02x}")).collect());
+        }
+        Ok(())
+    }
+
     /// Every secret value, for scrubbing them out of logs and outputs.
     pub fn all_values(&self) -> Vec<String> {
         self.values
@@ -111,6 +167,58 @@ impl SecretStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err(path, "remove")(e)),
         }
+    }
+}
+
+/// The key of the secret digests: 32 random bytes in `dir/.digest-key`, readable by its
+/// owner alone, made on first use. Two processes making it at once agree on one: the
+/// key is written aside and linked into place, and the loser reads the winner's.
+pub fn digest_key(dir: &Path) -> Result<Vec<u8>, InstanceError> {
+    use std::io::Read as _;
+    let path = dir.join(".digest-key");
+    match fs::read(&path) {
+        Ok(key) if key.len() == 32 => return Ok(key),
+        Ok(_) => {
+            return Err(InstanceError::Io {
+                path,
+                op: "read",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "not a 32-byte key (remove it: every component with secrets will run again)",
+                ),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&path, "read")(e)),
+    }
+    fs::create_dir_all(dir).map_err(io_err(dir, "create"))?;
+    let mut key = vec![0u8; 32];
+    let random = Path::new("/dev/urandom");
+    fs::File::open(random)
+        .and_then(|mut f| f.read_exact(&mut key))
+        .map_err(io_err(random, "read"))?;
+    let tmp = dir.join(format!(".digest-key.tmp-{}", std::process::id()));
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err(&tmp, "create"))?;
+        f.write_all(&key).map_err(io_err(&tmp, "write"))?;
+        f.sync_all().map_err(io_err(&tmp, "sync"))?;
+    }
+    let linked = fs::hard_link(&tmp, &path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(key),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            fs::read(&path).map_err(io_err(&path, "read"))
+        }
+        Err(e) => Err(io_err(&path, "link")(e)),
     }
 }
 

@@ -204,7 +204,11 @@ impl Service {
             Some(t) if t != &self.name => Some(self.home.target_binding(t, false)?),
             _ => None,
         };
-        Ok(expand(doc, modules, binding.as_ref(), file)?)
+        let mut model = expand(doc, modules, binding.as_ref(), file)?;
+        if model.components.iter().any(|c| !c.secret_inputs.is_empty()) {
+            self.secrets()?.apply_digests(&mut model)?;
+        }
+        Ok(model)
     }
 
     /// Unset required attributes and other problems to fix before converge.

@@ -386,6 +386,7 @@ pub fn expand(
             def: p.def.clone(),
             inputs,
             secret_inputs,
+            secret_digest: None,
             depends_on,
             links,
         });

@@ -102,6 +102,11 @@ pub struct ComponentInstance {
     pub inputs: Attributes,
     /// Names of secret attributes; their values come from the secret store at run time.
     pub secret_inputs: Vec<String>,
+    /// A keyed digest of the secret inputs' current values, set by the host that holds
+    /// them (dtk-instance, from its secret store) so that changing a secret re-runs the
+    /// component; never the values themselves. `None` when no secret is set or the host
+    /// does not say.
+    pub secret_digest: Option<String>,
     /// Components that must be converged first, with why.
     pub depends_on: Vec<Dependency>,
     /// Where linked inputs come from.

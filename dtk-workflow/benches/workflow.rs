@@ -140,6 +140,7 @@ fn model(n: usize, shape: Shape) -> ServiceModel {
             def: ndef.clone(),
             inputs,
             secret_inputs: Vec::new(),
+            secret_digest: None,
             depends_on: Vec::new(),
             links: Vec::new(),
         });
@@ -198,6 +199,7 @@ fn model(n: usize, shape: Shape) -> ServiceModel {
             def: cdef.clone(),
             inputs,
             secret_inputs: Vec::new(),
+            secret_digest: None,
             depends_on,
             links,
         });

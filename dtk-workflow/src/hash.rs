@@ -134,7 +134,8 @@ pub(crate) use dtk_model::expand::lookup_path;
 
 /// The desired-state hash of a component: what its `create` does (the action's kind,
 /// commands or provider resource), where (its node), with what (its static inputs, see
-/// [`static_inputs`], and the *names* of its secret inputs), and which definition
+/// [`static_inputs`], the *names* of its secret inputs and the host's keyed digest of
+/// their values), and which definition
 /// (module and reference). Equal hashes mean "nothing to do unless an input from a
 /// producer changed". Retry and timeout settings are not part of it.
 pub fn desired_hash(component: &ComponentInstance, static_inputs: &Attributes) -> String {
@@ -161,6 +162,11 @@ pub fn desired_hash(component: &ComponentInstance, static_inputs: &Attributes) -
     w.json(static_inputs);
     for s in &component.secret_inputs {
         w.text(s);
+    }
+    // Only when set, so that a component without secrets hashes as it always did.
+    if let Some(d) = &component.secret_digest {
+        w.text("secret values");
+        w.text(d);
     }
     w.finish()
 }

@@ -424,3 +424,90 @@ assemblies:
     assert!(escaped.is_empty());
     home.fsck_all();
 }
+
+/// A changed secret runs its component again (as a changed plain attribute does); the
+/// same value set again does not. What tells them apart is a keyed digest of the values
+/// (the key in `DTK_HOME/secrets/.digest-key`, owner-only), never the values.
+#[test]
+fn a_changed_secret_runs_its_component_again_and_an_unchanged_one_does_not() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = CliHome::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("rot");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(
+        m.join("dtk.module.yaml"),
+        "dsl_version: 1.0.0\nmodule: sec/rot\nversion: 1.0.0\ncomponent_defs:\n  app:\n    attributes:\n      token: {type: string, secret: true, required: true}\n    actions:\n      create:\n        commands:\n        - RUN echo run >> runs.log\n  plain:\n    actions:\n      create:\n        commands:\n        - RUN echo run >> plain.log\nassemblies:\n  one:\n    components:\n    - node[n]:\n        components: [app, plain]\n",
+    )
+    .unwrap();
+    home.run(&["module", "install", m.to_str().unwrap()]).ok();
+    home.run(&["service", "stage", "sec/rot", "one", "-n", "s"])
+        .ok();
+    let runs = |file: &str| {
+        std::fs::read_to_string(home.sandbox("s", "n").join(file))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    home.run(&[
+        "service",
+        "set-attribute",
+        "s",
+        "n/app/token",
+        "first-token",
+    ])
+    .ok();
+    home.run(&["service", "converge", "s"]).ok();
+    assert_eq!((runs("runs.log"), runs("plain.log")), (1, 1));
+    home.run(&["service", "converge", "s"]).ok();
+    assert_eq!(runs("runs.log"), 1, "nothing changed");
+
+    // The same value again: nothing to do.
+    home.run(&[
+        "service",
+        "set-attribute",
+        "s",
+        "n/app/token",
+        "first-token",
+    ])
+    .ok();
+    let plan = home.run(&["--json", "service", "plan", "s"]).ok().json();
+    assert_eq!(plan["tasks"].as_array().unwrap().len(), 0, "{plan}");
+    home.run(&["service", "converge", "s"]).ok();
+    assert_eq!(runs("runs.log"), 1);
+
+    // A new value: the plan names the component, converge runs it and nothing else.
+    home.run(&[
+        "service",
+        "set-attribute",
+        "s",
+        "n/app/token",
+        "second-token",
+    ])
+    .ok();
+    let plan = home.run(&["--json", "service", "plan", "s"]).ok().json();
+    let planned: Vec<&str> = plan["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(planned, ["n/app.create"], "{plan}");
+    home.run(&["service", "converge", "s"]).ok();
+    assert_eq!((runs("runs.log"), runs("plain.log")), (2, 1));
+
+    let key = home.path().join("secrets/.digest-key");
+    let meta = std::fs::metadata(&key).unwrap();
+    assert_eq!(meta.len(), 32);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    for (path, data) in files_under(home.path()) {
+        if path.starts_with(home.path().join("secrets")) {
+            continue;
+        }
+        assert!(!contains(&data, "second-token"), "{}", path.display());
+    }
+    assert!(!contains(
+        &all_objects(&home.service_dir("s")),
+        "second-token"
+    ));
+}

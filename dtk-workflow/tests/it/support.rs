@@ -126,6 +126,7 @@ impl C {
                 def: Arc::new(def.clone()),
                 inputs: Attributes::new(),
                 secret_inputs: Vec::new(),
+                secret_digest: None,
                 depends_on: Vec::new(),
                 links: Vec::new(),
             },
