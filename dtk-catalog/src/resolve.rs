@@ -210,18 +210,49 @@ pub(crate) fn select(
             required_by: Box::new(root_req),
         });
     }
-    let Some(root_version) = available.iter().rev().find(|v| req.matches(v)).cloned() else {
+    let candidates: Vec<ModuleVersion> = available
+        .iter()
+        .rev()
+        .filter(|v| req.matches(v))
+        .cloned()
+        .collect();
+    if candidates.is_empty() {
         return Err(ResolveError::NoMatchingVersion {
             module: root.clone(),
             required_by: Box::new(root_req),
             available,
         });
-    };
+    }
+    // The highest version of the root the request allows whose dependencies resolve: a
+    // newer root whose dependencies cannot be met (one of them requiring an older root,
+    // say) gives way to an older one. When none resolves, the highest one's error.
+    let mut first_error = None;
+    for root_version in candidates {
+        match select_pinned(source, root, &root_req, root_version) {
+            Ok(sel) => return Ok(sel),
+            Err(e) => {
+                if first_error.is_none() {
+                    first_error = Some(e);
+                }
+            }
+        }
+    }
+    Err(first_error.unwrap_or(ResolveError::Unsettled {
+        modules: vec![root.clone()],
+    }))
+}
 
+/// [`select`] with the root pinned at `root_version`.
+fn select_pinned(
+    source: &mut dyn Source,
+    root: &ModuleId,
+    root_req: &Requirement,
+    root_version: ModuleVersion,
+) -> Result<Selection, ResolveError> {
     let mut selected = BTreeMap::from([(root.clone(), root_version.clone())]);
     let mut history: Vec<BTreeMap<ModuleId, ModuleVersion>> = Vec::new();
     loop {
-        let reqs = requirements(source, root, &root_req, &selected)?;
+        let reqs = requirements(source, root, root_req, &selected)?;
         let mut next = BTreeMap::new();
         let mut first_error = None;
         for (m, rs) in &reqs {

@@ -102,6 +102,38 @@ mod resolution {
         })
     }
 
+    /// A newest root whose dependencies cannot be met (one of them wants an older root)
+    /// gives way to the newest root that resolves.
+    #[test]
+    fn an_unresolvable_newest_root_gives_way_to_an_older_one() {
+        let v = |s: &str| -> ModuleVersion { s.parse().unwrap() };
+        let mut t = Table(BTreeMap::from([
+            (
+                module(0),
+                BTreeMap::from([
+                    (v("1.1.0"), vec![]),
+                    (v("2.0.0"), vec![(module(5), "*".parse().unwrap())]),
+                ]),
+            ),
+            (
+                module(5),
+                BTreeMap::from([(v("0.1.0"), vec![(module(0), "^1".parse().unwrap())])]),
+            ),
+        ]));
+        let sel = select(&mut t, &module(0), &"*".parse().unwrap()).unwrap();
+        assert_eq!(sel[&module(0)].0, v("1.1.0"));
+        assert!(!sel.contains_key(&module(5)));
+        // Asked for 2.x only, the conflict is reported.
+        let e = select(&mut t, &module(0), &"^2".parse().unwrap()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ResolveError::NoMatchingVersion { .. } | ResolveError::Conflict { .. }
+            ),
+            "{e}"
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -143,13 +175,21 @@ mod resolution {
                 Err(ResolveError::ModuleNotFound { module, .. }) => {
                     prop_assert!(t.versions(&module).unwrap().is_empty());
                 }
+                // The root is tried at every version the request allows, from the highest;
+                // an error about the root is the highest one's, whose requirements another
+                // root version may meet (and then fail on something else). The properties
+                // below hold for the other modules.
                 Err(ResolveError::NoMatchingVersion { module, required_by, available }) => {
                     prop_assert_eq!(&available, &t.versions(&module).unwrap());
-                    prop_assert!(!available.iter().any(|v| required_by.req.matches(v)));
+                    if module != root {
+                        prop_assert!(!available.iter().any(|v| required_by.req.matches(v)));
+                    }
                 }
-                Err(ResolveError::Conflict { requirements, available, .. }) => {
+                Err(ResolveError::Conflict { module, requirements, available }) => {
                     prop_assert!(requirements.len() >= 2);
-                    prop_assert!(!available.iter().any(|v| requirements.iter().all(|q| q.req.matches(v))));
+                    if module != root {
+                        prop_assert!(!available.iter().any(|v| requirements.iter().all(|q| q.req.matches(v))));
+                    }
                     for q in &requirements {
                         prop_assert!(available.iter().any(|v| q.req.matches(v)));
                     }
