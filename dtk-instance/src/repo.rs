@@ -724,19 +724,24 @@ fn drop_template_samples(git_dir: &Path) {
     let _ = fs::remove_file(git_dir.join("description"));
 }
 
-/// Replaces `path` with `data` through a temporary file and a rename, without waiting
-/// for the disk: after a crash the file holds either its old or its new content, never a
-/// mix, but the new content may be lost. For reports and caches that can be made again.
-pub(crate) fn write_file_replace(path: &Path, data: &[u8]) -> Result<(), InstanceError> {
+/// A temporary path in `path`'s directory (made if missing), private to this process.
+fn temp_beside(path: &Path) -> Result<PathBuf, InstanceError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_err(dir, "create"))?;
-    let tmp = dir.join(format!(
+    Ok(dir.join(format!(
         ".{}.tmp-{}",
         path.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
         std::process::id()
-    ));
+    )))
+}
+
+/// Replaces `path` with `data` through a temporary file and a rename, without waiting
+/// for the disk: after a crash the file holds either its old or its new content, never a
+/// mix, but the new content may be lost. For reports and caches that can be made again.
+pub(crate) fn write_file_replace(path: &Path, data: &[u8]) -> Result<(), InstanceError> {
+    let tmp = temp_beside(path)?;
     fs::write(&tmp, data).map_err(io_err(&tmp, "write"))?;
     fs::rename(&tmp, path).map_err(io_err(path, "rename"))?;
     Ok(())
@@ -745,15 +750,7 @@ pub(crate) fn write_file_replace(path: &Path, data: &[u8]) -> Result<(), Instanc
 /// Writes `data` to `path` through a temporary file and a rename, so a crash never leaves
 /// a half-written file.
 pub fn write_file_atomic(path: &Path, data: &[u8], executable: bool) -> Result<(), InstanceError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io_err(dir, "create"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
+    let tmp = temp_beside(path)?;
     {
         let mut f = fs::File::create(&tmp).map_err(io_err(&tmp, "create"))?;
         f.write_all(data).map_err(io_err(&tmp, "write"))?;

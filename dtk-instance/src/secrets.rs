@@ -144,19 +144,7 @@ impl SecretStore {
             source: std::io::Error::other(e.to_string()),
         })?;
         let tmp = self.path.with_extension("json.tmp");
-        {
-            use std::io::Write as _;
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io_err(&tmp, "create"))?;
-            f.write_all(&data).map_err(io_err(&tmp, "write"))?;
-            f.sync_all().map_err(io_err(&tmp, "sync"))?;
-        }
+        write_owner_only(&tmp, &data)?;
         fs::rename(&tmp, &self.path).map_err(io_err(&self.path, "rename"))
     }
 
@@ -198,19 +186,7 @@ pub fn digest_key(dir: &Path) -> Result<Vec<u8>, InstanceError> {
         .and_then(|mut f| f.read_exact(&mut key))
         .map_err(io_err(random, "read"))?;
     let tmp = dir.join(format!(".digest-key.tmp-{}", std::process::id()));
-    {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err(&tmp, "create"))?;
-        f.write_all(&key).map_err(io_err(&tmp, "write"))?;
-        f.sync_all().map_err(io_err(&tmp, "sync"))?;
-    }
+    write_owner_only(&tmp, &key)?;
     let linked = fs::hard_link(&tmp, &path);
     let _ = fs::remove_file(&tmp);
     match linked {
@@ -220,6 +196,21 @@ pub fn digest_key(dir: &Path) -> Result<Vec<u8>, InstanceError> {
         }
         Err(e) => Err(io_err(&path, "link")(e)),
     }
+}
+
+/// Writes `data` to a new `path` readable by its owner alone (mode 0600), synced to disk.
+fn write_owner_only(path: &Path, data: &[u8]) -> Result<(), InstanceError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path, "create"))?;
+    f.write_all(data).map_err(io_err(path, "write"))?;
+    f.sync_all().map_err(io_err(path, "sync"))
 }
 
 /// Replaces every occurrence of a secret value in `text` with `<redacted>`.
