@@ -156,7 +156,7 @@ pub async fn run_script(
     let started = Instant::now();
     let deadline = started + timeout;
     let capture = |suffix: &str| {
-        capture_file(&scratch.join(format!("{stem}.{suffix}")))
+        capture_file(&scratch, &stem, suffix)
             .map_err(|e| ProviderError::failed(op(), format!("cannot make a capture file: {e}")))
     };
     let mut stdout = capture("out")?;
@@ -236,23 +236,24 @@ pub async fn run_script(
 /// it (no inode to allocate and free on disk for every action: on ext4 that was a third
 /// of dtk's own CPU time in a converge of small actions).
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-fn capture_file(_scratch: &Path) -> std::io::Result<std::fs::File> {
+fn capture_file(_scratch: &Path, _stem: &str, _suffix: &str) -> std::io::Result<std::fs::File> {
     use nix::sys::memfd::{MFdFlags, memfd_create};
     let fd = memfd_create(c"dtk-capture", MFdFlags::MFD_CLOEXEC).map_err(std::io::Error::from)?;
     Ok(std::fs::File::from(fd))
 }
 
-/// An anonymous file to capture a child's output in: `scratch`, opened for appending and
-/// unlinked at once.
+/// An anonymous file to capture a child's output in: `scratch/STEM.SUFFIX`, opened for
+/// appending and unlinked at once.
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-fn capture_file(scratch: &Path) -> std::io::Result<std::fs::File> {
+fn capture_file(scratch: &Path, stem: &str, suffix: &str) -> std::io::Result<std::fs::File> {
+    let path = scratch.join(format!("{stem}.{suffix}"));
     let f = std::fs::OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
         .truncate(false)
-        .open(scratch)?;
-    let _ = std::fs::remove_file(scratch);
+        .open(&path)?;
+    let _ = std::fs::remove_file(&path);
     Ok(f)
 }
 

@@ -15,7 +15,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
-use dtk_tests::harness::{CliHome, CliRun, HomeSnapshot};
+use dtk_tests::harness::{CliHome, CliRun, HomeSnapshot, module_dir};
 use expect_test::expect_file;
 
 fn fixtures() -> PathBuf {
@@ -231,15 +231,6 @@ fn os(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
 }
 
-/// Writes a module directory `NAME` under the work directory with `text` as its
-/// `dtk.module.yaml`.
-fn module_dir(work: &Path, name: &str, text: &[u8]) -> PathBuf {
-    let dir = work.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("dtk.module.yaml"), text).unwrap();
-    dir
-}
-
 const VALID: &str = "dsl_version: 1.0.0
 module: bad/valid
 version: 1.0.0
@@ -260,7 +251,7 @@ fn malformed_modules_are_refused_cleanly() {
         .ok();
     for path in sorted_files(&fixtures().join("modules"), "yaml") {
         let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
-        module_dir(s.work(), &name, &std::fs::read(&path).unwrap());
+        module_dir(s.work(), &name, std::fs::read(&path).unwrap());
         s.refused(
             &name,
             &os(&["module", "install", &name]),
@@ -427,7 +418,7 @@ fn bad_stages_are_refused_cleanly() {
     let dir = module_dir(
         s.work(),
         "unsupported",
-        &std::fs::read(&unsupported).unwrap(),
+        std::fs::read(&unsupported).unwrap(),
     );
     s.home
         .run(&["module", "install", dir.to_str().unwrap()])

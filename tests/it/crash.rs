@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use dtk_tests::harness::{CliHome, SeededRng, count_from_env, wait_no_processes_under};
+use dtk_tests::harness::{CliHome, SeededRng, count_from_env, module_dir, wait_no_processes_under};
 
 const NODES: usize = 20;
 const LAYERS: usize = 10;
@@ -200,9 +200,7 @@ fn converges_killed_at_random_moments_resume_without_loss_or_repeats() {
 
     let home = CliHome::new();
     let scratch = tempfile::tempdir().expect("scratch");
-    let module_dir = scratch.path().join("module");
-    std::fs::create_dir_all(&module_dir).expect("module dir");
-    std::fs::write(module_dir.join("dtk.module.yaml"), module_text()).expect("module");
+    let module_dir = module_dir(scratch.path(), "module", module_text());
     home.run(&["module", "install", module_dir.to_str().expect("utf-8")])
         .ok();
     home.run(&["service", "stage", "crash/chain", "big", "-n", SERVICE])
@@ -351,13 +349,11 @@ fn converges_killed_at_random_moments_resume_without_loss_or_repeats() {
 fn git_lock_files_left_by_a_killed_dtk_do_not_stop_the_next_converge() {
     let home = CliHome::new();
     let scratch = tempfile::tempdir().expect("scratch");
-    let m = scratch.path().join("m");
-    std::fs::create_dir_all(&m).expect("module dir");
-    std::fs::write(
-        m.join("dtk.module.yaml"),
+    let m = module_dir(
+        scratch.path(),
+        "m",
         "dsl_version: 1.0.0\nmodule: crash/small\nversion: 1.0.0\ncomponent_defs:\n  c:\n    attributes:\n      v: {type: string, default: a}\n    actions:\n      create:\n        commands:\n        - RUN echo {{v}} >> create-c.log\nassemblies:\n  one:\n    components:\n    - node[n]:\n        components: [c]\n",
-    )
-    .expect("module");
+    );
     home.run(&["module", "install", m.to_str().expect("utf-8")])
         .ok();
     home.run(&["service", "stage", "crash/small", "one", "-n", "s"])

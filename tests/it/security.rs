@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dtk_tests::harness::{CliHome, CliRun, git_ok, git_output};
+use dtk_tests::harness::{CliHome, CliRun, git_ok, git_output, module_dir};
 
 /// Every byte of every object in the repository at `dir`, unreachable ones included,
 /// uncompressed.
@@ -74,9 +74,7 @@ assemblies:
 fn secrets_never_reach_repositories_journals_logs_state_or_output() {
     let home = CliHome::new();
     let tmp = tempfile::tempdir().unwrap();
-    let m = tmp.path().join("app");
-    std::fs::create_dir_all(&m).unwrap();
-    std::fs::write(m.join("dtk.module.yaml"), SECRET_MODULE).unwrap();
+    let m = module_dir(tmp.path(), "app", SECRET_MODULE);
     let secret = format!(
         "S3cr3t-{}-{}",
         std::process::id(),
@@ -256,9 +254,7 @@ fn attribute_values_with_shell_metacharacters_are_never_executed() {
     let canary = tmp.path().join("canary");
     std::fs::create_dir_all(&canary).unwrap();
     let c = canary.display();
-    let m = tmp.path().join("meta");
-    std::fs::create_dir_all(&m).unwrap();
-    std::fs::write(m.join("dtk.module.yaml"), META_MODULE).unwrap();
+    let m = module_dir(tmp.path(), "meta", META_MODULE);
     home.run(&["module", "install", m.to_str().unwrap()]).ok();
     home.run(&["service", "stage", "sec/meta", "one", "-n", "s"])
         .ok();
@@ -433,13 +429,11 @@ fn a_changed_secret_runs_its_component_again_and_an_unchanged_one_does_not() {
     use std::os::unix::fs::PermissionsExt as _;
     let home = CliHome::new();
     let tmp = tempfile::tempdir().unwrap();
-    let m = tmp.path().join("rot");
-    std::fs::create_dir_all(&m).unwrap();
-    std::fs::write(
-        m.join("dtk.module.yaml"),
+    let m = module_dir(
+        tmp.path(),
+        "rot",
         "dsl_version: 1.0.0\nmodule: sec/rot\nversion: 1.0.0\ncomponent_defs:\n  app:\n    attributes:\n      token: {type: string, secret: true, required: true}\n    actions:\n      create:\n        commands:\n        - RUN echo run >> runs.log\n  plain:\n    actions:\n      create:\n        commands:\n        - RUN echo run >> plain.log\nassemblies:\n  one:\n    components:\n    - node[n]:\n        components: [app, plain]\n",
-    )
-    .unwrap();
+    );
     home.run(&["module", "install", m.to_str().unwrap()]).ok();
     home.run(&["service", "stage", "sec/rot", "one", "-n", "s"])
         .ok();

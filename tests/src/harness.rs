@@ -357,23 +357,19 @@ fn fnv(data: &[u8]) -> u64 {
     h
 }
 
+/// Writes a module directory `name` under `work` with `text` as its `dtk.module.yaml`;
+/// returns the directory.
+pub fn module_dir(work: &Path, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
+    let dir = work.join(name);
+    std::fs::create_dir_all(&dir).expect("a module directory");
+    std::fs::write(dir.join("dtk.module.yaml"), text).expect("dtk.module.yaml written");
+    dir
+}
+
 /// The processes (other than this one) whose working directory is inside `dir`: actions
 /// that outlived a killed `dtk`.
 pub fn processes_under(dir: &Path) -> Vec<i32> {
-    let Ok(dir) = dir.canonicalize() else {
-        return Vec::new();
-    };
-    let me = std::process::id();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
-        .filter(|pid| u32::try_from(*pid).ok() != Some(me))
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
-        })
-        .collect()
+    dtk_instance::local::processes_in(dir)
 }
 
 /// Waits (up to `limit`) until no process runs inside `dir`; returns whether none does.

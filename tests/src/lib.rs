@@ -23,18 +23,7 @@ pub fn example(name: &str) -> PathBuf {
 }
 
 /// Runs git in `dir`; panics with git's output when it fails. Returns stdout.
+#[track_caller]
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} in {} failed: {}{}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    harness::git_ok(dir, args)
 }
