@@ -5,16 +5,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dtk_model::instance::ComponentId;
 use dtk_model::module::{AttrType, ComponentDef};
 use dtk_model::provider::{Cancel, ExecRequest, Provider, ProviderError, ResourceRequest, Secrets};
 use dtk_model::render::render;
 use dtk_model::value::{Attributes, Value};
 use petgraph::graph::NodeIndex;
 
-use super::{CapturedOutput, CommandTransport, Event, EventSink, RetryPolicy};
-use crate::state::{RecordedAction, RecordedKind};
-use crate::task::TaskId;
+use super::{CapturedOutput, Event, ExecContext};
+use crate::hash::params_digest;
+use crate::state::{AppliedComponent, RecordedAction, RecordedKind};
+use crate::task::{Task, TaskOp};
 
 /// Why a task attempt failed, and whether trying again may help.
 #[derive(Debug)]
@@ -74,7 +74,9 @@ pub(super) enum JobOp {
     Custom,
 }
 
-/// Where commands run.
+/// Where commands run: a node, the provider that runs commands there, and its recorded
+/// inputs and outputs. Shared by every task on the node until the node's own component
+/// changes.
 pub(super) struct NodeTarget {
     pub(super) name: String,
     pub(super) provider: Option<Arc<dyn Provider>>,
@@ -82,31 +84,33 @@ pub(super) struct NodeTarget {
     pub(super) outputs: Attributes,
 }
 
-/// Everything one running task needs, owned (it runs on its own tokio task).
-pub(super) struct Job {
+/// Everything one running task needs. It borrows the plan's task and the run's context:
+/// the coordinator polls its jobs itself, so a job costs no tokio task, no channel and no
+/// copy of what the plan already holds.
+pub(super) struct Job<'a> {
     pub(super) index: NodeIndex,
-    pub(super) task: TaskId,
-    pub(super) component: ComponentId,
-    pub(super) node: Option<String>,
-    pub(super) service: Arc<str>,
+    pub(super) task: &'a Task,
+    pub(super) ctx: &'a ExecContext,
+    pub(super) service: &'a str,
     pub(super) op: JobOp,
-    pub(super) action: Option<RecordedAction>,
-    pub(super) provider: Option<Arc<dyn Provider>>,
-    pub(super) transport: Option<Arc<dyn CommandTransport>>,
-    pub(super) node_target: Option<NodeTarget>,
+    pub(super) action: Option<Arc<RecordedAction>>,
+    pub(super) provider: Option<&'a Arc<dyn Provider>>,
+    pub(super) node_target: Option<Arc<NodeTarget>>,
     pub(super) inputs: Attributes,
-    pub(super) params: Attributes,
+    pub(super) params: Option<&'a Attributes>,
     pub(super) secrets: Secrets,
+    /// The component's recorded outputs (`{{name}}` and the environment see them).
     pub(super) own_outputs: Attributes,
+    /// Whether `own_outputs` go to the provider as `prior` (an update, a delete, a custom
+    /// action).
+    pub(super) has_prior: bool,
     /// The definition, to filter and type command outputs (absent for removed ones).
-    pub(super) def: Option<Arc<ComponentDef>>,
-    pub(super) idempotency_key: String,
-    pub(super) prior: Option<Attributes>,
-    pub(super) timeout: Duration,
-    pub(super) retry: RetryPolicy,
-    pub(super) cancel: Cancel,
-    pub(super) events: Option<EventSink>,
-    pub(super) limit_kind: Option<String>,
+    pub(super) def: Option<&'a ComponentDef>,
+    /// The record a converge leaves (its outputs and inputs filled in at the end).
+    pub(super) record: Option<Box<AppliedComponent>>,
+    /// The provider kind whose limit ([`super::Limits::per_provider`]) the job counts
+    /// against, when one is set.
+    pub(super) limit_kind: Option<&'a str>,
 }
 
 pub(super) struct JobSuccess {
@@ -121,11 +125,28 @@ pub(super) struct JobResult {
     pub(super) result: Result<JobSuccess, (String, Option<CapturedOutput>)>,
     pub(super) attempts: u32,
     pub(super) duration: Duration,
+    /// The inputs it ran with, and the record a converge leaves.
+    pub(super) inputs: Attributes,
+    pub(super) record: Option<Box<AppliedComponent>>,
 }
 
-impl Job {
+impl JobResult {
+    /// A job that panicked: a failure of its task, not of the run.
+    pub(super) fn panicked(index: NodeIndex, message: String) -> JobResult {
+        JobResult {
+            index,
+            result: Err((format!("the task panicked: {message}"), None)),
+            attempts: 1,
+            duration: Duration::ZERO,
+            inputs: Attributes::new(),
+            record: None,
+        }
+    }
+}
+
+impl Job<'_> {
     fn emit(&self, ev: Event) {
-        if let Some(tx) = &self.events {
+        if let Some(tx) = &self.ctx.events {
             let _ = tx.send(ev);
         }
     }
@@ -134,7 +155,7 @@ impl Job {
         redact(s, &self.secrets)
     }
 
-    pub(super) async fn run(self) -> JobResult {
+    pub(super) async fn run(mut self) -> JobResult {
         let start = Instant::now();
         let mut attempt = 1u32;
         let (attempts, sleep) = match &self.action {
@@ -145,13 +166,13 @@ impl Job {
             let timeout = self
                 .action
                 .as_ref()
-                .and_then(RecordedAction::timeout)
-                .unwrap_or(self.timeout);
+                .and_then(|a| a.timeout())
+                .unwrap_or(self.ctx.default_timeout);
             let r = match tokio::time::timeout(timeout, self.attempt(timeout)).await {
                 Ok(r) => r,
                 Err(_) => Err((
                     Failure {
-                        message: format!("{} timed out after {timeout:?}", self.task),
+                        message: format!("{} timed out after {timeout:?}", self.task.id),
                         retry: Retry::Retryable,
                     },
                     None,
@@ -164,36 +185,40 @@ impl Job {
                         result: Ok(ok),
                         attempts: attempt,
                         duration: start.elapsed(),
+                        inputs: std::mem::take(&mut self.inputs),
+                        record: self.record.take(),
                     };
                 }
                 Err((f, captured)) => {
                     let max = match f.retry {
                         Retry::Fatal => 1,
                         Retry::Action => attempts,
-                        Retry::Retryable => attempts.max(self.retry.retryable_attempts),
+                        Retry::Retryable => attempts.max(self.ctx.retry.retryable_attempts),
                     };
                     let message = self.redact(&f.message);
-                    if attempt >= max || self.cancel.is_cancelled() {
+                    if attempt >= max || self.ctx.cancel.is_cancelled() {
                         return JobResult {
                             index: self.index,
                             result: Err((message, captured)),
                             attempts: attempt,
                             duration: start.elapsed(),
+                            inputs: std::mem::take(&mut self.inputs),
+                            record: self.record.take(),
                         };
                     }
                     let wait = if sleep.is_zero() && f.retry == Retry::Retryable {
-                        self.retry.backoff
+                        self.ctx.retry.backoff
                     } else {
                         sleep
                     };
                     self.emit(Event::TaskRetrying {
-                        task: self.task.clone(),
-                        node: self.node.clone(),
+                        task: self.task.id.clone(),
+                        node: self.task.node.clone(),
                         attempt,
                         error: message,
                         after: wait,
                     });
-                    sleep_unless_cancelled(wait, &self.cancel).await;
+                    sleep_unless_cancelled(wait, &self.ctx.cancel).await;
                     attempt += 1;
                 }
             }
@@ -222,31 +247,33 @@ impl Job {
     }
 
     async fn provider_attempt(&self, kind: &str, resource: &str) -> Result<JobSuccess, Failure> {
-        let Some(p) = &self.provider else {
+        let Some(p) = self.provider else {
             return Err(Failure::fatal(format!(
                 "no provider of kind `{kind}` is registered (action `{}` of `{}`)",
-                self.task, self.component
+                self.task.id, self.task.component
             )));
         };
         let merged;
-        let inputs = if self.params.is_empty() {
-            &self.inputs
-        } else {
-            let mut m = self.inputs.clone();
-            m.extend(self.params.clone());
-            merged = m;
-            &merged
+        let inputs = match self.params {
+            Some(params) if !params.is_empty() => {
+                let mut m = self.inputs.clone();
+                m.extend(params.iter().map(|(k, v)| (k.clone(), v.clone())));
+                merged = m;
+                &merged
+            }
+            _ => &self.inputs,
         };
+        let idempotency_key = self.idempotency_key();
         let req = ResourceRequest {
-            service: &self.service,
-            component: self.component.as_str(),
-            node: self.node.as_deref(),
+            service: self.service,
+            component: self.task.component.as_str(),
+            node: self.task.node.as_deref(),
             resource,
-            idempotency_key: &self.idempotency_key,
+            idempotency_key: &idempotency_key,
             inputs,
             secrets: &self.secrets,
-            prior: self.prior.as_ref(),
-            cancel: &self.cancel,
+            prior: self.has_prior.then_some(&self.own_outputs),
+            cancel: &self.ctx.cancel,
         };
         let r = match self.op {
             JobOp::Converge { update: false } => p.create(&req).await,
@@ -263,8 +290,23 @@ impl Job {
         })
     }
 
+    /// `SERVICE/COMPONENT/ACTION/DESIRED_HASH`, plus `/PARAMS_DIGEST` for a custom
+    /// action: stable across retries and resumes.
+    fn idempotency_key(&self) -> String {
+        let t = self.task;
+        let mut k = format!(
+            "{}/{}/{}/{}",
+            self.service, t.component, t.action, t.desired_hash
+        );
+        if let TaskOp::Action { params } = &t.op {
+            k.push('/');
+            k.push_str(&params_digest(params));
+        }
+        k
+    }
+
     fn split_secret(&self, outputs: Attributes) -> (Attributes, Attributes) {
-        let Some(def) = &self.def else {
+        let Some(def) = self.def else {
             return (outputs, Attributes::new());
         };
         outputs
@@ -274,14 +316,13 @@ impl Job {
 
     fn lookup(&self, name: &str) -> Option<String> {
         self.params
-            .get(name)
+            .and_then(|p| p.get(name))
             .or_else(|| self.inputs.get(name))
             .or_else(|| self.secrets.get(name))
             .or_else(|| self.own_outputs.get(name))
             .map(Value::to_shell_text)
             .or_else(|| {
                 self.def
-                    .as_ref()
                     .filter(|d| d.attributes.contains_key(name))
                     .map(|_| String::new())
             })
@@ -290,20 +331,24 @@ impl Job {
     fn env(&self) -> Vec<(String, String)> {
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         // Lowest precedence first.
+        let no_params = Attributes::new();
         for src in [
             &self.own_outputs,
             &self.secrets.0,
             &self.inputs,
-            &self.params,
+            self.params.unwrap_or(&no_params),
         ] {
             for (k, v) in src {
                 env.insert(env_name(k), v.to_shell_text());
             }
         }
-        env.insert("DTK_SERVICE".to_owned(), self.service.to_string());
-        env.insert("DTK_NODE".to_owned(), self.node.clone().unwrap_or_default());
-        env.insert("DTK_COMPONENT".to_owned(), self.component.to_string());
-        let action = self.task.as_str().rsplit_once('.').map(|(_, a)| a);
+        env.insert("DTK_SERVICE".to_owned(), self.service.to_owned());
+        env.insert(
+            "DTK_NODE".to_owned(),
+            self.task.node.clone().unwrap_or_default(),
+        );
+        env.insert("DTK_COMPONENT".to_owned(), self.task.component.to_string());
+        let action = self.task.id.as_str().rsplit_once('.').map(|(_, a)| a);
         env.insert("DTK_ACTION".to_owned(), action.unwrap_or("").to_owned());
         env.into_iter().collect()
     }
@@ -319,7 +364,7 @@ impl Job {
             .collect::<Result<Vec<String>, _>>()
             .map_err(|e| {
                 (
-                    Failure::fatal(format!("cannot render a command of {}: {e}", self.task)),
+                    Failure::fatal(format!("cannot render a command of {}: {e}", self.task.id)),
                     None,
                 )
             })?;
@@ -330,14 +375,14 @@ impl Job {
             None => ("", &empty, &empty, None),
         };
         let req = ExecRequest {
-            service: &self.service,
+            service: self.service,
             node: node_name,
             node_outputs,
             node_inputs,
             script: &script,
             env: &env,
             timeout,
-            cancel: &self.cancel,
+            cancel: &self.ctx.cancel,
         };
         let via_provider = match node_provider {
             Some(p) => match p.exec(&req).await {
@@ -348,14 +393,14 @@ impl Job {
         };
         let r = match via_provider {
             Some(r) => r,
-            None => match &self.transport {
+            None => match &self.ctx.transport {
                 Some(t) => t.exec(&req).await,
                 None => {
                     return Err((
                         Failure::fatal(format!(
                             "{}: no way to run commands on {}: its provider does not run \
                              commands and no command transport is configured",
-                            self.task,
+                            self.task.id,
                             if node_name.is_empty() {
                                 "the service (no node)".to_owned()
                             } else {
@@ -386,9 +431,9 @@ impl Job {
                 None => "a signal (killed)".to_owned(),
             };
             let message = if last.is_empty() {
-                format!("{}: commands ended with {status}", self.task)
+                format!("{}: commands ended with {status}", self.task.id)
             } else {
-                format!("{}: commands ended with {status}: {last}", self.task)
+                format!("{}: commands ended with {status}: {last}", self.task.id)
             };
             return Err((
                 Failure {
@@ -414,13 +459,12 @@ impl Job {
         for (name, text) in raw {
             let decl = self
                 .def
-                .as_ref()
                 .and_then(|d| d.attributes.get(name))
                 .filter(|a| a.dynamic);
             let Some(decl) = decl else {
                 warnings.push(format!(
                     "output `{name}` ignored: `{}` declares no dynamic attribute of that name",
-                    self.component
+                    self.task.component
                 ));
                 continue;
             };

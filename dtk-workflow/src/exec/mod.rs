@@ -9,6 +9,7 @@
 mod job;
 mod outcome;
 mod prepare;
+mod records;
 mod schedule;
 
 use std::collections::BTreeMap;

@@ -2,56 +2,80 @@
 //! state, its secrets, its node and the provider that runs commands there, and the record
 //! it will leave; or the decision not to run it (unchanged, or failed before it starts).
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use dtk_model::instance::{ComponentId, ComponentInstance, LinkSource};
 use dtk_model::provider::Secrets;
 use dtk_model::value::{Attributes, Value};
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
-use std::collections::HashMap;
 
 use super::TaskStatus;
 use super::job::{Job, JobOp, NodeTarget};
 use super::schedule::{Run, Slot};
-use crate::hash::{input_digest, params_digest, static_inputs};
+use crate::hash::{input_digest, static_inputs_cow};
 use crate::resolve::{ProducerValues, resolve_inputs};
-use crate::state::{AppliedComponent, ComponentStatus, DriftMark, RecordedAction, RecordedKind};
+use crate::state::{AppliedComponent, ComponentStatus, DriftMark, RecordedAction};
 use crate::task::{Edge, Task, TaskOp};
 
 /// The decision made when a task becomes ready.
-pub(super) enum Ready {
-    Run(Box<Job>),
+pub(super) enum Ready<'a> {
+    Run(Box<Job<'a>>),
     Unchanged,
     Fail(String),
 }
 
+/// The `create` and `delete` actions of a definition, converted once per definition.
+#[derive(Default)]
+pub(super) struct DefActions {
+    pub(super) create: Option<Arc<RecordedAction>>,
+    pub(super) delete: Option<Arc<RecordedAction>>,
+}
+
 impl<'a> Run<'a> {
-    fn statics(&mut self, ci: usize) -> &Attributes {
-        let model = self.model;
-        self.statics
-            .entry(ci)
-            .or_insert_with(|| static_inputs(&model.components[ci]))
+    /// The `create` and `delete` actions of component `ci`'s definition.
+    pub(super) fn def_actions(&mut self, ci: usize) -> Arc<DefActions> {
+        let def = &self.model.components[ci].def;
+        self.actions
+            .entry(Arc::as_ptr(def) as usize)
+            .or_insert_with(|| {
+                Arc::new(DefActions {
+                    create: def
+                        .actions
+                        .get("create")
+                        .and_then(RecordedAction::from_def)
+                        .map(Arc::new),
+                    delete: def
+                        .actions
+                        .get("delete")
+                        .and_then(RecordedAction::from_def)
+                        .map(Arc::new),
+                })
+            })
+            .clone()
     }
 
     /// Resolves `c`'s inputs from this run's results and actual state; secret linked
     /// values go to `secrets`.
     fn resolve(
-        &mut self,
-        ci: usize,
+        &self,
+        c: &ComponentInstance,
         secrets: &mut Attributes,
     ) -> Result<Attributes, crate::resolve::ResolveError> {
-        let model = self.model;
-        let c = &model.components[ci];
-        let statics = self.statics(ci).clone();
+        let statics = static_inputs_cow(c);
         let state = &self.state;
         let secret_outputs = &self.secret_outputs;
         let mut merged: HashMap<&ComponentId, Attributes> = HashMap::new();
-        for link in &c.links {
-            if let LinkSource::Component(p) = &link.from
-                && let Some(so) = secret_outputs.get(p)
-            {
-                let mut o = state.get(p).map(|r| r.outputs.clone()).unwrap_or_default();
-                o.extend(so.clone());
-                merged.insert(p, o);
+        if !secret_outputs.is_empty() {
+            for link in &c.links {
+                if let LinkSource::Component(p) = &link.from
+                    && let Some(so) = secret_outputs.get(p)
+                {
+                    let mut o = state.get(p).map(|r| r.outputs.clone()).unwrap_or_default();
+                    o.extend(so.clone());
+                    merged.insert(p, o);
+                }
             }
         }
         resolve_inputs(
@@ -81,60 +105,53 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The node a task runs on, with the provider that runs commands there.
-    fn node_target(&self, node: Option<&str>, me: &ComponentId) -> Option<NodeTarget> {
+    /// The node a task runs on, with the provider that runs commands there: made once
+    /// per node and shared, until the node's own component changes.
+    fn node_target(&mut self, node: Option<&str>, me: &ComponentId) -> Option<Arc<NodeTarget>> {
         let name = node?;
-        let Some(realizer) = self.realizer.get(name) else {
-            return Some(NodeTarget {
+        let bare = || {
+            Arc::new(NodeTarget {
                 name: name.to_owned(),
                 provider: None,
                 inputs: Attributes::new(),
                 outputs: Attributes::new(),
-            });
+            })
+        };
+        let Some(realizer) = self.realizer.get(name) else {
+            return Some(bare());
         };
         if realizer == me {
             // The node's own component: its commands cannot run through itself.
-            return Some(NodeTarget {
-                name: name.to_owned(),
-                provider: None,
-                inputs: Attributes::new(),
-                outputs: Attributes::new(),
-            });
+            return Some(bare());
+        }
+        if let Some(t) = self.node_targets.get(name) {
+            return Some(t.clone());
         }
         let rec = self.state.get(realizer);
         let kind = self
-            .comp_index
+            .state
+            .index
             .get(realizer)
             .and_then(|&i| self.model.components[i].def.actions.get("create"))
             .and_then(RecordedAction::from_def)
             .and_then(|a| a.provider_kind().map(str::to_owned))
             .or_else(|| rec.and_then(|r| r.provider.clone()));
-        Some(NodeTarget {
+        let target = Arc::new(NodeTarget {
             name: name.to_owned(),
             provider: kind.and_then(|k| self.ctx.providers.get(&k).cloned()),
             inputs: rec.map(|r| r.inputs.clone()).unwrap_or_default(),
             outputs: rec.map(|r| r.outputs.clone()).unwrap_or_default(),
-        })
-    }
-
-    fn idempotency_key(&self, t: &Task) -> String {
-        let mut k = format!(
-            "{}/{}/{}/{}",
-            self.service, t.component, t.action, t.desired_hash
-        );
-        if let TaskOp::Action { params } = &t.op {
-            k.push('/');
-            k.push_str(&params_digest(params));
-        }
-        k
+        });
+        self.node_targets.insert(name.to_owned(), target.clone());
+        Some(target)
     }
 
     /// Decides what to do with a ready task: run it (with everything resolved), skip it
     /// as unchanged, or fail it before it starts.
-    pub(super) fn prepare(&mut self, i: NodeIndex) -> Ready {
+    pub(super) fn prepare(&mut self, i: NodeIndex) -> Ready<'a> {
         let plan = self.plan;
-        let t = &plan.graph()[i];
-        let ci = self.comp_index.get(&t.component).copied();
+        let t: &'a Task = &plan.graph()[i];
+        let ci = self.state.index.get(&t.component).copied();
         match &t.op {
             TaskOp::Converge => {
                 let Some(ci) = ci else {
@@ -165,46 +182,51 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn base_job(&self, i: NodeIndex, t: &Task) -> Job {
+    fn base_job(&self, i: NodeIndex, t: &'a Task) -> Job<'a> {
         Job {
             index: i,
-            task: t.id.clone(),
-            component: t.component.clone(),
-            node: t.node.clone(),
-            service: self.service.clone(),
+            task: t,
+            ctx: self.ctx,
+            service: &self.model.name,
             op: JobOp::Custom,
             action: None,
             provider: None,
-            transport: self.ctx.transport.clone(),
             node_target: None,
             inputs: Attributes::new(),
-            params: Attributes::new(),
+            params: None,
             secrets: Secrets::default(),
             own_outputs: Attributes::new(),
+            has_prior: false,
             def: None,
-            idempotency_key: self.idempotency_key(t),
-            prior: None,
-            timeout: self.ctx.default_timeout,
-            retry: self.ctx.retry,
-            cancel: self.ctx.cancel.clone(),
-            events: self.ctx.events.clone(),
+            record: None,
             limit_kind: None,
         }
     }
 
-    fn finish_job(&self, mut job: Job, action: Option<RecordedAction>) -> Ready {
-        match action.as_ref().map(|a| &a.kind) {
-            Some(RecordedKind::Provider { kind, .. }) => {
-                job.provider = self.ctx.providers.get(kind).cloned();
-                job.limit_kind = Some(kind.clone());
+    /// The limit a job counts against, when [`super::Limits::per_provider`] sets one for
+    /// `kind`.
+    fn limit_of(&self, kind: &str) -> Option<&'a str> {
+        let ctx: &'a super::ExecContext = self.ctx;
+        ctx.limits
+            .per_provider
+            .get_key_value(kind)
+            .map(|(k, _)| k.as_str())
+    }
+
+    fn finish_job(&mut self, mut job: Job<'a>, action: Option<Arc<RecordedAction>>) -> Ready<'a> {
+        let ctx: &'a super::ExecContext = self.ctx;
+        match action.as_deref().map(|a| &a.kind) {
+            Some(crate::state::RecordedKind::Provider { kind, .. }) => {
+                job.provider = ctx.providers.get(kind);
+                job.limit_kind = self.limit_of(kind);
             }
-            Some(RecordedKind::Commands { .. }) => {
-                job.node_target = self.node_target(job.node.as_deref(), &job.component);
+            Some(crate::state::RecordedKind::Commands { .. }) => {
+                job.node_target = self.node_target(job.task.node.as_deref(), &job.task.component);
                 job.limit_kind = job
                     .node_target
                     .as_ref()
                     .and_then(|n| n.provider.as_ref())
-                    .map(|p| p.kind().to_owned());
+                    .and_then(|p| self.limit_of(p.kind()));
             }
             None => {}
         }
@@ -212,11 +234,11 @@ impl<'a> Run<'a> {
         Ready::Run(Box::new(job))
     }
 
-    fn prepare_converge(&mut self, i: NodeIndex, t: &Task, ci: usize) -> Ready {
+    fn prepare_converge(&mut self, i: NodeIndex, t: &'a Task, ci: usize) -> Ready<'a> {
         let model = self.model;
-        let c: &ComponentInstance = &model.components[ci];
+        let c: &'a ComponentInstance = &model.components[ci];
         let mut secrets = Attributes::new();
-        let inputs = match self.resolve(ci, &mut secrets) {
+        let inputs = match self.resolve(c, &mut secrets) {
             Ok(v) => v,
             Err(e) => return Ready::Fail(e.to_string()),
         };
@@ -247,53 +269,54 @@ impl<'a> Run<'a> {
         let update = prev.is_some_and(|p| {
             !p.desired_hash.is_empty() && !matches!(p.drift, Some(DriftMark::Missing))
         });
-        let prior = prev.filter(|_| update).map(|p| p.outputs.clone());
         let own_outputs = prev.map(|p| p.outputs.clone()).unwrap_or_default();
         self.lookup_secrets(&c.id, &c.secret_inputs, &mut secrets);
-        let (create, delete) = self.def_actions(&c.def);
-        self.ran.insert(c.id.clone());
+        let actions = self.def_actions(ci);
+        self.ran.insert(ci);
         let record = AppliedComponent {
             status: ComponentStatus::Applied,
             desired_hash: t.desired_hash.clone(),
             input_digest: digest,
             outputs_digest: String::new(),
-            inputs: inputs.clone(),
+            // Filled in when the job ends, from the inputs it ran with.
+            inputs: Attributes::new(),
             outputs: Attributes::new(),
             node: t.node.clone(),
             realizes_node: c.realizes_node,
-            provider: create
+            provider: actions
+                .create
                 .as_ref()
                 .and_then(|a| a.provider_kind().map(str::to_owned)),
             depends_on: deps.into_iter().cloned().collect(),
-            delete,
+            delete: actions.delete.as_deref().cloned(),
             secret_inputs: c.secret_inputs.clone(),
             drift: None,
         };
-        self.pending_records.insert(i, record);
         let mut job = self.base_job(i, t);
         job.op = JobOp::Converge { update };
         job.inputs = inputs;
         job.secrets = Secrets(secrets);
         job.own_outputs = own_outputs;
-        job.def = Some(c.def.clone());
-        job.prior = prior;
-        self.finish_job(job, create)
+        job.has_prior = update;
+        job.def = Some(&c.def);
+        job.record = Some(Box::new(record));
+        self.finish_job(job, actions.create.clone())
     }
 
-    fn prepare_delete(&mut self, i: NodeIndex, t: &Task, ci: Option<usize>) -> Ready {
-        let Some(rec) = self.state.get(&t.component).cloned() else {
+    fn prepare_delete(&mut self, i: NodeIndex, t: &'a Task, ci: Option<usize>) -> Ready<'a> {
+        let Some(rec) = self.state.get(&t.component) else {
             // Already gone: nothing to do.
-            let job = self.base_job(i, t);
-            return Ready::Run(Box::new(Job {
-                op: JobOp::Delete,
-                ..job
-            }));
+            let mut job = self.base_job(i, t);
+            job.op = JobOp::Delete;
+            return Ready::Run(Box::new(job));
         };
-        let model_c = ci.map(|ci| &self.model.components[ci]);
+        let model = self.model;
+        let model_c: Option<&'a ComponentInstance> = ci.map(|ci| &model.components[ci]);
         let action = model_c
             .and_then(|c| c.def.actions.get("delete"))
             .and_then(RecordedAction::from_def)
-            .or_else(|| rec.delete.clone());
+            .or_else(|| rec.delete.clone())
+            .map(Arc::new);
         let mut secrets = Attributes::new();
         self.lookup_secrets(&t.component, &rec.secret_inputs, &mut secrets);
         let mut job = self.base_job(i, t);
@@ -301,16 +324,22 @@ impl<'a> Run<'a> {
         job.inputs = rec.inputs.clone();
         job.secrets = Secrets(secrets);
         job.own_outputs = rec.outputs.clone();
-        job.prior = Some(rec.outputs.clone());
-        job.def = model_c.map(|c| c.def.clone());
+        job.has_prior = true;
+        job.def = model_c.map(|c| &*c.def);
         self.finish_job(job, action)
     }
 
-    fn prepare_action(&mut self, i: NodeIndex, t: &Task, ci: usize, params: &Attributes) -> Ready {
+    fn prepare_action(
+        &mut self,
+        i: NodeIndex,
+        t: &'a Task,
+        ci: usize,
+        params: &'a Attributes,
+    ) -> Ready<'a> {
         let model = self.model;
-        let c = &model.components[ci];
+        let c: &'a ComponentInstance = &model.components[ci];
         let mut secrets = Attributes::new();
-        let inputs = match self.resolve(ci, &mut secrets) {
+        let inputs = match self.resolve(c, &mut secrets) {
             Ok(v) => v,
             Err(e) => return Ready::Fail(e.to_string()),
         };
@@ -327,31 +356,34 @@ impl<'a> Run<'a> {
         let mut job = self.base_job(i, t);
         job.op = JobOp::Custom;
         job.inputs = inputs;
-        job.params = params.clone();
+        job.params = Some(params);
         job.secrets = Secrets(secrets);
         job.own_outputs = rec.map(|r| r.outputs.clone()).unwrap_or_default();
-        job.prior = rec.map(|r| r.outputs.clone());
-        job.def = Some(c.def.clone());
-        self.finish_job(job, Some(action))
+        job.has_prior = rec.is_some();
+        job.def = Some(&c.def);
+        self.finish_job(job, Some(Arc::new(action)))
     }
 
     /// Brings the recorded metadata of applied components (dependencies, delete action,
     /// node) up to date with the model, so a later delete uses the current definition.
     pub(super) fn refresh_metadata(&mut self) {
         let model = self.model;
-        for c in &model.components {
-            if self.ran.contains(&c.id) || !self.state.components.contains_key(&c.id) {
+        for (ci, c) in model.components.iter().enumerate() {
+            if self.ran.contains(&ci) || self.state.get(&c.id).is_none() {
                 continue;
             }
-            let (create, delete) = self.def_actions(&c.def);
-            let Some(rec) = self.state.components.get_mut(&c.id) else {
+            let actions = self.def_actions(ci);
+            let Some(rec) = self.state.at_mut(ci) else {
                 continue;
             };
             rec.depends_on = crate::plan::dependency_ids(c).cloned().collect();
-            rec.delete = delete;
+            rec.delete = actions.delete.as_deref().cloned();
             rec.realizes_node = c.realizes_node;
             rec.secret_inputs = c.secret_inputs.clone();
-            rec.provider = create.and_then(|a| a.provider_kind().map(str::to_owned));
+            rec.provider = actions
+                .create
+                .as_ref()
+                .and_then(|a| a.provider_kind().map(str::to_owned));
         }
     }
 }

@@ -1,24 +1,32 @@
 //! The coordinator of a run: which tasks are ready, the limits (global, per provider, one
 //! task per node), the journal, and applying each result to actual state.
+//!
+//! The coordinator polls the running jobs itself (a `FuturesUnordered`), rather than
+//! spawning a tokio task per job: a job that finishes at once (a no-op, an unchanged
+//! record) costs no task, no wake-up of another thread and no channel hop, and jobs borrow
+//! the plan instead of copying from it. Jobs wait on processes, sockets and timers, not on
+//! the CPU, so one thread polling them loses no parallelism that matters.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dtk_model::instance::{ComponentId, ServiceModel};
-use dtk_model::module::ComponentDef;
 use dtk_model::value::Attributes;
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
-use tokio::task::JoinSet;
 
-use super::job::{Job, JobResult};
-use super::prepare::Ready;
+use super::job::{Job, JobResult, NodeTarget};
+use super::prepare::{DefActions, Ready};
+use super::records::Records;
 use super::{Event, ExecContext, Outcome, TaskReport, TaskStatus};
-use crate::hash::outputs_digest;
+use crate::hash::{FastMap, outputs_digest};
 use crate::journal::{JournalEffect, JournalEntry, JournalWriter};
 use crate::plan::Plan;
-use crate::state::{ActualState, AppliedComponent, ComponentStatus, RecordedAction};
+use crate::state::{ActualState, AppliedComponent, ComponentStatus};
 use crate::task::{PlanKind, Task, TaskOp};
 
 /// What the coordinator knows of a task.
@@ -29,29 +37,35 @@ pub(super) enum Slot {
     Finished(TaskStatus),
 }
 
+/// No node: the task may run beside anything.
+const NO_NODE: u32 = u32::MAX;
+
 pub(super) struct Run<'a> {
     pub(super) plan: &'a Plan,
     pub(super) model: &'a ServiceModel,
     pub(super) ctx: &'a ExecContext,
-    pub(super) service: Arc<str>,
-    pub(super) comp_index: HashMap<&'a ComponentId, usize>,
-    pub(super) statics: HashMap<usize, Attributes>,
     /// The node's name → the component realizing it.
     pub(super) realizer: HashMap<String, ComponentId>,
+    /// Where commands run on each node, made once per node (see `node_target`).
+    pub(super) node_targets: HashMap<String, Arc<NodeTarget>>,
     /// Component → its converge task in this plan.
-    pub(super) converge_task: HashMap<&'a ComponentId, NodeIndex>,
-    pub(super) state: ActualState,
+    pub(super) converge_task: FastMap<&'a ComponentId, NodeIndex>,
+    pub(super) state: Records<'a>,
     pub(super) secret_outputs: HashMap<ComponentId, Attributes>,
     pub(super) slots: Vec<Slot>,
     pub(super) reports: Vec<Option<TaskReport>>,
-    pub(super) indeg: Vec<usize>,
-    /// Records to write for converges, prepared with the job.
-    pub(super) pending_records: HashMap<NodeIndex, AppliedComponent>,
+    pub(super) indeg: Vec<u32>,
+    /// Each task's node, as an index into `busy` (or [`NO_NODE`]).
+    task_node: Vec<u32>,
+    /// Whether a task runs on the node.
+    busy: Vec<bool>,
+    /// Tasks ready but waiting for their node, by node.
+    node_wait: Vec<VecDeque<NodeIndex>>,
     pub(super) journal: Option<JournalWriter>,
     /// `create` and `delete` of each definition (shared by many instances), converted.
-    pub(super) actions: HashMap<usize, (Option<RecordedAction>, Option<RecordedAction>)>,
-    /// Components whose `create` ran in this run.
-    pub(super) ran: HashSet<ComponentId>,
+    pub(super) actions: HashMap<usize, Arc<DefActions>>,
+    /// Components (by index) whose `create` ran in this run.
+    pub(super) ran: HashSet<usize>,
 }
 
 /// Runs `plan` with `journal` (opened, nothing written yet); see [`super::execute`].
@@ -78,33 +92,43 @@ pub(super) async fn run(
             realizer.insert(node.name.clone(), c.clone());
         }
     }
+    let mut node_ids: FastMap<&str, u32> = FastMap::default();
+    let task_node: Vec<u32> = graph
+        .node_indices()
+        .map(|i| match graph[i].node.as_deref() {
+            Some(name) => {
+                let next = u32::try_from(node_ids.len()).unwrap_or(NO_NODE - 1);
+                *node_ids.entry(name).or_insert(next)
+            }
+            None => NO_NODE,
+        })
+        .collect();
+    let nodes = node_ids.len();
     let mut run = Run {
         plan,
         model,
         ctx,
-        service: Arc::from(model.name.as_str()),
-        comp_index: model
-            .components
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (&c.id, i))
-            .collect(),
-        statics: HashMap::new(),
         realizer,
+        node_targets: HashMap::new(),
         converge_task: graph
             .node_indices()
             .filter(|&i| graph[i].op == TaskOp::Converge)
             .map(|i| (&graph[i].component, i))
             .collect(),
-        state: actual.clone(),
+        state: Records::new(&model.components, actual),
         secret_outputs: HashMap::new(),
         slots: vec![Slot::Pending; n],
         reports: vec![None; n],
         indeg: graph
             .node_indices()
-            .map(|i| graph.neighbors_directed(i, Direction::Incoming).count())
+            .map(|i| {
+                let d = graph.neighbors_directed(i, Direction::Incoming).count();
+                u32::try_from(d).unwrap_or(u32::MAX)
+            })
             .collect(),
-        pending_records: HashMap::new(),
+        task_node,
+        busy: vec![false; nodes],
+        node_wait: (0..nodes).map(|_| VecDeque::new()).collect(),
         journal,
         actions: HashMap::new(),
         ran: HashSet::new(),
@@ -153,10 +177,26 @@ pub(super) async fn run(
     Outcome {
         tasks,
         duration: start.elapsed(),
-        state: run.state,
+        state: run.state.into_state(),
         cancelled,
         journal: journal_stats,
         journal_error,
+    }
+}
+
+/// Runs `job`, turning a panic into the failure of its task.
+async fn guarded(job: Box<Job<'_>>) -> JobResult {
+    let index = job.index;
+    match AssertUnwindSafe(job.run()).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_owned());
+            JobResult::panicked(index, message)
+        }
     }
 }
 
@@ -165,22 +205,6 @@ impl<'a> Run<'a> {
         if let Some(tx) = &self.ctx.events {
             let _ = tx.send(ev);
         }
-    }
-
-    /// The `create` and `delete` actions of `def`, converted once per definition.
-    pub(super) fn def_actions(
-        &mut self,
-        def: &Arc<ComponentDef>,
-    ) -> (Option<RecordedAction>, Option<RecordedAction>) {
-        self.actions
-            .entry(Arc::as_ptr(def) as usize)
-            .or_insert_with(|| {
-                (
-                    def.actions.get("create").and_then(RecordedAction::from_def),
-                    def.actions.get("delete").and_then(RecordedAction::from_def),
-                )
-            })
-            .clone()
     }
 
     pub(super) fn journal(&self, e: JournalEntry) {
@@ -196,20 +220,19 @@ impl<'a> Run<'a> {
     /// Runs every task it can; returns whether it stopped early (cancelled).
     async fn schedule(&mut self) -> bool {
         let plan = self.plan;
+        let graph = plan.graph();
         let mut ready: VecDeque<NodeIndex> = plan
             .order()
             .iter()
             .copied()
             .filter(|i| self.indeg[i.index()] == 0)
             .collect();
-        let mut stash: HashMap<NodeIndex, Box<Job>> = HashMap::new();
-        let mut busy_nodes: HashSet<String> = HashSet::new();
-        let mut node_wait: HashMap<String, VecDeque<NodeIndex>> = HashMap::new();
-        let mut kind_running: HashMap<String, usize> = HashMap::new();
-        let mut kind_wait: HashMap<String, VecDeque<NodeIndex>> = HashMap::new();
-        let mut running: JoinSet<JobResult> = JoinSet::new();
-        let mut running_jobs: HashMap<NodeIndex, (Option<String>, Option<String>)> = HashMap::new();
-        let mut task_ids: HashMap<tokio::task::Id, NodeIndex> = HashMap::new();
+        // Jobs prepared but held back by their provider's limit.
+        let mut stash: HashMap<NodeIndex, Box<Job<'a>>> = HashMap::new();
+        let mut kind_running: HashMap<&'a str, usize> = HashMap::new();
+        let mut kind_wait: HashMap<&'a str, VecDeque<NodeIndex>> = HashMap::new();
+        let mut running_kind: HashMap<NodeIndex, &'a str> = HashMap::new();
+        let mut running = FuturesUnordered::new();
         let limit = self.ctx.limits.concurrency.max(1);
         let mut stopped = false;
         loop {
@@ -222,58 +245,47 @@ impl<'a> Run<'a> {
                 if self.slots[i.index()] != Slot::Pending {
                     continue;
                 }
+                // One task per node at a time: a task waits for its node before anything
+                // is resolved for it.
+                let node = self.task_node[i.index()];
+                if node != NO_NODE && self.busy[node as usize] {
+                    self.node_wait[node as usize].push_back(i);
+                    continue;
+                }
                 let job = match stash.remove(&i) {
                     Some(j) => j,
                     None => match self.prepare(i) {
                         Ready::Run(j) => j,
                         Ready::Unchanged => {
-                            self.finish(
-                                i,
-                                TaskStatus::Unchanged,
-                                Duration::ZERO,
-                                0,
-                                Vec::new(),
-                                &mut ready,
-                            );
+                            self.finish(i, TaskStatus::Unchanged, Done::none(), &mut ready);
                             continue;
                         }
                         Ready::Fail(message) => {
                             self.finish(
                                 i,
                                 TaskStatus::Failed { message },
-                                Duration::ZERO,
-                                0,
-                                Vec::new(),
+                                Done::none(),
                                 &mut ready,
                             );
                             continue;
                         }
                     },
                 };
-                if let Some(node) = &job.node
-                    && busy_nodes.contains(node)
-                {
-                    node_wait.entry(node.clone()).or_default().push_back(i);
-                    stash.insert(i, job);
-                    continue;
+                if let Some(kind) = job.limit_kind {
+                    let max = self.ctx.limits.per_provider.get(kind).copied().unwrap_or(0);
+                    if kind_running.get(kind).copied().unwrap_or(0) >= max.max(1) {
+                        kind_wait.entry(kind).or_default().push_back(i);
+                        stash.insert(i, job);
+                        continue;
+                    }
+                    *kind_running.entry(kind).or_default() += 1;
+                    running_kind.insert(i, kind);
                 }
-                if let Some(kind) = &job.limit_kind
-                    && let Some(&max) = self.ctx.limits.per_provider.get(kind)
-                    && kind_running.get(kind).copied().unwrap_or(0) >= max.max(1)
-                {
-                    kind_wait.entry(kind.clone()).or_default().push_back(i);
-                    stash.insert(i, job);
-                    continue;
+                if node != NO_NODE {
+                    self.busy[node as usize] = true;
                 }
-                if let Some(node) = &job.node {
-                    busy_nodes.insert(node.clone());
-                }
-                if let Some(kind) = &job.limit_kind {
-                    *kind_running.entry(kind.clone()).or_default() += 1;
-                }
-                running_jobs.insert(i, (job.node.clone(), job.limit_kind.clone()));
                 self.slots[i.index()] = Slot::Running;
-                let t = &plan.graph()[i];
+                let t = &graph[i];
                 self.journal(JournalEntry::Intent {
                     task: t.id.clone(),
                     component: t.component.clone(),
@@ -282,8 +294,7 @@ impl<'a> Run<'a> {
                     task: t.id.clone(),
                     node: t.node.clone(),
                 });
-                let handle = running.spawn(job.run());
-                task_ids.insert(handle.id(), i);
+                running.push(guarded(job));
             }
             if running.is_empty() {
                 if stopped || ready.is_empty() {
@@ -291,54 +302,31 @@ impl<'a> Run<'a> {
                 }
                 continue;
             }
-            let Some(first) = running.join_next_with_id().await else {
+            let Some(r) = running.next().await else {
                 continue;
             };
-            let mut joined = vec![first];
-            while let Some(more) = running.try_join_next_with_id() {
-                joined.push(more);
-            }
-            for j in joined {
-                let (i, result) = match j {
-                    Ok((_, r)) => (r.index, Ok(r)),
-                    Err(e) => match task_ids.get(&e.id()) {
-                        Some(&i) => (i, Err(format!("the task panicked: {e}"))),
-                        None => continue,
-                    },
-                };
-                if let Some((node, kind)) = running_jobs.remove(&i) {
-                    if let Some(node) = node {
-                        busy_nodes.remove(&node);
-                        if let Some(w) = node_wait.get_mut(&node).and_then(VecDeque::pop_front) {
-                            ready.push_front(w);
-                        }
-                    }
-                    if let Some(kind) = kind {
-                        if let Some(c) = kind_running.get_mut(&kind) {
-                            *c = c.saturating_sub(1);
-                        }
-                        if let Some(w) = kind_wait.get_mut(&kind).and_then(VecDeque::pop_front) {
-                            ready.push_front(w);
-                        }
-                    }
-                }
-                match result {
-                    Ok(r) => self.complete(r, &mut ready),
-                    Err(message) => self.finish(
-                        i,
-                        TaskStatus::Failed { message },
-                        Duration::ZERO,
-                        1,
-                        Vec::new(),
-                        &mut ready,
-                    ),
+            let i = r.index;
+            let node = self.task_node[i.index()];
+            if node != NO_NODE {
+                self.busy[node as usize] = false;
+                if let Some(w) = self.node_wait[node as usize].pop_front() {
+                    ready.push_front(w);
                 }
             }
+            if let Some(kind) = running_kind.remove(&i) {
+                if let Some(c) = kind_running.get_mut(kind) {
+                    *c = c.saturating_sub(1);
+                }
+                if let Some(w) = kind_wait.get_mut(kind).and_then(VecDeque::pop_front) {
+                    ready.push_front(w);
+                }
+            }
+            self.complete(r, &mut ready);
         }
         // Whatever did not run was cancelled.
-        for i in plan.order().to_vec() {
+        for &i in plan.order() {
             if self.slots[i.index()] == Slot::Pending {
-                let t = &plan.graph()[i];
+                let t = &graph[i];
                 self.slots[i.index()] = Slot::Finished(TaskStatus::Cancelled);
                 self.reports[i.index()] = Some(report(
                     t,
@@ -361,13 +349,21 @@ impl<'a> Run<'a> {
     fn complete(&mut self, r: JobResult, ready: &mut VecDeque<NodeIndex>) {
         let i = r.index;
         let t = &self.plan.graph()[i];
+        let done = Done {
+            duration: r.duration,
+            attempts: r.attempts,
+            record: r.record,
+            inputs: r.inputs,
+        };
         match r.result {
             Ok(ok) => {
                 let effect = match &t.op {
                     TaskOp::Converge => {
-                        let mut rec = self.pending_records.remove(&i).unwrap_or_else(|| {
-                            failed_record(&t.component, t.node.clone(), String::new())
-                        });
+                        let mut rec = match done.record {
+                            Some(rec) => *rec,
+                            None => failed_record(t.node.clone(), String::new()),
+                        };
+                        rec.inputs = done.inputs;
                         rec.outputs = ok.outputs;
                         rec.outputs_digest = outputs_digest(&rec.outputs);
                         if !ok.secret_outputs.is_empty() {
@@ -377,15 +373,15 @@ impl<'a> Run<'a> {
                         let effect = self.journal.as_ref().map(|_| JournalEffect::Applied {
                             record: Box::new(rec.clone()),
                         });
-                        self.state.components.insert(t.component.clone(), rec);
+                        self.state.insert(&t.component, rec);
                         effect
                     }
                     TaskOp::Delete => {
-                        self.state.components.remove(&t.component);
+                        self.state.remove(&t.component);
                         Some(JournalEffect::Deleted)
                     }
                     TaskOp::Action { .. } => {
-                        if let Some(rec) = self.state.components.get_mut(&t.component) {
+                        if let Some(rec) = self.state.get_mut(&t.component) {
                             rec.outputs.extend(ok.outputs.clone());
                             rec.outputs_digest = outputs_digest(&rec.outputs);
                         }
@@ -394,6 +390,7 @@ impl<'a> Run<'a> {
                         })
                     }
                 };
+                self.changed(t);
                 if let (Some(effect), Some(_)) = (effect, &self.journal) {
                     self.journal(JournalEntry::Done {
                         task: t.id.clone(),
@@ -407,14 +404,13 @@ impl<'a> Run<'a> {
                     duration: r.duration,
                     output: ok.captured,
                 });
-                self.finish(
-                    i,
-                    TaskStatus::Done,
-                    r.duration,
-                    r.attempts,
-                    ok.warnings,
-                    ready,
-                );
+                let done = Done {
+                    duration: r.duration,
+                    attempts: r.attempts,
+                    record: None,
+                    inputs: Attributes::new(),
+                };
+                self.finish_with(i, TaskStatus::Done, done, ok.warnings, ready);
             }
             Err((message, captured)) => {
                 self.emit(Event::TaskFailed {
@@ -424,25 +420,37 @@ impl<'a> Run<'a> {
                     error: message.clone(),
                     output: captured,
                 });
-                self.finish(
-                    i,
-                    TaskStatus::Failed { message },
-                    r.duration,
-                    r.attempts,
-                    Vec::new(),
-                    ready,
-                );
+                self.finish(i, TaskStatus::Failed { message }, done, ready);
             }
         }
     }
 
-    /// Records a task's end and releases or skips its dependents.
+    /// Forgets what was made of a node from its own component's record, when `t` is
+    /// that component's task: the node's commands see its new outputs.
+    fn changed(&mut self, t: &Task) {
+        if let Some(node) = &t.node
+            && self.realizer.get(node) == Some(&t.component)
+        {
+            self.node_targets.remove(node);
+        }
+    }
+
     fn finish(
         &mut self,
         i: NodeIndex,
         status: TaskStatus,
-        duration: Duration,
-        attempts: u32,
+        done: Done,
+        ready: &mut VecDeque<NodeIndex>,
+    ) {
+        self.finish_with(i, status, done, Vec::new(), ready);
+    }
+
+    /// Records a task's end and releases or skips its dependents.
+    fn finish_with(
+        &mut self,
+        i: NodeIndex,
+        status: TaskStatus,
+        done: Done,
         warnings: Vec<String>,
         ready: &mut VecDeque<NodeIndex>,
     ) {
@@ -462,17 +470,19 @@ impl<'a> Run<'a> {
             }
             TaskStatus::Failed { message } => {
                 let record = if t.op == TaskOp::Converge {
-                    let mut rec = self.pending_records.remove(&i).unwrap_or_else(|| {
-                        self.state
-                            .components
+                    let mut rec = match done.record {
+                        Some(mut rec) => {
+                            rec.inputs = done.inputs;
+                            *rec
+                        }
+                        None => self
+                            .state
                             .get(&t.component)
                             .cloned()
-                            .unwrap_or_else(|| {
-                                failed_record(&t.component, t.node.clone(), String::new())
-                            })
-                    });
+                            .unwrap_or_else(|| failed_record(t.node.clone(), String::new())),
+                    };
                     // Keep what was known before (outputs consumers may still link to).
-                    if let Some(prev) = self.state.components.get(&t.component) {
+                    if let Some(prev) = self.state.get(&t.component) {
                         rec.outputs = prev.outputs.clone();
                         rec.desired_hash = prev.desired_hash.clone();
                         rec.input_digest = prev.input_digest.clone();
@@ -485,9 +495,8 @@ impl<'a> Run<'a> {
                     rec.status = ComponentStatus::Failed {
                         message: message.clone(),
                     };
-                    self.state
-                        .components
-                        .insert(t.component.clone(), rec.clone());
+                    self.state.insert(&t.component, rec.clone());
+                    self.changed(t);
                     Some(Box::new(rec))
                 } else {
                     None
@@ -503,10 +512,16 @@ impl<'a> Run<'a> {
             }
             _ => {}
         }
-        self.slots[i.index()] = Slot::Finished(status.clone());
-        self.reports[i.index()] = Some(report(t, status.clone(), duration, attempts, warnings));
+        self.reports[i.index()] = Some(report(
+            t,
+            status.clone(),
+            done.duration,
+            done.attempts,
+            warnings,
+        ));
         match status {
             TaskStatus::Done | TaskStatus::Unchanged => {
+                self.slots[i.index()] = Slot::Finished(status);
                 for s in graph.neighbors_directed(i, Direction::Outgoing) {
                     let d = &mut self.indeg[s.index()];
                     *d = d.saturating_sub(1);
@@ -520,6 +535,7 @@ impl<'a> Run<'a> {
                     TaskStatus::Skipped { because } => because.clone(),
                     _ => t.id.clone(),
                 };
+                self.slots[i.index()] = Slot::Finished(status);
                 let mut stack: Vec<NodeIndex> =
                     graph.neighbors_directed(i, Direction::Outgoing).collect();
                 while let Some(s) = stack.pop() {
@@ -545,12 +561,35 @@ impl<'a> Run<'a> {
                     stack.extend(graph.neighbors_directed(s, Direction::Outgoing));
                 }
             }
-            TaskStatus::Cancelled => {}
+            TaskStatus::Cancelled => {
+                self.slots[i.index()] = Slot::Finished(status);
+            }
         }
     }
 }
 
-fn failed_record(_id: &ComponentId, node: Option<String>, message: String) -> AppliedComponent {
+/// How a task's run went, besides its status.
+struct Done {
+    duration: Duration,
+    attempts: u32,
+    /// The record a converge prepared, and the inputs it ran with.
+    record: Option<Box<AppliedComponent>>,
+    inputs: Attributes,
+}
+
+impl Done {
+    /// A task that did not run.
+    fn none() -> Done {
+        Done {
+            duration: Duration::ZERO,
+            attempts: 0,
+            record: None,
+            inputs: Attributes::new(),
+        }
+    }
+}
+
+fn failed_record(node: Option<String>, message: String) -> AppliedComponent {
     AppliedComponent {
         status: ComponentStatus::Failed { message },
         desired_hash: String::new(),
