@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dtk_model::instance::NodeInstance;
 use dtk_model::module::{AttrType, ComponentDef};
 use dtk_model::provider::{Cancel, ExecRequest, Provider, ProviderError, ResourceRequest, Secrets};
 use dtk_model::render::render;
@@ -92,6 +93,8 @@ pub(super) struct Job<'a> {
     pub(super) task: &'a Task,
     pub(super) ctx: &'a ExecContext,
     pub(super) service: &'a str,
+    /// The service's nodes in declaration order, for providers that place nodes.
+    pub(super) service_nodes: &'a [NodeInstance],
     pub(super) op: JobOp,
     pub(super) action: Option<Arc<RecordedAction>>,
     pub(super) provider: Option<&'a Arc<dyn Provider>>,
@@ -273,6 +276,7 @@ impl Job<'_> {
             inputs,
             secrets: &self.secrets,
             prior: self.has_prior.then_some(&self.own_outputs),
+            service_nodes: self.service_nodes,
             cancel: &self.ctx.cancel,
         };
         let r = match self.op {

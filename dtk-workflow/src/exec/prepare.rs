@@ -188,6 +188,7 @@ impl<'a> Run<'a> {
             task: t,
             ctx: self.ctx,
             service: &self.model.name,
+            service_nodes: &self.model.nodes,
             op: JobOp::Custom,
             action: None,
             provider: None,

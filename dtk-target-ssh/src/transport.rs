@@ -15,7 +15,7 @@
 //!
 //! ```text
 //! use std::time::Duration;
-//! use dtk_instance::transport::ssh::{ExecRequest, SshHost, SshPool};
+//! use dtk_target_ssh::transport::{ExecRequest, SshHost, SshPool};
 //!
 //! let pool = SshPool::new("/run/user/1000/dtk-ssh", 16)?;
 //! let host = SshHost::new("10.0.0.5", "ubuntu", "/home/me/.dtk/known_hosts")
