@@ -173,8 +173,8 @@ fn crate_paths(text: &str) -> BTreeSet<String> {
                 out.insert(name);
             }
             // `use crate::{a, b}`
-            if after.starts_with('{') {
-                let inner = after[1..].split('}').next().unwrap_or("");
+            if let Some(grouped) = after.strip_prefix('{') {
+                let inner = grouped.split('}').next().unwrap_or("");
                 for part in inner.split(',') {
                     let n: String = part
                         .trim()
