@@ -29,7 +29,7 @@ use crate::home::Home;
 use crate::repo::{io_err, write_file_replace};
 use crate::secrets::SecretStore;
 use crate::service::{ConvergeRecord, Service, now_secs};
-use dtk_target_local::{LocalProvider, run_script};
+use dtk_target_local::{LocalProvider, run_action};
 
 /// The reference holding the history of converge records in an instance repository.
 pub const RECORDS_REF: &str = "refs/dtk/converges";
@@ -172,7 +172,7 @@ impl CommandTransport for DefaultTransport {
                 .local
                 .sandbox(req.service, (!req.node.is_empty()).then_some(req.node)),
         };
-        run_script(&dir, req.script, req.env, req.timeout).await
+        run_action(&dir, req, self.local.content_cache()).await
     }
 }
 
@@ -325,7 +325,7 @@ impl Service {
         if refs.is_empty() {
             return Ok(());
         }
-        let mut ctx = self.exec_context(opts)?;
+        let mut ctx = self.exec_context(model, opts)?;
         ctx.default_timeout = opts.default_timeout.min(Duration::from_secs(60));
         for reference in refs {
             let request = PlanRequest::Action(ActionRequest {
@@ -355,8 +355,13 @@ impl Service {
 
     /// The executor's context for this service: its providers, the default transport,
     /// its secrets, and the run options' limits (no events, no journal).
-    fn exec_context(&self, opts: &RunOptions) -> Result<ExecContext, InstanceError> {
+    fn exec_context(
+        &self,
+        model: &ServiceModel,
+        opts: &RunOptions,
+    ) -> Result<ExecContext, InstanceError> {
         let mut ctx = ExecContext::new(self.home().providers());
+        ctx.modules = self.module_contents(model)?;
         ctx.transport = Some(Arc::new(DefaultTransport::new(self.home())));
         ctx.secrets = Some(Arc::new(StoreSecrets(self.secrets()?)));
         ctx.limits = opts.limits.clone();
@@ -493,7 +498,7 @@ impl Service {
             written
         });
 
-        let mut ctx = self.exec_context(opts)?;
+        let mut ctx = self.exec_context(model, opts)?;
         ctx.events = Some(tx);
         ctx.cancel = opts.cancel.clone();
         // An empty plan has nothing to journal (and no fsync to pay).

@@ -51,6 +51,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod content;
 pub mod converge;
 pub mod error;
 pub mod home;

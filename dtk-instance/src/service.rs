@@ -191,7 +191,9 @@ impl Service {
     /// values. Fails with located errors when the work tree is invalid.
     pub fn model(&self) -> Result<ServiceModel, InstanceError> {
         let (doc, modules) = self.worktree_doc_and_modules()?;
-        self.expand_doc(&doc, &modules, &display(&self.dir.join(SERVICE_FILE)))
+        let mut model = self.expand_doc(&doc, &modules, &display(&self.dir.join(SERVICE_FILE)))?;
+        self.apply_worktree_content_digests(&mut model)?;
+        Ok(model)
     }
 
     pub(crate) fn expand_doc(
@@ -208,6 +210,7 @@ impl Service {
         if model.components.iter().any(|c| !c.secret_inputs.is_empty()) {
             self.secrets()?.apply_digests(&mut model)?;
         }
+        self.apply_content_digests(&mut model)?;
         Ok(model)
     }
 

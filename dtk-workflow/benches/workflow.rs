@@ -141,6 +141,7 @@ fn model(n: usize, shape: Shape) -> ServiceModel {
             inputs,
             secret_inputs: Vec::new(),
             secret_digest: None,
+            content_digest: None,
             depends_on: Vec::new(),
             links: Vec::new(),
         });
@@ -200,6 +201,7 @@ fn model(n: usize, shape: Shape) -> ServiceModel {
             inputs,
             secret_inputs: Vec::new(),
             secret_digest: None,
+            content_digest: None,
             depends_on,
             links,
         });

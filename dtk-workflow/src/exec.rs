@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use dtk_model::content::ModuleContent;
 use dtk_model::instance::{ComponentId, ComponentInstance, LinkSource, NodeInstance, ServiceModel};
 use dtk_model::module::{AttrType, ComponentDef};
 use dtk_model::provider::{
-    Cancel, ExecOutput, ExecRequest, Provider, ProviderError, ProviderRegistry, ResourceRequest,
-    Secrets,
+    Cancel, ExecOutput, ExecRequest, ExecStep, Provider, ProviderError, ProviderRegistry,
+    ResourceRequest, Secrets,
 };
 use dtk_model::render::render;
 use dtk_model::value::{Attributes, Value};
@@ -187,6 +188,10 @@ pub struct ExecContext {
     pub journal: Option<PathBuf>,
     /// When the journal is synced.
     pub journal_sync: SyncMode,
+    /// The files of the service's modules, by module id (`NS/NAME`): a command action
+    /// of a component runs in its module's files on the node (see [`ExecRequest::module`]).
+    /// A module missing here runs its commands without its files.
+    pub modules: HashMap<String, ModuleContent>,
 }
 
 impl fmt::Debug for ExecContext {
@@ -200,6 +205,7 @@ impl fmt::Debug for ExecContext {
             .field("retry", &self.retry)
             .field("cancel", &self.cancel)
             .field("journal", &self.journal)
+            .field("modules", &self.modules.len())
             .finish_non_exhaustive()
     }
 }
@@ -219,6 +225,7 @@ impl ExecContext {
             cancel: Cancel::new(),
             journal: None,
             journal_sync: SyncMode::GroupCommit,
+            modules: HashMap::new(),
         }
     }
 }
@@ -452,6 +459,8 @@ struct Job {
     cancel: Cancel,
     events: Option<EventSink>,
     limit_kind: Option<String>,
+    /// The files of the module the action comes from.
+    module: Option<ModuleContent>,
 }
 
 struct JobSuccess {
@@ -659,10 +668,10 @@ impl Job {
         run: &[String],
         timeout: Duration,
     ) -> Result<JobSuccess, (Failure, Option<CapturedOutput>)> {
-        let script = run
+        let steps = run
             .iter()
-            .map(|line| render(line, |n| self.lookup(n)))
-            .collect::<Result<Vec<String>, _>>()
+            .map(|line| render(line, |n| self.lookup(n)).map(ExecStep::Run))
+            .collect::<Result<Vec<ExecStep>, _>>()
             .map_err(|e| {
                 (
                     Failure::fatal(format!("cannot render a command of {}: {e}", self.task)),
@@ -680,7 +689,8 @@ impl Job {
             node: node_name,
             node_outputs,
             node_inputs,
-            script: &script,
+            steps: &steps,
+            module: self.module.as_ref(),
             env: &env,
             timeout,
             cancel: &self.cancel,
@@ -925,7 +935,9 @@ struct Run<'a> {
 ///   the component's node through the provider of the component that realizes the node
 ///   ([`Provider::exec`]); when that provider returns
 ///   [`ProviderError::Unsupported`], or the node has no such component, through
-///   [`ExecContext::transport`]. `name=value` outputs of the commands are kept **only
+///   [`ExecContext::transport`], with the files of the component's module
+///   ([`ExecContext::modules`], as [`ExecRequest::module`]): whoever runs it brings the
+///   node's copy of them up to date and runs the steps there. `name=value` outputs of the commands are kept **only
 ///   for attributes the definition declares `dynamic`** (others are ignored and reported
 ///   as warnings), converted to the declared type (integer, boolean, JSON for
 ///   hash/array); `secret` ones reach consumers in this run but are never recorded.
@@ -1607,6 +1619,7 @@ impl<'a> Run<'a> {
             cancel: self.ctx.cancel.clone(),
             events: self.ctx.events.clone(),
             limit_kind: None,
+            module: None,
         }
     }
 
@@ -1617,6 +1630,16 @@ impl<'a> Run<'a> {
                 job.limit_kind = Some(kind.clone());
             }
             Some(RecordedKind::Commands { .. }) => {
+                let module = self
+                    .comp_index
+                    .get(&job.component)
+                    .map(|&ci| self.model.components[ci].module.to_string())
+                    .or_else(|| {
+                        self.state
+                            .get(&job.component)
+                            .and_then(|r| r.module.clone())
+                    });
+                job.module = module.and_then(|m| self.ctx.modules.get(&m).cloned());
                 job.node_target = self.node_target(job.node.as_deref(), &job.component);
                 job.limit_kind = job
                     .node_target
@@ -1686,6 +1709,7 @@ impl<'a> Run<'a> {
             delete,
             secret_inputs: c.secret_inputs.clone(),
             drift: None,
+            module: Some(c.module.to_string()),
         };
         self.pending_records.insert(i, record);
         let mut job = self.base_job(i, t);
@@ -1770,6 +1794,7 @@ impl<'a> Run<'a> {
             rec.realizes_node = c.realizes_node;
             rec.secret_inputs = c.secret_inputs.clone();
             rec.provider = create.and_then(|a| a.provider_kind().map(str::to_owned));
+            rec.module = Some(c.module.to_string());
         }
     }
 }
@@ -1789,6 +1814,7 @@ fn failed_record(_id: &ComponentId, node: Option<String>, message: String) -> Ap
         delete: None,
         secret_inputs: Vec::new(),
         drift: None,
+        module: None,
     }
 }
 

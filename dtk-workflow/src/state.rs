@@ -120,6 +120,10 @@ pub struct AppliedComponent {
     /// Drift noticed since it was applied.
     #[serde(default)]
     pub drift: Option<DriftMark>,
+    /// The module its definition comes from (`NS/NAME`): a removed component's `delete`
+    /// still runs in that module's files while the service has the module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
 }
 
 impl AppliedComponent {

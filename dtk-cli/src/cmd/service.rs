@@ -67,6 +67,28 @@ pub enum ServiceCommand {
         /// The service instance
         name: String,
     },
+    /// Make files of the desired state editable in the instance repository
+    ///
+    /// Module files bigger than 64 KiB (and a module's files past its first 256 or 4 MiB)
+    /// stay in git only, so that staging a big module costs nothing; this writes the
+    /// files named (a directory: every file under it) to the work tree, where `git
+    /// status` and `git diff` see edits and converge commits them. PATH is relative to
+    /// the instance repository (default: dtk.service.yaml). On a terminal, opens $VISUAL
+    /// or $EDITOR on them; otherwise prints their paths.
+    #[command(
+        after_help = "Examples:\n  dtk service edit shop modules/demo/webapp/bin/start-web\n  \
+                            dtk service edit shop modules/demo/webapp/data --no-editor"
+    )]
+    Edit {
+        /// The service instance
+        name: String,
+        /// Files or directories, relative to the instance repository
+        #[arg(value_name = "PATH")]
+        paths: Vec<String>,
+        /// Only write the files; do not open an editor
+        #[arg(long)]
+        no_editor: bool,
+    },
     /// Set an attribute of the desired state (converge applies it)
     ///
     /// PATH is `node/attr` (a node's own, e.g. `workers/cardinality`),
@@ -363,6 +385,46 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
             };
             ctx.out.emit("dtk.service.dir/v1", &doc, |w| {
                 writeln!(w, "{}", doc.dir.display())
+            })
+        }
+        ServiceCommand::Edit {
+            name,
+            paths,
+            no_editor,
+        } => {
+            use std::io::IsTerminal as _;
+            let svc = home.service(&name)?;
+            let edited = svc.edit(&paths)?;
+            let editor = std::env::var("VISUAL")
+                .ok()
+                .or_else(|| std::env::var("EDITOR").ok())
+                .filter(|e| !e.trim().is_empty());
+            let interactive = !no_editor
+                && !ctx.out.is_json()
+                && std::io::stdin().is_terminal()
+                && std::io::stdout().is_terminal();
+            if let (true, Some(editor)) = (interactive, editor) {
+                // `$EDITOR` may hold arguments (`code -w`): let the shell split it.
+                let status = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("{editor} \"$@\""))
+                    .arg("editor")
+                    .args(&edited.paths)
+                    .status()
+                    .with_context(|| format!("cannot start the editor `{editor}`"))?;
+                anyhow::ensure!(
+                    status.success(),
+                    "the editor `{editor}` ended with {status}"
+                );
+            }
+            ctx.out.emit("dtk.service.edit/v1", &edited, |w| {
+                for p in &edited.paths {
+                    writeln!(w, "{}", p.display())?;
+                }
+                writeln!(
+                    w,
+                    "edits are uncommitted until `dtk service converge {name}` (see `dtk service diff {name}`)"
+                )
             })
         }
         ServiceCommand::SetAttribute { name, path, value } => {
