@@ -401,8 +401,10 @@ impl Service {
             .await
     }
 
-    /// Runs a custom action (`[NODE/]CMP.ACTION`) with parameters on the matching
-    /// components, against the committed desired state.
+    /// Runs a named workflow of the service's assembly (`WORKFLOW`), or a custom action
+    /// (`[NODE/]CMP.ACTION`) on the matching components (without NODE/, on every
+    /// instance; with a node group's name, on every member), with parameters, against the
+    /// committed desired state.
     pub async fn exec(
         &self,
         target: &str,
@@ -410,12 +412,33 @@ impl Service {
         opts: &RunOptions,
     ) -> Result<RunReport, InstanceError> {
         let _lock = self.lock("exec")?;
-        let target: ActionTarget = target
-            .parse()
-            .map_err(|e: dtk_workflow::ParseTargetError| InstanceError::refused(e.to_string()))?;
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
-        let req = PlanRequest::Action(ActionRequest { target, params });
+        let req = if model.workflows.contains_key(target) && target != "create" {
+            PlanRequest::Workflow(dtk_workflow::WorkflowRequest {
+                name: target.to_owned(),
+                params,
+            })
+        } else {
+            let target: ActionTarget = target.parse().map_err(|e: dtk_workflow::ParseTargetError| {
+                let known: Vec<&str> = model
+                    .workflows
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|w| *w != "create")
+                    .collect();
+                InstanceError::refused(if known.is_empty() || target.contains('.') {
+                    e.to_string()
+                } else {
+                    format!(
+                        "`{target}` is neither a workflow of `{}` (it has: {}) nor `[NODE/]CMP.ACTION`",
+                        self.name(),
+                        known.join(", ")
+                    )
+                })
+            })?;
+            PlanRequest::Action(ActionRequest { target, params })
+        };
         self.run(&model, req, "exec", opts).await
     }
 
@@ -423,6 +446,17 @@ impl Service {
     /// nothing of the service is deployed (its desired state stays, for a later
     /// converge).
     pub async fn delete(&self, opts: &RunOptions) -> Result<RunReport, InstanceError> {
+        self.delete_forced(opts, false).await
+    }
+
+    /// [`delete`](Self::delete); a target instance that services are staged on is
+    /// refused (naming them) unless `force`.
+    pub async fn delete_forced(
+        &self,
+        opts: &RunOptions,
+        force: bool,
+    ) -> Result<RunReport, InstanceError> {
+        self.guard_target("delete", force)?;
         let _lock = self.lock("delete")?;
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;

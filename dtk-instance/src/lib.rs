@@ -54,6 +54,7 @@
 pub mod content;
 pub mod converge;
 pub mod error;
+mod guard;
 pub mod home;
 pub mod lock;
 pub mod providers;

@@ -764,8 +764,10 @@ impl Service {
     }
 
     /// Removes the instance: its repository, secrets and local sandboxes. Refused while
-    /// anything is still deployed, unless `force`.
+    /// anything is still deployed, or (for a target) while services are staged on it,
+    /// unless `force`.
     pub fn uninstall(self, force: bool) -> Result<(), InstanceError> {
+        self.guard_target("uninstall", force)?;
         let lock = self.lock("uninstall")?;
         let state = self.actual_state()?;
         if !force && !state.components.is_empty() {

@@ -452,6 +452,7 @@ impl Provider for SshProvider {
     /// [`crate::content`]).
     async fn exec(&self, req: &ExecRequest<'_>) -> Result<ExecOutput, ProviderError> {
         let target = NodeSsh::from_outputs(req.node_outputs, req.service, req.node)?;
+        let started = std::time::Instant::now();
         if let Some(module) = req.module {
             let pool = self.pool()?;
             crate::content::sync_module(
@@ -471,11 +472,12 @@ impl Provider for SshProvider {
             })?;
         // Leave the executor's own time limit a little room, so the pool stops the remote
         // processes itself when the commands overrun.
+        // What placing the module's files took counts against it too.
         let margin = (req.timeout / 20).min(Duration::from_secs(2));
         let mut action = ssh::ExecRequest::new(target.workdir.clone())
             .timeout(
                 req.timeout
-                    .saturating_sub(margin)
+                    .saturating_sub(margin + started.elapsed())
                     .max(Duration::from_millis(100)),
             )
             .cancel(req.cancel.clone());

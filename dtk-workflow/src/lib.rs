@@ -35,6 +35,7 @@
 mod exec;
 mod hash;
 pub mod journal;
+mod named;
 mod plan;
 mod render;
 mod resolve;
@@ -46,6 +47,7 @@ pub use exec::{
 };
 pub use hash::{desired_hash, input_digest, outputs_digest, static_inputs};
 pub use journal::{JournalError, JournalState, JournalStats, SyncMode, replay};
+pub use named::WorkflowRequest;
 pub use plan::{
     ActionRequest, ActionTarget, CycleEdge, Edge, ParseTargetError, Plan, PlanError, PlanGraph,
     PlanKind, PlanRequest, Reason, Task, TaskId, TaskOp, build_graph, plan,

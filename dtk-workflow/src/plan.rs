@@ -28,10 +28,13 @@ pub enum PlanRequest {
     Converge,
     /// Converge everything, as if nothing had been applied (`graph`, or a forced run).
     ConvergeAll,
-    /// Delete everything recorded in actual state, in reverse dependency order.
+    /// Delete everything recorded in actual state, in reverse dependency order (and in
+    /// the order of the model's `delete` workflow, when it has one).
     Delete,
     /// Run one custom action (`[NODE/]CMP.ACTION k=v ...`).
     Action(ActionRequest),
+    /// Run a named workflow of the model (`dtk service exec NAME WORKFLOW k=v ...`).
+    Workflow(crate::named::WorkflowRequest),
 }
 
 /// A request to run a custom action on the matching component instances.
@@ -272,6 +275,8 @@ pub enum PlanKind {
     Delete,
     /// [`PlanRequest::Action`].
     Action,
+    /// [`PlanRequest::Workflow`].
+    Workflow,
 }
 
 impl fmt::Display for PlanKind {
@@ -279,7 +284,7 @@ impl fmt::Display for PlanKind {
         f.write_str(match self {
             PlanKind::Converge => "converge",
             PlanKind::Delete => "delete",
-            PlanKind::Action => "exec",
+            PlanKind::Action | PlanKind::Workflow => "exec",
         })
     }
 }
@@ -337,6 +342,16 @@ pub enum PlanError {
         component: String,
         /// The node searched, if the step has one.
         node: Option<String>,
+    },
+    /// The workflow asked for is not one of the service's.
+    #[error("service `{service}` has no workflow `{workflow}` (it has: {known})")]
+    NoSuchWorkflow {
+        /// The service.
+        service: String,
+        /// The workflow asked for.
+        workflow: String,
+        /// The workflows it has, comma-separated.
+        known: String,
     },
     /// The action asked for matches no component instance.
     #[error("`{target}` matches no component of service `{service}`")]
@@ -778,11 +793,18 @@ pub(crate) fn ref_matches(decl: &ComponentRef, actual: &ComponentRef) -> bool {
         && (decl.module.is_none() || decl.module == actual.module)
 }
 
-struct Builder<'m> {
-    model: &'m ServiceModel,
-    graph: DiGraph<Task, Edge>,
-    planned: Vec<bool>,
-    nodes_of: Vec<Option<&'m str>>,
+pub(crate) struct Builder<'m> {
+    pub(crate) model: &'m ServiceModel,
+    pub(crate) graph: DiGraph<Task, Edge>,
+    pub(crate) planned: Vec<bool>,
+    pub(crate) nodes_of: Vec<Option<&'m str>>,
+    /// What workflow steps do (see [`crate::named`]).
+    pub(crate) mode: crate::named::StepMode,
+    /// For each component (by index), the task a workflow's `components:` step names:
+    /// `None` for converge (the component's own slot), else filled by the request.
+    pub(crate) slots: Option<Vec<Option<NodeIndex>>>,
+    /// Parameters of a named workflow, given to each of its action steps.
+    pub(crate) params: Attributes,
 }
 
 /// Builds every task and edge for `request`, and marks the planned ones, without
@@ -806,6 +828,9 @@ pub fn build_graph(
             .iter()
             .map(|c| node_of(c, &realizers))
             .collect(),
+        mode: crate::named::StepMode::Converge,
+        slots: None,
+        params: Attributes::new(),
     };
     let kind = match request {
         PlanRequest::Converge | PlanRequest::ConvergeAll => {
@@ -814,11 +839,16 @@ pub fn build_graph(
         }
         PlanRequest::Delete => {
             b.delete_all(actual)?;
+            b.delete_workflow(actual)?;
             PlanKind::Delete
         }
         PlanRequest::Action(req) => {
             b.action(req)?;
             PlanKind::Action
+        }
+        PlanRequest::Workflow(req) => {
+            b.named_workflow(actual, req)?;
+            PlanKind::Workflow
         }
     };
     Ok(PlanGraph {
@@ -830,16 +860,16 @@ pub fn build_graph(
 }
 
 impl<'m> Builder<'m> {
-    fn service(&self) -> String {
+    pub(crate) fn service(&self) -> String {
         self.model.name.clone()
     }
 
-    fn add(&mut self, task: Task, planned: bool) -> NodeIndex {
+    pub(crate) fn add(&mut self, task: Task, planned: bool) -> NodeIndex {
         self.planned.push(planned);
         self.graph.add_node(task)
     }
 
-    fn check_action(c: &ComponentInstance, action: &str) -> Result<(), PlanError> {
+    pub(crate) fn check_action(c: &ComponentInstance, action: &str) -> Result<(), PlanError> {
         match c.def.actions.get(action) {
             Some(def) => match &def.kind {
                 ActionKind::Unsupported { kind, .. } => Err(PlanError::UnsupportedAction {
@@ -1067,7 +1097,7 @@ impl<'m> Builder<'m> {
         Ok(())
     }
 
-    fn delete_all(&mut self, actual: &ActualState) -> Result<(), PlanError> {
+    pub(crate) fn delete_all(&mut self, actual: &ActualState) -> Result<(), PlanError> {
         let mut idx: HashMap<&ComponentId, NodeIndex> = HashMap::new();
         for (id, rec) in &actual.components {
             let t = self.add(
@@ -1150,7 +1180,7 @@ impl<'m> Builder<'m> {
 
     // ---- explicit workflows ----
 
-    fn workflow(&mut self, wf: &Workflow) -> Result<(), PlanError> {
+    pub(crate) fn workflow(&mut self, wf: &Workflow) -> Result<(), PlanError> {
         self.steps(&wf.name, &wf.subtasks, wf.subtask_order, &[])?;
         Ok(())
     }
@@ -1283,7 +1313,8 @@ impl<'m> Builder<'m> {
                             node: node.map(str::to_owned),
                         });
                     }
-                    let ts: Vec<NodeIndex> = found.into_iter().map(NodeIndex::new).collect();
+                    let ts: Vec<NodeIndex> =
+                        found.into_iter().filter_map(|i| self.slot(i)).collect();
                     for &t in &ts {
                         self.label_step(t, path);
                     }
@@ -1329,6 +1360,12 @@ impl<'m> Builder<'m> {
                     for i in found {
                         let c = &self.model.components[i];
                         Self::check_action(c, &a.action)?;
+                        if self.mode != crate::named::StepMode::Converge {
+                            if let Some(t) = self.requested_action(i, a, path) {
+                                ts.push(t);
+                            }
+                            continue;
+                        }
                         let mut id = TaskId::new(&c.id, &a.action);
                         let mut k = 2;
                         while self.graph.node_weights().any(|t| t.id == id) {

@@ -259,6 +259,9 @@ pub enum ServiceCommand {
     Delete {
         /// The service instance
         name: String,
+        /// Delete a target instance even though services are staged on it
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -267,7 +270,8 @@ pub enum ServiceCommand {
     Uninstall {
         /// The service instance
         name: String,
-        /// Remove it even though components are still deployed
+        /// Remove it even though components are still deployed (or, for a target, services
+        /// are staged on it)
         #[arg(long)]
         force: bool,
     },
@@ -702,12 +706,12 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
                     None => writeln!(w, "{} is already at {}", out.module, out.to),
                 })
         }
-        ServiceCommand::Delete { name, run } => {
+        ServiceCommand::Delete { name, force, run } => {
             let svc = home.service(&name)?;
             let opts = run.options(None);
             run_tasks(ctx, "delete", &name, opts, |opts| {
                 let svc = &svc;
-                Box::pin(async move { svc.delete(&opts).await })
+                Box::pin(async move { svc.delete_forced(&opts, force).await })
             })
         }
         ServiceCommand::Uninstall { name, force } => {
