@@ -386,6 +386,9 @@ impl Service {
     /// plans, executes, records.
     pub async fn converge(&self, opts: &RunOptions) -> Result<RunReport, InstanceError> {
         let _lock = self.lock("converge")?;
+        // A pull-base whose conflicts are resolved is committed first (refused while
+        // markers remain).
+        self.continue_pull_locked()?;
         let message = opts
             .message
             .clone()

@@ -82,8 +82,13 @@ pub enum InstanceError {
         /// What is wrong, and how to fix it.
         message: String,
     },
-    /// pull-base found conflicting changes; nothing was changed.
-    #[error("pull-base of `{module}` conflicts in: {}", paths.join(", "))]
+    /// A pull-base waits for its conflicts to be resolved.
+    #[error(
+        "the pull-base of `{module}` has unresolved conflicts in: {}; edit them to remove the \
+         conflict markers (<<<<<<< ======= >>>>>>>) and converge again, or undo the pull-base \
+         with `dtk service pull-base NAME --abort`",
+        paths.join(", ")
+    )]
     MergeConflict {
         /// The module.
         module: String,

@@ -58,6 +58,7 @@ mod guard;
 pub mod home;
 pub mod lock;
 pub mod providers;
+pub mod pull;
 pub mod repo;
 pub mod secrets;
 pub mod service;

@@ -774,6 +774,46 @@ impl InstanceRepo {
         }
     }
 
+    /// Three-way merges trees like [`merge_trees`](Self::merge_trees), but always writes
+    /// the result: a file both sides changed differently holds the standard conflict
+    /// markers (`<<<<<<< instance`, `=======`, `>>>>>>> new version`). Returns the tree
+    /// and the conflicting paths (empty for a clean merge).
+    pub fn merge_trees_marked(
+        &self,
+        base: ObjectId,
+        ours: ObjectId,
+        theirs: ObjectId,
+    ) -> Result<(ObjectId, Vec<String>), InstanceError> {
+        let options = git!(&self.root, "merge options", self.repo.tree_merge_options())?;
+        let labels = gix::merge::blob::builtin_driver::text::Labels {
+            ancestor: Some("base".into()),
+            current: Some("instance".into()),
+            other: Some("new version".into()),
+        };
+        let mut outcome = git!(
+            &self.root,
+            "merge trees",
+            self.repo.merge_trees(base, ours, theirs, labels, options)
+        )?;
+        let how = gix::merge::tree::TreatAsUnresolved::default();
+        let mut paths: Vec<String> = outcome
+            .conflicts
+            .iter()
+            .filter(|c| c.is_unresolved(how))
+            .flat_map(|c| {
+                let (a, b) = c.changes_in_resolution();
+                [
+                    a.location().to_str_lossy().into_owned(),
+                    b.location().to_str_lossy().into_owned(),
+                ]
+            })
+            .collect();
+        paths.sort();
+        paths.dedup();
+        let tree = git!(&self.root, "write merged tree", outcome.tree.write())?;
+        Ok((tree.detach(), paths))
+    }
+
     /// Three-way merges trees: `base` → `ours` and `base` → `theirs`. Returns the merged
     /// tree, or the paths that conflict (nothing is changed either way).
     pub fn merge_trees(

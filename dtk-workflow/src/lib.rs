@@ -47,10 +47,9 @@ pub use exec::{
 };
 pub use hash::{desired_hash, input_digest, outputs_digest, static_inputs};
 pub use journal::{JournalError, JournalState, JournalStats, SyncMode, replay};
-pub use named::WorkflowRequest;
 pub use plan::{
     ActionRequest, ActionTarget, CycleEdge, Edge, ParseTargetError, Plan, PlanError, PlanGraph,
-    PlanKind, PlanRequest, Reason, Task, TaskId, TaskOp, build_graph, plan,
+    PlanKind, PlanRequest, Reason, Task, TaskId, TaskOp, WorkflowRequest, build_graph, plan,
 };
 pub use render::render_dot;
 pub use resolve::ResolveError;

@@ -15,32 +15,11 @@
 //! node holding the component.
 
 use dtk_model::module::ActionStep;
-use dtk_model::value::Attributes;
 use petgraph::graph::NodeIndex;
 
 use crate::hash::{desired_hash, static_inputs};
-use crate::plan::{Builder, PlanError, Reason, Task, TaskId, TaskOp};
+use crate::plan::{Builder, PlanError, Reason, StepMode, Task, TaskId, TaskOp, WorkflowRequest};
 use crate::state::ActualState;
-
-/// What the steps of the workflow being planned do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StepMode {
-    /// The `create` workflow of a converge.
-    Converge,
-    /// The `delete` workflow of a delete.
-    Delete,
-    /// A named workflow.
-    Named,
-}
-
-/// A request to run a named workflow of the model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkflowRequest {
-    /// The workflow's name (a key of the assembly's `workflows`/`actions`).
-    pub name: String,
-    /// Parameters: extra inputs of every action the workflow runs.
-    pub params: Attributes,
-}
 
 impl Builder<'_> {
     /// The task a `components:` step names for component `i`.

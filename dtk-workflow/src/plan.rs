@@ -34,7 +34,27 @@ pub enum PlanRequest {
     /// Run one custom action (`[NODE/]CMP.ACTION k=v ...`).
     Action(ActionRequest),
     /// Run a named workflow of the model (`dtk service exec NAME WORKFLOW k=v ...`).
-    Workflow(crate::named::WorkflowRequest),
+    Workflow(WorkflowRequest),
+}
+
+/// What the steps of the workflow being planned do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StepMode {
+    /// The `create` workflow of a converge.
+    Converge,
+    /// The `delete` workflow of a delete.
+    Delete,
+    /// A named workflow.
+    Named,
+}
+
+/// A request to run a named workflow of the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowRequest {
+    /// The workflow's name (a key of the assembly's `workflows`/`actions`).
+    pub name: String,
+    /// Parameters: extra inputs of every action the workflow runs.
+    pub params: Attributes,
 }
 
 /// A request to run a custom action on the matching component instances.
@@ -798,8 +818,8 @@ pub(crate) struct Builder<'m> {
     pub(crate) graph: DiGraph<Task, Edge>,
     pub(crate) planned: Vec<bool>,
     pub(crate) nodes_of: Vec<Option<&'m str>>,
-    /// What workflow steps do (see [`crate::named`]).
-    pub(crate) mode: crate::named::StepMode,
+    /// What workflow steps do (see the `named` module).
+    pub(crate) mode: StepMode,
     /// For each component (by index), the task a workflow's `components:` step names:
     /// `None` for converge (the component's own slot), else filled by the request.
     pub(crate) slots: Option<Vec<Option<NodeIndex>>>,
@@ -828,7 +848,7 @@ pub fn build_graph(
             .iter()
             .map(|c| node_of(c, &realizers))
             .collect(),
-        mode: crate::named::StepMode::Converge,
+        mode: StepMode::Converge,
         slots: None,
         params: Attributes::new(),
     };
@@ -1360,7 +1380,7 @@ impl<'m> Builder<'m> {
                     for i in found {
                         let c = &self.model.components[i];
                         Self::check_action(c, &a.action)?;
-                        if self.mode != crate::named::StepMode::Converge {
+                        if self.mode != StepMode::Converge {
                             if let Some(t) = self.requested_action(i, a, path) {
                                 ts.push(t);
                             }

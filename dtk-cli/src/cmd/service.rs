@@ -242,17 +242,29 @@ pub enum ServiceCommand {
         rev: String,
     },
     /// Move the instance to a newer version of one of its modules (three-way merge)
+    ///
+    /// Takes the whole new version: its files and its assembly's changes (new nodes,
+    /// components, links, defaults), merged with the instance's own edits. A conflict
+    /// leaves standard conflict markers in the work tree and exits 1: resolve them and
+    /// converge (or --continue), or --abort.
     #[command(
         name = "pull-base",
         after_help = "Examples:\n  dtk service pull-base shop                       # the staged module's latest\n  \
-                      dtk service pull-base shop demo/webapp@1.1.0"
+                      dtk service pull-base shop demo/webapp@1.1.0\n  \
+                      dtk service pull-base shop --abort              # undo a conflicted one"
     )]
     PullBase {
         /// The service instance
         name: String,
         /// The module and version (default: the staged module, latest version)
-        #[arg(value_name = "NS/NAME[@VER]")]
+        #[arg(value_name = "NS/NAME[@VER]", conflicts_with_all = ["abort", "continue_"])]
         module: Option<ModuleSpec>,
+        /// Undo a pull-base that waits for its conflicts to be resolved
+        #[arg(long, conflicts_with = "continue_")]
+        abort: bool,
+        /// Commit a pull-base whose conflicts are resolved (converge does it too)
+        #[arg(long = "continue")]
+        continue_: bool,
     },
     /// Run every delete action in reverse dependency order; nothing stays deployed
     #[command(after_help = "Example:\n  dtk service delete shop")]
@@ -678,8 +690,48 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 )
             })
         }
-        ServiceCommand::PullBase { name, module } => {
+        ServiceCommand::PullBase {
+            name,
+            module,
+            abort,
+            continue_,
+        } => {
             let svc = home.service(&name)?;
+            if abort || continue_ {
+                #[derive(Serialize)]
+                struct Doc {
+                    service: String,
+                    action: &'static str,
+                    done: bool,
+                    commit: Option<String>,
+                }
+                let (done, commit) = if abort {
+                    (svc.abort_pull()?, None)
+                } else {
+                    let c = svc.continue_pull()?;
+                    (c.is_some(), c.map(|c| c.to_string()))
+                };
+                let doc = Doc {
+                    service: name.clone(),
+                    action: if abort { "abort" } else { "continue" },
+                    done,
+                    commit,
+                };
+                return ctx.out.emit("dtk.service.pull-base/v1", &doc, |w| {
+                    match (abort, done, &doc.commit) {
+                        (_, false, _) => writeln!(w, "no pull-base of `{name}` is waiting"),
+                        (true, true, _) => writeln!(
+                            w,
+                            "pull-base of `{name}` undone: the work tree is as it was before it"
+                        ),
+                        (false, true, c) => writeln!(
+                            w,
+                            "pull-base of `{name}` committed ({}); converge to apply it",
+                            c.as_deref().map_or("", |c| &c[..10.min(c.len())])
+                        ),
+                    }
+                });
+            }
             let (id, version) = match module {
                 Some(m) => (m.id, m.version),
                 None => {
@@ -693,8 +745,27 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 }
             };
             let out = svc.pull_base(&id, version.as_ref())?;
-            ctx.out
-                .emit("dtk.service.pull-base/v1", &out, |w| match &out.commit {
+            ctx.out.emit("dtk.service.pull-base/v1", &out, |w| {
+                if !out.conflicts.is_empty() {
+                    writeln!(
+                        w,
+                        "{}: {} -> {} merged with {} conflict(s); the work tree holds the merge, \
+                         conflicts marked (<<<<<<< instance / ======= / >>>>>>> new version):",
+                        out.module,
+                        out.from,
+                        out.to,
+                        out.conflicts.len()
+                    )?;
+                    for c in &out.conflicts {
+                        writeln!(w, "  conflict: {}", svc.dir().join(c).display())?;
+                    }
+                    return writeln!(
+                        w,
+                        "resolve them, then `dtk service converge {name}` (or `dtk service pull-base {name} --continue`); \
+                         or undo with `dtk service pull-base {name} --abort`"
+                    );
+                }
+                match &out.commit {
                     Some(c) => writeln!(
                         w,
                         "{}: {} -> {} merged (commit {}); converge to apply it",
@@ -704,7 +775,17 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
                         &c[..10]
                     ),
                     None => writeln!(w, "{} is already at {}", out.module, out.to),
-                })
+                }
+            })?;
+            if out.conflicts.is_empty() {
+                Ok(())
+            } else {
+                Err(crate::output::Reported(format!(
+                    "pull-base of `{name}` has {} conflict(s)",
+                    out.conflicts.len()
+                ))
+                .into())
+            }
         }
         ServiceCommand::Delete { name, force, run } => {
             let svc = home.service(&name)?;
