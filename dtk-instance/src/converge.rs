@@ -396,10 +396,7 @@ impl Service {
         self.commit_edits(&message)?;
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
-        let violations = self.violations(&model)?;
-        if !violations.is_empty() {
-            return Err(InstanceError::Violations { violations });
-        }
+        self.refuse_violations(&model)?;
         self.run(&model, PlanRequest::Converge, "converge", opts)
             .await
     }
@@ -417,6 +414,7 @@ impl Service {
         let _lock = self.lock("exec")?;
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
+        self.refuse_violations(&model)?;
         let req = if model.workflows.contains_key(target) && target != "create" {
             PlanRequest::Workflow(dtk_workflow::WorkflowRequest {
                 name: target.to_owned(),

@@ -96,10 +96,14 @@ pub enum InstanceError {
         paths: Vec<String>,
     },
     /// Violations must be fixed before converge.
-    #[error("the service has {} violation(s):\n{}", violations.len(), violations.iter().map(|v| format!("  - {}", v.message)).collect::<Vec<_>>().join("\n"))]
+    #[error(
+        "the service has {} violation(s) to fix first (nothing was run; `dtk service violations NAME` lists them):\n{}",
+        violations.len(),
+        violations.iter().map(|v| format!("  - {v}")).collect::<Vec<_>>().join("\n")
+    )]
     Violations {
         /// The violations.
-        violations: Vec<dtk_model::expand::Violation>,
+        violations: Vec<crate::violations::ServiceViolation>,
     },
     /// The workflow layer failed (planning, journal).
     #[error(transparent)]

@@ -64,5 +64,6 @@ pub mod secrets;
 pub mod service;
 pub mod stage;
 pub mod status;
+pub mod violations;
 
 pub use error::InstanceError;

@@ -163,6 +163,16 @@ pub enum ServiceCommand {
         #[arg(long)]
         all: bool,
     },
+    /// What must be fixed before converge or exec may run (the original's list-violations)
+    ///
+    /// Required attributes unset, illegal values, unmet or ambiguous dependencies,
+    /// unsupported action kinds, `RUN ./path` lines naming files the module does not
+    /// have. Exit status 1 when there is any: converge and exec refuse with the same list.
+    #[command(after_help = "Example:\n  dtk service violations shop")]
+    Violations {
+        /// The service instance
+        name: String,
+    },
     /// The tasks converge would run, as a tree, without running them
     #[command(after_help = "Example:\n  dtk service plan shop")]
     Plan {
@@ -496,6 +506,45 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
             )
         }
         ServiceCommand::Attributes { name, all } => attributes(&home, &name, all, ctx),
+        ServiceCommand::Violations { name } => {
+            let svc = home.service(&name)?;
+            let list = svc.list_violations()?;
+            #[derive(Serialize)]
+            struct Doc<'a> {
+                service: &'a str,
+                violations: &'a [dtk_instance::violations::ServiceViolation],
+            }
+            ctx.out.emit(
+                "dtk.service.violations/v1",
+                &Doc {
+                    service: &name,
+                    violations: &list,
+                },
+                |w| {
+                    if list.is_empty() {
+                        return writeln!(w, "no violations: `{name}` may converge");
+                    }
+                    let mut rows = vec![vec![
+                        "TYPE".to_owned(),
+                        "WHERE".to_owned(),
+                        "DESCRIPTION".to_owned(),
+                    ]];
+                    for v in &list {
+                        rows.push(vec![v.kind.clone(), v.at.clone(), v.message.clone()]);
+                    }
+                    table(w, &rows)
+                },
+            )?;
+            if list.is_empty() {
+                Ok(())
+            } else {
+                Err(crate::output::Reported(format!(
+                    "`{name}` has {} violation(s)",
+                    list.len()
+                ))
+                .into())
+            }
+        }
         ServiceCommand::Plan { name } => {
             let svc = home.service(&name)?;
             let rt = runtime()?;

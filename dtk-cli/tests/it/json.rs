@@ -591,4 +591,22 @@ fn edit_and_pull_base_in_json() {
         "dtk.service.pull-base/v1",
         expect_file!["json/service-pull-base-abort.json"],
     );
+
+    // Violations: a required attribute unset; converge refuses with the same list.
+    json(&h, &["service", "set-attribute", "mine", "db/db/message", "~"]);
+    let r = json(&h, &["service", "violations", "mine"]);
+    check(
+        &h,
+        &r,
+        1,
+        "dtk.service.violations/v1",
+        expect_file!["json/service-violations.json"],
+    );
+    let refused = json(&h, &["service", "converge", "mine"]);
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(
+        refused.stdout.contains("required_unset_attribute") && refused.stdout.contains("db/db/message"),
+        "{}",
+        refused.stdout
+    );
 }
