@@ -136,6 +136,42 @@ fn every_crate_depends_only_on_what_architecture_md_allows() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+#[test]
+fn every_declared_dependency_is_used() {
+    let mut problems = Vec::new();
+    for (name, dir) in crates() {
+        let mut files = Vec::new();
+        for sub in ["src", "examples", "benches", "tests", "it"] {
+            rust_files(&dir.join(sub), &mut files);
+        }
+        let text: String = files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).expect("read a source file"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for dep in dependencies(&dir) {
+            let ident = dep.replace('-', "_");
+            let used = text.match_indices(&ident).any(|(i, _)| {
+                let before = text[..i].chars().last();
+                let after = text[i + ident.len()..].chars().next();
+                let boundary =
+                    |c: Option<char>| !c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+                boundary(before) && boundary(after)
+            });
+            if !used {
+                problems.push(format!(
+                    "{name} declares {dep} but its code never names `{ident}`"
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "unused dependencies (remove them from Cargo.toml):\n{}",
+        problems.join("\n")
+    );
+}
+
 /// Every `.rs` file under `dir`.
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
