@@ -112,7 +112,7 @@ impl Service {
             .into_iter()
             .map(|(m, h)| {
                 let d = h.finalize();
-                (m, d.iter().take(8).map(|b| format!("{b:02x}")).collect())
+                (m, hex::encode(&d[..8]))
             })
             .collect();
         for c in &mut model.components {

@@ -45,8 +45,7 @@ impl std::fmt::Display for ServiceViolation {
 fn classify(message: &str) -> &'static str {
     if message.contains("which dtk-rs does not run") {
         "unsupported_action"
-    } else if message.contains("several components match") || message.contains("is ambiguous")
-    {
+    } else if message.contains("several components match") || message.contains("is ambiguous") {
         "ambiguous_dependency"
     } else if message.contains(" depends on ") {
         "unmet_dependency"
@@ -173,11 +172,19 @@ mod tests {
             "ambiguous_dependency"
         );
         assert_eq!(
-            classify("component `x` (module a/b) has a `puppet_class` action `create`, which dtk-rs does not run"),
+            classify(
+                "component `x` (module a/b) has a `puppet_class` action `create`, which dtk-rs does not run"
+            ),
             "unsupported_action"
         );
-        assert_eq!(classify("`port` of `web` must be a port, not string"), "illegal_attribute_value");
-        assert_eq!(classify("component `web` has no attribute `prot`"), "unknown_attribute");
+        assert_eq!(
+            classify("`port` of `web` must be a port, not string"),
+            "illegal_attribute_value"
+        );
+        assert_eq!(
+            classify("component `web` has no attribute `prot`"),
+            "unknown_attribute"
+        );
         assert_eq!(classify("something else"), "invalid_desired_state");
     }
 }

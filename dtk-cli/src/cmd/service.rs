@@ -538,11 +538,10 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
             if list.is_empty() {
                 Ok(())
             } else {
-                Err(crate::output::Reported(format!(
-                    "`{name}` has {} violation(s)",
-                    list.len()
-                ))
-                .into())
+                Err(
+                    crate::output::Reported(format!("`{name}` has {} violation(s)", list.len()))
+                        .into(),
+                )
             }
         }
         ServiceCommand::Plan { name } => {

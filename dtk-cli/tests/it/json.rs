@@ -547,7 +547,10 @@ fn edit_and_pull_base_in_json() {
     let src = h.module("json", MODULE);
     json(&h, &["module", "install", src.to_str().unwrap()]);
     for app in ["app", "mine"] {
-        json(&h, &["service", "stage", "demo/json", "two_tier", "-n", app]);
+        json(
+            &h,
+            &["service", "stage", "demo/json", "two_tier", "-n", app],
+        );
     }
     let r = json(&h, &["service", "edit", "app", "modules/demo/json"]);
     check(
@@ -573,7 +576,10 @@ fn edit_and_pull_base_in_json() {
         "dtk.service.pull-base/v1",
         expect_file!["json/service-pull-base.json"],
     );
-    json(&h, &["service", "set-attribute", "mine", "db/db/message", "mine"]);
+    json(
+        &h,
+        &["service", "set-attribute", "mine", "db/db/message", "mine"],
+    );
     json(&h, &["service", "converge", "mine"]);
     let r = json(&h, &["service", "pull-base", "mine"]);
     check(
@@ -593,7 +599,10 @@ fn edit_and_pull_base_in_json() {
     );
 
     // Violations: a required attribute unset; converge refuses with the same list.
-    json(&h, &["service", "set-attribute", "mine", "db/db/message", "~"]);
+    json(
+        &h,
+        &["service", "set-attribute", "mine", "db/db/message", "~"],
+    );
     let r = json(&h, &["service", "violations", "mine"]);
     check(
         &h,
@@ -605,7 +614,8 @@ fn edit_and_pull_base_in_json() {
     let refused = json(&h, &["service", "converge", "mine"]);
     assert_eq!(refused.code, 1, "{}", refused.stdout);
     assert!(
-        refused.stdout.contains("required_unset_attribute") && refused.stdout.contains("db/db/message"),
+        refused.stdout.contains("required_unset_attribute")
+            && refused.stdout.contains("db/db/message"),
         "{}",
         refused.stdout
     );
