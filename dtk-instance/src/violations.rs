@@ -10,12 +10,13 @@
 //! | `unmet_dependency` | no component satisfies a dependency |
 //! | `ambiguous_dependency` | several components could, and no link chooses one |
 //! | `unsupported_action` | an action of a kind dtk-rs does not run (`puppet_class`, ...) |
-//! | `missing_module_file` | a `RUN ./path` line (its first word) names a file the module does not have |
+//! | `missing_module_file` | a `RUN ./path` line (its first word) or an `ADD` source names a file the module does not have |
+//! | `unsafe_file_placement` | an `ADD` source outside the module, or (in a local sandbox) a target outside the sandbox |
 //! | `invalid_desired_state` | any other problem of the desired state's files (located) |
 
 use std::collections::BTreeSet;
 
-use dtk_model::content::{ModuleContent, leading_dot_slash};
+use dtk_model::content::{ModuleContent, check_relative_path, leading_dot_slash};
 use dtk_model::{ActionKind, ServiceModel};
 use serde::Serialize;
 
@@ -98,6 +99,80 @@ impl Service {
                 message: v.message,
             })
             .collect();
+        // Where each node's commands run: a local sandbox (the node realized by the
+        // `local` provider, or by nothing), or elsewhere.
+        let local_node = |node: Option<&str>| -> bool {
+            let Some(node) = node else { return true };
+            let Some(n) = model.nodes.iter().find(|n| n.name == node) else {
+                return true;
+            };
+            let Some(r) = n.realized_by.as_ref().and_then(|id| model.component(id)) else {
+                return true;
+            };
+            matches!(
+                r.def.actions.get("create").map(|a| &a.kind),
+                Some(ActionKind::Provider { kind, .. }) if kind == dtk_target_local::KIND
+            )
+        };
+        let mut placed: BTreeSet<(String, String)> = BTreeSet::new();
+        for c in model.components.iter().filter(|c| !c.realizes_node) {
+            let local = local_node(c.node.as_deref());
+            for (name, action) in &c.def.actions {
+                let ActionKind::Commands(cmds) = &action.kind else {
+                    continue;
+                };
+                for cmd in cmds {
+                    let dtk_model::module::Command::Add(a) = cmd else {
+                        continue;
+                    };
+                    let at = format!("{}.{name}", c.id);
+                    let mut push = |kind: &str, message: String| {
+                        if placed.insert((at.clone(), message.clone())) {
+                            out.push(ServiceViolation {
+                                kind: kind.to_owned(),
+                                at: at.clone(),
+                                message,
+                            });
+                        }
+                    };
+                    match check_relative_path(&a.source) {
+                        Err(e) => push(
+                            "unsafe_file_placement",
+                            format!(
+                                "`ADD` source `{}` is not a file inside the module: {e}",
+                                a.source
+                            ),
+                        ),
+                        Ok(()) => {
+                            let path = dtk_model::content::normalize_relative(&a.source);
+                            if let Some(content) = contents.get(&c.module.to_string())
+                                && content.file(&path).is_none()
+                            {
+                                push(
+                                    "missing_module_file",
+                                    format!(
+                                        "`ADD` source `{}` is not a file of module {} (a symbolic link or a directory is not one either)",
+                                        a.source, c.module
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                    if local
+                        && !a.target.contains("{{")
+                        && let Err(e) = check_relative_path(&a.target)
+                    {
+                        push(
+                            "unsafe_file_placement",
+                            format!(
+                                "`ADD` target `{}` is outside the node's local sandbox ({e}): on the local target a target is relative to the action's directory",
+                                a.target
+                            ),
+                        );
+                    }
+                }
+            }
+        }
         let mut seen = BTreeSet::new();
         for c in &model.components {
             // One report per definition, not per instance.
@@ -148,13 +223,8 @@ impl Service {
 }
 
 /// The shell line of a `RUN` step.
-#[allow(irrefutable_let_patterns)]
 fn cmd_line(cmd: &dtk_model::module::Command) -> Option<&str> {
-    if let dtk_model::module::Command::Run(line) = cmd {
-        Some(line)
-    } else {
-        None
-    }
+    cmd.run_line()
 }
 
 #[cfg(test)]

@@ -137,8 +137,12 @@ pub fn desired_hash(component: &ComponentInstance, static_inputs: &Attributes) -
     match component.def.actions.get("create").map(|d| &d.kind) {
         Some(ActionKind::Commands(cmds)) => {
             w.text("commands");
-            for Command::Run(line) in cmds {
-                w.text(line);
+            for c in cmds {
+                match c {
+                    Command::Run(line) => w.text(line),
+                    // Only when there is one, so RUN-only actions hash as they always did.
+                    Command::Add(_) => w.text(&c.text()),
+                }
             }
         }
         Some(ActionKind::Provider { kind, resource }) => {

@@ -55,7 +55,7 @@ pub use render::render_dot;
 pub use resolve::ResolveError;
 pub use state::{
     ActualState, AppliedComponent, ComponentStatus, DriftMark, RecordedAction, RecordedKind,
-    STATE_VERSION,
+    RecordedStep, STATE_VERSION,
 };
 
 #[cfg(test)]

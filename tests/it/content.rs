@@ -13,11 +13,13 @@ component_defs:
   app:
     attributes:
       greeting: {type: string, default: hello}
+      token: {type: string, secret: true}
       said: {type: string, dynamic: true}
     actions:
       create:
         commands:
         - RUN ./bin/greet {{greeting}} >> create.log
+        - {ADD: , source: conf/app.conf, target: conf/app.conf, template: true, mode: '0600'}
         - RUN echo "said=$(tail -n 1 create.log)" >> "$DTK_OUTPUT"
         - RUN echo "$DTK_MODULE_DIR" > module-dir.txt
       delete:
@@ -64,6 +66,12 @@ fn tools(dir: &Path) -> std::path::PathBuf {
     std::fs::write(&greet, "#!/bin/sh\necho \"$1 from the module\"\n").unwrap();
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&greet, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(m.join("conf")).unwrap();
+    std::fs::write(
+        m.join("conf/app.conf"),
+        "greeting = {{greeting}}\ntoken = {{token}}\n",
+    )
+    .unwrap();
     // A file too big to be checked out by default (it stays in git until `edit`).
     std::fs::write(m.join("data.bin"), vec![b'x'; 100 * 1024]).unwrap();
     m
@@ -87,9 +95,36 @@ fn module_files_reach_the_node_and_an_edited_file_reruns_its_components() {
     assert!(!repo.join("modules/test/tools/data.bin").exists());
     assert_eq!(git_ok(&repo, &["status", "--porcelain"]), "");
 
+    home.run(&[
+        "service",
+        "set-attribute",
+        "s",
+        "n/app/token",
+        "s3cr3t-v4lue",
+    ])
+    .ok();
     home.run(&["service", "converge", "s"]).ok();
     let files = home.module_sandbox("s", "n", "test/tools");
     assert_eq!(read(&files.join("create.log")), "hello from the module\n");
+    // ADD rendered the template, the secret included, with the mode asked for; the
+    // secret is nowhere else.
+    let conf = files.join("conf/app.conf");
+    assert_eq!(read(&conf), "greeting = hello\ntoken = s3cr3t-v4lue\n");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let leaks = dtk_tests::secrets::leaks_in_home(
+        home.path(),
+        &["s3cr3t-v4lue"],
+        &["secrets", "sandboxes"],
+    );
+    assert!(
+        leaks.is_empty(),
+        "the rendered secret is only in the sandbox: {:?}",
+        leaks.iter().map(|l| &l.place).collect::<Vec<_>>()
+    );
     assert_eq!(
         read(&files.join("module-dir.txt")).trim(),
         files.display().to_string()
