@@ -353,7 +353,7 @@ fn pull_base_merges_the_new_assembly_and_leaves_conflicts_marked_until_resolved(
         std::fs::copy(v1.join(f), v2.join(f)).unwrap();
     }
     let text = TOOLS
-        .replace("version: 1.0.0", "version: 1.1.0")
+        .replace("\nversion: 1.0.0", "\nversion: 1.1.0")
         .replace(
             "        components: [app]\n",
             "        components:\n        - app:\n            attributes: {greeting: hi}\n    - node[extra]:\n        components: [worker]\n",

@@ -564,10 +564,13 @@ fn edit_and_pull_base_in_json() {
     let v2 = h.module(
         "json2",
         &MODULE
-            .replace("version: 1.0.0", "version: 1.1.0")
+            .replace("\nversion: 1.0.0", "\nversion: 1.1.0")
             .replace("{message: hi}", "{message: hello}"),
     );
-    json(&h, &["module", "install", v2.to_str().unwrap()]);
+    assert_eq!(
+        json(&h, &["module", "install", v2.to_str().unwrap()]).code,
+        0
+    );
     let r = json(&h, &["service", "pull-base", "app"]);
     check(
         &h,
