@@ -35,11 +35,11 @@
 mod exec;
 mod hash;
 pub mod journal;
-mod named;
 mod plan;
 mod render;
 mod resolve;
 mod state;
+mod task;
 
 pub use exec::{
     CapturedOutput, CommandTransport, Event, EventSink, ExecContext, ExecError, Limits, Outcome,
@@ -48,8 +48,8 @@ pub use exec::{
 pub use hash::{desired_hash, input_digest, outputs_digest, static_inputs};
 pub use journal::{JournalError, JournalState, JournalStats, SyncMode, replay};
 pub use plan::{
-    ActionRequest, ActionTarget, CycleEdge, Edge, ParseTargetError, Plan, PlanError, PlanGraph,
-    PlanKind, PlanRequest, Reason, Task, TaskId, TaskOp, WorkflowRequest, build_graph, plan,
+    ActionRequest, ActionTarget, CycleEdge, ParseTargetError, Plan, PlanError, PlanGraph,
+    PlanRequest, WorkflowRequest, build_graph, plan,
 };
 pub use render::render_dot;
 pub use resolve::ResolveError;
@@ -57,6 +57,7 @@ pub use state::{
     ActualState, AppliedComponent, ComponentStatus, DriftMark, RecordedAction, RecordedKind,
     RecordedStep, STATE_VERSION,
 };
+pub use task::{Edge, PlanKind, Reason, Task, TaskId, TaskOp};
 
 #[cfg(test)]
 mod tests;

@@ -17,13 +17,16 @@
 use dtk_model::module::ActionStep;
 use petgraph::graph::NodeIndex;
 
+use super::PlanError;
+use super::build::{Builder, dependency_ids};
+use super::request::{StepMode, WorkflowRequest};
 use crate::hash::{desired_hash, static_inputs};
-use crate::plan::{Builder, PlanError, Reason, StepMode, Task, TaskId, TaskOp, WorkflowRequest};
 use crate::state::ActualState;
+use crate::task::{Edge, Reason, Task, TaskId, TaskOp};
 
 impl Builder<'_> {
     /// The task a `components:` step names for component `i`.
-    pub(crate) fn slot(&self, i: usize) -> Option<NodeIndex> {
+    pub(super) fn slot(&self, i: usize) -> Option<NodeIndex> {
         match &self.slots {
             None => Some(NodeIndex::new(i)),
             Some(s) => s.get(i).copied().flatten(),
@@ -32,7 +35,7 @@ impl Builder<'_> {
 
     /// A `c.action` step outside a converge: runs the action of component `i`
     /// unconditionally (in a delete, only while `i` is deployed).
-    pub(crate) fn requested_action(
+    pub(super) fn requested_action(
         &mut self,
         i: usize,
         step: &ActionStep,
@@ -70,7 +73,7 @@ impl Builder<'_> {
 
     /// After [`delete_all`](Builder::delete_all): the model's `delete` workflow, if any,
     /// orders the deletes (and runs its action steps).
-    pub(crate) fn delete_workflow(&mut self, actual: &ActualState) -> Result<(), PlanError> {
+    pub(super) fn delete_workflow(&mut self, actual: &ActualState) -> Result<(), PlanError> {
         let Some(wf) = self.model.workflows.get("delete") else {
             return Ok(());
         };
@@ -93,7 +96,7 @@ impl Builder<'_> {
     /// A named workflow: its `components:` steps converge the components named
     /// (whatever their state), its `c.action` steps run those actions, in the
     /// workflow's order and the model's.
-    pub(crate) fn named_workflow(
+    pub(super) fn named_workflow(
         &mut self,
         _actual: &ActualState,
         req: &WorkflowRequest,
@@ -139,12 +142,12 @@ impl Builder<'_> {
             .map(|(i, c)| (&c.id, i))
             .collect();
         for (i, c) in self.model.components.iter().enumerate() {
-            for d in crate::plan::dependency_ids(c) {
+            for d in dependency_ids(c) {
                 if let Some(&j) = index.get(d) {
                     self.graph.add_edge(
                         NodeIndex::new(j),
                         NodeIndex::new(i),
-                        crate::plan::Edge::Dependency(format!("dependency {d}")),
+                        Edge::Dependency(format!("dependency {d}")),
                     );
                 }
             }
