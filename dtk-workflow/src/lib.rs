@@ -49,13 +49,13 @@ pub use hash::{desired_hash, input_digest, outputs_digest, static_inputs};
 pub use journal::{JournalError, JournalState, JournalStats, SyncMode, replay};
 pub use plan::{
     ActionRequest, ActionTarget, CycleEdge, ParseTargetError, Plan, PlanError, PlanGraph,
-    PlanRequest, build_graph, plan,
+    PlanRequest, WorkflowRequest, build_graph, plan,
 };
 pub use render::render_dot;
 pub use resolve::ResolveError;
 pub use state::{
     ActualState, AppliedComponent, ComponentStatus, DriftMark, RecordedAction, RecordedKind,
-    STATE_VERSION,
+    RecordedStep, STATE_VERSION,
 };
 pub use task::{Edge, PlanKind, Reason, Task, TaskId, TaskOp};
 

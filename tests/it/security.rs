@@ -290,7 +290,8 @@ fn attribute_values_with_shell_metacharacters_are_never_executed() {
         ]);
         exec.ok();
         let read = |node: &str, f: &str| {
-            std::fs::read_to_string(home.sandbox("s", node).join(f)).unwrap_or_default()
+            std::fs::read_to_string(home.module_sandbox("s", node, "sec/meta").join(f))
+                .unwrap_or_default()
         };
         let expected = format!("{v}\n");
         assert_eq!(read("a", "value.txt"), expected, "case {i}: substituted");
@@ -441,7 +442,7 @@ fn a_changed_secret_runs_its_component_again_and_an_unchanged_one_does_not() {
     home.run(&["service", "stage", "sec/rot", "one", "-n", "s"])
         .ok();
     let runs = |file: &str| {
-        std::fs::read_to_string(home.sandbox("s", "n").join(file))
+        std::fs::read_to_string(home.module_sandbox("s", "n", "sec/rot").join(file))
             .unwrap_or_default()
             .lines()
             .count()
