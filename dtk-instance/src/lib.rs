@@ -13,7 +13,8 @@
 //!   ([`stage::StageRequest`]); [`Home::service`](home::Home::service) opens one.
 //! - [`service::Service`] edits and inspects it: `set_attribute`, `diff`, `log`,
 //!   `rollback`, `pull_base`, `model`, `actual_state`; and runs it (in [`converge`]):
-//!   `plan`, `converge`, `exec`, `delete`, `last_run`.
+//!   `plan`, `converge`, `exec`, `delete`, `last_run`; and watches it (in [`watch`]): the run
+//!   in progress from its journal, the lock holder, past runs' reports.
 //! - [`local`] is the built-in `local` target provider, [`ssh_target`] the `dtk/ssh` one;
 //!   other providers (AWS, your own) are registered with
 //!   [`Home::register_provider`](home::Home::register_provider).
@@ -61,5 +62,6 @@ pub mod ssh_target;
 pub mod stage;
 pub mod status;
 pub mod transport;
+pub mod watch;
 
 pub use error::InstanceError;

@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 
 use crate::hash::{input_digest, outputs_digest, params_digest, static_inputs};
 use crate::journal::{
-    JournalEffect, JournalEntry, JournalError, JournalStats, JournalWriter, SyncMode,
+    JournalEffect, JournalEntry, JournalError, JournalStats, JournalTask, JournalWriter, SyncMode,
 };
 use crate::plan::{Edge, Plan, PlanKind, Task, TaskId, TaskOp};
 use crate::resolve::{ProducerValues, resolve_inputs};
@@ -271,6 +271,8 @@ pub struct TaskReport {
     pub status: TaskStatus,
     /// How long it ran (zero if it did not).
     pub duration: Duration,
+    /// When it started (`None` if it did not run).
+    pub started: Option<Instant>,
     /// Attempts made.
     pub attempts: u32,
     /// Things worth saying that did not fail it (ignored outputs).
@@ -879,6 +881,8 @@ struct Run<'a> {
     secret_outputs: HashMap<ComponentId, Attributes>,
     slots: Vec<Slot>,
     reports: Vec<Option<TaskReport>>,
+    /// When each task started.
+    started: Vec<Option<Instant>>,
     indeg: Vec<usize>,
     /// Records to write for converges, prepared with the job.
     pending_records: HashMap<NodeIndex, AppliedComponent>,
@@ -988,6 +992,7 @@ pub async fn execute(
         secret_outputs: HashMap::new(),
         slots: vec![Slot::Pending; n],
         reports: vec![None; n],
+        started: vec![None; n],
         indeg: graph
             .node_indices()
             .map(|i| graph.neighbors_directed(i, Direction::Incoming).count())
@@ -1003,6 +1008,23 @@ pub async fn execute(
             service: model.name.clone(),
             plan: plan.kind().to_string(),
             tasks: n,
+            graph: plan
+                .order()
+                .iter()
+                .map(|&i| {
+                    let t = &graph[i];
+                    JournalTask {
+                        id: t.id.clone(),
+                        component: t.component.clone(),
+                        action: t.action.clone(),
+                        node: t.node.clone(),
+                        after: graph
+                            .neighbors_directed(i, Direction::Incoming)
+                            .map(|p| graph[p].id.clone())
+                            .collect(),
+                    }
+                })
+                .collect(),
         });
     }
     let cancelled = run.schedule().await;
@@ -1161,6 +1183,7 @@ impl<'a> Run<'a> {
                 }
                 running_jobs.insert(i, (job.node.clone(), job.limit_kind.clone()));
                 self.slots[i.index()] = Slot::Running;
+                self.started[i.index()] = Some(Instant::now());
                 let t = &plan.graph()[i];
                 self.journal(JournalEntry::Intent {
                     task: t.id.clone(),
@@ -1392,7 +1415,9 @@ impl<'a> Run<'a> {
             _ => {}
         }
         self.slots[i.index()] = Slot::Finished(status.clone());
-        self.reports[i.index()] = Some(report(t, status.clone(), duration, attempts, warnings));
+        let mut r = report(t, status.clone(), duration, attempts, warnings);
+        r.started = self.started[i.index()];
+        self.reports[i.index()] = Some(r);
         match status {
             TaskStatus::Done | TaskStatus::Unchanged => {
                 for s in graph.neighbors_directed(i, Direction::Outgoing) {
@@ -1800,6 +1825,7 @@ fn report(
         node: t.node.clone(),
         status,
         duration,
+        started: None,
         attempts,
         warnings,
     }
