@@ -1,0 +1,2 @@
+//! Benchmarks of the web view.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Tests of the web view through its router: pages, documents, secrets.
