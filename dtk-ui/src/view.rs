@@ -270,13 +270,14 @@ pub fn run(svc: &Service, run: Option<&str>) -> Result<Option<RunView>, UiError>
     }))
 }
 
-/// The boxes and edges of the service's DAG: a converge from scratch of its desired
-/// state (work-tree edits included), tasks that would run now marked.
+/// The boxes and edges of the service's DAG: every task of a converge of its desired
+/// state (work-tree edits included) against recorded actual state, those that would run
+/// now marked (by desired state: drift is only known once converge refreshes).
 pub fn graph(svc: &Service) -> Result<(Vec<GraphNode>, Vec<GraphEdge>), UiError> {
     let err = read(svc.name());
     let model = svc.model().map_err(&err)?;
     let state = svc.actual_state().map_err(&err)?;
-    let g = dtk_workflow::build_graph(&model, &state, &dtk_workflow::PlanRequest::ConvergeAll)
+    let g = dtk_workflow::build_graph(&model, &state, &dtk_workflow::PlanRequest::Converge)
         .map_err(|e| UiError::Graph {
             service: svc.name().to_owned(),
             source: Box::new(e),
