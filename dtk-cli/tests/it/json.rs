@@ -89,7 +89,7 @@ fn json(h: &Home, args: &[&str]) -> Run {
 }
 
 /// Asserts that JSON.md has a section for `schema` naming each top-level field of `doc`.
-fn documented(schema: &str, doc: &Value) {
+pub(crate) fn documented(schema: &str, doc: &Value) {
     let heading = format!("`{schema}`");
     let section = JSON_MD
         .split("\n## ")
@@ -138,7 +138,7 @@ fn normalize(text: &str, tmp: &str) -> String {
 
 /// In text: 40-digit object ids, run ids (`SECS-NANOS-PID`), durations (`1.5s`, `0.25s`)
 /// and loopback ports become placeholders.
-fn normalize_text(s: &str) -> String {
+pub(crate) fn normalize_text(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
