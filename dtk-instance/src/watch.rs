@@ -142,6 +142,8 @@ impl LiveRun {
 #[derive(Debug)]
 pub struct JournalFollower {
     path: PathBuf,
+    /// The journal, open: what was written before the run removed it can still be read.
+    file: Option<fs::File>,
     offset: u64,
     run: LiveRun,
     index: HashMap<String, usize>,
@@ -158,6 +160,7 @@ impl JournalFollower {
             .to_owned();
         JournalFollower {
             path: path.to_owned(),
+            file: None,
             offset: 0,
             run: LiveRun {
                 run,
@@ -189,15 +192,36 @@ impl JournalFollower {
     }
 
     /// Reads what was appended since the last poll and returns the task changes it made.
-    /// A journal removed since (the run ended) marks the follower [gone](Self::is_gone).
+    /// A journal removed since (the run ended) marks the follower [gone](Self::is_gone),
+    /// once everything written before the removal is read: the file stays open between
+    /// polls, so a run that ends between two polls loses none of its last entries.
     pub fn poll(&mut self) -> Result<Vec<TaskChange>, InstanceError> {
-        let mut file = match fs::File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.gone = true;
-                return Ok(Vec::new());
+        if self.gone {
+            return Ok(Vec::new());
+        }
+        if self.file.is_none() {
+            match fs::File::open(&self.path) {
+                Ok(f) => self.file = Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.gone = true;
+                    return Ok(Vec::new());
+                }
+                Err(e) => return Err(io_err(&self.path, "open")(e)),
             }
-            Err(e) => return Err(io_err(&self.path, "open")(e)),
+        }
+        let mut changes = self.read_new()?;
+        if !self.path.exists() {
+            // Removed: the writer had closed it before; read what it wrote last.
+            changes.extend(self.read_new()?);
+            self.gone = true;
+            self.file = None;
+        }
+        Ok(changes)
+    }
+
+    fn read_new(&mut self) -> Result<Vec<TaskChange>, InstanceError> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(Vec::new());
         };
         file.seek(SeekFrom::Start(self.offset))
             .map_err(io_err(&self.path, "seek"))?;
@@ -587,8 +611,18 @@ mod tests {
         assert_eq!(f.run().tasks[1].detail.as_deref(), Some("boom"));
         assert_eq!(f.run().ended.as_deref(), Some("failed"));
         assert_eq!(f.run().finished(), 2);
+        // What is written just before the journal is removed is still read.
+        std::io::Write::write_all(
+            &mut file,
+            b"{\"kind\":\"intent\",\"task\":\"late.create\",\"component\":\"late\",\"at\":1700}\n",
+        )
+        .expect("append");
+        drop(file);
         fs::remove_file(&path).expect("remove");
-        assert!(f.poll().expect("poll").is_empty());
+        let changes = f.poll().expect("poll");
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].id, "late.create");
         assert!(f.is_gone());
+        assert!(f.poll().expect("poll").is_empty());
     }
 }

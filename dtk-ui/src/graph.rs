@@ -25,6 +25,8 @@ pub struct GraphNode {
     pub class: String,
     /// Its tooltip.
     pub title: String,
+    /// Its state in the run in progress (`data-state`), if any.
+    pub state: Option<String>,
 }
 
 /// An edge of the drawing.
@@ -71,6 +73,7 @@ pub fn plan_graph(graph: &PlanGraph) -> (Vec<GraphNode>, Vec<GraphEdge>) {
                         "up to date".to_owned()
                     }
                 ),
+                state: None,
             }
         })
         .collect();
@@ -181,10 +184,14 @@ pub fn svg(
     for (n, p) in nodes.iter().zip(&l.nodes) {
         let _ = write!(
             out,
-            "<g class=\"node {}\" data-task=\"{}\"><title>{}</title>\
+            "<g class=\"node {}\" data-task=\"{}\"{}><title>{}</title>\
              <rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" rx=\"4\"/><text>",
             esc(&n.class),
             esc(&n.id),
+            n.state
+                .as_ref()
+                .map(|s| format!(" data-state=\"{}\"", esc(s)))
+                .unwrap_or_default(),
             esc(&n.title),
             p.x,
             p.y,

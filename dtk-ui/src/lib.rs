@@ -84,6 +84,18 @@ pub fn render_service_page(
     let svc = view::open(home, name)?;
     let v = view::service(&svc)?;
     let r = view::run(&svc, run)?;
-    let g = view::graph(&svc)?;
+    let mut g = view::graph(&svc)?;
+    if let Some(live) = r.as_ref().filter(|r| r.live) {
+        // The boxes of the run in progress show how far it got.
+        let states: std::collections::HashMap<&str, &str> = live
+            .timeline
+            .tasks
+            .iter()
+            .map(|t| (t.id.as_str(), t.status.as_str()))
+            .collect();
+        for n in &mut g.0 {
+            n.state = states.get(n.id.as_str()).map(|s| (*s).to_owned());
+        }
+    }
     Ok(pages::service(&v, r.as_ref(), &g, run))
 }

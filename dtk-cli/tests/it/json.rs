@@ -121,9 +121,15 @@ fn normalize(text: &str, tmp: &str) -> String {
     for line in text.lines() {
         let trimmed = line.trim_start();
         let indent = &line[..line.len() - trimmed.len()];
-        let volatile = ["started_at", "time", "published_at", "duration_ms"]
-            .iter()
-            .find(|k| trimmed.starts_with(&format!("\"{k}\": ")));
+        let volatile = [
+            "started_at",
+            "time",
+            "published_at",
+            "duration_ms",
+            "started_ms",
+        ]
+        .iter()
+        .find(|k| trimmed.starts_with(&format!("\"{k}\": ")));
         match volatile {
             Some(k) if !trimmed.ends_with("null") && !trimmed.ends_with("null,") => {
                 let comma = if trimmed.ends_with(',') { "," } else { "" };

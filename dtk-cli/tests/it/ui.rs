@@ -133,29 +133,54 @@ struct Response {
     body: String,
 }
 
-/// One HTTP/1.0 request (the server closes the connection after the answer).
+/// One HTTP/1.1 request with `Connection: close` (Chromium refuses HTTP/1.0).
 fn http_get(port: u16, path: &str, host: &str, method: &str) -> Response {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    try_http_get(port, path, host, method)
+        .unwrap_or_else(|e| panic!("{method} {path} on port {port}: {e}"))
+}
+
+/// [`http_get`], for a server that may not answer yet.
+fn try_http_get(port: u16, path: &str, host: &str, method: &str) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
     write!(
         s,
-        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    // To the end, or to the end of a body of a known length (Chromium's DevTools server
+    // keeps the connection open).
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8(raw).unwrap();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&raw);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            });
+            if length.is_some_and(|len| body.len() >= len) {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    Response {
+    Ok(Response {
         status,
         head: head.to_owned(),
         body: body.to_owned(),
-    }
+    })
 }
 
 /// Waits until `f` gives a value, or panics after `secs` saying `what`.
@@ -401,7 +426,8 @@ impl Browser {
         });
         // The first page's own socket (page commands need no session).
         let ws_url = wait_for(30, "Chromium's page target", || {
-            let list = http_get(port, "/json/list", "127.0.0.1", "GET");
+            let list =
+                try_http_get(port, "/json/list", &format!("127.0.0.1:{port}"), "GET").ok()?;
             let targets: Value = serde_json::from_str(&list.body).ok()?;
             targets
                 .as_array()?
@@ -413,12 +439,18 @@ impl Browser {
         if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
             s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         }
-        Browser {
+        let mut b = Browser {
             child,
             ws,
             next_id: 0,
             _profile: profile,
-        }
+        };
+        // A fixed viewport, whatever the window's decorations take.
+        b.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 1280, "height": 1600, "deviceScaleFactor": 1, "mobile": false}),
+        );
+        b
     }
 
     /// Sends one DevTools command and returns its result (events in between are skipped).
@@ -576,6 +608,7 @@ fn the_service_page_in_a_browser_during_and_after_a_converge() {
         ))
     };
     assert_eq!(state(&mut browser, "#live"), "running");
+    // Rendered by the server: the run so far, from its journal.
     assert_eq!(
         state(&mut browser, "#tasks tr[data-task='n/slow.create']"),
         "running"
@@ -596,6 +629,10 @@ fn the_service_page_in_a_browser_during_and_after_a_converge() {
         state(&mut browser, ".dtk-graph g[data-task='n/slow.create']"),
         "running"
     );
+    // The live stream is connected: its first event (the run) has arrived, and the
+    // script applied it (components follow their tasks; actual state is saved only when
+    // the run ends).
+    browser.wait(30, "!!(window.dtkLive && window.dtkLive.events >= 1)");
     assert_eq!(
         state(&mut browser, "#components tr[data-component='n/prep']"),
         "converged"
@@ -604,8 +641,6 @@ fn the_service_page_in_a_browser_during_and_after_a_converge() {
         browser.eval("document.querySelectorAll('#nodes tr[data-node=\"n\"]').length"),
         1
     );
-    // The live stream is connected: its first event (the run) has arrived.
-    browser.wait(30, "!!(window.dtkLive && window.dtkLive.events >= 1)");
     let during = h.tmp.path().join("during.png");
     check_screenshot(&browser.screenshot(), &during);
 

@@ -232,6 +232,7 @@ fn a_run_in_progress_is_read_from_its_journal() {
         "<tr data-task=\"db/db.create\" data-component=\"db/db\" data-state=\"running\">",
         "<tr data-task=\"app/app.create\" data-component=\"app/app\" data-state=\"pending\">",
         "data-live=\"true\" data-run-start=\"1000\"",
+        "<g class=\"node planned\" data-task=\"db/db.create\" data-state=\"running\">",
         "locked by",
     ] {
         assert!(page.contains(want), "the page lacks {want:?}:\n{page}");
