@@ -400,8 +400,8 @@ fn order(rows: &mut [Vec<usize>], succs: &[Vec<usize>], preds: &[Vec<usize>], nv
         if best_cross == 0 {
             break;
         }
-        for l in 1..rows.len() {
-            sort_by_barycenter(&mut rows[l], preds, &mut pos);
+        for row in rows.iter_mut().skip(1) {
+            sort_by_barycenter(row, preds, &mut pos);
         }
         for l in (0..rows.len().saturating_sub(1)).rev() {
             sort_by_barycenter(&mut rows[l], succs, &mut pos);

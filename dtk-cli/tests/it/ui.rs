@@ -381,7 +381,8 @@ fn the_json_documents_of_dtk_ui() {
 /// A headless Chromium driven over the DevTools protocol, stopped by its process group
 /// id when dropped.
 struct Browser {
-    child: Child,
+    /// Held for its `Drop`: stops the browser.
+    _group: Group,
     ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
     next_id: u64,
     _profile: tempfile::TempDir,
@@ -406,6 +407,8 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
+            "--disable-breakpad",
+            "--disable-crash-reporter",
             "--remote-debugging-address=127.0.0.1",
             "--remote-debugging-port=0",
             "--window-size=1280,1600",
@@ -417,7 +420,8 @@ impl Browser {
         .stderr(Stdio::null());
         // Its own process group, so that its helper processes stop with it.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().unwrap();
+        // Stopped by its group id if starting it fails from here on.
+        let guard = Group(cmd.spawn().unwrap());
         let active = profile.path().join("DevToolsActivePort");
         let port: u16 = wait_for(60, "Chromium's DevToolsActivePort", || {
             std::fs::read_to_string(&active)
@@ -440,7 +444,7 @@ impl Browser {
             s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         }
         let mut b = Browser {
-            child,
+            _group: guard,
             ws,
             next_id: 0,
             _profile: profile,
@@ -510,15 +514,18 @@ impl Browser {
     }
 }
 
-impl Drop for Browser {
+/// A process and its process group, stopped by the group's id when dropped: the
+/// browser, its renderer, GPU and utility processes.
+struct Group(Child);
+
+impl Drop for Group {
     fn drop(&mut self) {
-        // The whole group (browser, renderer, GPU and utility processes), by its id.
-        let pgid = self.child.id();
+        let pgid = self.0.id();
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{pgid}")])
             .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
