@@ -39,6 +39,7 @@ mod plan;
 mod render;
 mod resolve;
 mod state;
+mod task;
 
 pub use exec::{
     CapturedOutput, CommandTransport, Event, EventSink, ExecContext, ExecError, Limits, Outcome,
@@ -50,8 +51,8 @@ pub use journal::{
     replay,
 };
 pub use plan::{
-    ActionRequest, ActionTarget, CycleEdge, Edge, ParseTargetError, Plan, PlanError, PlanGraph,
-    PlanKind, PlanRequest, Reason, Task, TaskId, TaskOp, build_graph, plan,
+    ActionRequest, ActionTarget, CycleEdge, ParseTargetError, Plan, PlanError, PlanGraph,
+    PlanRequest, build_graph, plan,
 };
 pub use render::render_dot;
 pub use resolve::ResolveError;
@@ -59,6 +60,7 @@ pub use state::{
     ActualState, AppliedComponent, ComponentStatus, DriftMark, RecordedAction, RecordedKind,
     STATE_VERSION,
 };
+pub use task::{Edge, PlanKind, Reason, Task, TaskId, TaskOp};
 
 #[cfg(test)]
 mod tests;
