@@ -52,13 +52,13 @@ pub use journal::{
 };
 pub use plan::{
     ActionRequest, ActionTarget, CycleEdge, ParseTargetError, Plan, PlanError, PlanGraph,
-    PlanRequest, build_graph, plan,
+    PlanRequest, WorkflowRequest, build_graph, plan,
 };
 pub use render::render_dot;
 pub use resolve::ResolveError;
 pub use state::{
     ActualState, AppliedComponent, ComponentStatus, DriftMark, RecordedAction, RecordedKind,
-    STATE_VERSION,
+    RecordedStep, STATE_VERSION,
 };
 pub use task::{Edge, PlanKind, Reason, Task, TaskId, TaskOp};
 

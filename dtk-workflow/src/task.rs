@@ -169,6 +169,8 @@ pub enum PlanKind {
     Delete,
     /// [`PlanRequest::Action`].
     Action,
+    /// [`PlanRequest::Workflow`].
+    Workflow,
 }
 
 impl fmt::Display for PlanKind {
@@ -176,7 +178,7 @@ impl fmt::Display for PlanKind {
         f.write_str(match self {
             PlanKind::Converge => "converge",
             PlanKind::Delete => "delete",
-            PlanKind::Action => "exec",
+            PlanKind::Action | PlanKind::Workflow => "exec",
         })
     }
 }

@@ -113,6 +113,10 @@ pub struct ExecContext {
     pub journal: Option<PathBuf>,
     /// When the journal is synced.
     pub journal_sync: SyncMode,
+    /// The files of the service's modules, by module id (`NS/NAME`): a command action
+    /// of a component runs in its module's files on the node (see [`ExecRequest::module`]).
+    /// A module missing here runs its commands without its files.
+    pub modules: std::collections::HashMap<String, dtk_model::content::ModuleContent>,
 }
 
 impl fmt::Debug for ExecContext {
@@ -126,6 +130,7 @@ impl fmt::Debug for ExecContext {
             .field("retry", &self.retry)
             .field("cancel", &self.cancel)
             .field("journal", &self.journal)
+            .field("modules", &self.modules.len())
             .finish_non_exhaustive()
     }
 }
@@ -145,6 +150,7 @@ impl ExecContext {
             cancel: Cancel::new(),
             journal: None,
             journal_sync: SyncMode::GroupCommit,
+            modules: std::collections::HashMap::new(),
         }
     }
 }

@@ -621,6 +621,7 @@ fn failed_record(node: Option<String>, message: String) -> AppliedComponent {
         delete: None,
         secret_inputs: Vec::new(),
         drift: None,
+        module: None,
     }
 }
 
