@@ -378,6 +378,28 @@ fn the_json_documents_of_dtk_ui() {
     );
 }
 
+#[test]
+fn another_address_than_loopback_is_warned_about() {
+    let h = Home::new();
+    // 192.0.2.1 (TEST-NET-1) is on no interface here: the warning comes before the bind,
+    // which then fails naming the address, so nothing listens beyond loopback.
+    let r = h.dtk(&["ui", "--listen", "192.0.2.1:0"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "warning: dtk ui listens on 192.0.2.1:0, not on loopback: anyone who can reach it"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("cannot listen on 192.0.2.1:0"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+}
+
 /// A headless Chromium driven over the DevTools protocol, stopped by its process group
 /// id when dropped.
 struct Browser {
