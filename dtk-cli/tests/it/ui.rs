@@ -331,6 +331,17 @@ fn the_json_documents_of_dtk_ui() {
         "dtk.error/v1",
         expect_file!["json/ui-error-no-such-service.json"],
     );
+    // The index links each service and target to its own page; a target's page is one.
+    let index = ui.get("/");
+    assert_eq!(index.status, 200);
+    for link in ["href=\"/services/app\"", "href=\"/services/local\""] {
+        assert!(index.body.contains(link), "{link}: {}", index.body);
+    }
+    let target: Value = serde_json::from_str(&ui.get("/api/services/local").body).unwrap();
+    assert_eq!(target["is_target"], true, "{target}");
+    let page = ui.get("/services/local");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("target instance"), "{}", page.body);
     let r = ui.get("/api/services/app/runs/no-such-run");
     assert_eq!(r.status, 404, "{}", r.body);
 
