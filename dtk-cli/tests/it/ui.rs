@@ -553,10 +553,14 @@ struct Group(Child);
 
 impl Drop for Group {
     fn drop(&mut self) {
-        let pgid = self.0.id();
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pgid}")])
-            .status();
+        // The group's id is the browser's process id (it was started as the group's
+        // leader). Signalled directly: no `kill` binary needed (slim images lack procps).
+        if let Ok(pgid) = i32::try_from(self.0.id()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
