@@ -411,6 +411,40 @@ fn another_address_than_loopback_is_warned_about() {
     assert!(r.stdout.is_empty(), "{}", r.stdout);
 }
 
+/// Reads the live stream `/api/services/NAME/events` (HTTP/1.0: no chunked encoding)
+/// until its `end` event; returns each event's name and document. `first` hears of the
+/// first event.
+fn read_events(
+    port: u16,
+    service: &str,
+    first: &std::sync::mpsc::Sender<()>,
+) -> Vec<(String, Value)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    write!(
+        s,
+        "GET /api/services/{service}/events HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    .unwrap();
+    let mut events = Vec::new();
+    let mut name = String::new();
+    for line in BufReader::new(s).lines() {
+        let line = line.expect("the event stream ended before its `end` event");
+        if let Some(n) = line.strip_prefix("event:") {
+            name = n.trim().to_owned();
+        } else if let Some(d) = line.strip_prefix("data:") {
+            let doc: Value = serde_json::from_str(d.trim()).unwrap();
+            let end = name == "end";
+            let _ = first.send(());
+            events.push((std::mem::take(&mut name), doc));
+            if end {
+                break;
+            }
+        }
+    }
+    events
+}
+
 /// A headless Chromium driven over the DevTools protocol, stopped by its process group
 /// id when dropped.
 struct Browser {
@@ -688,6 +722,15 @@ fn the_service_page_in_a_browser_during_and_after_a_converge() {
     let during = h.tmp.path().join("during.png");
     check_screenshot(&browser.screenshot(), &during);
 
+    // The live stream, read as a client other than the page: the run from the start,
+    // its task changes, its end.
+    let port = ui.port;
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    let stream = std::thread::spawn(move || read_events(port, "live", &first_tx));
+    first_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the stream's first event");
+
     // The run goes on; the same page (not reloaded) follows it to its end.
     std::fs::write(&gate, "open").unwrap();
     let status = wait_for(120, "the converge to end", || reap.0.try_wait().unwrap());
@@ -758,6 +801,43 @@ fn the_service_page_in_a_browser_during_and_after_a_converge() {
         let _ = std::fs::copy(&during, Path::new(&dir).join("during.png"));
         let _ = std::fs::copy(&after, Path::new(&dir).join("after.png"));
     }
+
+    // The stream's documents: each documented in JSON.md, the end's as a snapshot.
+    let events = stream.join().unwrap();
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.first(), Some(&"run"), "{names:?}");
+    assert_eq!(names.last(), Some(&"end"), "{names:?}");
+    let mut done = Vec::new();
+    for (name, doc) in &events {
+        let schema = match name.as_str() {
+            "run" => "dtk.ui.live/v1",
+            "tasks" => "dtk.ui.tasks/v1",
+            "end" => "dtk.ui.end/v1",
+            other => panic!("an event named {other}: {doc}"),
+        };
+        assert_eq!(doc["schema"], schema, "{doc}");
+        documented(schema, doc);
+        assert!(!doc.to_string().contains(SECRET));
+        if name == "tasks" {
+            for c in doc["changes"].as_array().unwrap() {
+                if c["state"] == "done" {
+                    done.push(c["id"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+    }
+    assert!(
+        done.iter().any(|t| t == "n/slow.create") && done.iter().any(|t| t == "n/last.create"),
+        "the stream's tasks events end no task: {events:?}"
+    );
+    let (_, end) = events.last().unwrap();
+    assert_eq!(end["status"], "succeeded", "{end}");
+    let mut norm = end.clone();
+    normalize(&mut norm, &h.tmp.path().display().to_string());
+    expect_file!["json/ui-event-end.json"].assert_eq(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(&norm).unwrap()
+    ));
 
     // No page or document serves the secret (it did reach the action).
     for path in [
