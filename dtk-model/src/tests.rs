@@ -3,8 +3,8 @@
 
 use expect_test::{Expect, expect};
 
+use crate::dsl::component_def::parse_mapping;
 use crate::dsl::decode::plain_value;
-use crate::dsl::module_file::parse_mapping;
 use crate::dsl::{parse_module, parse_service, write_service};
 use crate::ident::{
     AttrPath, ComponentRef, ModuleId, ModuleVersion, NodeComponentRef, VersionReq, check_name,

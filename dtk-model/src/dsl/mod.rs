@@ -70,21 +70,28 @@
 //! does not declare). In a service document, workflow steps are checked for their nodes
 //! only: a deleted component may stay named there, as in the original's files.
 
-mod body;
+mod action;
+mod checks;
+pub(crate) mod component_def;
+mod components;
 pub(crate) mod decode;
-pub(crate) mod module_file;
-mod normalize;
+mod header;
+mod index;
+mod links;
+mod module_file;
 mod scope;
 mod service_file;
+mod workflow;
 mod write;
 
-pub use body::MAX_CARDINALITY;
-pub use module_file::MAX_ATTEMPTS;
+pub use action::MAX_ATTEMPTS;
+pub use components::MAX_CARDINALITY;
 pub use write::{write_module, write_service};
 
-use crate::diag::{DslError, Location};
+use crate::diag::DslError;
 use crate::module::Module;
 use crate::service::ServiceDoc;
+use crate::value::Value;
 
 /// Parses and validates a module document. `file` names the text in diagnostics.
 pub fn parse_module(text: &str, file: &str) -> Result<Module, DslError> {
@@ -96,44 +103,8 @@ pub fn parse_service(text: &str, file: &str) -> Result<ServiceDoc, DslError> {
     service_file::parse(text, file)
 }
 
-/// The error for a document that could not be decoded: what was collected, or (should
-/// nothing have been) a generic diagnostic, so that an error is never empty.
-fn fail(ctx: decode::Ctx) -> DslError {
-    let file = ctx.diags.file().to_owned();
-    match ctx.diags.finish(()) {
-        Err(e) => e,
-        Ok(()) => DslError::single(crate::diag::Diagnostic {
-            file,
-            location: Location {
-                line: 1,
-                col: 1,
-                offset: 0,
-            },
-            key: String::new(),
-            message: "the document could not be read".to_owned(),
-            help: None,
-        }),
-    }
-}
-
 /// Parses a value written as YAML on a command line (`4`, `true`, `hello`, `[a, b]`,
 /// `{k: v}`) with the DSL's scalar typing. `file` names the text in diagnostics.
-pub fn parse_value(text: &str, file: &str) -> Result<crate::value::Value, DslError> {
-    let mut diags = crate::diag::Diagnostics::new(file);
-    match crate::yaml::load(text, &mut diags) {
-        Some(node) if !diags.has_errors() => Ok(decode::node_value(&node)),
-        _ => Err(diags.finish(()).err().unwrap_or_else(|| {
-            DslError::single(crate::diag::Diagnostic {
-                file: file.to_owned(),
-                location: Location {
-                    line: 1,
-                    col: 1,
-                    offset: 0,
-                },
-                key: String::new(),
-                message: "the value could not be read".to_owned(),
-                help: None,
-            })
-        })),
-    }
+pub fn parse_value(text: &str, file: &str) -> Result<Value, DslError> {
+    decode::value_document(text, file)
 }

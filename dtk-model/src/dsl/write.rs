@@ -260,7 +260,7 @@ fn attr_values(attrs: &std::collections::BTreeMap<String, AttrValue>) -> Out {
     )
 }
 
-/// Writes a module as YAML that [`crate::dsl::parse_module`] reads back to an equal module
+/// Writes a module as YAML that `parse_module` reads back to an equal module
 /// (source locations aside).
 pub fn write_module(m: &Module) -> String {
     let mut top = map();
@@ -637,7 +637,7 @@ fn subtask(t: &Subtask) -> Out {
     Out::Map(m)
 }
 
-/// Writes a service document as YAML that [`crate::dsl::parse_service`] reads back to an
+/// Writes a service document as YAML that `parse_service` reads back to an
 /// equal document (source locations aside).
 pub fn write_service(doc: &ServiceDoc) -> String {
     let mut top = map();
