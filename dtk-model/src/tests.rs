@@ -623,3 +623,18 @@ fn windows_line_endings_and_a_byte_order_mark_are_read() {
         ActionKind::Commands(vec![Command::Run("./start".into())])
     );
 }
+
+#[test]
+fn locations_carry_byte_offsets_into_the_file() {
+    // Non-ASCII text and a byte order mark before the problem: the offset is in bytes, as
+    // renderers that cut the file at it expect.
+    for prefix in ["", "\u{feff}"] {
+        let text = format!(
+            "{prefix}module: demo/x\nversion: 1.0.0\ndescription: \"ééé\"\ncomponent_defs:\n  web:\n    attributes:\n      port: {{type: integr}}\n"
+        );
+        let e = parse_module(&text, "m.yaml").unwrap_err();
+        let d = &e.diagnostics[0];
+        assert_eq!((d.location.line, d.location.col), (7, 20));
+        assert_eq!(&text[d.location.offset..d.location.offset + 6], "integr");
+    }
+}
