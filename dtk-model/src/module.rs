@@ -16,6 +16,10 @@ use crate::value::Value;
 /// The DSL version this crate reads and writes.
 pub const DSL_VERSION: &str = "1.0.0";
 
+/// The version of a module whose document gives none: the development tag `master`
+/// (the original dtk's default branch), republished in place like any tag.
+pub const DEFAULT_VERSION: &str = "master";
+
 /// A module: components, assemblies and workflows under one versioned name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Module {
@@ -160,10 +164,35 @@ pub struct DependencyDef {
     pub name: String,
     /// Components that satisfy it; for an unnamed dependency, exactly the one named.
     pub choices: Vec<ComponentRef>,
-    /// Whether the dependency must be on the same node (original dtk `location: local`).
-    pub same_node: bool,
+    /// Where the component satisfying it must be (original dtk `location: local|remote`).
+    pub placement: Placement,
     /// Where it is declared.
     pub at: Location,
+}
+
+/// Where a linked or depended-on component must be, relative to the component that
+/// declares the link or dependency (original dtk `location`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// Anywhere in the service or its target (no `location`).
+    #[default]
+    Anywhere,
+    /// On the same node (`location: local`, or `same_node: true`).
+    SameNode,
+    /// On another node (`location: remote`, or `same_node: false`).
+    OtherNode,
+}
+
+impl Placement {
+    /// Whether a component on `other` may satisfy a component on `mine` (`None`: on no
+    /// node).
+    pub fn allows(self, mine: Option<&str>, other: Option<&str>) -> bool {
+        match self {
+            Placement::Anywhere => true,
+            Placement::SameNode => mine.is_some() && mine == other,
+            Placement::OtherNode => mine.is_none() || other != mine,
+        }
+    }
 }
 
 /// How a linked component's attributes flow into this one.
@@ -174,23 +203,50 @@ pub struct LinkDef {
     /// The mappings, each from an attribute of the producer to one of this component.
     pub attribute_mappings: Vec<AttributeMapping>,
     /// The named dependency this link satisfies (original dtk `dependency_name`), when
-    /// given.
+    /// given: its mappings apply to the component chosen for that dependency only.
     pub dependency: Option<String>,
+    /// Where the producer must be for this definition to apply (`location`): one producer
+    /// may have a definition for the same node and another for a remote one.
+    pub placement: Placement,
     /// Where it is declared.
     pub at: Location,
 }
 
-/// One attribute mapping of a link: `$out -> in` (or `in <- $out`): the producer's
-/// attribute `from` feeds this component's attribute `to`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One attribute mapping of a link.
+///
+/// - `$out -> in` ([`Flow::In`]): the producer's attribute `from` feeds this component's
+///   attribute `to`;
+/// - `in <- $out` ([`Flow::Out`]): this component's attribute `from` feeds the producer's
+///   attribute `to` (the original dtk's other direction), or, with [`constant`], that
+///   value does (`port <- 8080`, `mode <- 'fast'`).
+///
+/// `$node.NAME` names an attribute of the node the component is on (the producer's node
+/// for `->`, this component's for `<-`).
+///
+/// [`constant`]: AttributeMapping::constant
+#[derive(Debug, Clone, PartialEq)]
 pub struct AttributeMapping {
-    /// The producer's attribute (written with `$`). May be a dotted path into a hash or
-    /// array (`$node.host_addresses_ipv4.0`): its segments.
+    /// The attribute the value comes from (written with `$`): its segments, a dotted
+    /// path into a hash or array (`$node.host_addresses_ipv4.0`); empty for a constant.
     pub from: Vec<String>,
-    /// This component's attribute.
+    /// The attribute the value goes to.
     pub to: String,
+    /// Which way the value flows.
+    pub flow: Flow,
+    /// For `to <- CONSTANT`: the value.
+    pub constant: Option<Value>,
     /// Where it is written.
     pub at: Location,
+}
+
+/// Which way an attribute mapping's value flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flow {
+    /// `$producer_attr -> my_attr`: from the linked component into this one.
+    #[default]
+    In,
+    /// `producer_attr <- $my_attr`: from this component into the linked one.
+    Out,
 }
 
 /// An action of a component.
@@ -234,11 +290,61 @@ pub enum ActionKind {
     },
 }
 
-/// One line of a `commands` action.
+/// One step of a `commands` action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `RUN cmd`: a shell command, `{{attr}}` placeholders substituted shell-quoted.
+    /// `RUN cmd` (or `{RUN: cmd}`, `{command: cmd}`): a shell command, `{{attr}}`
+    /// placeholders substituted shell-quoted.
     Run(String),
+    /// `{ADD: , source: PATH, target: PATH, template: BOOL, owner: U, mode: M}`: places a
+    /// file of the module on the node.
+    Add(AddFile),
+}
+
+/// A file-placing step (the original dtk's `ADD`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddFile {
+    /// The file's path in the module (relative to the module's root).
+    pub source: String,
+    /// Where it goes on the node (relative paths are relative to the node's directory).
+    pub target: String,
+    /// Whether `{{attr}}` placeholders in the file are substituted.
+    pub template: bool,
+    /// The file's owner (`user` or `user:group`), when given.
+    pub owner: Option<String>,
+    /// The file's mode as written (`0644`, `u+x`), when given.
+    pub mode: Option<String>,
+}
+
+impl Command {
+    /// The shell line of a `RUN` step; `None` for other steps.
+    pub fn run_line(&self) -> Option<&str> {
+        match self {
+            Command::Run(line) => Some(line),
+            Command::Add(_) => None,
+        }
+    }
+
+    /// The step as one line of text, for hashes and listings: a `RUN` step's line as
+    /// written (without `RUN`), an `ADD` step as `ADD SOURCE TARGET` with its options.
+    pub fn text(&self) -> String {
+        match self {
+            Command::Run(line) => line.clone(),
+            Command::Add(a) => {
+                let mut s = format!("ADD {} {}", a.source, a.target);
+                if a.template {
+                    s.push_str(" template");
+                }
+                if let Some(o) = &a.owner {
+                    s.push_str(&format!(" owner={o}"));
+                }
+                if let Some(m) = &a.mode {
+                    s.push_str(&format!(" mode={m}"));
+                }
+                s
+            }
+        }
+    }
 }
 
 /// An assembly: a template of nodes and components that staging turns into a service.
@@ -257,6 +363,9 @@ pub struct Assembly {
     /// For a target assembly: the component that realizes the nodes of services staged on
     /// the target (`ec2::node`, `local::node`). `None` for application assemblies.
     pub node_component: Option<ComponentRef>,
+    /// Keys of the original dtk that carry no behaviour here (an assembly's `target` and
+    /// `attributes`), kept so the module can be shown and written back.
+    pub metadata: BTreeMap<String, Value>,
     /// Where the assembly starts.
     pub at: Location,
 }

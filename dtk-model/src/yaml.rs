@@ -114,9 +114,8 @@ impl YamlNode {
 }
 
 /// Turns the parser's positions into [`Location`]s. The parser counts characters;
-/// [`Location::offset`] is a byte offset, so the character index is converted, walking
-/// forward from the last position asked for (positions come almost in order, so the
-/// walk is linear in the document).
+/// [`Location::offset`] is a byte offset, so the character index is converted by walking
+/// from the last position asked for.
 struct Locator<'a> {
     text: &'a str,
     /// Bytes before `text` in the file (a byte order mark).
@@ -137,14 +136,21 @@ impl<'a> Locator<'a> {
 
     fn location(&mut self, m: &Marker) -> Location {
         let target = m.index();
-        if target < self.chars {
-            self.chars = 0;
-            self.bytes = 0;
-        }
-        let rest = self.text.get(self.bytes..).unwrap_or_default();
-        for c in rest.chars().take(target - self.chars) {
-            self.bytes += c.len_utf8();
-            self.chars += 1;
+        // Walk from the last position, either way: positions come almost in order (a
+        // mapping's start is reported after its first key was scanned), so each walk is
+        // short and the whole conversion linear in the document.
+        if target >= self.chars {
+            let rest = self.text.get(self.bytes..).unwrap_or_default();
+            for c in rest.chars().take(target - self.chars) {
+                self.bytes += c.len_utf8();
+                self.chars += 1;
+            }
+        } else {
+            let before = self.text.get(..self.bytes).unwrap_or_default();
+            for c in before.chars().rev().take(self.chars - target) {
+                self.bytes -= c.len_utf8();
+                self.chars -= 1;
+            }
         }
         Location {
             line: u32::try_from(m.line()).unwrap_or(u32::MAX),

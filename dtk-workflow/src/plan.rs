@@ -847,6 +847,13 @@ impl<'m> Builder<'m> {
                     action: action.to_owned(),
                     kind: kind.clone(),
                 }),
+                ActionKind::Commands(steps) if steps.iter().any(|s| s.run_line().is_none()) => {
+                    Err(PlanError::UnsupportedAction {
+                        component: c.id.clone(),
+                        action: action.to_owned(),
+                        kind: "ADD (placing a module file)".to_owned(),
+                    })
+                }
                 ActionKind::Provider { .. } if action != "create" && action != "delete" => {
                     Err(PlanError::UnsupportedAction {
                         component: c.id.clone(),

@@ -167,12 +167,13 @@ impl RecordedAction {
     /// Copies a model action, or `None` for a kind this executor does not run.
     pub fn from_def(def: &ActionDef) -> Option<RecordedAction> {
         let kind = match &def.kind {
+            // ADD steps are refused by the planner (`check_action`) until the executor
+            // places files.
             ActionKind::Commands(cmds) => RecordedKind::Commands {
                 run: cmds
                     .iter()
-                    .map(|c| match c {
-                        Command::Run(s) => s.clone(),
-                    })
+                    .filter_map(Command::run_line)
+                    .map(str::to_owned)
                     .collect(),
             },
             ActionKind::Provider { kind, resource } => RecordedKind::Provider {

@@ -2,24 +2,45 @@
 //! not run, and retry settings.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::dsl::decode::{Ctx, child, found, index, node_value, shorten};
 use crate::ident::check_name;
-use crate::module::{ActionDef, ActionKind, Command};
+use crate::module::{ActionDef, ActionKind, AddFile, Command};
 use crate::value::Value;
 use crate::yaml::{YamlKind, YamlNode};
 
-const ACTION_KEYS: &[&str] = &["commands", "provider", "attempts", "sleep", "timeout"];
+const ACTION_KEYS: &[&str] = &[
+    "commands",
+    "command",
+    "provider",
+    "attempts",
+    "sleep",
+    "timeout",
+    "stdout_and_stderr",
+];
 
 /// Keys that mark an action of a kind the original dtk ran and this one does not.
 const UNSUPPORTED_MARKERS: &[&str] = &[
     "puppet_class",
     "puppet_definition",
+    "serverspec_test",
     "docker",
+    "docker_image",
+    "docker_run_params",
+    "docker_file_template",
     "function",
+    "functions",
+    "delete_node",
     "type",
     "entrypoint",
 ];
+
+/// Keys of a `RUN` step written as a mapping.
+const RUN_KEYS: &[&str] = &["RUN", "command", "if", "unless", "timeout"];
+
+/// Keys of an `ADD` step.
+const ADD_KEYS: &[&str] = &["ADD", "source", "target", "template", "owner", "mode"];
 
 /// Keys common to every action kind.
 pub(crate) const RETRY_KEYS: &[&str] = &["attempts", "sleep", "timeout"];
@@ -111,18 +132,28 @@ fn action(ctx: &mut Ctx, name: &str, node: &YamlNode, path: &str) -> Option<Acti
         return Some(a);
     }
     ctx.check_keys(entries, path, ACTION_KEYS, "an action");
-    match (node.get("commands"), node.get("provider")) {
-        (Some(c), Some(_)) => {
+    if let Some(v) = node.get("stdout_and_stderr") {
+        // The original's switch for returning a command's output; dtk-rs always keeps
+        // both in the task's log.
+        ctx.bool(v, &child(path, "stdout_and_stderr"), "`stdout_and_stderr`");
+    }
+    let commands_node = ctx.aliased(entries, path, &["commands", "command"]);
+    match (commands_node, node.get("provider")) {
+        (Some((key, c)), Some(_)) => {
             ctx.error_help(
                 c.at,
-                &child(path, "commands"),
-                format!("action `{name}` has both `commands` and `provider`"),
+                &child(path, key),
+                format!("action `{name}` has both `{key}` and `provider`"),
                 "an action has one kind: keep one of them",
             );
             return None;
         }
-        (Some(c), None) => {
-            a.kind = ActionKind::Commands(commands(ctx, c, &child(path, "commands")))
+        (Some((key, c)), None) => {
+            let (steps, timeout) = commands(ctx, c, &child(path, key));
+            if a.timeout.is_none() {
+                a.timeout = timeout;
+            }
+            a.kind = ActionKind::Commands(steps);
         }
         (None, Some(pv)) => {
             let p = child(path, "provider");
@@ -185,9 +216,13 @@ fn unsupported_kind(key: &str, value: &YamlNode, action: &YamlNode) -> String {
     }
 }
 
-fn commands(ctx: &mut Ctx, node: &YamlNode, path: &str) -> Vec<Command> {
+/// The steps of a `commands` action, and, when every step has its own `timeout` (the
+/// original's per-command limit), their sum: a limit for the whole action that never
+/// stops it earlier than the original would have.
+fn commands(ctx: &mut Ctx, node: &YamlNode, path: &str) -> (Vec<Command>, Option<Duration>) {
     let items: Vec<(&YamlNode, String)> = match &node.kind {
         YamlKind::Scalar { .. } if !node.is_null() => vec![(node, path.to_owned())],
+        YamlKind::Map(_) => vec![(node, path.to_owned())],
         YamlKind::Seq(items) => items
             .iter()
             .enumerate()
@@ -203,7 +238,7 @@ fn commands(ctx: &mut Ctx, node: &YamlNode, path: &str) -> Vec<Command> {
                 ),
                 "write `commands: [RUN ./bin/start]`",
             );
-            return Vec::new();
+            return (Vec::new(), None);
         }
     };
     if items.is_empty() {
@@ -215,7 +250,19 @@ fn commands(ctx: &mut Ctx, node: &YamlNode, path: &str) -> Vec<Command> {
         );
     }
     let mut out = Vec::new();
+    let mut total = Some(Duration::ZERO);
     for (n, p) in items {
+        if let YamlKind::Map(entries) = &n.kind {
+            let (step, timeout) = if n.get("ADD").is_some() {
+                (add_step(ctx, n, entries, &p), None)
+            } else {
+                run_step(ctx, n, entries, &p)
+            };
+            total = total.zip(timeout).map(|(a, b)| a + b);
+            out.extend(step);
+            continue;
+        }
+        total = None;
         let Some(text) = ctx.text(n, &p, "a command") else {
             continue;
         };
@@ -240,5 +287,165 @@ fn commands(ctx: &mut Ctx, node: &YamlNode, path: &str) -> Vec<Command> {
             ),
         }
     }
-    out
+    (out, total.filter(|d| !d.is_zero()))
+}
+
+/// A `RUN` step written as a mapping: `{RUN: CMD}` or `{command: CMD}` (the original's
+/// `- RUN:` with `command:` beside it is both), with `if: COND` / `unless: COND` (a shell
+/// condition: the command runs only when it succeeds / fails) and `timeout`.
+fn run_step(
+    ctx: &mut Ctx,
+    n: &YamlNode,
+    entries: &[(YamlNode, YamlNode)],
+    path: &str,
+) -> (Option<Command>, Option<Duration>) {
+    ctx.check_keys(entries, path, RUN_KEYS, "a command");
+    let help = "write `- RUN ./bin/start`, or `- {RUN: ./bin/start}`";
+    let run = n.get("RUN").filter(|v| !v.is_null());
+    let command = n.get("command").filter(|v| !v.is_null());
+    let line = match (run, command) {
+        (Some(r), Some(c)) => {
+            ctx.error_help(
+                c.at,
+                &child(path, "command"),
+                "a command has both `RUN` and `command`",
+                "keep one of them",
+            );
+            let _ = r;
+            return (None, None);
+        }
+        (Some(v), None) => ctx.text(v, &child(path, "RUN"), "a command"),
+        (None, Some(v)) => ctx.text(v, &child(path, "command"), "a command"),
+        (None, None) => {
+            let misspelt = entries
+                .iter()
+                .any(|(k, _)| k.scalar().is_some_and(|k| !RUN_KEYS.contains(&k)));
+            if !misspelt {
+                // (An unknown key, already reported, is most likely the command.)
+                ctx.error_help(n.at, path, "a command mapping has no command", help);
+            }
+            return (None, None);
+        }
+    };
+    let Some(line) = line.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()) else {
+        return (None, None);
+    };
+    let cond = |ctx: &mut Ctx, key: &str| {
+        n.get(key)
+            .and_then(|v| ctx.text(v, &child(path, key), &format!("`{key}`")))
+            .map(|c| c.trim().to_owned())
+    };
+    let line = match (cond(ctx, "if"), cond(ctx, "unless")) {
+        (Some(_), Some(_)) => {
+            ctx.error_help(
+                n.at,
+                path,
+                "a command has both `if` and `unless`",
+                "keep one of them, or write the condition in the command",
+            );
+            return (None, None);
+        }
+        (Some(c), None) => format!("if {c}\nthen\n{line}\nfi"),
+        (None, Some(c)) => format!("if ! {{ {c}\n}}\nthen\n{line}\nfi"),
+        (None, None) => line,
+    };
+    let timeout = n
+        .get("timeout")
+        .and_then(|v| ctx.duration(v, &child(path, "timeout"), "`timeout`"));
+    (Some(Command::Run(line)), timeout)
+}
+
+/// The original's file-placing step: `{ADD: , source: PATH_IN_MODULE, target: PATH,
+/// template: BOOL, owner: USER[:GROUP], mode: MODE}`.
+fn add_step(
+    ctx: &mut Ctx,
+    n: &YamlNode,
+    entries: &[(YamlNode, YamlNode)],
+    path: &str,
+) -> Option<Command> {
+    ctx.check_keys(entries, path, ADD_KEYS, "an `ADD` step");
+    let help = "write `- {ADD: , source: PATH_IN_MODULE, target: PATH_ON_NODE}`";
+    if let Some(v) = n.get("ADD").filter(|v| !v.is_null()) {
+        ctx.error_help(
+            v.at,
+            &child(path, "ADD"),
+            format!("`ADD` takes no value, found {}", found(v)),
+            "give the file with `source:` and `target:` beside `ADD:`",
+        );
+        return None;
+    }
+    let mut text = |key: &str, what: &str| match n.get(key) {
+        Some(v) => ctx
+            .text(v, &child(path, key), what)
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty()),
+        None => None,
+    };
+    let source = text("source", "`source`");
+    let target = text("target", "`target`");
+    let owner = text("owner", "`owner`");
+    let mode = text("mode", "`mode`");
+    let template = match n.get("template") {
+        Some(v) => ctx.bool(v, &child(path, "template"), "`template`")?,
+        None => false,
+    };
+    for (key, value) in [("source", &source), ("target", &target)] {
+        if value.is_none() && n.get(key).is_none() {
+            ctx.error_help(n.at, path, format!("an `ADD` step needs a `{key}`"), help);
+        }
+    }
+    if let Some(o) = &owner
+        && !valid_owner(o)
+    {
+        ctx.error_help(
+            n.get("owner").map_or(n.at, |v| v.at),
+            &child(path, "owner"),
+            format!("invalid owner `{}`", shorten(o)),
+            "write a user, or `user:group`",
+        );
+        return None;
+    }
+    if let Some(m) = &mode
+        && !valid_mode(m)
+    {
+        ctx.error_help(
+            n.get("mode").map_or(n.at, |v| v.at),
+            &child(path, "mode"),
+            format!("invalid mode `{}`", shorten(m)),
+            "write an octal mode such as `0644` (quoted or not), or a symbolic one such as `u+x`",
+        );
+        return None;
+    }
+    Some(Command::Add(AddFile {
+        source: source?,
+        target: target?,
+        template,
+        owner,
+        mode,
+    }))
+}
+
+fn valid_owner(o: &str) -> bool {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    match o.split_once(':') {
+        Some((u, g)) => ok(u) && ok(g),
+        None => ok(o),
+    }
+}
+
+/// An octal mode (`644`, `0644`) or a symbolic one (`u+x`, `go-w,a+r`).
+fn valid_mode(m: &str) -> bool {
+    if m.chars().all(|c| ('0'..='7').contains(&c)) {
+        return (3..=4).contains(&m.len());
+    }
+    m.split(',').all(|clause| {
+        let ops = clause.trim_start_matches(['u', 'g', 'o', 'a']);
+        let mut chars = ops.chars();
+        matches!(chars.next(), Some('+' | '-' | '='))
+            && chars.all(|c| matches!(c, 'r' | 'w' | 'x' | 'X' | 's' | 't'))
+    })
 }

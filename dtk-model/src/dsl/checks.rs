@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::diag::did_you_mean;
 use crate::dsl::decode::{Ctx, child, index};
 use crate::dsl::scope::{Scope, Target, list};
-use crate::module::ComponentDef;
+use crate::module::{ComponentDef, Flow};
 
 /// Checks, for links to components of this module, that the producer's attribute exists.
 pub(crate) fn check_mappings(
@@ -33,12 +33,18 @@ pub(crate) fn check_mappings(
                 continue;
             };
             for (i, m) in l.attribute_mappings.iter().enumerate() {
-                let Some(first) = m.from.first() else {
-                    continue;
+                // The producer's side: what `->` reads, what `<-` sets.
+                let (name, shown) = match m.flow {
+                    Flow::In => match m.from.first() {
+                        Some(f) if f != "node" => (f, format!("${f}")),
+                        _ => continue,
+                    },
+                    Flow::Out => (&m.to, m.to.clone()),
                 };
-                if first == "node" || pdef.attributes.contains_key(first) {
+                if pdef.attributes.contains_key(name) {
                     continue;
                 }
+                let first = name;
                 let path = child(
                     &child(
                         &child(&child(key, &def.name), "link_defs"),
@@ -47,8 +53,9 @@ pub(crate) fn check_mappings(
                     "attribute_mappings",
                 );
                 let path = index(&path, i);
+                let sigil = if m.flow == Flow::In { "$" } else { "" };
                 let help = match did_you_mean(first, pdef.attributes.keys().map(String::as_str)) {
-                    Some(s) => format!("did you mean `${s}`?"),
+                    Some(s) => format!("did you mean `{sigil}{s}`?"),
                     None if pdef.attributes.is_empty() => {
                         format!("`{producer}` declares no attributes")
                     }
@@ -60,7 +67,7 @@ pub(crate) fn check_mappings(
                 ctx.error_help(
                     m.at,
                     &path,
-                    format!("`${first}`: component `{producer}` has no attribute `{first}`"),
+                    format!("`{shown}`: component `{producer}` has no attribute `{first}`"),
                     help,
                 );
             }

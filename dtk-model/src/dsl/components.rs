@@ -16,9 +16,28 @@ use crate::yaml::{YamlKind, YamlNode};
 /// The largest `cardinality` of a node group.
 pub const MAX_CARDINALITY: u64 = 1000;
 
-const NODE_KEYS: &[&str] = &["attributes", "components", "links", "node_component"];
-const COMPONENT_KEYS: &[&str] = &["attributes", "links", "components"];
-const NODE_COMPONENT_KEYS: &[&str] = &["attributes", "links"];
+const NODE_KEYS: &[&str] = &[
+    "attributes",
+    "components",
+    "links",
+    "component_links",
+    "component_link",
+    "node_component",
+];
+const COMPONENT_KEYS: &[&str] = &[
+    "attributes",
+    "links",
+    "component_links",
+    "component_link",
+    "components",
+];
+const NODE_COMPONENT_KEYS: &[&str] = &["attributes", "links", "component_links", "component_link"];
+
+/// `links` and the original dtk's spellings of it.
+const LINKS_KEYS: &[&str] = &["links", "component_links", "component_link"];
+
+/// The node types of the original's `nodes:` mapping (its `attributes: {type: ...}`).
+const NODE_TYPES: &[&str] = &["single", "group"];
 
 /// One entry of a `components:` list: its key node and body.
 fn entry<'a>(
@@ -133,6 +152,57 @@ pub(crate) fn components(
     (nodes, comps)
 }
 
+/// The original dtk's `nodes:` mapping of an assembly: `NAME: {attributes: {...},
+/// components: [...]}`, where `attributes: {type: group}` makes a node group (its
+/// `cardinality` among the attributes).
+pub(crate) fn nodes_mapping(
+    ctx: &mut Ctx,
+    scope: &Scope<'_>,
+    node: &YamlNode,
+    path: &str,
+) -> Vec<NodeDecl> {
+    let mut out = Vec::new();
+    let Some(entries) = ctx.map(node, path, "`nodes`") else {
+        return out;
+    };
+    for (k, v) in entries {
+        let Some(name) = k.scalar() else { continue };
+        let p = child(path, name);
+        if !ctx.check_name_at(name, k.at, &p, "node name") {
+            continue;
+        }
+        let node_type = v.get("attributes").and_then(|a| a.get("type"));
+        let group =
+            match node_type {
+                None => false,
+                Some(t) => match t.scalar() {
+                    Some("group") => true,
+                    Some("single") => false,
+                    _ => {
+                        let tp = child(&child(&p, "attributes"), "type");
+                        ctx.error_help(
+                        t.at,
+                        &tp,
+                        format!("a node's `type` must be `group` or `single`, found {}", found(t)),
+                        "`type: group` makes the node a node group; leave it out for a single node",
+                    );
+                        false
+                    }
+                },
+            };
+        let mut decl = node_decl(ctx, scope, name.to_owned(), group, None, k.at, Some(v), &p);
+        if node_type
+            .and_then(YamlNode::scalar)
+            .is_some_and(|t| NODE_TYPES.contains(&t))
+        {
+            // The node's type is `NodeDecl::group`, not an attribute.
+            decl.attributes.remove("type");
+        }
+        out.push(decl);
+    }
+    out
+}
+
 #[allow(clippy::too_many_arguments)]
 fn node_decl(
     ctx: &mut Ctx,
@@ -162,13 +232,15 @@ fn node_decl(
         return decl;
     };
     ctx.check_keys(entries, path, NODE_KEYS, "a node");
+    if let Some((key, v)) = ctx.aliased(entries, path, LINKS_KEYS) {
+        decl.links = links(ctx, v, &child(path, key));
+    }
     for (k, v) in entries {
         let Some(key) = k.scalar() else { continue };
         let p = child(path, key);
         match key {
             "attributes" => decl.attributes = node_attributes(ctx, v, &p, group),
             "components" => decl.components = node_components(ctx, scope, v, &p),
-            "links" => decl.links = links(ctx, v, &p),
             "node_component" => {
                 let Some(text) = ctx.text(v, &p, "`node_component`") else {
                     continue;
@@ -314,14 +386,11 @@ fn component_decl(
     };
     ctx.check_keys(entries, path, keys, "a component entry");
     let def = scope.def(&target);
-    for (k, v) in entries {
-        let Some(key) = k.scalar() else { continue };
-        let p = child(path, key);
-        match key {
-            "attributes" => decl.attributes = overrides(ctx, v, &p, def, &decl.reference),
-            "links" => decl.links = links(ctx, v, &p),
-            _ => {}
-        }
+    if let Some(v) = body.get("attributes") {
+        decl.attributes = overrides(ctx, v, &child(path, "attributes"), def, &decl.reference);
+    }
+    if let Some((key, v)) = ctx.aliased(entries, path, LINKS_KEYS) {
+        decl.links = links(ctx, v, &child(path, key));
     }
     decl
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::diag::{Diagnostic, Diagnostics, DslError, Location, did_you_mean};
-use crate::ident::{ComponentRef, ParseRefError, check_name};
+use crate::ident::{ComponentRef, ModuleId, ParseRefError, check_name};
 use crate::module::AttrType;
 use crate::value::Value;
 use crate::yaml::{YamlKind, YamlNode};
@@ -361,6 +361,63 @@ impl Ctx {
                         "{what} must be an integer from {min} to {max}, found {}",
                         found(node)
                     ),
+                );
+                None
+            }
+        }
+    }
+
+    /// The value of whichever of `keys` (a key and its aliases) the mapping `entries`
+    /// holds, with the key as written; a second one is reported (`both `actions` and its
+    /// alias `workflows` are given`), and the first in source order is used.
+    pub(crate) fn aliased<'a>(
+        &mut self,
+        entries: &'a [(YamlNode, YamlNode)],
+        path: &str,
+        keys: &[&str],
+    ) -> Option<(&'a str, &'a YamlNode)> {
+        let mut found: Option<(&'a str, &'a YamlNode)> = None;
+        for (k, v) in entries {
+            let Some(key) = k.scalar() else { continue };
+            if !keys.contains(&key) {
+                continue;
+            }
+            match found {
+                None => found = Some((key, v)),
+                Some((first, _)) => self.error_help(
+                    k.at,
+                    &child(path, key),
+                    format!("both `{first}` and its alias `{key}` are given"),
+                    format!("merge them under `{}`", keys[0]),
+                ),
+            }
+        }
+        found
+    }
+
+    /// A module id, `NAMESPACE/NAME` (or the original dtk's `NAMESPACE:NAME`), reporting
+    /// a malformed one with `help`.
+    pub(crate) fn module_id(
+        &mut self,
+        text: &str,
+        at: Location,
+        path: &str,
+        help: &str,
+    ) -> Option<ModuleId> {
+        let normalized = match text.split_once(':') {
+            Some((ns, name)) if !text.contains('/') && !name.contains(':') && !ns.is_empty() => {
+                format!("{ns}/{name}")
+            }
+            _ => text.to_owned(),
+        };
+        match normalized.parse::<ModuleId>() {
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.error_help(
+                    at,
+                    path,
+                    format!("invalid module id `{}`: {}", shorten(text), e.reason),
+                    help,
                 );
                 None
             }

@@ -2,10 +2,10 @@
 //! a module's `dependencies`.
 
 use crate::diag::Location;
-use crate::dsl::decode::{Ctx, child, shorten};
+use crate::dsl::decode::{Ctx, child, found, index, shorten};
 use crate::ident::{ModuleId, ModuleVersion, VersionReq};
 use crate::module::{DSL_VERSION, ModuleDependency};
-use crate::yaml::YamlNode;
+use crate::yaml::{YamlKind, YamlNode};
 
 pub(crate) fn required<'a>(
     ctx: &mut Ctx,
@@ -60,43 +60,79 @@ pub(crate) fn dsl_version(ctx: &mut Ctx, n: &YamlNode, path: &str) -> Option<Str
     }
 }
 
+/// A module's `dependencies` (alias `dependent_modules`): a mapping of `NAMESPACE/NAME` to
+/// a version requirement (empty: any version), or a list of `NAMESPACE/NAME` entries and
+/// single-key `NAMESPACE/NAME: REQUIREMENT` mappings.
 pub(crate) fn dependencies(
     ctx: &mut Ctx,
     node: &YamlNode,
+    path: &str,
     own: Option<&ModuleId>,
 ) -> Vec<ModuleDependency> {
     let mut out: Vec<ModuleDependency> = Vec::new();
-    let Some(entries) = ctx.map(node, "dependencies", "`dependencies`") else {
-        return out;
-    };
-    for (k, v) in entries {
-        let Some(key) = k.scalar() else { continue };
-        let p = child("dependencies", key);
-        let module = match key.parse::<ModuleId>() {
-            Ok(m) => m,
-            Err(e) => {
-                ctx.error_help(
-                    k.at,
-                    &p,
-                    format!("invalid module id `{}`: {}", shorten(key), e.reason),
-                    "write `NAMESPACE/NAME: VERSION`, e.g. `dtk/local: ^1.0`",
-                );
-                continue;
+    let entries: Vec<(&YamlNode, Option<&YamlNode>, String)> = match &node.kind {
+        YamlKind::Seq(items) => {
+            let mut es = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let p = index(path, i);
+                match &item.kind {
+                    YamlKind::Scalar { .. } if !item.is_null() => es.push((item, None, p)),
+                    YamlKind::Map(m) if m.len() == 1 => {
+                        let (k, v) = &m[0];
+                        es.push((k, Some(v), p));
+                    }
+                    _ => ctx.error_help(
+                        item.at,
+                        &p,
+                        format!(
+                            "a dependency must be `NAMESPACE/NAME` or `NAMESPACE/NAME: VERSION`, found {}",
+                            found(item)
+                        ),
+                        "write `- dtk/local` (any version) or `- dtk/local: ^1.0`",
+                    ),
+                }
             }
-        };
-        let Some(text) = ctx.text(v, &p, "a version requirement") else {
+            es
+        }
+        _ => {
+            let Some(map) = ctx.map(node, path, &format!("`{path}`")) else {
+                return out;
+            };
+            map.iter()
+                .map(|(k, v)| (k, Some(v), path.to_owned()))
+                .collect()
+        }
+    };
+    for (k, v, p) in entries {
+        let Some(key) = k.scalar() else { continue };
+        let p = if v.is_some() { child(&p, key) } else { p };
+        let Some(module) = ctx.module_id(
+            key,
+            k.at,
+            &p,
+            "write `NAMESPACE/NAME: VERSION`, e.g. `dtk/local: ^1.0`",
+        ) else {
             continue;
         };
-        let req = match text.parse::<VersionReq>() {
-            Ok(r) => r,
-            Err(e) => {
-                ctx.error_help(
-                    v.at,
-                    &p,
-                    format!("invalid version requirement `{}`: {}", shorten(&text), e.reason),
-                    "write a version (`1.0.0`, exactly that one), a requirement (`^1.0`, `>= 1.2, < 2`) or a tag (`master`)",
-                );
-                continue;
+        let req = match v {
+            None => VersionReq::Any,
+            Some(v) if v.is_null() => VersionReq::Any,
+            Some(v) => {
+                let Some(text) = ctx.text(v, &p, "a version requirement") else {
+                    continue;
+                };
+                match text.parse::<VersionReq>() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        ctx.error_help(
+                            v.at,
+                            &p,
+                            format!("invalid version requirement `{}`: {}", shorten(&text), e.reason),
+                            "write a version (`1.0.0`, exactly that one), a requirement (`^1.0`, `>= 1.2, < 2`), a tag (`master`), or nothing (any version)",
+                        );
+                        continue;
+                    }
+                }
             }
         };
         if own.is_some_and(|o| *o == module) {

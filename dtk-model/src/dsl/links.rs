@@ -90,6 +90,25 @@ fn link(
         return None;
     }
     let component = parse_ref(ctx, rest, at, path)?;
+    // `service[NAME]/cmp`: the original's long form of `NAME/cmp` for a component of
+    // another service instance.
+    if let Some(service) = prefix
+        .strip_prefix("service[")
+        .and_then(|s| s.strip_suffix(']'))
+    {
+        if !ctx.check_name_at(service, at, path, "service name") {
+            return None;
+        }
+        return Some(LinkDecl {
+            dependency,
+            target: NodeComponentRef {
+                node: None,
+                component,
+            },
+            service: Some(service.to_owned()),
+            at,
+        });
+    }
     // `ec2::node[web]/cmp` names the node `web` by its realizing component.
     if let Ok(r) = prefix.parse::<ComponentRef>()
         && (r.name == "node" || r.name == "node_group")

@@ -8,25 +8,34 @@ use crate::diag::Location;
 use crate::dsl::checks::{check_cycles, check_mappings};
 use crate::dsl::component_def::component_def;
 use crate::dsl::components;
-use crate::dsl::decode::{Ctx, child, found, node_value, parse_ref, shorten};
+use crate::dsl::decode::{Ctx, child, found, node_value, parse_ref};
 use crate::dsl::header::{dependencies, dsl_version, required, version};
 use crate::dsl::index::{Index, Mode, resolve_links};
 use crate::dsl::scope::{RefCheck, Scope};
 use crate::dsl::workflow::{StepCheck, workflows};
-use crate::ident::{ModuleId, check_name};
-use crate::module::{Assembly, Module};
+use crate::ident::{ModuleVersion, check_name};
+use crate::module::{Assembly, DEFAULT_VERSION, Module};
 use crate::yaml::{self, YamlKind, YamlNode};
 
-/// Metadata keys of the original dtk kept in [`Module::metadata`].
-pub(crate) const METADATA_KEYS: &[&str] =
-    &["keywords", "license", "author", "homepage", "repository"];
+/// Metadata keys of the original dtk kept in [`Module::metadata`] (`includes`: modules
+/// whose code the original loaded alongside, which means nothing here).
+pub(crate) const METADATA_KEYS: &[&str] = &[
+    "keywords",
+    "license",
+    "author",
+    "homepage",
+    "repository",
+    "includes",
+];
 
 const MODULE_KEYS: &[&str] = &[
     "dsl_version",
     "module",
+    "module_name",
     "version",
     "description",
     "dependencies",
+    "dependent_modules",
     "component_defs",
     "components",
     "assemblies",
@@ -36,15 +45,24 @@ const MODULE_KEYS: &[&str] = &[
     "author",
     "homepage",
     "repository",
+    "includes",
 ];
 
 const ASSEMBLY_KEYS: &[&str] = &[
     "description",
+    "nodes",
     "components",
     "actions",
     "workflows",
+    "workflow",
     "node_component",
+    "target",
+    "attributes",
 ];
+
+/// Assembly keys of the original dtk kept in [`Assembly::metadata`]: the target it was
+/// meant for, and assembly-level attributes.
+const ASSEMBLY_METADATA_KEYS: &[&str] = &["target", "attributes"];
 
 pub(crate) fn parse(text: &str, file: &str) -> Result<Module, DslError> {
     let mut ctx = Ctx::new(file);
@@ -68,28 +86,29 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Module, DslError> {
     };
     ctx.check_keys(entries, "", MODULE_KEYS, "a module document");
 
-    let id = required(&mut ctx, &root, "module", "the module's `NAMESPACE/NAME`").and_then(|n| {
-        let text = ctx.text(n, "module", "`module`")?;
-        match text.parse::<ModuleId>() {
-            Ok(id) => Some(id),
-            Err(e) => {
-                ctx.error_help(
+    let id = match ctx.aliased(entries, "", &["module", "module_name"]) {
+        Some((key, n)) => {
+            let text = ctx.text(n, key, &format!("`{key}`"));
+            text.and_then(|text| {
+                ctx.module_id(
+                    &text,
                     n.at,
-                    "module",
-                    format!("invalid module id `{}`: {}", shorten(&text), e.reason),
+                    key,
                     "write `module: NAMESPACE/NAME`, e.g. `module: demo/webapp`",
-                );
-                None
-            }
+                )
+            })
         }
-    });
-    let version = required(
-        &mut ctx,
-        &root,
-        "version",
-        "the module's version, e.g. `1.0.0`",
-    )
-    .and_then(|n| version(&mut ctx, n, "version"));
+        None => {
+            required(&mut ctx, &root, "module", "the module's `NAMESPACE/NAME`");
+            None
+        }
+    };
+    // Without a version, a module is its development version `master`, as the original
+    // dtk's client took it.
+    let version = match root.get("version") {
+        Some(n) => version(&mut ctx, n, "version"),
+        None => Some(ModuleVersion::Tag(DEFAULT_VERSION.to_owned())),
+    };
     let dsl_version = root
         .get("dsl_version")
         .and_then(|n| dsl_version(&mut ctx, n, "dsl_version"));
@@ -104,9 +123,9 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Module, DslError> {
             metadata.insert(key.to_owned(), node_value(v));
         }
     }
-    let dependencies = root
-        .get("dependencies")
-        .map(|n| dependencies(&mut ctx, n, id.as_ref()))
+    let dependencies = ctx
+        .aliased(entries, "", &["dependencies", "dependent_modules"])
+        .map(|(key, n)| dependencies(&mut ctx, n, key, id.as_ref()))
         .unwrap_or_default();
 
     let defs_node = match (root.get("component_defs"), root.get("components")) {
@@ -217,12 +236,16 @@ fn assembly(
         components: Vec::new(),
         workflows: BTreeMap::new(),
         node_component: None,
+        metadata: BTreeMap::new(),
         at,
     };
+    if let Some(n) = node.get("nodes") {
+        a.nodes = components::nodes_mapping(ctx, scope, n, &child(path, "nodes"));
+    }
     if let Some(c) = node.get("components") {
         let p = child(path, "components");
         let (nodes, comps) = components::components(ctx, scope, c, &p);
-        a.nodes = nodes;
+        a.nodes.extend(nodes);
         a.components = comps;
     }
     let cp = child(path, "components");
@@ -236,7 +259,9 @@ fn assembly(
         &mut a.components,
         &cp,
     );
-    let mut workflows_seen = false;
+    if let Some((key, v)) = ctx.aliased(entries, path, &["actions", "workflows", "workflow"]) {
+        a.workflows = workflows(ctx, v, &child(path, key), StepCheck::Full(scope, &index));
+    }
     for (k, v) in entries {
         let Some(key) = k.scalar() else { continue };
         let p = child(path, key);
@@ -252,18 +277,8 @@ fn assembly(
                 scope.check(ctx, &r, v.at, &p, RefCheck::Strict);
                 a.node_component = Some(r);
             }
-            "actions" | "workflows" => {
-                if workflows_seen {
-                    ctx.error_help(
-                        k.at,
-                        &p,
-                        "both `actions` and its alias `workflows` are given",
-                        "merge them under `actions`",
-                    );
-                    continue;
-                }
-                workflows_seen = true;
-                a.workflows = workflows(ctx, v, &p, StepCheck::Full(scope, &index));
+            _ if ASSEMBLY_METADATA_KEYS.contains(&key) => {
+                a.metadata.insert(key.to_owned(), node_value(v));
             }
             _ => {}
         }

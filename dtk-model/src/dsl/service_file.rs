@@ -17,6 +17,7 @@ use crate::yaml::{self, YamlKind};
 const SERVICE_KEYS: &[&str] = &[
     "dsl_version",
     "name",
+    "service_name",
     "staged_from",
     "target",
     "base",
@@ -52,8 +53,8 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<ServiceDoc, DslError> {
         Some(n) => dsl_version(&mut ctx, n, "dsl_version"),
         None => Some(DSL_VERSION.to_owned()),
     };
-    let name = match root.get("name") {
-        Some(n) => ctx.name(n, "name", "service name"),
+    let name = match ctx.aliased(entries, "", &["name", "service_name"]) {
+        Some((key, n)) => ctx.name(n, key, "service name"),
         None => {
             ctx.error_help(
                 root.at,

@@ -29,6 +29,7 @@ const SUBTASK_KEYS: &[&str] = &[
     "name",
     "node",
     "node_group",
+    "nodes",
     "subtask_order",
     "subtasks",
     "components",
@@ -46,6 +47,7 @@ const STEP_KEYS: &[&str] = &[
     "name",
     "node",
     "node_group",
+    "nodes",
     "components",
     "component",
     "ordered_components",
@@ -56,6 +58,14 @@ const STEP_KEYS: &[&str] = &[
     "parameters",
     "breakpoint",
 ];
+
+/// The values of a subtask's `nodes` (the original's multi-node form): every node holding
+/// the step's components, which is what a step without `node` means.
+const ALL_APPLICABLE: &[&str] = &["All_applicable", "All", "All_Applicable", "AllApplicable"];
+
+/// The key of the original's legacy form of a single workflow: `{assembly_action: NAME,
+/// subtasks: [...]}` in place of `{NAME: {subtasks: [...]}}`.
+const LEGACY_NAME_KEY: &str = "assembly_action";
 
 /// Decodes a mapping of workflows (`actions:` of an assembly or service).
 pub(crate) fn workflows(
@@ -68,6 +78,25 @@ pub(crate) fn workflows(
     let Some(entries) = ctx.map(node, path, "the workflows") else {
         return out;
     };
+    if let Some(name_node) = node.get(LEGACY_NAME_KEY) {
+        let Some(name) = ctx.name(name_node, &child(path, LEGACY_NAME_KEY), "workflow name") else {
+            return out;
+        };
+        let rest = YamlNode {
+            kind: YamlKind::Map(
+                entries
+                    .iter()
+                    .filter(|(k, _)| k.scalar() != Some(LEGACY_NAME_KEY))
+                    .cloned()
+                    .collect(),
+            ),
+            at: node.at,
+        };
+        if let Some(w) = workflow(ctx, &name, &rest, path, check) {
+            out.insert(name, w);
+        }
+        return out;
+    }
     for (k, v) in entries {
         let Some(name) = k.scalar() else { continue };
         let p = child(path, name);
@@ -226,6 +255,29 @@ fn subtask(
                 } else {
                     NodeSelector::Node(name)
                 });
+            }
+            "nodes" => {
+                if let Some(prev) = node_key {
+                    ctx.error_help(
+                        k.at,
+                        &p,
+                        format!(
+                            "a subtask runs on one node; `{}` is given above",
+                            prev.scalar().unwrap_or("node")
+                        ),
+                        "keep one of `node`, `node_group` and `nodes`",
+                    );
+                    continue;
+                }
+                node_key = Some(k);
+                if !v.scalar().is_some_and(|s| ALL_APPLICABLE.contains(&s)) {
+                    ctx.error_help(
+                        v.at,
+                        &p,
+                        format!("`nodes` must be `All_applicable`, found {}", found(v)),
+                        "`nodes: All_applicable` runs the step on every node holding its components, as a step without `node` does",
+                    );
+                }
             }
             "params" | "parameters" => {
                 if let Some(es) = ctx.map(v, &p, "`params`") {
