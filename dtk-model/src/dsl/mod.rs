@@ -85,8 +85,9 @@
 //! (the original's `aws/ec2` names `network_aws::vpc_subnet` without depending on it), as
 //! are the receiving side of attribute mappings (`aws/aws_vpc` maps to an attribute it
 //! does not declare). A `dependency_name` must name one of the component's dependencies.
-//! In a service document, workflow steps are checked for their nodes only: a deleted
-//! component may stay named there, as in the original's files.
+//! In a service document, workflow steps are not checked against the document: a deleted
+//! component or node may stay named there, as in the original's files (planning refuses
+//! a step on a node the service no longer has).
 
 mod action;
 mod checks;

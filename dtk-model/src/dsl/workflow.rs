@@ -18,8 +18,9 @@ pub(crate) const ASSEMBLY_WIDE: &str = "assembly_wide";
 pub(crate) enum StepCheck<'a> {
     /// Not at all (module-level workflows, which belong to no assembly).
     None,
-    /// Node names only (service documents: a component deleted from a service may stay
-    /// named in its workflow, as in the original dtk).
+    /// Whether named nodes are nodes or node groups (service documents: a component or a
+    /// node deleted from a service may stay named in its workflow, as in the original
+    /// dtk).
     Nodes(&'a Index),
     /// Nodes and components (assemblies).
     Full(&'a Scope<'a>, &'a Index),
@@ -247,8 +248,14 @@ fn subtask(
                     continue;
                 }
                 let group = key == "node_group";
-                if let StepCheck::Nodes(index) | StepCheck::Full(_, index) = check {
-                    check_node(ctx, index, &name, group, v.at, &p);
+                match check {
+                    StepCheck::Full(_, index) => check_node(ctx, index, &name, group, v.at, &p),
+                    // A service's workflow may still name a node removed from it (the
+                    // original dtk accepted such documents); planning refuses to run it.
+                    StepCheck::Nodes(index) if index.node(&name).is_some() => {
+                        check_node(ctx, index, &name, group, v.at, &p);
+                    }
+                    _ => {}
                 }
                 s.node = Some(if group {
                     NodeSelector::Group(name)
