@@ -26,10 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::InstanceError;
 use crate::home::Home;
-use crate::local::{LocalProvider, run_script};
 use crate::repo::{io_err, write_file_replace};
 use crate::secrets::SecretStore;
 use crate::service::{ConvergeRecord, Service, now_secs};
+use dtk_target_local::{LocalProvider, run_script};
 
 /// The reference holding the history of converge records in an instance repository.
 pub const RECORDS_REF: &str = "refs/dtk/converges";
@@ -130,7 +130,7 @@ impl RunReport {
 
 /// The commands transport used when a node's provider does not run commands itself:
 /// over SSH for a node whose outputs carry `ssh_host` (an EC2 node of the AWS target, say:
-/// see [`crate::ssh_target`] for the `ssh_*` outputs it reads), else the node's sandbox on
+/// see `dtk_target_ssh` for the `ssh_*` outputs it reads), else the node's sandbox on
 /// this machine, or `_service` for assembly-level components.
 #[derive(Debug, Clone)]
 pub struct DefaultTransport {
@@ -158,7 +158,7 @@ impl CommandTransport for DefaultTransport {
             .and_then(Value::as_str)
             .is_some_and(|h| !h.trim().is_empty());
         if over_ssh {
-            let Some(ssh) = self.providers.get(crate::ssh_target::KIND) else {
+            let Some(ssh) = self.providers.get(dtk_target_ssh::KIND) else {
                 return Err(ProviderError::failed(
                     format!("run commands on node `{}`", req.node),
                     "the node is reached over SSH, but no `ssh` provider is registered",
@@ -246,6 +246,8 @@ impl Service {
         let secrets = self.secrets()?;
         let limit = Arc::new(tokio::sync::Semaphore::new(READS_AT_ONCE));
         let mut reads = tokio::task::JoinSet::new();
+        let service_nodes: Arc<[dtk_model::instance::NodeInstance]> =
+            Arc::from(model.nodes.as_slice());
         for c in &model.components {
             let Some(rec) = state.components.get(&c.id) else {
                 continue;
@@ -271,6 +273,7 @@ impl Service {
             let (inputs, outputs) = (rec.inputs.clone(), rec.outputs.clone());
             let cancel = opts.cancel.clone();
             let limit = limit.clone();
+            let service_nodes = service_nodes.clone();
             reads.spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 let key = format!("{service}/{id}/refresh");
@@ -283,6 +286,7 @@ impl Service {
                     inputs: &inputs,
                     secrets: &secret_values,
                     prior: Some(&outputs),
+                    service_nodes: &service_nodes,
                     cancel: &cancel,
                 };
                 // A failed read says nothing about drift; the converge itself will tell.

@@ -20,16 +20,14 @@ use dtk_model::ident::check_name;
 use dtk_model::{Provider, ProviderRegistry};
 use serde::{Deserialize, Serialize};
 
+use dtk_target_local::LocalProvider;
+
 use crate::error::InstanceError;
-use crate::local::LocalProvider;
 use crate::repo::{PRIVATE_DIR, io_err, write_file_atomic};
 use crate::service::Service;
 
 /// The name of the built-in local target instance.
 pub const LOCAL_TARGET: &str = "local";
-
-/// The text of the bundled `dtk/local` module (the built-in target).
-pub const DTK_LOCAL_MODULE: &str = include_str!("../../modules/dtk/local/dtk.module.yaml");
 
 /// An open `DTK_HOME`.
 #[derive(Debug, Clone)]
@@ -63,26 +61,48 @@ pub struct ServiceSummary {
 }
 
 impl Home {
-    /// Opens (creating if needed) the dtk home at `root`.
+    /// Opens (creating if needed) the dtk home at `root` with the standard providers
+    /// ([`providers::standard`](crate::providers::standard): `local` and `ssh`), and
+    /// publishes their bundled modules into its catalog unless they are there.
     pub fn open(root: &Path) -> Result<Home, InstanceError> {
+        Self::with_providers(root, crate::providers::standard(root))
+    }
+
+    /// Opens (creating if needed) the dtk home at `root` with the providers of `registry`
+    /// (and nothing else), and publishes their bundled modules into its catalog unless
+    /// they are there.
+    pub fn with_providers(root: &Path, registry: ProviderRegistry) -> Result<Home, InstanceError> {
         for d in ["services", "sandboxes", "secrets"] {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(io_err(&p, "create"))?;
         }
         let catalog = Catalog::open(&root.join("catalog"))?;
-        let mut providers = ProviderRegistry::new();
-        providers.register(Arc::new(LocalProvider::new(root.join("sandboxes"))));
-        providers.register(Arc::new(crate::ssh_target::SshProvider::new(root)));
-        Ok(Home {
+        let home = Home {
             root: root.to_path_buf(),
             catalog,
-            providers,
-        })
+            providers: registry,
+        };
+        for kind in home.providers.kinds() {
+            if let Some(p) = home.providers.get(kind) {
+                home.publish_bundled(p.as_ref())?;
+            }
+        }
+        Ok(home)
     }
 
-    /// Registers a target provider (the built-in `local` one is always there).
-    pub fn register_provider(&mut self, provider: Arc<dyn Provider>) {
+    /// Registers a target provider, replacing any of its kind, and publishes the modules
+    /// it bundles ([`Provider::modules`]) unless the catalog has them.
+    pub fn register_provider(&mut self, provider: Arc<dyn Provider>) -> Result<(), InstanceError> {
+        self.publish_bundled(provider.as_ref())?;
         self.providers.register(provider);
+        Ok(())
+    }
+
+    fn publish_bundled(&self, provider: &dyn Provider) -> Result<(), InstanceError> {
+        for m in provider.modules() {
+            self.ensure_bundled_module(&m.text, &m.origin)?;
+        }
+        Ok(())
     }
 
     /// The providers converge uses.

@@ -14,9 +14,11 @@
 //! - [`service::Service`] edits and inspects it: `set_attribute`, `diff`, `log`,
 //!   `rollback`, `pull_base`, `model`, `actual_state`; and runs it (in [`converge`]):
 //!   `plan`, `converge`, `exec`, `delete`, `last_run`.
-//! - [`local`] is the built-in `local` target provider, [`ssh_target`] the `dtk/ssh` one;
-//!   other providers (AWS, your own) are registered with
-//!   [`Home::register_provider`](home::Home::register_provider).
+//! - [`providers`] holds the standard set of target providers (`local` from
+//!   `dtk-target-local`, `ssh` from `dtk-target-ssh`); [`Home::open`](home::Home::open)
+//!   registers it, [`Home::with_providers`](home::Home::with_providers) takes your own
+//!   registry, and [`Home::register_provider`](home::Home::register_provider) adds one
+//!   provider (AWS, your own) with its bundled modules.
 //!
 //! # Example
 //!
@@ -52,14 +54,12 @@
 pub mod converge;
 pub mod error;
 pub mod home;
-pub mod local;
 pub mod lock;
+pub mod providers;
 pub mod repo;
 pub mod secrets;
 pub mod service;
-pub mod ssh_target;
 pub mod stage;
 pub mod status;
-pub mod transport;
 
 pub use error::InstanceError;

@@ -407,8 +407,10 @@ impl Home {
             }
             return svc.mark_converged_empty();
         }
-        let module =
-            self.ensure_bundled_module(crate::home::DTK_LOCAL_MODULE, "dtk/local/dtk.module.yaml")?;
+        let module = self.ensure_bundled_module(
+            dtk_target_local::DTK_LOCAL_MODULE,
+            "dtk/local/dtk.module.yaml",
+        )?;
         let staged = self.stage(&StageRequest {
             module: module.id.clone(),
             version: Some(exact(&module.version)?),

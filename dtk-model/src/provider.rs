@@ -33,6 +33,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use thiserror::Error;
 
+use crate::instance::NodeInstance;
 use crate::value::{Attributes, Value};
 
 /// Secret attribute values, passed to providers and commands but never persisted.
@@ -96,6 +97,10 @@ pub struct ResourceRequest<'a> {
     pub secrets: &'a Secrets,
     /// The outputs recorded by the last successful create/update, if any.
     pub prior: Option<&'a Attributes>,
+    /// Every node of the service, in declaration order (node groups expanded), with its
+    /// own attributes: a provider that places nodes (on a list of hosts, say) can give
+    /// each the same place whatever order they are created in. Empty when unknown.
+    pub service_nodes: &'a [NodeInstance],
     /// Set when the operation should stop early.
     pub cancel: &'a Cancel,
 }
@@ -225,6 +230,27 @@ impl ProviderError {
     }
 }
 
+/// A module shipped with a provider (its target assemblies, its node component): the
+/// program that registers the provider publishes it into the catalog, so that users can
+/// stage what the provider serves without installing anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundledModule {
+    /// Where the text comes from, for messages (`dtk/local/dtk.module.yaml`).
+    pub origin: String,
+    /// The module's `dtk.module.yaml` text.
+    pub text: String,
+}
+
+impl BundledModule {
+    /// A module from its origin and text.
+    pub fn new(origin: impl Into<String>, text: impl Into<String>) -> Self {
+        BundledModule {
+            origin: origin.into(),
+            text: text.into(),
+        }
+    }
+}
+
 /// A target provider: creates, reads, updates and deletes typed resources, and runs
 /// commands on the nodes it provides. Implementations must be idempotent (see the
 /// [module documentation](self)).
@@ -240,6 +266,12 @@ pub trait Provider: Send + Sync + 'static {
     /// The resource types this provider handles (`vpc`, `ec2_instance`); empty means
     /// "ask and see": staging then does not check resource names up front.
     fn resources(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The modules that come with this provider (e.g. `aws/network`), published into the
+    /// catalog when the provider is registered with a home. Defaults to none.
+    fn modules(&self) -> Vec<BundledModule> {
         Vec::new()
     }
 

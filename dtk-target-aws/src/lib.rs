@@ -25,16 +25,14 @@
 //! `aws/network` to EC2 nodes, is `docs/aws.md` in the repository):
 //!
 //! ```text
-//! use dtk_target_aws::{AwsProvider, AwsSettings, BUNDLED_MODULES, KIND};
+//! use dtk_target_aws::{AwsProvider, AwsSettings, KIND};
 //!
 //! let mut home = Home::open(home_dir)?;
 //! // Plain settings; the SDK's own environment (AWS_PROFILE, ...) still applies.
 //! let settings = AwsSettings::new("eu-west-1").with_endpoint_url("http://127.0.0.1:5000");
 //! let state = dtk_model::provider::provider_state_dir(home_dir, KIND);
-//! home.register_provider(Arc::new(AwsProvider::new(state, settings)));
-//! for (name, text) in BUNDLED_MODULES {
-//!     home.ensure_bundled_module(text, &format!("{name}/dtk.module.yaml"))?;
-//! }
+//! // Registering publishes the bundled modules (`BUNDLED_MODULES`) too.
+//! home.register_provider(Arc::new(AwsProvider::new(state, settings)))?;
 //! ```
 
 // Lets `testing` name this crate the same way whether it is compiled here or included

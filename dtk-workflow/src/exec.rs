@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use dtk_model::instance::{ComponentId, ComponentInstance, LinkSource, ServiceModel};
+use dtk_model::instance::{ComponentId, ComponentInstance, LinkSource, NodeInstance, ServiceModel};
 use dtk_model::module::{AttrType, ComponentDef};
 use dtk_model::provider::{
     Cancel, ExecOutput, ExecRequest, Provider, ProviderError, ProviderRegistry, ResourceRequest,
@@ -432,6 +432,8 @@ struct Job {
     component: ComponentId,
     node: Option<String>,
     service: Arc<str>,
+    /// The service's nodes in declaration order, for providers that place nodes.
+    service_nodes: Arc<[NodeInstance]>,
     op: JobOp,
     action: Option<RecordedAction>,
     provider: Option<Arc<dyn Provider>>,
@@ -589,6 +591,7 @@ impl Job {
             inputs,
             secrets: &self.secrets,
             prior: self.prior.as_ref(),
+            service_nodes: &self.service_nodes,
             cancel: &self.cancel,
         };
         let r = match self.op {
@@ -869,6 +872,7 @@ struct Run<'a> {
     model: &'a ServiceModel,
     ctx: &'a ExecContext,
     service: Arc<str>,
+    service_nodes: Arc<[NodeInstance]>,
     comp_index: HashMap<&'a ComponentId, usize>,
     statics: HashMap<usize, Attributes>,
     /// The node's name → the component realizing it.
@@ -971,6 +975,7 @@ pub async fn execute(
         model,
         ctx,
         service: Arc::from(model.name.as_str()),
+        service_nodes: Arc::from(model.nodes.as_slice()),
         comp_index: model
             .components
             .iter()
@@ -1584,6 +1589,7 @@ impl<'a> Run<'a> {
             component: t.component.clone(),
             node: t.node.clone(),
             service: self.service.clone(),
+            service_nodes: self.service_nodes.clone(),
             op: JobOp::Custom,
             action: None,
             provider: None,

@@ -369,7 +369,7 @@ pub fn module_dir(work: &Path, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
 /// The processes (other than this one) whose working directory is inside `dir`: actions
 /// that outlived a killed `dtk`.
 pub fn processes_under(dir: &Path) -> Vec<i32> {
-    dtk_instance::local::processes_in(dir)
+    dtk_target_local::processes_in(dir)
 }
 
 /// Waits (up to `limit`) until no process runs inside `dir`; returns whether none does.

@@ -1097,14 +1097,6 @@ pub(crate) fn open_home(home: &std::path::Path) -> anyhow::Result<Home> {
         settings = settings.with_endpoint_url(url);
     }
     let state = dtk_model::provider::provider_state_dir(home, "aws");
-    h.register_provider(Arc::new(dtk_target_aws::AwsProvider::new(state, settings)));
-    h.ensure_bundled_module(
-        dtk_instance::home::DTK_LOCAL_MODULE,
-        "dtk/local/dtk.module.yaml",
-    )?;
-    dtk_instance::ssh_target::ensure_module(&h)?;
-    for (name, text) in dtk_target_aws::BUNDLED_MODULES {
-        h.ensure_bundled_module(text, &format!("{name}/dtk.module.yaml"))?;
-    }
+    h.register_provider(Arc::new(dtk_target_aws::AwsProvider::new(state, settings)))?;
     Ok(h)
 }

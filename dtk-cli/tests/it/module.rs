@@ -356,7 +356,13 @@ fn validate_file_checks_one_document_by_its_content() {
         "name: shop\ncomponents:\n- node[web]:\n    components: [web]\n",
     )
     .unwrap();
-    let r = h.dtk(&["--json", "module", "validate", "--file", svc.to_str().unwrap()]);
+    let r = h.dtk(&[
+        "--json",
+        "module",
+        "validate",
+        "--file",
+        svc.to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let doc = r.json();
     assert_eq!(doc["schema"], "dtk.document.validate/v1");
@@ -369,14 +375,50 @@ fn validate_file_checks_one_document_by_its_content() {
     let r = h.dtk(&["module", "validate", "--file", bad.to_str().unwrap()]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(
-        r.stderr.contains("bad_dtk.module.yaml:5:34: a command must start with `RUN`"),
+        r.stderr
+            .contains("bad_dtk.module.yaml:5:34: a command must start with `RUN`"),
         "{}",
         r.stderr
     );
     // DIR and --file are exclusive; one of them is needed.
-    let r = h.dtk(&["module", "validate", dir.to_str().unwrap(), "--file", file.to_str().unwrap()]);
+    let r = h.dtk(&[
+        "module",
+        "validate",
+        dir.to_str().unwrap(),
+        "--file",
+        file.to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     let r = h.dtk(&["module", "validate"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(!h.home().join("catalog").exists(), "validate writes nothing");
+    assert!(
+        !h.home().join("catalog").exists(),
+        "validate writes nothing"
+    );
+}
+
+#[test]
+fn verbose_logs_what_the_libraries_do_on_stderr() {
+    let h = Home::new();
+    let dir = h.module("web", WEB);
+    let quiet = h.dtk(&["module", "install", dir.to_str().unwrap()]);
+    assert_eq!(quiet.code, 0, "{}", quiet.stderr);
+    assert!(!quiet.stderr.contains("published"), "{}", quiet.stderr);
+
+    let web2 = WEB.replace("version: 1.0.0\ndescription", "version: 1.0.1\ndescription");
+    let dir = h.module("web2", &web2);
+    let loud = h.dtk(&["-v", "module", "install", dir.to_str().unwrap()]);
+    assert_eq!(loud.code, 0, "{}", loud.stderr);
+    assert!(
+        loud.stderr.contains("INFO") && loud.stderr.contains("dtk_catalog"),
+        "{}",
+        loud.stderr
+    );
+    assert!(loud.stderr.contains("published"), "{}", loud.stderr);
+    // The result still goes to stdout alone.
+    assert!(
+        loud.stdout.starts_with("installed demo/web 1.0.1"),
+        "{}",
+        loud.stdout
+    );
 }

@@ -103,10 +103,10 @@ async fn converge_edit_converge_exec_delete() {
 
     // Delete leaves nothing running.
     let sandboxes = home.sandboxes_dir().join("app1");
-    assert!(!dtk_instance::local::processes_in(&sandboxes).is_empty());
+    assert!(!dtk_target_local::processes_in(&sandboxes).is_empty());
     let deleted = app.delete(&RunOptions::default()).await.unwrap();
     assert!(deleted.is_success(), "{}", deleted.tree);
-    assert!(dtk_instance::local::processes_in(&sandboxes).is_empty());
+    assert!(dtk_target_local::processes_in(&sandboxes).is_empty());
     assert!(!sandboxes.join("db").exists());
     assert!(app.actual_state().unwrap().components.is_empty());
     let runs = app.runs(10).unwrap();

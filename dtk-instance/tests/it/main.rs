@@ -3,8 +3,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod converge;
-mod ssh;
 mod ssh_target;
-mod sshd;
 mod stage;
 mod support;

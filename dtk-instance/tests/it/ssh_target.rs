@@ -13,13 +13,12 @@ use async_trait::async_trait;
 use dtk_instance::converge::{RunOptions, RunReport};
 use dtk_instance::home::Home;
 use dtk_instance::service::Service;
-use dtk_instance::ssh_target;
 use dtk_instance::stage::StageRequest;
 use dtk_model::provider::ResourceRequest;
 use dtk_model::{Attributes, Provider, ProviderError, Value};
 use tempfile::TempDir;
 
-use crate::sshd::{Sshd, current_user};
+use dtk_target_ssh::testing::{self as sshd, Sshd, current_user};
 
 /// A small multi-node application whose actions leave files to check.
 const FILES_MODULE: &str = r#"
@@ -163,7 +162,6 @@ impl World {
             .tempdir()
             .expect("temp dir");
         let home = Home::open(&tmp.path().join("home")).expect("home");
-        ssh_target::ensure_module(&home).expect("dtk/ssh");
         let module = tmp.path().join("files");
         std::fs::create_dir_all(&module).expect("module dir");
         std::fs::write(module.join("dtk.module.yaml"), FILES_MODULE).expect("module");
@@ -515,7 +513,7 @@ async fn a_failing_action_fails_its_task_with_its_status_and_stderr() {
     assert!(detail.contains("timed out"), "{detail}");
     assert!(w.workdir("db").join("b/slow/started.txt").is_file());
     let deadline = Instant::now() + Duration::from_secs(10);
-    while crate::sshd::process_running(&["sleep", "31.75"]) {
+    while sshd::process_running(&["sleep", "31.75"]) {
         assert!(Instant::now() < deadline, "the timed-out action still runs");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -692,7 +690,8 @@ async fn nodes_of_another_provider_with_ssh_outputs_run_their_commands_over_ssh(
         key: w.sshd.user_key(),
         known_hosts: w.known_hosts(),
         workdir: workdir.clone(),
-    }));
+    }))
+    .expect("register");
     let module = w.tmp.path().join("fakecloud");
     std::fs::create_dir_all(&module).expect("dir");
     std::fs::write(module.join("dtk.module.yaml"), FAKE_TARGET_MODULE).expect("module");

@@ -375,6 +375,15 @@ impl Provider for AwsProvider {
         RESOURCES.iter().map(|r| (*r).to_owned()).collect()
     }
 
+    fn modules(&self) -> Vec<dtk_model::BundledModule> {
+        crate::BUNDLED_MODULES
+            .iter()
+            .map(|(name, text)| {
+                dtk_model::BundledModule::new(format!("{name}/dtk.module.yaml"), *text)
+            })
+            .collect()
+    }
+
     async fn create(&self, req: &ResourceRequest<'_>) -> Result<Attributes, ProviderError> {
         self.ensure(req, "create").await
     }

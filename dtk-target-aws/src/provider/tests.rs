@@ -594,6 +594,7 @@ impl Req {
             inputs: &self.inputs,
             secrets: &self.secrets,
             prior: None,
+            service_nodes: &[],
             cancel: &self.cancel,
         }
     }

@@ -215,6 +215,7 @@ impl Converger {
             inputs: &inputs,
             secrets: &secrets,
             prior: prior.as_ref(),
+            service_nodes: &[],
             cancel: &self.cancel,
         };
         let out = if prior.is_some() {
@@ -284,6 +285,7 @@ impl Converger {
             inputs: &rec.inputs,
             secrets,
             prior: Some(&rec.outputs),
+            service_nodes: &[],
             cancel: &self.cancel,
         }
     }
@@ -1056,6 +1058,7 @@ async fn provider_errors_name_what_failed_without_keys() {
         inputs: &bad,
         secrets: &secrets,
         prior: None,
+        service_nodes: &[],
         cancel: &cancel,
     };
     let err = s.provider.create(&req).await.unwrap_err();

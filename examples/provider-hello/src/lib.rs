@@ -7,13 +7,12 @@
 //! assembly of the same name.
 //!
 //! The crate depends on `dtk-model` alone (and `async-trait`, which the trait uses): that
-//! is all a provider needs. A program embedding dtk registers it next to the built-in ones
-//! and publishes its module:
+//! is all a provider needs. A program embedding dtk registers it next to the built-in ones,
+//! which publishes its module ([`Provider::modules`]) too:
 //!
 //! ```text
 //! let mut home = dtk_instance::home::Home::open(dir)?;
-//! home.register_provider(Arc::new(provider_hello::HelloProvider::new()));
-//! home.ensure_bundled_module(provider_hello::MODULE, provider_hello::MODULE_FILE)?;
+//! home.register_provider(Arc::new(provider_hello::HelloProvider::new()))?;
 //! // stage demo/hello `greeting`, set greeting/directory, converge
 //! ```
 //!
@@ -40,7 +39,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use dtk_model::provider::{Observed, ResourceRequest};
-use dtk_model::{Attributes, Provider, ProviderError, Value};
+use dtk_model::{Attributes, BundledModule, Provider, ProviderError, Value};
 
 /// The provider kind: the `KIND` of `provider: KIND.RESOURCE`.
 pub const KIND: &str = "hello";
@@ -176,6 +175,10 @@ impl Provider for HelloProvider {
 
     fn resources(&self) -> Vec<String> {
         vec![RESOURCE.to_owned()]
+    }
+
+    fn modules(&self) -> Vec<BundledModule> {
+        vec![BundledModule::new(MODULE_FILE, MODULE)]
     }
 
     async fn create(&self, req: &ResourceRequest<'_>) -> Result<Attributes, ProviderError> {

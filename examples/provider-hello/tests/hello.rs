@@ -14,13 +14,13 @@ use dtk_instance::service::Service;
 use dtk_instance::stage::StageRequest;
 use dtk_model::provider::{Cancel, Observed, ResourceRequest, Secrets};
 use dtk_model::{Attributes, Provider, Value};
-use provider_hello::{HelloProvider, MODULE, MODULE_FILE};
+use provider_hello::HelloProvider;
 
 /// A home with the provider registered and its module published.
 fn home(root: &Path) -> Home {
     let mut home = Home::open(root).unwrap();
-    home.register_provider(Arc::new(HelloProvider::new()));
-    home.ensure_bundled_module(MODULE, MODULE_FILE).unwrap();
+    home.register_provider(Arc::new(HelloProvider::new()))
+        .unwrap();
     home
 }
 
@@ -110,6 +110,7 @@ async fn every_operation_can_be_repeated() {
         inputs: &inputs,
         secrets: &secrets,
         prior: None,
+        service_nodes: &[],
         cancel: &cancel,
     };
     let p = HelloProvider::new();

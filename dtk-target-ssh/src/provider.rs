@@ -22,7 +22,7 @@
 //!
 //! [`SshProvider::exec`] runs a node's commands from those outputs alone, so any node whose
 //! outputs carry `ssh_host` can use it (the AWS target's EC2 nodes do, through
-//! [`DefaultTransport`](crate::converge::DefaultTransport)): a node without `ssh_workdir`
+//! dtk-instance's default transport): a node without `ssh_workdir`
 //! runs in `~/.dtk/nodes/SERVICE/NODE`; without `ssh_known_hosts_path`, host keys are
 //! checked against `~/.ssh/known_hosts` (on this machine), strictly unless
 //! `ssh_host_key_policy` says `tofu`.
@@ -37,12 +37,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dtk_model::provider::{Cancel, ExecOutput, ExecRequest, Observed, ResourceRequest};
-use dtk_model::{Attributes, Module, Provider, ProviderError, Value};
+use dtk_model::{Attributes, BundledModule, Provider, ProviderError, Value};
 use sha2::{Digest, Sha256};
 
-use crate::error::InstanceError;
-use crate::home::Home;
-use crate::transport::ssh::{self, HostKeyPolicy, SshError, SshHost, SshPool, SshPoolConfig};
+use crate::transport::{self as ssh, HostKeyPolicy, SshError, SshHost, SshPool, SshPoolConfig};
 
 /// The provider kind of the SSH target (`provider: ssh.host`).
 pub const KIND: &str = "ssh";
@@ -66,11 +64,6 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many actions may run at once over SSH, across all hosts; the executor's limits
 /// (`--concurrency`) normally bind first.
 const MAX_CONNECTIONS: usize = 64;
-
-/// Publishes the bundled `dtk/ssh` module into `home`'s catalog unless it is there.
-pub fn ensure_module(home: &Home) -> Result<Module, InstanceError> {
-    home.ensure_bundled_module(DTK_SSH_MODULE, "dtk/ssh/dtk.module.yaml")
-}
 
 /// The `ssh` provider. Cheap to clone: clones share one [`SshPool`].
 ///
@@ -96,8 +89,8 @@ impl std::fmt::Debug for SshProvider {
 }
 
 impl SshProvider {
-    /// A provider for the dtk home at `home` (it reads the declared order of a service's
-    /// nodes from `home/services/SERVICE/dtk.service.yaml` to place them).
+    /// A provider for the dtk home at `home`: its connection sockets go under
+    /// [`control_dir_for`](Self::control_dir_for)`(home)`.
     pub fn new(home: impl Into<PathBuf>) -> Self {
         SshProvider {
             inner: Arc::new(Inner {
@@ -128,8 +121,7 @@ impl SshProvider {
         }
         let absolute = std::path::absolute(home).unwrap_or_else(|_| home.to_path_buf());
         let digest = Sha256::digest(absolute.as_os_str().as_encoded_bytes());
-        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        PathBuf::from(format!("/tmp/dtk-ssh-{hex}"))
+        PathBuf::from(format!("/tmp/dtk-ssh-{}", hex::encode(&digest[..8])))
     }
 
     /// The connection pool, made on first use.
@@ -162,44 +154,21 @@ impl SshProvider {
         }
     }
 
-    /// The declared nodes of `service`, in order, from its service document; empty when
-    /// it cannot be read.
-    fn declared_nodes(&self, service: &str) -> Vec<DeclaredNode> {
-        let file = self
-            .inner
-            .home
-            .join("services")
-            .join(service)
-            .join(dtk_model::service::SERVICE_FILE);
-        let Ok(text) = std::fs::read_to_string(&file) else {
-            return Vec::new();
-        };
-        let Ok(doc) = dtk_model::dsl::parse_service(&text, dtk_model::service::SERVICE_FILE) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for decl in &doc.nodes {
-            let host_name = decl
-                .attributes
-                .get("host_name")
-                .and_then(|a| a.value.as_str())
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned);
-            if decl.group {
-                for i in 1..=decl.cardinality() {
-                    out.push(DeclaredNode {
-                        name: format!("{}:{i}", decl.name),
-                        host_name: host_name.clone(),
-                    });
-                }
-            } else {
-                out.push(DeclaredNode {
-                    name: decl.name.clone(),
-                    host_name,
-                });
-            }
-        }
-        out
+    /// The declared nodes of the request's service, in order (node groups expanded), with
+    /// the host each asks for by its `host_name` attribute.
+    fn declared_nodes(req: &ResourceRequest<'_>) -> Vec<DeclaredNode> {
+        req.service_nodes
+            .iter()
+            .map(|n| DeclaredNode {
+                name: n.name.clone(),
+                host_name: n
+                    .attributes
+                    .get("host_name")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            })
+            .collect()
     }
 
     async fn run(
@@ -297,7 +266,7 @@ impl SshProvider {
             .prior
             .and_then(|p| p.get("ssh_host_name"))
             .and_then(Value::as_str);
-        let declared = self.declared_nodes(req.service);
+        let declared = Self::declared_nodes(req);
         let index =
             place(node, explicit, prior_name, &inv.hosts, &declared).map_err(|message| {
                 ProviderError::InvalidInput {
@@ -439,6 +408,13 @@ impl Provider for SshProvider {
 
     fn resources(&self) -> Vec<String> {
         vec!["host".to_owned(), "inventory".to_owned()]
+    }
+
+    fn modules(&self) -> Vec<BundledModule> {
+        vec![BundledModule::new(
+            "dtk/ssh/dtk.module.yaml",
+            DTK_SSH_MODULE,
+        )]
     }
 
     async fn create(&self, req: &ResourceRequest<'_>) -> Result<Attributes, ProviderError> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::sshd::{self, Sshd, current_user};
-use dtk_instance::transport::ssh::{
+use dtk_target_ssh::transport::{
     ExecRequest, HostKeyPolicy, SshError, SshHost, SshPool, SshPoolConfig,
 };
 use tempfile::TempDir;

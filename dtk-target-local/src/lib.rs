@@ -1,4 +1,4 @@
-//! The built-in `local` target provider: nodes are sandbox directories on this machine
+//! The built-in `local` target provider of dtk: nodes are sandbox directories on this machine
 //! (`DTK_HOME/sandboxes/SERVICE/NODE`), and actions are local processes run in them.
 //!
 //! Each `RUN` line runs through `sh -c` in the node's sandbox, in its own process group,
@@ -16,10 +16,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use dtk_model::provider::{ExecOutput, ExecRequest, Observed, ResourceRequest};
-use dtk_model::{Attributes, Provider, ProviderError, Value};
+use dtk_model::{Attributes, BundledModule, Provider, ProviderError, Value};
 
 /// The provider kind of the local target.
 pub const KIND: &str = "local";
+
+/// The text of the bundled `dtk/local` module (the built-in target: its `target` assembly
+/// and its node component).
+pub const DTK_LOCAL_MODULE: &str = include_str!("../../modules/dtk/local/dtk.module.yaml");
 
 /// The local provider. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -55,6 +59,13 @@ impl Provider for LocalProvider {
 
     fn resources(&self) -> Vec<String> {
         vec!["node".to_owned()]
+    }
+
+    fn modules(&self) -> Vec<BundledModule> {
+        vec![BundledModule::new(
+            "dtk/local/dtk.module.yaml",
+            DTK_LOCAL_MODULE,
+        )]
     }
 
     async fn create(&self, req: &ResourceRequest<'_>) -> Result<Attributes, ProviderError> {

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use dtk_instance::transport::ssh::{ExecRequest, SshHost, SshPool, SshPoolConfig};
+use dtk_target_ssh::transport::{ExecRequest, SshHost, SshPool, SshPoolConfig};
 
 struct Args {
     port: u16,
