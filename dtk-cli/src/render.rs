@@ -129,6 +129,9 @@ struct Excerpt {
     text: String,
     /// The file's line number (1-based) of the first line of `text`.
     first_line: usize,
+    /// The diagnostic's column in the file (0-based, in characters), which the header
+    /// shows whatever was cut from the line.
+    column: usize,
     /// Where to underline, as a byte range of `text`.
     span: (usize, usize),
 }
@@ -190,12 +193,8 @@ impl Excerpt {
         }
         lines_after.truncate(CONTEXT_LINES);
 
-        let mut text = String::new();
-        for l in lines_before {
-            text.push_str(&clip(&String::from_utf8_lossy(l), 0).0);
-            text.push('\n');
-        }
-        // The offending line, cut around the column.
+        // The offending line, cut around the column; the lines around it are cut at the
+        // same place, so that they stay aligned with it.
         let head = String::from_utf8_lossy(head);
         let tail = String::from_utf8_lossy(tail);
         let mut line = String::new();
@@ -208,7 +207,14 @@ impl Excerpt {
         if last_cut {
             line.push('…');
         }
-        let (shown, col_in_shown) = clip(&line, column);
+        let from = window_start(&line, column);
+        let mut text = String::new();
+        for l in lines_before {
+            text.push_str(&clip_from(&String::from_utf8_lossy(l), from));
+            text.push('\n');
+        }
+        let shown = clip_from(&line, from);
+        let col_in_shown = column - from + usize::from(from > 0);
         let line_start = text.len();
         let span_start = line_start
             + shown
@@ -219,40 +225,47 @@ impl Excerpt {
         text.push_str(&shown);
         for l in lines_after {
             text.push('\n');
-            text.push_str(&clip(&String::from_utf8_lossy(l), 0).0);
+            text.push_str(&clip_from(&String::from_utf8_lossy(l), from));
         }
         let line_no = usize::try_from(d.location.line).unwrap_or(1).max(1);
         Excerpt {
             name: d.file.clone(),
             text,
             first_line: line_no.saturating_sub(lines_before.len()),
+            column: usize::try_from(d.location.col)
+                .unwrap_or(1)
+                .saturating_sub(1),
             span: (span_start, span_len),
         }
     }
 }
 
-/// `line` cut to at most [`MAX_LINE_CHARS`] characters, keeping `column` (a character
-/// index) in view; returns the cut line and the column's index in it.
-fn clip(line: &str, column: usize) -> (String, usize) {
+/// Where to start showing `line` (a character index) so that at most
+/// [`MAX_LINE_CHARS`] characters show with `column` in view.
+fn window_start(line: &str, column: usize) -> usize {
+    let n = line.trim_end_matches('\r').chars().count();
+    if n <= MAX_LINE_CHARS {
+        return 0;
+    }
+    column
+        .saturating_sub(MAX_LINE_CHARS / 3)
+        .min(n - MAX_LINE_CHARS)
+}
+
+/// `line` from character `from` on, at most [`MAX_LINE_CHARS`] characters, with `…` where
+/// text is left out.
+fn clip_from(line: &str, from: usize) -> String {
     let line = line.trim_end_matches('\r');
     let n = line.chars().count();
-    if n <= MAX_LINE_CHARS {
-        return (line.to_owned(), column);
-    }
-    let from = column
-        .saturating_sub(MAX_LINE_CHARS / 3)
-        .min(n - MAX_LINE_CHARS);
     let mut out = String::new();
-    let mut col = column - from;
     if from > 0 {
         out.push('…');
-        col += 1;
     }
     out.extend(line.chars().skip(from).take(MAX_LINE_CHARS));
     if from + MAX_LINE_CHARS < n {
         out.push('…');
     }
-    (out, col)
+    out
 }
 
 impl SourceCode for Excerpt {
@@ -271,7 +284,8 @@ impl SourceCode for Excerpt {
             inner.data(),
             *inner.span(),
             inner.line() + self.first_line - 1,
-            inner.column(),
+            // The header names the diagnostic's place in the file, not in the excerpt.
+            self.column,
             inner.line_count(),
         )))
     }
@@ -440,5 +454,31 @@ mod tests {
             code.find("integr").map(|i| start(code, i)),
             "{out}"
         );
+    }
+
+    #[test]
+    fn a_long_line_is_cut_around_the_column_and_the_header_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("long.yaml");
+        let mut line = "k: ".to_owned();
+        line.push_str(&"x".repeat(396));
+        line.push_str("bad");
+        line.push_str(&"y".repeat(100));
+        let text = format!("a: 1\n{line}\nb: 2\n");
+        std::fs::write(&path, &text).unwrap();
+        let file = path.to_string_lossy().into_owned();
+        let offset = text.find("bad").unwrap();
+        let e = DslError::single(diag(&file, 2, 400, offset));
+        let out = dsl_error(&e, false);
+        assert!(out.contains(&format!("╭─[{file}:2:400]")), "{out}");
+        let code = out.lines().find(|l| l.contains("bad")).unwrap();
+        let underline = out.lines().find(|l| l.contains('┬')).unwrap();
+        let at = |l: &str, i: usize| l[..i].chars().count();
+        assert_eq!(
+            underline.find(['─', '┬']).map(|i| at(underline, i)),
+            code.find("bad").map(|i| at(code, i)),
+            "{out}"
+        );
+        assert!(code.chars().count() < 140, "{out}");
     }
 }

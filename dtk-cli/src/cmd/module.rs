@@ -60,7 +60,7 @@ pub enum ModuleCommand {
     /// content alone: a module document, or a service document when its name ends in
     /// `dtk.service.yaml`.
     #[command(
-        after_help = "Examples:\n  dtk module validate ./modules/webapp\n  dtk module validate --file ./old/dtk.module.yaml"
+        after_help = "Example:\n  dtk module validate ./modules/webapp\n  dtk module validate --file ./old/dtk.module.yaml"
     )]
     Validate {
         /// The module directory (it holds dtk.module.yaml)

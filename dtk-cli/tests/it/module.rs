@@ -376,7 +376,7 @@ fn validate_file_checks_one_document_by_its_content() {
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(
         r.stderr
-            .contains("bad_dtk.module.yaml:5:34: a command must start with `RUN`"),
+            .contains("bad_dtk.module.yaml:5:27: a command must start with `RUN`"),
         "{}",
         r.stderr
     );

@@ -86,8 +86,8 @@
 //! are the receiving side of attribute mappings (`aws/aws_vpc` maps to an attribute it
 //! does not declare). A `dependency_name` must name one of the component's dependencies.
 //! In a service document, workflow steps are not checked against the document: a deleted
-//! component or node may stay named there, as in the original's files (planning refuses
-//! a step on a node the service no longer has).
+//! component or node may stay named there, as in the original's files (expansion
+//! refuses a step on a node the service no longer has).
 
 mod action;
 mod checks;

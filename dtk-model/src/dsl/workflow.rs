@@ -251,7 +251,7 @@ fn subtask(
                 match check {
                     StepCheck::Full(_, index) => check_node(ctx, index, &name, group, v.at, &p),
                     // A service's workflow may still name a node removed from it (the
-                    // original dtk accepted such documents); planning refuses to run it.
+                    // original dtk accepted such documents); expansion refuses it.
                     StepCheck::Nodes(index) if index.node(&name).is_some() => {
                         check_node(ctx, index, &name, group, v.at, &p);
                     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::ident::{ComponentRef, ModuleId};
 use crate::instance::{ComponentId, ComponentInstance, Dependency, NodeInstance, ServiceModel};
-use crate::module::{ActionKind, ComponentDef};
+use crate::module::{ActionKind, ComponentDef, NodeSelector, Subtask};
 use crate::service::ServiceDoc;
 use crate::value::{Attributes, Value};
 
@@ -408,6 +408,7 @@ pub fn expand(
         });
     }
     apply_pushes(&mut diags, &placed, &mut components, pushes);
+    check_workflow_nodes(&mut diags, doc);
     diags.finish(ServiceModel {
         name: doc.name.clone(),
         target: doc.target.clone(),
@@ -623,5 +624,80 @@ fn apply_pushes(
         }
         set.insert((j, push.attribute.clone()), (value.clone(), by));
         components[j].inputs.insert(push.attribute, value);
+    }
+}
+
+/// Refuses workflow steps on nodes the service does not have. The document itself may
+/// still name them (the original dtk's documents kept steps of deleted nodes, and the
+/// decoder accepts them as it accepts steps of deleted components); a service cannot run
+/// them, so it is refused here, before anything is committed or planned.
+fn check_workflow_nodes(diags: &mut Diagnostics, doc: &ServiceDoc) {
+    fn walk(
+        diags: &mut Diagnostics,
+        doc: &ServiceDoc,
+        steps: &[Subtask],
+        path: &str,
+        names: &[&str],
+    ) {
+        for (i, st) in steps.iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            let (name, group) = match &st.node {
+                Some(NodeSelector::Node(n)) => (n, false),
+                Some(NodeSelector::Group(g)) => (g, true),
+                None => {
+                    walk(diags, doc, &st.subtasks, &format!("{p}.subtasks"), names);
+                    continue;
+                }
+            };
+            match doc.nodes.iter().find(|n| &n.name == name) {
+                Some(n) if n.group == group => {}
+                Some(n) => {
+                    let (is, key) = if n.group {
+                        ("a node group", "node_group")
+                    } else {
+                        ("a node, not a node group", "node")
+                    };
+                    diags.error_help(
+                        st.at,
+                        &format!("{p}.node"),
+                        format!("`{name}` is {is}"),
+                        format!("write `{key}: {name}`"),
+                    );
+                }
+                None => {
+                    let help = match did_you_mean(name, names.iter().copied()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None if names.is_empty() => "the service has no nodes".to_owned(),
+                        None => format!(
+                            "the nodes are {}; remove the step of a node you removed",
+                            names
+                                .iter()
+                                .map(|n| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    };
+                    diags.error_help(
+                        st.at,
+                        &format!("{p}.node"),
+                        format!(
+                            "workflow step runs on node `{name}`, which the service does not have"
+                        ),
+                        help,
+                    );
+                }
+            }
+            walk(diags, doc, &st.subtasks, &format!("{p}.subtasks"), names);
+        }
+    }
+    let names: Vec<&str> = doc.nodes.iter().map(|n| n.name.as_str()).collect();
+    for (wname, w) in &doc.workflows {
+        walk(
+            diags,
+            doc,
+            &w.subtasks,
+            &format!("actions.{wname}.subtasks"),
+            &names,
+        );
     }
 }

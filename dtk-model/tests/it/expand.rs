@@ -372,3 +372,18 @@ fn an_external_ref_is_refused_at_staging_like_a_puppet_action() {
               help: rewrite the action as `commands: [RUN ...]` or `provider: KIND.RESOURCE` in the instance copy of the module"#]],
     );
 }
+
+#[test]
+fn a_workflow_step_on_a_node_the_service_no_longer_has_is_refused() {
+    // The document parses (the original's did), the service does not expand.
+    refused(
+        APP,
+        "components:\n- node[a]:\n    components: [sink]\nactions:\n  create:\n    subtasks:\n    - {name: gone, node: b, components: [sink]}\n    - {name: typo, node_group: aa, components: [sink]}\n",
+        expect![[r#"
+            dtk.service.yaml:13:7: workflow step runs on node `b`, which the service does not have (at `actions.create.subtasks[0].node`)
+              help: the nodes are `a`; remove the step of a node you removed
+            dtk.service.yaml:14:7: workflow step runs on node `aa`, which the service does not have (at `actions.create.subtasks[1].node`)
+              help: did you mean `a`?
+            2 errors"#]],
+    );
+}
