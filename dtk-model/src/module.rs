@@ -306,13 +306,14 @@ pub enum Command {
 pub struct AddFile {
     /// The file's path in the module (relative to the module's root).
     pub source: String,
-    /// Where it goes on the node (relative paths are relative to the node's directory).
+    /// Where it goes on the node (relative paths are relative to the action's directory,
+    /// the module's directory on the node).
     pub target: String,
     /// Whether `{{attr}}` placeholders in the file are substituted.
     pub template: bool,
     /// The file's owner (`user` or `user:group`), when given.
     pub owner: Option<String>,
-    /// The file's mode as written (`0644`, `u+x`), when given.
+    /// The file's mode as written (`0644`), when given.
     pub mode: Option<String>,
 }
 

@@ -412,7 +412,7 @@ fn add_step(
             n.get("mode").map_or(n.at, |v| v.at),
             &child(path, "mode"),
             format!("invalid mode `{}`", shorten(m)),
-            "write an octal mode such as `0644` (quoted or not), or a symbolic one such as `u+x`",
+            "write an octal mode such as `0644` (quoted or not)",
         );
         return None;
     }
@@ -437,15 +437,7 @@ fn valid_owner(o: &str) -> bool {
     }
 }
 
-/// An octal mode (`644`, `0644`) or a symbolic one (`u+x`, `go-w,a+r`).
+/// An octal mode (`644`, `0644`): what the executor sets.
 fn valid_mode(m: &str) -> bool {
-    if m.chars().all(|c| ('0'..='7').contains(&c)) {
-        return (3..=4).contains(&m.len());
-    }
-    m.split(',').all(|clause| {
-        let ops = clause.trim_start_matches(['u', 'g', 'o', 'a']);
-        let mut chars = ops.chars();
-        matches!(chars.next(), Some('+' | '-' | '='))
-            && chars.all(|c| matches!(c, 'r' | 'w' | 'x' | 'X' | 's' | 't'))
-    })
+    (3..=4).contains(&m.len()) && m.chars().all(|c| ('0'..='7').contains(&c))
 }

@@ -305,7 +305,7 @@ fn the_forms_map_as_documented() {
                 target: "bin/start-web".into(),
                 template: false,
                 owner: None,
-                mode: Some("u+x".into()),
+                mode: Some("0755".into()),
             }),
         ]
     );

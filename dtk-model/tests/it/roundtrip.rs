@@ -172,7 +172,7 @@ fn kind_recipe() -> impl Strategy<Value = KindRecipe> {
             command_line(),
             any::<bool>(),
             prop::option::of("[a-z][a-z0-9_]{0,5}(:[a-z]{1,4})?"),
-            prop::option::of(prop::sample::select(vec!["0644", "755", "u+x", "go-w,a+r"])),
+            prop::option::of(prop::sample::select(vec!["0644", "755", "0600", "640"])),
         )
             .prop_map(|(line, source, target, template, owner, mode)| {
                 KindRecipe::Add(line, source, target, template, owner, mode.map(str::to_owned))
