@@ -215,6 +215,16 @@ fn a_service_life_in_json() {
         expect_file!["json/module-install.json"],
     );
 
+    let file = format!("{src}/dtk.module.yaml");
+    let r = json(&h, &["module", "validate", "--file", &file]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.document.validate/v1",
+        expect_file!["json/module-validate-file.json"],
+    );
+
     let r = json(
         &h,
         &["service", "stage", "demo/json", "two_tier", "-n", "app"],
