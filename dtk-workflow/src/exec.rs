@@ -187,6 +187,10 @@ pub struct ExecContext {
     pub journal: Option<PathBuf>,
     /// When the journal is synced.
     pub journal_sync: SyncMode,
+    /// Stop scheduling at the first failure (`converge --fail-fast`): what has not
+    /// started is reported skipped because of it. Otherwise a failure skips only what
+    /// depends on it.
+    pub fail_fast: bool,
 }
 
 impl fmt::Debug for ExecContext {
@@ -200,6 +204,7 @@ impl fmt::Debug for ExecContext {
             .field("retry", &self.retry)
             .field("cancel", &self.cancel)
             .field("journal", &self.journal)
+            .field("fail_fast", &self.fail_fast)
             .finish_non_exhaustive()
     }
 }
@@ -219,6 +224,7 @@ impl ExecContext {
             cancel: Cancel::new(),
             journal: None,
             journal_sync: SyncMode::GroupCommit,
+            fail_fast: false,
         }
     }
 }
@@ -891,6 +897,8 @@ struct Run<'a> {
     actions: HashMap<usize, (Option<RecordedAction>, Option<RecordedAction>)>,
     /// Components whose `create` ran in this run.
     ran: HashSet<ComponentId>,
+    /// The first task that failed (`fail_fast` stops there).
+    first_failure: Option<TaskId>,
 }
 
 /// Runs `plan` (made from `model` and `actual`) and returns what happened, with actual
@@ -1001,6 +1009,7 @@ pub async fn execute(
         journal,
         actions: HashMap::new(),
         ran: HashSet::new(),
+        first_failure: None,
     };
     if let Some(j) = &run.journal {
         j.append(JournalEntry::Begin {
@@ -1010,7 +1019,8 @@ pub async fn execute(
             tasks: n,
         });
     }
-    let cancelled = run.schedule().await;
+    // A fail-fast stop is a failure, not a cancellation.
+    let cancelled = run.schedule().await && !run.failed_fast();
     if plan.kind() == PlanKind::Converge {
         run.refresh_metadata();
     }
@@ -1083,7 +1093,17 @@ impl<'a> Run<'a> {
     }
 
     fn stopping(&self) -> bool {
-        self.ctx.cancel.is_cancelled() || self.journal.as_ref().is_some_and(|j| j.is_broken())
+        self.ctx.cancel.is_cancelled()
+            || self.journal.as_ref().is_some_and(|j| j.is_broken())
+            || (self.ctx.fail_fast && self.first_failure.is_some())
+    }
+
+    /// Whether scheduling stopped only because of `fail_fast`.
+    fn failed_fast(&self) -> bool {
+        self.ctx.fail_fast
+            && self.first_failure.is_some()
+            && !self.ctx.cancel.is_cancelled()
+            && !self.journal.as_ref().is_some_and(|j| j.is_broken())
     }
 
     /// Runs every task it can; returns whether it stopped early (cancelled).
@@ -1228,22 +1248,22 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        // Whatever did not run was cancelled.
+        // Whatever did not run was cancelled (or, after a fail-fast stop, skipped
+        // because of the first failure).
+        let left = match (&self.first_failure, self.failed_fast()) {
+            (Some(f), true) => TaskStatus::Skipped { because: f.clone() },
+            _ => TaskStatus::Cancelled,
+        };
         for i in plan.order().to_vec() {
             if self.slots[i.index()] == Slot::Pending {
                 let t = &plan.graph()[i];
-                self.slots[i.index()] = Slot::Finished(TaskStatus::Cancelled);
-                self.reports[i.index()] = Some(report(
-                    t,
-                    TaskStatus::Cancelled,
-                    Duration::ZERO,
-                    0,
-                    Vec::new(),
-                ));
+                self.slots[i.index()] = Slot::Finished(left.clone());
+                self.reports[i.index()] =
+                    Some(report(t, left.clone(), Duration::ZERO, 0, Vec::new()));
                 self.emit(Event::TaskSkipped {
                     task: t.id.clone(),
                     node: t.node.clone(),
-                    status: TaskStatus::Cancelled,
+                    status: left.clone(),
                 });
             }
         }
@@ -1354,6 +1374,9 @@ impl<'a> Run<'a> {
                 });
             }
             TaskStatus::Failed { message } => {
+                if self.first_failure.is_none() {
+                    self.first_failure = Some(t.id.clone());
+                }
                 let record = if t.op == TaskOp::Converge {
                     let mut rec = self.pending_records.remove(&i).unwrap_or_else(|| {
                         self.state
@@ -1666,6 +1689,10 @@ impl<'a> Run<'a> {
             !p.desired_hash.is_empty() && !matches!(p.drift, Some(DriftMark::Missing))
         });
         let prior = prev.filter(|_| update).map(|p| p.outputs.clone());
+        // What dtk did not make stays not dtk's while it is updated; made anew, it is.
+        let imported = prev
+            .filter(|_| update)
+            .and_then(|p| p.imported.clone());
         let own_outputs = prev.map(|p| p.outputs.clone()).unwrap_or_default();
         self.lookup_secrets(&c.id, &c.secret_inputs, &mut secrets);
         let (create, delete) = self.def_actions(&c.def);
@@ -1686,6 +1713,7 @@ impl<'a> Run<'a> {
             delete,
             secret_inputs: c.secret_inputs.clone(),
             drift: None,
+            imported,
         };
         self.pending_records.insert(i, record);
         let mut job = self.base_job(i, t);
@@ -1711,7 +1739,9 @@ impl<'a> Run<'a> {
         let action = model_c
             .and_then(|c| c.def.actions.get("delete"))
             .and_then(RecordedAction::from_def)
-            .or_else(|| rec.delete.clone());
+            .or_else(|| rec.delete.clone())
+            // Imported without `adopt`: dtk forgets it and leaves the resource alone.
+            .filter(|_| !rec.keeps_resource());
         let mut secrets = Attributes::new();
         self.lookup_secrets(&t.component, &rec.secret_inputs, &mut secrets);
         let mut job = self.base_job(i, t);
@@ -1789,6 +1819,7 @@ fn failed_record(_id: &ComponentId, node: Option<String>, message: String) -> Ap
         delete: None,
         secret_inputs: Vec::new(),
         drift: None,
+        imported: None,
     }
 }
 

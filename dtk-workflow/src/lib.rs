@@ -38,6 +38,7 @@ pub mod journal;
 mod plan;
 mod render;
 mod resolve;
+pub mod select;
 mod state;
 
 pub use exec::{
@@ -51,10 +52,14 @@ pub use plan::{
     PlanKind, PlanRequest, Reason, Task, TaskId, TaskOp, build_graph, plan,
 };
 pub use render::render_dot;
+pub use select::{
+    LeftOut, ParseSelectorError, Replace, SelectError, SelectedPlan, Selection, Selector,
+    plan_selected,
+};
 pub use resolve::ResolveError;
 pub use state::{
-    ActualState, AppliedComponent, ComponentStatus, DriftMark, RecordedAction, RecordedKind,
-    STATE_VERSION,
+    ActualState, AppliedComponent, ComponentStatus, DriftMark, Imported, Observation,
+    RecordedAction, RecordedKind, STATE_VERSION,
 };
 
 #[cfg(test)]

@@ -343,7 +343,10 @@ fn second_converge_plans_nothing_and_changes_are_detected() {
     // The node moves: the component is changed (its node is part of its hash).
     // Drift: the db resource was deleted outside dtk.
     let mut drifted = state.clone();
-    assert!(drifted.observe(&ComponentId("db/db".into()), &Observed::Missing));
+    assert_eq!(
+        drifted.observe(&ComponentId("db/db".into()), &Observed::Missing),
+        dtk_workflow::Observation::Missing
+    );
     let p = plan(&m, &drifted, &PlanRequest::Converge).unwrap();
     assert_eq!(p.tasks().next().unwrap().reason, Reason::Drift);
     // ConvergeAll plans everything.
@@ -556,7 +559,10 @@ fn a_node_gone_outside_dtk_runs_everything_placed_on_it_again() {
     let m = three_tier();
     let state = converge(&m, &ActualState::new());
     let mut drifted = state.clone();
-    assert!(drifted.observe(&ComponentId("node[db]".into()), &Observed::Missing));
+    assert_eq!(
+        drifted.observe(&ComponentId("node[db]".into()), &Observed::Missing),
+        dtk_workflow::Observation::Missing
+    );
     let p = plan(&m, &drifted, &PlanRequest::Converge).unwrap();
     let got: Vec<_> = p
         .tasks()
