@@ -15,17 +15,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use dtk_model::module::ActionKind;
-use dtk_model::provider::{Cancel, ExecOutput, ExecRequest, Observed, ResourceRequest, Secrets};
+use dtk_model::provider::{Cancel, ExecOutput, ExecRequest, Secrets};
 use dtk_model::{ComponentId, ProviderError, ProviderRegistry, ServiceModel, Value};
 use dtk_workflow::{
-    ActionRequest, ActionTarget, ActualState, CommandTransport, DriftMark, Event, EventSink,
-    ExecContext, Limits, Outcome, Plan, PlanRequest, SecretSource, TaskReport, TaskStatus,
+    ActionRequest, ActionTarget, ActualState, CommandTransport, Event, EventSink,
+    ExecContext, Limits, Plan, PlanRequest, SecretSource, Selection, TaskReport, TaskStatus,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::error::InstanceError;
 use crate::home::Home;
+use crate::plans::{LeftOutLine, PlanDoc, check_saved_state, check_saved_tasks};
 use crate::repo::{io_err, write_file_replace};
 use crate::secrets::SecretStore;
 use crate::service::{ConvergeRecord, Service, now_secs};
@@ -47,6 +47,12 @@ pub struct RunOptions {
     pub limits: Limits,
     /// The time limit of one action attempt when the action sets none.
     pub default_timeout: Duration,
+    /// What a converge acts on beyond what changed (`--only`, `--exclude`, `--replace`).
+    pub selection: Selection,
+    /// Stop scheduling at the first failure (`--fail-fast`).
+    pub fail_fast: bool,
+    /// Who runs it (`user@host`), kept in the run's record.
+    pub who: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -57,6 +63,9 @@ impl Default for RunOptions {
             cancel: Cancel::new(),
             limits: Limits::default(),
             default_timeout: Duration::from_secs(10 * 60),
+            selection: Selection::default(),
+            fail_fast: false,
+            who: None,
         }
     }
 }
@@ -67,6 +76,9 @@ impl std::fmt::Debug for RunOptions {
             .field("message", &self.message)
             .field("limits", &self.limits)
             .field("default_timeout", &self.default_timeout)
+            .field("selection", &self.selection)
+            .field("fail_fast", &self.fail_fast)
+            .field("who", &self.who)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +108,12 @@ pub struct RunReport {
     pub logs: PathBuf,
     /// How many tasks were already done by an interrupted earlier run and resumed.
     pub resumed_from_journal: usize,
+    /// Who ran it (`user@host`), when the caller said.
+    #[serde(default)]
+    pub who: Option<String>,
+    /// What `--only` / `--exclude` left out of a converge.
+    #[serde(default)]
+    pub left_out: Vec<LeftOutLine>,
 }
 
 /// One task of a [`RunReport`].
@@ -184,7 +202,7 @@ impl SecretSource for StoreSecrets {
     }
 }
 
-fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -197,7 +215,7 @@ fn run_id() -> String {
 }
 
 impl Service {
-    fn journal_dir(&self) -> PathBuf {
+    pub(crate) fn journal_dir(&self) -> PathBuf {
         self.private_dir().join("journal")
     }
 
@@ -207,7 +225,9 @@ impl Service {
 
     /// Actual state with the journals of interrupted runs folded in; returns the state
     /// and how many completed tasks the journals held.
-    fn recovered_state(&self) -> Result<(ActualState, Vec<PathBuf>, usize), InstanceError> {
+    pub(crate) fn recovered_state(
+        &self,
+    ) -> Result<(ActualState, Vec<PathBuf>, usize), InstanceError> {
         let mut state = self.actual_state()?;
         let dir = self.journal_dir();
         let mut journals: Vec<PathBuf> = match fs::read_dir(&dir) {
@@ -230,132 +250,9 @@ impl Service {
         Ok((state, journals, resumed))
     }
 
-    /// Notices drift before planning: reads every provider-backed resource of `model`
-    /// recorded as applied in `state` (concurrently), and runs the `check` action of
-    /// every applied component that declares one (a command that fails when what the
-    /// component made is gone, e.g. a server that no longer runs). A resource reported
-    /// missing, or a failing check, marks the component drifted: converge makes it again.
-    async fn refresh(
-        &self,
-        model: &ServiceModel,
-        state: &mut ActualState,
-        opts: &RunOptions,
-    ) -> Result<(), InstanceError> {
-        const READS_AT_ONCE: usize = 16;
-        let providers = self.home().providers();
-        let secrets = self.secrets()?;
-        let limit = Arc::new(tokio::sync::Semaphore::new(READS_AT_ONCE));
-        let mut reads = tokio::task::JoinSet::new();
-        let service_nodes: Arc<[dtk_model::instance::NodeInstance]> =
-            Arc::from(model.nodes.as_slice());
-        for c in &model.components {
-            let Some(rec) = state.components.get(&c.id) else {
-                continue;
-            };
-            if !rec.is_applied() {
-                continue;
-            }
-            let Some(ActionKind::Provider { kind, resource }) =
-                c.def.actions.get("create").map(|a| &a.kind)
-            else {
-                continue;
-            };
-            let Some(provider) = providers.get(kind).cloned() else {
-                continue;
-            };
-            let secret_values = Secrets(secrets.component(&c.id).into_iter().collect());
-            let (service, id, node, resource) = (
-                self.name().to_owned(),
-                c.id.clone(),
-                rec.node.clone(),
-                resource.clone(),
-            );
-            let (inputs, outputs) = (rec.inputs.clone(), rec.outputs.clone());
-            let cancel = opts.cancel.clone();
-            let limit = limit.clone();
-            let service_nodes = service_nodes.clone();
-            reads.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                let key = format!("{service}/{id}/refresh");
-                let req = ResourceRequest {
-                    service: &service,
-                    component: id.as_str(),
-                    node: node.as_deref(),
-                    resource: &resource,
-                    idempotency_key: &key,
-                    inputs: &inputs,
-                    secrets: &secret_values,
-                    prior: Some(&outputs),
-                    service_nodes: &service_nodes,
-                    cancel: &cancel,
-                };
-                // A failed read says nothing about drift; the converge itself will tell.
-                let missing = matches!(provider.read(&req).await, Ok(Observed::Missing));
-                (id, missing)
-            });
-        }
-        while let Some(done) = reads.join_next().await {
-            if let Ok((id, true)) = done
-                && let Some(rec) = state.components.get_mut(&id)
-            {
-                rec.drift = Some(DriftMark::Missing);
-            }
-        }
-        self.run_checks(model, state, opts).await
-    }
-
-    /// Runs the `check` actions (see [`refresh`](Self::refresh)); one plan per component
-    /// definition that has one, each covering all its applied instances.
-    async fn run_checks(
-        &self,
-        model: &ServiceModel,
-        state: &mut ActualState,
-        opts: &RunOptions,
-    ) -> Result<(), InstanceError> {
-        let mut refs: Vec<dtk_model::ComponentRef> = Vec::new();
-        for c in &model.components {
-            let applied = state
-                .components
-                .get(&c.id)
-                .is_some_and(|r| r.is_applied() && r.drift.is_none());
-            if applied && c.def.actions.contains_key("check") && !refs.contains(&c.reference) {
-                refs.push(c.reference.clone());
-            }
-        }
-        if refs.is_empty() {
-            return Ok(());
-        }
-        let mut ctx = self.exec_context(opts)?;
-        ctx.default_timeout = opts.default_timeout.min(Duration::from_secs(60));
-        for reference in refs {
-            let request = PlanRequest::Action(ActionRequest {
-                target: ActionTarget {
-                    node: None,
-                    component: reference,
-                    action: "check".to_owned(),
-                },
-                params: BTreeMap::new(),
-            });
-            let plan = dtk_workflow::plan(model, state, &request)
-                .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
-            let outcome = dtk_workflow::execute(&plan, model, state, &ctx)
-                .await
-                .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
-            for t in &outcome.tasks {
-                if matches!(t.status, TaskStatus::Failed { .. })
-                    && let Some(rec) = state.components.get_mut(&t.component)
-                    && rec.is_applied()
-                {
-                    rec.drift = Some(DriftMark::Missing);
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// The executor's context for this service: its providers, the default transport,
     /// its secrets, and the run options' limits (no events, no journal).
-    fn exec_context(&self, opts: &RunOptions) -> Result<ExecContext, InstanceError> {
+    pub(crate) fn exec_context(&self, opts: &RunOptions) -> Result<ExecContext, InstanceError> {
         let mut ctx = ExecContext::new(self.home().providers());
         ctx.transport = Some(Arc::new(DefaultTransport::new(self.home())));
         ctx.secrets = Some(Arc::new(StoreSecrets(self.secrets()?)));
@@ -366,15 +263,11 @@ impl Service {
     }
 
     /// What converge would run now, work-tree edits included, without running
-    /// anything or writing anything.
+    /// anything or writing anything (see [`Service::plan_with`] for a selection and the
+    /// document).
     pub async fn plan(&self) -> Result<(ServiceModel, Plan), InstanceError> {
-        let model = self.model()?;
-        let (mut state, _, _) = self.recovered_state()?;
-        self.refresh(&model, &mut state, &RunOptions::default())
-            .await?;
-        let plan = dtk_workflow::plan(&model, &state, &PlanRequest::Converge)
-            .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
-        Ok((model, plan))
+        let r = self.plan_with(&RunOptions::default()).await?;
+        Ok((r.model, r.plan))
     }
 
     /// Converges the service: commits the work tree's edits, refuses on violations,
@@ -392,7 +285,35 @@ impl Service {
         if !violations.is_empty() {
             return Err(InstanceError::Violations { violations });
         }
-        self.run(&model, PlanRequest::Converge, "converge", opts)
+        self.run(&model, PlanRequest::Converge, "converge", opts, None)
+            .await
+    }
+
+    /// Converges exactly the saved plan `doc` (`converge --plan FILE`): refused, with
+    /// nothing run, when the desired state (commit, uncommitted edits) or actual state
+    /// changed since it was made, or when planning now (after reading the world and
+    /// running the checks) gives other tasks. `opts.selection` is replaced by the plan's.
+    pub async fn converge_plan(
+        &self,
+        doc: &PlanDoc,
+        opts: &RunOptions,
+    ) -> Result<RunReport, InstanceError> {
+        let _lock = self.lock("converge")?;
+        self.check_saved_desired(doc)?;
+        let mut opts = opts.clone();
+        opts.selection = doc.selection.selection()?;
+        let message = opts
+            .message
+            .clone()
+            .unwrap_or_else(|| format!("converge (planned at {})", &doc.commit[..doc.commit.len().min(10)]));
+        self.commit_edits(&message)?;
+        let (d, modules) = self.committed_doc_and_modules()?;
+        let model = self.expand_doc(&d, &modules, dtk_model::service::SERVICE_FILE)?;
+        let violations = self.violations(&model)?;
+        if !violations.is_empty() {
+            return Err(InstanceError::Violations { violations });
+        }
+        self.run(&model, PlanRequest::Converge, "converge", &opts, Some(doc))
             .await
     }
 
@@ -411,7 +332,7 @@ impl Service {
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
         let req = PlanRequest::Action(ActionRequest { target, params });
-        self.run(&model, req, "exec", opts).await
+        self.run(&model, req, "exec", opts, None).await
     }
 
     /// Runs every component's delete action in reverse dependency order; afterwards
@@ -421,7 +342,8 @@ impl Service {
         let _lock = self.lock("delete")?;
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
-        self.run(&model, PlanRequest::Delete, "delete", opts).await
+        self.run(&model, PlanRequest::Delete, "delete", opts, None)
+            .await
     }
 
     async fn run(
@@ -430,15 +352,28 @@ impl Service {
         request: PlanRequest,
         kind: &str,
         opts: &RunOptions,
+        saved: Option<&PlanDoc>,
     ) -> Result<RunReport, InstanceError> {
         let started = Instant::now();
         let started_at = now_secs();
         let (mut state, old_journals, resumed) = self.recovered_state()?;
-        if kind == "converge" {
-            self.refresh(model, &mut state, opts).await?;
+        if let Some(doc) = saved {
+            check_saved_state(doc, &state)?;
         }
-        let plan = dtk_workflow::plan(model, &state, &request)
-            .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
+        if kind == "converge" {
+            self.read_world(model, &mut state, opts, crate::refresh::Checks::Run)
+                .await?;
+        }
+        let (plan, left_out) = if request == PlanRequest::Converge {
+            self.make_plan(model, &state, &opts.selection)?
+        } else {
+            let plan = dtk_workflow::plan(model, &state, &request)
+                .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
+            (plan, Vec::new())
+        };
+        if let Some(doc) = saved {
+            check_saved_tasks(doc, &plan)?;
+        }
         let run = run_id();
         let journal_dir = self.journal_dir();
         fs::create_dir_all(&journal_dir).map_err(io_err(&journal_dir, "create"))?;
@@ -496,6 +431,7 @@ impl Service {
         let mut ctx = self.exec_context(opts)?;
         ctx.events = Some(tx);
         ctx.cancel = opts.cancel.clone();
+        ctx.fail_fast = opts.fail_fast;
         // An empty plan has nothing to journal (and no fsync to pay).
         ctx.journal = (!plan.is_empty()).then(|| journal.clone());
         let outcome = dtk_workflow::execute(&plan, model, &state, &ctx).await;
@@ -529,16 +465,28 @@ impl Service {
             commit: Some(commit.clone()),
             started_at,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            tasks: outcome
-                .tasks
-                .iter()
-                .map(|t| task_line(t, &written))
-                .collect(),
+            tasks: {
+                let failures: BTreeMap<&str, &str> = outcome
+                    .tasks
+                    .iter()
+                    .filter_map(|t| match &t.status {
+                        TaskStatus::Failed { message } => Some((t.id.as_str(), message.as_str())),
+                        _ => None,
+                    })
+                    .collect();
+                outcome
+                    .tasks
+                    .iter()
+                    .map(|t| task_line(t, &written, &failures))
+                    .collect()
+            },
             tree: outcome.render_tree(&plan),
             logs,
             resumed_from_journal: resumed,
+            who: opts.who.clone(),
+            left_out: left_out.iter().map(LeftOutLine::from).collect(),
         };
-        self.record(&report, &outcome)?;
+        self.record(&report)?;
         if kind == "converge" {
             let prev = self.last_converge()?;
             self.save_last_converge(&ConvergeRecord {
@@ -554,7 +502,7 @@ impl Service {
     }
 
     /// Keeps `report` as the last task and commits it on [`RECORDS_REF`].
-    fn record(&self, report: &RunReport, outcome: &Outcome) -> Result<(), InstanceError> {
+    pub(crate) fn record(&self, report: &RunReport) -> Result<(), InstanceError> {
         let data = serde_json::to_vec_pretty(report).map_err(|e| InstanceError::Io {
             path: self.private_dir().join("last-run.json"),
             op: "encode",
@@ -566,10 +514,10 @@ impl Service {
             None,
             &[crate::repo::TreeEdit::File("record.json".to_owned(), data)],
         )?;
-        let failed = outcome
+        let failed = report
             .tasks
             .iter()
-            .filter(|t| matches!(t.status, TaskStatus::Failed { .. }))
+            .filter(|t| t.status == "failed")
             .count();
         let message = format!(
             "{} {}: {} ({} task{}, {} failed, {:.1}s)",
@@ -579,7 +527,7 @@ impl Service {
             report.tasks.len(),
             if report.tasks.len() == 1 { "" } else { "s" },
             failed,
-            outcome.duration.as_secs_f64()
+            report.duration_ms as f64 / 1000.0
         );
         self.repo().commit_on(RECORDS_REF, tree, &message)?;
         Ok(())
@@ -604,12 +552,22 @@ impl Service {
     }
 }
 
-fn task_line(t: &TaskReport, logs: &BTreeMap<String, PathBuf>) -> TaskLine {
+fn task_line(
+    t: &TaskReport,
+    logs: &BTreeMap<String, PathBuf>,
+    failures: &BTreeMap<&str, &str>,
+) -> TaskLine {
     let (status, detail) = match &t.status {
         TaskStatus::Done => ("done", None),
         TaskStatus::Unchanged => ("unchanged", None),
         TaskStatus::Failed { message } => ("failed", Some(message.clone())),
-        TaskStatus::Skipped { because } => ("skipped", Some(format!("{because} failed"))),
+        TaskStatus::Skipped { because } => (
+            "skipped",
+            Some(match failures.get(because.as_str()) {
+                Some(why) => format!("{because} failed: {why}"),
+                None => format!("{because} failed"),
+            }),
+        ),
         TaskStatus::Cancelled => ("cancelled", None),
     };
     TaskLine {
@@ -635,4 +593,16 @@ fn sanitize(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Replaces every secret value (of 3 characters or more) in `s` with `<redacted>`.
+pub(crate) fn redact_all(s: &str, secrets: &Secrets) -> String {
+    let mut out = s.to_owned();
+    for v in secrets.0.values() {
+        let text = v.to_shell_text();
+        if text.len() >= 3 && out.contains(&text) {
+            out = out.replace(&text, "<redacted>");
+        }
+    }
+    out
 }

@@ -198,9 +198,9 @@ pub enum SelectError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     /// A reference matches nothing.
-    #[error("`--{option} {reference}` matches no component of service `{service}` (it has: {known})")]
+    #[error("`{}{reference}` matches no component of service `{service}` (it has: {known})", option_text(option))]
     NoMatch {
-        /// `only`, `exclude` or `replace`.
+        /// `only`, `exclude` or `replace`; empty outside a converge.
         option: &'static str,
         /// The reference as given.
         reference: String,
@@ -209,6 +209,38 @@ pub enum SelectError {
         /// The component ids it has.
         known: String,
     },
+}
+
+fn option_text(option: &str) -> String {
+    if option.is_empty() {
+        String::new()
+    } else {
+        format!("--{option} ")
+    }
+}
+
+/// The component ids that `selectors` name in `model` (or, gone from it, in `actual`),
+/// each matching at least one; sorted.
+pub fn resolve(
+    model: &ServiceModel,
+    actual: &ActualState,
+    selectors: &[Selector],
+) -> Result<Vec<ComponentId>, SelectError> {
+    let cands = Candidates::new(model, actual);
+    let mut out = BTreeSet::new();
+    for s in selectors {
+        let found = cands.resolve(s, false);
+        if found.is_empty() {
+            return Err(SelectError::NoMatch {
+                option: "",
+                reference: s.to_string(),
+                service: model.name.clone(),
+                known: cands.known(),
+            });
+        }
+        out.extend(found);
+    }
+    Ok(out.into_iter().collect())
 }
 
 /// One component a selector may name: from the model, or recorded and gone from it.
