@@ -14,6 +14,11 @@
 //! - [`service::Service`] edits and inspects it: `set_attribute`, `diff`, `log`,
 //!   `rollback`, `pull_base`, `model`, `actual_state`; and runs it (in [`converge`]):
 //!   `plan`, `converge`, `exec`, `delete`, `last_run`.
+//! - Day-2 operations: [`plans`] (`plan_with`: a read-only plan with `--only`,
+//!   `--exclude`, `--replace`, saved and run exactly with `converge_plan`), [`refresh`]
+//!   (read the world, record drift), [`import`] (bind a resource that exists), [`mv`]
+//!   (rename a node or component with its actual state), [`runs`] (`run_history`,
+//!   `run_report`, `outputs`).
 //! - [`providers`] holds the standard set of target providers (`local` from
 //!   `dtk-target-local`, `ssh` from `dtk-target-ssh`); [`Home::open`](home::Home::open)
 //!   registers it, [`Home::with_providers`](home::Home::with_providers) takes your own
@@ -54,7 +59,9 @@
 pub mod converge;
 pub mod error;
 pub mod home;
+pub mod import;
 pub mod lock;
+pub mod mv;
 pub mod plans;
 pub mod providers;
 pub mod refresh;

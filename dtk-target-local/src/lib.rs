@@ -46,8 +46,15 @@ impl LocalProvider {
             .join(node.unwrap_or("_service"))
     }
 
+    /// The sandbox of a request's node: the one recorded (`prior`'s `sandbox_dir`: a
+    /// renamed node keeps its directory), else the node's own.
     fn node_dir(&self, req: &ResourceRequest<'_>) -> PathBuf {
-        self.sandbox(req.service, req.node)
+        req.prior
+            .and_then(|p| p.get("sandbox_dir"))
+            .and_then(Value::as_str)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.sandbox(req.service, req.node))
     }
 }
 
