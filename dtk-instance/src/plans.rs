@@ -122,8 +122,6 @@ impl SelectionDoc {
 /// writes it, `converge --plan FILE` runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanDoc {
-    /// [`PLAN_SCHEMA`].
-    pub schema: String,
     /// The service.
     pub service: String,
     /// The desired-state commit it was made from (the instance repository's HEAD).
@@ -145,24 +143,43 @@ pub struct PlanDoc {
 }
 
 impl PlanDoc {
-    /// The document as JSON text.
+    /// The document as JSON text, its `schema` ([`PLAN_SCHEMA`]) first: what
+    /// `plan --json` prints and `plan --out` writes.
     pub fn to_json(&self) -> String {
-        // Strings and vectors of them cannot fail to serialize.
-        serde_json::to_string_pretty(self).unwrap_or_default()
+        #[derive(Serialize)]
+        struct WithSchema<'a> {
+            schema: &'a str,
+            #[serde(flatten)]
+            doc: &'a PlanDoc,
+        }
+        // Strings, numbers and vectors of them cannot fail to serialize.
+        let mut text = serde_json::to_string_pretty(&WithSchema {
+            schema: PLAN_SCHEMA,
+            doc: self,
+        })
+        .unwrap_or_default();
+        text.push('\n');
+        text
     }
 
     /// Reads a plan written by `plan --out` (`what` names it in errors).
     pub fn from_json(text: &str, what: &str) -> Result<PlanDoc, InstanceError> {
-        let doc: PlanDoc = serde_json::from_str(text).map_err(|e| {
-            InstanceError::refused(format!("{what} is not a plan written by `dtk service plan --out`: {e}"))
-        })?;
-        if doc.schema != PLAN_SCHEMA {
-            return Err(InstanceError::refused(format!(
-                "{what} is a `{}` document, not a plan (`{PLAN_SCHEMA}`)",
-                doc.schema
-            )));
+        let bad = |e: String| {
+            InstanceError::refused(format!(
+                "{what} is not a plan written by `dtk service plan --out`: {e}"
+            ))
+        };
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        match value.get("schema").and_then(serde_json::Value::as_str) {
+            Some(PLAN_SCHEMA) => {}
+            Some(other) => {
+                return Err(InstanceError::refused(format!(
+                    "{what} is a `{other}` document, not a plan (`{PLAN_SCHEMA}`)"
+                )));
+            }
+            None => return Err(bad("it has no `schema`".to_owned())),
         }
-        Ok(doc)
+        serde_json::from_value(value).map_err(|e| bad(e.to_string()))
     }
 }
 
@@ -293,7 +310,6 @@ impl Service {
             .await?;
         let (plan, left_out) = self.make_plan(&model, &state, &opts.selection)?;
         let doc = PlanDoc {
-            schema: PLAN_SCHEMA.to_owned(),
             service: self.name().to_owned(),
             commit,
             edits,

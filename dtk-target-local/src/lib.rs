@@ -97,6 +97,30 @@ impl Provider for LocalProvider {
         })
     }
 
+    /// Binds an existing directory (`id`, an absolute path) as the node's sandbox: its
+    /// commands then run there. dtk removes it on delete only when adopted.
+    async fn import(
+        &self,
+        req: &ResourceRequest<'_>,
+        id: &str,
+        adopt: bool,
+    ) -> Result<Observed, ProviderError> {
+        let _ = adopt;
+        check_resource(req)?;
+        let dir = PathBuf::from(id);
+        if !dir.is_absolute() {
+            return Err(ProviderError::InvalidInput {
+                resource: format!("{KIND}.node ({})", req.component),
+                message: format!("`{id}` is not an absolute path to a directory"),
+            });
+        }
+        Ok(if dir.is_dir() {
+            Observed::Present(node_outputs(&dir))
+        } else {
+            Observed::Missing
+        })
+    }
+
     async fn delete(&self, req: &ResourceRequest<'_>) -> Result<(), ProviderError> {
         check_resource(req)?;
         let dir = self.node_dir(req);
