@@ -18,14 +18,13 @@ use async_trait::async_trait;
 use dtk_model::provider::{Cancel, ExecOutput, ExecRequest, Secrets};
 use dtk_model::{ComponentId, ProviderError, ProviderRegistry, ServiceModel, Value};
 use dtk_workflow::{
-    ActionRequest, ActionTarget, ActualState, CommandTransport, Event, EventSink,
-    ExecContext, Limits, Plan, PlanRequest, SecretSource, Selection, TaskReport, TaskStatus,
+    ActionRequest, ActionTarget, ActualState, CommandTransport, Event, EventSink, ExecContext,
+    Limits, Plan, PlanRequest, SecretSource, Selection, TaskReport, TaskStatus,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::error::InstanceError;
 use crate::home::Home;
-use crate::plans::{LeftOutLine, PlanDoc, check_saved_state, check_saved_tasks};
 use crate::repo::{io_err, write_file_replace};
 use crate::secrets::SecretStore;
 use crate::service::{ConvergeRecord, Service, now_secs};
@@ -115,6 +114,42 @@ pub struct RunReport {
     #[serde(default)]
     pub left_out: Vec<LeftOutLine>,
 }
+
+/// A task a selection left out of a plan (`--only`, `--exclude`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOutLine {
+    /// The task.
+    pub task: String,
+    /// Its component.
+    pub component: String,
+    /// Why it would have run.
+    pub reason: String,
+    /// Why it does not.
+    pub why: String,
+}
+
+impl From<&dtk_workflow::LeftOut> for LeftOutLine {
+    fn from(l: &dtk_workflow::LeftOut) -> Self {
+        LeftOutLine {
+            task: l.task.to_string(),
+            component: l.component.to_string(),
+            reason: l.reason.clone(),
+            why: l.why.clone(),
+        }
+    }
+}
+
+/// What a run checks, when it runs a saved plan, before it runs anything: the actual
+/// state it starts from, then the plan it made (see `converge_plan`).
+pub(crate) enum Checkpoint<'a> {
+    /// Actual state as recorded (journals folded in), before the world is read.
+    State(&'a ActualState),
+    /// The plan made.
+    Plan(&'a Plan),
+}
+
+/// Refuses a run at a [`Checkpoint`].
+pub(crate) type Gate<'a> = &'a (dyn Fn(Checkpoint<'_>) -> Result<(), InstanceError> + Sync);
 
 /// One task of a [`RunReport`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -289,23 +324,16 @@ impl Service {
             .await
     }
 
-    /// Converges exactly the saved plan `doc` (`converge --plan FILE`): refused, with
-    /// nothing run, when the desired state (commit, uncommitted edits) or actual state
-    /// changed since it was made, or when planning now (after reading the world and
-    /// running the checks) gives other tasks. `opts.selection` is replaced by the plan's.
-    pub async fn converge_plan(
+    /// Converges with `gate` checking the run before anything runs (a saved plan).
+    pub(crate) async fn converge_gated(
         &self,
-        doc: &PlanDoc,
         opts: &RunOptions,
+        gate: Gate<'_>,
     ) -> Result<RunReport, InstanceError> {
-        let _lock = self.lock("converge")?;
-        self.check_saved_desired(doc)?;
-        let mut opts = opts.clone();
-        opts.selection = doc.selection.selection()?;
         let message = opts
             .message
             .clone()
-            .unwrap_or_else(|| format!("converge (planned at {})", &doc.commit[..doc.commit.len().min(10)]));
+            .unwrap_or_else(|| "converge".to_owned());
         self.commit_edits(&message)?;
         let (d, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&d, &modules, dtk_model::service::SERVICE_FILE)?;
@@ -313,7 +341,7 @@ impl Service {
         if !violations.is_empty() {
             return Err(InstanceError::Violations { violations });
         }
-        self.run(&model, PlanRequest::Converge, "converge", &opts, Some(doc))
+        self.run(&model, PlanRequest::Converge, "converge", opts, Some(gate))
             .await
     }
 
@@ -352,17 +380,16 @@ impl Service {
         request: PlanRequest,
         kind: &str,
         opts: &RunOptions,
-        saved: Option<&PlanDoc>,
+        gate: Option<Gate<'_>>,
     ) -> Result<RunReport, InstanceError> {
         let started = Instant::now();
         let started_at = now_secs();
         let (mut state, old_journals, resumed) = self.recovered_state()?;
-        if let Some(doc) = saved {
-            check_saved_state(doc, &state)?;
+        if let Some(gate) = gate {
+            gate(Checkpoint::State(&state))?;
         }
         if kind == "converge" {
-            self.read_world(model, &mut state, opts, crate::refresh::Checks::Run)
-                .await?;
+            self.read_world_and_check(model, &mut state, opts).await?;
         }
         let (plan, left_out) = if request == PlanRequest::Converge {
             self.make_plan(model, &state, &opts.selection)?
@@ -371,8 +398,8 @@ impl Service {
                 .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
             (plan, Vec::new())
         };
-        if let Some(doc) = saved {
-            check_saved_tasks(doc, &plan)?;
+        if let Some(gate) = gate {
+            gate(Checkpoint::Plan(&plan))?;
         }
         let run = run_id();
         let journal_dir = self.journal_dir();
@@ -514,11 +541,7 @@ impl Service {
             None,
             &[crate::repo::TreeEdit::File("record.json".to_owned(), data)],
         )?;
-        let failed = report
-            .tasks
-            .iter()
-            .filter(|t| t.status == "failed")
-            .count();
+        let failed = report.tasks.iter().filter(|t| t.status == "failed").count();
         let message = format!(
             "{} {}: {} ({} task{}, {} failed, {:.1}s)",
             report.kind,

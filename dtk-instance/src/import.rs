@@ -156,20 +156,23 @@ impl Service {
             service_nodes: &model.nodes,
             cancel: &opts.cancel,
         };
-        let observed = provider.import(&req, id, adopt).await.map_err(|e| match e {
-            ProviderError::Unsupported { .. } | ProviderError::InvalidInput { .. } => {
-                InstanceError::refused(format!(
-                    "cannot import `{id}` into `{}`: {}",
+        let observed = provider
+            .import(&req, id, adopt)
+            .await
+            .map_err(|e| match e {
+                ProviderError::Unsupported { .. } | ProviderError::InvalidInput { .. } => {
+                    InstanceError::refused(format!(
+                        "cannot import `{id}` into `{}`: {}",
+                        c.id,
+                        redact_all(&e.to_string(), &secrets)
+                    ))
+                }
+                e => InstanceError::refused(format!(
+                    "import of `{id}` into `{}` failed: {}",
                     c.id,
-                    redact_all(&e.to_string(), &secrets)
-                ))
-            }
-            e => InstanceError::refused(format!(
-                "import of `{id}` into `{}` failed: {}",
-                c.id,
-                redact_all(&chain(&e), &secrets)
-            )),
-        })?;
+                    redact_all(&chain(&e), &secrets)
+                )),
+            })?;
         let secret = |k: &str| c.def.attributes.get(k).is_some_and(|a| a.secret);
         let (outputs, changes) = match observed {
             Observed::Present(o) => (o, Vec::new()),

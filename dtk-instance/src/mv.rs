@@ -44,8 +44,14 @@ pub struct MoveReport {
 
 /// What is renamed in the document.
 enum Rename {
-    Node { from: String, to: String },
-    Component { from: NodeComponentRef, to: NodeComponentRef },
+    Node {
+        from: String,
+        to: String,
+    },
+    Component {
+        from: NodeComponentRef,
+        to: NodeComponentRef,
+    },
 }
 
 fn refused(m: impl Into<String>) -> InstanceError {

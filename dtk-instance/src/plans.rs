@@ -19,7 +19,7 @@ use dtk_workflow::{ActualState, LeftOut, Plan, Replace, Selection, Selector};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::converge::RunOptions;
+use crate::converge::{Checkpoint, RunOptions, RunReport};
 use crate::error::InstanceError;
 use crate::refresh::{Checks, DriftLine};
 use crate::service::Service;
@@ -44,29 +44,7 @@ pub struct PlanTask {
     pub after: Vec<String>,
 }
 
-/// A task a selection left out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeftOutLine {
-    /// The task.
-    pub task: String,
-    /// Its component.
-    pub component: String,
-    /// Why it would have run.
-    pub reason: String,
-    /// Why it does not.
-    pub why: String,
-}
-
-impl From<&LeftOut> for LeftOutLine {
-    fn from(l: &LeftOut) -> Self {
-        LeftOutLine {
-            task: l.task.to_string(),
-            component: l.component.to_string(),
-            reason: l.reason.clone(),
-            why: l.why.clone(),
-        }
-    }
-}
+pub use crate::converge::LeftOutLine;
 
 /// What a converge acts on beyond what changed, as text (`--only`, `--exclude`,
 /// `--replace` references).
@@ -169,7 +147,8 @@ impl PlanDoc {
                 "{what} is not a plan written by `dtk service plan --out`: {e}"
             ))
         };
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         match value.get("schema").and_then(serde_json::Value::as_str) {
             Some(PLAN_SCHEMA) => {}
             Some(other) => {
@@ -207,7 +186,7 @@ pub(crate) fn state_digest(state: &ActualState) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    ::hex::encode(bytes)
 }
 
 /// What a plan made by [`Service::plan_with`] holds.
@@ -222,6 +201,29 @@ pub struct PlanReport {
 }
 
 impl Service {
+    /// Converges exactly the saved plan `doc` (`converge --plan FILE`): refused, with
+    /// nothing run, when the desired state (commit, uncommitted edits) or actual state
+    /// changed since it was made, or when planning now (after reading the world and
+    /// running the checks) gives other tasks. `opts.selection` is replaced by the plan's.
+    pub async fn converge_plan(
+        &self,
+        doc: &PlanDoc,
+        opts: &RunOptions,
+    ) -> Result<RunReport, InstanceError> {
+        let _lock = self.lock("converge")?;
+        self.check_saved_desired(doc)?;
+        let mut opts = opts.clone();
+        opts.selection = doc.selection.selection()?;
+        if opts.message.is_none() {
+            opts.message = Some(format!("converge (planned at {})", short(&doc.commit)));
+        }
+        let gate = |at: Checkpoint<'_>| match at {
+            Checkpoint::State(state) => check_saved_state(doc, state),
+            Checkpoint::Plan(plan) => check_saved_tasks(doc, plan),
+        };
+        self.converge_gated(&opts, &gate).await
+    }
+
     /// A digest of the work tree's uncommitted edits (empty when there are none).
     pub(crate) fn edits_digest(&self) -> Result<String, InstanceError> {
         let mut changes = self.diff()?;
@@ -335,8 +337,8 @@ impl Service {
         selection
             .replace
             .extend(self.provider_replacements(model, state));
-        let selected = dtk_workflow::plan_selected(model, state, &selection)
-            .map_err(|e| match e {
+        let selected =
+            dtk_workflow::plan_selected(model, state, &selection).map_err(|e| match e {
                 dtk_workflow::SelectError::NoMatch { .. } => InstanceError::refused(e.to_string()),
                 e => InstanceError::Workflow(Box::new(e)),
             })?;

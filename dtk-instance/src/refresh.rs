@@ -101,6 +101,17 @@ fn without_secrets(c: &dtk_model::ComponentInstance, out: Observed) -> Observed 
 }
 
 impl Service {
+    /// [`read_world`](Self::read_world) with the checks run: what converge does before
+    /// it plans.
+    pub(crate) async fn read_world_and_check(
+        &self,
+        model: &ServiceModel,
+        state: &mut ActualState,
+        opts: &RunOptions,
+    ) -> Result<WorldReport, InstanceError> {
+        self.read_world(model, state, opts, Checks::Run).await
+    }
+
     /// Reads every provider-backed resource of `model` recorded as applied in `state`
     /// (concurrently) and records what it says in `state`; with [`Checks::Run`], then runs
     /// the `check` action of every applied component that has one and was not found gone.
@@ -160,9 +171,10 @@ impl Service {
                     cancel: &cancel,
                 };
                 // Errors never hold a secret (the provider contract); redact anyway.
-                let r = provider.read(&req).await.map_err(|e| {
-                    crate::converge::redact_all(&error_chain(&e), &secret_values)
-                });
+                let r = provider
+                    .read(&req)
+                    .await
+                    .map_err(|e| crate::converge::redact_all(&error_chain(&e), &secret_values));
                 (id, r)
             });
         }
@@ -328,7 +340,9 @@ impl Service {
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
         let (mut state, old_journals, _) = self.recovered_state()?;
-        let world = self.read_world(&model, &mut state, opts, Checks::Run).await?;
+        let world = self
+            .read_world(&model, &mut state, opts, Checks::Run)
+            .await?;
         // Actual state first, durably; only then may the journals go.
         self.save_actual_state(&state)?;
         for j in &old_journals {

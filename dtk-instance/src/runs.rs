@@ -111,7 +111,11 @@ impl Service {
 
     /// The last `limit` runs, newest first: id, kind, who, when, result, task counts.
     pub fn run_history(&self, limit: usize) -> Result<Vec<RunSummary>, InstanceError> {
-        Ok(self.run_reports(limit)?.iter().map(RunSummary::of).collect())
+        Ok(self
+            .run_reports(limit)?
+            .iter()
+            .map(RunSummary::of)
+            .collect())
     }
 
     /// The report of run `run` (its id, or a prefix of it naming one run).

@@ -1690,9 +1690,7 @@ impl<'a> Run<'a> {
         });
         let prior = prev.filter(|_| update).map(|p| p.outputs.clone());
         // What dtk did not make stays not dtk's while it is updated; made anew, it is.
-        let imported = prev
-            .filter(|_| update)
-            .and_then(|p| p.imported.clone());
+        let imported = prev.filter(|_| update).and_then(|p| p.imported.clone());
         let own_outputs = prev.map(|p| p.outputs.clone()).unwrap_or_default();
         self.lookup_secrets(&c.id, &c.secret_inputs, &mut secrets);
         let (create, delete) = self.def_actions(&c.def);

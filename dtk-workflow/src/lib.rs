@@ -56,11 +56,11 @@ pub use plan::{
 };
 pub use record::{expected_digests, imported_record, resolved_inputs};
 pub use render::render_dot;
+pub use resolve::ResolveError;
 pub use select::{
     LeftOut, ParseSelectorError, Replace, SelectError, SelectedPlan, Selection, Selector,
     plan_selected,
 };
-pub use resolve::ResolveError;
 pub use state::{
     ActualState, AppliedComponent, ComponentStatus, DriftMark, Imported, Observation,
     RecordedAction, RecordedKind, STATE_VERSION,

@@ -70,7 +70,11 @@ pub fn imported_record(
             .find(|n| n.realized_by.as_ref() == Some(&c.id))
             .map(|n| n.name.clone())
     });
-    let create = c.def.actions.get("create").and_then(RecordedAction::from_def);
+    let create = c
+        .def
+        .actions
+        .get("create")
+        .and_then(RecordedAction::from_def);
     Ok(AppliedComponent {
         status: ComponentStatus::Applied,
         desired_hash,
@@ -82,7 +86,11 @@ pub fn imported_record(
         realizes_node: c.realizes_node,
         provider: create.and_then(|a| a.provider_kind().map(str::to_owned)),
         depends_on: dependency_ids(c).cloned().collect::<Vec<ComponentId>>(),
-        delete: c.def.actions.get("delete").and_then(RecordedAction::from_def),
+        delete: c
+            .def
+            .actions
+            .get("delete")
+            .and_then(RecordedAction::from_def),
         secret_inputs: c.secret_inputs.clone(),
         drift,
         imported: Some(imported),

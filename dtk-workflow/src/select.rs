@@ -48,7 +48,9 @@ pub struct Selector {
 
 /// The error returned when a [`Selector`] does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("invalid component reference `{input}`: {reason} (expected `node/cmp[inst]`, `cmp[inst]` or `node`)")]
+#[error(
+    "invalid component reference `{input}`: {reason} (expected `node/cmp[inst]`, `cmp[inst]` or `node`)"
+)]
 pub struct ParseSelectorError {
     /// The text.
     pub input: String,
@@ -198,7 +200,10 @@ pub enum SelectError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     /// A reference matches nothing.
-    #[error("`{}{reference}` matches no component of service `{service}` (it has: {known})", option_text(option))]
+    #[error(
+        "`{}{reference}` matches no component of service `{service}` (it has: {known})",
+        option_text(option)
+    )]
     NoMatch {
         /// `only`, `exclude` or `replace`; empty outside a converge.
         option: &'static str,
@@ -270,10 +275,7 @@ impl<'a> Candidates<'a> {
             .iter()
             .map(|c| Candidate {
                 id: &c.id,
-                node: c
-                    .node
-                    .as_deref()
-                    .or_else(|| realized.get(&c.id).copied()),
+                node: c.node.as_deref().or_else(|| realized.get(&c.id).copied()),
                 reference: (!c.realizes_node).then(|| c.reference.clone()),
                 realizes_node: c.realizes_node,
                 in_model: true,
@@ -288,9 +290,7 @@ impl<'a> Candidates<'a> {
             all.push(Candidate {
                 id,
                 node: rec.node.as_deref(),
-                reference: (!rec.realizes_node)
-                    .then(|| part.parse().ok())
-                    .flatten(),
+                reference: (!rec.realizes_node).then(|| part.parse().ok()).flatten(),
                 realizes_node: rec.realizes_node,
                 in_model: false,
             });
@@ -551,10 +551,7 @@ fn apply_only(
         .map(|&i| (i, g.graph[i].component.clone()))
         .collect();
     while let Some((i, of)) = stack.pop() {
-        let preds: Vec<NodeIndex> = g
-            .graph
-            .neighbors_directed(i, Direction::Incoming)
-            .collect();
+        let preds: Vec<NodeIndex> = g.graph.neighbors_directed(i, Direction::Incoming).collect();
         for p in preds {
             if !seen.insert(p) {
                 continue;
@@ -606,10 +603,7 @@ fn apply_exclude(
         }
     }
     while let Some((i, of)) = stack.pop() {
-        let next: Vec<NodeIndex> = g
-            .graph
-            .neighbors_directed(i, Direction::Outgoing)
-            .collect();
+        let next: Vec<NodeIndex> = g.graph.neighbors_directed(i, Direction::Outgoing).collect();
         for j in next {
             if g.planned[j.index()] {
                 g.planned[j.index()] = false;

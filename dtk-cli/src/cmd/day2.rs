@@ -115,8 +115,10 @@ pub enum Day2Command {
     /// The resource is read and compared with the component's desired attributes; the
     /// differences are the next plan's. It is never created twice; dtk never deletes it
     /// unless --adopt (then `delete` removes it like what dtk made).
-    #[command(after_help = "Examples:\n  dtk service import app 'node[web]' i-0abc123\n  \
-                            dtk service import aws1 'vpc[vpc1]' vpc-0def456 --adopt")]
+    #[command(
+        after_help = "Examples:\n  dtk service import app 'node[web]' i-0abc123\n  \
+                            dtk service import aws1 'vpc[vpc1]' vpc-0def456 --adopt"
+    )]
     Import {
         /// The service instance
         name: String,
@@ -219,9 +221,11 @@ pub fn run(cmd: Day2Command, home: &Home, ctx: &Ctx) -> anyhow::Result<()> {
                         return writeln!(w, "no runs yet");
                     }
                     let mut rows = vec![
-                        ["RUN", "KIND", "WHO", "STARTED", "DURATION", "RESULT", "TASKS"]
-                            .map(str::to_owned)
-                            .to_vec(),
+                        [
+                            "RUN", "KIND", "WHO", "STARTED", "DURATION", "RESULT", "TASKS",
+                        ]
+                        .map(str::to_owned)
+                        .to_vec(),
                     ];
                     for r in &runs {
                         let c = &r.counts;

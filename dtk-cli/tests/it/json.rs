@@ -436,8 +436,14 @@ fn day_two_in_json() {
     let src = h.module("json", MODULE);
     let src = src.to_str().unwrap();
     json(&h, &["module", "install", src]);
-    json(&h, &["service", "stage", "demo/json", "two_tier", "-n", "app"]);
-    json(&h, &["service", "set-attribute", "app", "db/db/message", "hi"]);
+    json(
+        &h,
+        &["service", "stage", "demo/json", "two_tier", "-n", "app"],
+    );
+    json(
+        &h,
+        &["service", "set-attribute", "app", "db/db/message", "hi"],
+    );
 
     let file = h.tmp.path().join("app.plan");
     let file = file.to_str().unwrap();
@@ -530,8 +536,14 @@ fn day_two_in_json() {
     assert_eq!(r.json()["tasks"], serde_json::json!([]), "{}", r.stdout);
 
     // A second service whose db node is a directory that exists already.
-    json(&h, &["service", "stage", "demo/json", "two_tier", "-n", "app2"]);
-    json(&h, &["service", "set-attribute", "app2", "db/db/message", "hi"]);
+    json(
+        &h,
+        &["service", "stage", "demo/json", "two_tier", "-n", "app2"],
+    );
+    json(
+        &h,
+        &["service", "set-attribute", "app2", "db/db/message", "hi"],
+    );
     let theirs = h.tmp.path().join("theirs");
     std::fs::create_dir_all(&theirs).unwrap();
     let r = json(
@@ -559,11 +571,17 @@ fn day_two_in_json() {
         .map(|t| t["id"].as_str().unwrap().to_owned())
         .collect();
     assert!(!ran.iter().any(|t| t == "node[db].create"), "{ran:?}");
-    assert!(theirs.join("message.txt").is_file(), "db ran in the imported dir");
+    assert!(
+        theirs.join("message.txt").is_file(),
+        "db ran in the imported dir"
+    );
     // Not adopted: delete leaves the directory.
     let r = json(&h, &["service", "delete", "app2"]);
     assert_eq!(r.code, 0, "{}", r.stdout);
-    assert!(theirs.is_dir(), "an import without --adopt is never deleted");
+    assert!(
+        theirs.is_dir(),
+        "an import without --adopt is never deleted"
+    );
 }
 
 /// The subcommands listed in the `--help` of `dtk ARGS` (`help` left out).

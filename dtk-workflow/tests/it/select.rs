@@ -2,8 +2,8 @@
 
 use dtk_model::instance::{ComponentId, ServiceModel};
 use dtk_workflow::{
-    ActualState, Plan, PlanRequest, Replace, SelectedPlan, Selection, Selector, TaskId,
-    TaskStatus, execute, plan, plan_selected,
+    ActualState, Plan, PlanRequest, Replace, SelectedPlan, Selection, Selector, TaskId, TaskStatus,
+    execute, plan, plan_selected,
 };
 use expect_test::{Expect, expect};
 
@@ -40,7 +40,12 @@ fn show(p: &SelectedPlan) -> String {
             .iter()
             .map(|x| x.to_string())
             .collect();
-        out.push_str(&format!("{} ({}) <- [{}]\n", t.id, t.reason, preds.join(", ")));
+        out.push_str(&format!(
+            "{} ({}) <- [{}]\n",
+            t.id,
+            t.reason,
+            preds.join(", ")
+        ));
     }
     for l in &p.left_out {
         out.push_str(&format!("left out: {} ({}): {}\n", l.task, l.reason, l.why));
@@ -177,7 +182,11 @@ fn replace_deletes_then_creates_and_consumers_follow() {
         o.status(&TaskId("web/web.create".into())),
         Some(&TaskStatus::Unchanged)
     );
-    assert!(plan(&m, &o.state, &PlanRequest::Converge).unwrap().is_empty());
+    assert!(
+        plan(&m, &o.state, &PlanRequest::Converge)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -206,7 +215,14 @@ fn references_are_checked_and_must_match() {
     for bad in ["a/b/c", "", "web/[x]", "we b"] {
         assert!(bad.parse::<Selector>().is_err(), "{bad}");
     }
-    for good in ["web", "web/web", "node[web]", "workers:2/w", "workers:2", "db[x]"] {
+    for good in [
+        "web",
+        "web/web",
+        "node[web]",
+        "workers:2/w",
+        "workers:2",
+        "db[x]",
+    ] {
         assert!(good.parse::<Selector>().is_ok(), "{good}");
     }
     // A group names its members; a member names itself.
@@ -225,7 +241,11 @@ fn references_are_checked_and_must_match() {
         .collect();
     assert_eq!(
         named,
-        ["workers:1/w.create", "workers:2/w.create", "workers:3/w.create"]
+        [
+            "workers:1/w.create",
+            "workers:2/w.create",
+            "workers:3/w.create"
+        ]
     );
     let p = plan_selected(&g, &ActualState::new(), &sel(&["workers:2"], &[], &[])).unwrap();
     let ids: Vec<String> = p.plan.tasks().map(|t| t.id.to_string()).collect();
@@ -273,7 +293,10 @@ fn fail_fast_stops_scheduling_at_the_first_failure() {
     let o = rt()
         .block_on(execute(&p, &m, &ActualState::new(), &c))
         .unwrap();
-    assert!(!o.cancelled, "a fail-fast stop is a failure, not a cancellation");
+    assert!(
+        !o.cancelled,
+        "a fail-fast stop is a failure, not a cancellation"
+    );
     assert!(!o.is_success());
     let because = TaskStatus::Skipped {
         because: TaskId("a1.create".into()),
@@ -292,7 +315,11 @@ fn fail_fast_stops_scheduling_at_the_first_failure() {
         .unwrap();
     assert_eq!(o.status(&TaskId("a2.create".into())), Some(&because));
     for id in ["b1.create", "c1.create"] {
-        assert_eq!(o.status(&TaskId(id.into())), Some(&TaskStatus::Done), "{id}");
+        assert_eq!(
+            o.status(&TaskId(id.into())),
+            Some(&TaskStatus::Done),
+            "{id}"
+        );
     }
     assert!(
         !o.state.components.contains_key(&ComponentId("a2".into())),
