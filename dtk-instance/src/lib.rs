@@ -60,6 +60,7 @@ pub mod converge;
 pub mod error;
 pub mod home;
 pub mod import;
+pub mod limits;
 pub mod lock;
 pub mod mv;
 pub mod plans;

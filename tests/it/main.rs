@@ -5,6 +5,7 @@
 mod bad_input;
 mod concurrency;
 mod crash;
+mod day2;
 mod security;
 mod tidy;
 

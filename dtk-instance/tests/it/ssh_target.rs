@@ -117,6 +117,12 @@ assemblies:
         components: [flaky]
     - node[two]:
         components: [steady]
+  pair:
+    components:
+    - node[db]:
+        components: [store]
+    - node[web]:
+        components: [reader]
 "#;
 
 /// A target whose nodes are made by another provider (`fake.node`) that only reports SSH
@@ -428,6 +434,53 @@ async fn a_service_converges_onto_several_hosts_edits_execs_and_deletes() {
         assert!(!path.exists(), "{} is still there", path.display());
     }
     assert!(app.actual_state().expect("state").components.is_empty());
+}
+
+/// `dtk service import APP 'node[web]' HOST`: a node bound to a host of the inventory that
+/// it would not have been placed on; the node directory it lacks is drift, which converge
+/// repairs; delete leaves the imported node's directory (not adopted), removes the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_imported_into_a_node_is_used_and_left_by_delete() {
+    let w = World::on(&["127.0.0.1", "127.0.0.2"]);
+    let target = w.stage_target("duo", &w.hosts_yaml(&["db", "web"]));
+    assert_ok(&converge(&target).await);
+    let app = w.stage_app("test/files", "pair", "imp", "duo");
+    let opts = RunOptions::default();
+    let unknown = app
+        .import("node[web]", "nosuch", false, &opts)
+        .await
+        .expect_err("no such host");
+    assert!(
+        unknown.to_string().contains("no host `nosuch`"),
+        "{unknown}"
+    );
+    let imported = app
+        .import("node[web]", "db", false, &opts)
+        .await
+        .expect("import");
+    assert_eq!(imported.status, "drifted", "{imported:?}");
+    assert_eq!(imported.changes[0].attribute, "node_dir");
+    let plan = app.plan().await.expect("plan").1;
+    let reasons: Vec<String> = plan
+        .tasks()
+        .map(|t| format!("{} {}", t.id, t.reason))
+        .collect();
+    assert!(
+        reasons.contains(&"node[web].create drift".to_owned()),
+        "{reasons:?}"
+    );
+    assert_ok(&converge(&app).await);
+    // web runs on host db, where it was imported, next to db.
+    assert!(w.workdir("db").join("imp/web/copy.txt").is_file());
+    assert!(w.workdir("db").join("imp/db/message.txt").is_file());
+    assert!(!w.workdir("web").join("imp").exists());
+    assert!(app.plan().await.expect("plan").1.is_empty());
+    assert_ok(&app.delete(&opts).await.expect("delete"));
+    assert!(
+        w.workdir("db").join("imp/web").is_dir(),
+        "an import without adopt is never deleted"
+    );
+    assert!(!w.workdir("db").join("imp/db").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
