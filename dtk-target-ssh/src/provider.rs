@@ -348,9 +348,9 @@ impl SshProvider {
     }
 
     /// Binds a node to host `id` of the inventory (its name, or its address) that runs
-    /// already (`dtk service import`): the host must answer; a node directory that is not
-    /// there yet is drift, which the next converge repairs by making it. The host is never
-    /// the node's to delete; without `adopt`, its directory is left too.
+    /// already (`dtk service import`): the host must answer, and the node's directory
+    /// there is made if it is missing (the node then stays on that host). The host is
+    /// never the node's to delete; without `adopt`, its directory is left too.
     async fn host_import(
         &self,
         req: &ResourceRequest<'_>,
@@ -379,27 +379,22 @@ impl SshProvider {
         let host = inv.ssh_host(entry);
         let workdir = node_dir(&entry.workdir, req.service, node);
         let outputs = node_outputs(&inv, entry, &workdir);
-        let (parent, leaf) = workdir.rsplit_once('/').unwrap_or((".", workdir.as_str()));
-        let check = ssh::ExecRequest::new(parent)
-            .line(format!("test -d {}", shell_quote(leaf)))
+        let mkdir = ssh::ExecRequest::new(workdir.clone())
+            .line("true")
             .timeout(OPERATION_TIMEOUT)
             .cancel(req.cancel.clone());
-        let out = self
-            .run(&host, check, || {
-                format!("import host `{}` for node `{node}`", entry.name)
-            })
-            .await?;
-        Ok(match out.exit_code {
-            Some(0) => Observed::Present(outputs),
-            _ => Observed::Drifted {
-                outputs,
-                changes: vec![dtk_model::Change::new(
-                    "node_dir",
-                    Value::Str(workdir.clone()),
-                    Value::Null,
-                )],
-            },
-        })
+        let what = || format!("import host `{}` for node `{node}`", entry.name);
+        let out = self.run(&host, mkdir, what).await?;
+        if !out.success() {
+            return Err(ProviderError::failed(
+                what(),
+                format!(
+                    "cannot make the node directory {workdir}: {}",
+                    last_line(&out.stderr)
+                ),
+            ));
+        }
+        Ok(Observed::Present(outputs))
     }
 
     /// Stops the processes whose working directory is in the node's directory (TERM, then

@@ -437,8 +437,8 @@ async fn a_service_converges_onto_several_hosts_edits_execs_and_deletes() {
 }
 
 /// `dtk service import APP 'node[web]' HOST`: a node bound to a host of the inventory that
-/// it would not have been placed on; the node directory it lacks is drift, which converge
-/// repairs; delete leaves the imported node's directory (not adopted), removes the rest.
+/// it would not have been placed on, and kept there; delete leaves the imported node's
+/// directory (not adopted), removes the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_imported_into_a_node_is_used_and_left_by_delete() {
     let w = World::on(&["127.0.0.1", "127.0.0.2"]);
@@ -458,16 +458,13 @@ async fn a_host_imported_into_a_node_is_used_and_left_by_delete() {
         .import("node[web]", "db", false, &opts)
         .await
         .expect("import");
-    assert_eq!(imported.status, "drifted", "{imported:?}");
-    assert_eq!(imported.changes[0].attribute, "node_dir");
+    assert_eq!(imported.status, "matches", "{imported:?}");
+    assert_eq!(imported.outputs["ssh_host_name"], Value::from("db"));
     let plan = app.plan().await.expect("plan").1;
-    let reasons: Vec<String> = plan
-        .tasks()
-        .map(|t| format!("{} {}", t.id, t.reason))
-        .collect();
+    let planned: Vec<String> = plan.tasks().map(|t| t.id.to_string()).collect();
     assert!(
-        reasons.contains(&"node[web].create drift".to_owned()),
-        "{reasons:?}"
+        !planned.contains(&"node[web].create".to_owned()),
+        "the imported node is not made again: {planned:?}"
     );
     assert_ok(&converge(&app).await);
     // web runs on host db, where it was imported, next to db.
