@@ -13,6 +13,8 @@
 
 use std::collections::BTreeMap;
 
+use dtk_model::Value;
+
 use crate::error::InstanceError;
 use crate::service::Service;
 
@@ -31,27 +33,28 @@ impl Service {
         let what = format!("{}/{LIMITS_FILE}", self.dir().display());
         let text = String::from_utf8(data)
             .map_err(|_| InstanceError::refused(format!("{what} is not UTF-8 text")))?;
-        let parsed: BTreeMap<String, serde_yaml::Value> = if text.trim().is_empty() {
-            BTreeMap::new()
-        } else {
-            serde_yaml::from_str(&text).map_err(|e| {
-                InstanceError::refused(format!(
-                    "{what}: {e} (write `PROVIDER: N` lines, e.g. `aws: 4`)"
-                ))
-            })?
+        let value = dtk_model::dsl::parse_value(&text, &what)?;
+        let entries = match value {
+            Value::Null => BTreeMap::new(),
+            Value::Hash(h) => h,
+            other => {
+                return Err(InstanceError::refused(format!(
+                    "{what} must be a mapping of provider kinds to numbers (`aws: 4`), not {}",
+                    other.kind_name()
+                )));
+            }
         };
         let mut out = BTreeMap::new();
-        for (kind, v) in parsed {
-            let n = v
-                .as_u64()
-                .and_then(|n| usize::try_from(n).ok())
-                .filter(|n| *n > 0)
-                .ok_or_else(|| {
-                    InstanceError::refused(format!(
-                        "{what}: `{kind}` must be a whole number above 0, not `{}`",
-                        serde_yaml::to_string(&v).unwrap_or_default().trim()
-                    ))
-                })?;
+        for (kind, v) in entries {
+            let n = match &v {
+                Value::Int(n) => usize::try_from(*n).ok().filter(|n| *n > 0),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                InstanceError::refused(format!(
+                    "{what}: `{kind}` must be a whole number above 0, not `{v}`"
+                ))
+            })?;
             out.insert(kind, n);
         }
         Ok(out)

@@ -82,7 +82,11 @@ impl Hasher for FastHasher {
         }
     }
     fn finish(&self) -> u64 {
-        self.0
+        // The multiply leaves the entropy in the high bits, but hashbrown picks buckets
+        // with the low ones: rotate the high bits down (as rustc-hash 2 does). Without
+        // it, 100,000 ids like `app12345` collided so often that probing (memcmp of
+        // ids) was a quarter of the executor's time.
+        self.0.rotate_left(26)
     }
 }
 

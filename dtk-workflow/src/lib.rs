@@ -43,6 +43,7 @@ mod render;
 mod resolve;
 pub mod select;
 mod state;
+mod task;
 
 pub use exec::{
     CapturedOutput, CommandTransport, Event, EventSink, ExecContext, ExecError, Limits, Outcome,
@@ -51,8 +52,8 @@ pub use exec::{
 pub use hash::{desired_hash, input_digest, outputs_digest, static_inputs};
 pub use journal::{JournalError, JournalState, JournalStats, SyncMode, replay};
 pub use plan::{
-    ActionRequest, ActionTarget, CycleEdge, Edge, ParseTargetError, Plan, PlanError, PlanGraph,
-    PlanKind, PlanRequest, Reason, Task, TaskId, TaskOp, build_graph, plan,
+    ActionRequest, ActionTarget, CycleEdge, ParseTargetError, Plan, PlanError, PlanGraph,
+    PlanRequest, build_graph, plan,
 };
 pub use record::{expected_digests, imported_record, resolved_inputs};
 pub use render::render_dot;
@@ -65,6 +66,7 @@ pub use state::{
     ActualState, AppliedComponent, ComponentStatus, DriftMark, Imported, Observation,
     RecordedAction, RecordedKind, STATE_VERSION,
 };
+pub use task::{Edge, PlanKind, Reason, Task, TaskId, TaskOp};
 
 #[cfg(test)]
 mod tests;

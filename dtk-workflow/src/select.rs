@@ -27,11 +27,17 @@ use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use thiserror::Error;
 
-use crate::plan::{
-    Edge, Plan, PlanError, PlanGraph, PlanRequest, Reason, Task, TaskId, TaskOp, build_graph,
-    ref_matches,
-};
+use crate::plan::{Plan, PlanError, PlanGraph, PlanRequest, build_graph};
 use crate::state::ActualState;
+use crate::task::{Edge, Reason, Task, TaskId, TaskOp};
+
+/// Whether `decl` (as typed) names `actual`: same name and instance, and the same module
+/// when `decl` gives one (as workflow steps and `exec` targets match).
+fn ref_matches(decl: &ComponentRef, actual: &ComponentRef) -> bool {
+    decl.name == actual.name
+        && decl.instance == actual.instance
+        && (decl.module.is_none() || decl.module == actual.module)
+}
 
 /// A component reference as users type it on the command line: `node/cmp[inst]` (a
 /// component on a node, a node group, or a group member `workers:2`), `cmp[inst]` (an

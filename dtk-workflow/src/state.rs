@@ -12,9 +12,6 @@ use dtk_model::module::{ActionDef, ActionKind, Command};
 use dtk_model::provider::{Change, Observed};
 use dtk_model::value::Attributes;
 use serde::{Deserialize, Serialize};
-
-use crate::journal::{JournalEffect, JournalState};
-
 /// The format version written in [`ActualState::version`].
 pub const STATE_VERSION: u32 = 1;
 
@@ -313,37 +310,6 @@ impl ActualState {
             Observed::Unknown => {
                 rec.drift = None;
                 Observation::Unchanged
-            }
-        }
-    }
-
-    /// Applies the results a journal recorded (after a failure or a kill), in journal
-    /// order: completed converges replace their component's record, completed deletes
-    /// remove it, failures mark it failed, custom actions' outputs are merged. Tasks
-    /// with an intent but no result change nothing: the next plan runs them again.
-    pub fn apply_journal(&mut self, journal: &JournalState) {
-        for done in &journal.results {
-            match &done.effect {
-                JournalEffect::Applied { record } => {
-                    self.components
-                        .insert(done.component.clone(), (**record).clone());
-                }
-                JournalEffect::Deleted => {
-                    self.components.remove(&done.component);
-                }
-                JournalEffect::Outputs { outputs } => {
-                    if let Some(rec) = self.components.get_mut(&done.component) {
-                        rec.outputs
-                            .extend(outputs.iter().map(|(k, v)| (k.clone(), v.clone())));
-                        rec.outputs_digest = crate::hash::outputs_digest(&rec.outputs);
-                    }
-                }
-                JournalEffect::Failed { record, .. } => {
-                    if let Some(record) = record {
-                        self.components
-                            .insert(done.component.clone(), (**record).clone());
-                    }
-                }
             }
         }
     }

@@ -94,6 +94,28 @@ fn dependencies(dir: &Path) -> Vec<String> {
     out
 }
 
+/// The dependencies a crate declares on purpose without using them in code, listed (with
+/// the reason beside them in its Cargo.toml) under `[package.metadata.cargo-machete]
+/// ignored`, the place cargo-machete reads too: dtk-cli's "build sharing" dependencies,
+/// declared only for their features.
+fn machete_ignored(dir: &Path) -> Vec<String> {
+    let toml: toml::Table = std::fs::read_to_string(dir.join("Cargo.toml"))
+        .expect("read")
+        .parse()
+        .expect("parse");
+    toml.get("package")
+        .and_then(|p| p.get("metadata"))
+        .and_then(|m| m.get("cargo-machete"))
+        .and_then(|c| c.get("ignored"))
+        .and_then(|i| i.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => name.starts_with(prefix),
@@ -134,6 +156,46 @@ fn every_crate_depends_only_on_what_architecture_md_allows() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_declared_dependency_is_used() {
+    let mut problems = Vec::new();
+    for (name, dir) in crates() {
+        let mut files = Vec::new();
+        for sub in ["src", "examples", "benches", "tests", "it"] {
+            rust_files(&dir.join(sub), &mut files);
+        }
+        let text: String = files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).expect("read a source file"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let declared_unused = machete_ignored(&dir);
+        for dep in dependencies(&dir) {
+            if declared_unused.contains(&dep) {
+                continue;
+            }
+            let ident = dep.replace('-', "_");
+            let used = text.match_indices(&ident).any(|(i, _)| {
+                let before = text[..i].chars().last();
+                let after = text[i + ident.len()..].chars().next();
+                let boundary =
+                    |c: Option<char>| !c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+                boundary(before) && boundary(after)
+            });
+            if !used {
+                problems.push(format!(
+                    "{name} declares {dep} but its code never names `{ident}`"
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "unused dependencies (remove them from Cargo.toml):\n{}",
+        problems.join("\n")
+    );
 }
 
 /// Every `.rs` file under `dir`.

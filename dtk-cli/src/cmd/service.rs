@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -1121,19 +1120,26 @@ fn to_svg(dot: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Opens the home with every provider this binary knows: the built-in local one and AWS.
+/// Opens the home with every provider this binary knows: the built-in local one and,
+/// when built with the `aws` feature (the default), AWS.
 pub(crate) fn open_home(home: &std::path::Path) -> anyhow::Result<Home> {
+    #[cfg_attr(not(feature = "aws"), allow(unused_mut))]
     let mut h = Home::open(home)?;
-    let region = std::env::var("AWS_REGION")
-        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-        .unwrap_or_else(|_| dtk_target_aws::DEFAULT_REGION.to_owned());
-    let mut settings = dtk_target_aws::AwsSettings::new(region);
-    if let Ok(url) = std::env::var("AWS_ENDPOINT_URL")
-        && !url.is_empty()
+    #[cfg(feature = "aws")]
     {
-        settings = settings.with_endpoint_url(url);
+        let region = std::env::var("AWS_REGION")
+            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|_| dtk_target_aws::DEFAULT_REGION.to_owned());
+        let mut settings = dtk_target_aws::AwsSettings::new(region);
+        if let Ok(url) = std::env::var("AWS_ENDPOINT_URL")
+            && !url.is_empty()
+        {
+            settings = settings.with_endpoint_url(url);
+        }
+        let state = dtk_model::provider::provider_state_dir(home, "aws");
+        h.register_provider(std::sync::Arc::new(dtk_target_aws::AwsProvider::new(
+            state, settings,
+        )))?;
     }
-    let state = dtk_model::provider::provider_state_dir(home, "aws");
-    h.register_provider(Arc::new(dtk_target_aws::AwsProvider::new(state, settings)))?;
     Ok(h)
 }
