@@ -56,8 +56,10 @@
 //! # Ok(()) }
 //! ```
 
+pub mod content;
 pub mod converge;
 pub mod error;
+mod guard;
 pub mod home;
 pub mod import;
 pub mod limits;
@@ -66,11 +68,13 @@ pub mod mv;
 pub mod plans;
 pub mod providers;
 pub mod refresh;
+pub mod pull;
 pub mod repo;
 pub mod runs;
 pub mod secrets;
 pub mod service;
 pub mod stage;
 pub mod status;
+pub mod violations;
 
 pub use error::InstanceError;

@@ -290,7 +290,7 @@ impl Service {
                 refs.push(c.reference.clone());
             }
         }
-        let mut ctx = self.exec_context(opts)?;
+        let mut ctx = self.exec_context(model, opts)?;
         ctx.default_timeout = opts.default_timeout.min(Duration::from_secs(60));
         let mut failed = Vec::new();
         for reference in refs {

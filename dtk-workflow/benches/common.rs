@@ -127,6 +127,7 @@ pub fn model(n: usize, shape: Shape) -> ServiceModel {
             inputs,
             secret_inputs: Vec::new(),
             secret_digest: None,
+            content_digest: None,
             depends_on: Vec::new(),
             links: Vec::new(),
         });
@@ -186,6 +187,7 @@ pub fn model(n: usize, shape: Shape) -> ServiceModel {
             inputs,
             secret_inputs: Vec::new(),
             secret_digest: None,
+            content_digest: None,
             depends_on,
             links,
         });

@@ -53,7 +53,7 @@ pub use hash::{desired_hash, input_digest, outputs_digest, static_inputs};
 pub use journal::{JournalError, JournalState, JournalStats, SyncMode, replay};
 pub use plan::{
     ActionRequest, ActionTarget, CycleEdge, ParseTargetError, Plan, PlanError, PlanGraph,
-    PlanRequest, build_graph, plan,
+    PlanRequest, WorkflowRequest, build_graph, plan,
 };
 pub use record::{expected_digests, imported_record, resolved_inputs};
 pub use render::render_dot;
@@ -64,7 +64,7 @@ pub use select::{
 };
 pub use state::{
     ActualState, AppliedComponent, ComponentStatus, DriftMark, Imported, Observation,
-    RecordedAction, RecordedKind, STATE_VERSION,
+    RecordedAction, RecordedKind, RecordedStep, STATE_VERSION,
 };
 pub use task::{Edge, PlanKind, Reason, Task, TaskId, TaskOp};
 

@@ -94,5 +94,6 @@ pub fn imported_record(
         secret_inputs: c.secret_inputs.clone(),
         drift,
         imported: Some(imported),
+        module: Some(c.module.to_string()),
     })
 }

@@ -150,6 +150,10 @@ pub struct AppliedComponent {
     /// Set when the resource was imported rather than created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported: Option<Imported>,
+    /// The module its definition comes from (`NS/NAME`): a removed component's `delete`
+    /// still runs in that module's files while the service has the module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
 }
 
 impl AppliedComponent {
@@ -189,6 +193,10 @@ pub enum RecordedKind {
     Commands {
         /// The lines.
         run: Vec<String>,
+        /// Every step in order, when the action has other steps than `RUN` lines (`ADD`);
+        /// absent otherwise (and in states written before there were other steps).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        steps: Option<Vec<RecordedStep>>,
     },
     /// A provider resource: `KIND.RESOURCE`.
     Provider {
@@ -199,6 +207,30 @@ pub enum RecordedKind {
     },
 }
 
+/// One step of a recorded command action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordedStep {
+    /// A shell line.
+    Run(String),
+    /// A file placement (`ADD`).
+    Add {
+        /// The file in the module.
+        source: String,
+        /// Where it goes on the node.
+        target: String,
+        /// Whether placeholders in it are substituted.
+        #[serde(default)]
+        template: bool,
+        /// Its owner.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+        /// Its mode (octal text).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<String>,
+    },
+}
+
 impl RecordedAction {
     /// Copies a model action, or `None` for a kind this executor does not run.
     pub fn from_def(def: &ActionDef) -> Option<RecordedAction> {
@@ -206,10 +238,22 @@ impl RecordedAction {
             ActionKind::Commands(cmds) => RecordedKind::Commands {
                 run: cmds
                     .iter()
-                    .map(|c| match c {
-                        Command::Run(s) => s.clone(),
-                    })
+                    .filter_map(|c| c.run_line().map(str::to_owned))
                     .collect(),
+                steps: cmds.iter().any(|c| matches!(c, Command::Add(_))).then(|| {
+                    cmds.iter()
+                        .map(|c| match c {
+                            Command::Run(s) => RecordedStep::Run(s.clone()),
+                            Command::Add(a) => RecordedStep::Add {
+                                source: a.source.clone(),
+                                target: a.target.clone(),
+                                template: a.template,
+                                owner: a.owner.clone(),
+                                mode: a.mode.clone(),
+                            },
+                        })
+                        .collect()
+                }),
             },
             ActionKind::Provider { kind, resource } => RecordedKind::Provider {
                 kind: kind.clone(),

@@ -185,6 +185,8 @@ pub enum PlanKind {
     Delete,
     /// [`PlanRequest::Action`].
     Action,
+    /// [`PlanRequest::Workflow`].
+    Workflow,
 }
 
 impl fmt::Display for PlanKind {
@@ -192,7 +194,7 @@ impl fmt::Display for PlanKind {
         f.write_str(match self {
             PlanKind::Converge => "converge",
             PlanKind::Delete => "delete",
-            PlanKind::Action => "exec",
+            PlanKind::Action | PlanKind::Workflow => "exec",
         })
     }
 }

@@ -5,16 +5,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dtk_model::content::ModuleContent;
 use dtk_model::instance::NodeInstance;
 use dtk_model::module::{AttrType, ComponentDef};
-use dtk_model::provider::{Cancel, ExecRequest, Provider, ProviderError, ResourceRequest, Secrets};
+use dtk_model::provider::{
+    Cancel, ExecRequest, ExecStep, Provider, ProviderError, ResourceRequest, Secrets,
+};
 use dtk_model::render::render;
 use dtk_model::value::{Attributes, Value};
 use petgraph::graph::NodeIndex;
 
 use super::{CapturedOutput, Event, ExecContext};
 use crate::hash::params_digest;
-use crate::state::{AppliedComponent, RecordedAction, RecordedKind};
+use crate::state::{AppliedComponent, RecordedAction, RecordedKind, RecordedStep};
 use crate::task::{Task, TaskOp};
 
 /// Why a task attempt failed, and whether trying again may help.
@@ -114,6 +117,8 @@ pub(super) struct Job<'a> {
     /// The provider kind whose limit ([`super::Limits::per_provider`]) the job counts
     /// against, when one is set.
     pub(super) limit_kind: Option<&'a str>,
+    /// The files of the module the action comes from.
+    pub(super) module: Option<&'a ModuleContent>,
 }
 
 pub(super) struct JobSuccess {
@@ -245,7 +250,13 @@ impl Job<'_> {
                 .provider_attempt(kind, resource)
                 .await
                 .map_err(|f| (f, None)),
-            RecordedKind::Commands { run } => self.commands_attempt(run, timeout).await,
+            RecordedKind::Commands { run, steps } => {
+                let steps: Vec<RecordedStep> = match steps {
+                    Some(s) => s.clone(),
+                    None => run.iter().cloned().map(RecordedStep::Run).collect(),
+                };
+                self.commands_attempt(&steps, timeout).await
+            }
         }
     }
 
@@ -357,21 +368,81 @@ impl Job<'_> {
         env.into_iter().collect()
     }
 
+    /// An `ADD` step, rendered: the target's placeholders substituted (as they are), and
+    /// a template's content rendered from the module's file. Errors never quote the file.
+    fn add_step(
+        &self,
+        source: &str,
+        target: &str,
+        template: bool,
+        owner: Option<&str>,
+        mode: Option<&str>,
+    ) -> Result<ExecStep, String> {
+        let label = format!("ADD {source} -> {target} ({})", self.task.id);
+        let raw = |text: &str, what: &str| {
+            dtk_model::render::render_raw(text, |n| self.lookup(n)).map_err(|e| match e {
+                dtk_model::render::RenderError::Unclosed { offset, .. } => {
+                    format!("{label}: {what} has an unclosed `{{{{` at byte {offset}")
+                }
+                other => format!("{label}: {what}: {other}"),
+            })
+        };
+        let target = raw(target, "the target")?;
+        let mode = match mode {
+            None => None,
+            Some(m) => Some(
+                u32::from_str_radix(m, 8)
+                    .map_err(|_| format!("{label}: mode `{m}` is not an octal mode"))?,
+            ),
+        };
+        let content = if template {
+            let module = self
+                .module
+                .ok_or_else(|| format!("{label}: the action has no module files"))?;
+            let path = dtk_model::content::normalize_relative(source);
+            let file = module.file(&path).ok_or_else(|| {
+                format!("{label}: module {} has no file `{source}`", module.module)
+            })?;
+            let bytes = module
+                .store
+                .read(&file.id)
+                .map_err(|e| format!("{label}: {e}"))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| format!("{label}: a template must be UTF-8 text"))?;
+            dtk_model::provider::PutContent::Rendered(raw(&text, "the template")?.into_bytes())
+        } else {
+            dtk_model::provider::PutContent::ModuleFile(source.to_owned())
+        };
+        Ok(ExecStep::Put(dtk_model::provider::PutFile {
+            target,
+            content,
+            mode,
+            owner: owner.map(str::to_owned),
+            label,
+        }))
+    }
+
     async fn commands_attempt(
         &self,
-        run: &[String],
+        recorded: &[RecordedStep],
         timeout: Duration,
     ) -> Result<JobSuccess, (Failure, Option<CapturedOutput>)> {
-        let script = run
-            .iter()
-            .map(|line| render(line, |n| self.lookup(n)))
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(|e| {
-                (
-                    Failure::fatal(format!("cannot render a command of {}: {e}", self.task.id)),
-                    None,
-                )
-            })?;
+        let mut steps = Vec::with_capacity(recorded.len());
+        for step in recorded {
+            let s = match step {
+                RecordedStep::Run(line) => render(line, |n| self.lookup(n))
+                    .map(ExecStep::Run)
+                    .map_err(|e| format!("cannot render a command of {}: {e}", self.task.id)),
+                RecordedStep::Add {
+                    source,
+                    target,
+                    template,
+                    owner,
+                    mode,
+                } => self.add_step(source, target, *template, owner.as_deref(), mode.as_deref()),
+            };
+            steps.push(s.map_err(|m| (Failure::fatal(m), None))?);
+        }
         let env = self.env();
         let empty = Attributes::new();
         let (node_name, node_inputs, node_outputs, node_provider) = match &self.node_target {
@@ -383,7 +454,8 @@ impl Job<'_> {
             node: node_name,
             node_outputs,
             node_inputs,
-            script: &script,
+            steps: &steps,
+            module: self.module,
             env: &env,
             timeout,
             cancel: &self.ctx.cancel,

@@ -117,6 +117,10 @@ pub struct ExecContext {
     /// started is reported skipped because of it. Otherwise a failure skips only what
     /// depends on it.
     pub fail_fast: bool,
+    /// The files of the service's modules, by module id (`NS/NAME`): a command action
+    /// of a component runs in its module's files on the node (see [`ExecRequest::module`]).
+    /// A module missing here runs its commands without its files.
+    pub modules: std::collections::HashMap<String, dtk_model::content::ModuleContent>,
 }
 
 impl fmt::Debug for ExecContext {
@@ -131,6 +135,7 @@ impl fmt::Debug for ExecContext {
             .field("cancel", &self.cancel)
             .field("journal", &self.journal)
             .field("fail_fast", &self.fail_fast)
+            .field("modules", &self.modules.len())
             .finish_non_exhaustive()
     }
 }
@@ -151,6 +156,7 @@ impl ExecContext {
             journal: None,
             journal_sync: SyncMode::GroupCommit,
             fail_fast: false,
+            modules: std::collections::HashMap::new(),
         }
     }
 }

@@ -201,6 +201,7 @@ impl<'a> Run<'a> {
             def: None,
             record: None,
             limit_kind: None,
+            module: None,
         }
     }
 
@@ -222,6 +223,17 @@ impl<'a> Run<'a> {
                 job.limit_kind = self.limit_of(kind);
             }
             Some(crate::state::RecordedKind::Commands { .. }) => {
+                let module = self
+                    .state
+                    .index
+                    .get(&job.task.component)
+                    .map(|&ci| self.model.components[ci].module.to_string())
+                    .or_else(|| {
+                        self.state
+                            .get(&job.task.component)
+                            .and_then(|r| r.module.clone())
+                    });
+                job.module = module.and_then(|m| ctx.modules.get(&m));
                 job.node_target = self.node_target(job.task.node.as_deref(), &job.task.component);
                 job.limit_kind = job
                     .node_target
@@ -295,6 +307,7 @@ impl<'a> Run<'a> {
             secret_inputs: c.secret_inputs.clone(),
             drift: None,
             imported,
+            module: Some(c.module.to_string()),
         };
         let mut job = self.base_job(i, t);
         job.op = JobOp::Converge { update };
@@ -390,6 +403,7 @@ impl<'a> Run<'a> {
                 .create
                 .as_ref()
                 .and_then(|a| a.provider_kind().map(str::to_owned));
+            rec.module = Some(c.module.to_string());
         }
     }
 }

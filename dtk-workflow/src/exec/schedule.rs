@@ -622,6 +622,7 @@ fn failed_record(node: Option<String>, message: String) -> AppliedComponent {
         secret_inputs: Vec::new(),
         drift: None,
         imported: None,
+        module: None,
     }
 }
 

@@ -37,6 +37,13 @@ pub(super) struct Builder<'m> {
     pub(super) planned: Vec<bool>,
     /// Each component's node, by component index.
     pub(super) nodes_of: Vec<Option<&'m str>>,
+    /// What workflow steps do (see `named.rs`).
+    pub(super) mode: super::request::StepMode,
+    /// For each component (by index), the task a workflow's `components:` step names:
+    /// `None` for converge (the component's own slot), else filled by the request.
+    pub(super) slots: Option<Vec<Option<NodeIndex>>>,
+    /// Parameters of a named workflow, given to each of its action steps.
+    pub(super) params: dtk_model::value::Attributes,
 }
 
 /// Builds every task and edge for `request`, and marks the planned ones, without
@@ -60,6 +67,9 @@ pub fn build_graph(
             .iter()
             .map(|c| node_of(c, &realizers))
             .collect(),
+        mode: super::request::StepMode::Converge,
+        slots: None,
+        params: dtk_model::value::Attributes::new(),
     };
     let kind = match request {
         PlanRequest::Converge | PlanRequest::ConvergeAll => {
@@ -68,11 +78,16 @@ pub fn build_graph(
         }
         PlanRequest::Delete => {
             b.delete_all(actual)?;
+            b.delete_workflow(actual)?;
             PlanKind::Delete
         }
         PlanRequest::Action(req) => {
             b.action(req)?;
             PlanKind::Action
+        }
+        PlanRequest::Workflow(req) => {
+            b.named_workflow(actual, req)?;
+            PlanKind::Workflow
         }
     };
     Ok(PlanGraph {
@@ -321,7 +336,7 @@ impl<'m> Builder<'m> {
         Ok(())
     }
 
-    fn delete_all(&mut self, actual: &ActualState) -> Result<(), PlanError> {
+    pub(super) fn delete_all(&mut self, actual: &ActualState) -> Result<(), PlanError> {
         let mut idx: HashMap<&ComponentId, NodeIndex> = HashMap::new();
         for (id, rec) in &actual.components {
             let t = self.add(

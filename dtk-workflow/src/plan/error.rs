@@ -57,6 +57,16 @@ pub enum PlanError {
         /// The node searched, if the step has one.
         node: Option<String>,
     },
+    /// The workflow asked for is not one of the service's.
+    #[error("service `{service}` has no workflow `{workflow}` (it has: {known})")]
+    NoSuchWorkflow {
+        /// The service.
+        service: String,
+        /// The workflow asked for.
+        workflow: String,
+        /// The workflows it has, comma-separated.
+        known: String,
+    },
     /// The action asked for matches no component instance.
     #[error("`{target}` matches no component of service `{service}`")]
     NoMatchingComponent {

@@ -8,6 +8,7 @@
 mod build;
 mod error;
 mod graph;
+mod named;
 mod request;
 mod workflow;
 
@@ -21,7 +22,7 @@ pub use build::build_graph;
 pub(crate) use build::dependency_ids;
 pub use error::{CycleEdge, PlanError};
 pub use graph::PlanGraph;
-pub use request::{ActionRequest, ActionTarget, ParseTargetError, PlanRequest};
+pub use request::{ActionRequest, ActionTarget, ParseTargetError, PlanRequest, WorkflowRequest};
 
 use crate::state::ActualState;
 use crate::task::{Edge, PlanKind, Task, TaskId};

@@ -15,10 +15,33 @@ pub enum PlanRequest {
     Converge,
     /// Converge everything, as if nothing had been applied (`graph`, or a forced run).
     ConvergeAll,
-    /// Delete everything recorded in actual state, in reverse dependency order.
+    /// Delete everything recorded in actual state, in reverse dependency order (and in
+    /// the order of the model's `delete` workflow, when it has one).
     Delete,
     /// Run one custom action (`[NODE/]CMP.ACTION k=v ...`).
     Action(ActionRequest),
+    /// Run a named workflow of the model (`dtk service exec NAME WORKFLOW k=v ...`).
+    Workflow(WorkflowRequest),
+}
+
+/// What the steps of the workflow being planned do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StepMode {
+    /// The `create` workflow of a converge.
+    Converge,
+    /// The `delete` workflow of a delete.
+    Delete,
+    /// A named workflow.
+    Named,
+}
+
+/// A request to run a named workflow of the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowRequest {
+    /// The workflow's name (a key of the assembly's `workflows`/`actions`).
+    pub name: String,
+    /// Parameters: extra inputs of every action the workflow runs.
+    pub params: dtk_model::value::Attributes,
 }
 
 /// A request to run a custom action on the matching component instances.

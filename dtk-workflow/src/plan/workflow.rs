@@ -145,7 +145,8 @@ impl<'m> Builder<'m> {
                             node: node.map(str::to_owned),
                         });
                     }
-                    let ts: Vec<NodeIndex> = found.into_iter().map(NodeIndex::new).collect();
+                    let ts: Vec<NodeIndex> =
+                        found.into_iter().filter_map(|i| self.slot(i)).collect();
                     for &t in &ts {
                         self.label_step(t, path);
                     }
@@ -191,6 +192,12 @@ impl<'m> Builder<'m> {
                     for i in found {
                         let c = &self.model.components[i];
                         Self::check_action(c, &a.action)?;
+                        if self.mode != super::request::StepMode::Converge {
+                            if let Some(t) = self.requested_action(i, a, path) {
+                                ts.push(t);
+                            }
+                            continue;
+                        }
                         let mut id = TaskId::new(&c.id, &a.action);
                         let mut k = 2;
                         while self.graph.node_weights().any(|t| t.id == id) {
