@@ -127,6 +127,23 @@ fn intervals(dir: &Path) -> Vec<(u128, u128)> {
     out
 }
 
+/// The `times` file under `dir` (a node's sandbox; commands run in their module's
+/// directory in it).
+fn times_under(dir: &Path) -> String {
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.file_name().is_some_and(|n| n == "times") {
+                return std::fs::read_to_string(&p).unwrap();
+            }
+        }
+    }
+    panic!("no times file under {}", dir.display())
+}
+
 fn assert_serial(dir: &Path) {
     let mut iv = intervals(dir);
     iv.sort();
@@ -261,7 +278,7 @@ fn only_exclude_replace_limits_rename_and_saved_plans() {
     assert_serial(&dtk.home().join("sandboxes/sel"));
 
     // --replace: the node is made again empty, everything on it runs again.
-    let before = std::fs::read_to_string(dtk.home().join("sandboxes/sel/a/times")).unwrap();
+    let before = times_under(&dtk.home().join("sandboxes/sel/a"));
     let (_, doc) = json(&dtk, &["service", "plan", "sel", "--replace", "node[a]"]);
     let reasons: BTreeMap<&str, &str> = doc["tasks"]
         .as_array()
@@ -280,7 +297,7 @@ fn only_exclude_replace_limits_rename_and_saved_plans() {
     );
     assert_eq!(run.code, Some(0), "{}", run.stdout);
     assert_eq!(tasks(&doc)["a/second.create"].0, "done");
-    let after = std::fs::read_to_string(dtk.home().join("sandboxes/sel/a/times")).unwrap();
+    let after = times_under(&dtk.home().join("sandboxes/sel/a"));
     assert!(
         !after.starts_with(&before) && after.lines().count() == 4,
         "a fresh sandbox: {after}"
@@ -359,4 +376,139 @@ fn only_exclude_replace_limits_rename_and_saved_plans() {
         .run(&["service", "converge", "sel", "--limit", "local=0"])
         .refused();
     assert!(bad.stderr.contains("above 0"), "{}", bad.stderr);
+}
+
+/// One component whose `create` and `check` append to the file `log` names; its check
+/// fails once `LOG.made` (written by create) is gone; `pause` slows create down.
+const PROBE: &str = r#"dsl_version: 1.0.0
+module: test/probe
+version: 1.0.0
+component_defs:
+  probe:
+    attributes:
+      log: {type: string, default: ""}
+      pause: {type: integer, default: 0}
+    actions:
+      create:
+        commands:
+        - RUN echo create >> "$log"; sleep "$pause"; touch "$log.made"
+      check:
+        commands:
+        - RUN echo check >> "$log"; test -f "$log.made"
+assemblies:
+  one:
+    components:
+    - node[n]:
+        components: [probe]
+"#;
+
+/// `plan` runs no `check` command and records nothing, `refresh` runs the checks and
+/// records the drift without creating anything, both refuse while another process holds
+/// the instance's lock, and `--only` with the `cmp[inst]` form plans what the named
+/// component needs, saying so.
+#[test]
+fn refresh_and_plan_read_without_acting_under_the_lock() {
+    let dtk = Dtk::new();
+    let src = dtk.home().join("src/probe");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("dtk.module.yaml"), PROBE).unwrap();
+    dtk.run(&["module", "install", src.to_str().unwrap()]).ok();
+    dtk.run(&["service", "stage", "test/probe", "one", "-n", "pr"])
+        .ok();
+    let log = dtk.home().join("probe.log");
+    let made = dtk.home().join("probe.log.made");
+    dtk.run(&["service", "set-attribute", "pr", "n/probe/log", log.to_str().unwrap()])
+        .ok();
+
+    // --only with `cmp[inst]`: the node it needs is planned first, and the plan says why.
+    let (_, doc) = json(&dtk, &["service", "plan", "pr", "--only", "probe"]);
+    let reasons: BTreeMap<&str, &str> = doc["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap(), t["reason"].as_str().unwrap()))
+        .collect();
+    assert!(reasons.contains_key("n/probe.create"), "{doc:#}");
+    assert!(
+        reasons["node[n].create"].contains("needed by n/probe"),
+        "{reasons:?}"
+    );
+    let (_, doc) = json(&dtk, &["service", "plan", "pr", "--only", "node[n]"]);
+    let ids: Vec<&str> = doc["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["node[n].create"], "{doc:#}");
+
+    dtk.run(&["service", "converge", "pr"]).ok();
+    assert!(made.is_file());
+    let runs = |dtk: &Dtk| {
+        dtk.run(&["--json", "service", "runs", "pr"]).json()["runs"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let read_log = || std::fs::read_to_string(&log).unwrap();
+
+    // What create made is gone: plan neither notices (a check runs commands) nor acts.
+    std::fs::remove_file(&made).unwrap();
+    let (before, n) = (read_log(), runs(&dtk));
+    let (run, doc) = json(&dtk, &["service", "plan", "pr"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(doc["tasks"], serde_json::json!([]), "{doc:#}");
+    assert_eq!(doc["checks"], serde_json::json!(["n/probe"]), "{doc:#}");
+    assert_eq!(read_log(), before, "plan ran a command");
+    assert_eq!(runs(&dtk), n, "plan recorded a run");
+
+    // Refresh runs the check, records the drift, and creates nothing.
+    let (run, doc) = json(&dtk, &["service", "refresh", "pr"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let drift = doc["drift"].as_array().unwrap();
+    assert_eq!(drift.len(), 1, "{doc:#}");
+    assert_eq!(drift[0]["component"], "n/probe");
+    assert_eq!(drift[0]["status"], "check failed");
+    assert_eq!(read_log(), format!("{before}check\n"), "only the check ran");
+    assert!(!made.exists(), "refresh made it again");
+    assert_eq!(runs(&dtk), n + 1, "refresh is a run of its own");
+    // The drift is recorded: the next plan makes it again, and converge does.
+    let (_, doc) = json(&dtk, &["service", "plan", "pr"]);
+    assert!(
+        doc["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == "n/probe.create"),
+        "{doc:#}"
+    );
+    dtk.run(&["service", "converge", "pr"]).ok();
+    assert!(made.is_file());
+
+    // While a converge holds the lock, plan and refresh refuse (naming the holder).
+    dtk.run(&["service", "set-attribute", "pr", "n/probe/pause", "4"])
+        .ok();
+    let creates = || read_log().lines().filter(|l| *l == "create").count();
+    let started = creates();
+    let mut child = dtk
+        .command(&["service", "converge", "pr"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while creates() == started {
+        assert!(std::time::Instant::now() < deadline, "converge never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for op in ["plan", "refresh"] {
+        let r = dtk.run(&["service", op, "pr"]).refused();
+        assert!(
+            r.stderr.contains("is locked by") && r.stderr.contains("converge"),
+            "{op}: {}",
+            r.stderr
+        );
+    }
+    assert!(child.wait().unwrap().success());
+    dtk.run(&["service", "plan", "pr"]).ok();
 }

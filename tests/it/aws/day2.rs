@@ -1,6 +1,7 @@
 //! Day-2 operations on the AWS target, through the `dtk` binary against moto: a VPC made
 //! outside dtk imported into a target; an instance stopped, then resized, outside dtk
-//! (refresh shows the drift, converge restores it in place); a size changed in the desired
+//! (refresh shows the drift, converge restores it in place), retagged and put in another
+//! security group outside dtk (the same); a size changed in the desired
 //! state (in place) and an image changed (a replacement); an instance made outside dtk
 //! imported into a node (repaired, never launched twice, left alone by delete); a VPC
 //! imported with `--adopt` (deleted with its target).
@@ -157,6 +158,36 @@ fn aws_day_two_drift_resize_replace_import() {
         ("running", "t3.small")
     );
 
+    // Retagged and put in another security group outside dtk: both are drift, repaired
+    // in place (the same instance).
+    let i = view.instance(&web);
+    let groups = i.groups.clone();
+    let elsewhere = view.create_group(&i.vpc_id, "elsewhere", 8080);
+    view.retag(&web, "team", "someone-else");
+    view.set_groups(&web, &[elsewhere.as_str()]);
+    assert_eq!(view.instance(&web).groups, [elsewhere.clone()]);
+    let drift = refresh(&cli, "app5");
+    let changed: Vec<&String> = drift
+        .iter()
+        .filter(|(c, s, _)| c == "node[web]" && s == "drifted")
+        .flat_map(|(_, _, ch)| ch)
+        .collect();
+    assert!(
+        changed.contains(&&"tags: {\"team\":\"dtk-tests\"} -> {\"team\":\"someone-else\"}".to_owned()),
+        "{drift:?}"
+    );
+    assert!(
+        changed.iter().any(|x| x.starts_with("security_groups: ") && x.contains(&elsewhere)),
+        "{drift:?}"
+    );
+    let ran = cli.converge_json("app5");
+    assert!(ran.contains("node[web].create"), "{ran:?}");
+    let i = view.instance(&web);
+    assert_eq!(i.tags.get("team").map(String::as_str), Some("dtk-tests"));
+    assert_eq!(i.groups, groups);
+    assert_eq!(out(&cli.outputs("app5"), "node[web]", "instance_id"), web);
+    assert!(refresh(&cli, "app5").is_empty(), "no drift left");
+
     // A size changed in the desired state: changed in place, the same instance.
     cli.set("app5", "web/size", "t3.medium");
     let p = plan(&cli, "app5");
@@ -243,6 +274,9 @@ fn aws_day_two_drift_resize_replace_import() {
 
     // Delete app and target: the imported VPC stays, with nothing of dtk's in it.
     cli.ok(&["service", "delete", "app5"]);
+    for app in ["app5", "app6"] {
+        cli.ok(&["service", "uninstall", app]);
+    }
     cli.ok(&["service", "delete", "net5"]);
     assert!(view.vpc(&theirs).is_some(), "not adopted: kept");
     assert!(view.inventory_of("net5").subnets.is_empty());

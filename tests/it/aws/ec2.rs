@@ -439,6 +439,30 @@ impl Ec2View {
             .unwrap();
     }
 
+    /// Sets tag `key` of resource `id` to `value`, as someone outside dtk would.
+    pub fn retag(&self, id: &str, key: &str, value: &str) {
+        self.run(
+            self.client
+                .create_tags()
+                .resources(id)
+                .tags(Tag::builder().key(key).value(value).build())
+                .send(),
+        )
+        .unwrap();
+    }
+
+    /// Puts instance `id` in exactly `groups`, as someone outside dtk would.
+    pub fn set_groups(&self, id: &str, groups: &[&str]) {
+        self.run(
+            self.client
+                .modify_instance_attribute()
+                .instance_id(id)
+                .set_groups(Some(groups.iter().map(|g| (*g).to_owned()).collect()))
+                .send(),
+        )
+        .unwrap();
+    }
+
     /// An instance launched outside dtk in `subnet`, with a `Name` tag.
     pub fn launch(&self, ami: &str, subnet: &str, instance_type: &str, name: &str) -> String {
         let out = self
