@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use dtk_model::module::ActionKind;
 use dtk_model::provider::{Change, Observed, ResourceRequest, Secrets};
 use dtk_model::{ComponentId, ServiceModel};
-use dtk_workflow::{
-    ActionRequest, ActionTarget, ActualState, DriftMark, Observation, PlanRequest, TaskStatus,
-};
+use dtk_workflow::{ActualState, DriftMark, Observation, PlanRequest, TaskStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::converge::{RunOptions, RunReport, TaskLine, run_id};
@@ -274,8 +272,8 @@ impl Service {
         })
     }
 
-    /// Runs the `check` actions of `ids`: one plan per component definition, each
-    /// covering its instances among `ids`. A check that fails marks its component gone;
+    /// Runs the `check` actions of `ids`, all in one plan (checks on different nodes run
+    /// at once, within the run's limits). A check that fails marks its component gone;
     /// one that passes clears an earlier mark. Returns the failures, with why.
     async fn run_checks(
         &self,
@@ -284,46 +282,31 @@ impl Service {
         ids: &[ComponentId],
         opts: &RunOptions,
     ) -> Result<Vec<(ComponentId, String)>, InstanceError> {
-        let mut refs: Vec<dtk_model::ComponentRef> = Vec::new();
-        for c in &model.components {
-            if ids.contains(&c.id) && !refs.contains(&c.reference) {
-                refs.push(c.reference.clone());
-            }
-        }
         let mut ctx = self.exec_context(model, opts)?;
         ctx.default_timeout = opts.default_timeout.min(Duration::from_secs(60));
+        let request = PlanRequest::ActionOn {
+            components: ids.to_vec(),
+            action: "check".to_owned(),
+        };
+        let plan = dtk_workflow::plan(model, state, &request)
+            .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
+        let outcome = dtk_workflow::execute(&plan, model, state, &ctx)
+            .await
+            .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
         let mut failed = Vec::new();
-        for reference in refs {
-            let request = PlanRequest::Action(ActionRequest {
-                target: ActionTarget {
-                    node: None,
-                    component: reference,
-                    action: "check".to_owned(),
-                },
-                params: BTreeMap::new(),
-            });
-            let plan = dtk_workflow::plan(model, state, &request)
-                .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
-            let outcome = dtk_workflow::execute(&plan, model, state, &ctx)
-                .await
-                .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
-            for t in &outcome.tasks {
-                if !ids.contains(&t.component) {
-                    continue;
+        for t in &outcome.tasks {
+            let Some(rec) = state.components.get_mut(&t.component) else {
+                continue;
+            };
+            match &t.status {
+                TaskStatus::Failed { message } if rec.is_applied() => {
+                    rec.drift = Some(DriftMark::Missing);
+                    failed.push((t.component.clone(), message.clone()));
                 }
-                let Some(rec) = state.components.get_mut(&t.component) else {
-                    continue;
-                };
-                match &t.status {
-                    TaskStatus::Failed { message } if rec.is_applied() => {
-                        rec.drift = Some(DriftMark::Missing);
-                        failed.push((t.component.clone(), message.clone()));
-                    }
-                    TaskStatus::Done if matches!(rec.drift, Some(DriftMark::Missing)) => {
-                        rec.drift = None;
-                    }
-                    _ => {}
+                TaskStatus::Done if matches!(rec.drift, Some(DriftMark::Missing)) => {
+                    rec.drift = None;
                 }
+                _ => {}
             }
         }
         Ok(failed)

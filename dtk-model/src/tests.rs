@@ -652,10 +652,7 @@ fn observed_is_plain_serde_data() {
         assert_eq!(serde_json::from_str::<Observed>(json).expect("parses"), o);
     }
     assert_eq!(drifted.outputs().map(|o| o.len()), Some(1));
-    assert_eq!(
-        drifted_text(&drifted),
-        "state: stopped (expected running)"
-    );
+    assert_eq!(drifted_text(&drifted), "state: stopped (expected running)");
 }
 
 fn drifted_text(o: &crate::provider::Observed) -> String {

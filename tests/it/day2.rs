@@ -417,8 +417,14 @@ fn refresh_and_plan_read_without_acting_under_the_lock() {
         .ok();
     let log = dtk.home().join("probe.log");
     let made = dtk.home().join("probe.log.made");
-    dtk.run(&["service", "set-attribute", "pr", "n/probe/log", log.to_str().unwrap()])
-        .ok();
+    dtk.run(&[
+        "service",
+        "set-attribute",
+        "pr",
+        "n/probe/log",
+        log.to_str().unwrap(),
+    ])
+    .ok();
 
     // --only with `cmp[inst]`: the node it needs is planned first, and the plan says why.
     let (_, doc) = json(&dtk, &["service", "plan", "pr", "--only", "probe"]);
@@ -498,7 +504,10 @@ fn refresh_and_plan_read_without_acting_under_the_lock() {
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while creates() == started {
-        assert!(std::time::Instant::now() < deadline, "converge never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "converge never started"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     for op in ["plan", "refresh"] {

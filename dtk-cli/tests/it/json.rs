@@ -572,7 +572,7 @@ fn day_two_in_json() {
         .collect();
     assert!(!ran.iter().any(|t| t == "node[db].create"), "{ran:?}");
     assert!(
-        theirs.join("message.txt").is_file(),
+        theirs.join("modules/demo/json/message.txt").is_file(),
         "db ran in the imported dir"
     );
     // Not adopted: delete leaves the directory.

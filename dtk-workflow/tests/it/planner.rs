@@ -554,6 +554,38 @@ fn custom_actions_match_nodes_and_groups() {
     let _ = TaskId("x".into());
 }
 
+/// One action on given instances, in one plan: exactly those (in model order), ids the
+/// model lacks left out, no edges between them; a named one lacking the action is an error.
+#[test]
+fn an_action_on_given_instances_plans_exactly_them() {
+    let m = M::new("on")
+        .group("workers", 3)
+        .node("solo")
+        .cmp(C::res("workers:1/w").action(commands("check", &["true"])))
+        .cmp(C::res("workers:2/w").action(commands("check", &["true"])))
+        .cmp(C::res("workers:3/w").action(commands("check", &["true"])))
+        .cmp(C::res("solo/x"))
+        .build();
+    let on = |ids: &[&str]| PlanRequest::ActionOn {
+        components: ids.iter().map(|i| ComponentId((*i).to_owned())).collect(),
+        action: "check".to_owned(),
+    };
+    let p = plan(
+        &m,
+        &ActualState::new(),
+        &on(&["workers:3/w", "gone/w", "workers:1/w"]),
+    )
+    .unwrap();
+    expect![[r#"
+        workers:1/w.check <- []
+        workers:3/w.check <- []
+    "#]]
+    .assert_eq(&edges(&p));
+    assert!(plan(&m, &ActualState::new(), &on(&[])).unwrap().is_empty());
+    let e = plan(&m, &ActualState::new(), &on(&["solo/x"])).unwrap_err();
+    expect!["component `solo/x` has no action `check`"].assert_eq(&e.to_string());
+}
+
 #[test]
 fn a_node_gone_outside_dtk_runs_everything_placed_on_it_again() {
     let m = three_tier();

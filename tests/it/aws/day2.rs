@@ -173,11 +173,14 @@ fn aws_day_two_drift_resize_replace_import() {
         .flat_map(|(_, _, ch)| ch)
         .collect();
     assert!(
-        changed.contains(&&"tags: {\"team\":\"dtk-tests\"} -> {\"team\":\"someone-else\"}".to_owned()),
+        changed
+            .contains(&&"tags: {\"team\":\"dtk-tests\"} -> {\"team\":\"someone-else\"}".to_owned()),
         "{drift:?}"
     );
     assert!(
-        changed.iter().any(|x| x.starts_with("security_groups: ") && x.contains(&elsewhere)),
+        changed
+            .iter()
+            .any(|x| x.starts_with("security_groups: ") && x.contains(&elsewhere)),
         "{drift:?}"
     );
     let ran = cli.converge_json("app5");
