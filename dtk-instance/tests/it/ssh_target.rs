@@ -485,8 +485,16 @@ async fn a_host_imported_into_a_node_is_used_and_left_by_delete() {
     );
     assert_ok(&converge(&app).await);
     // web runs on host db, where it was imported, next to db.
-    assert!(w.workdir("db").join("imp/web/modules/test/files/copy.txt").is_file());
-    assert!(w.workdir("db").join("imp/db/modules/test/files/message.txt").is_file());
+    assert!(
+        w.workdir("db")
+            .join("imp/web/modules/test/files/copy.txt")
+            .is_file()
+    );
+    assert!(
+        w.workdir("db")
+            .join("imp/db/modules/test/files/message.txt")
+            .is_file()
+    );
     assert!(!w.workdir("web").join("imp").exists());
     assert!(app.plan().await.expect("plan").1.is_empty());
     assert_ok(&app.delete(&opts).await.expect("delete"));

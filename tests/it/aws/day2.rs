@@ -165,7 +165,7 @@ fn aws_day_two_drift_resize_replace_import() {
     let elsewhere = view.create_group(&i.vpc_id, "elsewhere", 8080);
     view.retag(&web, "team", "someone-else");
     view.set_groups(&web, &[elsewhere.as_str()]);
-    assert_eq!(view.instance(&web).groups, [elsewhere.clone()]);
+    assert_eq!(view.instance(&web).groups, std::slice::from_ref(&elsewhere));
     let drift = refresh(&cli, "app5");
     let changed: Vec<&String> = drift
         .iter()
