@@ -167,16 +167,19 @@ pub(crate) async fn create_vpc(
     p: &AwsProvider,
     call: &Call<'_, '_>,
 ) -> Result<Attributes, ProviderError> {
-    let ec2 = p.client(call).await?;
-    let me = owner(call);
-    let vpc_id = match inputs::string(call, call.req.inputs, "vpc_id")? {
-        Some(id) => Some(id),
-        None => recorded_unowned(call, "vpc_id", ec2.find_vpc(&me)).await?,
-    };
-    let cidr_block = match vpc_id {
+    // Inputs are checked before any request.
+    let given = inputs::string(call, call.req.inputs, "vpc_id")?;
+    let cidr_block = match given {
         Some(_) => None,
         None => cidr(call, "cidr_block")?,
     };
+    let ec2 = p.client(call).await?;
+    let me = owner(call);
+    let vpc_id = match given {
+        Some(id) => Some(id),
+        None => recorded_unowned(call, "vpc_id", ec2.find_vpc(&me)).await?,
+    };
+    let cidr_block = if vpc_id.is_some() { None } else { cidr_block };
     let info = ec2
         .ensure_vpc(&owner(call), &VpcSpec { vpc_id, cidr_block })
         .await
@@ -244,12 +247,8 @@ pub(crate) async fn create_subnet(
 ) -> Result<Attributes, ProviderError> {
     let attrs = call.req.inputs;
     let vpc_id = linked_vpc(call)?;
-    let ec2 = p.client(call).await?;
-    let me = owner(call);
-    let subnet_id = match inputs::string(call, attrs, "subnet_id")? {
-        Some(id) => Some(id),
-        None => recorded_unowned(call, "subnet_id", ec2.find_subnet(&me)).await?,
-    };
+    // Inputs are checked before any request.
+    let given = inputs::string(call, attrs, "subnet_id")?;
     let cidr_block = cidr(call, "subnet_cidr_block")?;
     let prefix_len = inputs::integer(call, attrs, "subnet_length")?
         .map(|n| {
@@ -268,13 +267,21 @@ pub(crate) async fn create_subnet(
         .transpose()
         .map_err(|e| call.invalid(e.to_string()))?
         .unwrap_or_default();
+    let availability_zone = inputs::string(call, attrs, "availability_zone")?;
+    let map_public_ip_on_launch = inputs::boolean(call, attrs, "enable_public_ip_in_subnet")?;
+    let ec2 = p.client(call).await?;
+    let me = owner(call);
+    let subnet_id = match given {
+        Some(id) => Some(id),
+        None => recorded_unowned(call, "subnet_id", ec2.find_subnet(&me)).await?,
+    };
     let spec = SubnetSpec {
         subnet_id: subnet_id.clone(),
         cidr_block,
         prefix_len,
-        availability_zone: inputs::string(call, attrs, "availability_zone")?,
+        availability_zone,
         gateway,
-        map_public_ip_on_launch: inputs::boolean(call, attrs, "enable_public_ip_in_subnet")?,
+        map_public_ip_on_launch,
     };
     let owner = owner(call);
     let vpc = ec2
