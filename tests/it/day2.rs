@@ -521,3 +521,80 @@ fn refresh_and_plan_read_without_acting_under_the_lock() {
     assert!(child.wait().unwrap().success());
     dtk.run(&["service", "plan", "pr"]).ok();
 }
+
+/// Two components that wait for each other (each writes its file, then waits up to 20 s
+/// for the other's): they succeed only if they run at the same time.
+const MEET: &str = r#"dsl_version: 1.0.0
+module: test/meet
+version: 1.0.0
+component_defs:
+  meet:
+    attributes:
+      dir: {type: string, default: ""}
+      me: {type: string, default: ""}
+      other: {type: string, default: ""}
+    actions:
+      create:
+        commands:
+        - RUN touch "$dir/$me"; i=0; while [ ! -e "$dir/$other" ]; do i=$((i+1)); if [ $i -gt 200 ]; then echo "no $other" >&2; exit 7; fi; sleep 0.1; done
+assemblies:
+  two:
+    components:
+    - node[x]:
+        components:
+        - meet: {attributes: {me: x, other: y}}
+    - node[y]:
+        components:
+        - meet: {attributes: {me: y, other: x}}
+"#;
+
+/// `converge --limit local=2` overrides the target's `limits.yaml` (`local: 1`): two tasks
+/// that can only finish together do.
+#[test]
+fn the_command_line_limit_overrides_the_targets() {
+    let dtk = Dtk::new();
+    let src = dtk.home().join("src/meet");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("dtk.module.yaml"), MEET).unwrap();
+    dtk.run(&["module", "install", src.to_str().unwrap()]).ok();
+    dtk.run(&[
+        "service",
+        "stage",
+        "dtk/local",
+        "target",
+        "-n",
+        "one",
+        "--base",
+    ])
+    .ok();
+    std::fs::write(dtk.service_dir("one").join("limits.yaml"), "local: 1\n").unwrap();
+    dtk.run(&["service", "converge", "one"]).ok();
+    dtk.run(&[
+        "service",
+        "stage",
+        "test/meet",
+        "two",
+        "-n",
+        "meet",
+        "--target",
+        "one",
+    ])
+    .ok();
+    let dir = dtk.home().join("meeting");
+    std::fs::create_dir_all(&dir).unwrap();
+    for node in ["x", "y"] {
+        dtk.run(&[
+            "service",
+            "set-attribute",
+            "meet",
+            &format!("{node}/meet/dir"),
+            dir.to_str().unwrap(),
+        ])
+        .ok();
+    }
+    let (run, doc) = json(&dtk, &["service", "converge", "meet", "--limit", "local=2"]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let t = tasks(&doc);
+    assert_eq!(t["x/meet.create"].0, "done", "{t:?}");
+    assert_eq!(t["y/meet.create"].0, "done", "{t:?}");
+}
