@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use dtk_model::module::ActionKind;
 use dtk_model::{ServiceModel, Value};
-use dtk_workflow::{ActualState, LeftOut, Plan, Replace, Selection, Selector};
+use dtk_workflow::{ActualState, LeftOut, Plan, Replace, Selection, Selector, TaskOp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -118,6 +118,10 @@ pub struct PlanDoc {
     pub checks: Vec<String>,
     /// What the reads found (gone, drifted, outputs changed, unreadable).
     pub drift: Vec<DriftLine>,
+    /// The components the plan deletes that were imported without `--adopt`: their
+    /// delete only forgets them, the resource stays (left out of the document when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<String>,
 }
 
 impl PlanDoc {
@@ -177,6 +181,15 @@ pub fn plan_tasks(plan: &Plan) -> Vec<PlanTask> {
                 .map(|p| p.as_str().to_owned())
                 .collect(),
         })
+        .collect()
+}
+
+/// The components `plan` deletes whose resource stays: imported without `adopt`.
+fn kept_resources(plan: &Plan, state: &ActualState) -> Vec<String> {
+    plan.tasks()
+        .filter(|t| t.op == TaskOp::Delete)
+        .filter(|t| state.get(&t.component).is_some_and(|r| r.keeps_resource()))
+        .map(|t| t.component.to_string())
         .collect()
 }
 
@@ -321,6 +334,7 @@ impl Service {
             left_out: left_out.iter().map(LeftOutLine::from).collect(),
             checks: world.checks,
             drift: world.drift,
+            kept: kept_resources(&plan, &state),
         };
         Ok(PlanReport { model, plan, doc })
     }

@@ -1,7 +1,8 @@
 //! Day-2 operations through the real CLI on the local target: failure isolation and
 //! `--fail-fast`, `--only` / `--exclude` / `--replace`, per-provider limits (from the
-//! command line and from the target's `limits.yaml`), a rename, and a saved plan refused
-//! once the world changed.
+//! command line and from the target's `limits.yaml`, and the first overriding the second),
+//! a rename, a saved plan refused once the world changed, and `plan` and `refresh`
+//! reading without acting, under the instance's lock.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -331,6 +331,13 @@ pub fn plan(
             write!(w, "{}", report.plan.render_tree())?;
         }
         print_left_out(w, doc)?;
+        if !doc.kept.is_empty() {
+            writeln!(
+                w,
+                "kept: {} (imported without --adopt: its delete only forgets it, the resource stays)",
+                doc.kept.join(", ")
+            )?;
+        }
         if !doc.checks.is_empty() {
             writeln!(
                 w,

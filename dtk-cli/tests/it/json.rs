@@ -563,6 +563,16 @@ fn day_two_in_json() {
         "dtk.service.import/v1",
         expect_file!["json/service-import.json"],
     );
+    // A plan that would delete it says the resource stays.
+    let r = json(&h, &["service", "plan", "app2", "--replace", "node[db]"]);
+    assert_eq!(
+        r.json()["kept"],
+        serde_json::json!(["node[db]"]),
+        "{}",
+        r.stdout
+    );
+    let r = json(&h, &["service", "plan", "app2"]);
+    assert!(r.json().get("kept").is_none(), "{}", r.stdout);
     let r = json(&h, &["service", "converge", "app2"]);
     let ran: Vec<String> = r.json()["tasks"]
         .as_array()
