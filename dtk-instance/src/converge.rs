@@ -15,12 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use dtk_model::module::ActionKind;
-use dtk_model::provider::{Cancel, ExecOutput, ExecRequest, Observed, ResourceRequest, Secrets};
+use dtk_model::provider::{Cancel, ExecOutput, ExecRequest, Secrets};
 use dtk_model::{ComponentId, ProviderError, ProviderRegistry, ServiceModel, Value};
 use dtk_workflow::{
-    ActionRequest, ActionTarget, ActualState, CommandTransport, DriftMark, Event, EventSink,
-    ExecContext, Limits, Outcome, Plan, PlanRequest, SecretSource, TaskReport, TaskStatus,
+    ActionRequest, ActionTarget, ActualState, CommandTransport, Event, EventSink, ExecContext,
+    Limits, Plan, PlanRequest, SecretSource, Selection, TaskReport, TaskStatus,
 };
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +46,12 @@ pub struct RunOptions {
     pub limits: Limits,
     /// The time limit of one action attempt when the action sets none.
     pub default_timeout: Duration,
+    /// What a converge acts on beyond what changed (`--only`, `--exclude`, `--replace`).
+    pub selection: Selection,
+    /// Stop scheduling at the first failure (`--fail-fast`).
+    pub fail_fast: bool,
+    /// Who runs it (`user@host`), kept in the run's record.
+    pub who: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -57,6 +62,9 @@ impl Default for RunOptions {
             cancel: Cancel::new(),
             limits: Limits::default(),
             default_timeout: Duration::from_secs(10 * 60),
+            selection: Selection::default(),
+            fail_fast: false,
+            who: None,
         }
     }
 }
@@ -67,6 +75,9 @@ impl std::fmt::Debug for RunOptions {
             .field("message", &self.message)
             .field("limits", &self.limits)
             .field("default_timeout", &self.default_timeout)
+            .field("selection", &self.selection)
+            .field("fail_fast", &self.fail_fast)
+            .field("who", &self.who)
             .finish_non_exhaustive()
     }
 }
@@ -96,7 +107,49 @@ pub struct RunReport {
     pub logs: PathBuf,
     /// How many tasks were already done by an interrupted earlier run and resumed.
     pub resumed_from_journal: usize,
+    /// Who ran it (`user@host`), when the caller said.
+    #[serde(default)]
+    pub who: Option<String>,
+    /// What `--only` / `--exclude` left out of a converge.
+    #[serde(default)]
+    pub left_out: Vec<LeftOutLine>,
 }
+
+/// A task a selection left out of a plan (`--only`, `--exclude`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOutLine {
+    /// The task.
+    pub task: String,
+    /// Its component.
+    pub component: String,
+    /// Why it would have run.
+    pub reason: String,
+    /// Why it does not.
+    pub why: String,
+}
+
+impl From<&dtk_workflow::LeftOut> for LeftOutLine {
+    fn from(l: &dtk_workflow::LeftOut) -> Self {
+        LeftOutLine {
+            task: l.task.to_string(),
+            component: l.component.to_string(),
+            reason: l.reason.clone(),
+            why: l.why.clone(),
+        }
+    }
+}
+
+/// What a run checks, when it runs a saved plan, before it runs anything: the actual
+/// state it starts from, then the plan it made (see `converge_plan`).
+pub(crate) enum Checkpoint<'a> {
+    /// Actual state as recorded (journals folded in), before the world is read.
+    State(&'a ActualState),
+    /// The plan made.
+    Plan(&'a Plan),
+}
+
+/// Refuses a run at a [`Checkpoint`].
+pub(crate) type Gate<'a> = &'a (dyn Fn(Checkpoint<'_>) -> Result<(), InstanceError> + Sync);
 
 /// One task of a [`RunReport`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -191,7 +244,7 @@ impl SecretSource for StoreSecrets {
     }
 }
 
-fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -204,7 +257,7 @@ fn run_id() -> String {
 }
 
 impl Service {
-    fn journal_dir(&self) -> PathBuf {
+    pub(crate) fn journal_dir(&self) -> PathBuf {
         self.private_dir().join("journal")
     }
 
@@ -214,7 +267,9 @@ impl Service {
 
     /// Actual state with the journals of interrupted runs folded in; returns the state
     /// and how many completed tasks the journals held.
-    fn recovered_state(&self) -> Result<(ActualState, Vec<PathBuf>, usize), InstanceError> {
+    pub(crate) fn recovered_state(
+        &self,
+    ) -> Result<(ActualState, Vec<PathBuf>, usize), InstanceError> {
         let mut state = self.actual_state()?;
         let dir = self.journal_dir();
         let mut journals: Vec<PathBuf> = match fs::read_dir(&dir) {
@@ -237,132 +292,9 @@ impl Service {
         Ok((state, journals, resumed))
     }
 
-    /// Notices drift before planning: reads every provider-backed resource of `model`
-    /// recorded as applied in `state` (concurrently), and runs the `check` action of
-    /// every applied component that declares one (a command that fails when what the
-    /// component made is gone, e.g. a server that no longer runs). A resource reported
-    /// missing, or a failing check, marks the component drifted: converge makes it again.
-    async fn refresh(
-        &self,
-        model: &ServiceModel,
-        state: &mut ActualState,
-        opts: &RunOptions,
-    ) -> Result<(), InstanceError> {
-        const READS_AT_ONCE: usize = 16;
-        let providers = self.home().providers();
-        let secrets = self.secrets()?;
-        let limit = Arc::new(tokio::sync::Semaphore::new(READS_AT_ONCE));
-        let mut reads = tokio::task::JoinSet::new();
-        let service_nodes: Arc<[dtk_model::instance::NodeInstance]> =
-            Arc::from(model.nodes.as_slice());
-        for c in &model.components {
-            let Some(rec) = state.components.get(&c.id) else {
-                continue;
-            };
-            if !rec.is_applied() {
-                continue;
-            }
-            let Some(ActionKind::Provider { kind, resource }) =
-                c.def.actions.get("create").map(|a| &a.kind)
-            else {
-                continue;
-            };
-            let Some(provider) = providers.get(kind).cloned() else {
-                continue;
-            };
-            let secret_values = Secrets(secrets.component(&c.id).into_iter().collect());
-            let (service, id, node, resource) = (
-                self.name().to_owned(),
-                c.id.clone(),
-                rec.node.clone(),
-                resource.clone(),
-            );
-            let (inputs, outputs) = (rec.inputs.clone(), rec.outputs.clone());
-            let cancel = opts.cancel.clone();
-            let limit = limit.clone();
-            let service_nodes = service_nodes.clone();
-            reads.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                let key = format!("{service}/{id}/refresh");
-                let req = ResourceRequest {
-                    service: &service,
-                    component: id.as_str(),
-                    node: node.as_deref(),
-                    resource: &resource,
-                    idempotency_key: &key,
-                    inputs: &inputs,
-                    secrets: &secret_values,
-                    prior: Some(&outputs),
-                    service_nodes: &service_nodes,
-                    cancel: &cancel,
-                };
-                // A failed read says nothing about drift; the converge itself will tell.
-                let missing = matches!(provider.read(&req).await, Ok(Observed::Missing));
-                (id, missing)
-            });
-        }
-        while let Some(done) = reads.join_next().await {
-            if let Ok((id, true)) = done
-                && let Some(rec) = state.components.get_mut(&id)
-            {
-                rec.drift = Some(DriftMark::Missing);
-            }
-        }
-        self.run_checks(model, state, opts).await
-    }
-
-    /// Runs the `check` actions (see [`refresh`](Self::refresh)); one plan per component
-    /// definition that has one, each covering all its applied instances.
-    async fn run_checks(
-        &self,
-        model: &ServiceModel,
-        state: &mut ActualState,
-        opts: &RunOptions,
-    ) -> Result<(), InstanceError> {
-        let mut refs: Vec<dtk_model::ComponentRef> = Vec::new();
-        for c in &model.components {
-            let applied = state
-                .components
-                .get(&c.id)
-                .is_some_and(|r| r.is_applied() && r.drift.is_none());
-            if applied && c.def.actions.contains_key("check") && !refs.contains(&c.reference) {
-                refs.push(c.reference.clone());
-            }
-        }
-        if refs.is_empty() {
-            return Ok(());
-        }
-        let mut ctx = self.exec_context(model, opts)?;
-        ctx.default_timeout = opts.default_timeout.min(Duration::from_secs(60));
-        for reference in refs {
-            let request = PlanRequest::Action(ActionRequest {
-                target: ActionTarget {
-                    node: None,
-                    component: reference,
-                    action: "check".to_owned(),
-                },
-                params: BTreeMap::new(),
-            });
-            let plan = dtk_workflow::plan(model, state, &request)
-                .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
-            let outcome = dtk_workflow::execute(&plan, model, state, &ctx)
-                .await
-                .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
-            for t in &outcome.tasks {
-                if matches!(t.status, TaskStatus::Failed { .. })
-                    && let Some(rec) = state.components.get_mut(&t.component)
-                    && rec.is_applied()
-                {
-                    rec.drift = Some(DriftMark::Missing);
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// The executor's context for this service: its providers, the default transport,
     /// its secrets, and the run options' limits (no events, no journal).
-    fn exec_context(
+    pub(crate) fn exec_context(
         &self,
         model: &ServiceModel,
         opts: &RunOptions,
@@ -372,21 +304,18 @@ impl Service {
         ctx.transport = Some(Arc::new(DefaultTransport::new(self.home())));
         ctx.secrets = Some(Arc::new(StoreSecrets(self.secrets()?)));
         ctx.limits = opts.limits.clone();
+        ctx.limits.per_provider = self.provider_limits(&opts.limits.per_provider)?;
         ctx.default_timeout = opts.default_timeout;
         ctx.cancel = opts.cancel.clone();
         Ok(ctx)
     }
 
     /// What converge would run now, work-tree edits included, without running
-    /// anything or writing anything.
+    /// anything or writing anything (see [`Service::plan_with`] for a selection and the
+    /// document).
     pub async fn plan(&self) -> Result<(ServiceModel, Plan), InstanceError> {
-        let model = self.model()?;
-        let (mut state, _, _) = self.recovered_state()?;
-        self.refresh(&model, &mut state, &RunOptions::default())
-            .await?;
-        let plan = dtk_workflow::plan(&model, &state, &PlanRequest::Converge)
-            .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
-        Ok((model, plan))
+        let r = self.plan_with(&RunOptions::default()).await?;
+        Ok((r.model, r.plan))
     }
 
     /// Converges the service: commits the work tree's edits, refuses on violations,
@@ -404,7 +333,25 @@ impl Service {
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
         self.refuse_violations(&model)?;
-        self.run(&model, PlanRequest::Converge, "converge", opts)
+        self.run(&model, PlanRequest::Converge, "converge", opts, None)
+            .await
+    }
+
+    /// Converges with `gate` checking the run before anything runs (a saved plan).
+    pub(crate) async fn converge_gated(
+        &self,
+        opts: &RunOptions,
+        gate: Gate<'_>,
+    ) -> Result<RunReport, InstanceError> {
+        let message = opts
+            .message
+            .clone()
+            .unwrap_or_else(|| "converge".to_owned());
+        self.commit_edits(&message)?;
+        let (d, modules) = self.committed_doc_and_modules()?;
+        let model = self.expand_doc(&d, &modules, dtk_model::service::SERVICE_FILE)?;
+        self.refuse_violations(&model)?;
+        self.run(&model, PlanRequest::Converge, "converge", opts, Some(gate))
             .await
     }
 
@@ -447,7 +394,7 @@ impl Service {
             })?;
             PlanRequest::Action(ActionRequest { target, params })
         };
-        self.run(&model, req, "exec", opts).await
+        self.run(&model, req, "exec", opts, None).await
     }
 
     /// Runs every component's delete action in reverse dependency order; afterwards
@@ -468,7 +415,8 @@ impl Service {
         let _lock = self.lock("delete")?;
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
-        self.run(&model, PlanRequest::Delete, "delete", opts).await
+        self.run(&model, PlanRequest::Delete, "delete", opts, None)
+            .await
     }
 
     async fn run(
@@ -477,15 +425,27 @@ impl Service {
         request: PlanRequest,
         kind: &str,
         opts: &RunOptions,
+        gate: Option<Gate<'_>>,
     ) -> Result<RunReport, InstanceError> {
         let started = Instant::now();
         let started_at = now_secs();
         let (mut state, old_journals, resumed) = self.recovered_state()?;
-        if kind == "converge" {
-            self.refresh(model, &mut state, opts).await?;
+        if let Some(gate) = gate {
+            gate(Checkpoint::State(&state))?;
         }
-        let plan = dtk_workflow::plan(model, &state, &request)
-            .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
+        if kind == "converge" {
+            self.read_world_and_check(model, &mut state, opts).await?;
+        }
+        let (plan, left_out) = if request == PlanRequest::Converge {
+            self.make_plan(model, &state, &opts.selection)?
+        } else {
+            let plan = dtk_workflow::plan(model, &state, &request)
+                .map_err(|e| InstanceError::Workflow(Box::new(e)))?;
+            (plan, Vec::new())
+        };
+        if let Some(gate) = gate {
+            gate(Checkpoint::Plan(&plan))?;
+        }
         let run = run_id();
         let journal_dir = self.journal_dir();
         fs::create_dir_all(&journal_dir).map_err(io_err(&journal_dir, "create"))?;
@@ -543,6 +503,7 @@ impl Service {
         let mut ctx = self.exec_context(model, opts)?;
         ctx.events = Some(tx);
         ctx.cancel = opts.cancel.clone();
+        ctx.fail_fast = opts.fail_fast;
         // An empty plan has nothing to journal (and no fsync to pay).
         ctx.journal = (!plan.is_empty()).then(|| journal.clone());
         let outcome = dtk_workflow::execute(&plan, model, &state, &ctx).await;
@@ -576,16 +537,28 @@ impl Service {
             commit: Some(commit.clone()),
             started_at,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            tasks: outcome
-                .tasks
-                .iter()
-                .map(|t| task_line(t, &written, started, &plan))
-                .collect(),
+            tasks: {
+                let failures: BTreeMap<&str, &str> = outcome
+                    .tasks
+                    .iter()
+                    .filter_map(|t| match &t.status {
+                        TaskStatus::Failed { message } => Some((t.id.as_str(), message.as_str())),
+                        _ => None,
+                    })
+                    .collect();
+                outcome
+                    .tasks
+                    .iter()
+                    .map(|t| task_line(t, &written, &failures, started, &plan))
+                    .collect()
+            },
             tree: outcome.render_tree(&plan),
             logs,
             resumed_from_journal: resumed,
+            who: opts.who.clone(),
+            left_out: left_out.iter().map(LeftOutLine::from).collect(),
         };
-        self.record(&report, &outcome)?;
+        self.record(&report)?;
         if kind == "converge" {
             let prev = self.last_converge()?;
             self.save_last_converge(&ConvergeRecord {
@@ -601,7 +574,7 @@ impl Service {
     }
 
     /// Keeps `report` as the last task and commits it on [`RECORDS_REF`].
-    fn record(&self, report: &RunReport, outcome: &Outcome) -> Result<(), InstanceError> {
+    pub(crate) fn record(&self, report: &RunReport) -> Result<(), InstanceError> {
         let data = serde_json::to_vec_pretty(report).map_err(|e| InstanceError::Io {
             path: self.private_dir().join("last-run.json"),
             op: "encode",
@@ -613,11 +586,7 @@ impl Service {
             None,
             &[crate::repo::TreeEdit::File("record.json".to_owned(), data)],
         )?;
-        let failed = outcome
-            .tasks
-            .iter()
-            .filter(|t| matches!(t.status, TaskStatus::Failed { .. }))
-            .count();
+        let failed = report.tasks.iter().filter(|t| t.status == "failed").count();
         let message = format!(
             "{} {}: {} ({} task{}, {} failed, {:.1}s)",
             report.kind,
@@ -626,7 +595,7 @@ impl Service {
             report.tasks.len(),
             if report.tasks.len() == 1 { "" } else { "s" },
             failed,
-            outcome.duration.as_secs_f64()
+            report.duration_ms as f64 / 1000.0
         );
         self.repo().commit_on(RECORDS_REF, tree, &message)?;
         Ok(())
@@ -654,6 +623,7 @@ impl Service {
 fn task_line(
     t: &TaskReport,
     logs: &BTreeMap<String, PathBuf>,
+    failures: &BTreeMap<&str, &str>,
     run_started: Instant,
     plan: &Plan,
 ) -> TaskLine {
@@ -661,7 +631,13 @@ fn task_line(
         TaskStatus::Done => ("done", None),
         TaskStatus::Unchanged => ("unchanged", None),
         TaskStatus::Failed { message } => ("failed", Some(message.clone())),
-        TaskStatus::Skipped { because } => ("skipped", Some(format!("{because} failed"))),
+        TaskStatus::Skipped { because } => (
+            "skipped",
+            Some(match failures.get(because.as_str()) {
+                Some(why) => format!("{because} failed: {why}"),
+                None => format!("{because} failed"),
+            }),
+        ),
         TaskStatus::Cancelled => ("cancelled", None),
     };
     TaskLine {
@@ -695,4 +671,16 @@ fn sanitize(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Replaces every secret value (of 3 characters or more) in `s` with `<redacted>`.
+pub(crate) fn redact_all(s: &str, secrets: &Secrets) -> String {
+    let mut out = s.to_owned();
+    for v in secrets.0.values() {
+        let text = v.to_shell_text();
+        if text.len() >= 3 && out.contains(&text) {
+            out = out.replace(&text, "<redacted>");
+        }
+    }
+    out
 }

@@ -15,6 +15,11 @@
 //!   `rollback`, `pull_base`, `model`, `actual_state`; and runs it (in [`converge`]):
 //!   `plan`, `converge`, `exec`, `delete`, `last_run`; and watches it (in [`watch`]): the run
 //!   in progress from its journal, the lock holder, past runs' reports.
+//! - Day-2 operations: [`plans`] (`plan_with`: a read-only plan with `--only`,
+//!   `--exclude`, `--replace`, saved and run exactly with `converge_plan`), [`refresh`]
+//!   (read the world, record drift), [`import`] (bind a resource that exists), [`mv`]
+//!   (rename a node or component with its actual state), [`runs`] (`run_history`,
+//!   `run_report`, `outputs`).
 //! - [`providers`] holds the standard set of target providers (`local` from
 //!   `dtk-target-local`, `ssh` from `dtk-target-ssh`); [`Home::open`](home::Home::open)
 //!   registers it, [`Home::with_providers`](home::Home::with_providers) takes your own
@@ -57,10 +62,16 @@ pub mod converge;
 pub mod error;
 mod guard;
 pub mod home;
+pub mod import;
+pub mod limits;
 pub mod lock;
+pub mod mv;
+pub mod plans;
 pub mod providers;
 pub mod pull;
+pub mod refresh;
 pub mod repo;
+pub mod runs;
 pub mod secrets;
 pub mod service;
 pub mod stage;

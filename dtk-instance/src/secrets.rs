@@ -135,7 +135,27 @@ impl SecretStore {
         self.save()
     }
 
-    fn save(&self) -> Result<(), InstanceError> {
+    /// Renames the components secrets are kept under (in memory; [`save`](Self::save)
+    /// writes): each key `rename` maps to a new one moves there. Returns whether any moved.
+    pub(crate) fn rename_components(&mut self, rename: impl Fn(&str) -> Option<String>) -> bool {
+        let old = std::mem::take(&mut self.values);
+        let mut moved = false;
+        for (k, v) in old {
+            match rename(&k) {
+                Some(new) => {
+                    moved = true;
+                    self.values.insert(new, v);
+                }
+                None => {
+                    self.values.insert(k, v);
+                }
+            }
+        }
+        moved
+    }
+
+    /// Writes the store (mode 0600, atomically).
+    pub(crate) fn save(&self) -> Result<(), InstanceError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(io_err(dir, "create"))?;
         let data = serde_json::to_vec_pretty(&self.values).map_err(|e| InstanceError::Io {

@@ -202,13 +202,27 @@ impl Service {
         modules: &ModuleSet,
         file: &str,
     ) -> Result<ServiceModel, InstanceError> {
+        self.expand_doc_with(doc, modules, file, None)
+    }
+
+    /// [`expand_doc`](Self::expand_doc) with the secrets of `secrets` (else the store's).
+    pub(crate) fn expand_doc_with(
+        &self,
+        doc: &ServiceDoc,
+        modules: &ModuleSet,
+        file: &str,
+        secrets: Option<&SecretStore>,
+    ) -> Result<ServiceModel, InstanceError> {
         let binding = match &doc.target {
             Some(t) if t != &self.name => Some(self.home.target_binding(t, false)?),
             _ => None,
         };
         let mut model = expand(doc, modules, binding.as_ref(), file)?;
         if model.components.iter().any(|c| !c.secret_inputs.is_empty()) {
-            self.secrets()?.apply_digests(&mut model)?;
+            match secrets {
+                Some(s) => s.apply_digests(&mut model)?,
+                None => self.secrets()?.apply_digests(&mut model)?,
+            }
         }
         self.apply_content_digests(&mut model)?;
         Ok(model)

@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use dtk_workflow::journal::{JournalEffect, JournalEntry};
 use serde::{Deserialize, Serialize};
 
-use crate::converge::RunReport;
 use crate::error::InstanceError;
 use crate::repo::io_err;
 use crate::service::Service;
@@ -350,50 +349,6 @@ impl JournalFollower {
     }
 }
 
-/// One run in a service's history: a summary of its recorded report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RunSummary {
-    /// The run's id.
-    pub run: String,
-    /// The record commit (on `refs/dtk/converges`) holding its report.
-    pub record: String,
-    /// `converge`, `exec` or `delete`.
-    pub kind: String,
-    /// `succeeded`, `failed` or `cancelled`.
-    pub status: String,
-    /// The desired-state commit it ran against.
-    pub commit: Option<String>,
-    /// When it started, in seconds since the Unix epoch.
-    pub started_at: u64,
-    /// How long it took, in milliseconds.
-    pub duration_ms: u64,
-    /// How many tasks it had.
-    pub tasks: usize,
-    /// How many of them failed.
-    pub failed: usize,
-}
-
-/// The parts of a recorded report a [`RunSummary`] needs (the task lines are only counted).
-#[derive(Deserialize)]
-struct SummaryFields {
-    kind: String,
-    run: String,
-    status: String,
-    #[serde(default)]
-    commit: Option<String>,
-    started_at: u64,
-    duration_ms: u64,
-    tasks: Vec<TaskStatusOnly>,
-}
-
-#[derive(Deserialize)]
-struct TaskStatusOnly {
-    status: String,
-}
-
-/// The file of a converge record commit that holds the run's report.
-const RECORD_FILE: &str = "record.json";
-
 impl Service {
     /// Who holds the instance lock now, if anyone. Reads the lock file; never takes the
     /// lock.
@@ -451,55 +406,6 @@ impl Service {
         }
         f.set_running(self.is_running()?);
         Ok(Some(f.run))
-    }
-
-    /// The recorded runs, newest first, at most `limit`: a summary of each one's report.
-    pub fn run_history(&self, limit: usize) -> Result<Vec<RunSummary>, InstanceError> {
-        let mut out = Vec::new();
-        for c in self.runs(limit)? {
-            let id = self.repo().resolve(&c.id)?;
-            let Some(data) = self.repo().read_file_at(id, RECORD_FILE)? else {
-                continue;
-            };
-            let Ok(f) = serde_json::from_slice::<SummaryFields>(&data) else {
-                continue;
-            };
-            out.push(RunSummary {
-                failed: f.tasks.iter().filter(|t| t.status == "failed").count(),
-                tasks: f.tasks.len(),
-                run: f.run,
-                record: c.id,
-                kind: f.kind,
-                status: f.status,
-                commit: f.commit,
-                started_at: f.started_at,
-                duration_ms: f.duration_ms,
-            });
-        }
-        Ok(out)
-    }
-
-    /// The recorded report of run `run`, looked up among the newest `limit` records.
-    pub fn run_report(&self, run: &str, limit: usize) -> Result<Option<RunReport>, InstanceError> {
-        if let Some(last) = self.last_run()?
-            && last.run == run
-        {
-            return Ok(Some(last));
-        }
-        let needle = format!(" {run}:");
-        for c in self.runs(limit)? {
-            if !c.summary.contains(&needle) {
-                continue;
-            }
-            let id = self.repo().resolve(&c.id)?;
-            if let Some(data) = self.repo().read_file_at(id, RECORD_FILE)?
-                && let Ok(report) = serde_json::from_slice::<RunReport>(&data)
-                && report.run == run
-            {
-                return Ok(Some(report));
-            }
-        }
-        Ok(None)
     }
 }
 

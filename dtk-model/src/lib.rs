@@ -84,7 +84,7 @@ pub use diag::{Diagnostic, DslError, Location};
 pub use ident::{AttrPath, ComponentRef, ModuleId, ModuleVersion, NodeComponentRef, VersionReq};
 pub use instance::{ComponentId, ComponentInstance, ServiceModel};
 pub use module::{ActionDef, ActionKind, Assembly, AttrType, AttributeDef, ComponentDef, Module};
-pub use provider::{BundledModule, Provider, ProviderError, ProviderRegistry};
+pub use provider::{BundledModule, Change, Observed, Provider, ProviderError, ProviderRegistry};
 pub use service::ServiceDoc;
 pub use value::{Attributes, Value};
 

@@ -23,6 +23,19 @@
 //!   for resources that already existed.
 //! - **Cancellation.** Operations should return promptly when
 //!   [`ResourceRequest::cancel`] is set, with an error that says so.
+//! - **Drift.** [`Provider::read`] says how the resource is: gone ([`Observed::Missing`]),
+//!   as wanted ([`Observed::Present`], with its current outputs, which are recorded), or
+//!   different from what its inputs ask for ([`Observed::Drifted`], naming each
+//!   [`Change`]); `update` must then bring it back (start it, modify it). An input that
+//!   cannot change in place is declared by [`Provider::replace_on_change`]: converge then
+//!   deletes and creates the resource instead of updating it.
+//! - **Import.** [`Provider::import`] binds a resource that exists already, named by the
+//!   provider's own id, to a component; only what dtk made, or what an import adopted, is
+//!   ever deleted.
+//!
+//! Everything a provider exchanges with dtk besides the trait objects is plain data
+//! ([`Observed`] and [`Change`] are serde types), so a provider can live in another
+//! process and speak a protocol.
 
 use std::fmt;
 use std::path::Path;
@@ -31,6 +44,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::content::ModuleContent;
@@ -106,15 +120,68 @@ pub struct ResourceRequest<'a> {
     pub cancel: &'a Cancel,
 }
 
-/// What `read` saw of a resource.
-#[derive(Debug, Clone, PartialEq)]
+/// What `read` (or `import`) saw of a resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Observed {
-    /// The resource exists; these are its current outputs.
+    /// The resource exists as its inputs ask; these are its current outputs (recorded:
+    /// an output that changed, an address say, reaches its consumers at the next
+    /// converge).
     Present(Attributes),
+    /// The resource exists but differs from what its inputs ask (stopped, resized,
+    /// retagged outside dtk): converge updates it, which must restore it.
+    Drifted {
+        /// Its current outputs.
+        outputs: Attributes,
+        /// What differs, attribute by attribute.
+        changes: Vec<Change>,
+    },
     /// The resource is gone (deleted outside dtk): converge will create it again.
     Missing,
     /// The provider cannot tell; the recorded state is trusted.
     Unknown,
+}
+
+impl Observed {
+    /// The outputs read, when the resource exists.
+    pub fn outputs(&self) -> Option<&Attributes> {
+        match self {
+            Observed::Present(o) | Observed::Drifted { outputs: o, .. } => Some(o),
+            Observed::Missing | Observed::Unknown => None,
+        }
+    }
+}
+
+/// One attribute of a resource that differs from what dtk expects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// The attribute (`state`, `instance_type`, `tags`, `security_groups`).
+    pub attribute: String,
+    /// What dtk expects (the input asked for, or the value recorded).
+    pub expected: Value,
+    /// What the provider found.
+    pub observed: Value,
+}
+
+impl Change {
+    /// A change of `attribute` from `expected` to `observed`.
+    pub fn new(attribute: impl Into<String>, expected: Value, observed: Value) -> Change {
+        Change {
+            attribute: attribute.into(),
+            expected,
+            observed,
+        }
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} (expected {})",
+            self.attribute, self.observed, self.expected
+        )
+    }
 }
 
 /// A command run on a node.
@@ -352,10 +419,43 @@ pub trait Provider: Send + Sync + 'static {
     /// returns its outputs.
     async fn create(&self, req: &ResourceRequest<'_>) -> Result<Attributes, ProviderError>;
 
-    /// Reads the resource's current state, to notice drift. Defaults to `Unknown`.
+    /// Reads the resource's current state, to notice drift: `Missing`, `Present` with its
+    /// outputs, or `Drifted` with what differs from `req.inputs` (see [`Observed`]).
+    /// Reads only: changes nothing. Defaults to `Unknown`.
     async fn read(&self, req: &ResourceRequest<'_>) -> Result<Observed, ProviderError> {
         let _ = req;
         Ok(Observed::Unknown)
+    }
+
+    /// The inputs of `resource` that cannot change in place: when the desired value of
+    /// one of them differs from the one applied, converge replaces the resource (deletes
+    /// it, then creates it) instead of updating it, and the plan says why. Defaults to
+    /// none.
+    fn replace_on_change(&self, resource: &str) -> Vec<String> {
+        let _ = resource;
+        Vec::new()
+    }
+
+    /// Binds the existing resource `id` (the provider's own id: `i-0abc...`, `vpc-...`,
+    /// a host name) to the component of `req`, whose inputs are the desired ones: reads
+    /// it and says how it compares (`Present`, or `Drifted` with the differences, which
+    /// the next converge repairs; `Missing` when there is no such resource). The outputs
+    /// must be those `create` would have returned, so that later `update`s and `delete`s
+    /// (given them as `prior`) act on this resource and never make a second one. With
+    /// `adopt`, the provider may mark the resource as its own so that `delete` removes
+    /// it; without, it must leave it as it is (dtk then never deletes it). Defaults to
+    /// `Unsupported`.
+    async fn import(
+        &self,
+        req: &ResourceRequest<'_>,
+        id: &str,
+        adopt: bool,
+    ) -> Result<Observed, ProviderError> {
+        let _ = (req, id, adopt);
+        Err(ProviderError::Unsupported {
+            provider: self.kind().to_owned(),
+            what: format!("importing `{}` resources", req.resource),
+        })
     }
 
     /// Brings an existing resource to new inputs. Defaults to `create`, which must be

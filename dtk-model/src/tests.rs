@@ -673,3 +673,45 @@ fn locations_carry_byte_offsets_into_the_file() {
         assert_eq!(&text[d.location.offset..d.location.offset + 6], "integr");
     }
 }
+
+/// What a provider reads is plain data: the JSON a provider in another process would send,
+/// and back.
+#[test]
+fn observed_is_plain_serde_data() {
+    use crate::provider::{Change, Observed};
+    let mut outputs = crate::value::Attributes::new();
+    outputs.insert("state".to_owned(), Value::Str("stopped".to_owned()));
+    let drifted = Observed::Drifted {
+        outputs,
+        changes: vec![Change::new(
+            "state",
+            Value::Str("running".to_owned()),
+            Value::Str("stopped".to_owned()),
+        )],
+    };
+    let text = serde_json::to_string(&drifted).expect("serializes");
+    expect![[r#"{"drifted":{"outputs":{"state":"stopped"},"changes":[{"attribute":"state","expected":"running","observed":"stopped"}]}}"#]]
+        .assert_eq(&text);
+    let back: Observed = serde_json::from_str(&text).expect("parses");
+    assert_eq!(back, drifted);
+    for (o, json) in [
+        (Observed::Missing, r#""missing""#),
+        (Observed::Unknown, r#""unknown""#),
+    ] {
+        assert_eq!(serde_json::to_string(&o).expect("serializes"), json);
+        assert_eq!(serde_json::from_str::<Observed>(json).expect("parses"), o);
+    }
+    assert_eq!(drifted.outputs().map(|o| o.len()), Some(1));
+    assert_eq!(drifted_text(&drifted), "state: stopped (expected running)");
+}
+
+fn drifted_text(o: &crate::provider::Observed) -> String {
+    match o {
+        crate::provider::Observed::Drifted { changes, .. } => changes
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => String::new(),
+    }
+}

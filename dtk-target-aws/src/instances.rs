@@ -13,6 +13,10 @@ use std::fmt;
 use aws_sdk_ec2::types::{self as ec2, InstanceStateName, InstanceType, ResourceType};
 use sha2::{Digest, Sha256};
 
+mod repair;
+
+pub use repair::InstanceTarget;
+
 use crate::client::{Ec2, is_not_found};
 use crate::error::{AwsError, ResourceKind};
 use crate::network::Deletion;
@@ -127,6 +131,10 @@ pub struct InstanceInfo {
     pub subnet_id: Option<String>,
     /// Its availability zone.
     pub availability_zone: Option<String>,
+    /// Its security groups' ids, sorted.
+    pub security_group_ids: Vec<String>,
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// What [`Ec2::ensure_node_group`] found and did.
@@ -636,13 +644,16 @@ impl Ec2 {
 
 fn instance_info(i: &ec2::Instance) -> Option<InstanceInfo> {
     let tags = tag_map(i.tags());
-    Some(InstanceInfo {
-        instance_id: i.instance_id()?.to_owned(),
-        node: tags.get(TAG_NODE).cloned().unwrap_or_default(),
-        index: tags
-            .get(TAG_INDEX)
+    let (node, index) = (
+        tags.get(TAG_NODE).cloned().unwrap_or_default(),
+        tags.get(TAG_INDEX)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0),
+    );
+    Some(InstanceInfo {
+        instance_id: i.instance_id()?.to_owned(),
+        node,
+        index,
         private_ip_address: i
             .private_ip_address()
             .filter(|s| !s.is_empty())
@@ -662,6 +673,16 @@ fn instance_info(i: &ec2::Instance) -> Option<InstanceInfo> {
             .placement()
             .and_then(|p| p.availability_zone())
             .map(str::to_owned),
+        security_group_ids: {
+            let mut g: Vec<String> = i
+                .security_groups()
+                .iter()
+                .filter_map(|g| g.group_id().map(str::to_owned))
+                .collect();
+            g.sort();
+            g
+        },
+        tags,
     })
 }
 

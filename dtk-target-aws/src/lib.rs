@@ -57,7 +57,7 @@ pub use error::{ApiError, ApiErrorKind, AwsError, ImageError, ResourceKind, Spec
 pub use images::{
     DEFAULT_SIZES, ImageEntry, ImageFilter, ImageInfo, ImageMap, ResolvedImage, is_instance_type,
 };
-pub use instances::{InstanceInfo, InstanceSpec, InstanceState, NodeGroupReport};
+pub use instances::{InstanceInfo, InstanceSpec, InstanceState, InstanceTarget, NodeGroupReport};
 pub use modules::{AWS_EC2_MODULE, AWS_NETWORK_MODULE, BUNDLED_MODULES};
 pub use network::{
     DEFAULT_SUBNET_PREFIX_LEN, DEFAULT_VPC_CIDR, Deletion, Gateway, NetworkDeletion,

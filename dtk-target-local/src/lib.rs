@@ -63,8 +63,15 @@ impl LocalProvider {
             .join(node.unwrap_or("_service"))
     }
 
+    /// The sandbox of a request's node: the one recorded (`prior`'s `sandbox_dir`: a
+    /// renamed node keeps its directory), else the node's own.
     fn node_dir(&self, req: &ResourceRequest<'_>) -> PathBuf {
-        self.sandbox(req.service, req.node)
+        req.prior
+            .and_then(|p| p.get("sandbox_dir"))
+            .and_then(Value::as_str)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.sandbox(req.service, req.node))
     }
 }
 
@@ -100,6 +107,30 @@ impl Provider for LocalProvider {
     async fn read(&self, req: &ResourceRequest<'_>) -> Result<Observed, ProviderError> {
         check_resource(req)?;
         let dir = self.node_dir(req);
+        Ok(if dir.is_dir() {
+            Observed::Present(node_outputs(&dir))
+        } else {
+            Observed::Missing
+        })
+    }
+
+    /// Binds an existing directory (`id`, an absolute path) as the node's sandbox: its
+    /// commands then run there. dtk removes it on delete only when adopted.
+    async fn import(
+        &self,
+        req: &ResourceRequest<'_>,
+        id: &str,
+        adopt: bool,
+    ) -> Result<Observed, ProviderError> {
+        let _ = adopt;
+        check_resource(req)?;
+        let dir = PathBuf::from(id);
+        if !dir.is_absolute() {
+            return Err(ProviderError::InvalidInput {
+                resource: format!("{KIND}.node ({})", req.component),
+                message: format!("`{id}` is not an absolute path to a directory"),
+            });
+        }
         Ok(if dir.is_dir() {
             Observed::Present(node_outputs(&dir))
         } else {

@@ -352,6 +352,56 @@ impl SshProvider {
         self.remove_node_dir(&target, req.cancel).await
     }
 
+    /// Binds a node to host `id` of the inventory (its name, or its address) that runs
+    /// already (`dtk service import`): the host must answer, and the node's directory
+    /// there is made if it is missing (the node then stays on that host). The host is
+    /// never the node's to delete; without `adopt`, its directory is left too.
+    async fn host_import(
+        &self,
+        req: &ResourceRequest<'_>,
+        id: &str,
+    ) -> Result<Observed, ProviderError> {
+        let node = node_name(req)?;
+        let inv = Inventory::from_inputs(req.inputs, "ssh.host")?;
+        let Some(entry) = inv
+            .hosts
+            .iter()
+            .find(|h| h.name == id)
+            .or_else(|| inv.hosts.iter().find(|h| h.address == id))
+        else {
+            return Err(ProviderError::InvalidInput {
+                resource: "ssh.host".to_owned(),
+                message: format!(
+                    "the target has no host `{id}` (hosts: {})",
+                    inv.hosts
+                        .iter()
+                        .map(|h| h.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        };
+        let host = inv.ssh_host(entry);
+        let workdir = node_dir(&entry.workdir, req.service, node);
+        let outputs = node_outputs(&inv, entry, &workdir);
+        let mkdir = ssh::ExecRequest::new(workdir.clone())
+            .line("true")
+            .timeout(OPERATION_TIMEOUT)
+            .cancel(req.cancel.clone());
+        let what = || format!("import host `{}` for node `{node}`", entry.name);
+        let out = self.run(&host, mkdir, what).await?;
+        if !out.success() {
+            return Err(ProviderError::failed(
+                what(),
+                format!(
+                    "cannot make the node directory {workdir}: {}",
+                    last_line(&out.stderr)
+                ),
+            ));
+        }
+        Ok(Observed::Present(outputs))
+    }
+
     /// Stops the processes whose working directory is in the node's directory (TERM, then
     /// KILL after three seconds), then removes the directory.
     async fn remove_node_dir(
@@ -435,6 +485,22 @@ impl Provider for SshProvider {
             "host" => self.host_read(req).await,
             "inventory" => Ok(Observed::Unknown),
             other => Err(unsupported(other)),
+        }
+    }
+
+    async fn import(
+        &self,
+        req: &ResourceRequest<'_>,
+        id: &str,
+        adopt: bool,
+    ) -> Result<Observed, ProviderError> {
+        let _ = adopt;
+        match req.resource {
+            "host" => self.host_import(req, id).await,
+            other => Err(ProviderError::Unsupported {
+                provider: KIND.to_owned(),
+                what: format!("importing `{other}` resources (only hosts)"),
+            }),
         }
     }
 

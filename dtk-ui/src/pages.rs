@@ -436,10 +436,10 @@ fn history(out: &mut String, v: &ServiceView, shown: Option<&str>) {
                 status = esc(&r.status),
                 time = esc(&utc(i64::try_from(r.started_at).unwrap_or(0))),
                 took = esc(&duration(r.duration_ms)),
-                n = r.tasks,
-                s = if r.tasks == 1 { "" } else { "s" },
-                failed = if r.failed > 0 {
-                    format!(", {} failed", r.failed)
+                n = r.counts.tasks,
+                s = if r.counts.tasks == 1 { "" } else { "s" },
+                failed = if r.counts.failed > 0 {
+                    format!(", {} failed", r.counts.failed)
                 } else {
                     String::new()
                 },

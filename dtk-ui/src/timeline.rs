@@ -326,6 +326,8 @@ mod tests {
             tree: String::new(),
             logs: std::path::PathBuf::new(),
             resumed_from_journal: 0,
+            who: None,
+            left_out: Vec::new(),
         }
     }
 

@@ -5,9 +5,10 @@
 use dtk_instance::InstanceError;
 use dtk_instance::home::{Home, ServiceSummary};
 use dtk_instance::repo::CommitInfo;
+use dtk_instance::runs::RunSummary;
 use dtk_instance::service::{ConvergeRecord, Service};
 use dtk_instance::status::{ComponentStatus, NodeStatus};
-use dtk_instance::watch::{LiveRun, LockHolder, RunSummary};
+use dtk_instance::watch::{LiveRun, LockHolder};
 use serde::Serialize;
 
 use crate::UiError;
@@ -16,8 +17,6 @@ use crate::timeline::Timeline;
 
 /// How many desired-state commits and runs a service page lists.
 pub const HISTORY: usize = 20;
-/// How far back a run can be looked up by id.
-const RUN_LOOKUP: usize = 500;
 
 /// One service or target in the index.
 #[derive(Debug, Clone, Serialize)]
@@ -248,7 +247,7 @@ pub fn run(svc: &Service, run: Option<&str>) -> Result<Option<RunView>, UiError>
     }
     let report = match run {
         Some(r) => Some(
-            svc.run_report(r, RUN_LOOKUP)
+            svc.find_run(r)
                 .map_err(&err)?
                 .ok_or_else(|| UiError::NoSuchRun {
                     service: svc.name().to_owned(),

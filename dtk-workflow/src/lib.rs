@@ -8,6 +8,8 @@
 //!   ([`dtk_model::provider::Provider`], by kind) and a [`CommandTransport`], with
 //!   concurrency limits, retries, timeouts, cancellation and progress [`Event`]s, and
 //!   returns an [`Outcome`] with the new actual state.
+//! - [`plan_selected`] reshapes a converge plan for `--only`, `--exclude` and `--replace`
+//!   ([`select`]); [`record`] makes records without running anything (imports, renames).
 //! - A run writes a durable [`journal`] (JSON lines, group commit); after a failure or a
 //!   kill, [`replay`] + [`ActualState::apply_journal`] + [`plan()`] resumes exactly: what
 //!   completed is not run again.
@@ -36,8 +38,10 @@ mod exec;
 mod hash;
 pub mod journal;
 mod plan;
+pub mod record;
 mod render;
 mod resolve;
+pub mod select;
 mod state;
 mod task;
 
@@ -54,11 +58,16 @@ pub use plan::{
     ActionRequest, ActionTarget, CycleEdge, ParseTargetError, Plan, PlanError, PlanGraph,
     PlanRequest, WorkflowRequest, build_graph, plan,
 };
+pub use record::{expected_digests, imported_record, resolved_inputs};
 pub use render::render_dot;
 pub use resolve::ResolveError;
+pub use select::{
+    LeftOut, ParseSelectorError, Replace, SelectError, SelectedPlan, Selection, Selector,
+    plan_selected,
+};
 pub use state::{
-    ActualState, AppliedComponent, ComponentStatus, DriftMark, RecordedAction, RecordedKind,
-    RecordedStep, STATE_VERSION,
+    ActualState, AppliedComponent, ComponentStatus, DriftMark, Imported, Observation,
+    RecordedAction, RecordedKind, RecordedStep, STATE_VERSION,
 };
 pub use task::{Edge, PlanKind, Reason, Task, TaskId, TaskOp};
 

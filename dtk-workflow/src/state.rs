@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use dtk_model::instance::ComponentId;
 use dtk_model::module::{ActionDef, ActionKind, Command};
-use dtk_model::provider::Observed;
+use dtk_model::provider::{Change, Observed};
 use dtk_model::value::Attributes;
 use serde::{Deserialize, Serialize};
 /// The format version written in [`ActualState::version`].
@@ -61,11 +61,41 @@ pub enum ComponentStatus {
 pub enum DriftMark {
     /// The resource is gone (deleted outside dtk).
     Missing,
-    /// The resource exists with other outputs than recorded.
+    /// The resource exists but differs from what its inputs ask (stopped, resized,
+    /// retagged): converge updates it.
     Changed {
         /// The outputs that were read.
         observed: Attributes,
+        /// What differs.
+        #[serde(default)]
+        changes: Vec<Change>,
     },
+}
+
+/// How a component came to be recorded without dtk creating what it stands for
+/// (`dtk service import`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Imported {
+    /// The provider's id of the resource imported.
+    pub id: String,
+    /// Whether dtk owns it now: deleting the component deletes the resource. Without,
+    /// a delete only forgets it.
+    pub adopt: bool,
+}
+
+/// What [`ActualState::observe`] made of a read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    /// Nothing is recorded for the component.
+    NotRecorded,
+    /// The provider cannot tell (or the resource is as recorded).
+    Unchanged,
+    /// The resource is as wanted, but some outputs changed: they are recorded now.
+    OutputsChanged(Vec<Change>),
+    /// The resource differs from what its inputs ask: marked drifted.
+    Drifted(Vec<Change>),
+    /// The resource is gone: marked drifted.
+    Missing,
 }
 
 /// The record of one component instance in actual state.
@@ -117,6 +147,9 @@ pub struct AppliedComponent {
     /// Drift noticed since it was applied.
     #[serde(default)]
     pub drift: Option<DriftMark>,
+    /// Set when the resource was imported rather than created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<Imported>,
     /// The module its definition comes from (`NS/NAME`): a removed component's `delete`
     /// still runs in that module's files while the service has the module.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,6 +160,12 @@ impl AppliedComponent {
     /// Whether the record is of a successful apply.
     pub fn is_applied(&self) -> bool {
         self.status == ComponentStatus::Applied
+    }
+
+    /// Whether deleting the component leaves its resource alone (it was imported without
+    /// `adopt`): the delete then only forgets it.
+    pub fn keeps_resource(&self) -> bool {
+        self.imported.as_ref().is_some_and(|i| !i.adopt)
     }
 }
 
@@ -268,21 +307,57 @@ impl ActualState {
     }
 
     /// Records what [`Provider::read`](dtk_model::provider::Provider::read) saw of `id`:
-    /// `Missing`, or `Present` with other outputs than recorded, marks drift (the next
-    /// plan converges the component again); `Unknown`, or `Present` with the recorded
-    /// outputs, clears the mark. Returns whether `id` has a record.
-    pub fn observe(&mut self, id: &ComponentId, observed: &Observed) -> bool {
+    /// `Missing` and `Drifted` mark drift (the next plan converges the component again:
+    /// creates it, or updates it to repair it); `Present` clears the mark and records the
+    /// outputs read (an output that changed, an address, reaches the consumers at the next
+    /// converge); `Unknown` clears the mark. Pass outputs without the component's secret
+    /// ones: they are never recorded.
+    pub fn observe(&mut self, id: &ComponentId, observed: &Observed) -> Observation {
         let Some(rec) = self.components.get_mut(id) else {
-            return false;
+            return Observation::NotRecorded;
         };
-        rec.drift = match observed {
-            Observed::Missing => Some(DriftMark::Missing),
-            Observed::Present(out) if *out != rec.outputs => Some(DriftMark::Changed {
-                observed: out.clone(),
-            }),
-            Observed::Present(_) | Observed::Unknown => None,
-        };
-        true
+        match observed {
+            Observed::Missing => {
+                rec.drift = Some(DriftMark::Missing);
+                Observation::Missing
+            }
+            Observed::Drifted { outputs, changes } => {
+                rec.drift = Some(DriftMark::Changed {
+                    observed: outputs.clone(),
+                    changes: changes.clone(),
+                });
+                Observation::Drifted(changes.clone())
+            }
+            Observed::Present(out) => {
+                rec.drift = None;
+                if *out == rec.outputs {
+                    return Observation::Unchanged;
+                }
+                let mut changes = Vec::new();
+                for (k, v) in out {
+                    match rec.outputs.get(k) {
+                        Some(old) if old == v => {}
+                        old => changes.push(Change::new(
+                            k.clone(),
+                            old.cloned().unwrap_or(dtk_model::Value::Null),
+                            v.clone(),
+                        )),
+                    }
+                }
+                for (k, old) in &rec.outputs {
+                    if !out.contains_key(k) {
+                        changes.push(Change::new(k.clone(), old.clone(), dtk_model::Value::Null));
+                    }
+                }
+                rec.outputs = out.clone();
+                rec.outputs_digest = crate::hash::outputs_digest(&rec.outputs);
+                Observation::OutputsChanged(changes)
+            }
+            Observed::Unknown => {
+                rec.drift = None;
+                Observation::Unchanged
+            }
+        }
     }
 
     /// The state as pretty JSON (what the instance crate stores).

@@ -75,6 +75,20 @@ pub enum Reason {
     Requested,
     /// A `cmp.action` step of the workflow: runs only if the component's `create` ran.
     WorkflowStep,
+    /// Deleted and created again (`converge --replace`, or an attribute its provider
+    /// cannot change in place); see [`crate::select`].
+    Replace {
+        /// Why (`requested`, `image changes: aws.ec2_instance cannot change it in place`).
+        why: String,
+    },
+    /// Not named by `converge --only`, but a named component depends on it and it is not
+    /// up to date; see [`crate::select`].
+    NeededBy {
+        /// The named component that needs it.
+        of: ComponentId,
+        /// Why it is planned at all.
+        reason: Box<Reason>,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -91,6 +105,8 @@ impl fmt::Display for Reason {
             Reason::DeleteRequested => f.write_str("delete"),
             Reason::Requested => f.write_str("requested"),
             Reason::WorkflowStep => f.write_str("if create runs"),
+            Reason::Replace { why } => write!(f, "replace ({why})"),
+            Reason::NeededBy { of, reason } => write!(f, "{reason}, needed by {of}"),
         }
     }
 }

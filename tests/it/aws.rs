@@ -18,6 +18,7 @@
 //! in any file under `DTK_HOME` but the secret stores, in any git object, or in anything
 //! a `dtk` run printed; an error (a wrong endpoint) must not show them either.
 
+mod day2;
 mod ec2;
 
 use std::cell::RefCell;

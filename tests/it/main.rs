@@ -6,6 +6,7 @@ mod bad_input;
 mod concurrency;
 mod content;
 mod crash;
+mod day2;
 mod security;
 mod tidy;
 

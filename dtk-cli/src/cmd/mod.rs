@@ -2,6 +2,7 @@
 //! a `run` function. To add a noun, add a file, a variant here and its arm in
 //! [`Command::run`].
 
+pub mod day2;
 pub mod module;
 pub mod service;
 pub mod target;

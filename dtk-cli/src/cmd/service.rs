@@ -182,20 +182,42 @@ pub enum ServiceCommand {
         name: String,
     },
     /// The tasks converge would run, as a tree, without running them
-    #[command(after_help = "Example:\n  dtk service plan shop")]
+    ///
+    /// Provider resources are read (drift shows), but no command runs and nothing is
+    /// written: the `check` actions converge would run are listed. With --out, the plan
+    /// is saved; `converge --plan FILE` runs exactly it, or refuses if anything changed.
+    #[command(after_help = "Examples:\n  dtk service plan shop\n  \
+                            dtk service plan shop --only web/web --out shop.plan\n  \
+                            dtk service converge shop --plan shop.plan")]
     Plan {
         /// The service instance
         name: String,
+        #[command(flatten)]
+        select: crate::cmd::day2::SelectArgs,
+        /// Save the plan (with the desired-state commit and an actual-state digest)
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
     },
     /// Commit the edits, plan, execute and record
+    ///
+    /// A failed task skips only what depends on it; the rest runs to the end (unless
+    /// --fail-fast). --only, --exclude and --replace select what runs; --plan runs a plan
+    /// saved by `plan --out` exactly, or nothing if the desired or actual state changed.
     #[command(after_help = "Examples:\n  dtk service converge shop\n  \
-                            dtk service converge shop -m 'new message' --concurrency 32")]
+                            dtk service converge shop -m 'new message' --concurrency 32\n  \
+                            dtk service converge shop --only web/web --replace 'node[web]'\n  \
+                            dtk service converge shop --plan shop.plan --limit aws=4")]
     Converge {
         /// The service instance
         name: String,
         /// The commit message for the edits
         #[arg(short = 'm', long = "message")]
         message: Option<String>,
+        #[command(flatten)]
+        select: crate::cmd::day2::SelectArgs,
+        /// Run exactly this saved plan (`dtk service plan --out FILE`)
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["only", "exclude", "replace"])]
+        plan: Option<std::path::PathBuf>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -218,14 +240,19 @@ pub enum ServiceCommand {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// The last task's tree: each step's status, node and duration
+    /// The last run's tree (or any run's, with --run): each step's status, node and
+    /// duration
     #[command(
         name = "task-status",
-        after_help = "Example:\n  dtk service task-status shop"
+        after_help = "Examples:\n  dtk service task-status shop\n  \
+                      dtk service task-status shop --run 1712345678-"
     )]
     TaskStatus {
         /// The service instance
         name: String,
+        /// A run's id, or the start of it (see `dtk service runs`)
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
     },
     /// The instance's history: desired-state commits and runs
     #[command(after_help = "Example:\n  dtk service log shop")]
@@ -312,6 +339,8 @@ pub enum ServiceCommand {
         #[arg(long)]
         force: bool,
     },
+    #[command(flatten)]
+    Day2(crate::cmd::day2::Day2Command),
 }
 
 /// Options of commands that run tasks.
@@ -323,19 +352,29 @@ pub struct RunArgs {
     /// The time limit of one action attempt, in seconds, when the action sets none
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     timeout: u64,
+    /// Stop scheduling at the first failure (what has not started is skipped);
+    /// otherwise a failure skips only what depends on it
+    #[arg(long)]
+    fail_fast: bool,
+    /// At most N tasks at once using provider PROVIDER (over what the target declares),
+    /// e.g. aws=4
+    #[arg(long, value_name = "PROVIDER=N")]
+    limit: Vec<String>,
 }
 
 impl RunArgs {
-    fn options(&self, message: Option<String>) -> RunOptions {
-        RunOptions {
+    fn options(&self, message: Option<String>) -> anyhow::Result<RunOptions> {
+        Ok(RunOptions {
             message,
             limits: Limits {
                 concurrency: self.concurrency.max(1),
-                ..Limits::default()
+                per_provider: crate::cmd::day2::parse_limits(&self.limit)?,
             },
             default_timeout: std::time::Duration::from_secs(self.timeout.max(1)),
+            fail_fast: self.fail_fast,
+            who: crate::cmd::day2::who(),
             ..RunOptions::default()
-        }
+        })
     }
 }
 
@@ -559,55 +598,28 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 )
             }
         }
-        ServiceCommand::Plan { name } => {
-            let svc = home.service(&name)?;
-            let rt = runtime()?;
-            let (_, plan) = rt.block_on(svc.plan())?;
-            #[derive(Serialize)]
-            struct Task {
-                id: String,
-                component: String,
-                action: String,
-                node: Option<String>,
-                reason: String,
-                after: Vec<String>,
-            }
-            #[derive(Serialize)]
-            struct Doc {
-                service: String,
-                tasks: Vec<Task>,
-            }
-            let doc = Doc {
-                service: name.clone(),
-                tasks: plan
-                    .tasks()
-                    .map(|t| Task {
-                        id: t.id.as_str().to_owned(),
-                        component: t.component.to_string(),
-                        action: t.action.clone(),
-                        node: t.node.clone(),
-                        reason: t.reason.to_string(),
-                        after: plan
-                            .predecessors(&t.id)
-                            .into_iter()
-                            .map(|p| p.as_str().to_owned())
-                            .collect(),
-                    })
-                    .collect(),
-            };
-            ctx.out.emit("dtk.service.plan/v1", &doc, |w| {
-                if plan.is_empty() {
-                    return writeln!(w, "nothing to do: `{name}` matches its desired state");
-                }
-                write!(w, "{}", plan.render_tree())
-            })
+        ServiceCommand::Plan { name, select, out } => {
+            crate::cmd::day2::plan(&home, &name, &select, out.as_deref(), ctx)
         }
-        ServiceCommand::Converge { name, message, run } => {
+        ServiceCommand::Converge {
+            name,
+            message,
+            select,
+            plan,
+            run,
+        } => {
             let svc = home.service(&name)?;
-            let opts = run.options(message);
+            let mut opts = run.options(message)?;
+            opts.selection = select.selection()?;
+            let saved = plan.as_ref().map(crate::cmd::day2::read_plan).transpose()?;
             run_tasks(ctx, "converge", &name, opts, |opts| {
                 let svc = &svc;
-                Box::pin(async move { svc.converge(&opts).await })
+                Box::pin(async move {
+                    match &saved {
+                        Some(doc) => svc.converge_plan(doc, &opts).await,
+                        None => svc.converge(&opts).await,
+                    }
+                })
             })
         }
         ServiceCommand::Exec {
@@ -627,7 +639,7 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
                     dtk_model::dsl::parse_value(v, &format!("parameter {k}"))?,
                 );
             }
-            let opts = run.options(None);
+            let opts = run.options(None)?;
             run_tasks(ctx, "exec", &name, opts, |opts| {
                 let svc = &svc;
                 let action = action.clone();
@@ -635,12 +647,16 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 Box::pin(async move { svc.exec(&action, map, &opts).await })
             })
         }
-        ServiceCommand::TaskStatus { name } => {
+        ServiceCommand::TaskStatus { name, run } => {
             let svc = home.service(&name)?;
-            let Some(report) = svc.last_run()? else {
-                anyhow::bail!(
-                    "`{name}` has not run any task yet (run `dtk service converge {name}`)"
-                );
+            let report = match run {
+                Some(id) => svc.run_report(&id)?,
+                None => match svc.last_run()? {
+                    Some(r) => r,
+                    None => anyhow::bail!(
+                        "`{name}` has not run any task yet (run `dtk service converge {name}`)"
+                    ),
+                },
             };
             ctx.out.emit("dtk.service.task-status/v1", &report, |w| {
                 print_task_status(w, &report)
@@ -856,12 +872,13 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
         }
         ServiceCommand::Delete { name, force, run } => {
             let svc = home.service(&name)?;
-            let opts = run.options(None);
+            let opts = run.options(None)?;
             run_tasks(ctx, "delete", &name, opts, |opts| {
                 let svc = &svc;
                 Box::pin(async move { svc.delete_forced(&opts, force).await })
             })
         }
+        ServiceCommand::Day2(cmd) => crate::cmd::day2::run(cmd, &home, ctx),
         ServiceCommand::Uninstall { name, force } => {
             let svc = home.service(&name)?;
             svc.uninstall(force)?;
@@ -1011,6 +1028,26 @@ fn print_summary(w: &mut dyn Write, r: &RunReport) -> std::io::Result<()> {
         if let Some(log) = &t.log {
             writeln!(w, "          log: {}", log.display())?;
         }
+    }
+    for t in r.tasks.iter().filter(|t| t.status == "skipped") {
+        writeln!(
+            w,
+            "  skipped: {} ({}): {}",
+            t.id,
+            t.node.as_deref().unwrap_or("-"),
+            t.detail.as_deref().unwrap_or("")
+        )?;
+    }
+    if !r.left_out.is_empty() {
+        writeln!(
+            w,
+            "left out by the selection: {}",
+            r.left_out
+                .iter()
+                .map(|l| l.task.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
     }
     if r.kind == "exec" {
         // What a custom action printed is its result: show it.

@@ -127,6 +127,7 @@ fn normalize(text: &str, tmp: &str) -> String {
             "published_at",
             "duration_ms",
             "started_ms",
+            "who",
         ]
         .iter()
         .find(|k| trimmed.starts_with(&format!("\"{k}\": ")));
@@ -142,7 +143,7 @@ fn normalize(text: &str, tmp: &str) -> String {
     out
 }
 
-/// In text: 40-digit object ids, run ids (`SECS-NANOS-PID`), durations (`1.5s`, `0.25s`)
+/// In text: 64-digit digests, 40-digit object ids, run ids (`SECS-NANOS-PID`), durations (`1.5s`, `0.25s`)
 /// and loopback ports become placeholders.
 pub(crate) fn normalize_text(s: &str) -> String {
     let b = s.as_bytes();
@@ -152,6 +153,11 @@ pub(crate) fn normalize_text(s: &str) -> String {
     while i < b.len() {
         let at_word_start = i == 0 || !b[i - 1].is_ascii_alphanumeric();
         let hex = b[i..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
+        if at_word_start && hex == 64 {
+            out.push_str("<digest>");
+            i += 64;
+            continue;
+        }
         if at_word_start && hex == 40 {
             out.push_str("<oid>");
             i += 40;
@@ -435,6 +441,173 @@ fn a_service_life_in_json() {
         1,
         "dtk.error/v1",
         expect_file!["json/error-no-such-service.json"],
+    );
+}
+
+/// The day-2 documents: a plan with a selection saved and run exactly, refresh and the
+/// drift it finds, outputs, the run history and any run's report, a rename, an import
+/// (of a local node's directory), and a saved plan refused once the world changed.
+#[test]
+fn day_two_in_json() {
+    let h = Home::new();
+    let src = h.module("json", MODULE);
+    let src = src.to_str().unwrap();
+    json(&h, &["module", "install", src]);
+    json(
+        &h,
+        &["service", "stage", "demo/json", "two_tier", "-n", "app"],
+    );
+    json(
+        &h,
+        &["service", "set-attribute", "app", "db/db/message", "hi"],
+    );
+
+    let file = h.tmp.path().join("app.plan");
+    let file = file.to_str().unwrap();
+    let r = json(
+        &h,
+        &["service", "plan", "app", "--only", "db/db", "--out", file],
+    );
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.service.plan/v1",
+        expect_file!["json/service-plan-only.json"],
+    );
+    // The file is the document.
+    assert_eq!(std::fs::read_to_string(file).unwrap(), r.stdout);
+    let r = json(&h, &["service", "converge", "app", "--plan", file]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.service.converge/v1",
+        expect_file!["json/service-converge-plan.json"],
+    );
+    let first_run = r.json()["run"].as_str().unwrap().to_owned();
+    // Run again, the same plan is refused: the world moved on.
+    let r = json(&h, &["service", "converge", "app", "--plan", file]);
+    check(
+        &h,
+        &r,
+        1,
+        "dtk.error/v1",
+        expect_file!["json/error-plan-changed.json"],
+    );
+    let r = json(&h, &["service", "converge", "app"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+
+    // A node's sandbox removed behind dtk's back: refresh records it, converge repairs.
+    std::fs::remove_dir_all(h.home().join("sandboxes/app/web")).unwrap();
+    let r = json(&h, &["service", "refresh", "app"]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.service.refresh/v1",
+        expect_file!["json/service-refresh.json"],
+    );
+    let r = json(&h, &["service", "converge", "app"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(h.home().join("sandboxes/app/web").is_dir());
+
+    let r = json(&h, &["service", "outputs", "app", "web"]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.service.outputs/v1",
+        expect_file!["json/service-outputs.json"],
+    );
+    let r = json(&h, &["service", "runs", "app"]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.service.runs/v1",
+        expect_file!["json/service-runs.json"],
+    );
+    let r = json(
+        &h,
+        &["service", "task-status", "app", "--run", &first_run[..12]],
+    );
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.service.task-status/v1",
+        expect_file!["json/service-task-status-run.json"],
+    );
+    assert_eq!(r.json()["run"], first_run.as_str());
+
+    let r = json(&h, &["service", "mv", "app", "web", "front"]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.service.mv/v1",
+        expect_file!["json/service-mv.json"],
+    );
+    let r = json(&h, &["service", "plan", "app"]);
+    assert_eq!(r.json()["tasks"], serde_json::json!([]), "{}", r.stdout);
+
+    // A second service whose db node is a directory that exists already.
+    json(
+        &h,
+        &["service", "stage", "demo/json", "two_tier", "-n", "app2"],
+    );
+    json(
+        &h,
+        &["service", "set-attribute", "app2", "db/db/message", "hi"],
+    );
+    let theirs = h.tmp.path().join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    let r = json(
+        &h,
+        &[
+            "service",
+            "import",
+            "app2",
+            "node[db]",
+            theirs.to_str().unwrap(),
+        ],
+    );
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.service.import/v1",
+        expect_file!["json/service-import.json"],
+    );
+    // A plan that would delete it says the resource stays.
+    let r = json(&h, &["service", "plan", "app2", "--replace", "node[db]"]);
+    assert_eq!(
+        r.json()["kept"],
+        serde_json::json!(["node[db]"]),
+        "{}",
+        r.stdout
+    );
+    let r = json(&h, &["service", "plan", "app2"]);
+    assert!(r.json().get("kept").is_none(), "{}", r.stdout);
+    let r = json(&h, &["service", "converge", "app2"]);
+    let ran: Vec<String> = r.json()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!ran.iter().any(|t| t == "node[db].create"), "{ran:?}");
+    assert!(
+        theirs.join("modules/demo/json/message.txt").is_file(),
+        "db ran in the imported dir"
+    );
+    // Not adopted: delete leaves the directory.
+    let r = json(&h, &["service", "delete", "app2"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        theirs.is_dir(),
+        "an import without --adopt is never deleted"
     );
 }
 

@@ -198,7 +198,7 @@ fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 /// Replaces what changes from run to run in a document: times, durations, process ids,
 /// run ids, object ids, ports and the temporary directory.
 fn normalize(v: &mut Value, tmp: &str) {
-    const VOLATILE: [&str; 12] = [
+    const VOLATILE: [&str; 13] = [
         "started_at",
         "started_at_ms",
         "ended_at_ms",
@@ -211,11 +211,13 @@ fn normalize(v: &mut Value, tmp: &str) {
         "end_ms",
         "span_ms",
         "host",
+        "who",
     ];
     match v {
         Value::Object(m) => {
             for (k, x) in m.iter_mut() {
-                if VOLATILE.contains(&k.as_str()) && !x.is_null() && !x.is_string() {
+                if VOLATILE.contains(&k.as_str()) && !x.is_null() && (!x.is_string() || k == "who")
+                {
                     *x = Value::String(format!("<{k}>"));
                 } else {
                     normalize(x, tmp);

@@ -117,6 +117,12 @@ assemblies:
         components: [flaky]
     - node[two]:
         components: [steady]
+  pair:
+    components:
+    - node[db]:
+        components: [store]
+    - node[web]:
+        components: [reader]
 "#;
 
 /// A target whose nodes are made by another provider (`fake.node`) that only reports SSH
@@ -445,6 +451,58 @@ async fn a_service_converges_onto_several_hosts_edits_execs_and_deletes() {
         assert!(!path.exists(), "{} is still there", path.display());
     }
     assert!(app.actual_state().expect("state").components.is_empty());
+}
+
+/// `dtk service import APP 'node[web]' HOST`: a node bound to a host of the inventory that
+/// it would not have been placed on, and kept there; delete leaves the imported node's
+/// directory (not adopted), removes the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_imported_into_a_node_is_used_and_left_by_delete() {
+    let w = World::on(&["127.0.0.1", "127.0.0.2"]);
+    let target = w.stage_target("duo", &w.hosts_yaml(&["db", "web"]));
+    assert_ok(&converge(&target).await);
+    let app = w.stage_app("test/files", "pair", "imp", "duo");
+    let opts = RunOptions::default();
+    let unknown = app
+        .import("node[web]", "nosuch", false, &opts)
+        .await
+        .expect_err("no such host");
+    assert!(
+        unknown.to_string().contains("no host `nosuch`"),
+        "{unknown}"
+    );
+    let imported = app
+        .import("node[web]", "db", false, &opts)
+        .await
+        .expect("import");
+    assert_eq!(imported.status, "matches", "{imported:?}");
+    assert_eq!(imported.outputs["ssh_host_name"], Value::from("db"));
+    let plan = app.plan().await.expect("plan").1;
+    let planned: Vec<String> = plan.tasks().map(|t| t.id.to_string()).collect();
+    assert!(
+        !planned.contains(&"node[web].create".to_owned()),
+        "the imported node is not made again: {planned:?}"
+    );
+    assert_ok(&converge(&app).await);
+    // web runs on host db, where it was imported, next to db.
+    assert!(
+        w.workdir("db")
+            .join("imp/web/modules/test/files/copy.txt")
+            .is_file()
+    );
+    assert!(
+        w.workdir("db")
+            .join("imp/db/modules/test/files/message.txt")
+            .is_file()
+    );
+    assert!(!w.workdir("web").join("imp").exists());
+    assert!(app.plan().await.expect("plan").1.is_empty());
+    assert_ok(&app.delete(&opts).await.expect("delete"));
+    assert!(
+        w.workdir("db").join("imp/web").is_dir(),
+        "an import without adopt is never deleted"
+    );
+    assert!(!w.workdir("db").join("imp/db").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

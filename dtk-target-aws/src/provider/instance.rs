@@ -6,14 +6,20 @@
 //! raising a group's cardinality adds members and lowering it deletes the extra ones,
 //! each as its own component.
 
-use dtk_model::provider::Observed;
+use std::collections::BTreeMap;
+
+use dtk_model::provider::{Change, Observed};
 use dtk_model::{Attributes, ProviderError, Value};
 
 use super::resolve_images::map_from_value;
 use super::{AwsProvider, Call, inputs, opt, outputs};
 use crate::images::{ImageMap, is_instance_type};
-use crate::instances::{InstanceInfo, InstanceSpec};
-use crate::tags::TAG_COMPONENT;
+use crate::instances::{InstanceInfo, InstanceSpec, InstanceState, InstanceTarget};
+use crate::tags::{TAG_COMPONENT, TAG_INDEX, TAG_MANAGED, TAG_NODE, TAG_SERVICE};
+
+/// The inputs of a node that an instance cannot change in place: a change replaces the
+/// instance (see `AwsProvider::replace_on_change`).
+pub(crate) const REPLACE_ON_CHANGE: [&str; 3] = ["image", "subnet_id", "key_name"];
 
 /// The SSH user when neither the node nor the image map names one.
 pub(crate) const DEFAULT_SSH_USER: &str = "ubuntu";
@@ -161,10 +167,27 @@ fn ssh_user(
     Ok(from_map.unwrap_or_else(|| DEFAULT_SSH_USER.to_owned()))
 }
 
-pub(crate) async fn create(
-    p: &AwsProvider,
-    call: &Call<'_, '_>,
-) -> Result<Attributes, ProviderError> {
+/// What a node's inputs ask of its instance: the launch spec, the node's own tags, the
+/// image map and the region.
+struct Wanted {
+    spec: InstanceSpec,
+    own_tags: BTreeMap<String, String>,
+    map: Option<ImageMap>,
+    region: String,
+}
+
+impl Wanted {
+    /// What the instance should be, as far as it can change in place.
+    fn target(&self) -> InstanceTarget {
+        InstanceTarget {
+            instance_type: self.spec.instance_type.clone(),
+            security_group_ids: self.spec.security_group_ids.clone(),
+            tags: self.own_tags.clone(),
+        }
+    }
+}
+
+fn wanted(p: &AwsProvider, call: &Call<'_, '_>) -> Result<Wanted, ProviderError> {
     let attrs = call.req.inputs;
     let node = node_of(call)?;
     let region = p.region(call)?;
@@ -196,7 +219,8 @@ pub(crate) async fn create(
         "subnet_id",
         "the node must be linked to the target's vpc_subnet (`$subnet_id -> subnet_id`)",
     )?;
-    let mut tags = inputs::string_map(call, attrs, "tags")?;
+    let own_tags = inputs::string_map(call, attrs, "tags")?;
+    let mut tags = own_tags.clone();
     tags.insert(TAG_COMPONENT.to_owned(), call.req.component.to_owned());
     let spec = InstanceSpec {
         service: call.req.service.to_owned(),
@@ -210,15 +234,155 @@ pub(crate) async fn create(
         key_name: inputs::string(call, attrs, "key_name")?,
         tags,
     };
-    let user = ssh_user(call, map.as_ref(), &region)?;
+    Ok(Wanted {
+        spec,
+        own_tags,
+        map,
+        region,
+    })
+}
+
+/// How `info` differs from what `want` asks: its state (it should run), its type, its
+/// security groups, the node's own tags.
+fn changes(info: &InstanceInfo, want: Option<&Wanted>) -> Vec<Change> {
+    let mut out = Vec::new();
+    if !matches!(info.state, InstanceState::Running | InstanceState::Pending) {
+        out.push(Change::new(
+            "state",
+            Value::Str("running".to_owned()),
+            Value::Str(info.state.to_string()),
+        ));
+    }
+    let Some(want) = want else { return out };
+    if info.instance_type != want.spec.instance_type {
+        out.push(Change::new(
+            "instance_type",
+            Value::Str(want.spec.instance_type.clone()),
+            Value::Str(info.instance_type.clone()),
+        ));
+    }
+    let mut groups = want.spec.security_group_ids.clone();
+    groups.sort();
+    groups.dedup();
+    if !groups.is_empty() && groups != info.security_group_ids {
+        let list = |v: &[String]| Value::Array(v.iter().cloned().map(Value::Str).collect());
+        out.push(Change::new(
+            "security_groups",
+            list(&groups),
+            list(&info.security_group_ids),
+        ));
+    }
+    let differs: Vec<&String> = want
+        .own_tags
+        .iter()
+        .filter(|(k, v)| info.tags.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .collect();
+    if !differs.is_empty() {
+        let map = |m: &BTreeMap<String, String>| {
+            Value::Hash(
+                differs
+                    .iter()
+                    .filter_map(|k| Some(((*k).clone(), Value::Str(m.get(*k)?.clone()))))
+                    .collect(),
+            )
+        };
+        out.push(Change::new("tags", map(&want.own_tags), map(&info.tags)));
+    }
+    out
+}
+
+pub(crate) async fn create(
+    p: &AwsProvider,
+    call: &Call<'_, '_>,
+) -> Result<Attributes, ProviderError> {
+    let node = node_of(call)?;
+    let want = wanted(p, call)?;
+    let user = ssh_user(call, want.map.as_ref(), &want.region)?;
     let ssh = ssh_settings(call)?;
     let ec2 = p.client(call).await?;
-    let info = match node.index {
-        Some(i) => ec2.ensure_member(&spec, i, call.req.idempotency_key).await,
-        None => ec2.ensure_node(&spec, call.req.idempotency_key).await,
-    }
-    .map_err(|e| call.aws(e))?;
+    // The instance recorded for the node, when it still exists, is the node's: even when
+    // dtk's tags do not find it (an imported instance, a renamed node). Only without one
+    // is an instance found by its tags, or launched.
+    let recorded = match call
+        .req
+        .prior
+        .map(|pr| inputs::string(call, pr, "instance_id"))
+    {
+        Some(Ok(Some(id))) => ec2.read_instance(&id).await.map_err(|e| call.aws(e))?,
+        Some(Err(e)) => return Err(e),
+        _ => None,
+    };
+    let id = match recorded {
+        Some(i) => i.instance_id,
+        None => {
+            match node.index {
+                Some(i) => {
+                    ec2.ensure_member(&want.spec, i, call.req.idempotency_key)
+                        .await
+                }
+                None => ec2.ensure_node(&want.spec, call.req.idempotency_key).await,
+            }
+            .map_err(|e| call.aws(e))?
+            .instance_id
+        }
+    };
+    // Started if stopped, resized, regrouped, retagged: as the node asks.
+    let info = ec2
+        .reconcile_instance(&id, &want.target())
+        .await
+        .map_err(|e| call.aws(e))?;
     Ok(outputs_of(&info, &user, ssh))
+}
+
+/// Binds the existing instance `id` to the node (`dtk service import`): with `adopt`,
+/// tagged as dtk's for this node (so that delete terminates it); refused when another
+/// dtk service owns it.
+pub(crate) async fn import(
+    p: &AwsProvider,
+    call: &Call<'_, '_>,
+    id: &str,
+    adopt: bool,
+) -> Result<Observed, ProviderError> {
+    let node = node_of(call)?;
+    let want = wanted(p, call)?;
+    let ec2 = p.client(call).await?;
+    let Some(info) = ec2.read_instance(id).await.map_err(|e| call.aws(e))? else {
+        return Ok(Observed::Missing);
+    };
+    if info.tags.get(TAG_MANAGED).map(String::as_str) == Some("true")
+        && let Some(owner) = info.tags.get(TAG_SERVICE)
+        && owner != call.req.service
+    {
+        return Err(call.invalid(format!(
+            "instance {id} belongs to dtk service `{owner}`; it cannot be imported into `{}`",
+            call.req.service
+        )));
+    }
+    if adopt {
+        let mut tags = BTreeMap::new();
+        for (k, v) in [
+            (TAG_MANAGED, "true".to_owned()),
+            (TAG_SERVICE, call.req.service.to_owned()),
+            (TAG_NODE, node.node.clone()),
+            (TAG_INDEX, node.index.unwrap_or(1).to_string()),
+            (TAG_COMPONENT, call.req.component.to_owned()),
+        ] {
+            tags.insert(k.to_owned(), v);
+        }
+        ec2.tag_resource(id, &tags).await.map_err(|e| call.aws(e))?;
+    }
+    let user = ssh_user(call, want.map.as_ref(), &want.region)?;
+    let out = outputs_of(&info, &user, ssh_settings(call)?);
+    let changes = changes(&info, Some(&want));
+    Ok(if changes.is_empty() {
+        Observed::Present(out)
+    } else {
+        Observed::Drifted {
+            outputs: out,
+            changes,
+        }
+    })
 }
 
 pub(crate) async fn read(p: &AwsProvider, call: &Call<'_, '_>) -> Result<Observed, ProviderError> {
@@ -242,11 +406,18 @@ pub(crate) async fn read(p: &AwsProvider, call: &Call<'_, '_>) -> Result<Observe
             ssh_user(call, image_map(call)?.as_ref(), &region)?
         }
     };
-    Ok(Observed::Present(outputs_of(
-        &info,
-        &user,
-        ssh_settings(call)?,
-    )))
+    let out = outputs_of(&info, &user, ssh_settings(call)?);
+    // What the recorded inputs ask; if they no longer resolve, only the state is judged.
+    let want = wanted(p, call).ok();
+    let changes = changes(&info, want.as_ref());
+    Ok(if changes.is_empty() {
+        Observed::Present(out)
+    } else {
+        Observed::Drifted {
+            outputs: out,
+            changes,
+        }
+    })
 }
 
 pub(crate) async fn delete(p: &AwsProvider, call: &Call<'_, '_>) -> Result<(), ProviderError> {

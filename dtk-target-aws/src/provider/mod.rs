@@ -108,7 +108,7 @@ impl fmt::Debug for AwsProvider {
 
 /// The resource types, parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Resource {
+pub(crate) enum Resource {
     Credentials,
     Vpc,
     Subnet,
@@ -390,6 +390,44 @@ impl Provider for AwsProvider {
 
     async fn update(&self, req: &ResourceRequest<'_>) -> Result<Attributes, ProviderError> {
         self.ensure(req, "update").await
+    }
+
+    /// An EC2 instance's image, subnet and key pair cannot change in place: a node whose
+    /// `image`, `subnet_id` or `key_name` changes is replaced (its size, security groups
+    /// and tags are changed in place). The network resources are never replaced: their
+    /// dependents would have to go first.
+    fn replace_on_change(&self, resource: &str) -> Vec<String> {
+        match Resource::parse(resource) {
+            Some(Resource::Instance) => instance::REPLACE_ON_CHANGE
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    async fn import(
+        &self,
+        req: &ResourceRequest<'_>,
+        id: &str,
+        adopt: bool,
+    ) -> Result<Observed, ProviderError> {
+        let resource = self.resource(req)?;
+        let call = Call { req, op: "import" };
+        call.check_cancel()?;
+        match resource {
+            Resource::Instance => instance::import(self, &call, id, adopt).await,
+            Resource::Vpc | Resource::Subnet | Resource::SecurityGroup => {
+                network::import(self, &call, resource, id, adopt).await
+            }
+            Resource::Credentials | Resource::Images => Err(ProviderError::Unsupported {
+                provider: KIND.to_owned(),
+                what: format!(
+                    "importing `{}` (only instances, VPCs, subnets and security groups)",
+                    req.resource
+                ),
+            }),
+        }
     }
 
     async fn read(&self, req: &ResourceRequest<'_>) -> Result<Observed, ProviderError> {

@@ -21,6 +21,89 @@ fn owner(call: &Call<'_, '_>) -> Owner {
     Owner::new(call.req.service, call.req.component)
 }
 
+/// The id recorded for the component (`prior`'s `name`), when dtk's tags find no resource
+/// of its own: a resource imported without adopting it, to be used as given rather than
+/// made again. `None` when nothing is recorded or the tags find one.
+async fn recorded_unowned(
+    call: &Call<'_, '_>,
+    name: &str,
+    found_by_tags: impl std::future::Future<Output = Result<Option<String>, crate::error::AwsError>>,
+) -> Result<Option<String>, ProviderError> {
+    let Some(prior) = call.req.prior else {
+        return Ok(None);
+    };
+    let Some(id) = inputs::string(call, prior, name)? else {
+        return Ok(None);
+    };
+    match found_by_tags.await.map_err(|e| call.aws(e))? {
+        Some(_) => Ok(None),
+        None => Ok(Some(id)),
+    }
+}
+
+/// The tags that make a resource the component's, as if dtk had made it (an adopting
+/// import); its `Name` is left as it is.
+fn adopting_tags(call: &Call<'_, '_>) -> std::collections::BTreeMap<String, String> {
+    let o = owner(call);
+    o.tags(&o.name())
+        .into_iter()
+        .filter(|(k, _)| *k != crate::tags::TAG_NAME)
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+}
+
+/// Binds an existing VPC, subnet or security group `id` to the component of `call`
+/// (`dtk service import`); with `adopt`, tagged as the component's so that delete removes
+/// it. A subnet or group must be in the linked VPC.
+pub(crate) async fn import(
+    p: &AwsProvider,
+    call: &Call<'_, '_>,
+    resource: super::Resource,
+    id: &str,
+    adopt: bool,
+) -> Result<Observed, ProviderError> {
+    use super::Resource;
+    let ec2 = p.client(call).await?;
+    let owner = owner(call);
+    let (outputs, vpc) = match resource {
+        Resource::Vpc => match ec2.read_vpc(&owner, id).await.map_err(|e| call.aws(e))? {
+            Some(info) => (vpc_outputs(p, call, &info)?, None),
+            None => return Ok(Observed::Missing),
+        },
+        Resource::Subnet => match ec2.read_subnet(&owner, id).await.map_err(|e| call.aws(e))? {
+            Some(info) => (subnet_outputs(p, call, &info)?, Some(info.vpc_id.clone())),
+            None => return Ok(Observed::Missing),
+        },
+        Resource::SecurityGroup => match ec2
+            .read_security_group(&owner, id)
+            .await
+            .map_err(|e| call.aws(e))?
+        {
+            Some(info) => (group_outputs(p, call, &info)?, Some(info.vpc_id.clone())),
+            None => return Ok(Observed::Missing),
+        },
+        _ => {
+            return Err(ProviderError::Unsupported {
+                provider: super::KIND.to_owned(),
+                what: format!("importing `{}` resources", call.req.resource),
+            });
+        }
+    };
+    if let (Some(in_vpc), Some(linked)) = (vpc, inputs::string(call, call.req.inputs, "vpc_id")?)
+        && in_vpc != linked
+    {
+        return Err(call.invalid(format!(
+            "{id} is in vpc {in_vpc}, not in the linked vpc {linked}"
+        )));
+    }
+    if adopt {
+        ec2.tag_resource(id, &adopting_tags(call))
+            .await
+            .map_err(|e| call.aws(e))?;
+    }
+    Ok(Observed::Present(outputs))
+}
+
 /// The region and credential handle every network output carries on.
 fn context(
     p: &AwsProvider,
@@ -84,12 +167,19 @@ pub(crate) async fn create_vpc(
     p: &AwsProvider,
     call: &Call<'_, '_>,
 ) -> Result<Attributes, ProviderError> {
-    let vpc_id = inputs::string(call, call.req.inputs, "vpc_id")?;
-    let cidr_block = match vpc_id {
+    // Inputs are checked before any request.
+    let given = inputs::string(call, call.req.inputs, "vpc_id")?;
+    let cidr_block = match given {
         Some(_) => None,
         None => cidr(call, "cidr_block")?,
     };
     let ec2 = p.client(call).await?;
+    let me = owner(call);
+    let vpc_id = match given {
+        Some(id) => Some(id),
+        None => recorded_unowned(call, "vpc_id", ec2.find_vpc(&me)).await?,
+    };
+    let cidr_block = if vpc_id.is_some() { None } else { cidr_block };
     let info = ec2
         .ensure_vpc(&owner(call), &VpcSpec { vpc_id, cidr_block })
         .await
@@ -157,7 +247,8 @@ pub(crate) async fn create_subnet(
 ) -> Result<Attributes, ProviderError> {
     let attrs = call.req.inputs;
     let vpc_id = linked_vpc(call)?;
-    let subnet_id = inputs::string(call, attrs, "subnet_id")?;
+    // Inputs are checked before any request.
+    let given = inputs::string(call, attrs, "subnet_id")?;
     let cidr_block = cidr(call, "subnet_cidr_block")?;
     let prefix_len = inputs::integer(call, attrs, "subnet_length")?
         .map(|n| {
@@ -176,15 +267,22 @@ pub(crate) async fn create_subnet(
         .transpose()
         .map_err(|e| call.invalid(e.to_string()))?
         .unwrap_or_default();
+    let availability_zone = inputs::string(call, attrs, "availability_zone")?;
+    let map_public_ip_on_launch = inputs::boolean(call, attrs, "enable_public_ip_in_subnet")?;
+    let ec2 = p.client(call).await?;
+    let me = owner(call);
+    let subnet_id = match given {
+        Some(id) => Some(id),
+        None => recorded_unowned(call, "subnet_id", ec2.find_subnet(&me)).await?,
+    };
     let spec = SubnetSpec {
         subnet_id: subnet_id.clone(),
         cidr_block,
         prefix_len,
-        availability_zone: inputs::string(call, attrs, "availability_zone")?,
+        availability_zone,
         gateway,
-        map_public_ip_on_launch: inputs::boolean(call, attrs, "enable_public_ip_in_subnet")?,
+        map_public_ip_on_launch,
     };
-    let ec2 = p.client(call).await?;
     let owner = owner(call);
     let vpc = ec2
         .read_vpc(&owner, &vpc_id)
@@ -320,13 +418,18 @@ pub(crate) async fn create_group(
             wanted.push(r);
         }
     }
+    let ec2 = p.client(call).await?;
+    let me = owner(call);
+    let group_id = match inputs::string(call, attrs, "group_id")? {
+        Some(id) => Some(id),
+        None => recorded_unowned(call, "group_id", ec2.find_security_group(&me)).await?,
+    };
     let spec = SecurityGroupSpec {
-        group_id: inputs::string(call, attrs, "group_id")?,
+        group_id,
         group_name: inputs::string(call, attrs, "group_name")?,
         description: inputs::string(call, attrs, "description")?,
         rules: wanted,
     };
-    let ec2 = p.client(call).await?;
     let info = ec2
         .ensure_security_group(&owner(call), &vpc_id, &spec)
         .await

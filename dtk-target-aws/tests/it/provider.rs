@@ -915,7 +915,8 @@ async fn app_nodes_become_instances() {
     assert_eq!(app_instances(&s.raw).await, sorted);
     assert_reads_as_recorded(&app, &["node[web]", "node[workers:1]", "node[workers:2]"]).await;
 
-    // A node stopped outside dtk reads as stopped, and runs again after its update.
+    // A node stopped outside dtk reads as drifted (stopped, where it should run), and
+    // runs again after its update.
     s.raw
         .0
         .stop_instances()
@@ -924,7 +925,12 @@ async fn app_nodes_become_instances() {
         .await
         .unwrap();
     match app.read("node[web]").await.unwrap() {
-        Observed::Present(out) => assert_eq!(out["state"], Value::from("stopped")),
+        Observed::Drifted { outputs, changes } => {
+            assert_eq!(outputs["state"], Value::from("stopped"));
+            assert_eq!(changes.len(), 1, "{changes:?}");
+            assert_eq!(changes[0].attribute, "state");
+            assert_eq!(changes[0].observed, Value::from("stopped"));
+        }
         other => panic!("{other:?}"),
     }
     let key = app.key("node[web]");

@@ -171,7 +171,7 @@ fn a_service_page_shows_its_state_run_graph_and_history_and_never_a_secret() {
     let v = view::service(&svc).unwrap();
     assert_eq!(v.runs.len(), 1);
     assert_eq!(v.runs[0].run, report.run);
-    assert_eq!(v.runs[0].tasks, report.tasks.len());
+    assert_eq!(v.runs[0].counts.tasks, report.tasks.len());
     let r = view::run(&svc, Some(&report.run)).unwrap().unwrap();
     assert_eq!(
         r.timeline.critical_path,

@@ -113,6 +113,10 @@ pub struct ExecContext {
     pub journal: Option<PathBuf>,
     /// When the journal is synced.
     pub journal_sync: SyncMode,
+    /// Stop scheduling at the first failure (`converge --fail-fast`): what has not
+    /// started is reported skipped because of it. Otherwise a failure skips only what
+    /// depends on it.
+    pub fail_fast: bool,
     /// The files of the service's modules, by module id (`NS/NAME`): a command action
     /// of a component runs in its module's files on the node (see [`ExecRequest::module`]).
     /// A module missing here runs its commands without its files.
@@ -130,6 +134,7 @@ impl fmt::Debug for ExecContext {
             .field("retry", &self.retry)
             .field("cancel", &self.cancel)
             .field("journal", &self.journal)
+            .field("fail_fast", &self.fail_fast)
             .field("modules", &self.modules.len())
             .finish_non_exhaustive()
     }
@@ -150,6 +155,7 @@ impl ExecContext {
             cancel: Cancel::new(),
             journal: None,
             journal_sync: SyncMode::GroupCommit,
+            fail_fast: false,
             modules: std::collections::HashMap::new(),
         }
     }

@@ -283,6 +283,8 @@ impl<'a> Run<'a> {
             !p.desired_hash.is_empty() && !matches!(p.drift, Some(DriftMark::Missing))
         });
         let own_outputs = prev.map(|p| p.outputs.clone()).unwrap_or_default();
+        // What dtk did not make stays not dtk's while it is updated; made anew, it is.
+        let imported = prev.filter(|_| update).and_then(|p| p.imported.clone());
         self.lookup_secrets(&c.id, &c.secret_inputs, &mut secrets);
         let actions = self.def_actions(ci);
         self.ran.insert(ci);
@@ -304,6 +306,7 @@ impl<'a> Run<'a> {
             delete: actions.delete.as_deref().cloned(),
             secret_inputs: c.secret_inputs.clone(),
             drift: None,
+            imported,
             module: Some(c.module.to_string()),
         };
         let mut job = self.base_job(i, t);
@@ -330,6 +333,8 @@ impl<'a> Run<'a> {
             .and_then(|c| c.def.actions.get("delete"))
             .and_then(RecordedAction::from_def)
             .or_else(|| rec.delete.clone())
+            // Imported without `adopt`: dtk forgets it and leaves the resource alone.
+            .filter(|_| !rec.keeps_resource())
             .map(Arc::new);
         let mut secrets = Attributes::new();
         self.lookup_secrets(&t.component, &rec.secret_inputs, &mut secrets);

@@ -27,7 +27,7 @@ use crate::hash::{FastMap, outputs_digest};
 use crate::journal::{JournalEffect, JournalEntry, JournalTask, JournalWriter};
 use crate::plan::Plan;
 use crate::state::{ActualState, AppliedComponent, ComponentStatus};
-use crate::task::{PlanKind, Task, TaskOp};
+use crate::task::{PlanKind, Task, TaskId, TaskOp};
 
 /// What the coordinator knows of a task.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +68,8 @@ pub(super) struct Run<'a> {
     pub(super) actions: HashMap<usize, Arc<DefActions>>,
     /// Components (by index) whose `create` ran in this run.
     pub(super) ran: HashSet<usize>,
+    /// The first task that failed (`fail_fast` stops there).
+    first_failure: Option<TaskId>,
 }
 
 /// Runs `plan` with `journal` (opened, nothing written yet); see [`super::execute`].
@@ -135,6 +137,7 @@ pub(super) async fn run(
         journal,
         actions: HashMap::new(),
         ran: HashSet::new(),
+        first_failure: None,
     };
     if let Some(j) = &run.journal {
         j.append(JournalEntry::Begin {
@@ -161,7 +164,8 @@ pub(super) async fn run(
                 .collect(),
         });
     }
-    let cancelled = run.schedule().await;
+    // A fail-fast stop is a failure, not a cancellation.
+    let cancelled = run.schedule().await && !run.failed_fast();
     if plan.kind() == PlanKind::Converge {
         run.refresh_metadata();
     }
@@ -234,7 +238,17 @@ impl<'a> Run<'a> {
     }
 
     pub(super) fn stopping(&self) -> bool {
-        self.ctx.cancel.is_cancelled() || self.journal.as_ref().is_some_and(|j| j.is_broken())
+        self.ctx.cancel.is_cancelled()
+            || self.journal.as_ref().is_some_and(|j| j.is_broken())
+            || (self.ctx.fail_fast && self.first_failure.is_some())
+    }
+
+    /// Whether scheduling stopped only because of `fail_fast`.
+    fn failed_fast(&self) -> bool {
+        self.ctx.fail_fast
+            && self.first_failure.is_some()
+            && !self.ctx.cancel.is_cancelled()
+            && !self.journal.as_ref().is_some_and(|j| j.is_broken())
     }
 
     /// Runs every task it can; returns whether it stopped early (cancelled).
@@ -344,22 +358,22 @@ impl<'a> Run<'a> {
             }
             self.complete(r, &mut ready);
         }
-        // Whatever did not run was cancelled.
+        // Whatever did not run was cancelled (or, after a fail-fast stop, skipped
+        // because of the first failure).
+        let left = match (&self.first_failure, self.failed_fast()) {
+            (Some(f), true) => TaskStatus::Skipped { because: f.clone() },
+            _ => TaskStatus::Cancelled,
+        };
         for &i in plan.order() {
             if self.slots[i.index()] == Slot::Pending {
                 let t = &graph[i];
-                self.slots[i.index()] = Slot::Finished(TaskStatus::Cancelled);
-                self.reports[i.index()] = Some(report(
-                    t,
-                    TaskStatus::Cancelled,
-                    Duration::ZERO,
-                    0,
-                    Vec::new(),
-                ));
+                self.slots[i.index()] = Slot::Finished(left.clone());
+                self.reports[i.index()] =
+                    Some(report(t, left.clone(), Duration::ZERO, 0, Vec::new()));
                 self.emit(Event::TaskSkipped {
                     task: t.id.clone(),
                     node: t.node.clone(),
-                    status: TaskStatus::Cancelled,
+                    status: left.clone(),
                 });
             }
         }
@@ -490,6 +504,9 @@ impl<'a> Run<'a> {
                 });
             }
             TaskStatus::Failed { message } => {
+                if self.first_failure.is_none() {
+                    self.first_failure = Some(t.id.clone());
+                }
                 let record = if t.op == TaskOp::Converge {
                     let mut rec = match done.record {
                         Some(mut rec) => {
@@ -621,6 +638,7 @@ fn failed_record(node: Option<String>, message: String) -> AppliedComponent {
         delete: None,
         secret_inputs: Vec::new(),
         drift: None,
+        imported: None,
         module: None,
     }
 }

@@ -89,6 +89,10 @@ pub fn build_graph(
             b.named_workflow(actual, req)?;
             PlanKind::Workflow
         }
+        PlanRequest::ActionOn { components, action } => {
+            b.action_on(components, action)?;
+            PlanKind::Action
+        }
     };
     Ok(PlanGraph {
         service: model.name.clone(),
@@ -413,6 +417,37 @@ impl<'m> Builder<'m> {
                 service: self.service(),
                 target: req.target.to_string(),
             });
+        }
+        Ok(())
+    }
+}
+
+impl Builder<'_> {
+    /// [`PlanRequest::ActionOn`]: `action` on each of `ids`, in model order.
+    fn action_on(&mut self, ids: &[ComponentId], action: &str) -> Result<(), PlanError> {
+        let model = self.model;
+        let wanted: HashSet<&ComponentId> = ids.iter().collect();
+        for (i, c) in model.components.iter().enumerate() {
+            if !wanted.contains(&c.id) {
+                continue;
+            }
+            Self::check_action(c, action)?;
+            self.add(
+                Task {
+                    id: TaskId::new(&c.id, action),
+                    component: c.id.clone(),
+                    action: action.to_owned(),
+                    op: TaskOp::Action {
+                        params: dtk_model::value::Attributes::new(),
+                    },
+                    node: self.nodes_of[i].map(str::to_owned),
+                    reason: Reason::Requested,
+                    conditional: false,
+                    step: Vec::new(),
+                    desired_hash: desired_hash(c, &static_inputs(c)),
+                },
+                true,
+            );
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
-//! What to plan: converge, delete, or one custom action (`[NODE/]CMP.ACTION`).
+//! What to plan: converge, delete, one custom action (`[NODE/]CMP.ACTION`), a named
+//! workflow, or one action on given component instances.
 
 use std::fmt;
 use std::str::FromStr;
 
 use dtk_model::ident::ComponentRef;
+use dtk_model::instance::ComponentId;
 use dtk_model::value::Attributes;
 use thiserror::Error;
 
@@ -22,6 +24,15 @@ pub enum PlanRequest {
     Action(ActionRequest),
     /// Run a named workflow of the model (`dtk service exec NAME WORKFLOW k=v ...`).
     Workflow(WorkflowRequest),
+    /// Run one action, without parameters, on exactly these component instances, all in
+    /// one plan (`dtk service refresh` runs every `check` so); ids the model does not
+    /// have are left out.
+    ActionOn {
+        /// The component instances.
+        components: Vec<ComponentId>,
+        /// The action, which each of them must declare.
+        action: String,
+    },
 }
 
 /// What the steps of the workflow being planned do.

@@ -7,4 +7,5 @@ mod harness;
 mod journal;
 mod planner;
 mod props;
+mod select;
 mod support;

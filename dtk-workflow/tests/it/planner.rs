@@ -343,7 +343,10 @@ fn second_converge_plans_nothing_and_changes_are_detected() {
     // The node moves: the component is changed (its node is part of its hash).
     // Drift: the db resource was deleted outside dtk.
     let mut drifted = state.clone();
-    assert!(drifted.observe(&ComponentId("db/db".into()), &Observed::Missing));
+    assert_eq!(
+        drifted.observe(&ComponentId("db/db".into()), &Observed::Missing),
+        dtk_workflow::Observation::Missing
+    );
     let p = plan(&m, &drifted, &PlanRequest::Converge).unwrap();
     assert_eq!(p.tasks().next().unwrap().reason, Reason::Drift);
     // ConvergeAll plans everything.
@@ -551,12 +554,47 @@ fn custom_actions_match_nodes_and_groups() {
     let _ = TaskId("x".into());
 }
 
+/// One action on given instances, in one plan: exactly those (in model order), ids the
+/// model lacks left out, no edges between them; a named one lacking the action is an error.
+#[test]
+fn an_action_on_given_instances_plans_exactly_them() {
+    let m = M::new("on")
+        .group("workers", 3)
+        .node("solo")
+        .cmp(C::res("workers:1/w").action(commands("check", &["true"])))
+        .cmp(C::res("workers:2/w").action(commands("check", &["true"])))
+        .cmp(C::res("workers:3/w").action(commands("check", &["true"])))
+        .cmp(C::res("solo/x"))
+        .build();
+    let on = |ids: &[&str]| PlanRequest::ActionOn {
+        components: ids.iter().map(|i| ComponentId((*i).to_owned())).collect(),
+        action: "check".to_owned(),
+    };
+    let p = plan(
+        &m,
+        &ActualState::new(),
+        &on(&["workers:3/w", "gone/w", "workers:1/w"]),
+    )
+    .unwrap();
+    expect![[r#"
+        workers:1/w.check <- []
+        workers:3/w.check <- []
+    "#]]
+    .assert_eq(&edges(&p));
+    assert!(plan(&m, &ActualState::new(), &on(&[])).unwrap().is_empty());
+    let e = plan(&m, &ActualState::new(), &on(&["solo/x"])).unwrap_err();
+    expect!["component `solo/x` has no action `check`"].assert_eq(&e.to_string());
+}
+
 #[test]
 fn a_node_gone_outside_dtk_runs_everything_placed_on_it_again() {
     let m = three_tier();
     let state = converge(&m, &ActualState::new());
     let mut drifted = state.clone();
-    assert!(drifted.observe(&ComponentId("node[db]".into()), &Observed::Missing));
+    assert_eq!(
+        drifted.observe(&ComponentId("node[db]".into()), &Observed::Missing),
+        dtk_workflow::Observation::Missing
+    );
     let p = plan(&m, &drifted, &PlanRequest::Converge).unwrap();
     let got: Vec<_> = p
         .tasks()

@@ -1,6 +1,7 @@
 //! Property tests on generated DAG shapes (after steno's saga proptests): every task runs
 //! at most once per converge, every edge is respected, no two tasks on one node overlap,
-//! delete order is the reverse of create order, a failure skips exactly its descendants.
+//! delete order is the reverse of create order, a failure skips exactly its descendants
+//! (any number of failures, with and without `fail_fast`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -147,6 +148,78 @@ proptest! {
                 TaskStatus::Skipped { .. } => prop_assert!(below.contains(&i)),
                 TaskStatus::Done => prop_assert!(i != victim && !below.contains(&i)),
                 other => prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Failure isolation, with any number of failures: every task not downstream of a
+    /// failure runs (done); every task downstream of one is skipped, naming a failed task
+    /// it depends on; none downstream runs. With `fail_fast`, nothing runs once a failure
+    /// is known, and every task that did not run names the first failure.
+    #[test]
+    fn failures_skip_only_what_depends_on_them(
+        shape in shape(),
+        picks in prop::collection::vec(any::<prop::sample::Index>(), 1..4),
+        fail_fast in any::<bool>(),
+    ) {
+        let m = model(&shape);
+        let world = World::new();
+        let mut c = ctx_for(&shape, &world);
+        c.fail_fast = fail_fast;
+        let victims: BTreeSet<usize> = picks.iter().map(|p| p.index(shape.comps.len())).collect();
+        for &v in &victims {
+            world.fail(&id(&shape, v), "*", Fail::Always);
+        }
+        let p = plan(&m, &ActualState::new(), &PlanRequest::Converge).unwrap();
+        let o = rt().block_on(execute(&p, &m, &ActualState::new(), &c)).unwrap();
+        prop_assert!(!o.is_success());
+        prop_assert!(!o.cancelled);
+        // Ancestors of each component in the generated DAG.
+        let mut ancestors: Vec<BTreeSet<usize>> = Vec::new();
+        for (i, (_, deps)) in shape.comps.iter().enumerate() {
+            let mut a = BTreeSet::new();
+            for &d in deps {
+                a.insert(d);
+                a.extend(ancestors[d].iter().copied());
+            }
+            prop_assert!(!a.contains(&i));
+            ancestors.push(a);
+        }
+        let task = |i: usize| dtk_workflow::TaskId(format!("{}.create", id(&shape, i)));
+        let status = |i: usize| o.status(&task(i)).cloned().unwrap();
+        let failed: BTreeSet<usize> = (0..shape.comps.len())
+            .filter(|&i| matches!(status(i), TaskStatus::Failed { .. }))
+            .collect();
+        prop_assert!(!failed.is_empty());
+        prop_assert!(failed.is_subset(&victims), "only victims fail: {:?}", failed);
+        let ran: BTreeSet<String> = world.calls().into_iter().map(|c| c.component).collect();
+        for (i, anc) in ancestors.iter().enumerate() {
+            let below_failure = anc.iter().any(|a| failed.contains(a));
+            match status(i) {
+                TaskStatus::Failed { .. } => {}
+                TaskStatus::Done => {
+                    prop_assert!(!below_failure, "{} ran below a failure", id(&shape, i));
+                }
+                TaskStatus::Skipped { because } => {
+                    let culprit = (0..shape.comps.len()).find(|&f| task(f) == because);
+                    prop_assert!(culprit.is_some_and(|f| failed.contains(&f)));
+                    let culprit = culprit.unwrap();
+                    prop_assert!(
+                        fail_fast || anc.contains(&culprit),
+                        "{} skipped because of {}, which it does not depend on",
+                        id(&shape, i),
+                        because
+                    );
+                    prop_assert!(!ran.contains(&id(&shape, i)), "a skipped task ran");
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+            if !fail_fast && !below_failure && !victims.contains(&i) {
+                prop_assert_eq!(status(i), TaskStatus::Done, "{} should run", id(&shape, i));
             }
         }
     }

@@ -414,6 +414,108 @@ impl Ec2View {
             .unwrap();
     }
 
+    /// Stops an instance, as someone outside dtk would.
+    pub fn stop(&self, id: &str) {
+        self.run(self.client.stop_instances().instance_ids(id).send())
+            .unwrap();
+    }
+
+    /// Changes an instance's type outside dtk: stop, modify, start.
+    pub fn resize(&self, id: &str, instance_type: &str) {
+        self.stop(id);
+        self.run(
+            self.client
+                .modify_instance_attribute()
+                .instance_id(id)
+                .instance_type(
+                    aws_sdk_ec2::types::AttributeValue::builder()
+                        .value(instance_type)
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap();
+        self.run(self.client.start_instances().instance_ids(id).send())
+            .unwrap();
+    }
+
+    /// Sets tag `key` of resource `id` to `value`, as someone outside dtk would.
+    pub fn retag(&self, id: &str, key: &str, value: &str) {
+        self.run(
+            self.client
+                .create_tags()
+                .resources(id)
+                .tags(Tag::builder().key(key).value(value).build())
+                .send(),
+        )
+        .unwrap();
+    }
+
+    /// Puts instance `id` in exactly `groups`, as someone outside dtk would.
+    pub fn set_groups(&self, id: &str, groups: &[&str]) {
+        self.run(
+            self.client
+                .modify_instance_attribute()
+                .instance_id(id)
+                .set_groups(Some(groups.iter().map(|g| (*g).to_owned()).collect()))
+                .send(),
+        )
+        .unwrap();
+    }
+
+    /// An instance launched outside dtk in `subnet`, with a `Name` tag.
+    pub fn launch(&self, ami: &str, subnet: &str, instance_type: &str, name: &str) -> String {
+        let out = self
+            .run(
+                self.client
+                    .run_instances()
+                    .image_id(ami)
+                    .instance_type(aws_sdk_ec2::types::InstanceType::from(instance_type))
+                    .min_count(1)
+                    .max_count(1)
+                    .subnet_id(subnet)
+                    .tag_specifications(name_tag(ResourceType::Instance, name))
+                    .send(),
+            )
+            .unwrap();
+        out.instances()[0].instance_id().unwrap().to_owned()
+    }
+
+    /// The instance `id` as EC2 describes it (terminated included).
+    pub fn instance(&self, id: &str) -> Instance {
+        let out = self
+            .run(self.client.describe_instances().instance_ids(id).send())
+            .unwrap();
+        let i = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .next()
+            .unwrap_or_else(|| panic!("no instance {id}"));
+        Instance {
+            id: id.to_owned(),
+            state: i
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_owned())
+                .unwrap_or_default(),
+            image_id: i.image_id().unwrap_or_default().to_owned(),
+            instance_type: i
+                .instance_type()
+                .map(|t| t.as_str().to_owned())
+                .unwrap_or_default(),
+            subnet_id: i.subnet_id().unwrap_or_default().to_owned(),
+            vpc_id: i.vpc_id().unwrap_or_default().to_owned(),
+            groups: i
+                .security_groups()
+                .iter()
+                .filter_map(|g| g.group_id().map(str::to_owned))
+                .collect(),
+            key_name: i.key_name().map(str::to_owned),
+            tags: tags_of(i.tags()),
+        }
+    }
+
     /// The newest image whose name matches `pattern`, owned by `owner`.
     pub fn image_named(&self, pattern: &str, owner: &str) -> String {
         let out = self

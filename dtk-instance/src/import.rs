@@ -1,0 +1,291 @@
+//! `dtk service import NAME REF ID`: binds a resource that exists already (an EC2
+//! instance, a VPC, a subnet, a security group, an SSH host) to a component of the
+//! desired state, instead of creating one.
+//!
+//! The component's provider reads the resource ([`Provider::import`]) and compares it
+//! with the component's desired inputs; it is recorded in actual state as applied, with
+//! the differences as drift, so the next plan shows them and the next converge repairs
+//! them (never creates the resource again). Without `adopt` dtk never deletes it: a
+//! delete forgets it and leaves it as it is; with `adopt` it is dtk's, and deleted like
+//! what dtk made.
+//!
+//! [`Provider::import`]: dtk_model::Provider::import
+
+use std::fs;
+use std::time::Instant;
+
+use dtk_model::module::ActionKind;
+use dtk_model::provider::{Change, Observed, ResourceRequest, Secrets};
+use dtk_model::{Attributes, ProviderError};
+use dtk_workflow::{DriftMark, Imported, Selector};
+use serde::Serialize;
+
+use crate::converge::{RunOptions, RunReport, TaskLine, redact_all, run_id};
+use crate::error::InstanceError;
+use crate::repo::io_err;
+use crate::runs::resolve_ids;
+use crate::service::{Service, now_secs};
+
+/// What an import did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    /// The service.
+    pub service: String,
+    /// The component instance the resource is bound to.
+    pub component: String,
+    /// The provider's id of the resource.
+    pub id: String,
+    /// Whether dtk owns it now (deleting the component deletes it).
+    pub adopt: bool,
+    /// `matches` (the resource is as the desired state asks) or `drifted` (the next
+    /// converge repairs what differs).
+    pub status: String,
+    /// What differs from the desired state.
+    pub changes: Vec<Change>,
+    /// The outputs recorded.
+    pub outputs: Attributes,
+    /// The run's id (its record is in `dtk service runs`).
+    pub run: String,
+}
+
+impl Service {
+    /// Binds the existing resource `id` to the component `reference` names (exactly one,
+    /// made by a provider action, not recorded yet): see the [module documentation](self).
+    /// Uses the work tree's desired state.
+    pub async fn import(
+        &self,
+        reference: &str,
+        id: &str,
+        adopt: bool,
+        opts: &RunOptions,
+    ) -> Result<ImportReport, InstanceError> {
+        let _lock = self.lock("import")?;
+        let started = Instant::now();
+        let started_at = now_secs();
+        let id = id.trim();
+        if id.is_empty() {
+            return Err(InstanceError::refused("the resource id to import is empty"));
+        }
+        let model = self.model()?;
+        let (mut state, old_journals, _) = self.recovered_state()?;
+        let sel: Selector = reference
+            .parse()
+            .map_err(|e: dtk_workflow::ParseSelectorError| InstanceError::refused(e.to_string()))?;
+        let ids: Vec<_> = resolve_ids(&model, &state, &[sel])?
+            .into_iter()
+            .filter(|i| model.component(i).is_some())
+            .collect();
+        let c = match ids.as_slice() {
+            [one] => model.component(one).ok_or_else(|| {
+                InstanceError::refused(format!("`{reference}` is not in the desired state"))
+            })?,
+            [] => {
+                return Err(InstanceError::refused(format!(
+                    "`{reference}` is not in the desired state of `{}`",
+                    self.name()
+                )));
+            }
+            many => {
+                return Err(InstanceError::refused(format!(
+                    "`{reference}` names {} components ({}); name one",
+                    many.len(),
+                    many.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        };
+        let Some(ActionKind::Provider { kind, resource }) =
+            c.def.actions.get("create").map(|a| &a.kind)
+        else {
+            return Err(InstanceError::refused(format!(
+                "`{}` is made by commands, not by a provider resource: there is nothing to import",
+                c.id
+            )));
+        };
+        if let Some(rec) = state.get(&c.id)
+            && rec.is_applied()
+        {
+            let how = match &rec.imported {
+                Some(i) => format!("it was imported from `{}`", i.id),
+                None => "dtk made it".to_owned(),
+            };
+            return Err(InstanceError::refused(format!(
+                "`{}` is already deployed ({how}); delete it first or import into another component",
+                c.id
+            )));
+        }
+        let providers = self.home().providers();
+        let Some(provider) = providers.get(kind).cloned() else {
+            return Err(InstanceError::refused(format!(
+                "no provider of kind `{kind}` is registered (`{}` is a `{kind}.{resource}`)",
+                c.id
+            )));
+        };
+        let inputs = dtk_workflow::resolved_inputs(c, &state).map_err(|e| {
+            InstanceError::refused(format!(
+                "{e}: converge or import what `{}` depends on first",
+                c.id
+            ))
+        })?;
+        let store = self.secrets()?;
+        let secrets = Secrets(
+            c.secret_inputs
+                .iter()
+                .filter_map(|n| Some((n.clone(), store.effective(&c.id, n)?.clone())))
+                .collect(),
+        );
+        let node = c.node.clone().or_else(|| {
+            model
+                .nodes
+                .iter()
+                .find(|n| n.realized_by.as_ref() == Some(&c.id))
+                .map(|n| n.name.clone())
+        });
+        let key = format!("{}/{}/import", self.name(), c.id);
+        let req = ResourceRequest {
+            service: self.name(),
+            component: c.id.as_str(),
+            node: node.as_deref(),
+            resource,
+            idempotency_key: &key,
+            inputs: &inputs,
+            secrets: &secrets,
+            prior: None,
+            service_nodes: &model.nodes,
+            cancel: &opts.cancel,
+        };
+        let observed = provider
+            .import(&req, id, adopt)
+            .await
+            .map_err(|e| match e {
+                ProviderError::Unsupported { .. } | ProviderError::InvalidInput { .. } => {
+                    InstanceError::refused(format!(
+                        "cannot import `{id}` into `{}`: {}",
+                        c.id,
+                        redact_all(&e.to_string(), &secrets)
+                    ))
+                }
+                e => InstanceError::refused(format!(
+                    "import of `{id}` into `{}` failed: {}",
+                    c.id,
+                    redact_all(&chain(&e), &secrets)
+                )),
+            })?;
+        let secret = |k: &str| c.def.attributes.get(k).is_some_and(|a| a.secret);
+        let (outputs, changes) = match observed {
+            Observed::Present(o) => (o, Vec::new()),
+            Observed::Drifted { outputs, changes } => (outputs, changes),
+            Observed::Missing => {
+                return Err(InstanceError::refused(format!(
+                    "`{kind}` has no `{resource}` `{id}` to import into `{}`",
+                    c.id
+                )));
+            }
+            Observed::Unknown => {
+                return Err(InstanceError::refused(format!(
+                    "`{kind}` cannot tell whether `{id}` exists; nothing imported"
+                )));
+            }
+        };
+        let outputs: Attributes = outputs.into_iter().filter(|(k, _)| !secret(k)).collect();
+        let drift = (!changes.is_empty()).then(|| DriftMark::Changed {
+            observed: outputs.clone(),
+            changes: changes.clone(),
+        });
+        let rec = dtk_workflow::imported_record(
+            &model,
+            c,
+            &state,
+            outputs.clone(),
+            Imported {
+                id: id.to_owned(),
+                adopt,
+            },
+            drift,
+        )
+        .map_err(|e| InstanceError::refused(e.to_string()))?;
+        state.components.insert(c.id.clone(), rec);
+        // Actual state first, durably; only then may the journals go.
+        self.save_actual_state(&state)?;
+        for j in &old_journals {
+            match fs::remove_file(j) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(j, "remove")(e)),
+            }
+        }
+        let status = if changes.is_empty() {
+            "matches"
+        } else {
+            "drifted"
+        };
+        let run = run_id();
+        let detail = format!(
+            "imported `{id}`{}: {status}{}",
+            if adopt { " (adopted)" } else { "" },
+            if changes.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({})",
+                    changes
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.record(&RunReport {
+            kind: "import".to_owned(),
+            run: run.clone(),
+            service: self.name().to_owned(),
+            status: "succeeded".to_owned(),
+            commit: Some(self.repo().head()?.to_string()),
+            started_at,
+            duration_ms,
+            tasks: vec![TaskLine {
+                id: format!("{}.import", c.id),
+                component: c.id.to_string(),
+                action: "import".to_owned(),
+                node: node.clone(),
+                status: "done".to_owned(),
+                detail: Some(detail.clone()),
+                duration_ms,
+                attempts: 1,
+                log: None,
+                started_ms: None,
+                after: Vec::new(),
+            }],
+            tree: format!("import {}: {} {detail}\n", self.name(), c.id),
+            logs: self.private_dir().join("logs").join(&run),
+            resumed_from_journal: 0,
+            who: opts.who.clone(),
+            left_out: Vec::new(),
+        })?;
+        Ok(ImportReport {
+            service: self.name().to_owned(),
+            component: c.id.to_string(),
+            id: id.to_owned(),
+            adopt,
+            status: status.to_owned(),
+            changes,
+            outputs,
+            run,
+        })
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
