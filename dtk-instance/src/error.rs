@@ -82,6 +82,23 @@ pub enum InstanceError {
         /// What is wrong, and how to fix it.
         message: String,
     },
+    /// A service has an action done by a provider kind that no registered provider
+    /// serves (staging refuses it).
+    #[error("{}", missing_provider(.component, .module, .action, .kind, .available, .search))]
+    MissingProvider {
+        /// The component instance (`vpc[vpc1]`).
+        component: String,
+        /// Its module.
+        module: String,
+        /// The action (`create`).
+        action: String,
+        /// The provider kind it names.
+        kind: String,
+        /// The kinds that are available.
+        available: Vec<String>,
+        /// Where provider executables were looked for, and what was found unusable.
+        search: dtk_model::provider::ProviderSearch,
+    },
     /// pull-base found conflicting changes; nothing was changed.
     #[error("pull-base of `{module}` conflicts in: {}", paths.join(", "))]
     MergeConflict {
@@ -108,4 +125,43 @@ impl InstanceError {
             message: message.into(),
         }
     }
+}
+
+/// The text of [`InstanceError::MissingProvider`].
+fn missing_provider(
+    component: &str,
+    module: &str,
+    action: &str,
+    kind: &str,
+    available: &[String],
+    search: &dtk_model::provider::ProviderSearch,
+) -> String {
+    let mut s =
+        format!("`{component}` ({module}) has action `{action}` done by provider `{kind}`, which ");
+    if search.dirs.is_empty() {
+        s.push_str(&format!(
+            "this program has not registered (it has: {})",
+            available.join(", ")
+        ));
+        return s;
+    }
+    let dirs: Vec<String> = search
+        .dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    s.push_str(&format!(
+        "is not available: it is not built in (available: {}), and no usable executable \
+         `dtk-provider-{kind}` is in {}",
+        available.join(", "),
+        dirs.join(", ")
+    ));
+    for u in search.unusable.iter().filter(|u| u.kind == kind) {
+        s.push_str(&format!(
+            "; {} was found but cannot be used: {}",
+            u.path.display(),
+            u.reason
+        ));
+    }
+    s
 }

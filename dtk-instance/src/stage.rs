@@ -232,13 +232,14 @@ impl Home {
                     continue;
                 };
                 let Some(p) = providers.get(kind) else {
-                    return Err(InstanceError::refused(format!(
-                        "`{}` ({}) has action `{}` done by provider `{kind}`, which this program has not registered (it has: {})",
-                        c.id,
-                        c.module,
-                        action.name,
-                        providers.kinds().collect::<Vec<_>>().join(", ")
-                    )));
+                    return Err(InstanceError::MissingProvider {
+                        component: c.id.to_string(),
+                        module: c.module.to_string(),
+                        action: action.name.clone(),
+                        kind: kind.clone(),
+                        available: providers.kinds().map(str::to_owned).collect(),
+                        search: providers.search().clone(),
+                    });
                 };
                 let known = p.resources();
                 if !known.is_empty() && !known.iter().any(|r| r == resource) {

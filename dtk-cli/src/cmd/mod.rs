@@ -3,6 +3,7 @@
 //! [`Command::run`].
 
 pub mod module;
+pub mod provider;
 pub mod service;
 pub mod target;
 
@@ -36,6 +37,9 @@ pub enum Command {
                       dtk target set-default aws1      # a converged target instance"
     )]
     Target(target::TargetCommand),
+    /// Target providers: the built-in ones and plugin executables (`dtk-provider-KIND`)
+    #[command(subcommand, after_help = "Example:\n  dtk provider list")]
+    Provider(provider::ProviderCommand),
     /// Print a shell completion script: `dtk completions bash > /etc/bash_completion.d/dtk`
     #[command(after_help = "Example:\n  dtk completions zsh > ~/.zfunc/_dtk")]
     Completions {
@@ -51,6 +55,7 @@ impl Command {
             Command::Module(c) => module::run(c, ctx),
             Command::Service(c) => service::run(c, ctx),
             Command::Target(c) => target::run(c, ctx),
+            Command::Provider(c) => provider::run(c, ctx),
             Command::Completions { shell } => {
                 let mut cmd = <crate::Cli as clap::CommandFactory>::command();
                 // Into a buffer first: clap_complete panics when its writer fails, and a
