@@ -133,6 +133,7 @@ pub fn discover(
         found.push(Found { kind, path, status });
     }
 
+    let known = cached.len();
     if !to_describe.is_empty() {
         let results: Vec<(usize, Outcome)> = std::thread::scope(|s| {
             let handles: Vec<_> = to_describe
@@ -165,18 +166,19 @@ pub fn discover(
                 );
             }
         }
-        if let Some(cache) = cache {
-            // Only what was found this time is kept.
-            let live: BTreeSet<&PathBuf> = found
-                .iter()
-                .filter(|f| !matches!(f.status, FoundStatus::Shadowed(_)))
-                .map(|f| &f.path)
-                .collect();
-            cached.retain(|p, _| live.contains(p));
-            if let Err(e) = write_cache(cache, &cached) {
-                tracing::debug!(cache = %cache.display(), error = %e, "cannot write the plugin cache");
-            }
-        }
+    }
+    // Only what was found this time is kept.
+    let live: BTreeSet<&PathBuf> = found
+        .iter()
+        .filter(|f| !matches!(f.status, FoundStatus::Shadowed(_)))
+        .map(|f| &f.path)
+        .collect();
+    cached.retain(|p, _| live.contains(p));
+    if let Some(cache) = cache
+        && (!to_describe.is_empty() || cached.len() != known)
+        && let Err(e) = write_cache(cache, &cached)
+    {
+        tracing::debug!(cache = %cache.display(), error = %e, "cannot write the plugin cache");
     }
     Discovery { searched, found }
 }

@@ -299,9 +299,13 @@ impl PluginProcess {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(CallError::Remote(e))) => Err(self.remote_error(e, operation)),
             Ok(Err(CallError::Died(d))) => Err(failed(format!(
-                "{} {} while the request was in flight",
+                "{} {} while the request was in flight{}",
                 self.label(),
-                d.describe()
+                d.describe(),
+                match d {
+                    Death::Exited(_) => "; its standard error is logged at debug level (dtk -vv)",
+                    _ => "",
+                }
             ))),
             Err(_) => Err(failed(format!(
                 "{} stopped while the request was in flight",
@@ -539,10 +543,10 @@ enum Death {
 impl Death {
     fn describe(&self) -> String {
         match self {
-            Death::Exited(how) => format!("{how} (its standard error is logged at debug level)"),
+            Death::Exited(how) => how.clone(),
             Death::Garbage { line, len, why } => format!(
                 "wrote line {line} of its standard output ({len} bytes), which is not a protocol \
-                 message: {why}; dtk stopped it (the line is logged at debug level)"
+                 message: {why}; dtk stopped it (the line is logged at debug level, dtk -vv)"
             ),
             Death::Unresponsive(after) => {
                 format!("did not answer a ping within {after:?}: it hangs; dtk stopped it")

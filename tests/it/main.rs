@@ -8,5 +8,6 @@ mod crash;
 mod security;
 
 mod local;
+mod plugin;
 
 mod aws;

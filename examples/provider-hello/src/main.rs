@@ -3,6 +3,7 @@
 
 fn main() -> std::process::ExitCode {
     let plugin = dtk_provider_plugin::Plugin::new(provider_hello::HelloProvider::new())
+        .without_exec()
         .named("dtk-provider-hello", env!("CARGO_PKG_VERSION"));
     dtk_provider_plugin::serve(plugin)
 }
