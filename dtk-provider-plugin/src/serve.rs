@@ -180,7 +180,9 @@ pub type SetupError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// The process's standard output is the protocol's: `serve` moves what the provider
 /// prints there (`println!`) to standard error, which dtk logs at debug level, and
-/// standard input to `/dev/null`.
+/// standard input to `/dev/null`. Unless the program installed one, it installs a
+/// `tracing` subscriber that writes the provider's events (`info` and above) to standard
+/// error too.
 pub fn serve(plugin: impl Into<Plugin>) -> ExitCode {
     let plugin = plugin.into();
     serve_with(move |_| Ok(plugin))
@@ -216,6 +218,13 @@ where
             return ExitCode::from(2);
         }
     };
+    // The provider's `tracing` events go to standard error, which dtk logs (at debug
+    // level, redacted); a plugin that installed its own subscriber keeps it.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .try_init();
     let name = executable_name();
     let result = runtime.block_on(serve_io(setup, name, input, output));
     // Requests still running past their grace are abandoned: dtk is not waiting.
