@@ -84,21 +84,8 @@ pub enum InstanceError {
     },
     /// A service has an action done by a provider kind that no registered provider
     /// serves (staging refuses it).
-    #[error("{}", missing_provider(.component, .module, .action, .kind, .available, .search))]
-    MissingProvider {
-        /// The component instance (`vpc[vpc1]`).
-        component: String,
-        /// Its module.
-        module: String,
-        /// The action (`create`).
-        action: String,
-        /// The provider kind it names.
-        kind: String,
-        /// The kinds that are available.
-        available: Vec<String>,
-        /// Where provider executables were looked for, and what was found unusable.
-        search: dtk_model::provider::ProviderSearch,
-    },
+    #[error("{0}")]
+    MissingProvider(Box<MissingProvider>),
     /// pull-base found conflicting changes; nothing was changed.
     #[error("pull-base of `{module}` conflicts in: {}", paths.join(", "))]
     MergeConflict {
@@ -127,41 +114,65 @@ impl InstanceError {
     }
 }
 
-/// The text of [`InstanceError::MissingProvider`].
-fn missing_provider(
-    component: &str,
-    module: &str,
-    action: &str,
-    kind: &str,
-    available: &[String],
-    search: &dtk_model::provider::ProviderSearch,
-) -> String {
-    let mut s =
-        format!("`{component}` ({module}) has action `{action}` done by provider `{kind}`, which ");
-    if search.dirs.is_empty() {
-        s.push_str(&format!(
-            "this program has not registered (it has: {})",
-            available.join(", ")
-        ));
-        return s;
+/// What [`InstanceError::MissingProvider`] says: which action needs which kind, what is
+/// available, and where provider executables were looked for.
+#[derive(Debug, Clone)]
+pub struct MissingProvider {
+    /// The component instance (`vpc[vpc1]`).
+    pub component: String,
+    /// Its module.
+    pub module: String,
+    /// The action (`create`).
+    pub action: String,
+    /// The provider kind it names.
+    pub kind: String,
+    /// The kinds that are available.
+    pub available: Vec<String>,
+    /// Where provider executables were looked for, and what was found unusable.
+    pub search: dtk_model::provider::ProviderSearch,
+}
+
+impl std::fmt::Display for MissingProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let MissingProvider {
+            component,
+            module,
+            action,
+            kind,
+            available,
+            search,
+        } = self;
+        write!(
+            f,
+            "`{component}` ({module}) has action `{action}` done by provider `{kind}`, which "
+        )?;
+        if search.dirs.is_empty() {
+            return write!(
+                f,
+                "this program has not registered (it has: {})",
+                available.join(", ")
+            );
+        }
+        let dirs: Vec<String> = search
+            .dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        write!(
+            f,
+            "is not available: it is not built in (available: {}), and no usable executable \
+             `dtk-provider-{kind}` is in {}",
+            available.join(", "),
+            dirs.join(", ")
+        )?;
+        for u in search.unusable.iter().filter(|u| u.kind == *kind) {
+            write!(
+                f,
+                "; {} was found but cannot be used: {}",
+                u.path.display(),
+                u.reason
+            )?;
+        }
+        Ok(())
     }
-    let dirs: Vec<String> = search
-        .dirs
-        .iter()
-        .map(|d| d.display().to_string())
-        .collect();
-    s.push_str(&format!(
-        "is not available: it is not built in (available: {}), and no usable executable \
-         `dtk-provider-{kind}` is in {}",
-        available.join(", "),
-        dirs.join(", ")
-    ));
-    for u in search.unusable.iter().filter(|u| u.kind == kind) {
-        s.push_str(&format!(
-            "; {} was found but cannot be used: {}",
-            u.path.display(),
-            u.reason
-        ));
-    }
-    s
 }

@@ -232,14 +232,16 @@ impl Home {
                     continue;
                 };
                 let Some(p) = providers.get(kind) else {
-                    return Err(InstanceError::MissingProvider {
-                        component: c.id.to_string(),
-                        module: c.module.to_string(),
-                        action: action.name.clone(),
-                        kind: kind.clone(),
-                        available: providers.kinds().map(str::to_owned).collect(),
-                        search: providers.search().clone(),
-                    });
+                    return Err(InstanceError::MissingProvider(Box::new(
+                        crate::error::MissingProvider {
+                            component: c.id.to_string(),
+                            module: c.module.to_string(),
+                            action: action.name.clone(),
+                            kind: kind.clone(),
+                            available: providers.kinds().map(str::to_owned).collect(),
+                            search: providers.search().clone(),
+                        },
+                    )));
                 };
                 let known = p.resources();
                 if !known.is_empty() && !known.iter().any(|r| r == resource) {

@@ -289,7 +289,7 @@ async fn the_plugin_side_answers_every_method() {
     // `shutdown` cancels what runs, answers, and ends the session.
     s.send(resource(30, "create", json!({"wait": true})));
     s.send(json!({"id": 31, "method": "shutdown", "params": {}}));
-    let mut answers = vec![s.recv().await, s.recv().await];
+    let mut answers = [s.recv().await, s.recv().await];
     answers.sort_by_key(|a| a["id"].as_u64());
     assert_eq!(answers[0]["error"]["kind"], "cancelled");
     assert_eq!(answers[1], json!({"id": 31, "result": {}}));
