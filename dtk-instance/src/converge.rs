@@ -29,7 +29,7 @@ use crate::home::Home;
 use crate::repo::{io_err, write_file_replace};
 use crate::secrets::SecretStore;
 use crate::service::{ConvergeRecord, Service, now_secs};
-use dtk_target_local::{LocalProvider, run_script};
+use dtk_target_local::{LocalProvider, run_action};
 
 /// The reference holding the history of converge records in an instance repository.
 pub const RECORDS_REF: &str = "refs/dtk/converges";
@@ -172,7 +172,7 @@ impl CommandTransport for DefaultTransport {
                 .local
                 .sandbox(req.service, (!req.node.is_empty()).then_some(req.node)),
         };
-        run_script(&dir, req.script, req.env, req.timeout).await
+        run_action(&dir, req, self.local.content_cache()).await
     }
 }
 
@@ -325,7 +325,7 @@ impl Service {
         if refs.is_empty() {
             return Ok(());
         }
-        let mut ctx = self.exec_context(opts)?;
+        let mut ctx = self.exec_context(model, opts)?;
         ctx.default_timeout = opts.default_timeout.min(Duration::from_secs(60));
         for reference in refs {
             let request = PlanRequest::Action(ActionRequest {
@@ -355,8 +355,13 @@ impl Service {
 
     /// The executor's context for this service: its providers, the default transport,
     /// its secrets, and the run options' limits (no events, no journal).
-    fn exec_context(&self, opts: &RunOptions) -> Result<ExecContext, InstanceError> {
+    fn exec_context(
+        &self,
+        model: &ServiceModel,
+        opts: &RunOptions,
+    ) -> Result<ExecContext, InstanceError> {
         let mut ctx = ExecContext::new(self.home().providers());
+        ctx.modules = self.module_contents(model)?;
         ctx.transport = Some(Arc::new(DefaultTransport::new(self.home())));
         ctx.secrets = Some(Arc::new(StoreSecrets(self.secrets()?)));
         ctx.limits = opts.limits.clone();
@@ -381,6 +386,9 @@ impl Service {
     /// plans, executes, records.
     pub async fn converge(&self, opts: &RunOptions) -> Result<RunReport, InstanceError> {
         let _lock = self.lock("converge")?;
+        // A pull-base whose conflicts are resolved is committed first (refused while
+        // markers remain).
+        self.continue_pull_locked()?;
         let message = opts
             .message
             .clone()
@@ -388,16 +396,15 @@ impl Service {
         self.commit_edits(&message)?;
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
-        let violations = self.violations(&model)?;
-        if !violations.is_empty() {
-            return Err(InstanceError::Violations { violations });
-        }
+        self.refuse_violations(&model)?;
         self.run(&model, PlanRequest::Converge, "converge", opts)
             .await
     }
 
-    /// Runs a custom action (`[NODE/]CMP.ACTION`) with parameters on the matching
-    /// components, against the committed desired state.
+    /// Runs a named workflow of the service's assembly (`WORKFLOW`), or a custom action
+    /// (`[NODE/]CMP.ACTION`) on the matching components (without NODE/, on every
+    /// instance; with a node group's name, on every member), with parameters, against the
+    /// committed desired state.
     pub async fn exec(
         &self,
         target: &str,
@@ -405,12 +412,34 @@ impl Service {
         opts: &RunOptions,
     ) -> Result<RunReport, InstanceError> {
         let _lock = self.lock("exec")?;
-        let target: ActionTarget = target
-            .parse()
-            .map_err(|e: dtk_workflow::ParseTargetError| InstanceError::refused(e.to_string()))?;
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
-        let req = PlanRequest::Action(ActionRequest { target, params });
+        self.refuse_violations(&model)?;
+        let req = if model.workflows.contains_key(target) && target != "create" {
+            PlanRequest::Workflow(dtk_workflow::WorkflowRequest {
+                name: target.to_owned(),
+                params,
+            })
+        } else {
+            let target: ActionTarget = target.parse().map_err(|e: dtk_workflow::ParseTargetError| {
+                let known: Vec<&str> = model
+                    .workflows
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|w| *w != "create")
+                    .collect();
+                InstanceError::refused(if known.is_empty() || target.contains('.') {
+                    e.to_string()
+                } else {
+                    format!(
+                        "`{target}` is neither a workflow of `{}` (it has: {}) nor `[NODE/]CMP.ACTION`",
+                        self.name(),
+                        known.join(", ")
+                    )
+                })
+            })?;
+            PlanRequest::Action(ActionRequest { target, params })
+        };
         self.run(&model, req, "exec", opts).await
     }
 
@@ -418,6 +447,17 @@ impl Service {
     /// nothing of the service is deployed (its desired state stays, for a later
     /// converge).
     pub async fn delete(&self, opts: &RunOptions) -> Result<RunReport, InstanceError> {
+        self.delete_forced(opts, false).await
+    }
+
+    /// [`delete`](Self::delete); a target instance that services are staged on is
+    /// refused (naming them) unless `force`.
+    pub async fn delete_forced(
+        &self,
+        opts: &RunOptions,
+        force: bool,
+    ) -> Result<RunReport, InstanceError> {
+        self.guard_target("delete", force)?;
         let _lock = self.lock("delete")?;
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
@@ -493,7 +533,7 @@ impl Service {
             written
         });
 
-        let mut ctx = self.exec_context(opts)?;
+        let mut ctx = self.exec_context(model, opts)?;
         ctx.events = Some(tx);
         ctx.cancel = opts.cancel.clone();
         // An empty plan has nothing to journal (and no fsync to pay).

@@ -51,15 +51,19 @@
 //! # Ok(()) }
 //! ```
 
+pub mod content;
 pub mod converge;
 pub mod error;
+mod guard;
 pub mod home;
 pub mod lock;
 pub mod providers;
+pub mod pull;
 pub mod repo;
 pub mod secrets;
 pub mod service;
 pub mod stage;
 pub mod status;
+pub mod violations;
 
 pub use error::InstanceError;

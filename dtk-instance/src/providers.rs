@@ -30,7 +30,9 @@ use serde::Serialize;
 /// The standard providers for the dtk home at `root`.
 pub fn standard(root: &Path) -> ProviderRegistry {
     let mut registry = ProviderRegistry::new();
-    registry.register(Arc::new(LocalProvider::new(root.join("sandboxes"))));
+    registry.register(Arc::new(
+        LocalProvider::new(root.join("sandboxes")).with_content_cache(root.join("content")),
+    ));
     registry.register(Arc::new(SshProvider::new(root)));
     registry
 }

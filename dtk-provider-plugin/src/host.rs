@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use base64::Engine as _;
+use dtk_model::content::ModuleContent;
 use dtk_model::provider::{Cancel, ExecOutput, ExecRequest, Observed, ResourceRequest};
 use dtk_model::{Attributes, BundledModule, Provider, ProviderError};
 use serde::Serialize;
@@ -21,9 +23,10 @@ use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::wire::{
-    CancelParams, ExecParamsRef, ExecResult, HelloParams, HostMessage, MAX_LINE, Outgoing,
-    OutputsResult, PluginDescription, ProvidedKind, ReadResult, RemoteError, ResourceParamsRef,
-    SUPPORTED_PROTOCOLS, WireError, parse_host_message, secret_texts,
+    CancelParams, ExecParamsRef, ExecResult, HelloParams, HostMessage, MAX_LINE, ModuleFileParams,
+    ModuleFileResult, Outgoing, OutputsResult, PluginDescription, ProvidedKind, ReadResult,
+    RemoteError, ResourceParamsRef, SUPPORTED_PROTOCOLS, WireError, parse_host_message,
+    response_line, secret_texts,
 };
 
 /// Where a plugin's standard error is logged (at debug level), one event per line.
@@ -61,12 +64,15 @@ impl PluginOptions {
         }
     }
 
+    /// The `hello` parameters. The home is sent absolute: a plugin need not run in
+    /// dtk's working directory, and a relative home would put its state elsewhere.
     pub(crate) fn hello(&self) -> HelloParams {
+        let home = std::path::absolute(&self.home).unwrap_or_else(|_| self.home.clone());
         HelloParams {
             protocols: SUPPORTED_PROTOCOLS.to_vec(),
             dtk_version: self.dtk_version.clone(),
-            home: self.home.clone(),
-            providers_dir: self.home.join("providers"),
+            providers_dir: home.join("providers"),
+            home,
         }
     }
 }
@@ -141,9 +147,13 @@ impl PluginProcess {
         let conn = self.conn.lock().await.take();
         let Some(conn) = conn else { return };
         if conn.is_alive()
-            && let Ok(rx) =
-                conn.shared
-                    .request(&conn.tx, "shutdown", &serde_json::json!({}), Vec::new())
+            && let Ok(rx) = conn.shared.request(
+                &conn.tx,
+                "shutdown",
+                &serde_json::json!({}),
+                Vec::new(),
+                None,
+            )
         {
             let _ =
                 tokio::time::timeout(self.options.start_timeout + Duration::from_secs(10), rx.rx)
@@ -189,7 +199,7 @@ impl PluginProcess {
         let shared = Arc::new(Shared::new(self.name.clone(), pgid));
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(write_input(stdin, rx));
-        tokio::spawn(read_output(stdout, child, shared.clone()));
+        tokio::spawn(read_output(stdout, child, shared.clone(), tx.downgrade()));
         tokio::spawn(read_stderr(stderr, shared.clone()));
         tokio::spawn(watchdog(
             tx.downgrade(),
@@ -200,7 +210,7 @@ impl PluginProcess {
 
         let rx = conn
             .shared
-            .request(&conn.tx, "hello", &self.options.hello(), Vec::new())
+            .request(&conn.tx, "hello", &self.options.hello(), Vec::new(), None)
             .map_err(|d| d.describe())?;
         let fail = |why: String| {
             conn.shared.die(Death::Refused(why.clone()));
@@ -242,11 +252,13 @@ impl PluginProcess {
     }
 
     /// Sends one request and waits for its answer, its timeout, or the plugin's end.
+    /// While it is in flight, the plugin may ask for the files of `content`.
     async fn call<P: Serialize>(
         &self,
         method: &str,
         params: &P,
         secrets: Vec<String>,
+        content: Option<ModuleContent>,
         cancel: &Cancel,
         operation: &str,
     ) -> Result<serde_json::Value, ProviderError> {
@@ -262,7 +274,7 @@ impl PluginProcess {
             .map_err(|why| failed(format!("{} {why}", self.label())))?;
         let rx = conn
             .shared
-            .request(&conn.tx, method, params, secrets)
+            .request(&conn.tx, method, params, secrets, content)
             .map_err(|d| failed(format!("{} {}", self.label(), d.describe())))?;
         let id = rx.id;
         // Dropped before the answer (the executor's own timeout, an abandoned run): the
@@ -422,6 +434,7 @@ impl PluginProvider {
                 method,
                 &params,
                 secret_texts(&req.secrets.0),
+                None,
                 req.cancel,
                 &operation,
             )
@@ -487,7 +500,14 @@ impl Provider for PluginProvider {
             .collect();
         let v = match self
             .process
-            .call("exec", &params, secrets, req.cancel, &operation)
+            .call(
+                "exec",
+                &params,
+                secrets,
+                req.module.cloned(),
+                req.cancel,
+                &operation,
+            )
             .await
         {
             Err(ProviderError::Unsupported { .. }) => {
@@ -581,6 +601,9 @@ struct ConnState {
     ready: bool,
     /// Every secret sent to this process, to keep them out of its logged output.
     secrets: BTreeSet<String>,
+    /// The module files of the `exec` requests in flight, by request id: the plugin may
+    /// read these (`module_file`), and nothing else.
+    contents: HashMap<u64, ModuleContent>,
 }
 
 impl Shared {
@@ -615,6 +638,7 @@ impl Shared {
         method: &str,
         params: &P,
         secrets: Vec<String>,
+        content: Option<ModuleContent>,
     ) -> Result<Sent, Death> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let line = serde_json::to_string(&Outgoing {
@@ -631,9 +655,14 @@ impl Shared {
             }
             st.pending.insert(id, otx);
             st.secrets.extend(secrets);
+            if let Some(c) = content {
+                st.contents.insert(id, c);
+            }
         }
         if tx.send(line).is_err() {
-            self.lock().pending.remove(&id);
+            let mut st = self.lock();
+            st.pending.remove(&id);
+            st.contents.remove(&id);
             return Err(Death::Exited("is no longer running".to_owned()));
         }
         Ok(Sent { id, rx: orx })
@@ -656,6 +685,7 @@ impl Shared {
             st.ping = None;
             return;
         }
+        st.contents.remove(&id);
         match st.pending.remove(&id) {
             Some(tx) => {
                 let _ = tx.send(outcome.map_err(CallError::Remote));
@@ -675,6 +705,7 @@ impl Shared {
                 return;
             }
             st.death = Some(death.clone());
+            st.contents.clear();
             std::mem::take(&mut st.pending)
         };
         tracing::debug!(plugin = %self.name, reason = %death.describe(), "plugin stopped");
@@ -715,7 +746,11 @@ struct CancelOnDrop<'a> {
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.conn.shared.lock().pending.remove(&self.id);
+            {
+                let mut st = self.conn.shared.lock();
+                st.pending.remove(&self.id);
+                st.contents.remove(&self.id);
+            }
             self.conn.shared.send_cancel(&self.conn.tx, self.id);
         }
     }
@@ -760,7 +795,12 @@ async fn read_line<R: AsyncBufRead + Unpin>(
     }
 }
 
-async fn read_output(stdout: ChildStdout, mut child: Child, shared: Arc<Shared>) {
+async fn read_output(
+    stdout: ChildStdout,
+    mut child: Child,
+    shared: Arc<Shared>,
+    tx: mpsc::WeakUnboundedSender<String>,
+) {
     let mut reader = BufReader::new(stdout);
     let mut line_no = 0u64;
     let mut buf = Vec::new();
@@ -783,6 +823,9 @@ async fn read_output(stdout: ChildStdout, mut child: Child, shared: Arc<Shared>)
         line_no += 1;
         match parse_host_message(&buf) {
             Ok(HostMessage::Response { id, outcome }) => shared.complete(id, outcome),
+            Ok(HostMessage::Request { id, method, params }) => {
+                answer_plugin(&shared, &tx, id, &method, params);
+            }
             Ok(HostMessage::Notification(method)) => {
                 tracing::debug!(plugin = %shared.name, method, "notification ignored");
             }
@@ -812,6 +855,63 @@ async fn read_output(stdout: ChildStdout, mut child: Child, shared: Arc<Shared>)
     };
     shared.die(Death::Exited(how));
     shared.exited.send_replace(true);
+}
+
+/// Answers a request of the plugin: `module_file`, the bytes of a file of the module of an
+/// `exec` in flight (read off the reading task: a file can be large).
+fn answer_plugin(
+    shared: &Arc<Shared>,
+    tx: &mpsc::WeakUnboundedSender<String>,
+    id: u64,
+    method: &str,
+    params: serde_json::Value,
+) {
+    let reply = |outcome: Result<serde_json::Value, WireError>| {
+        if let Some(tx) = tx.upgrade() {
+            let _ = tx.send(response_line(id, &outcome));
+        }
+    };
+    if method != "module_file" {
+        return reply(Err(WireError::protocol(format!(
+            "dtk answers no `{method}` (a plugin may ask for `module_file` only)"
+        ))));
+    }
+    let Ok(p) = serde_json::from_value::<ModuleFileParams>(params) else {
+        return reply(Err(WireError::protocol(
+            "malformed `module_file`: it needs `request` and `id`",
+        )));
+    };
+    let content = shared.lock().contents.get(&p.request).cloned();
+    let Some(content) = content else {
+        return reply(Err(WireError::protocol(format!(
+            "`module_file`: request {} is not an `exec` with a module in flight",
+            p.request
+        ))));
+    };
+    if !content.files.iter().any(|f| f.id == p.id) {
+        return reply(Err(WireError::protocol(format!(
+            "`module_file`: {} is not a file of module {}",
+            p.id, content.module
+        ))));
+    }
+    let tx = tx.clone();
+    tokio::task::spawn_blocking(move || {
+        let outcome = match content.store.read(&p.id) {
+            Ok(bytes) => serde_json::to_value(ModuleFileResult {
+                data: base64::engine::general_purpose::STANDARD.encode(bytes),
+            })
+            .map_err(|e| WireError::protocol(e.to_string())),
+            Err(e) => Err(WireError::Failed {
+                operation: format!("read module {}", content.module),
+                message: e.to_string(),
+                retryable: false,
+                source: Some(crate::wire::chain(e.source.as_ref())),
+            }),
+        };
+        if let Some(tx) = tx.upgrade() {
+            let _ = tx.send(response_line(id, &outcome));
+        }
+    });
 }
 
 /// `exited with status 3`, `was killed by signal 9 (SIGKILL)`.

@@ -4,18 +4,22 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
+use dtk_model::content::{ContentError, ContentStore};
 use dtk_model::provider::{Cancel, ExecRequest, ResourceRequest, Secrets};
 use dtk_model::{Provider, ProviderError};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::wire::{
-    CancelParams, ExecParams, ExecResult, HelloParams, Incoming, MAX_LINE, OutputsResult,
-    PROTOCOL_VERSION, PluginDescription, PluginName, ProvidedKind, ReadResult, ResourceParams,
-    SUPPORTED_PROTOCOLS, WireError, WireModule, response_line,
+    CancelParams, ExecParams, ExecResult, HelloParams, Incoming, MAX_LINE, ModuleFileParams,
+    ModuleFileResult, Outgoing, OutputsResult, PROTOCOL_VERSION, PluginDescription, PluginName,
+    ProvidedKind, ReadResult, RemoteError, ResourceParams, SUPPORTED_PROTOCOLS, WireError,
+    WireModule, response_line,
 };
 
 /// How long in-flight requests get to finish once dtk has closed the plugin's standard
@@ -280,6 +284,138 @@ enum Out {
     Flush(std::sync::mpsc::Sender<()>),
 }
 
+/// A line of dtk's, read and parsed by the input thread.
+enum InLine {
+    Msg(Incoming),
+    Blank,
+    Bad { line: u64, reason: String },
+}
+
+type HostAnswer = Result<serde_json::Value, serde_json::Value>;
+
+/// The plugin's own requests to dtk (`module_file`), answered on standard input. The
+/// input thread completes them, so a provider may wait for one synchronously.
+struct HostCalls {
+    next_id: AtomicU64,
+    pending: Mutex<HashMap<u64, std::sync::mpsc::Sender<HostAnswer>>>,
+    closed: AtomicBool,
+    out: Mutex<std::sync::mpsc::Sender<Out>>,
+}
+
+/// How long a plugin waits for dtk's answer to one of its requests.
+const HOST_CALL_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl HostCalls {
+    fn complete(&self, id: u64, answer: HostAnswer) {
+        let tx = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
+        if let Some(tx) = tx {
+            let _ = tx.send(answer);
+        }
+    }
+
+    /// dtk is gone: every waiting request fails.
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Ok(mut p) = self.pending.lock() {
+            p.clear();
+        }
+    }
+
+    /// Sends a request to dtk and waits for its answer (blocking the thread; inside a
+    /// multi-threaded runtime, through `block_in_place`).
+    fn call(
+        &self,
+        method: &str,
+        params: &impl serde::Serialize,
+    ) -> Result<serde_json::Value, String> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let line = serde_json::to_string(&Outgoing {
+            id: Some(id),
+            method,
+            params,
+        })
+        .map_err(|e| e.to_string())?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let mut p = self
+                .pending
+                .lock()
+                .map_err(|_| "a request panicked".to_owned())?;
+            if self.closed.load(Ordering::SeqCst) {
+                return Err("dtk is gone".to_owned());
+            }
+            p.insert(id, tx);
+        }
+        let sent = self
+            .out
+            .lock()
+            .map_err(|_| "a request panicked".to_owned())?
+            .send(Out::Line(line));
+        if sent.is_err() {
+            return Err("the output is closed".to_owned());
+        }
+        let wait = || rx.recv_timeout(HOST_CALL_TIMEOUT);
+        let answer = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        };
+        match answer {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(match serde_json::from_value::<WireError>(e) {
+                Ok(WireError::Protocol { message }) => message,
+                Ok(WireError::Failed {
+                    message, source, ..
+                }) => match source {
+                    Some(s) => format!("{message}: {s}"),
+                    None => message,
+                },
+                _ => "dtk answered with an error".to_owned(),
+            }),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Ok(mut p) = self.pending.lock() {
+                    p.remove(&id);
+                }
+                Err(format!(
+                    "dtk did not answer `{method}` within {HOST_CALL_TIMEOUT:?}"
+                ))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err("dtk is gone".to_owned()),
+        }
+    }
+}
+
+/// The files of an `exec`'s module, read from dtk as the provider needs them.
+struct HostStore {
+    host: Arc<HostCalls>,
+    request: u64,
+}
+
+impl ContentStore for HostStore {
+    fn read(&self, id: &str) -> Result<Vec<u8>, ContentError> {
+        let fail = |why: String| ContentError {
+            id: id.to_owned(),
+            source: Box::new(RemoteError(why)),
+        };
+        let v = self
+            .host
+            .call(
+                "module_file",
+                &ModuleFileParams {
+                    request: self.request,
+                    id: id.to_owned(),
+                },
+            )
+            .map_err(fail)?;
+        let r: ModuleFileResult = serde_json::from_value(v)
+            .map_err(|_| fail("dtk answered `module_file` with no `data`".to_owned()))?;
+        base64::engine::general_purpose::STANDARD
+            .decode(r.data)
+            .map_err(|_| fail("dtk answered `module_file` with data that is not base64".to_owned()))
+    }
+}
+
 /// Serves the plugin `setup` makes over `input` and `output` (the process's standard
 /// streams in [`serve_with`]; pipes in tests). Returns when `input` ends or after a
 /// `shutdown` request, once in-flight requests are answered (or their grace is over).
@@ -292,12 +428,24 @@ pub async fn serve_io<F>(
 where
     F: FnOnce(&PluginContext) -> Result<Plugin, SetupError> + Send + 'static,
 {
-    let (lines_tx, mut lines) = mpsc::channel::<std::io::Result<Option<Vec<u8>>>>(16);
-    std::thread::Builder::new()
-        .name("dtk-plugin-stdin".into())
-        .spawn(move || read_lines(input, &lines_tx))
-        .map_err(ServeError::Read)?;
     let (out_tx, out_rx) = std::sync::mpsc::channel::<Out>();
+    let host = Arc::new(HostCalls {
+        next_id: AtomicU64::new(1),
+        pending: Mutex::default(),
+        closed: AtomicBool::new(false),
+        out: Mutex::new(out_tx.clone()),
+    });
+    let (lines_tx, mut lines) = mpsc::channel::<std::io::Result<Option<InLine>>>(16);
+    {
+        let host = host.clone();
+        std::thread::Builder::new()
+            .name("dtk-plugin-stdin".into())
+            .spawn(move || {
+                read_lines(input, &lines_tx, &host);
+                host.close();
+            })
+            .map_err(ServeError::Read)?;
+    }
     std::thread::Builder::new()
         .name("dtk-plugin-stdout".into())
         .spawn(move || write_lines(output, &out_rx))
@@ -313,7 +461,6 @@ where
     let mut kinds: Option<Arc<BTreeMap<String, Arc<dyn Provider>>>> = None;
     let in_flight: Arc<Mutex<HashMap<u64, Cancel>>> = Arc::default();
     let mut tasks = JoinSet::new();
-    let mut line_no = 0u64;
     let mut shutdown: Option<u64> = None;
     let mut failure = None;
 
@@ -327,23 +474,18 @@ where
                 break;
             }
         };
-        line_no += 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let msg: Incoming = match serde_json::from_slice(&line) {
-            Ok(m) => m,
-            Err(e) => {
-                failure = Some(ServeError::Protocol {
-                    line: line_no,
-                    reason: format!("{:?} error at column {}", e.classify(), e.column()),
-                });
+        let msg = match line {
+            InLine::Msg(m) => m,
+            InLine::Blank => continue,
+            InLine::Bad { line, reason } => {
+                failure = Some(ServeError::Protocol { line, reason });
                 break;
             }
         };
+        let method = msg.method.unwrap_or_default();
         let Some(id) = msg.id else {
             // Notifications: `cancel`, and any later ones this version ignores.
-            if msg.method == "cancel"
+            if method == "cancel"
                 && let Ok(p) = serde_json::from_value::<CancelParams>(msg.params)
                 && let Ok(map) = in_flight.lock()
                 && let Some(c) = map.get(&p.id)
@@ -352,7 +494,7 @@ where
             }
             continue;
         };
-        match msg.method.as_str() {
+        match method.as_str() {
             "hello" => {
                 let outcome = hello(&mut setup, &default_name, msg.params).map(|(desc, map)| {
                     kinds = Some(Arc::new(map));
@@ -383,8 +525,15 @@ where
                 let params = msg.params;
                 let in_flight = in_flight.clone();
                 let send = send.clone();
+                let host = host.clone();
                 tasks.spawn(async move {
-                    let op = tokio::spawn(dispatch(kinds, method.clone(), params, cancel));
+                    let op = tokio::spawn(dispatch(
+                        kinds,
+                        method.clone(),
+                        params,
+                        cancel,
+                        HostStore { host, request: id },
+                    ));
                     let outcome = match op.await {
                         Ok(r) => r,
                         Err(e) if e.is_panic() => Err(WireError::Failed {
@@ -482,12 +631,14 @@ where
     Ok((desc, map))
 }
 
-/// Runs one request against its provider.
+/// Runs one request against its provider; an `exec`'s module files are read through
+/// `store`.
 async fn dispatch(
     kinds: Arc<BTreeMap<String, Arc<dyn Provider>>>,
     method: String,
     params: serde_json::Value,
     cancel: Cancel,
+    store: HostStore,
 ) -> Result<serde_json::Value, WireError> {
     let bad = |e: serde_json::Error| WireError::protocol(format!("malformed `{method}`: {e}"));
     let provider = |kind: &str| {
@@ -501,12 +652,26 @@ async fn dispatch(
     if method == "exec" {
         let p: ExecParams = serde_json::from_value(params).map_err(bad)?;
         let provider = provider(&p.kind)?;
+        let steps = p
+            .steps
+            .into_iter()
+            .map(crate::wire::WireStep::into_step)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| WireError::protocol(format!("malformed `exec`: {e}")))?;
+        let module = match p.module {
+            Some(m) => Some(
+                m.into_content(Arc::new(store))
+                    .map_err(|e| WireError::protocol(format!("malformed `exec`: {e}")))?,
+            ),
+            None => None,
+        };
         let req = ExecRequest {
             service: &p.service,
             node: &p.node,
             node_outputs: &p.node_outputs,
             node_inputs: &p.node_inputs,
-            script: &p.script,
+            steps: &steps,
+            module: module.as_ref(),
             env: &p.env,
             timeout: Duration::from_millis(p.timeout_ms),
             cancel: &cancel,
@@ -561,33 +726,70 @@ fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
 }
 
-/// Reads `\n`-terminated lines of at most [`MAX_LINE`] bytes into `tx` until end of
-/// input (`Ok(None)`) or an error.
-fn read_lines(input: impl Read, tx: &mpsc::Sender<std::io::Result<Option<Vec<u8>>>>) {
+/// Reads `\n`-terminated lines of at most [`MAX_LINE`] bytes and parses them into `tx`
+/// until end of input (`Ok(None)`) or an error; dtk's answers to the plugin's own
+/// requests go straight to `host`.
+fn read_lines(
+    input: impl Read,
+    tx: &mpsc::Sender<std::io::Result<Option<InLine>>>,
+    host: &HostCalls,
+) {
     let mut reader = BufReader::new(input);
+    let mut line_no = 0u64;
     loop {
         let mut line = Vec::new();
         let r = (&mut reader)
             .take(MAX_LINE as u64 + 1)
             .read_until(b'\n', &mut line);
+        line_no += 1;
         let msg = match r {
             Ok(0) => Ok(None),
             Ok(_) if line.len() > MAX_LINE => Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 "a line longer than the protocol's 64 MiB",
             )),
-            Ok(_) => {
-                if line.last() == Some(&b'\n') {
-                    line.pop();
-                }
-                Ok(Some(line))
-            }
+            Ok(_) => Ok(Some(parse_line(&line, line_no))),
             Err(e) => Err(e),
         };
+        if let Ok(Some(InLine::Msg(Incoming {
+            id: Some(id),
+            method: None,
+            result,
+            error,
+            ..
+        }))) = &msg
+        {
+            let answer = match (result, error) {
+                (_, Some(e)) => Err(e.clone()),
+                (Some(r), None) => Ok(r.clone()),
+                (None, None) => Ok(serde_json::Value::Null),
+            };
+            host.complete(*id, answer);
+            continue;
+        }
         let last = !matches!(msg, Ok(Some(_)));
         if tx.blocking_send(msg).is_err() || last {
             return;
         }
+    }
+}
+
+/// One line of dtk's, parsed.
+fn parse_line(line: &[u8], line_no: u64) -> InLine {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return InLine::Blank;
+    }
+    match serde_json::from_slice::<Incoming>(line) {
+        Ok(m) if m.method.is_some() || m.id.is_some() => InLine::Msg(m),
+        Ok(_) => InLine::Bad {
+            line: line_no,
+            reason: "a message with neither `id` nor `method`".to_owned(),
+        },
+        Err(e) => InLine::Bad {
+            line: line_no,
+            reason: format!("{:?} error at column {}", e.classify(), e.column()),
+        },
     }
 }
 

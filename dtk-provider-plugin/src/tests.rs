@@ -10,7 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dtk_model::provider::{Cancel, ExecOutput, ExecRequest, Observed, ResourceRequest, Secrets};
+use dtk_model::content::{ContentError, ContentStore, ModuleContent, ModuleFile};
+use dtk_model::provider::{
+    Cancel, ExecOutput, ExecRequest, ExecStep, Observed, PutContent, PutFile, ResourceRequest,
+    Secrets,
+};
 use dtk_model::{Attributes, BundledModule, Provider, ProviderError, Value};
 use serde_json::{Value as Json, json};
 
@@ -100,10 +104,36 @@ impl Provider for Echo {
         Ok(())
     }
 
+    /// Its standard output: the steps, `;`-separated (`run` lines as they are, `put`
+    /// as `TARGET<-PATH` or `TARGET<=TEXT`), then `|PATH=CONTENT` for every file of the
+    /// module, read through the request's content store.
     async fn exec(&self, req: &ExecRequest<'_>) -> Result<ExecOutput, ProviderError> {
+        let stdout: Vec<String> = req
+            .steps
+            .iter()
+            .map(|s| match s {
+                ExecStep::Run(l) => l.clone(),
+                ExecStep::Put(p) => match &p.content {
+                    PutContent::ModuleFile(f) => format!("{}<-{f}", p.target),
+                    PutContent::Rendered(b) => {
+                        format!("{}<={}", p.target, String::from_utf8_lossy(b))
+                    }
+                },
+            })
+            .collect::<Vec<_>>();
+        let mut stdout = stdout.join(";");
+        if let Some(m) = req.module {
+            for f in m.files.iter() {
+                let data = m
+                    .store
+                    .read(&f.id)
+                    .map_err(|e| ProviderError::failed("exec", format!("{e}: {}", e.source)))?;
+                stdout.push_str(&format!("|{}={}", f.path, String::from_utf8_lossy(&data)));
+            }
+        }
         Ok(ExecOutput {
             exit_code: Some(0),
-            stdout: req.script.join(";").into_bytes(),
+            stdout: stdout.into_bytes(),
             stderr: vec![0xff, 0x00, b'x'],
             outputs: req.env.to_vec(),
             duration: Duration::from_millis(7),
@@ -158,7 +188,7 @@ impl Session {
 
     async fn hello(&mut self) -> Json {
         self.send(json!({"id": 1, "method": "hello", "params": {
-            "protocols": [1], "dtk_version": "9.9.9", "home": "/h", "providers_dir": "/h/providers"}}));
+            "protocols": [2], "dtk_version": "9.9.9", "home": "/h", "providers_dir": "/h/providers"}}));
         self.recv().await
     }
 }
@@ -184,7 +214,7 @@ async fn the_plugin_side_answers_every_method() {
     let r = s.hello().await;
     assert_eq!(
         r,
-        json!({"id": 1, "result": {"protocol": 1,
+        json!({"id": 1, "result": {"protocol": 2,
             "plugin": {"name": "echo-plugin", "version": "1.2.3"},
             "providers": [{"kind": "echo", "resources": ["thing"], "exec": true,
                 "modules": [{"origin": "echo/dtk.module.yaml", "text": "module: t/echo\n"}]}]}})
@@ -223,16 +253,61 @@ async fn the_plugin_side_answers_every_method() {
     s.send(resource(8, "delete", json!({})));
     assert_eq!(s.recv().await, json!({"id": 8, "result": {}}));
 
-    s.send(
-        json!({"id": 9, "method": "exec", "params": {"kind": "echo", "service": "svc",
-        "node": "web", "node_outputs": {}, "node_inputs": {}, "script": ["a", "b"],
-        "env": [["K", "V"]], "timeout_ms": 1000}}),
+    // `exec` (protocol 2): steps, and the module's files, whose bytes the plugin asks dtk
+    // for (`module_file`, naming the exec request) while the request runs.
+    let exec = |id: u64| {
+        json!({"id": id, "method": "exec", "params": {"kind": "echo", "service": "svc",
+        "node": "web", "node_outputs": {}, "node_inputs": {},
+        "steps": [{"run": "a"}, {"run": "b"},
+            {"put": {"target": "t", "module_file": "bin/x", "label": "ADD bin/x -> t"}},
+            {"put": {"target": "u", "rendered": "aGk=", "mode": 420, "label": "ADD u"}}],
+        "module": {"module": "demo/m", "digest": "d1",
+            "files": [{"path": "bin/x", "id": "aa11", "executable": true, "size": 2}]},
+        "env": [["K", "V"]], "timeout_ms": 1000}})
+    };
+    s.send(exec(9));
+    let ask = s.recv().await;
+    assert_eq!(ask["method"], "module_file", "{ask}");
+    assert_eq!(ask["params"], json!({"request": 9, "id": "aa11"}));
+    s.send(json!({"id": ask["id"], "result": {"data": "b2s="}}));
+    let r = s.recv().await;
+    let stdout = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        r["result"]["stdout"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(stdout).unwrap(),
+        "a;b;t<-bin/x;u<=hi|bin/x=ok"
     );
     assert_eq!(
-        s.recv().await,
-        json!({"id": 9, "result": {"exit_code": 0, "stdout": "YTti", "stderr": "/wB4",
-            "outputs": [["K", "V"]], "duration_ms": 7}})
+        r,
+        json!({"id": 9, "result": {"exit_code": 0, "stdout": r["result"]["stdout"],
+            "stderr": "/wB4", "outputs": [["K", "V"]], "duration_ms": 7}})
     );
+    // dtk's refusal to give a file fails the exec with its reason.
+    s.send(exec(19));
+    let ask = s.recv().await;
+    assert_eq!(ask["method"], "module_file", "{ask}");
+    s.send(
+        json!({"id": ask["id"], "error": {"kind": "protocol", "message": "not a file of demo/m"}}),
+    );
+    let r = s.recv().await;
+    assert_eq!(r["id"], 19);
+    assert_eq!(r["error"]["kind"], "failed");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a file of demo/m"),
+        "{r}"
+    );
+    // A `put` with neither content is refused.
+    s.send(
+        json!({"id": 29, "method": "exec", "params": {"kind": "echo", "service": "svc",
+        "node": "web", "steps": [{"put": {"target": "t"}}], "timeout_ms": 1000}}),
+    );
+    assert_eq!(s.recv().await["error"]["kind"], "protocol");
 
     // Every error kind travels with its fields.
     s.send(resource(10, "create", json!({"fail": "invalid"})));
@@ -271,7 +346,7 @@ async fn the_plugin_side_answers_every_method() {
             .unwrap()
             .contains("frobnicate")
     );
-    s.send(json!({"id": 16, "method": "hello", "params": {"protocols": [1], "home": "/h", "providers_dir": "/p"}}));
+    s.send(json!({"id": 16, "method": "hello", "params": {"protocols": [2], "home": "/h", "providers_dir": "/p"}}));
     assert_eq!(s.recv().await["error"]["kind"], "protocol");
 
     // Requests run concurrently: a waiting one does not hold up a ping; `cancel` ends it.
@@ -306,7 +381,7 @@ async fn the_plugin_side_refuses_other_protocols_and_stops_at_end_of_input() {
         r["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("protocol 1"),
+            .contains("protocol 2"),
         "{r}"
     );
     // The default name is the executable's; without `without_exec`, `exec` is offered.
@@ -342,7 +417,7 @@ async fn a_garbage_line_from_dtk_stops_the_plugin() {
 // The host side, against shell-script plugins.
 
 /// The answer a script gives to `hello` (request 1).
-const HELLO: &str = r#"{"id":1,"result":{"protocol":1,"plugin":{"name":"t","version":"0"},"providers":[{"kind":"t","resources":["r"],"exec":false,"modules":[]}]}}"#;
+const HELLO: &str = r#"{"id":1,"result":{"protocol":2,"plugin":{"name":"t","version":"0"},"providers":[{"kind":"t","resources":["r"],"exec":false,"modules":[]}]}}"#;
 
 /// A script plugin: `body` runs after the handshake, with `log` the file every line it
 /// reads is appended to (the `next` function reads one).
@@ -362,7 +437,7 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
 
 fn description() -> PluginDescription {
     PluginDescription {
-        protocol: 1,
+        protocol: 2,
         plugin: Default::default(),
         providers: vec![ProvidedKind {
             kind: "t".into(),
@@ -473,7 +548,8 @@ done"#,
         node: "n",
         node_outputs: &inputs,
         node_inputs: &inputs,
-        script: &[],
+        steps: &[],
+        module: None,
         env: &[],
         timeout: Duration::from_secs(1),
         cancel: &cancel,
@@ -655,7 +731,7 @@ async fn failed_handshakes_say_why() {
     );
     let other = check(
         "other",
-        "#!/bin/sh\nread l\necho '{\"id\":1,\"result\":{\"protocol\":1,\"providers\":[{\"kind\":\"u\"}]}}'\nsleep 5\n",
+        "#!/bin/sh\nread l\necho '{\"id\":1,\"result\":{\"protocol\":2,\"providers\":[{\"kind\":\"u\"}]}}'\nsleep 5\n",
     );
     let e = create(&provider(&other, fast(tmp.path())), &Cancel::new())
         .await
@@ -690,7 +766,7 @@ fn counting(dir: &Path, name: &str, kinds: &str, count: &Path) -> PathBuf {
         .map(|k| format!(r#"{{"kind":"{k}","resources":["r"],"modules":[{{"origin":"m","text":"module: x/{k}\nversion: 1.0.0\n"}}]}}"#))
         .collect();
     let reply = format!(
-        r#"{{"id":1,"result":{{"protocol":1,"plugin":{{"name":"{name}","version":"2"}},"providers":[{}]}}}}"#,
+        r#"{{"id":1,"result":{{"protocol":2,"plugin":{{"name":"{name}","version":"2"}},"providers":[{}]}}}}"#,
         providers.join(",")
     );
     executable(
@@ -822,7 +898,7 @@ fn a_plugin_whose_module_does_not_parse_is_unusable() {
     executable(
         &dir,
         "dtk-provider-m",
-        "#!/bin/sh\nread l\necho '{\"id\":1,\"result\":{\"protocol\":1,\"providers\":[{\"kind\":\"m\",\"modules\":[{\"origin\":\"m/dtk.module.yaml\",\"text\":\"module: [\"}]}]}}'\n",
+        "#!/bin/sh\nread l\necho '{\"id\":1,\"result\":{\"protocol\":2,\"providers\":[{\"kind\":\"m\",\"modules\":[{\"origin\":\"m/dtk.module.yaml\",\"text\":\"module: [\"}]}]}}'\n",
     );
     let d = discover(&[dir], None, &PluginOptions::new(tmp.path()), false);
     match &d.found[0].status {
@@ -866,4 +942,127 @@ done"#,
     assert_eq!(ids.len(), 8, "each answer went to its own request");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(log_of(tmp.path(), "many").matches("start").count(), 1);
+}
+
+/// Module files by id, for `exec` requests with a module.
+struct MapStore(std::collections::HashMap<String, Vec<u8>>);
+
+impl ContentStore for MapStore {
+    fn read(&self, id: &str) -> Result<Vec<u8>, ContentError> {
+        self.0.get(id).cloned().ok_or_else(|| ContentError {
+            id: id.to_owned(),
+            source: "no such object".into(),
+        })
+    }
+}
+
+/// `exec` sends the steps and the module's file list (never its bytes); while it runs,
+/// the plugin gets the bytes of the module's files by asking (`module_file`), and only
+/// those: a file of no module, or of a request not in flight, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_plugin_reads_the_module_files_of_its_request_and_only_those() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = script(
+        tmp.path(),
+        "files",
+        r#"exec 3>&1
+pong() { echo "{\"id\":$(id_of),\"result\":{}}" >&3; }
+ask() {
+  echo "{\"id\":$1,\"method\":\"module_file\",\"params\":{\"request\":$2,\"id\":\"$3\"}}" >&3
+  while next; do case "$line" in *'"method":"ping"'*) pong ;; *) break ;; esac; done
+  printf '%s' "$line" | base64 | tr -d '\n'
+}
+while next; do
+  id=$(id_of)
+  case "$line" in
+    *'"method":"exec"'*)
+      a=$(ask 1 "$id" aa11); b=$(ask 2 "$id" bb22); c=$(ask 3 99 aa11)
+      echo "{\"id\":$id,\"result\":{\"exit_code\":0,\"stdout\":\"$a\",\"stderr\":\"$b\",\"outputs\":[[\"c\",\"$c\"]]}}" ;;
+    *) echo "{\"id\":$id,\"result\":{}}" ;;
+  esac
+done"#,
+    );
+    let mut desc = description();
+    desc.providers[0].exec = true;
+    let p = PluginProcess::new(path, desc, fast(tmp.path()))
+        .providers()
+        .pop()
+        .unwrap();
+    let content = ModuleContent {
+        module: "demo/m".parse().unwrap(),
+        digest: "d1".into(),
+        files: vec![ModuleFile {
+            path: "bin/x".into(),
+            id: "aa11".into(),
+            executable: true,
+            size: 5,
+        }]
+        .into(),
+        store: Arc::new(MapStore(
+            [
+                ("aa11".to_owned(), b"hello".to_vec()),
+                ("bb22".to_owned(), b"secret of another module".to_vec()),
+            ]
+            .into(),
+        )),
+    };
+    let steps = [
+        ExecStep::Run("echo hi".into()),
+        ExecStep::Put(PutFile {
+            target: "conf".into(),
+            content: PutContent::Rendered(b"k=v".to_vec()),
+            mode: Some(0o600),
+            owner: None,
+            label: "ADD conf".into(),
+        }),
+    ];
+    let attrs = Attributes::new();
+    let cancel = Cancel::new();
+    let out = p
+        .exec(&ExecRequest {
+            service: "svc",
+            node: "n",
+            node_outputs: &attrs,
+            node_inputs: &attrs,
+            steps: &steps,
+            module: Some(&content),
+            env: &[],
+            timeout: Duration::from_secs(10),
+            cancel: &cancel,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", log_of(tmp.path(), "files")));
+    let b64 = base64::engine::general_purpose::STANDARD;
+    // stdout and stderr travel in base64, and arrive decoded; outputs as they are.
+    let answer = |line: &[u8]| -> Json { serde_json::from_slice(line).unwrap() };
+    assert_eq!(
+        answer(&out.stdout),
+        json!({"id": 1, "result": {"data": base64::Engine::encode(&b64, b"hello")}})
+    );
+    let refused = answer(&out.stderr);
+    assert_eq!(refused["id"], 2);
+    assert_eq!(
+        refused["error"]["message"],
+        "`module_file`: bb22 is not a file of module demo/m"
+    );
+    let stale = answer(&base64::Engine::decode(&b64, &out.outputs[0].1).unwrap());
+    assert_eq!(stale["id"], 3);
+    assert_eq!(
+        stale["error"]["message"],
+        "`module_file`: request 99 is not an `exec` with a module in flight"
+    );
+    let log = log_of(tmp.path(), "files");
+    assert!(
+        log.contains(r#""steps":[{"run":"echo hi"},{"put":{"target":"conf","rendered":"az12","mode":384,"label":"ADD conf"}}],"module":{"module":"demo/m","digest":"d1","files":[{"path":"bin/x","id":"aa11","executable":true,"size":5}]}"#),
+        "{log}"
+    );
+    let exec_line = log
+        .lines()
+        .find(|l| l.contains(r#""method":"exec""#))
+        .unwrap();
+    assert!(
+        !exec_line.contains("aGVsbG8"),
+        "file bytes went with the request: {exec_line}"
+    );
+    p.process().shutdown().await;
 }

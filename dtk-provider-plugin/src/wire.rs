@@ -5,16 +5,22 @@
 //! the domain types of `dtk_model::provider` at the edge.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use dtk_model::content::{ContentStore, ModuleContent, ModuleFile};
+use dtk_model::ident::ModuleId;
 use dtk_model::instance::{ComponentId, NodeInstance};
-use dtk_model::provider::{ExecOutput, ExecRequest, Observed, ResourceRequest};
+use dtk_model::provider::{
+    ExecOutput, ExecRequest, ExecStep, Observed, PutContent, PutFile, ResourceRequest,
+};
 use dtk_model::{Attributes, BundledModule, ProviderError};
 use serde::{Deserialize, Serialize};
 
-/// The version of the protocol this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The version of the protocol this crate speaks: 2 (`exec` carries steps and the
+/// module's files; version 1 carried shell lines only and is no longer spoken).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Every protocol version this crate speaks (dtk offers them in `hello`; the plugin picks
 /// one).
@@ -23,14 +29,20 @@ pub const SUPPORTED_PROTOCOLS: &[u32] = &[PROTOCOL_VERSION];
 /// The longest line either side may write: 64 MiB. A longer one is a protocol error.
 pub const MAX_LINE: usize = 64 << 20;
 
-/// A request (with `id`) or notification (without) from dtk to the plugin.
+/// A request (with `id`) or notification (without) from dtk to the plugin, or dtk's
+/// answer to a request of the plugin (`id` and `result` or `error`, no `method`).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Incoming {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u64>,
-    pub method: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
     #[serde(default)]
     pub params: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
 }
 
 /// A request as dtk writes it, its parameters borrowed.
@@ -266,7 +278,9 @@ pub(crate) struct ExecParamsRef<'a> {
     pub node: &'a str,
     pub node_outputs: &'a Attributes,
     pub node_inputs: &'a Attributes,
-    pub script: &'a [String],
+    pub steps: Vec<WireStep>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module: Option<WireContent>,
     pub env: &'a [(String, String)],
     pub timeout_ms: u64,
 }
@@ -279,7 +293,8 @@ impl<'a> ExecParamsRef<'a> {
             node: req.node,
             node_outputs: req.node_outputs,
             node_inputs: req.node_inputs,
-            script: req.script,
+            steps: req.steps.iter().map(WireStep::from).collect(),
+            module: req.module.map(WireContent::from),
             env: req.env,
             timeout_ms: millis(req.timeout),
         }
@@ -297,10 +312,178 @@ pub(crate) struct ExecParams {
     #[serde(default)]
     pub node_inputs: Attributes,
     #[serde(default)]
-    pub script: Vec<String>,
+    pub steps: Vec<WireStep>,
+    #[serde(default)]
+    pub module: Option<WireContent>,
     #[serde(default)]
     pub env: Vec<(String, String)>,
     pub timeout_ms: u64,
+}
+
+/// One step of `exec`: `{"run": LINE}` or `{"put": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum WireStep {
+    Run(String),
+    Put(WirePut),
+}
+
+/// A file placement (`ADD`): exactly one of `module_file` (a path in the module) and
+/// `rendered` (the bytes, standard base64).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WirePut {
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendered: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub label: String,
+}
+
+impl From<&ExecStep> for WireStep {
+    fn from(s: &ExecStep) -> Self {
+        match s {
+            ExecStep::Run(line) => WireStep::Run(line.clone()),
+            ExecStep::Put(p) => {
+                let (module_file, rendered) = match &p.content {
+                    PutContent::ModuleFile(path) => (Some(path.clone()), None),
+                    PutContent::Rendered(bytes) => (
+                        None,
+                        Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                    ),
+                };
+                WireStep::Put(WirePut {
+                    target: p.target.clone(),
+                    module_file,
+                    rendered,
+                    mode: p.mode,
+                    owner: p.owner.clone(),
+                    label: p.label.clone(),
+                })
+            }
+        }
+    }
+}
+
+impl WireStep {
+    /// The step, or what is wrong with it.
+    pub fn into_step(self) -> Result<ExecStep, String> {
+        Ok(match self {
+            WireStep::Run(line) => ExecStep::Run(line),
+            WireStep::Put(p) => {
+                let content = match (p.module_file, p.rendered) {
+                    (Some(path), None) => PutContent::ModuleFile(path),
+                    (None, Some(b)) => PutContent::Rendered(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(b)
+                            .map_err(|_| {
+                                format!("`put` to {}: `rendered` is not base64", p.target)
+                            })?,
+                    ),
+                    _ => {
+                        return Err(format!(
+                            "`put` to {}: exactly one of `module_file` and `rendered` is needed",
+                            p.target
+                        ));
+                    }
+                };
+                ExecStep::Put(PutFile {
+                    target: p.target,
+                    content,
+                    mode: p.mode,
+                    owner: p.owner,
+                    label: p.label,
+                })
+            }
+        })
+    }
+}
+
+/// The files of the action's module, without their bytes: the plugin asks dtk for the
+/// bytes of the files it needs (`module_file`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WireContent {
+    /// `NS/NAME`.
+    pub module: String,
+    pub digest: String,
+    pub files: Vec<WireFile>,
+}
+
+/// One file of a [`WireContent`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WireFile {
+    pub path: String,
+    pub id: String,
+    #[serde(default)]
+    pub executable: bool,
+    #[serde(default)]
+    pub size: u64,
+}
+
+impl From<&ModuleContent> for WireContent {
+    fn from(c: &ModuleContent) -> Self {
+        WireContent {
+            module: c.module.to_string(),
+            digest: c.digest.clone(),
+            files: c
+                .files
+                .iter()
+                .map(|f| WireFile {
+                    path: f.path.clone(),
+                    id: f.id.clone(),
+                    executable: f.executable,
+                    size: f.size,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl WireContent {
+    /// The content, reading its bytes from `store`, or what is wrong with it.
+    pub fn into_content(self, store: Arc<dyn ContentStore>) -> Result<ModuleContent, String> {
+        let module: ModuleId = self
+            .module
+            .parse()
+            .map_err(|_| format!("`module.module` `{}` is not NS/NAME", self.module))?;
+        let mut files: Vec<ModuleFile> = self
+            .files
+            .into_iter()
+            .map(|f| ModuleFile {
+                path: f.path,
+                id: f.id,
+                executable: f.executable,
+                size: f.size,
+            })
+            .collect();
+        // ModuleContent::file searches by path.
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(ModuleContent {
+            module,
+            digest: self.digest,
+            files: files.into(),
+            store,
+        })
+    }
+}
+
+/// The parameters of `module_file`, the plugin's request for a file's bytes: `request`
+/// is the id of the `exec` whose module has the file, `id` the file's id.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ModuleFileParams {
+    pub request: u64,
+    pub id: String,
+}
+
+/// The result of `module_file`: the bytes in standard base64.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ModuleFileResult {
+    pub data: String,
 }
 
 /// The result of `exec`: output bytes in standard base64.
@@ -474,7 +657,13 @@ pub(crate) enum HostMessage {
         id: u64,
         outcome: Result<serde_json::Value, serde_json::Value>,
     },
-    /// A notification (a message without `id`): ignored in version 1.
+    /// A request of the plugin (`module_file`).
+    Request {
+        id: u64,
+        method: String,
+        params: serde_json::Value,
+    },
+    /// A notification (a message without `id`): ignored in version 2.
     Notification(String),
     /// A blank line.
     Blank,
@@ -524,9 +713,16 @@ pub(crate) fn parse_host_message(line: &[u8]) -> Result<HostMessage, NotAMessage
                 outcome: Err(e),
             }),
             (Some(_), Some(_)) => Err(NotAMessage::WrongShape("it has both `result` and `error`")),
-            (None, None) => Err(NotAMessage::WrongShape(
-                "it has an `id` but neither `result` nor `error`",
-            )),
+            (None, None) => match map.remove("method") {
+                Some(serde_json::Value::String(method)) => Ok(HostMessage::Request {
+                    id,
+                    method,
+                    params: map.remove("params").unwrap_or_default(),
+                }),
+                _ => Err(NotAMessage::WrongShape(
+                    "it has an `id` but neither `result`, `error` nor `method`",
+                )),
+            },
         },
         None => match map.get("method").and_then(serde_json::Value::as_str) {
             Some(m) => Ok(HostMessage::Notification(m.to_owned())),
