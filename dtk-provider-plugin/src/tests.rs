@@ -1066,3 +1066,13 @@ done"#,
     );
     p.process().shutdown().await;
 }
+
+/// A relative home is sent absolute: a plugin's state stays in the home whatever its
+/// working directory.
+#[test]
+fn hello_sends_the_home_absolute() {
+    let h = PluginOptions::new("rel/home").hello();
+    assert!(h.home.is_absolute(), "{:?}", h.home);
+    assert!(h.home.ends_with("rel/home"), "{:?}", h.home);
+    assert_eq!(h.providers_dir, h.home.join("providers"));
+}
