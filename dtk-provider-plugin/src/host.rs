@@ -239,6 +239,12 @@ impl PluginProcess {
                 desc.protocol
             ));
         }
+        if desc.protocol != self.description.protocol {
+            return fail(format!(
+                "chose protocol {} (it chose {} when dtk first ran it)",
+                desc.protocol, self.description.protocol
+            ));
+        }
         for k in &self.description.providers {
             if !desc.providers.iter().any(|p| p.kind == k.kind) {
                 return fail(format!(
@@ -490,6 +496,22 @@ impl Provider for PluginProvider {
             return Err(unsupported());
         }
         let operation = format!("exec on node {} of {}", req.node, req.service);
+        if self.process.description.protocol < 2 {
+            // Version 1's `exec` had shell lines only: it cannot run in the module's files.
+            // dtk runs the commands through its own transports, as for a kind without
+            // `exec`, and says why once.
+            if !self.no_exec.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "{} speaks protocol {}, whose `exec` cannot carry a module's files: dtk \
+                     runs the commands of kind `{}` through its own transports (update the \
+                     plugin to protocol 2 to run them itself)",
+                    self.process.label(),
+                    self.process.description.protocol,
+                    self.provided.kind
+                );
+            }
+            return Err(unsupported());
+        }
         let params = ExecParamsRef::new(&self.provided.kind, req);
         // The environment holds secrets too: redact every value from the plugin's logs.
         let secrets = req

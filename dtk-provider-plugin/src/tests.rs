@@ -1076,3 +1076,61 @@ fn hello_sends_the_home_absolute() {
     assert!(h.home.ends_with("rel/home"), "{:?}", h.home);
     assert_eq!(h.providers_dir, h.home.join("providers"));
 }
+
+/// A plugin that chose protocol 1 is served: its resource methods are version 2's; its
+/// `exec`, which could not carry the module's files, is never sent (dtk's transports run
+/// the commands instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_plugin_serves_resources_and_is_never_sent_exec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("v1.log");
+    let path = executable(
+        tmp.path(),
+        "v1",
+        &format!(
+            r#"#!/bin/sh
+read l
+echo '{{"id":1,"result":{{"protocol":1,"providers":[{{"kind":"t","resources":["r"],"exec":true}}]}}}}'
+while IFS= read -r line; do
+  echo "$line" >> '{}'
+  id=$(echo "$line" | sed -n 's/^{{"id":\([0-9]*\),.*/\1/p')
+  case "$line" in
+    *'"method":"create"'*) echo "{{\"id\":$id,\"result\":{{\"outputs\":{{\"v\":1}}}}}}" ;;
+    *) echo "{{\"id\":$id,\"result\":{{}}}}" ;;
+  esac
+done
+"#,
+            log.display()
+        ),
+    );
+    let mut desc = description();
+    desc.protocol = 1;
+    desc.providers[0].exec = true;
+    let p = PluginProcess::new(path, desc, fast(tmp.path()))
+        .providers()
+        .pop()
+        .unwrap();
+    let out = create(&p, &Cancel::new()).await.unwrap();
+    assert_eq!(out["v"], Value::Int(1));
+    let attrs = Attributes::new();
+    let cancel = Cancel::new();
+    let req = ExecRequest {
+        service: "svc",
+        node: "n",
+        node_outputs: &attrs,
+        node_inputs: &attrs,
+        steps: &[ExecStep::Run("true".into())],
+        module: None,
+        env: &[],
+        timeout: Duration::from_secs(5),
+        cancel: &cancel,
+    };
+    assert!(matches!(
+        p.exec(&req).await,
+        Err(ProviderError::Unsupported { .. })
+    ));
+    let sent = std::fs::read_to_string(&log).unwrap();
+    assert!(sent.contains(r#""method":"create""#), "{sent}");
+    assert!(!sent.contains(r#""method":"exec""#), "{sent}");
+    p.process().shutdown().await;
+}

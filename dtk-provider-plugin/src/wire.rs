@@ -18,13 +18,17 @@ use dtk_model::provider::{
 use dtk_model::{Attributes, BundledModule, ProviderError};
 use serde::{Deserialize, Serialize};
 
-/// The version of the protocol this crate speaks: 2 (`exec` carries steps and the
-/// module's files; version 1 carried shell lines only and is no longer spoken).
+/// The version of the protocol this crate's plugin side speaks: 2 (`exec` carries steps
+/// and the module's files; version 1 carried shell lines only).
 pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Every protocol version this crate speaks (dtk offers them in `hello`; the plugin picks
 /// one).
-pub const SUPPORTED_PROTOCOLS: &[u32] = &[PROTOCOL_VERSION];
+///
+/// dtk still speaks version 1 to plugins that chose it: their resource methods are the
+/// same; their `exec`, which can neither place files nor bring a module's files to the
+/// node, is refused with a message asking for version 2.
+pub const SUPPORTED_PROTOCOLS: &[u32] = &[PROTOCOL_VERSION, 1];
 
 /// The longest line either side may write: 64 MiB. A longer one is a protocol error.
 pub const MAX_LINE: usize = 64 << 20;
