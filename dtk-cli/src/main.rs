@@ -97,13 +97,13 @@ fn init_tracing(verbose: u8) {
         _ => EnvFilter::new(match verbose {
             0 => "warn",
             1 => {
-                "warn,dtk=info,dtk_model=info,dtk_catalog=info,dtk_workflow=info,dtk_instance=info,dtk_target_local=info,dtk_target_ssh=info,dtk_target_aws=info"
+                "warn,dtk=info,dtk_model=info,dtk_catalog=info,dtk_workflow=info,dtk_instance=info,dtk_target_local=info,dtk_target_ssh=info,dtk_provider_plugin=info"
             }
             2 => {
-                "info,dtk=debug,dtk_model=debug,dtk_catalog=debug,dtk_workflow=debug,dtk_instance=debug,dtk_target_local=debug,dtk_target_ssh=debug,dtk_target_aws=debug"
+                "info,dtk=debug,dtk_model=debug,dtk_catalog=debug,dtk_workflow=debug,dtk_instance=debug,dtk_target_local=debug,dtk_target_ssh=debug,dtk_provider_plugin=debug"
             }
             _ => {
-                "debug,dtk=trace,dtk_model=trace,dtk_catalog=trace,dtk_workflow=trace,dtk_instance=trace,dtk_target_local=trace,dtk_target_ssh=trace,dtk_target_aws=trace"
+                "debug,dtk=trace,dtk_model=trace,dtk_catalog=trace,dtk_workflow=trace,dtk_instance=trace,dtk_target_local=trace,dtk_target_ssh=trace,dtk_provider_plugin=trace"
             }
         }),
     };

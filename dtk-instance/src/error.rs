@@ -82,6 +82,10 @@ pub enum InstanceError {
         /// What is wrong, and how to fix it.
         message: String,
     },
+    /// A service has an action done by a provider kind that no registered provider
+    /// serves (staging refuses it).
+    #[error("{0}")]
+    MissingProvider(Box<MissingProvider>),
     /// A pull-base waits for its conflicts to be resolved.
     #[error(
         "the pull-base of `{module}` has unresolved conflicts in: {}; edit them to remove the \
@@ -116,6 +120,69 @@ impl InstanceError {
         InstanceError::Refused {
             message: message.into(),
         }
+    }
+}
+
+/// What [`InstanceError::MissingProvider`] says: which action needs which kind, what is
+/// available, and where provider executables were looked for.
+#[derive(Debug, Clone)]
+pub struct MissingProvider {
+    /// The component instance (`vpc[vpc1]`).
+    pub component: String,
+    /// Its module.
+    pub module: String,
+    /// The action (`create`).
+    pub action: String,
+    /// The provider kind it names.
+    pub kind: String,
+    /// The kinds that are available.
+    pub available: Vec<String>,
+    /// Where provider executables were looked for, and what was found unusable.
+    pub search: dtk_model::provider::ProviderSearch,
+}
+
+impl std::fmt::Display for MissingProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let MissingProvider {
+            component,
+            module,
+            action,
+            kind,
+            available,
+            search,
+        } = self;
+        write!(
+            f,
+            "`{component}` ({module}) has action `{action}` done by provider `{kind}`, which "
+        )?;
+        if search.dirs.is_empty() {
+            return write!(
+                f,
+                "this program has not registered (it has: {})",
+                available.join(", ")
+            );
+        }
+        let dirs: Vec<String> = search
+            .dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        write!(
+            f,
+            "is not available: it is not built in (available: {}), and no usable executable \
+             `dtk-provider-{kind}` is in {}",
+            available.join(", "),
+            dirs.join(", ")
+        )?;
+        for u in search.unusable.iter().filter(|u| u.kind == *kind) {
+            write!(
+                f,
+                "; {} was found but cannot be used: {}",
+                u.path.display(),
+                u.reason
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -232,12 +232,15 @@ impl Home {
                     continue;
                 };
                 let Some(p) = providers.get(kind) else {
-                    return Err(InstanceError::refused(format!(
-                        "`{}` ({}) has action `{}` done by provider `{kind}`, which this program has not registered (it has: {})",
-                        c.id,
-                        c.module,
-                        action.name,
-                        providers.kinds().collect::<Vec<_>>().join(", ")
+                    return Err(InstanceError::MissingProvider(Box::new(
+                        crate::error::MissingProvider {
+                            component: c.id.to_string(),
+                            module: c.module.to_string(),
+                            action: action.name.clone(),
+                            kind: kind.clone(),
+                            available: providers.kinds().map(str::to_owned).collect(),
+                            search: providers.search().clone(),
+                        },
                     )));
                 };
                 let known = p.resources();

@@ -486,6 +486,29 @@ const _: fn(Option<Box<dyn Provider>>) = |_| {};
 #[derive(Clone, Default)]
 pub struct ProviderRegistry {
     providers: std::collections::BTreeMap<String, Arc<dyn Provider>>,
+    search: ProviderSearch,
+}
+
+/// Where the program that made a registry looked for providers it runs as separate
+/// executables (`dtk-provider-KIND`), and what it found there but cannot use: what a
+/// refusal says when a service needs a kind no registered provider serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProviderSearch {
+    /// The directories searched, in order; empty when the program did not search.
+    pub dirs: Vec<std::path::PathBuf>,
+    /// Executables found but not usable.
+    pub unusable: Vec<UnusableProvider>,
+}
+
+/// A provider executable that was found but cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusableProvider {
+    /// The kind its name says it serves.
+    pub kind: String,
+    /// Where it is.
+    pub path: std::path::PathBuf,
+    /// Why it cannot be used (its handshake failed, ...).
+    pub reason: String,
 }
 
 impl fmt::Debug for ProviderRegistry {
@@ -513,6 +536,17 @@ impl ProviderRegistry {
     /// The registered kinds.
     pub fn kinds(&self) -> impl Iterator<Item = &str> {
         self.providers.keys().map(String::as_str)
+    }
+
+    /// Records where the program looked for provider executables (see
+    /// [`ProviderSearch`]).
+    pub fn set_search(&mut self, search: ProviderSearch) {
+        self.search = search;
+    }
+
+    /// Where the program looked for provider executables, and what it could not use.
+    pub fn search(&self) -> &ProviderSearch {
+        &self.search
     }
 }
 

@@ -18,11 +18,15 @@
 //!
 //! No type of the AWS SDK appears in this crate's public API.
 //!
+//! The `dtk` binary runs it as a plugin: this crate's executable `dtk-provider-aws`
+//! (`src/main.rs`) serves it over `dtk_provider_plugin`'s protocol, with settings from the
+//! standard AWS environment and its state directory from the handshake.
+//!
 //! # Example
 //!
-//! Registering the provider with a `DTK_HOME` and publishing its modules, as the `dtk`
-//! binary does (`Home` is `dtk_instance::home::Home`; the user's side, from staging
-//! `aws/network` to EC2 nodes, is `docs/aws.md` in the repository):
+//! A program embedding dtk can register it in-process instead, which publishes its modules
+//! too (`Home` is `dtk_instance::home::Home`; the user's side, from staging `aws/network`
+//! to EC2 nodes, is `docs/aws.md` in the repository):
 //!
 //! ```text
 //! use dtk_target_aws::{AwsProvider, AwsSettings, KIND};

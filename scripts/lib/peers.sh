@@ -198,7 +198,7 @@ PY
 peers_ec2() {
     local venv=$target_dir/peers-venv moto=$target_dir/moto-venv
     if ! "$dtk" module show aws/network >/dev/null 2>&1; then
-        row "dtk, $EC2 EC2 instances against moto" "not measured" "boto3 script" "-" "-" "<= 1.3x" "dtk built without the aws feature" "$(load)"
+        row "dtk, $EC2 EC2 instances against moto" "not measured" "boto3 script" "-" "-" "<= 1.3x" "no AWS plugin (dtk-provider-aws) beside dtk" "$(load)"
         return 0
     fi
     # shellcheck source=scripts/lib/deps.sh

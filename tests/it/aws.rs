@@ -50,6 +50,17 @@ fn app_module() -> String {
         .to_string()
 }
 
+/// The `dtk-provider-aws` plugin must be beside the `dtk` binary, where `dtk` finds it and
+/// where `cargo build --workspace` puts it; without it every test would fail at stage time.
+fn aws_plugin_is_built() {
+    let plugin = dtk_tests::dtk::dtk_binary().with_file_name("dtk-provider-aws");
+    assert!(
+        plugin.is_file(),
+        "{} is not built: run ./scripts/test, or `cargo build -p dtk-cli -p dtk-target-aws` first",
+        plugin.display()
+    );
+}
+
 /// `dtk` against a home of its own, pointed at moto, every run's output kept for the
 /// secrets check.
 struct Cli {
@@ -61,6 +72,7 @@ struct Cli {
 
 impl Cli {
     fn new(endpoint: &str, region: &str) -> Cli {
+        aws_plugin_is_built();
         Cli {
             dtk: Dtk::new(),
             endpoint: endpoint.to_owned(),

@@ -11,5 +11,6 @@ mod security;
 mod tidy;
 
 mod local;
+mod plugin;
 
 mod aws;

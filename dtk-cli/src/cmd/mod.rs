@@ -4,6 +4,7 @@
 
 pub mod day2;
 pub mod module;
+pub mod provider;
 pub mod service;
 pub mod target;
 pub mod ui;
@@ -49,6 +50,9 @@ pub enum Command {
                       dtk ui --listen 127.0.0.1:0      # a free port (the URL is printed)"
     )]
     Ui(ui::UiArgs),
+    /// Target providers: the built-in ones and plugin executables (`dtk-provider-KIND`)
+    #[command(subcommand, after_help = "Example:\n  dtk provider list")]
+    Provider(provider::ProviderCommand),
     /// Print a shell completion script: `dtk completions bash > /etc/bash_completion.d/dtk`
     #[command(after_help = "Example:\n  dtk completions zsh > ~/.zfunc/_dtk")]
     Completions {
@@ -65,6 +69,7 @@ impl Command {
             Command::Service(c) => service::run(c, ctx),
             Command::Target(c) => target::run(c, ctx),
             Command::Ui(args) => ui::run(args, ctx),
+            Command::Provider(c) => provider::run(c, ctx),
             Command::Completions { shell } => {
                 let mut cmd = <crate::Cli as clap::CommandFactory>::command();
                 // Into a buffer first: clap_complete panics when its writer fails, and a

@@ -729,6 +729,88 @@ fn completions_to_a_closed_pipe_are_not_an_error() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// A script plugin answering `hello` for `kinds` (each with resource `box` and a module
+/// `demo/KIND`), then waiting for the end of its input.
+fn script_plugin(dir: &std::path::Path, name: &str, kinds: &[&str]) {
+    let providers: Vec<String> = kinds
+        .iter()
+        .map(|k| {
+            format!(
+                r#"{{"kind":"{k}","resources":["box"],"exec":false,"modules":[{{"origin":"demo/{k}/dtk.module.yaml","text":"dsl_version: 1.0.0\nmodule: demo/{k}\nversion: 1.0.0\ncomponent_defs:\n  box:\n    actions:\n      create:\n        provider: {k}.box\n"}}]}}"#
+            )
+        })
+        .collect();
+    let reply = format!(
+        r#"{{"id":1,"result":{{"protocol":2,"plugin":{{"name":"{name}","version":"0.3.0"}},"providers":[{}]}}}}"#,
+        providers.join(",")
+    );
+    write_executable(
+        &dir.join(name),
+        &format!("#!/bin/sh\nread line\nprintf '%s\\n' '{reply}'\nread line\n"),
+    );
+}
+
+fn write_executable(path: &std::path::Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// `dtk provider list`: built-in kinds, a plugin in `DTK_HOME/plugins`, and, from
+/// `DTK_PLUGIN_PATH`, one shadowed by it, one naming a built-in kind and one that fails
+/// its handshake.
+#[test]
+fn provider_list() {
+    let h = Home::new();
+    let more = h.tmp.path().join("more");
+    script_plugin(
+        &h.home().join("plugins"),
+        "dtk-provider-demo",
+        &["demo", "demo2"],
+    );
+    script_plugin(&more, "dtk-provider-demo", &["demo"]);
+    script_plugin(&more, "dtk-provider-local", &["local"]);
+    write_executable(
+        &more.join("dtk-provider-broken"),
+        "#!/bin/sh\necho 'not a plugin'\nexit 3\n",
+    );
+    let run = |args: &[&str]| {
+        let mut all = vec!["--home".to_owned(), h.home().display().to_string()];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        dtk(&all, &[("DTK_PLUGIN_PATH", &more)])
+    };
+    let r = run(&["--json", "provider", "list"]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.provider.list/v1",
+        expect_file!["json/provider-list.json"],
+    );
+    let r = run(&["provider", "list"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Columns are padded to the longest path, which depends on where the temporary
+    // directory is: compare with single spaces.
+    let text: String = r
+        .stdout
+        .replace(&h.tmp.path().display().to_string(), "$TMP")
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") + "\n")
+        .collect();
+    expect_test::expect![[r#"
+        KIND SOURCE PROTOCOL MODULES
+        demo $TMP/home/plugins/dtk-provider-demo 2 demo/demo@1.0.0
+        demo2 $TMP/home/plugins/dtk-provider-demo 2 demo/demo2@1.0.0
+        local built-in - dtk/local@1.0.0
+        ssh built-in - dtk/ssh@1.0.0
+        not used: $TMP/more/dtk-provider-broken (broken): line 1 of its output (12 bytes) is not a protocol message: it is not JSON (column 2) (it exited with status 3)
+        not used: $TMP/more/dtk-provider-demo (demo): $TMP/home/plugins/dtk-provider-demo is found first
+        not used: $TMP/more/dtk-provider-local (local): kind `local` is built in
+        searched: $TMP/home/plugins:$TMP/more
+    "#]]
+    .assert_eq(&text);
+}
+
 /// `edit`, and `pull-base` clean, conflicted and aborted, as documents.
 #[test]
 fn edit_and_pull_base_in_json() {

@@ -1,11 +1,13 @@
 //! The `hello` provider, registered with a real `DTK_HOME` and driven by converge: create,
-//! a no-op converge, an edit, drift, a move, delete. And the provider alone, called twice
-//! for each operation, as the idempotence contract asks.
+//! a no-op converge, an edit, drift, a move, delete; in-process, and as the plugin
+//! executable `dtk-provider-hello` (through the plugin host of `dtk-instance`, and through
+//! the stock `dtk` binary, which finds it in `DTK_HOME/plugins`). And the provider alone,
+//! called twice for each operation, as the idempotence contract asks.
 
 // A failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dtk_instance::converge::{RunOptions, RunReport};
@@ -34,11 +36,46 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
+/// A directory holding the plugin executable, as a user installs it.
+fn plugins_dir(root: &Path) -> PathBuf {
+    let dir = root.join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_dtk-provider-hello"),
+        dir.join("dtk-provider-hello"),
+    )
+    .unwrap();
+    dir
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converge_through_the_hello_provider() {
     let tmp = tempfile::tempdir().unwrap();
     let home = home(&tmp.path().join("home"));
-    let out = tmp.path().join("out");
+    converge_and_delete(&home, &tmp.path().join("out")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converge_through_the_plugin_executable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("home");
+    let dirs = [plugins_dir(&root)];
+    let registry = dtk_instance::providers::standard_with_plugins(&root, &dirs);
+    assert!(registry.get("hello").is_some(), "{registry:?}");
+    // The module came with the handshake, and is published with the home.
+    let home = Home::with_providers(&root, registry).unwrap();
+    assert!(
+        !home
+            .catalog()
+            .versions(&"demo/hello".parse().unwrap())
+            .unwrap()
+            .is_empty()
+    );
+    converge_and_delete(&home, &tmp.path().join("out")).await;
+}
+
+/// Stage `greeting` as `hi`, then create, no-op, edit, drift, move, delete.
+async fn converge_and_delete(home: &Home, out: &Path) {
     home.stage(&StageRequest {
         module: "demo/hello".parse().unwrap(),
         version: None,
@@ -55,6 +92,7 @@ async fn converge_through_the_hello_provider() {
     assert!(refused.to_string().contains("directory"), "{refused}");
 
     // Create.
+    let out = out.to_path_buf();
     svc.set_attribute("greeting/directory", &out.display().to_string())
         .unwrap();
     let report = converge(&svc).await;
@@ -155,4 +193,68 @@ async fn every_operation_can_be_repeated() {
         "create hello.file for greeting was cancelled"
     );
     assert!(!dir.join("hello.txt").exists());
+}
+
+/// The stock `dtk` binary (not built with this crate) runs the provider from
+/// `DTK_HOME/plugins`: stage, converge, a no-op converge, drift, delete.
+#[test]
+fn converge_with_the_stock_dtk_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("home");
+    let plugin = plugins_dir(&root).join("dtk-provider-hello");
+    let out = tmp.path().join("out");
+    let dtk = |args: &[&str]| {
+        let o = std::process::Command::new(dtk_tests::dtk::dtk_binary())
+            .args(args)
+            .env("DTK_HOME", &root)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "dtk {args:?}: {:?}\n{}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "{text}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let list: serde_json::Value =
+        serde_json::from_str(&dtk(&["--json", "provider", "list"])).unwrap();
+    let hello = list["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "hello")
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(hello["source"], "plugin");
+    assert_eq!(hello["path"], plugin.display().to_string());
+    assert_eq!(hello["modules"], serde_json::json!(["demo/hello@1.0.0"]));
+
+    dtk(&["service", "stage", "demo/hello", "greeting", "-n", "hi"]);
+    dtk(&[
+        "service",
+        "set-attribute",
+        "hi",
+        "greeting/directory",
+        out.to_str().unwrap(),
+    ]);
+    dtk(&["service", "set-attribute", "hi", "greeting/name", "plugin"]);
+    dtk(&["service", "converge", "hi"]);
+    assert_eq!(read(&out.join("hello.txt")), "Hello, plugin!\n");
+    let status: serde_json::Value =
+        serde_json::from_str(&dtk(&["--json", "service", "status", "hi"])).unwrap();
+    assert_eq!(
+        status["components"][0]["outputs"]["greeting"],
+        "Hello, plugin!"
+    );
+    // Nothing to do; then drift (the plugin's `read` says the file is gone).
+    let plan: serde_json::Value =
+        serde_json::from_str(&dtk(&["--json", "service", "plan", "hi"])).unwrap();
+    assert_eq!(plan["tasks"], serde_json::json!([]), "{plan}");
+    std::fs::remove_file(out.join("hello.txt")).unwrap();
+    dtk(&["service", "converge", "hi"]);
+    assert_eq!(read(&out.join("hello.txt")), "Hello, plugin!\n");
+    dtk(&["service", "delete", "hi"]);
+    assert!(!out.join("hello.txt").exists());
 }
