@@ -443,7 +443,7 @@ impl Service {
         Ok(Some(commit))
     }
 
-    /// [`continue_pull_locked`](Self::continue_pull_locked) under the instance's lock
+    /// `continue_pull_locked` under the instance's lock
     /// (`pull-base --continue`).
     pub fn continue_pull(&self) -> Result<Option<gix::ObjectId>, InstanceError> {
         let _lock = self.lock("pull-base")?;

@@ -2,7 +2,7 @@
 //! outputs (`dtk service outputs`).
 //!
 //! Every run (converge, delete, exec, refresh, import) leaves its report as `record.json`
-//! in a commit on [`RECORDS_REF`](crate::converge::RECORDS_REF): the history is that
+//! in a commit on [`RECORDS_REF`]: the history is that
 //! branch, newest first.
 
 use std::collections::BTreeMap;

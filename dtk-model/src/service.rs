@@ -50,7 +50,7 @@ pub struct StagedFrom {
 
 impl ServiceDoc {
     /// Sets every source location in the document to the default (see
-    /// [`Module::clear_locations`]).
+    /// [`Module::clear_locations`](crate::module::Module::clear_locations)).
     pub fn clear_locations(&mut self) {
         self.at = Location::default();
         self.nodes.iter_mut().for_each(clear_node);

@@ -516,7 +516,7 @@ impl Provider for SshProvider {
     /// Runs the commands on the node described by `req.node_outputs` (`ssh_host` and the
     /// other `ssh_*` outputs), in its `ssh_workdir`; with a module, in the node's copy of
     /// the module's files (`WORKDIR/modules/NS/NAME`), brought up to date first (see
-    /// [`crate::content`]).
+    /// `content.rs`).
     async fn exec(&self, req: &ExecRequest<'_>) -> Result<ExecOutput, ProviderError> {
         let target = NodeSsh::from_outputs(req.node_outputs, req.service, req.node)?;
         let started = std::time::Instant::now();

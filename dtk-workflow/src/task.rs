@@ -179,13 +179,13 @@ impl fmt::Display for Edge {
 /// The kind of request a plan answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlanKind {
-    /// [`PlanRequest::Converge`] or [`PlanRequest::ConvergeAll`].
+    /// [`PlanRequest::Converge`](crate::PlanRequest::Converge) or [`PlanRequest::ConvergeAll`](crate::PlanRequest::ConvergeAll).
     Converge,
-    /// [`PlanRequest::Delete`].
+    /// [`PlanRequest::Delete`](crate::PlanRequest::Delete).
     Delete,
-    /// [`PlanRequest::Action`].
+    /// [`PlanRequest::Action`](crate::PlanRequest::Action).
     Action,
-    /// [`PlanRequest::Workflow`].
+    /// [`PlanRequest::Workflow`](crate::PlanRequest::Workflow).
     Workflow,
 }
 

@@ -185,11 +185,11 @@ pub enum ExecError {
 ///   per provider kind, and never while another task runs on the same node.
 /// - **Inputs.** A task's inputs are the component's static inputs, plus linked values:
 ///   the producer's outputs (or inputs) from this run, else from actual state, else the
-///   values copied from another service ([`LinkSource::External`]). Secret inputs come
+///   values copied from another service ([`LinkSource::External`](dtk_model::instance::LinkSource::External)). Secret inputs come
 ///   from [`ExecContext::secrets`] and are never recorded.
 /// - **Conditional tasks** (downstream of a change) are skipped as *unchanged* when their
 ///   resolved inputs and their dependencies' outputs digest to the recorded
-///   [`AppliedComponent::input_digest`] (and their desired hash is the recorded one).
+///   [`AppliedComponent::input_digest`](crate::AppliedComponent::input_digest) (and their desired hash is the recorded one).
 /// - **Provider actions** (`provider: KIND.RESOURCE`) call the provider registered under
 ///   KIND: `create` for a component never applied (or observed missing), `update` for one
 ///   applied before, `delete` for deletes; with `idempotency_key` =
@@ -205,7 +205,7 @@ pub enum ExecError {
 ///   and a leading digit gets a `_` prefix), plus `DTK_SERVICE`, `DTK_NODE` (empty
 ///   for a component not on a node), `DTK_COMPONENT` and `DTK_ACTION`. The script runs on
 ///   the component's node through the provider of the component that realizes the node
-///   ([`Provider::exec`]); when that provider returns
+///   ([`Provider::exec`](dtk_model::Provider::exec)); when that provider returns
 ///   [`ProviderError::Unsupported`], or the node has no such component, through
 ///   [`ExecContext::transport`]. `name=value` outputs of the commands are kept **only
 ///   for attributes the definition declares `dynamic`** (others are ignored and reported

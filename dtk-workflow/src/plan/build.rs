@@ -47,7 +47,7 @@ pub(super) struct Builder<'m> {
 }
 
 /// Builds every task and edge for `request`, and marks the planned ones, without
-/// checking for cycles (see [`plan()`]).
+/// checking for cycles (see [`plan()`](crate::plan())).
 pub fn build_graph(
     model: &ServiceModel,
     actual: &ActualState,

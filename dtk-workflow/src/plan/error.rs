@@ -3,7 +3,7 @@
 use dtk_model::instance::ComponentId;
 use thiserror::Error;
 
-/// The error returned by [`plan`] and [`build_graph`].
+/// The error returned by [`plan`](crate::plan()) and [`build_graph`](crate::build_graph).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PlanError {
     /// The tasks' order has one or more cycles.

@@ -12,7 +12,7 @@ use super::{CycleEdge, Plan, PlanError};
 use crate::task::{Edge, PlanKind, Task};
 
 /// Every task that could run and every ordering edge, before the cycle check. Made by
-/// [`build_graph`]; rendered by [`render_dot`](crate::render_dot) even when it has cycles; turned into a
+/// [`build_graph`](crate::build_graph); rendered by [`render_dot`](crate::render_dot) even when it has cycles; turned into a
 /// [`Plan`] by [`PlanGraph::into_plan`].
 #[derive(Debug, Clone)]
 pub struct PlanGraph {
