@@ -125,6 +125,19 @@ pub enum CatalogError {
     )]
     VersionExists(Box<VersionExists>),
 
+    /// The remote already holds a released version with other content: another machine
+    /// published it first. Released versions are immutable there too.
+    #[error(
+        "module {} version {} is already published on the remote {} by {} as commit {} with \
+         other content; released versions never change, so publish it under a new version",
+        .0.module, .0.version, .0.remote, .0.author, .0.commit
+    )]
+    RemoteVersionExists(Box<crate::remote::RemoteVersionExists>),
+
+    /// The team's remote could not be used.
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
+
     /// No version of the module is published.
     #[error("module {module} is not in the catalog")]
     ModuleNotFound {

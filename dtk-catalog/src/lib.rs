@@ -43,6 +43,7 @@ mod files;
 mod journal;
 mod publish;
 mod read;
+pub mod remote;
 mod resolve;
 #[cfg(test)]
 mod tests;

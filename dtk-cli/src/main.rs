@@ -93,6 +93,20 @@ fn main() -> ExitCode {
         }
     };
     let out = Output::new(cli.global.json);
+    // Libraries' warnings (a restored actual state, a lost remote) on stderr; DTK_LOG
+    // (an env-filter: `info`, `dtk_instance=debug`) shows more.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DTK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
+        .try_init();
     let result = match cli.global.home.map_or_else(default_home, Ok) {
         Ok(home) => {
             let ctx = Ctx { home, out };

@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub limits: Limits,
     /// The time limit of one action attempt when the action sets none.
     pub default_timeout: Duration,
+    /// With a remote: the lease of the service's lock (renewed while the run goes).
+    pub lease: Duration,
 }
 
 impl Default for RunOptions {
@@ -57,6 +59,7 @@ impl Default for RunOptions {
             cancel: Cancel::new(),
             limits: Limits::default(),
             default_timeout: Duration::from_secs(10 * 60),
+            lease: crate::lease::DEFAULT_LEASE,
         }
     }
 }
@@ -67,6 +70,7 @@ impl std::fmt::Debug for RunOptions {
             .field("message", &self.message)
             .field("limits", &self.limits)
             .field("default_timeout", &self.default_timeout)
+            .field("lease", &self.lease)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +100,9 @@ pub struct RunReport {
     pub logs: PathBuf,
     /// How many tasks were already done by an interrupted earlier run and resumed.
     pub resumed_from_journal: usize,
+    /// With a remote: whether the run's results reached it.
+    #[serde(default)]
+    pub remote: Option<crate::team::RemoteReport>,
 }
 
 /// One task of a [`RunReport`].
@@ -381,6 +388,8 @@ impl Service {
     /// plans, executes, records.
     pub async fn converge(&self, opts: &RunOptions) -> Result<RunReport, InstanceError> {
         let _lock = self.lock("converge")?;
+        // With a remote: fetch, refuse if locked elsewhere, pull (crate::team).
+        let mut team = self.team_begin("converge", opts.lease)?;
         let message = opts
             .message
             .clone()
@@ -392,7 +401,11 @@ impl Service {
         if !violations.is_empty() {
             return Err(InstanceError::Violations { violations });
         }
-        self.run(&model, PlanRequest::Converge, "converge", opts)
+        if let Some(t) = team.as_mut() {
+            t.check_secrets(self, &model)?;
+            t.take(self, true)?;
+        }
+        self.run(&model, PlanRequest::Converge, "converge", opts, team)
             .await
     }
 
@@ -405,13 +418,17 @@ impl Service {
         opts: &RunOptions,
     ) -> Result<RunReport, InstanceError> {
         let _lock = self.lock("exec")?;
+        let mut team = self.team_begin("exec", opts.lease)?;
         let target: ActionTarget = target
             .parse()
             .map_err(|e: dtk_workflow::ParseTargetError| InstanceError::refused(e.to_string()))?;
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
         let req = PlanRequest::Action(ActionRequest { target, params });
-        self.run(&model, req, "exec", opts).await
+        if let Some(t) = team.as_mut() {
+            t.take(self, false)?;
+        }
+        self.run(&model, req, "exec", opts, team).await
     }
 
     /// Runs every component's delete action in reverse dependency order; afterwards
@@ -419,9 +436,14 @@ impl Service {
     /// converge).
     pub async fn delete(&self, opts: &RunOptions) -> Result<RunReport, InstanceError> {
         let _lock = self.lock("delete")?;
+        let mut team = self.team_begin("delete", opts.lease)?;
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
-        self.run(&model, PlanRequest::Delete, "delete", opts).await
+        if let Some(t) = team.as_mut() {
+            t.take(self, false)?;
+        }
+        self.run(&model, PlanRequest::Delete, "delete", opts, team)
+            .await
     }
 
     async fn run(
@@ -430,6 +452,7 @@ impl Service {
         request: PlanRequest,
         kind: &str,
         opts: &RunOptions,
+        mut team: Option<crate::team::TeamRun>,
     ) -> Result<RunReport, InstanceError> {
         let started = Instant::now();
         let started_at = now_secs();
@@ -496,6 +519,10 @@ impl Service {
         let mut ctx = self.exec_context(opts)?;
         ctx.events = Some(tx);
         ctx.cancel = opts.cancel.clone();
+        if let Some(t) = team.as_mut() {
+            // Lease renewals and journal checkpoints on the remote; fencing cancels.
+            t.start_keeper(self, &journal_dir, &mut ctx)?;
+        }
         // An empty plan has nothing to journal (and no fsync to pay).
         ctx.journal = (!plan.is_empty()).then(|| journal.clone());
         let outcome = dtk_workflow::execute(&plan, model, &state, &ctx).await;
@@ -537,6 +564,7 @@ impl Service {
             tree: outcome.render_tree(&plan),
             logs,
             resumed_from_journal: resumed,
+            remote: None,
         };
         self.record(&report, &outcome)?;
         if kind == "converge" {
@@ -550,6 +578,8 @@ impl Service {
                 ever_succeeded: status == "succeeded" || prev.is_some_and(|p| p.ever_succeeded),
             })?;
         }
+        let mut report = report;
+        report.remote = team.map(|t| t.finish(self));
         Ok(report)
     }
 

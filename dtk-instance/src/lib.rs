@@ -53,7 +53,9 @@
 
 pub mod converge;
 pub mod error;
+pub mod history;
 pub mod home;
+pub mod lease;
 pub mod lock;
 pub mod providers;
 pub mod repo;
@@ -61,5 +63,6 @@ pub mod secrets;
 pub mod service;
 pub mod stage;
 pub mod status;
+pub mod team;
 
 pub use error::InstanceError;

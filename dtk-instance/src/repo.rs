@@ -139,25 +139,7 @@ impl InstanceRepo {
         trees: &[(String, ObjectId)],
         message: &str,
     ) -> Result<InstanceRepo, InstanceError> {
-        git!(root, "init", gix::init(root))?;
-        let git_dir = root.join(".git");
-        // The init template's sample hooks and description are a dozen files of no use
-        // to an instance (a quarter of its disk): drop them.
-        drop_template_samples(&git_dir);
-        let info = git_dir.join("objects").join("info");
-        fs::create_dir_all(&info).map_err(io_err(&info, "create"))?;
-        if !alternates.is_empty() {
-            let alt = info.join("alternates");
-            let text: String = alternates
-                .iter()
-                .map(|p| format!("{}\n", p.display()))
-                .collect::<String>();
-            fs::write(&alt, text).map_err(io_err(&alt, "write"))?;
-        }
-        let exclude_dir = git_dir.join("info");
-        fs::create_dir_all(&exclude_dir).map_err(io_err(&exclude_dir, "create"))?;
-        let exclude = exclude_dir.join("exclude");
-        fs::write(&exclude, format!("/{PRIVATE_DIR}/\n")).map_err(io_err(&exclude, "write"))?;
+        InstanceRepo::init(root, alternates)?;
         let me = InstanceRepo::open(root)?;
         let mut edits: Vec<TreeEdit> = files
             .iter()
@@ -709,7 +691,8 @@ fn remove_empty_parents(root: &Path, file: &Path) {
 }
 
 /// Removes what `git init`'s template writes for people and no program reads: the
-/// sample hooks, `hooks/docs.url` and `description`. Best effort: they are harmless.
+/// sample hooks, `hooks/docs.url` and `description` (a dozen files, a quarter of an
+/// instance's disk). Best effort: they are harmless.
 fn drop_template_samples(git_dir: &Path) {
     let hooks = git_dir.join("hooks");
     if let Ok(rd) = fs::read_dir(&hooks) {
@@ -766,6 +749,9 @@ pub fn write_file_atomic(path: &Path, data: &[u8], executable: bool) -> Result<(
     fs::rename(&tmp, path).map_err(io_err(path, "rename"))?;
     Ok(())
 }
+
+mod sync;
+pub use sync::{MergedTree, Signature};
 
 #[cfg(test)]
 mod tests;

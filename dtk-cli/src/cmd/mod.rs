@@ -3,6 +3,7 @@
 //! [`Command::run`].
 
 pub mod module;
+pub mod remote;
 pub mod service;
 pub mod target;
 
@@ -36,6 +37,13 @@ pub enum Command {
                       dtk target set-default aws1      # a converged target instance"
     )]
     Target(target::TargetCommand),
+    /// The team's git remote: the catalog, every service and its state shared
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  dtk remote set ssh://git@git.example.com/ops/dtk.git\n  \
+                      dtk remote show"
+    )]
+    Remote(remote::RemoteCommand),
     /// Print a shell completion script: `dtk completions bash > /etc/bash_completion.d/dtk`
     #[command(after_help = "Example:\n  dtk completions zsh > ~/.zfunc/_dtk")]
     Completions {
@@ -51,6 +59,7 @@ impl Command {
             Command::Module(c) => module::run(c, ctx),
             Command::Service(c) => service::run(c, ctx),
             Command::Target(c) => target::run(c, ctx),
+            Command::Remote(c) => remote::run(c, ctx),
             Command::Completions { shell } => {
                 let mut cmd = <crate::Cli as clap::CommandFactory>::command();
                 // Into a buffer first: clap_complete panics when its writer fails, and a

@@ -249,6 +249,37 @@ pub enum ServiceCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Make a service of the team's remote on this machine (with the targets it needs)
+    #[command(after_help = "Example:\n  dtk service clone shop && dtk service converge shop")]
+    Clone {
+        /// The service instance on the remote
+        name: String,
+    },
+    /// Bring others' desired-state commits from the remote, merged with your edits
+    ///
+    /// Uncommitted edits are kept; files changed on both sides get conflict markers
+    /// (nothing is lost), and converge refuses them until they are resolved.
+    #[command(after_help = "Example:\n  dtk service pull shop")]
+    Pull {
+        /// The service instance
+        name: String,
+    },
+    /// Push this machine's desired-state commits to the remote (refused when the remote
+    /// has commits you lack: pull first)
+    #[command(after_help = "Example:\n  dtk service push shop")]
+    Push {
+        /// The service instance
+        name: String,
+    },
+    /// Clear the service's lock on the remote (after a holder that will not come back)
+    #[command(after_help = "Example:\n  dtk service unlock shop --force")]
+    Unlock {
+        /// The service instance
+        name: String,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Options of commands that run tasks.
@@ -260,6 +291,10 @@ pub struct RunArgs {
     /// The time limit of one action attempt, in seconds, when the action sets none
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     timeout: u64,
+    /// With a remote: the lease of the service's lock (renewed while the run goes; after a
+    /// holder dies, others wait this long before taking over)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::cmd::remote::parse_duration)]
+    lease: std::time::Duration,
 }
 
 impl RunArgs {
@@ -271,6 +306,7 @@ impl RunArgs {
                 ..Limits::default()
             },
             default_timeout: std::time::Duration::from_secs(self.timeout.max(1)),
+            lease: self.lease,
             ..RunOptions::default()
         }
     }
@@ -648,6 +684,12 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 Box::pin(async move { svc.delete(&opts).await })
             })
         }
+        ServiceCommand::Clone { name } => crate::cmd::remote::clone(&home, &name, ctx),
+        ServiceCommand::Pull { name } => crate::cmd::remote::pull(&home, &name, ctx),
+        ServiceCommand::Push { name } => crate::cmd::remote::push(&home, &name, ctx),
+        ServiceCommand::Unlock { name, force } => {
+            crate::cmd::remote::unlock(&home, &name, force, ctx)
+        }
         ServiceCommand::Uninstall { name, force } => {
             let svc = home.service(&name)?;
             svc.uninstall(force)?;
@@ -750,6 +792,15 @@ fn run_tasks<'a>(
         .emit(&format!("dtk.service.{what}/v1"), &report, |w| {
             print_summary(w, &report)
         })?;
+    if let Some(r) = report.remote.as_ref().filter(|r| !r.pushed) {
+        return Err(crate::output::Reported(format!(
+            "{what} of `{name}` {}, but its results did not reach the remote {}: {}",
+            report.status,
+            r.url,
+            r.message.as_deref().unwrap_or("no reason given")
+        ))
+        .into());
+    }
     if report.status == "succeeded" {
         Ok(())
     } else {
@@ -818,6 +869,18 @@ fn print_summary(w: &mut dyn Write, r: &RunReport) -> std::io::Result<()> {
     }
     if r.tasks.iter().any(|t| t.log.is_some()) {
         writeln!(w, "task logs: {}", r.logs.display())?;
+    }
+    if let Some(remote) = &r.remote {
+        match (remote.pushed, &remote.message) {
+            (true, None) => writeln!(w, "remote: state and record pushed to {}", remote.url)?,
+            (true, Some(m)) => writeln!(w, "remote: pushed to {} ({m})", remote.url)?,
+            (false, m) => writeln!(
+                w,
+                "remote: NOT pushed to {}: {}",
+                remote.url,
+                m.as_deref().unwrap_or("no reason given")
+            )?,
+        }
     }
     Ok(())
 }
@@ -1086,7 +1149,7 @@ fn to_svg(dot: &str) -> anyhow::Result<String> {
 
 /// Opens the home with every provider this binary knows: the built-in local one and AWS.
 pub(crate) fn open_home(home: &std::path::Path) -> anyhow::Result<Home> {
-    let mut h = Home::open(home)?;
+    let mut h = crate::cmd::remote::configure(Home::open(home)?)?;
     let region = std::env::var("AWS_REGION")
         .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
         .unwrap_or_else(|_| dtk_target_aws::DEFAULT_REGION.to_owned());
