@@ -527,6 +527,10 @@ impl Service {
         ctx.journal = (!plan.is_empty()).then(|| journal.clone());
         let outcome = dtk_workflow::execute(&plan, model, &state, &ctx).await;
         drop(ctx);
+        if let Some(t) = team.as_mut() {
+            // No checkpoint may race the final state below.
+            t.stop_keeper();
+        }
         let written = collector.await.unwrap_or_default();
         let outcome = outcome.map_err(|e| InstanceError::Workflow(Box::new(e)))?;
 

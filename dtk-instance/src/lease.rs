@@ -352,7 +352,9 @@ fn keep(setup: KeeperSetup, stop: &(Mutex<bool>, Condvar)) {
         if !renew_due && !checkpoint_due {
             continue;
         }
-        match push_once(&setup, &repo, &held, checkpoint_due) {
+        let pushed = push_once(&setup, &repo, &held, checkpoint_due);
+        tracing::debug!(service = %held.info.service, checkpoint = checkpoint_due, from = %held.lock, outcome = ?pushed.as_ref().map(|o| o.as_ref().map(|(l, _, s)| (l.to_string(), s.map(|s| s.to_string())))), "lease renewal");
+        match pushed {
             Ok(Some((lock, info, state))) => {
                 if let Ok(mut h) = setup.held.lock() {
                     h.lock = lock;

@@ -113,11 +113,7 @@ impl Operator {
     /// The user running this process and the machine's host name; the identity is
     /// `USER <USER@HOST>`.
     pub fn from_system() -> Operator {
-        let user = nix::unistd::User::from_uid(nix::unistd::getuid())
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_else(|| nix::unistd::getuid().to_string());
+        let user = os_user();
         let host = hostname();
         Operator {
             identity: Identity {
@@ -135,6 +131,30 @@ impl Operator {
             email: self.identity.email.clone(),
         }
     }
+}
+
+/// The name of the user running this process (from `/proc` and `/etc/passwd`; no
+/// environment variable), else its uid.
+fn os_user() -> String {
+    let uid = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next().map(str::to_owned))
+        })
+        .unwrap_or_else(|| "?".to_owned());
+    fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let _ = f.next()?;
+                (f.next()? == uid).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or(uid)
 }
 
 pub(crate) fn hostname() -> String {
@@ -1231,6 +1251,7 @@ impl TeamRun {
                 self.remote
             )));
         }
+        tracing::debug!(service = %service.name(), %lock, %start, "lock taken");
         repo.set_reference(STATE_REF, Some(tip), Some(start), "run started")?;
         let pushed_journal_bytes = fs::read_dir(service.private_dir().join("journal"))
             .map(|rd| {
@@ -1285,6 +1306,14 @@ impl TeamRun {
             }));
         }
         Ok(())
+    }
+
+    /// Stops renewing the lease and pushing checkpoints: the run has ended, and its final
+    /// state is about to be written.
+    pub(crate) fn stop_keeper(&mut self) {
+        if let Some(k) = self.keeper.take() {
+            k.stop();
+        }
     }
 
     /// Ends the run on the remote: one atomic push of the final actual state, the
@@ -1343,6 +1372,7 @@ impl TeamRun {
                 expect: Expect::Is(held.lock),
             });
             let outcome = self.remote.push(&self.dir, &updates)?;
+            tracing::debug!(?updates, ?outcome, "final push");
             if outcome.is_ok() {
                 return Ok(None);
             }

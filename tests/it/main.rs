@@ -6,6 +6,7 @@ mod bad_input;
 mod concurrency;
 mod crash;
 mod security;
+mod team;
 
 mod local;
 

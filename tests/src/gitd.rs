@@ -55,7 +55,12 @@ impl GitDaemon {
         let path = self.base.path().join(name);
         git_ok(
             self.base.path(),
-            &["init", "--quiet", "--bare", path.to_str().expect("a UTF-8 path")],
+            &[
+                "init",
+                "--quiet",
+                "--bare",
+                path.to_str().expect("a UTF-8 path"),
+            ],
         );
         // What a real server would do in the background is no part of the tests.
         git_ok(&path, &["config", "receive.autogc", "false"]);
