@@ -53,6 +53,11 @@ pub struct GlobalArgs {
     /// document names its schema in a "schema" field, e.g. "dtk.module.list/v1"
     #[arg(long, global = true)]
     json: bool,
+
+    /// Log what dtk does on stderr: -v info, -vv debug, -vvv trace (RUST_LOG, when set,
+    /// takes precedence: e.g. RUST_LOG=dtk_target_ssh=debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 /// What every command gets: where the state is, and how to print.
@@ -83,6 +88,33 @@ fn default_home() -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Installs the log subscriber: the libraries' `tracing` events go to stderr, filtered by
+/// `RUST_LOG` when it is set, else by `-v` (warnings only without it).
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(spec),
+        _ => EnvFilter::new(match verbose {
+            0 => "warn",
+            1 => {
+                "warn,dtk=info,dtk_model=info,dtk_catalog=info,dtk_workflow=info,dtk_instance=info,dtk_target_local=info,dtk_target_ssh=info,dtk_target_aws=info"
+            }
+            2 => {
+                "info,dtk=debug,dtk_model=debug,dtk_catalog=debug,dtk_workflow=debug,dtk_instance=debug,dtk_target_local=debug,dtk_target_ssh=debug,dtk_target_aws=debug"
+            }
+            _ => {
+                "debug,dtk=trace,dtk_model=trace,dtk_catalog=trace,dtk_workflow=trace,dtk_instance=trace,dtk_target_local=trace,dtk_target_ssh=trace,dtk_target_aws=trace"
+            }
+        }),
+    };
+    // A second subscriber (never here) would be the only reason this fails: ignore it.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -92,21 +124,8 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
+    init_tracing(cli.global.verbose);
     let out = Output::new(cli.global.json);
-    // Libraries' warnings (a restored actual state, a lost remote) on stderr; DTK_LOG
-    // (an env-filter: `info`, `dtk_instance=debug`) shows more.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DTK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .try_init();
     let result = match cli.global.home.map_or_else(default_home, Ok) {
         Ok(home) => {
             let ctx = Ctx { home, out };

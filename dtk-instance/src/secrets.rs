@@ -112,7 +112,7 @@ impl SecretStore {
                 }
             }
             let tag = mac.finalize().into_bytes();
-            c.secret_digest = Some(tag.iter().map(|b| format!("{b:02x}")).collect());
+            c.secret_digest = Some(hex::encode(tag));
         }
         Ok(())
     }

@@ -679,6 +679,5 @@ pub(crate) fn client_token(
         h.update(part.len().to_le_bytes());
         h.update(part.as_bytes());
     }
-    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    format!("dtk-{}", &hex[..60])
+    format!("dtk-{}", &hex::encode(h.finalize())[..60])
 }

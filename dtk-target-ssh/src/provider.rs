@@ -121,8 +121,7 @@ impl SshProvider {
         }
         let absolute = std::path::absolute(home).unwrap_or_else(|_| home.to_path_buf());
         let digest = Sha256::digest(absolute.as_os_str().as_encoded_bytes());
-        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        PathBuf::from(format!("/tmp/dtk-ssh-{hex}"))
+        PathBuf::from(format!("/tmp/dtk-ssh-{}", hex::encode(&digest[..8])))
     }
 
     /// The connection pool, made on first use.

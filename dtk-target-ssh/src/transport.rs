@@ -197,11 +197,7 @@ impl SshHost {
             h.update(part.as_bytes());
             h.update([0u8]);
         }
-        h.finalize()
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(&h.finalize()[..8])
     }
 }
 
@@ -1100,13 +1096,7 @@ fn trailer_marker(run_id: &str) -> String {
     h.update(nanos.to_le_bytes());
     let local = Box::new(0u8);
     h.update((std::ptr::from_ref(&*local) as usize).to_le_bytes());
-    let hex: String = h
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("dtk-end-{hex}")
+    format!("dtk-end-{}", hex::encode(&h.finalize()[..16]))
 }
 
 /// A run id unique on this machine and across concurrent calls: pid, time, counter.

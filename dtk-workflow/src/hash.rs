@@ -59,18 +59,8 @@ impl HashWriter {
     }
 
     fn finish(self) -> String {
-        let digest = self.0.finalize();
-        let mut out = String::with_capacity(HASH_HEX_LEN);
-        for b in digest.iter().take(HASH_HEX_LEN / 2) {
-            out.push(hex_digit(b >> 4));
-            out.push(hex_digit(b & 0xf));
-        }
-        out
+        hex::encode(&self.0.finalize()[..HASH_HEX_LEN / 2])
     }
-}
-
-fn hex_digit(n: u8) -> char {
-    char::from_digit(u32::from(n), 16).unwrap_or('0')
 }
 
 /// A small, fast, non-cryptographic hasher (FxHash's multiply-rotate) for maps keyed by

@@ -7,6 +7,7 @@ mod concurrency;
 mod crash;
 mod security;
 mod team;
+mod tidy;
 
 mod local;
 

@@ -72,7 +72,10 @@ impl Home {
 /// Runs the `dtk` binary with `args` and extra environment variables.
 pub fn dtk(args: &[String], env: &[(&str, &Path)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dtk"));
-    cmd.args(args).env_remove("DTK_HOME").env("NO_COLOR", "1");
+    cmd.args(args)
+        .env_remove("DTK_HOME")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -335,3 +335,29 @@ fn validate_reports_what_would_be_installed() {
         "validate writes nothing"
     );
 }
+
+#[test]
+fn verbose_logs_what_the_libraries_do_on_stderr() {
+    let h = Home::new();
+    let dir = h.module("web", WEB);
+    let quiet = h.dtk(&["module", "install", dir.to_str().unwrap()]);
+    assert_eq!(quiet.code, 0, "{}", quiet.stderr);
+    assert!(!quiet.stderr.contains("published"), "{}", quiet.stderr);
+
+    let web2 = WEB.replace("version: 1.0.0\ndescription", "version: 1.0.1\ndescription");
+    let dir = h.module("web2", &web2);
+    let loud = h.dtk(&["-v", "module", "install", dir.to_str().unwrap()]);
+    assert_eq!(loud.code, 0, "{}", loud.stderr);
+    assert!(
+        loud.stderr.contains("INFO") && loud.stderr.contains("dtk_catalog"),
+        "{}",
+        loud.stderr
+    );
+    assert!(loud.stderr.contains("published"), "{}", loud.stderr);
+    // The result still goes to stdout alone.
+    assert!(
+        loud.stdout.starts_with("installed demo/web 1.0.1"),
+        "{}",
+        loud.stdout
+    );
+}
