@@ -22,20 +22,19 @@
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dtk_model::{ModuleId, ModuleVersion};
-use gix::ObjectId;
-use thiserror::Error;
-
+pub use crate::error::{RemoteError, RemoteVersionExists};
 use crate::files::scan;
 use crate::publish::{
     PublishStatus, Published, branch_name, commit_message, ref_target, set_ref, tag_name,
     write_tree,
 };
 use crate::{Catalog, CatalogError, journal};
+use dtk_model::{ModuleId, ModuleVersion};
+use gix::ObjectId;
 
 /// Where the catalog lives on a remote: module branches under `modules/`, version tags
 /// under `tags/`.
@@ -85,63 +84,6 @@ impl std::fmt::Display for Identity {
     }
 }
 
-/// The error returned when a remote cannot be used.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum RemoteError {
-    /// The URL cannot be a remote (empty, an option, several lines).
-    #[error("`{url}` is not a git URL dtk can use as a remote: {why}")]
-    BadUrl {
-        /// The URL as given (credentials removed).
-        url: String,
-        /// What is wrong with it.
-        why: &'static str,
-    },
-    /// The remote could not be reached, or refused the connection (network, DNS,
-    /// authentication, a repository that does not exist).
-    #[error("cannot reach the remote {remote} ({op}): {message}")]
-    Unreachable {
-        /// The remote's URL (credentials removed).
-        remote: String,
-        /// What was being done: `fetch`, `push`, `list references`.
-        op: &'static str,
-        /// What git said (its first lines, credentials removed).
-        message: String,
-    },
-    /// `git` failed in another way.
-    #[error("git {op} with the remote {remote} failed: {message}")]
-    Git {
-        /// The remote's URL (credentials removed).
-        remote: String,
-        /// What was being done.
-        op: &'static str,
-        /// What git said.
-        message: String,
-    },
-    /// `git` took too long and was stopped.
-    #[error("git {op} with the remote {remote} did not finish within {} s", limit.as_secs())]
-    Timeout {
-        /// The remote's URL (credentials removed).
-        remote: String,
-        /// What was being done.
-        op: &'static str,
-        /// The time limit.
-        limit: Duration,
-    },
-    /// The `git` program could not be run.
-    #[error(
-        "cannot run `git` in {} (dtk fetches and pushes with the system git: install it)",
-        dir.display()
-    )]
-    Spawn {
-        /// The repository it was run in.
-        dir: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
 /// The value a reference must have on the remote for a push to update it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -176,6 +118,10 @@ pub struct PushOutcome {
     /// applied. With an atomic push, a refusal of one reference refuses them all: the
     /// others are listed with the reason `atomic push failed`.
     pub rejected: Vec<(String, String)>,
+    /// The references the remote held at the pushed value already (git reports them
+    /// `up to date` without checking the lease): a "create only if absent" update of
+    /// one of them found it present, with the same commit.
+    pub unchanged: Vec<String>,
 }
 
 impl PushOutcome {
@@ -367,8 +313,10 @@ impl GitRemote {
                 continue;
             };
             reported += 1;
-            if flag == "!" {
-                outcome.rejected.push((reference, summary.to_owned()));
+            match flag {
+                "!" => outcome.rejected.push((reference, summary.to_owned())),
+                "=" => outcome.unchanged.push(reference),
+                _ => {}
             }
         }
         if reported == 0 && !out.success {
@@ -468,23 +416,6 @@ struct GitOut {
     success: bool,
     stdout: String,
     stderr: String,
-}
-
-/// A version published on the remote, as found by [`Catalog::fetch_from`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteVersionExists {
-    /// The module.
-    pub module: ModuleId,
-    /// The version.
-    pub version: ModuleVersion,
-    /// The remote (credentials removed).
-    pub remote: String,
-    /// The commit the remote holds for the version (hex).
-    pub commit: String,
-    /// Who published it (the commit's author).
-    pub author: String,
-    /// When (the commit's time, seconds since the Unix epoch).
-    pub time: i64,
 }
 
 /// What [`Catalog::fetch_from`] did to the local catalog.

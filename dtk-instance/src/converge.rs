@@ -31,8 +31,7 @@ use crate::secrets::SecretStore;
 use crate::service::{ConvergeRecord, Service, now_secs};
 use dtk_target_local::{LocalProvider, run_script};
 
-/// The reference holding the history of converge records in an instance repository.
-pub const RECORDS_REF: &str = "refs/dtk/converges";
+pub use crate::history::RECORDS_REF;
 
 /// How to run a converge (or exec, or delete).
 #[derive(Clone)]

@@ -28,6 +28,8 @@ use crate::service::Service;
 
 /// The reference of the actual-state history in an instance repository.
 pub const STATE_REF: &str = "refs/dtk/state";
+/// The reference holding the history of converge records in an instance repository.
+pub const RECORDS_REF: &str = "refs/dtk/converges";
 
 /// The file of a state commit holding the actual state.
 pub(crate) const ACTUAL_FILE: &str = "actual.json";

@@ -58,6 +58,7 @@ pub mod home;
 pub mod lease;
 pub mod lock;
 pub mod providers;
+pub mod remote;
 pub mod repo;
 pub mod secrets;
 pub mod service;

@@ -41,130 +41,25 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dtk_catalog::remote::{Expect, GitRemote, Identity, RefUpdate};
+use dtk_catalog::remote::{Expect, GitRemote, RefUpdate};
 use dtk_catalog::{Published, remote::CatalogSync};
 use dtk_model::provider::Cancel;
 use dtk_model::{ComponentId, ServiceModel};
 use gix::ObjectId;
 use serde::{Deserialize, Serialize};
 
-use crate::converge::RECORDS_REF;
 use crate::error::InstanceError;
-use crate::history::{ACTUAL_FILE, SECRETS_FILE, STATE_REF};
+use crate::history::{ACTUAL_FILE, RECORDS_REF, SECRETS_FILE, STATE_REF};
 use crate::home::{Home, LOCAL_TARGET};
 use crate::lease::{
     Held, Keeper, KeeperSetup, LockInfo, ServiceRefs, now_ms, read_lock, write_lock,
 };
+use crate::remote::{Operator, REMOTE_FILE, RemoteFile, RemoteSource, home_err, read_remote_file};
 use crate::repo::{InstanceRepo, Signature, io_err, write_file_atomic, write_file_replace};
 use crate::service::{ConvergeRecord, Service};
 
-/// The file of `DTK_HOME` that names the remote.
-pub const REMOTE_FILE: &str = "remote.json";
 /// Where the last fetch put a service's remote references, in its instance repository.
 const TRACKING: &str = "refs/dtk/remote/";
-
-/// Where the remote in use comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RemoteSource {
-    /// `DTK_HOME/remote.json`, written by `dtk remote set`.
-    Home,
-    /// Given by the program (the `dtk` command line reads `DTK_REMOTE`).
-    Override,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct RemoteFile {
-    url: String,
-}
-
-/// A home's team settings: its remote and who runs the program.
-#[derive(Debug, Clone)]
-pub(crate) struct TeamSettings {
-    remote: Option<GitRemote>,
-    source: RemoteSource,
-    operator: Operator,
-}
-
-impl TeamSettings {
-    /// The settings of the home at `root`: the remote `dtk remote set` kept, and the
-    /// operator of this process.
-    pub(crate) fn load(root: &Path) -> Result<TeamSettings, InstanceError> {
-        Ok(TeamSettings {
-            remote: read_remote_file(root)?,
-            source: RemoteSource::Home,
-            operator: Operator::from_system(),
-        })
-    }
-}
-
-/// Who runs this program: the identity commits and locks carry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Operator {
-    /// The author of the commits dtk makes for the team.
-    pub identity: Identity,
-    /// The operating-system user.
-    pub user: String,
-    /// The host name.
-    pub host: String,
-}
-
-impl Operator {
-    /// The user running this process and the machine's host name; the identity is
-    /// `USER <USER@HOST>`.
-    pub fn from_system() -> Operator {
-        let user = os_user();
-        let host = hostname();
-        Operator {
-            identity: Identity {
-                name: user.clone(),
-                email: format!("{user}@{host}"),
-            },
-            user,
-            host,
-        }
-    }
-
-    fn signature(&self) -> Signature {
-        Signature {
-            name: self.identity.name.clone(),
-            email: self.identity.email.clone(),
-        }
-    }
-}
-
-/// The name of the user running this process (from `/proc` and `/etc/passwd`; no
-/// environment variable), else its uid.
-fn os_user() -> String {
-    let uid = fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().next().map(str::to_owned))
-        })
-        .unwrap_or_else(|| "?".to_owned());
-    fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|p| {
-            p.lines().find_map(|l| {
-                let mut f = l.split(':');
-                let name = f.next()?;
-                let _ = f.next()?;
-                (f.next()? == uid).then(|| name.to_owned())
-            })
-        })
-        .unwrap_or(uid)
-}
-
-pub(crate) fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
-}
 
 /// What the remote holds, for `dtk remote show`.
 #[derive(Debug, Clone, Serialize)]
@@ -255,27 +150,6 @@ pub struct RemoteReport {
     pub message: Option<String>,
 }
 
-fn home_err(p: &Path, e: impl std::fmt::Display) -> InstanceError {
-    InstanceError::Io {
-        path: p.to_owned(),
-        op: "parse",
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-    }
-}
-
-/// Reads `DTK_HOME/remote.json`.
-pub(crate) fn read_remote_file(root: &Path) -> Result<Option<GitRemote>, InstanceError> {
-    let p = root.join(REMOTE_FILE);
-    match fs::read(&p) {
-        Ok(data) => {
-            let f: RemoteFile = serde_json::from_slice(&data).map_err(|e| home_err(&p, e))?;
-            Ok(Some(GitRemote::new(f.url)?))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err(&p, "read")(e)),
-    }
-}
-
 impl Home {
     /// The team's remote, if one is set.
     pub fn remote(&self) -> Option<&GitRemote> {
@@ -324,7 +198,7 @@ impl Home {
         fs::File::open(random)
             .and_then(|mut f| f.read_exact(&mut bytes))
             .map_err(io_err(random, "read"))?;
-        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let id = hex::encode(bytes);
         let tmp = self
             .root()
             .join(format!(".home-id.tmp-{}", std::process::id()));
@@ -484,13 +358,16 @@ impl Home {
             .push(
                 &dir,
                 &[RefUpdate {
-                    remote_ref: refs.desired,
+                    remote_ref: refs.desired.clone(),
                     new: Some(head),
                     expect: Expect::Absent,
                 }],
             )
             .map_err(|e| undo(e.into()))?;
-        if !outcome.is_ok() {
+        // Two machines staging the same module under the same name in the same second
+        // make the same commit: git then reports the reference `up to date` instead of
+        // checking that it was absent. It was not: the name is taken.
+        if !outcome.is_ok() || outcome.unchanged.iter().any(|r| *r == refs.desired) {
             return Err(undo(InstanceError::refused(format!(
                 "a service named `{name}` exists on the remote {remote} already; take it with \
                  `dtk service clone {name}`, or stage under another name"
@@ -605,6 +482,17 @@ impl Home {
 
 fn tracking_refspec(name: &str) -> String {
     format!("+refs/dtk/services/{name}/*:{TRACKING}*")
+}
+
+/// The fields of a converge record (`record.json`, a run report) that the caches need.
+#[derive(Debug, Deserialize)]
+struct RecordHead {
+    kind: String,
+    run: String,
+    status: String,
+    commit: Option<String>,
+    started_at: u64,
+    duration_ms: u64,
 }
 
 /// What a fetch saw of a service on the remote.
@@ -753,7 +641,7 @@ impl Service {
         let Some(tip) = repo.reference(RECORDS_REF)? else {
             return Ok(());
         };
-        let read = |c: ObjectId| -> Result<Option<crate::converge::RunReport>, InstanceError> {
+        let read = |c: ObjectId| -> Result<Option<RecordHead>, InstanceError> {
             let tree = repo.commit_tree(c)?;
             Ok(repo
                 .tree_file(tree, "record.json")?
@@ -762,7 +650,7 @@ impl Service {
         if let Some(data) = repo.tree_file(repo.commit_tree(tip)?, "record.json")? {
             write_file_replace(&self.private_dir().join("last-run.json"), &data)?;
         }
-        let mut last: Option<crate::converge::RunReport> = None;
+        let mut last: Option<RecordHead> = None;
         let mut ever = false;
         let mut next = Some(tip);
         let mut seen = 0;
@@ -1464,5 +1352,5 @@ fn nonce() -> String {
         let t = now_ms().to_le_bytes();
         b.copy_from_slice(&t);
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }

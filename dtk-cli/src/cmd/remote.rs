@@ -8,7 +8,8 @@ use clap::Subcommand;
 use dtk_catalog::remote::Identity;
 use dtk_instance::home::Home;
 use dtk_instance::lease::LockInfo;
-use dtk_instance::team::{Operator, RemoteSummary};
+use dtk_instance::remote::Operator;
+use dtk_instance::team::RemoteSummary;
 use serde::Serialize;
 
 use crate::Ctx;
@@ -72,7 +73,7 @@ pub(crate) fn configure(home: Home) -> anyhow::Result<Home> {
 pub(crate) fn remote_configured(dir: &Path) -> bool {
     match std::env::var(REMOTE_ENV) {
         Ok(url) => !url.trim().is_empty(),
-        Err(_) => dir.join(dtk_instance::team::REMOTE_FILE).is_file(),
+        Err(_) => dir.join(dtk_instance::remote::REMOTE_FILE).is_file(),
     }
 }
 
@@ -117,8 +118,8 @@ pub fn run(cmd: RemoteCommand, ctx: &Ctx) -> anyhow::Result<()> {
                     "remote: {}{}",
                     summary.url,
                     match summary.source {
-                        dtk_instance::team::RemoteSource::Override => " (from DTK_REMOTE)",
-                        dtk_instance::team::RemoteSource::Home => "",
+                        dtk_instance::remote::RemoteSource::Override => " (from DTK_REMOTE)",
+                        dtk_instance::remote::RemoteSource::Home => "",
                     }
                 )?;
                 print_summary(w, &summary)
