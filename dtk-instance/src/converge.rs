@@ -29,7 +29,7 @@ use crate::home::Home;
 use crate::repo::{io_err, write_file_replace};
 use crate::secrets::SecretStore;
 use crate::service::{ConvergeRecord, Service, now_secs};
-use dtk_target_local::{LocalProvider, run_script};
+use dtk_target_local::{LocalProvider, run_action};
 
 pub use crate::history::RECORDS_REF;
 
@@ -178,7 +178,7 @@ impl CommandTransport for DefaultTransport {
                 .local
                 .sandbox(req.service, (!req.node.is_empty()).then_some(req.node)),
         };
-        run_script(&dir, req.script, req.env, req.timeout).await
+        run_action(&dir, req, self.local.content_cache()).await
     }
 }
 
@@ -331,7 +331,7 @@ impl Service {
         if refs.is_empty() {
             return Ok(());
         }
-        let mut ctx = self.exec_context(opts)?;
+        let mut ctx = self.exec_context(model, opts)?;
         ctx.default_timeout = opts.default_timeout.min(Duration::from_secs(60));
         for reference in refs {
             let request = PlanRequest::Action(ActionRequest {
@@ -361,8 +361,13 @@ impl Service {
 
     /// The executor's context for this service: its providers, the default transport,
     /// its secrets, and the run options' limits (no events, no journal).
-    fn exec_context(&self, opts: &RunOptions) -> Result<ExecContext, InstanceError> {
+    fn exec_context(
+        &self,
+        model: &ServiceModel,
+        opts: &RunOptions,
+    ) -> Result<ExecContext, InstanceError> {
         let mut ctx = ExecContext::new(self.home().providers());
+        ctx.modules = self.module_contents(model)?;
         ctx.transport = Some(Arc::new(DefaultTransport::new(self.home())));
         ctx.secrets = Some(Arc::new(StoreSecrets(self.secrets()?)));
         ctx.limits = opts.limits.clone();
@@ -387,6 +392,9 @@ impl Service {
     /// plans, executes, records.
     pub async fn converge(&self, opts: &RunOptions) -> Result<RunReport, InstanceError> {
         let _lock = self.lock("converge")?;
+        // A pull-base whose conflicts are resolved is committed first (refused while
+        // markers remain).
+        self.continue_pull_locked()?;
         // With a remote: fetch, refuse if locked elsewhere, pull (crate::team).
         let mut team = self.team_begin("converge", opts.lease)?;
         let message = opts
@@ -396,10 +404,7 @@ impl Service {
         self.commit_edits(&message)?;
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
-        let violations = self.violations(&model)?;
-        if !violations.is_empty() {
-            return Err(InstanceError::Violations { violations });
-        }
+        self.refuse_violations(&model)?;
         if let Some(t) = team.as_mut() {
             t.check_secrets(self, &model)?;
             t.take(self, true)?;
@@ -408,8 +413,10 @@ impl Service {
             .await
     }
 
-    /// Runs a custom action (`[NODE/]CMP.ACTION`) with parameters on the matching
-    /// components, against the committed desired state.
+    /// Runs a named workflow of the service's assembly (`WORKFLOW`), or a custom action
+    /// (`[NODE/]CMP.ACTION`) on the matching components (without NODE/, on every
+    /// instance; with a node group's name, on every member), with parameters, against the
+    /// committed desired state.
     pub async fn exec(
         &self,
         target: &str,
@@ -418,12 +425,34 @@ impl Service {
     ) -> Result<RunReport, InstanceError> {
         let _lock = self.lock("exec")?;
         let mut team = self.team_begin("exec", opts.lease)?;
-        let target: ActionTarget = target
-            .parse()
-            .map_err(|e: dtk_workflow::ParseTargetError| InstanceError::refused(e.to_string()))?;
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
-        let req = PlanRequest::Action(ActionRequest { target, params });
+        self.refuse_violations(&model)?;
+        let req = if model.workflows.contains_key(target) && target != "create" {
+            PlanRequest::Workflow(dtk_workflow::WorkflowRequest {
+                name: target.to_owned(),
+                params,
+            })
+        } else {
+            let target: ActionTarget = target.parse().map_err(|e: dtk_workflow::ParseTargetError| {
+                let known: Vec<&str> = model
+                    .workflows
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|w| *w != "create")
+                    .collect();
+                InstanceError::refused(if known.is_empty() || target.contains('.') {
+                    e.to_string()
+                } else {
+                    format!(
+                        "`{target}` is neither a workflow of `{}` (it has: {}) nor `[NODE/]CMP.ACTION`",
+                        self.name(),
+                        known.join(", ")
+                    )
+                })
+            })?;
+            PlanRequest::Action(ActionRequest { target, params })
+        };
         if let Some(t) = team.as_mut() {
             t.take(self, false)?;
         }
@@ -434,6 +463,17 @@ impl Service {
     /// nothing of the service is deployed (its desired state stays, for a later
     /// converge).
     pub async fn delete(&self, opts: &RunOptions) -> Result<RunReport, InstanceError> {
+        self.delete_forced(opts, false).await
+    }
+
+    /// [`delete`](Self::delete); a target instance that services are staged on is
+    /// refused (naming them) unless `force`.
+    pub async fn delete_forced(
+        &self,
+        opts: &RunOptions,
+        force: bool,
+    ) -> Result<RunReport, InstanceError> {
+        self.guard_target("delete", force)?;
         let _lock = self.lock("delete")?;
         let mut team = self.team_begin("delete", opts.lease)?;
         let (doc, modules) = self.committed_doc_and_modules()?;
@@ -515,7 +555,7 @@ impl Service {
             written
         });
 
-        let mut ctx = self.exec_context(opts)?;
+        let mut ctx = self.exec_context(model, opts)?;
         ctx.events = Some(tx);
         ctx.cancel = opts.cancel.clone();
         if let Some(t) = team.as_mut() {

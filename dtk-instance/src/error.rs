@@ -82,8 +82,13 @@ pub enum InstanceError {
         /// What is wrong, and how to fix it.
         message: String,
     },
-    /// pull-base found conflicting changes; nothing was changed.
-    #[error("pull-base of `{module}` conflicts in: {}", paths.join(", "))]
+    /// A pull-base waits for its conflicts to be resolved.
+    #[error(
+        "the pull-base of `{module}` has unresolved conflicts in: {}; edit them to remove the \
+         conflict markers (<<<<<<< ======= >>>>>>>) and converge again, or undo the pull-base \
+         with `dtk service pull-base NAME --abort`",
+        paths.join(", ")
+    )]
     MergeConflict {
         /// The module.
         module: String,
@@ -91,10 +96,14 @@ pub enum InstanceError {
         paths: Vec<String>,
     },
     /// Violations must be fixed before converge.
-    #[error("the service has {} violation(s):\n{}", violations.len(), violations.iter().map(|v| format!("  - {}", v.message)).collect::<Vec<_>>().join("\n"))]
+    #[error(
+        "the service has {} violation(s) to fix first (nothing was run; `dtk service violations NAME` lists them):\n{}",
+        violations.len(),
+        violations.iter().map(|v| format!("  - {v}")).collect::<Vec<_>>().join("\n")
+    )]
     Violations {
         /// The violations.
-        violations: Vec<dtk_model::expand::Violation>,
+        violations: Vec<crate::violations::ServiceViolation>,
     },
     /// The team's remote could not be used.
     #[error(transparent)]

@@ -115,7 +115,13 @@ impl Home {
 
     /// The built-in local provider.
     pub fn local_provider(&self) -> LocalProvider {
-        LocalProvider::new(self.sandboxes_dir())
+        LocalProvider::new(self.sandboxes_dir()).with_content_cache(self.content_dir())
+    }
+
+    /// The local content store: module files by content address, hard-linked into the
+    /// sandboxes that use them (`DTK_HOME/content`).
+    pub fn content_dir(&self) -> PathBuf {
+        self.root.join("content")
     }
 
     /// The home directory.

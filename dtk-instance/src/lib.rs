@@ -51,13 +51,16 @@
 //! # Ok(()) }
 //! ```
 
+pub mod content;
 pub mod converge;
 pub mod error;
+mod guard;
 pub mod history;
 pub mod home;
 pub mod lease;
 pub mod lock;
 pub mod providers;
+pub mod pull;
 pub mod remote;
 pub mod repo;
 pub mod secrets;
@@ -65,5 +68,6 @@ pub mod service;
 pub mod stage;
 pub mod status;
 pub mod team;
+pub mod violations;
 
 pub use error::InstanceError;

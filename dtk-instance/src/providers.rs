@@ -19,7 +19,9 @@ use dtk_target_ssh::SshProvider;
 /// The standard providers for the dtk home at `root`.
 pub fn standard(root: &Path) -> ProviderRegistry {
     let mut registry = ProviderRegistry::new();
-    registry.register(Arc::new(LocalProvider::new(root.join("sandboxes"))));
+    registry.register(Arc::new(
+        LocalProvider::new(root.join("sandboxes")).with_content_cache(root.join("content")),
+    ));
     registry.register(Arc::new(SshProvider::new(root)));
     registry
 }

@@ -122,10 +122,56 @@ pub(crate) fn io_err<'a>(
     }
 }
 
-/// Whether a path is one dtk writes to the work tree by default.
+/// Whether a path is one dtk writes to the work tree by default, whatever its size.
 pub fn materialized_by_default(path: &str) -> bool {
     path == dtk_model::service::SERVICE_FILE
         || (path.starts_with("modules/") && path.ends_with("/dtk.module.yaml"))
+}
+
+/// A module file at most this big is written to the work tree when the instance is
+/// staged (or moved by rollback and pull-base), so that scripts and templates can be
+/// edited in place; larger ones stay in git only until `dtk service edit` asks for them.
+pub const SMALL_FILE: u64 = 64 * 1024;
+/// At most this many files of one module are written by default...
+pub const SMALL_FILES_PER_MODULE: usize = 256;
+/// ... and at most this many bytes of them.
+pub const SMALL_BYTES_PER_MODULE: u64 = 4 * 1024 * 1024;
+
+/// Reads module files out of an instance repository's objects (the catalog's, through
+/// its alternates): the [`ContentStore`](dtk_model::content::ContentStore) of converge.
+#[derive(Debug, Clone)]
+pub struct RepoContentStore {
+    /// The repository's work tree (gix repositories are not `Send` in this build: each
+    /// thread opens its own, once).
+    root: PathBuf,
+}
+
+thread_local! {
+    static OPEN_REPOS: std::cell::RefCell<BTreeMap<PathBuf, gix::Repository>> =
+        const { std::cell::RefCell::new(BTreeMap::new()) };
+}
+
+impl dtk_model::content::ContentStore for RepoContentStore {
+    fn read(&self, id: &str) -> Result<Vec<u8>, dtk_model::content::ContentError> {
+        let err =
+            |source: Box<dyn std::error::Error + Send + Sync>| dtk_model::content::ContentError {
+                id: id.to_owned(),
+                source,
+            };
+        let oid = ObjectId::from_hex(id.as_bytes()).map_err(|e| err(Box::new(e)))?;
+        OPEN_REPOS.with(|cell| {
+            let mut repos = cell.borrow_mut();
+            if !repos.contains_key(&self.root) {
+                let repo = gix::open(&self.root).map_err(|e| err(Box::new(e)))?;
+                repos.insert(self.root.clone(), repo);
+            }
+            let repo = repos
+                .get(&self.root)
+                .ok_or_else(|| err("the repository did not open".into()))?;
+            let blob = repo.find_blob(oid).map_err(|e| err(Box::new(e)))?;
+            Ok(blob.detach().data)
+        })
+    }
 }
 
 impl InstanceRepo {
@@ -245,6 +291,100 @@ impl InstanceRepo {
         Ok(())
     }
 
+    /// The files of the module copy whose tree is `tree` (`modules/NS/NAME` of a commit),
+    /// as converge hands them to the nodes: content addresses, modes and sizes, and a
+    /// store to read them from. Its digest is the tree's id.
+    pub fn module_content(
+        &self,
+        module: &dtk_model::ModuleId,
+        tree: ObjectId,
+    ) -> Result<dtk_model::content::ModuleContent, InstanceError> {
+        let files = self.tree_files(tree)?;
+        let mut out = Vec::with_capacity(files.len());
+        for (path, (id, executable)) in files {
+            let size = git!(&self.root, "read object header", self.repo.find_header(id))?.size();
+            out.push(dtk_model::content::ModuleFile {
+                path,
+                id: id.to_string(),
+                executable,
+                size,
+            });
+        }
+        Ok(dtk_model::content::ModuleContent {
+            module: module.clone(),
+            digest: tree.to_string(),
+            files: out.into(),
+            store: std::sync::Arc::new(RepoContentStore {
+                root: self.root.clone(),
+            }),
+        })
+    }
+
+    /// The files of `files` (a commit's) written to the work tree by default besides
+    /// [`materialized_by_default`] ones: each module's small files ([`SMALL_FILE`]), in
+    /// path order, up to [`SMALL_FILES_PER_MODULE`] and [`SMALL_BYTES_PER_MODULE`].
+    fn small_module_files(
+        &self,
+        files: &BTreeMap<String, (ObjectId, bool)>,
+    ) -> Result<BTreeSet<String>, InstanceError> {
+        let mut out = BTreeSet::new();
+        let mut per_module: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+        for (path, (id, _)) in files {
+            let Some(module) = module_prefix(path) else {
+                continue;
+            };
+            if materialized_by_default(path) {
+                continue;
+            }
+            let budget = per_module.entry(module).or_insert((0, 0));
+            if budget.0 >= SMALL_FILES_PER_MODULE {
+                continue;
+            }
+            let size = git!(&self.root, "read object header", self.repo.find_header(*id))?.size();
+            if size > SMALL_FILE || budget.1 + size > SMALL_BYTES_PER_MODULE {
+                continue;
+            }
+            budget.0 += 1;
+            budget.1 += size;
+            out.insert(path.clone());
+        }
+        Ok(out)
+    }
+
+    /// Writes the committed files `paths` (of HEAD) to the work tree and clears their
+    /// `skip-worktree` bit, so that they can be edited and `git status` sees them; a path
+    /// naming a directory takes every file under it. Files already there are left as
+    /// they are (they may hold edits). Returns the paths written or already there.
+    pub fn checkout(&self, paths: &[String]) -> Result<Vec<String>, InstanceError> {
+        let head = self.head()?;
+        let files = self.tree_files(self.commit_tree(head)?)?;
+        let mut chosen = BTreeSet::new();
+        for p in paths {
+            let p = p.trim_end_matches('/');
+            let prefix = format!("{p}/");
+            let matched: Vec<&String> = files
+                .keys()
+                .filter(|f| f.as_str() == p || f.starts_with(&prefix))
+                .collect();
+            if matched.is_empty() {
+                return Err(InstanceError::refused(format!(
+                    "the desired state has no file or directory `{p}` (module files are under modules/NS/NAME/)"
+                )));
+            }
+            chosen.extend(matched.into_iter().cloned());
+        }
+        for path in &chosen {
+            let p = self.root.join(path);
+            if fs::symlink_metadata(&p).is_ok() {
+                continue;
+            }
+            let (id, exec) = files[path];
+            write_file_atomic(&p, &self.read_blob(id)?, exec)?;
+        }
+        self.write_index_for(head, &chosen)?;
+        Ok(chosen.into_iter().collect())
+    }
+
     /// The id of the subtree at `path` in `tree`, if there is one.
     pub fn subtree(&self, tree: ObjectId, path: &str) -> Result<Option<ObjectId>, InstanceError> {
         let t = git!(&self.root, "find tree", self.repo.find_tree(tree))?;
@@ -331,9 +471,24 @@ impl InstanceRepo {
         parent: Option<ObjectId>,
         message: &str,
     ) -> Result<ObjectId, InstanceError> {
+        self.commit_by(tree, parent, message, None)
+    }
+
+    /// [`commit`](Self::commit) authored by `who` (else dtk's own signature).
+    pub fn commit_by(
+        &self,
+        tree: ObjectId,
+        parent: Option<ObjectId>,
+        message: &str,
+        who: Option<&Signature>,
+    ) -> Result<ObjectId, InstanceError> {
+        let (name, email) = match who {
+            Some(w) => (w.name.as_str(), w.email.as_str()),
+            None => (SIGNATURE_NAME, SIGNATURE_EMAIL),
+        };
         let sig = gix::actor::Signature {
-            name: SIGNATURE_NAME.into(),
-            email: SIGNATURE_EMAIL.into(),
+            name: name.into(),
+            email: email.into(),
             time: gix::date::Time::now_utc(),
         };
         let mut buf = gix::date::parse::TimeBuf::default();
@@ -421,9 +576,10 @@ impl InstanceRepo {
                 remove_empty_parents(&self.root, &p);
             }
         }
+        let small = self.small_module_files(&new_files)?;
         let mut materialize = BTreeSet::new();
         for (path, (id, exec)) in &new_files {
-            if !(materialized_by_default(path) || wanted.contains(path)) {
+            if !(materialized_by_default(path) || wanted.contains(path) || small.contains(path)) {
                 continue;
             }
             materialize.insert(path.clone());
@@ -526,6 +682,17 @@ impl InstanceRepo {
         changes: &[FileChange],
         message: &str,
     ) -> Result<ObjectId, InstanceError> {
+        self.commit_changes_by(changes, message, None)
+    }
+
+    /// [`commit_changes`](Self::commit_changes) authored by `who` (else dtk's own
+    /// signature).
+    pub fn commit_changes_by(
+        &self,
+        changes: &[FileChange],
+        message: &str,
+        who: Option<&Signature>,
+    ) -> Result<ObjectId, InstanceError> {
         let head = self.head()?;
         let base = self.commit_tree(head)?;
         let edits: Vec<TreeEdit> = changes
@@ -536,7 +703,7 @@ impl InstanceRepo {
             })
             .collect();
         let tree = self.edit_tree(Some(base), &edits)?;
-        let commit = self.commit(tree, Some(head), message)?;
+        let commit = self.commit_by(tree, Some(head), message, who)?;
         let keep: BTreeSet<String> = changes
             .iter()
             .filter(|c| c.new.is_some())
@@ -615,6 +782,46 @@ impl InstanceRepo {
         }
     }
 
+    /// Three-way merges trees like [`merge_trees`](Self::merge_trees), but always writes
+    /// the result: a file both sides changed differently holds the standard conflict
+    /// markers (`<<<<<<< instance`, `=======`, `>>>>>>> new version`). Returns the tree
+    /// and the conflicting paths (empty for a clean merge).
+    pub fn merge_trees_marked(
+        &self,
+        base: ObjectId,
+        ours: ObjectId,
+        theirs: ObjectId,
+    ) -> Result<(ObjectId, Vec<String>), InstanceError> {
+        let options = git!(&self.root, "merge options", self.repo.tree_merge_options())?;
+        let labels = gix::merge::blob::builtin_driver::text::Labels {
+            ancestor: Some("base".into()),
+            current: Some("instance".into()),
+            other: Some("new version".into()),
+        };
+        let mut outcome = git!(
+            &self.root,
+            "merge trees",
+            self.repo.merge_trees(base, ours, theirs, labels, options)
+        )?;
+        let how = gix::merge::tree::TreatAsUnresolved::default();
+        let mut paths: Vec<String> = outcome
+            .conflicts
+            .iter()
+            .filter(|c| c.is_unresolved(how))
+            .flat_map(|c| {
+                let (a, b) = c.changes_in_resolution();
+                [
+                    a.location().to_str_lossy().into_owned(),
+                    b.location().to_str_lossy().into_owned(),
+                ]
+            })
+            .collect();
+        paths.sort();
+        paths.dedup();
+        let tree = git!(&self.root, "write merged tree", outcome.tree.write())?;
+        Ok((tree.detach(), paths))
+    }
+
     /// Three-way merges trees: `base` → `ours` and `base` → `theirs`. Returns the merged
     /// tree, or the paths that conflict (nothing is changed either way).
     pub fn merge_trees(
@@ -654,6 +861,14 @@ impl InstanceRepo {
         let tree = git!(&self.root, "write merged tree", outcome.tree.write())?;
         Ok(Ok(tree.detach()))
     }
+}
+
+/// `modules/NS/NAME` of a path inside a module copy.
+fn module_prefix(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("modules/")?;
+    let ns = rest.find('/')?;
+    let name = rest[ns + 1..].find('/')?;
+    Some(&path[.."modules/".len() + ns + 1 + name])
 }
 
 fn collect_files(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> Result<(), InstanceError> {

@@ -9,7 +9,7 @@ use dtk_model::expand::{ModuleSet, Violation, expand, violations};
 use dtk_model::ident::AttrPath;
 use dtk_model::module::{AttrValue, ComponentDecl, LinkDecl, NodeDecl};
 use dtk_model::service::{SERVICE_FILE, ServiceDoc};
-use dtk_model::{ComponentId, ModuleId, ModuleVersion, ServiceModel, Value};
+use dtk_model::{ComponentId, ModuleId, ServiceModel, Value};
 use dtk_workflow::ActualState;
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +17,7 @@ use crate::error::InstanceError;
 use crate::home::Home;
 use crate::lock::InstanceLock;
 use crate::repo::{
-    CommitInfo, FileChange, InstanceRepo, TreeEdit, io_err, write_file_atomic, write_file_replace,
+    CommitInfo, FileChange, InstanceRepo, io_err, write_file_atomic, write_file_replace,
 };
 use crate::secrets::SecretStore;
 use crate::stage::module_path;
@@ -191,7 +191,9 @@ impl Service {
     /// values. Fails with located errors when the work tree is invalid.
     pub fn model(&self) -> Result<ServiceModel, InstanceError> {
         let (doc, modules) = self.worktree_doc_and_modules()?;
-        self.expand_doc(&doc, &modules, &display(&self.dir.join(SERVICE_FILE)))
+        let mut model = self.expand_doc(&doc, &modules, &display(&self.dir.join(SERVICE_FILE)))?;
+        self.apply_worktree_content_digests(&mut model)?;
+        Ok(model)
     }
 
     pub(crate) fn expand_doc(
@@ -208,6 +210,7 @@ impl Service {
         if model.components.iter().any(|c| !c.secret_inputs.is_empty()) {
             self.secrets()?.apply_digests(&mut model)?;
         }
+        self.apply_content_digests(&mut model)?;
         Ok(model)
     }
 
@@ -241,7 +244,17 @@ impl Service {
             return Ok(None);
         }
         self.model()?;
-        Ok(Some(self.repo.commit_changes(&changes, message)?))
+        // With a team remote, the commit says who made the change.
+        let who = self
+            .home
+            .remote()
+            .is_some()
+            .then(|| self.home.operator().signature());
+        Ok(Some(self.repo.commit_changes_by(
+            &changes,
+            message,
+            who.as_ref(),
+        )?))
     }
 
     /// Sets an attribute of the desired state (in the work tree; converge commits it), or
@@ -512,7 +525,7 @@ impl Service {
             .commit_and_sync(tree, &format!("rollback to {short}"))
     }
 
-    fn refuse_uncommitted(&self, what: &str) -> Result<(), InstanceError> {
+    pub(crate) fn refuse_uncommitted(&self, what: &str) -> Result<(), InstanceError> {
         let changes = self.repo.changes()?;
         if changes.is_empty() {
             return Ok(());
@@ -523,126 +536,6 @@ impl Service {
             self.name,
             paths.join(", ")
         )))
-    }
-
-    /// Moves the instance to another version of one of its modules by a three-way merge:
-    /// base = the pinned catalog version, theirs = the new catalog version, ours = the
-    /// instance copy. Conflicts are reported file by file and nothing is changed.
-    pub fn pull_base(
-        &self,
-        module: &ModuleId,
-        version: Option<&ModuleVersion>,
-    ) -> Result<PullBase, InstanceError> {
-        let _lock = self.lock("pull-base")?;
-        self.refuse_uncommitted("pull-base")?;
-        let mut doc = self.committed_doc()?;
-        let Some(pinned) = doc.dependencies.get(module).cloned() else {
-            return Err(InstanceError::refused(format!(
-                "`{}` does not use module {module}; it uses: {}",
-                self.name,
-                doc.dependencies
-                    .keys()
-                    .map(|k| k.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        };
-        let catalog = self.home.catalog();
-        let new_version = match version {
-            Some(v) => v.clone(),
-            None => catalog.latest(module)?,
-        };
-        let base = catalog.tree_id(module, &pinned)?;
-        let theirs = catalog.tree_id(module, &new_version)?;
-        let head = self.repo.head()?;
-        let head_tree = self.repo.commit_tree(head)?;
-        let path = module_path(module);
-        let ours = self.repo.subtree(head_tree, &path)?.ok_or_else(|| {
-            InstanceError::refused(format!("the instance repository has no copy of {module}"))
-        })?;
-        if pinned == new_version && base == theirs {
-            return Ok(PullBase {
-                module: module.to_string(),
-                from: pinned.to_string(),
-                to: new_version.to_string(),
-                commit: None,
-            });
-        }
-        let merged = match self.repo.merge_trees(base, ours, theirs)? {
-            Ok(t) => t,
-            Err(paths) => {
-                return Err(InstanceError::MergeConflict {
-                    module: module.to_string(),
-                    paths: paths.into_iter().map(|p| format!("{path}/{p}")).collect(),
-                });
-            }
-        };
-        // Dependencies the new version adds join the pinned closure.
-        let new_module = self.home.catalog_module(module, &new_version)?;
-        let mut edits = vec![TreeEdit::Tree(path.clone(), merged)];
-        doc.dependencies.insert(module.clone(), new_version.clone());
-        for dep in &new_module.dependencies {
-            if let Some(v) = doc.dependencies.get(&dep.module) {
-                if !dep.req.matches(v) {
-                    return Err(InstanceError::refused(format!(
-                        "{module}@{new_version} requires {} {}, but the instance pins {v}; pull-base {} first",
-                        dep.module, dep.req, dep.module
-                    )));
-                }
-                continue;
-            }
-            let resolution = catalog.resolve(&dep.module, &dep.req)?;
-            for (id, rm) in resolution.modules {
-                if doc.dependencies.contains_key(&id) {
-                    continue;
-                }
-                edits.push(TreeEdit::Tree(
-                    module_path(&id),
-                    catalog.tree_id(&id, &rm.version)?,
-                ));
-                doc.dependencies.insert(id, rm.version);
-            }
-        }
-        if let Some(sf) = doc.staged_from.as_mut()
-            && &sf.module == module
-        {
-            sf.version = new_version.clone();
-        }
-        let text = dtk_model::dsl::write_service(&doc);
-        edits.push(TreeEdit::File(
-            SERVICE_FILE.to_owned(),
-            text.clone().into_bytes(),
-        ));
-        let tree = self.repo.edit_tree(Some(head_tree), &edits)?;
-        // Validate the merged desired state before committing it.
-        let mut modules = ModuleSet::new();
-        for id in doc.dependencies.keys() {
-            let sub = self
-                .repo
-                .subtree(tree, &module_path(id))?
-                .ok_or_else(|| InstanceError::refused(format!("merged tree lacks {id}")))?;
-            let files = self.repo.tree_files(sub)?;
-            let (blob, _) = files.get("dtk.module.yaml").ok_or_else(|| {
-                InstanceError::refused(format!("merged copy of {id} has no dtk.module.yaml"))
-            })?;
-            let data = self.repo.read_blob(*blob)?;
-            modules.insert(dtk_model::dsl::parse_module(
-                &String::from_utf8_lossy(&data),
-                &format!("{}/dtk.module.yaml", module_path(id)),
-            )?);
-        }
-        let reread = dtk_model::dsl::parse_service(&text, SERVICE_FILE)?;
-        self.expand_doc(&reread, &modules, SERVICE_FILE)?;
-        let commit = self.repo.commit_and_sync(
-            tree,
-            &format!("pull-base {module} {pinned} -> {new_version}"),
-        )?;
-        Ok(PullBase {
-            module: module.to_string(),
-            from: pinned.to_string(),
-            to: new_version.to_string(),
-            commit: Some(commit.to_string()),
-        })
     }
 
     /// The id of the tree holding the committed instance copy of `module`.
@@ -762,8 +655,10 @@ impl Service {
     }
 
     /// Removes the instance: its repository, secrets and local sandboxes. Refused while
-    /// anything is still deployed, unless `force`.
+    /// anything is still deployed, or (for a target) while services are staged on it,
+    /// unless `force`.
     pub fn uninstall(self, force: bool) -> Result<(), InstanceError> {
+        self.guard_target("uninstall", force)?;
         let lock = self.lock("uninstall")?;
         let state = self.actual_state()?;
         if !force && !state.components.is_empty() {
@@ -785,19 +680,6 @@ impl Service {
         }
         Ok(())
     }
-}
-
-/// What pull-base did.
-#[derive(Debug, Clone, Serialize)]
-pub struct PullBase {
-    /// The module.
-    pub module: String,
-    /// The version pinned before.
-    pub from: String,
-    /// The version pinned now.
-    pub to: String,
-    /// The merge commit, when something changed.
-    pub commit: Option<String>,
 }
 
 enum Located<'a> {

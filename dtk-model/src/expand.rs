@@ -387,6 +387,7 @@ pub fn expand(
             inputs,
             secret_inputs,
             secret_digest: None,
+            content_digest: None,
             depends_on,
             links,
         });

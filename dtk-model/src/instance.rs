@@ -107,6 +107,11 @@ pub struct ComponentInstance {
     /// component; never the values themselves. `None` when no secret is set or the host
     /// does not say.
     pub secret_digest: Option<String>,
+    /// A digest of the files of its module's instance copy (the copy's git tree id), set
+    /// by the host that holds them (dtk-instance), so that editing a module file re-runs
+    /// the components whose command actions run in that module; `None` when the host
+    /// does not say.
+    pub content_digest: Option<String>,
     /// Components that must be converged first, with why.
     pub depends_on: Vec<Dependency>,
     /// Where linked inputs come from.

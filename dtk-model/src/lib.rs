@@ -64,6 +64,7 @@
 //! # Ok::<(), dtk_model::DslError>(())
 //! ```
 
+pub mod content;
 pub mod diag;
 pub mod dsl;
 pub mod expand;

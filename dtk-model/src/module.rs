@@ -234,11 +234,61 @@ pub enum ActionKind {
     },
 }
 
-/// One line of a `commands` action.
+/// One step of a `commands` action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `RUN cmd`: a shell command, `{{attr}}` placeholders substituted shell-quoted.
     Run(String),
+    /// `{ADD: , source: PATH, target: PATH, template: BOOL, owner: U, mode: M}`: places a
+    /// file of the module on the node.
+    Add(AddFile),
+}
+
+/// A file-placing step (the original dtk's `ADD`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddFile {
+    /// The file's path in the module (relative to the module's root).
+    pub source: String,
+    /// Where it goes on the node (relative paths are relative to the action's directory,
+    /// the module's directory on the node).
+    pub target: String,
+    /// Whether `{{attr}}` placeholders in the file are substituted.
+    pub template: bool,
+    /// The file's owner (`user` or `user:group`), when given.
+    pub owner: Option<String>,
+    /// The file's mode as written (`0644`), when given.
+    pub mode: Option<String>,
+}
+
+impl Command {
+    /// The shell line of a `RUN` step; `None` for other steps.
+    pub fn run_line(&self) -> Option<&str> {
+        match self {
+            Command::Run(line) => Some(line),
+            Command::Add(_) => None,
+        }
+    }
+
+    /// The step as one line of text, for hashes and listings: a `RUN` step's line as
+    /// written (without `RUN`), an `ADD` step as `ADD SOURCE TARGET` with its options.
+    pub fn text(&self) -> String {
+        match self {
+            Command::Run(line) => line.clone(),
+            Command::Add(a) => {
+                let mut s = format!("ADD {} {}", a.source, a.target);
+                if a.template {
+                    s.push_str(" template");
+                }
+                if let Some(o) = &a.owner {
+                    s.push_str(&format!(" owner={o}"));
+                }
+                if let Some(m) = &a.mode {
+                    s.push_str(&format!(" mode={m}"));
+                }
+                s
+            }
+        }
+    }
 }
 
 /// An assembly: a template of nodes and components that staging turns into a service.

@@ -33,6 +33,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use thiserror::Error;
 
+use crate::content::ModuleContent;
 use crate::instance::NodeInstance;
 use crate::value::{Attributes, Value};
 
@@ -127,14 +128,86 @@ pub struct ExecRequest<'a> {
     pub node_outputs: &'a Attributes,
     /// The inputs of the node's resource.
     pub node_inputs: &'a Attributes,
-    /// Shell lines, already substituted; run in order, stopping at the first failure.
-    pub script: &'a [String],
+    /// The steps, already substituted: shell lines and file placements, run in order,
+    /// stopping at the first failure.
+    pub steps: &'a [ExecStep],
+    /// The files of the module the action comes from, when it has a module: the node's
+    /// copy of them is brought up to date before the steps run (only changed files are
+    /// sent), the steps run in that copy's directory, and `DTK_MODULE_DIR` names it.
+    pub module: Option<&'a ModuleContent>,
     /// Environment for the commands (attributes, secrets included, and `DTK_*`).
     pub env: &'a [(String, String)],
     /// How long the whole script may run.
     pub timeout: Duration,
     /// Set when the command should stop early.
     pub cancel: &'a Cancel,
+}
+
+/// One step of a command action, as a node runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecStep {
+    /// A shell line (`RUN`), placeholders substituted; it runs through `sh -c` in the
+    /// action's directory.
+    Run(String),
+    /// A file placed on the node (the original dtk's `ADD`).
+    Put(PutFile),
+}
+
+impl ExecStep {
+    /// The shell line of a `Run` step.
+    pub fn run_line(&self) -> Option<&str> {
+        match self {
+            ExecStep::Run(l) => Some(l),
+            ExecStep::Put(_) => None,
+        }
+    }
+}
+
+/// A file to place on a node.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PutFile {
+    /// Where it goes: relative to the action's directory (the module's directory on the
+    /// node), or absolute where the node allows it (not in a local sandbox).
+    pub target: String,
+    /// What goes there.
+    pub content: PutContent,
+    /// Its permission bits (`0o644`), when given; otherwise the module file's
+    /// (0755 for an executable, else 0644).
+    pub mode: Option<u32>,
+    /// Its owner, `user` or `user:group`, when given.
+    pub owner: Option<String>,
+    /// The step as written, for messages (`ADD conf/app.conf.tmpl -> /etc/app.conf`).
+    pub label: String,
+}
+
+impl fmt::Debug for PutFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PutFile")
+            .field("target", &self.target)
+            .field("content", &self.content)
+            .field("mode", &self.mode)
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
+/// The content of a [`PutFile`].
+#[derive(Clone, PartialEq, Eq)]
+pub enum PutContent {
+    /// A file of the action's module, copied as it is: its path in the module.
+    ModuleFile(String),
+    /// A rendered template. It may hold secret values: never log it (`Debug` shows
+    /// only its length).
+    Rendered(Vec<u8>),
+}
+
+impl fmt::Debug for PutContent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutContent::ModuleFile(p) => f.debug_tuple("ModuleFile").field(p).finish(),
+            PutContent::Rendered(b) => write!(f, "Rendered(<{} bytes>)", b.len()),
+        }
+    }
 }
 
 /// What a command run produced.

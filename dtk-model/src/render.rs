@@ -59,7 +59,24 @@ pub fn placeholders(template: &str) -> Result<Vec<String>, RenderError> {
 /// `shell_quote(lookup(name))`.
 pub fn render(
     template: &str,
+    lookup: impl FnMut(&str) -> Option<String>,
+) -> Result<String, RenderError> {
+    substitute(template, lookup, true)
+}
+
+/// Substitutes every `{{name}}` with `lookup(name)` as it is, not quoted: for files
+/// (`ADD` templates) and paths, never for shell lines.
+pub fn render_raw(
+    template: &str,
+    lookup: impl FnMut(&str) -> Option<String>,
+) -> Result<String, RenderError> {
+    substitute(template, lookup, false)
+}
+
+fn substitute(
+    template: &str,
     mut lookup: impl FnMut(&str) -> Option<String>,
+    quote: bool,
 ) -> Result<String, RenderError> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
@@ -75,7 +92,8 @@ pub fn render(
         };
         let name = after[..end].trim();
         match lookup(name) {
-            Some(v) => out.push_str(&shell_quote(&v)),
+            Some(v) if quote => out.push_str(&shell_quote(&v)),
+            Some(v) => out.push_str(&v),
             None => {
                 return Err(RenderError::Unknown {
                     name: name.to_owned(),

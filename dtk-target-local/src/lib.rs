@@ -15,8 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use dtk_model::provider::{ExecOutput, ExecRequest, Observed, ResourceRequest};
+use dtk_model::provider::{ExecOutput, ExecRequest, ExecStep, Observed, ResourceRequest};
 use dtk_model::{Attributes, BundledModule, Provider, ProviderError, Value};
+
+pub mod content;
 
 /// The provider kind of the local target.
 pub const KIND: &str = "local";
@@ -29,6 +31,7 @@ pub const DTK_LOCAL_MODULE: &str = include_str!("../../modules/dtk/local/dtk.mod
 #[derive(Debug, Clone)]
 pub struct LocalProvider {
     sandboxes: PathBuf,
+    content_cache: Option<PathBuf>,
 }
 
 impl LocalProvider {
@@ -36,7 +39,21 @@ impl LocalProvider {
     pub fn new(sandboxes: impl Into<PathBuf>) -> Self {
         LocalProvider {
             sandboxes: sandboxes.into(),
+            content_cache: None,
         }
+    }
+
+    /// This provider, placing module files from the content store in `dir`
+    /// (`DTK_HOME/content`: one read-only file per content address, hard-linked into the
+    /// sandboxes; see [`content`]).
+    pub fn with_content_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.content_cache = Some(dir.into());
+        self
+    }
+
+    /// The content store, when there is one.
+    pub fn content_cache(&self) -> Option<&Path> {
+        self.content_cache.as_deref()
     }
 
     /// The sandbox of `node` of `service` (`_service` for assembly-level components).
@@ -111,7 +128,7 @@ impl Provider for LocalProvider {
             .and_then(Value::as_str)
             .map(PathBuf::from)
             .unwrap_or_else(|| self.sandbox(req.service, Some(req.node)));
-        run_script(&dir, req.script, req.env, req.timeout).await
+        run_action(&dir, req, self.content_cache.as_deref()).await
     }
 }
 
@@ -139,6 +156,47 @@ fn node_outputs(dir: &Path) -> Attributes {
 
 static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Runs a command action in the node directory `node_dir` (created if missing): brings
+/// the node's copy of the action's module up to date first (see [`content`]), then runs
+/// the steps in that copy's directory with `DTK_MODULE_DIR` naming it (in `node_dir`
+/// itself when the action has no module). `RUN` steps are as in [`run_script`]; `ADD`
+/// steps place a file inside the sandbox ([`content::put_file`]), and a refused one fails
+/// the action like a failing line, its reason on standard error.
+pub async fn run_action(
+    node_dir: &Path,
+    req: &ExecRequest<'_>,
+    cache: Option<&Path>,
+) -> Result<ExecOutput, ProviderError> {
+    let started = Instant::now();
+    let cwd = match req.module {
+        Some(m) => {
+            let (dir, m2, cache2) = (
+                node_dir.to_path_buf(),
+                m.clone(),
+                cache.map(Path::to_path_buf),
+            );
+            tokio::task::spawn_blocking(move || content::sync_module(&dir, &m2, cache2.as_deref()))
+                .await
+                .map_err(|e| {
+                    ProviderError::failed(
+                        format!("place module files in {}", node_dir.display()),
+                        e.to_string(),
+                    )
+                })??
+        }
+        None => node_dir.to_path_buf(),
+    };
+    let mut env: Vec<(String, String)> = req.env.to_vec();
+    if req.module.is_some() {
+        env.push(("DTK_MODULE_DIR".to_owned(), cwd.display().to_string()));
+    }
+    let remaining = req.timeout.saturating_sub(started.elapsed());
+    let put = |p: &dtk_model::provider::PutFile| content::put_file(&cwd, p, req.module, cache);
+    let mut out = run_steps(node_dir, &cwd, req.steps, &env, remaining, put).await?;
+    out.duration = started.elapsed();
+    Ok(out)
+}
+
 /// Runs `script` (one `sh -c` per line, stopping at the first failing line) in `dir`,
 /// which is created if missing, with `env` and `$DTK_OUTPUT`, within `timeout` in all.
 ///
@@ -154,9 +212,31 @@ pub async fn run_script(
     env: &[(String, String)],
     timeout: Duration,
 ) -> Result<ExecOutput, ProviderError> {
-    let op = || format!("run commands in {}", dir.display());
+    let steps: Vec<ExecStep> = script.iter().cloned().map(ExecStep::Run).collect();
+    run_steps(dir, dir, &steps, env, timeout, |p| {
+        Err(format!("{}: no file can be placed here", p.label))
+    })
+    .await
+}
+
+/// Runs `steps` in `cwd`, keeping its scratch files in `dir` (see [`run_script`]); `put`
+/// places a file for an `ADD` step, or says why it cannot.
+async fn run_steps(
+    dir: &Path,
+    cwd: &Path,
+    steps: &[ExecStep],
+    env: &[(String, String)],
+    timeout: Duration,
+    put: impl Fn(&dtk_model::provider::PutFile) -> Result<(), String>,
+) -> Result<ExecOutput, ProviderError> {
+    let op = || format!("run commands in {}", cwd.display());
     // Plain syscalls (a mkdir that usually finds the directory there): cheaper inline
     // than a hop to tokio's blocking pool.
+    if cwd != dir {
+        std::fs::create_dir_all(cwd).map_err(|e| {
+            ProviderError::failed(op(), format!("cannot create {}: {e}", cwd.display()))
+        })?;
+    }
     let scratch = dir.join(".dtk-run");
     std::fs::create_dir_all(&scratch).map_err(|e| {
         ProviderError::failed(op(), format!("cannot create {}: {e}", scratch.display()))
@@ -178,11 +258,23 @@ pub async fn run_script(
             .map_err(|e| ProviderError::failed(op(), format!("cannot share a capture file: {e}")))
     };
     let mut exit = Some(0);
-    for line in script {
+    for step in steps {
+        let line = match step {
+            ExecStep::Run(line) => line,
+            ExecStep::Put(p) => {
+                if let Err(message) = put(p) {
+                    use std::io::Write as _;
+                    let _ = writeln!(stderr, "dtk: {message}");
+                    exit = Some(1);
+                    break;
+                }
+                continue;
+            }
+        };
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")
             .arg(line)
-            .current_dir(dir)
+            .current_dir(cwd)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("DTK_OUTPUT", &outputs_path)
             .stdin(Stdio::null())

@@ -11,6 +11,7 @@
 //! This crate depends on `dtk-model` and what it needs; it knows nothing of instances,
 //! catalogs or the terminal.
 
+mod content;
 pub mod provider;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -78,6 +78,7 @@ pub struct SshProvider {
 struct Inner {
     home: PathBuf,
     pool: Mutex<Option<SshPool>>,
+    synced: crate::content::Synced,
 }
 
 impl std::fmt::Debug for SshProvider {
@@ -96,6 +97,7 @@ impl SshProvider {
             inner: Arc::new(Inner {
                 home: home.into(),
                 pool: Mutex::new(None),
+                synced: Default::default(),
             }),
         }
     }
@@ -107,6 +109,7 @@ impl SshProvider {
             inner: Arc::new(Inner {
                 home: home.into(),
                 pool: Mutex::new(Some(pool)),
+                synced: Default::default(),
             }),
         }
     }
@@ -443,21 +446,43 @@ impl Provider for SshProvider {
     }
 
     /// Runs the commands on the node described by `req.node_outputs` (`ssh_host` and the
-    /// other `ssh_*` outputs), in its `ssh_workdir`.
+    /// other `ssh_*` outputs), in its `ssh_workdir`; with a module, in the node's copy of
+    /// the module's files (`WORKDIR/modules/NS/NAME`), brought up to date first (see
+    /// [`crate::content`]).
     async fn exec(&self, req: &ExecRequest<'_>) -> Result<ExecOutput, ProviderError> {
         let target = NodeSsh::from_outputs(req.node_outputs, req.service, req.node)?;
+        let started = std::time::Instant::now();
+        if let Some(module) = req.module {
+            let pool = self.pool()?;
+            crate::content::sync_module(
+                &pool,
+                &self.inner.synced,
+                &target.host,
+                &target.workdir,
+                module,
+                req.cancel,
+            )
+            .await?;
+        }
+        let script =
+            crate::content::lines(req.steps).map_err(|message| ProviderError::InvalidInput {
+                resource: format!("an action on node `{}`", req.node),
+                message,
+            })?;
         // Leave the executor's own time limit a little room, so the pool stops the remote
         // processes itself when the commands overrun.
+        // What placing the module's files took counts against it too.
         let margin = (req.timeout / 20).min(Duration::from_secs(2));
         let mut action = ssh::ExecRequest::new(target.workdir.clone())
             .timeout(
                 req.timeout
-                    .saturating_sub(margin)
+                    .saturating_sub(margin + started.elapsed())
                     .max(Duration::from_millis(100)),
             )
             .cancel(req.cancel.clone());
-        action.script = req.script.to_vec();
+        action.script = script;
         action.env = req.env.to_vec();
+        action.module_dir = req.module.map(dtk_model::content::ModuleContent::dir);
         let node = req.node;
         self.run(&target.host, action, || {
             format!(
@@ -898,7 +923,7 @@ fn unsupported(resource: &str) -> ProviderError {
 
 /// Maps a transport error to the provider error the executor expects: connection trouble
 /// is retryable, refusals (host key, login, settings) are not.
-fn from_ssh(operation: String, e: SshError) -> ProviderError {
+pub(crate) fn from_ssh(operation: String, e: SshError) -> ProviderError {
     match e {
         SshError::Timeout { timeout, .. } => ProviderError::Timeout {
             operation,

@@ -219,6 +219,10 @@ pub struct ExecRequest {
     pub timeout: Duration,
     /// Set to stop the action early: its remote processes are stopped as on a timeout.
     pub cancel: Cancel,
+    /// A directory inside `workdir` (relative, `/`-separated) that the lines run in, made
+    /// if missing, and that `DTK_MODULE_DIR` names (a module's files on the node); the
+    /// run's own bookkeeping files stay in `workdir`.
+    pub module_dir: Option<String>,
 }
 
 impl ExecRequest {
@@ -230,7 +234,15 @@ impl ExecRequest {
             workdir: workdir.into(),
             timeout: Duration::from_secs(3600),
             cancel: Cancel::new(),
+            module_dir: None,
         }
+    }
+
+    /// This action, its lines running in `dir` inside the work directory, with
+    /// `DTK_MODULE_DIR` naming it.
+    pub fn in_module_dir(mut self, dir: impl Into<String>) -> Self {
+        self.module_dir = Some(dir.into());
+        self
     }
 
     /// This action with one more line.
@@ -267,6 +279,7 @@ impl fmt::Debug for ExecRequest {
                 &self.env.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
             )
             .field("workdir", &self.workdir)
+            .field("module_dir", &self.module_dir)
             .field("timeout", &self.timeout)
             .field("cancelled", &self.cancel.is_cancelled())
             .finish()
@@ -626,6 +639,62 @@ impl SshPool {
                 }
             }
         }
+    }
+
+    /// Unpacks the tar archive `archive` into `dir` inside `workdir` on `host` (both made
+    /// if missing), then runs `after` there (a shell script: this crate's own, to finish a
+    /// module copy). The archive travels over the session's stdin, through the host's
+    /// master connection; nothing of it is in an argv.
+    pub async fn upload(
+        &self,
+        host: &SshHost,
+        workdir: &str,
+        dir: &str,
+        archive: Vec<u8>,
+        after: &str,
+        timeout: Duration,
+    ) -> Result<(), SshError> {
+        let known_hosts = host.check()?;
+        let invalid = |reason: String| SshError::InvalidRequest {
+            host: host.address.clone(),
+            port: host.port,
+            reason,
+        };
+        if workdir.is_empty() || workdir.contains('\0') || dir.contains('\0') {
+            return Err(invalid(
+                "the upload directory is empty or holds a NUL byte".to_owned(),
+            ));
+        }
+        let program = script::upload_script(workdir, dir, after);
+        let remote = format!("exec sh -c {}", script::quote(&program));
+        let master = self.master(host)?;
+        let _session = master.sessions.acquire().await.map_err(|_| closed(host))?;
+        let _permit = self.inner.limit.acquire().await.map_err(|_| closed(host))?;
+        self.ensure_up(&master, &known_hosts).await?;
+        let ssh = &self.inner.config.ssh_program;
+        let out = tokio::time::timeout(timeout, session_with(ssh, &master, &remote, archive))
+            .await
+            .map_err(|_| SshError::Timeout {
+                host: host.address.clone(),
+                port: host.port,
+                timeout,
+            })?
+            .map_err(|source| spawn_error(host, source))?;
+        if out.status.success() {
+            master.touch().await;
+            return Ok(());
+        }
+        if out.status.code() == Some(255) && classify::master_unavailable(&out.stdout, &out.stderr)
+        {
+            self.mark_down_if_dead(&master).await;
+            return Err(dropped(host));
+        }
+        Err(SshError::SessionFailed {
+            host: host.address.clone(),
+            port: host.port,
+            detail: last_line(&out.stderr)
+                .unwrap_or_else(|| format!("unpacking files ended with {}", out.status)),
+        })
     }
 
     /// Asks every master to exit (`ssh -O exit`) and forgets them; later actions reconnect.
@@ -1009,11 +1078,21 @@ fn last_line(stderr: &[u8]) -> Option<String> {
 
 /// Runs one session over `master` with `input` on its stdin, to completion.
 async fn session(ssh: &Path, master: &Master, input: Vec<u8>) -> io::Result<std::process::Output> {
+    session_with(ssh, master, script::REMOTE_COMMAND, input).await
+}
+
+/// Runs one session of `remote_command` over `master` with `input` on its stdin.
+async fn session_with(
+    ssh: &Path,
+    master: &Master,
+    remote_command: &str,
+    input: Vec<u8>,
+) -> io::Result<std::process::Output> {
     let mut child = Command::new(ssh)
         .args(command::session_args(
             &master.host,
             &master.socket,
-            script::REMOTE_COMMAND,
+            remote_command,
         ))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

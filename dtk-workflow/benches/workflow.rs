@@ -11,207 +11,17 @@
 //! (the floor), the group-committed journal against an fsync per entry.
 #![allow(clippy::print_stdout, missing_docs)]
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use dtk_model::diag::Location;
-use dtk_model::ident::{ComponentRef, ModuleId};
-use dtk_model::instance::{
-    ComponentId, ComponentInstance, Dependency, LinkSource, NodeInstance, ResolvedLink,
-    ServiceModel,
-};
-use dtk_model::module::{ActionDef, ActionKind, AttrType, AttributeDef, ComponentDef};
-use dtk_model::provider::{Provider, ProviderError, ProviderRegistry, ResourceRequest};
-use dtk_model::value::{Attributes, Value};
-use dtk_workflow::{ActualState, ExecContext, Plan, PlanRequest, SyncMode, execute, plan};
+use common::{Shape, ctx, model, runtime};
+use dtk_model::instance::ServiceModel;
+use dtk_workflow::{ActualState, Plan, PlanRequest, SyncMode, execute, plan};
 use peak_alloc::PeakAlloc;
 
 #[global_allocator]
 static ALLOC: PeakAlloc = PeakAlloc;
-
-/// Does nothing, at once.
-struct Noop;
-
-#[async_trait]
-impl Provider for Noop {
-    fn kind(&self) -> &str {
-        "noop"
-    }
-    async fn create(&self, _req: &ResourceRequest<'_>) -> Result<Attributes, ProviderError> {
-        let mut out = Attributes::new();
-        out.insert("out".to_owned(), Value::from("x"));
-        Ok(out)
-    }
-    async fn delete(&self, _req: &ResourceRequest<'_>) -> Result<(), ProviderError> {
-        Ok(())
-    }
-}
-
-fn action(name: &str) -> ActionDef {
-    ActionDef {
-        name: name.to_owned(),
-        kind: ActionKind::Provider {
-            kind: "noop".to_owned(),
-            resource: "thing".to_owned(),
-        },
-        attempts: 1,
-        sleep: Duration::ZERO,
-        timeout: None,
-        at: Location::default(),
-    }
-}
-
-fn def(name: &str) -> Arc<ComponentDef> {
-    let mut attributes = BTreeMap::new();
-    for (a, dynamic) in [("out", true), ("in", false), ("size", false)] {
-        attributes.insert(
-            a.to_owned(),
-            AttributeDef {
-                name: a.to_owned(),
-                ty: AttrType::String,
-                default: None,
-                required: false,
-                description: None,
-                dynamic,
-                hidden: false,
-                secret: false,
-                input: false,
-                constant: false,
-                at: Location::default(),
-            },
-        );
-    }
-    let mut actions = BTreeMap::new();
-    actions.insert("create".to_owned(), action("create"));
-    actions.insert("delete".to_owned(), action("delete"));
-    Arc::new(ComponentDef {
-        name: name.to_owned(),
-        description: None,
-        attributes,
-        dependencies: Vec::new(),
-        link_defs: Vec::new(),
-        actions,
-        singleton: false,
-        metadata: BTreeMap::new(),
-        at: Location::default(),
-    })
-}
-
-#[derive(Clone, Copy)]
-enum Shape {
-    /// One node per 10 components; each component is on a node, depends on its node's
-    /// component, and links to a pseudo-random earlier component: a wide, deep DAG.
-    Service,
-    /// No edges, no nodes.
-    Wide,
-    /// One chain.
-    Chain,
-}
-
-fn model(n: usize, shape: Shape) -> ServiceModel {
-    let cdef = def("app");
-    let ndef = def("node");
-    let module = ModuleId::new("bench", "mod").expect("module id");
-    let mut components = Vec::with_capacity(n);
-    let mut nodes = Vec::new();
-    let nodes_n = match shape {
-        Shape::Service => (n / 10).max(1),
-        _ => 0,
-    };
-    for k in 0..nodes_n {
-        let name = format!("n{k}");
-        let id = ComponentId(format!("node[{name}]"));
-        nodes.push(NodeInstance {
-            name: name.clone(),
-            group: None,
-            attributes: Attributes::new(),
-            realized_by: Some(id.clone()),
-        });
-        let mut inputs = Attributes::new();
-        inputs.insert("size".to_owned(), Value::from("small"));
-        components.push(ComponentInstance {
-            id,
-            module: module.clone(),
-            reference: ComponentRef::local("node"),
-            node: Some(name),
-            realizes_node: true,
-            def: ndef.clone(),
-            inputs,
-            secret_inputs: Vec::new(),
-            secret_digest: None,
-            depends_on: Vec::new(),
-            links: Vec::new(),
-        });
-    }
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let first_app = components.len();
-    while components.len() < n {
-        let i = components.len() - first_app;
-        let node = (nodes_n > 0).then(|| format!("n{}", i % nodes_n));
-        let id = match &node {
-            Some(nd) => ComponentId(format!("{nd}/app{i}")),
-            None => ComponentId(format!("app{i}")),
-        };
-        let mut depends_on = Vec::new();
-        let mut links = Vec::new();
-        if let Some(nd) = &node {
-            depends_on.push(Dependency {
-                on: ComponentId(format!("node[{nd}]")),
-                reason: format!("node {nd}"),
-            });
-        }
-        match shape {
-            Shape::Service if i > 0 => {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let j = first_app + usize::try_from(seed % (i as u64)).unwrap_or(0);
-                let p: &ComponentInstance = &components[j];
-                let on = p.id.clone();
-                depends_on.push(Dependency {
-                    on: on.clone(),
-                    reason: format!("link {on}"),
-                });
-                links.push(ResolvedLink {
-                    from: LinkSource::Component(on),
-                    mappings: vec![(vec!["out".to_owned()], "in".to_owned())],
-                });
-            }
-            Shape::Chain if i > 0 => {
-                let on = components[components.len() - 1].id.clone();
-                depends_on.push(Dependency {
-                    on,
-                    reason: "dependency".to_owned(),
-                });
-            }
-            _ => {}
-        }
-        let mut inputs = Attributes::new();
-        inputs.insert("size".to_owned(), Value::from(format!("s{}", i % 7)));
-        components.push(ComponentInstance {
-            id,
-            module: module.clone(),
-            reference: ComponentRef::local("app"),
-            node,
-            realizes_node: false,
-            def: cdef.clone(),
-            inputs,
-            secret_inputs: Vec::new(),
-            secret_digest: None,
-            depends_on,
-            links,
-        });
-    }
-    ServiceModel {
-        name: "bench".to_owned(),
-        target: None,
-        nodes,
-        components,
-        workflows: BTreeMap::new(),
-    }
-}
 
 fn mb(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -220,20 +30,6 @@ fn mb(bytes: usize) -> f64 {
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-fn ctx() -> ExecContext {
-    let mut reg = ProviderRegistry::new();
-    reg.register(Arc::new(Noop));
-    ExecContext::new(reg)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 /// Plans once, measuring time and the peak of memory allocated during planning.
@@ -403,6 +199,25 @@ fn main() {
         .filter(|a| ["plan", "exec", "journal"].contains(&a.as_str()))
         .collect();
     let on = |what: &str| only.is_empty() || only.iter().any(|o| o == what);
+    // `once SHAPE N`: one execute of N tasks, for a profiler (perf, callgrind).
+    if let Some(pos) = std::env::args().position(|a| a == "once") {
+        let args: Vec<String> = std::env::args().skip(pos + 1).collect();
+        let shape = match args.first().map(String::as_str) {
+            Some("chain") => Shape::Chain,
+            Some("service") => Shape::Service,
+            _ => Shape::Wide,
+        };
+        let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+        let m = model(n, shape);
+        let p = plan(&m, &ActualState::new(), &PlanRequest::Converge).expect("plan");
+        let t = Instant::now();
+        let o = rt
+            .block_on(execute(&p, &m, &ActualState::new(), &ctx()))
+            .expect("execute");
+        assert!(o.is_success());
+        println!("{:.2} µs/task", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+        return;
+    }
     if std::env::args().any(|a| a == "phases") {
         for n in [5_000usize, 10_000, 20_000] {
             let m = model(n, Shape::Service);
@@ -423,7 +238,7 @@ fn main() {
         bench_plan(sizes, &rt);
     }
     if on("exec") {
-        bench_exec(10_000, &rt);
+        bench_exec(if quick { 10_000 } else { 100_000 }, &rt);
     }
     if on("journal") {
         bench_journal(if quick { 500 } else { 2_000 }, &rt);

@@ -39,8 +39,8 @@ use dtk_model::value::Attributes;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::plan::TaskId;
-use crate::state::AppliedComponent;
+use crate::state::{ActualState, AppliedComponent};
+use crate::task::TaskId;
 
 /// The journal format version written in `begin` entries.
 pub const JOURNAL_VERSION: u32 = 1;
@@ -531,4 +531,38 @@ pub fn replay_bytes(bytes: &[u8]) -> JournalState {
     interrupted.sort();
     st.interrupted = interrupted.into_iter().map(|(_, t)| t).collect();
     st
+}
+
+// The journal applies itself to actual state (state.rs knows nothing of journals).
+impl ActualState {
+    /// Applies the results a journal recorded (after a failure or a kill), in journal
+    /// order: completed converges replace their component's record, completed deletes
+    /// remove it, failures mark it failed, custom actions' outputs are merged. Tasks
+    /// with an intent but no result change nothing: the next plan runs them again.
+    pub fn apply_journal(&mut self, journal: &JournalState) {
+        for done in &journal.results {
+            match &done.effect {
+                JournalEffect::Applied { record } => {
+                    self.components
+                        .insert(done.component.clone(), (**record).clone());
+                }
+                JournalEffect::Deleted => {
+                    self.components.remove(&done.component);
+                }
+                JournalEffect::Outputs { outputs } => {
+                    if let Some(rec) = self.components.get_mut(&done.component) {
+                        rec.outputs
+                            .extend(outputs.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        rec.outputs_digest = crate::hash::outputs_digest(&rec.outputs);
+                    }
+                }
+                JournalEffect::Failed { record, .. } => {
+                    if let Some(record) = record {
+                        self.components
+                            .insert(done.component.clone(), (**record).clone());
+                    }
+                }
+            }
+        }
+    }
 }

@@ -39,6 +39,7 @@ mod plan;
 mod render;
 mod resolve;
 mod state;
+mod task;
 
 pub use exec::{
     CapturedOutput, CommandTransport, Event, EventSink, ExecContext, ExecError, Limits, Outcome,
@@ -47,15 +48,16 @@ pub use exec::{
 pub use hash::{desired_hash, input_digest, outputs_digest, static_inputs};
 pub use journal::{JournalError, JournalState, JournalStats, SyncMode, replay};
 pub use plan::{
-    ActionRequest, ActionTarget, CycleEdge, Edge, ParseTargetError, Plan, PlanError, PlanGraph,
-    PlanKind, PlanRequest, Reason, Task, TaskId, TaskOp, build_graph, plan,
+    ActionRequest, ActionTarget, CycleEdge, ParseTargetError, Plan, PlanError, PlanGraph,
+    PlanRequest, WorkflowRequest, build_graph, plan,
 };
 pub use render::render_dot;
 pub use resolve::ResolveError;
 pub use state::{
     ActualState, AppliedComponent, ComponentStatus, DriftMark, RecordedAction, RecordedKind,
-    STATE_VERSION,
+    RecordedStep, STATE_VERSION,
 };
+pub use task::{Edge, PlanKind, Reason, Task, TaskId, TaskOp};
 
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,8 @@ use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
-use crate::plan::{Edge, Plan, PlanGraph, Task};
+use crate::plan::{Plan, PlanGraph};
+use crate::task::{Edge, Task};
 
 #[derive(Default)]
 struct TreeNode {

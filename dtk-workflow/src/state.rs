@@ -12,9 +12,6 @@ use dtk_model::module::{ActionDef, ActionKind, Command};
 use dtk_model::provider::Observed;
 use dtk_model::value::Attributes;
 use serde::{Deserialize, Serialize};
-
-use crate::journal::{JournalEffect, JournalState};
-
 /// The format version written in [`ActualState::version`].
 pub const STATE_VERSION: u32 = 1;
 
@@ -120,6 +117,10 @@ pub struct AppliedComponent {
     /// Drift noticed since it was applied.
     #[serde(default)]
     pub drift: Option<DriftMark>,
+    /// The module its definition comes from (`NS/NAME`): a removed component's `delete`
+    /// still runs in that module's files while the service has the module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
 }
 
 impl AppliedComponent {
@@ -153,6 +154,10 @@ pub enum RecordedKind {
     Commands {
         /// The lines.
         run: Vec<String>,
+        /// Every step in order, when the action has other steps than `RUN` lines (`ADD`);
+        /// absent otherwise (and in states written before there were other steps).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        steps: Option<Vec<RecordedStep>>,
     },
     /// A provider resource: `KIND.RESOURCE`.
     Provider {
@@ -163,6 +168,30 @@ pub enum RecordedKind {
     },
 }
 
+/// One step of a recorded command action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordedStep {
+    /// A shell line.
+    Run(String),
+    /// A file placement (`ADD`).
+    Add {
+        /// The file in the module.
+        source: String,
+        /// Where it goes on the node.
+        target: String,
+        /// Whether placeholders in it are substituted.
+        #[serde(default)]
+        template: bool,
+        /// Its owner.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+        /// Its mode (octal text).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<String>,
+    },
+}
+
 impl RecordedAction {
     /// Copies a model action, or `None` for a kind this executor does not run.
     pub fn from_def(def: &ActionDef) -> Option<RecordedAction> {
@@ -170,10 +199,22 @@ impl RecordedAction {
             ActionKind::Commands(cmds) => RecordedKind::Commands {
                 run: cmds
                     .iter()
-                    .map(|c| match c {
-                        Command::Run(s) => s.clone(),
-                    })
+                    .filter_map(|c| c.run_line().map(str::to_owned))
                     .collect(),
+                steps: cmds.iter().any(|c| matches!(c, Command::Add(_))).then(|| {
+                    cmds.iter()
+                        .map(|c| match c {
+                            Command::Run(s) => RecordedStep::Run(s.clone()),
+                            Command::Add(a) => RecordedStep::Add {
+                                source: a.source.clone(),
+                                target: a.target.clone(),
+                                template: a.template,
+                                owner: a.owner.clone(),
+                                mode: a.mode.clone(),
+                            },
+                        })
+                        .collect()
+                }),
             },
             ActionKind::Provider { kind, resource } => RecordedKind::Provider {
                 kind: kind.clone(),
@@ -240,37 +281,6 @@ impl ActualState {
             Observed::Present(_) | Observed::Unknown => None,
         };
         true
-    }
-
-    /// Applies the results a journal recorded (after a failure or a kill), in journal
-    /// order: completed converges replace their component's record, completed deletes
-    /// remove it, failures mark it failed, custom actions' outputs are merged. Tasks
-    /// with an intent but no result change nothing: the next plan runs them again.
-    pub fn apply_journal(&mut self, journal: &JournalState) {
-        for done in &journal.results {
-            match &done.effect {
-                JournalEffect::Applied { record } => {
-                    self.components
-                        .insert(done.component.clone(), (**record).clone());
-                }
-                JournalEffect::Deleted => {
-                    self.components.remove(&done.component);
-                }
-                JournalEffect::Outputs { outputs } => {
-                    if let Some(rec) = self.components.get_mut(&done.component) {
-                        rec.outputs
-                            .extend(outputs.iter().map(|(k, v)| (k.clone(), v.clone())));
-                        rec.outputs_digest = crate::hash::outputs_digest(&rec.outputs);
-                    }
-                }
-                JournalEffect::Failed { record, .. } => {
-                    if let Some(record) = record {
-                        self.components
-                            .insert(done.component.clone(), (**record).clone());
-                    }
-                }
-            }
-        }
     }
 
     /// The state as pretty JSON (what the instance crate stores).

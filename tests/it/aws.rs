@@ -820,3 +820,127 @@ fn aws_failed_calls_do_not_show_the_keys() {
     cli.assert_stored(secret_key);
     cli.assert_no_leaks(&[key_id, secret_key, ENV_ACCESS_KEY_ID, ENV_SECRET_ACCESS_KEY]);
 }
+
+/// A module that ships a script and a data file converges onto EC2 nodes. moto's
+/// instances are not machines, so the node's `ssh_host` and `ssh_port` are set (the
+/// documented override of `aws/ec2`'s `node`) to a private sshd on 127.0.0.6: the
+/// node's actions run there, in its copy of the module's files, and an unchanged module
+/// sends nothing the second time.
+#[test]
+fn aws_nodes_run_their_modules_files_over_ssh() {
+    use dtk_target_ssh::testing::{Sshd, current_user};
+    let moto = moto();
+    let region = "ca-central-1";
+    let view = Ec2View::new(&moto.url(), region);
+    let cli = Cli::new(&moto.url(), region);
+    let ami = view.image_named(
+        "ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-*",
+        "099720109477",
+    );
+    let sshd = Sshd::start_on(&["127.0.0.6"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let known = tmp.path().join("known_hosts");
+    sshd.write_known_hosts(&known);
+    stage_target(
+        &cli,
+        "target_iam",
+        "aws3",
+        region,
+        &format!("{{'*': {{ubuntu_jammy: {{ami: {ami}, sizes: {{small: t3.small}}}}}}}}"),
+    );
+    cli.set(
+        "aws3",
+        "vpc[vpc1]/ssh_key_path",
+        sshd.user_key().to_str().unwrap(),
+    );
+    cli.set(
+        "aws3",
+        "vpc[vpc1]/ssh_known_hosts_path",
+        known.to_str().unwrap(),
+    );
+    cli.set("aws3", "vpc[vpc1]/ssh_host_key_policy", "strict");
+    cli.converge("aws3");
+
+    let nodes = tmp.path().join("nodes");
+    let module = tmp.path().join("shipped");
+    std::fs::create_dir_all(module.join("bin")).unwrap();
+    std::fs::write(
+        module.join("dtk.module.yaml"),
+        format!(
+            "dsl_version: 1.0.0
+module: test/shipped
+version: 1.0.0
+component_defs:
+  app:
+    attributes:
+      who: {{type: string, default: ec2}}
+    actions:
+      create:
+        commands:
+        - RUN ./bin/hello {{{{who}}}} > hello.txt
+        - RUN cmp data.txt \"$DTK_MODULE_DIR/data.txt\" && cp data.txt copy.txt
+assemblies:
+  app:
+    components:
+    - node[web]:
+        attributes:
+          image: ubuntu_jammy
+          size: small
+          ssh_host: 127.0.0.6
+          ssh_port: {port}
+          ssh_user: {user}
+          ssh_workdir: {workdir}
+        components: [app]
+",
+            port = sshd.port(),
+            user = current_user(),
+            workdir = nodes.join("web").display(),
+        ),
+    )
+    .unwrap();
+    let hello = module.join("bin/hello");
+    std::fs::write(&hello, "#!/bin/sh\necho \"hello $1 from the module\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&hello, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(module.join("data.txt"), "shipped data\n").unwrap();
+    cli.ok(&["module", "install", module.to_str().unwrap()]);
+    cli.ok(&[
+        "service",
+        "stage",
+        "test/shipped",
+        "app",
+        "-n",
+        "ship",
+        "--target",
+        "aws3",
+    ]);
+    let ran = cli.converge_json("ship");
+    assert!(ran.contains("web/app.create"), "{ran:?}");
+    let o = cli.outputs("ship");
+    assert_eq!(out(&o, "node[web]", "ssh_host"), "127.0.0.6");
+    assert!(!out(&o, "node[web]", "instance_id").is_empty());
+    let files = nodes.join("web/modules/test/shipped");
+    let read = |f: &str| std::fs::read_to_string(files.join(f)).unwrap_or_default();
+    assert_eq!(read("hello.txt"), "hello ec2 from the module\n");
+    assert_eq!(read("copy.txt"), "shipped data\n");
+    let logins = sshd.accepted_logins();
+
+    // Nothing changed: nothing runs, nothing is sent.
+    assert!(cli.converge_json("ship").is_empty());
+    assert_eq!(sshd.accepted_logins(), logins, "no new connection");
+
+    // An edited script re-runs the component with the new script.
+    let copy = cli
+        .dtk
+        .service_dir("ship")
+        .join("modules/test/shipped/bin/hello");
+    std::fs::write(&copy, "#!/bin/sh\necho \"bonjour $1\"\n").unwrap();
+    let ran = cli.converge_json("ship");
+    assert!(ran.contains("web/app.create"), "{ran:?}");
+    assert_eq!(read("hello.txt"), "bonjour ec2\n");
+    // The target is not deleted from under its service; once the service is gone, it is.
+    cli.ok(&["service", "delete", "ship"]);
+    assert_eq!(cli.run(&["service", "delete", "aws3"]).code, Some(1));
+    cli.ok(&["service", "uninstall", "ship"]);
+    cli.ok(&["service", "delete", "aws3"]);
+}

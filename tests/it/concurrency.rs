@@ -101,7 +101,11 @@ fn a_second_converge_of_one_instance_is_refused_naming_the_holder() {
         "the first converge succeeds"
     );
     for node in ["a", "b"] {
-        let log = std::fs::read_to_string(home.sandbox("one", node).join("slow.log")).unwrap();
+        let log = std::fs::read_to_string(
+            home.module_sandbox("one", node, "conc/slow")
+                .join("slow.log"),
+        )
+        .unwrap();
         assert_eq!(log, "v1.0.0\n", "each action ran once");
     }
     // Released: the next converge runs (and has nothing to do).
@@ -147,7 +151,8 @@ fn two_instances_converge_at_once() {
     let took = started.elapsed();
     assert!(took < Duration::from_millis(3900), "took {took:?}");
     let read = |svc: &str, node: &str| {
-        std::fs::read_to_string(home.sandbox(svc, node).join("slow.log")).unwrap()
+        std::fs::read_to_string(home.module_sandbox(svc, node, "conc/slow").join("slow.log"))
+            .unwrap()
     };
     assert_eq!(read("left", "a"), "v1.0.0\n");
     assert_eq!(read("left", "b"), "v1.0.0\n");
@@ -249,7 +254,8 @@ fn publishes_during_stages_all_succeed_and_repositories_stay_sound() {
             assert!(tags.contains(&format!("1.{r}.0")), "{tags}");
         }
         home.run(&["service", "converge", &name]).ok();
-        let v = std::fs::read_to_string(home.sandbox(&name, "n").join("v.txt")).unwrap();
+        let v = std::fs::read_to_string(home.module_sandbox(&name, "n", "conc/app").join("v.txt"))
+            .unwrap();
         assert_eq!(v.trim(), pinned);
     }
     home.fsck_all();

@@ -73,7 +73,7 @@ fn action_files(home: &CliHome) -> BTreeMap<String, PathBuf> {
     let mut out = BTreeMap::new();
     for n in 0..NODES {
         let node = format!("n{n:02}");
-        let dir = home.sandbox(SERVICE, &node);
+        let dir = home.module_sandbox(SERVICE, &node, "crash/chain");
         if n == 0 {
             out.insert(format!("{node}/hub.create"), dir.join("create-hub.log"));
         }
@@ -372,7 +372,11 @@ fn git_lock_files_left_by_a_killed_dtk_do_not_stop_the_next_converge() {
     home.run(&["service", "set-attribute", "s", "n/c/v", "b"])
         .ok();
     home.run(&["service", "converge", "s"]).ok();
-    let log = std::fs::read_to_string(home.sandbox("s", "n").join("create-c.log")).expect("log");
+    let log = std::fs::read_to_string(
+        home.module_sandbox("s", "n", "crash/small")
+            .join("create-c.log"),
+    )
+    .expect("log");
     assert_eq!(log, "a\nb\n");
     for lock in [
         "HEAD.lock",

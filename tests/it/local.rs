@@ -92,7 +92,12 @@ fn target_then_two_apps_converge_edit_exec_delete() {
 
     // Real files in real sandboxes, and a repository git agrees with.
     let sandbox = dtk.home().join("sandboxes/shop1/db");
-    assert!(sandbox.join("www/message.txt").is_file());
+    let module_dir = sandbox.join("modules/demo/webapp");
+    assert!(module_dir.join("www/message.txt").is_file());
+    assert!(
+        module_dir.join("bin/serve").is_file(),
+        "the module's files are there"
+    );
     git(&dtk.service_dir("shop1"), &["fsck", "--strict"]);
 
     // Edit one instance: only it changes.
@@ -188,7 +193,12 @@ fn a_converge_killed_midway_resumes() {
     std::thread::sleep(Duration::from_millis(1300));
     child.kill().unwrap();
     child.wait().unwrap();
-    let steps = |node: &str| dtk.home().join("sandboxes/slow").join(node).join("steps");
+    let steps = |node: &str| {
+        dtk.home()
+            .join("sandboxes/slow")
+            .join(node)
+            .join("modules/test/slow/steps")
+    };
     let count = |node: &str| {
         std::fs::read_dir(steps(node))
             .map(|d| d.count())

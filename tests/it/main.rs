@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod concurrency;
+mod content;
 mod crash;
 mod security;
 mod team;

@@ -215,6 +215,9 @@ fn a_published_module_is_seen_by_the_other_machine_and_a_clone_converges_to_noth
         list.stdout.contains("team/chain"),
         "bob's catalog lacks the module: {list:?}"
     );
+    let show = bob.run(&["--json", "module", "show", "team/chain"]);
+    show.ok();
+    assert!(show.stdout.contains("1.0.0"), "{show:?}");
     // Bob can stage from it (and the stage reaches the remote).
     bob.run(&["service", "stage", "team/chain", "chain", "-n", "bobs"])
         .ok();
@@ -909,4 +912,185 @@ fn a_remote_over_ssh_works_like_any_other() {
     assert_eq!((work.runs("a"), work.runs("c")), (1, 1));
     assert!(sshd.accepted_logins() >= 4, "not over ssh?");
     assert!(remote_ref(&bare, "refs/dtk/services/shop/converges").is_some());
+}
+
+#[test]
+fn a_lock_is_cleared_by_hand_naming_its_holder_and_the_next_run_resumes() {
+    let work = Work::new("4");
+    let server = GitDaemon::start();
+    let repo = server.repo("team.git");
+    let url = server.url("team.git");
+    let alice = Machine::new("alice", &url);
+    let bob = Machine::new("bob", &url);
+    let m = work.dir.path().join("modules/chain");
+    alice.run(&["module", "install", m.to_str().unwrap()]).ok();
+    alice
+        .run(&["service", "stage", "team/chain", "chain", "-n", "shop"])
+        .ok();
+    bob.run(&["service", "clone", "shop"]).ok();
+
+    // Alice's converge dies with a long lease left: nobody can take it over for an hour.
+    let mut holder = alice.spawn(&["service", "converge", "shop", "--lease", "1h"]);
+    let pid = holder.id();
+    wait_for(
+        "a checkpoint holding step[a]'s completion",
+        Duration::from_secs(30),
+        || {
+            remote_journal(&repo, "shop")
+                .lines()
+                .any(|l| l.contains("\"kind\":\"done\"") && l.contains("step[a]"))
+        },
+    );
+    holder.kill().unwrap();
+    let _ = holder.wait();
+    let lock = "refs/dtk/services/shop/lock";
+    assert!(remote_ref(&repo, lock).is_some());
+    bob.run(&["service", "converge", "shop"]).refused();
+
+    // Without a terminal and without --force, unlock refuses and names the holder.
+    let asked = bob.run(&["service", "unlock", "shop"]);
+    asked.refused();
+    assert!(
+        asked.stderr.contains("alice") && asked.stderr.contains("--force"),
+        "{asked:?}"
+    );
+    assert!(remote_ref(&repo, lock).is_some(), "cleared without --force");
+    // With --force it clears it, naming what it cleared.
+    let cleared = bob.run(&["--json", "service", "unlock", "shop", "--force"]);
+    cleared.ok();
+    let doc = cleared.json();
+    assert_eq!(doc["cleared"]["pid"], pid, "{cleared:?}");
+    assert_eq!(doc["cleared"]["operation"], "converge", "{cleared:?}");
+    assert!(
+        doc["cleared"]["holder"]
+            .as_str()
+            .unwrap_or("")
+            .contains("alice"),
+        "{cleared:?}"
+    );
+    assert!(remote_ref(&repo, lock).is_none(), "the lock is still there");
+    // A second unlock has nothing to clear.
+    let again = bob.run(&["--json", "service", "unlock", "shop", "--force"]);
+    again.ok();
+    assert!(again.json()["cleared"].is_null(), "{again:?}");
+
+    // Bob's converge now resumes from Alice's pushed checkpoint: a does not run again.
+    let resumed = bob.run(&["--json", "service", "converge", "shop"]);
+    resumed.ok();
+    assert_eq!((work.runs("a"), work.runs("c")), (1, 1), "{resumed:?}");
+    assert!(
+        remote_ref(&repo, lock).is_none(),
+        "the lock was not released"
+    );
+}
+
+#[test]
+fn a_push_behind_the_remote_is_refused_never_forced_and_goes_through_after_a_pull() {
+    let work = Work::new("0");
+    let server = GitDaemon::start();
+    let repo = server.repo("team.git");
+    let url = server.url("team.git");
+    let alice = Machine::new("alice", &url);
+    let bob = Machine::new("bob", &url);
+    let m = work.dir.path().join("modules/chain");
+    alice.run(&["module", "install", m.to_str().unwrap()]).ok();
+    alice
+        .run(&["service", "stage", "team/chain", "chain", "-n", "shop"])
+        .ok();
+    bob.run(&["service", "clone", "shop"]).ok();
+
+    // Alice changes a and converges (her commit reaches the remote).
+    alice
+        .run(&["service", "set-attribute", "shop", "step[a]/msg", "alice-a"])
+        .ok();
+    alice.run(&["service", "converge", "shop"]).ok();
+    let desired = "refs/dtk/services/shop/desired";
+    let alices = remote_ref(&repo, desired).expect("alice's commit");
+
+    // Bob commits a change of c on his machine (with git, as a user may) and pushes.
+    bob.run(&["service", "set-attribute", "shop", "step[c]/msg", "bob-c"])
+        .ok();
+    git_ok(
+        &bob.dir("shop"),
+        &[
+            "-c",
+            "user.name=bob",
+            "-c",
+            "user.email=bob@example.com",
+            "commit",
+            "--quiet",
+            "-am",
+            "bob's c",
+        ],
+    );
+    let push = bob.run(&["service", "push", "shop"]);
+    push.refused();
+    assert!(
+        push.stderr.contains("pull") && push.stderr.contains("alice"),
+        "the refusal does not say who is ahead and what to do: {push:?}"
+    );
+    assert_eq!(
+        remote_ref(&repo, desired).as_deref(),
+        Some(alices.as_str()),
+        "alice's commit was overwritten"
+    );
+
+    // After a pull, the push goes through and holds both changes, alice's as an ancestor.
+    bob.run(&["service", "pull", "shop"]).ok();
+    bob.run(&["service", "push", "shop"]).ok();
+    let yaml = git_ok(&repo, &["show", &format!("{desired}:dtk.service.yaml")]);
+    assert!(yaml.contains("alice-a") && yaml.contains("bob-c"), "{yaml}");
+    let merged = remote_ref(&repo, desired).unwrap();
+    let ancestor = git_output(&repo, &["merge-base", "--is-ancestor", &alices, &merged]);
+    assert!(
+        ancestor.status.success(),
+        "alice's commit is not in the history"
+    );
+}
+
+#[test]
+fn dtk_remote_overrides_the_homes_remote_and_empty_means_none() {
+    let work = Work::new("0");
+    let server = GitDaemon::start();
+    let url = server.url("team.git");
+    let alice = Machine::new("alice", &url);
+    let m = work.dir.path().join("modules/chain");
+    alice.run(&["module", "install", m.to_str().unwrap()]).ok();
+    alice
+        .run(&["service", "stage", "team/chain", "chain", "-n", "shop"])
+        .ok();
+
+    // A machine that never ran `dtk remote set` (a CI runner) works through DTK_REMOTE.
+    let ci = Machine {
+        home: CliHome::new(),
+        who: "ci",
+    };
+    let run = |m: &Machine, remote: &str, args: &[&str]| {
+        let out = m.command(args).env("DTK_REMOTE", remote).output().unwrap();
+        CliRun {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let list = ci.run(&["--json", "module", "list"]);
+    list.ok();
+    assert!(!list.stdout.contains("team/chain"), "{list:?}");
+    let show = run(&ci, &url, &["--json", "remote", "show"]);
+    show.ok();
+    assert_eq!(show.json()["source"], "override", "{show:?}");
+    assert_eq!(show.json()["url"], url.as_str(), "{show:?}");
+    run(&ci, &url, &["service", "clone", "shop"]).ok();
+    let r = run(&ci, &url, &["--json", "service", "converge", "shop"]);
+    r.ok();
+    assert_eq!(work.runs("a"), 1);
+    // Nothing was kept: without DTK_REMOTE, the runner has no remote.
+    ci.run(&["service", "pull", "shop"]).refused();
+
+    // An empty DTK_REMOTE: no remote, even for a home that has one.
+    let none = run(&alice, "", &["service", "pull", "shop"]);
+    none.refused();
+    assert!(none.stderr.contains("needs a remote"), "{none:?}");
+    alice.run(&["service", "pull", "shop"]).ok();
 }

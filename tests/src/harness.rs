@@ -123,6 +123,12 @@ impl CliHome {
         self.path().join("sandboxes").join(name).join(node)
     }
 
+    /// The directory that the command actions of module `module` (`NS/NAME`) run in on
+    /// `node` of service `name` on the local target: the module's files there.
+    pub fn module_sandbox(&self, name: &str, node: &str, module: &str) -> PathBuf {
+        self.sandbox(name, node).join("modules").join(module)
+    }
+
     /// A `dtk` command with this home (not run yet): for spawning and killing.
     pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let mut cmd = Command::new(dtk_bin());

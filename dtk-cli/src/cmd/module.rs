@@ -436,12 +436,7 @@ fn show_doc(m: &Module, commit: &str, tree: &str, at: i64, files: &[FileEntry]) 
                         ActionKind::Commands(cs) => ActionDoc {
                             name: a.name.clone(),
                             kind: "commands",
-                            commands: cs
-                                .iter()
-                                .map(|c| match c {
-                                    ActionCommand::Run(s) => s.clone(),
-                                })
-                                .collect(),
+                            commands: cs.iter().map(ActionCommand::text).collect(),
                             provider: None,
                         },
                         ActionKind::Provider { kind, resource } => ActionDoc {

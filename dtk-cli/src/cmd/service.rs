@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -66,6 +65,28 @@ pub enum ServiceCommand {
     Dir {
         /// The service instance
         name: String,
+    },
+    /// Make files of the desired state editable in the instance repository
+    ///
+    /// Module files bigger than 64 KiB (and a module's files past its first 256 or 4 MiB)
+    /// stay in git only, so that staging a big module costs nothing; this writes the
+    /// files named (a directory: every file under it) to the work tree, where `git
+    /// status` and `git diff` see edits and converge commits them. PATH is relative to
+    /// the instance repository (default: dtk.service.yaml). On a terminal, opens $VISUAL
+    /// or $EDITOR on them; otherwise prints their paths.
+    #[command(
+        after_help = "Examples:\n  dtk service edit shop modules/demo/webapp/bin/start-web\n  \
+                            dtk service edit shop modules/demo/webapp/data --no-editor"
+    )]
+    Edit {
+        /// The service instance
+        name: String,
+        /// Files or directories, relative to the instance repository
+        #[arg(value_name = "PATH")]
+        paths: Vec<String>,
+        /// Only write the files; do not open an editor
+        #[arg(long)]
+        no_editor: bool,
     },
     /// Set an attribute of the desired state (converge applies it)
     ///
@@ -140,6 +161,16 @@ pub enum ServiceCommand {
         /// Also show hidden attributes
         #[arg(long)]
         all: bool,
+    },
+    /// What must be fixed before converge or exec may run (the original's list-violations)
+    ///
+    /// Required attributes unset, illegal values, unmet or ambiguous dependencies,
+    /// unsupported action kinds, `RUN ./path` lines naming files the module does not
+    /// have. Exit status 1 when there is any: converge and exec refuse with the same list.
+    #[command(after_help = "Example:\n  dtk service violations shop")]
+    Violations {
+        /// The service instance
+        name: String,
     },
     /// The tasks converge would run, as a tree, without running them
     #[command(after_help = "Example:\n  dtk service plan shop")]
@@ -220,23 +251,38 @@ pub enum ServiceCommand {
         rev: String,
     },
     /// Move the instance to a newer version of one of its modules (three-way merge)
+    ///
+    /// Takes the whole new version: its files and its assembly's changes (new nodes,
+    /// components, links, defaults), merged with the instance's own edits. A conflict
+    /// leaves standard conflict markers in the work tree and exits 1: resolve them and
+    /// converge (or --continue), or --abort.
     #[command(
         name = "pull-base",
         after_help = "Examples:\n  dtk service pull-base shop                       # the staged module's latest\n  \
-                      dtk service pull-base shop demo/webapp@1.1.0"
+                      dtk service pull-base shop demo/webapp@1.1.0\n  \
+                      dtk service pull-base shop --abort              # undo a conflicted one"
     )]
     PullBase {
         /// The service instance
         name: String,
         /// The module and version (default: the staged module, latest version)
-        #[arg(value_name = "NS/NAME[@VER]")]
+        #[arg(value_name = "NS/NAME[@VER]", conflicts_with_all = ["abort", "continue_"])]
         module: Option<ModuleSpec>,
+        /// Undo a pull-base that waits for its conflicts to be resolved
+        #[arg(long, conflicts_with = "continue_")]
+        abort: bool,
+        /// Commit a pull-base whose conflicts are resolved (converge does it too)
+        #[arg(long = "continue")]
+        continue_: bool,
     },
     /// Run every delete action in reverse dependency order; nothing stays deployed
     #[command(after_help = "Example:\n  dtk service delete shop")]
     Delete {
         /// The service instance
         name: String,
+        /// Delete a target instance even though services are staged on it
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -245,7 +291,8 @@ pub enum ServiceCommand {
     Uninstall {
         /// The service instance
         name: String,
-        /// Remove it even though components are still deployed
+        /// Remove it even though components are still deployed (or, for a target, services
+        /// are staged on it)
         #[arg(long)]
         force: bool,
     },
@@ -401,6 +448,46 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 writeln!(w, "{}", doc.dir.display())
             })
         }
+        ServiceCommand::Edit {
+            name,
+            paths,
+            no_editor,
+        } => {
+            use std::io::IsTerminal as _;
+            let svc = home.service(&name)?;
+            let edited = svc.edit(&paths)?;
+            let editor = std::env::var("VISUAL")
+                .ok()
+                .or_else(|| std::env::var("EDITOR").ok())
+                .filter(|e| !e.trim().is_empty());
+            let interactive = !no_editor
+                && !ctx.out.is_json()
+                && std::io::stdin().is_terminal()
+                && std::io::stdout().is_terminal();
+            if let (true, Some(editor)) = (interactive, editor) {
+                // `$EDITOR` may hold arguments (`code -w`): let the shell split it.
+                let status = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("{editor} \"$@\""))
+                    .arg("editor")
+                    .args(&edited.paths)
+                    .status()
+                    .with_context(|| format!("cannot start the editor `{editor}`"))?;
+                anyhow::ensure!(
+                    status.success(),
+                    "the editor `{editor}` ended with {status}"
+                );
+            }
+            ctx.out.emit("dtk.service.edit/v1", &edited, |w| {
+                for p in &edited.paths {
+                    writeln!(w, "{}", p.display())?;
+                }
+                writeln!(
+                    w,
+                    "edits are uncommitted until `dtk service converge {name}` (see `dtk service diff {name}`)"
+                )
+            })
+        }
         ServiceCommand::SetAttribute { name, path, value } => {
             let svc = home.service(&name)?;
             let set = svc.set_attribute(&path, &value)?;
@@ -454,6 +541,44 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
             )
         }
         ServiceCommand::Attributes { name, all } => attributes(&home, &name, all, ctx),
+        ServiceCommand::Violations { name } => {
+            let svc = home.service(&name)?;
+            let list = svc.list_violations()?;
+            #[derive(Serialize)]
+            struct Doc<'a> {
+                service: &'a str,
+                violations: &'a [dtk_instance::violations::ServiceViolation],
+            }
+            ctx.out.emit(
+                "dtk.service.violations/v1",
+                &Doc {
+                    service: &name,
+                    violations: &list,
+                },
+                |w| {
+                    if list.is_empty() {
+                        return writeln!(w, "no violations: `{name}` may converge");
+                    }
+                    let mut rows = vec![vec![
+                        "TYPE".to_owned(),
+                        "WHERE".to_owned(),
+                        "DESCRIPTION".to_owned(),
+                    ]];
+                    for v in &list {
+                        rows.push(vec![v.kind.clone(), v.at.clone(), v.message.clone()]);
+                    }
+                    table(w, &rows)
+                },
+            )?;
+            if list.is_empty() {
+                Ok(())
+            } else {
+                Err(
+                    crate::output::Reported(format!("`{name}` has {} violation(s)", list.len()))
+                        .into(),
+                )
+            }
+        }
         ServiceCommand::Plan { name } => {
             let svc = home.service(&name)?;
             let rt = runtime()?;
@@ -648,8 +773,48 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 )
             })
         }
-        ServiceCommand::PullBase { name, module } => {
+        ServiceCommand::PullBase {
+            name,
+            module,
+            abort,
+            continue_,
+        } => {
             let svc = home.service(&name)?;
+            if abort || continue_ {
+                #[derive(Serialize)]
+                struct Doc {
+                    service: String,
+                    action: &'static str,
+                    done: bool,
+                    commit: Option<String>,
+                }
+                let (done, commit) = if abort {
+                    (svc.abort_pull()?, None)
+                } else {
+                    let c = svc.continue_pull()?;
+                    (c.is_some(), c.map(|c| c.to_string()))
+                };
+                let doc = Doc {
+                    service: name.clone(),
+                    action: if abort { "abort" } else { "continue" },
+                    done,
+                    commit,
+                };
+                return ctx.out.emit("dtk.service.pull-base/v1", &doc, |w| {
+                    match (abort, done, &doc.commit) {
+                        (_, false, _) => writeln!(w, "no pull-base of `{name}` is waiting"),
+                        (true, true, _) => writeln!(
+                            w,
+                            "pull-base of `{name}` undone: the work tree is as it was before it"
+                        ),
+                        (false, true, c) => writeln!(
+                            w,
+                            "pull-base of `{name}` committed ({}); converge to apply it",
+                            c.as_deref().map_or("", |c| &c[..10.min(c.len())])
+                        ),
+                    }
+                });
+            }
             let (id, version) = match module {
                 Some(m) => (m.id, m.version),
                 None => {
@@ -663,8 +828,27 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 }
             };
             let out = svc.pull_base(&id, version.as_ref())?;
-            ctx.out
-                .emit("dtk.service.pull-base/v1", &out, |w| match &out.commit {
+            ctx.out.emit("dtk.service.pull-base/v1", &out, |w| {
+                if !out.conflicts.is_empty() {
+                    writeln!(
+                        w,
+                        "{}: {} -> {} merged with {} conflict(s); the work tree holds the merge, \
+                         conflicts marked (<<<<<<< instance / ======= / >>>>>>> new version):",
+                        out.module,
+                        out.from,
+                        out.to,
+                        out.conflicts.len()
+                    )?;
+                    for c in &out.conflicts {
+                        writeln!(w, "  conflict: {}", svc.dir().join(c).display())?;
+                    }
+                    return writeln!(
+                        w,
+                        "resolve them, then `dtk service converge {name}` (or `dtk service pull-base {name} --continue`); \
+                         or undo with `dtk service pull-base {name} --abort`"
+                    );
+                }
+                match &out.commit {
                     Some(c) => writeln!(
                         w,
                         "{}: {} -> {} merged (commit {}); converge to apply it",
@@ -674,14 +858,24 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
                         &c[..10]
                     ),
                     None => writeln!(w, "{} is already at {}", out.module, out.to),
-                })
+                }
+            })?;
+            if out.conflicts.is_empty() {
+                Ok(())
+            } else {
+                Err(crate::output::Reported(format!(
+                    "pull-base of `{name}` has {} conflict(s)",
+                    out.conflicts.len()
+                ))
+                .into())
+            }
         }
-        ServiceCommand::Delete { name, run } => {
+        ServiceCommand::Delete { name, force, run } => {
             let svc = home.service(&name)?;
             let opts = run.options(None);
             run_tasks(ctx, "delete", &name, opts, |opts| {
                 let svc = &svc;
-                Box::pin(async move { svc.delete(&opts).await })
+                Box::pin(async move { svc.delete_forced(&opts, force).await })
             })
         }
         ServiceCommand::Clone { name } => crate::cmd::remote::clone(&home, &name, ctx),
@@ -1147,19 +1341,26 @@ fn to_svg(dot: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Opens the home with every provider this binary knows: the built-in local one and AWS.
+/// Opens the home with every provider this binary knows: the built-in local one and,
+/// when built with the `aws` feature (the default), AWS.
 pub(crate) fn open_home(home: &std::path::Path) -> anyhow::Result<Home> {
+    #[cfg_attr(not(feature = "aws"), allow(unused_mut))]
     let mut h = crate::cmd::remote::configure(Home::open(home)?)?;
-    let region = std::env::var("AWS_REGION")
-        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-        .unwrap_or_else(|_| dtk_target_aws::DEFAULT_REGION.to_owned());
-    let mut settings = dtk_target_aws::AwsSettings::new(region);
-    if let Ok(url) = std::env::var("AWS_ENDPOINT_URL")
-        && !url.is_empty()
+    #[cfg(feature = "aws")]
     {
-        settings = settings.with_endpoint_url(url);
+        let region = std::env::var("AWS_REGION")
+            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|_| dtk_target_aws::DEFAULT_REGION.to_owned());
+        let mut settings = dtk_target_aws::AwsSettings::new(region);
+        if let Ok(url) = std::env::var("AWS_ENDPOINT_URL")
+            && !url.is_empty()
+        {
+            settings = settings.with_endpoint_url(url);
+        }
+        let state = dtk_model::provider::provider_state_dir(home, "aws");
+        h.register_provider(std::sync::Arc::new(dtk_target_aws::AwsProvider::new(
+            state, settings,
+        )))?;
     }
-    let state = dtk_model::provider::provider_state_dir(home, "aws");
-    h.register_provider(Arc::new(dtk_target_aws::AwsProvider::new(state, settings)))?;
     Ok(h)
 }

@@ -655,3 +655,87 @@ fn team_documents_in_json() {
         expect_file!["json/error-no-remote.json"],
     );
 }
+
+/// `edit`, and `pull-base` clean, conflicted and aborted, as documents.
+#[test]
+fn edit_and_pull_base_in_json() {
+    let h = Home::new();
+    let src = h.module("json", MODULE);
+    json(&h, &["module", "install", src.to_str().unwrap()]);
+    for app in ["app", "mine"] {
+        json(
+            &h,
+            &["service", "stage", "demo/json", "two_tier", "-n", app],
+        );
+    }
+    let r = json(&h, &["service", "edit", "app", "modules/demo/json"]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.service.edit/v1",
+        expect_file!["json/service-edit.json"],
+    );
+    // 1.1.0 changes the message the assembly sets.
+    let v2 = h.module(
+        "json2",
+        &MODULE
+            .replace("\nversion: 1.0.0", "\nversion: 1.1.0")
+            .replace("{message: hi}", "{message: hello}"),
+    );
+    assert_eq!(
+        json(&h, &["module", "install", v2.to_str().unwrap()]).code,
+        0
+    );
+    let r = json(&h, &["service", "pull-base", "app"]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.service.pull-base/v1",
+        expect_file!["json/service-pull-base.json"],
+    );
+    json(
+        &h,
+        &["service", "set-attribute", "mine", "db/db/message", "mine"],
+    );
+    json(&h, &["service", "converge", "mine"]);
+    let r = json(&h, &["service", "pull-base", "mine"]);
+    check(
+        &h,
+        &r,
+        1,
+        "dtk.service.pull-base/v1",
+        expect_file!["json/service-pull-base-conflict.json"],
+    );
+    let r = json(&h, &["service", "pull-base", "mine", "--abort"]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.service.pull-base/v1",
+        expect_file!["json/service-pull-base-abort.json"],
+    );
+
+    // Violations: a required attribute unset; converge refuses with the same list.
+    json(
+        &h,
+        &["service", "set-attribute", "mine", "db/db/message", "~"],
+    );
+    let r = json(&h, &["service", "violations", "mine"]);
+    check(
+        &h,
+        &r,
+        1,
+        "dtk.service.violations/v1",
+        expect_file!["json/service-violations.json"],
+    );
+    let refused = json(&h, &["service", "converge", "mine"]);
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(
+        refused.stdout.contains("required_unset_attribute")
+            && refused.stdout.contains("db/db/message"),
+        "{}",
+        refused.stdout
+    );
+}

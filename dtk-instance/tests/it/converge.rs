@@ -70,7 +70,7 @@ async fn converge_edit_converge_exec_delete() {
     assert_eq!(app.log(1).unwrap()[0].summary, "new message");
 
     // A server that died is noticed by its `check` action and started again.
-    let web_dir = home.sandboxes_dir().join("app1/web");
+    let web_dir = home.sandboxes_dir().join("app1/web/modules/demo/webapp");
     let pid: i32 = std::fs::read_to_string(web_dir.join("pid"))
         .unwrap()
         .trim()

@@ -336,22 +336,32 @@ async fn a_service_converges_onto_several_hosts_edits_execs_and_deletes() {
 
     // Real files, in WORKDIR/SERVICE/NODE on each host; attributes and secrets reach the
     // environment; outputs flow through the link to another host.
-    assert_eq!(read(&db_dir.join("message.txt")), "hello\n");
+    let db_files = db_dir.join("modules/test/files");
+    assert_eq!(read(&db_files.join("message.txt")), "hello\n");
     assert_eq!(
-        read(&db_dir.join("env.txt")),
+        read(&db_files.join("env.txt")),
         "hello|db|shop|s3cr3t-t0ken\n"
     );
     assert_eq!(
         output(&app, "db/store", "file"),
-        Value::Str(db_dir.join("message.txt").display().to_string())
+        Value::Str(db_files.join("message.txt").display().to_string())
     );
-    assert_eq!(read(&w.workdir("a").join("shop/web/copy.txt")), "hello\n");
     assert_eq!(
-        read(&w.workdir("b").join("shop/workers:1/job.txt")),
+        read(&w.workdir("a").join("shop/web/modules/test/files/copy.txt")),
+        "hello\n"
+    );
+    assert_eq!(
+        read(
+            &w.workdir("b")
+                .join("shop/workers:1/modules/test/files/job.txt")
+        ),
         "crunch\n"
     );
     assert_eq!(
-        read(&w.workdir("a").join("shop/workers:2/job.txt")),
+        read(
+            &w.workdir("a")
+                .join("shop/workers:2/modules/test/files/job.txt")
+        ),
         "crunch\n"
     );
     // No run files are left behind.
@@ -377,9 +387,12 @@ async fn a_service_converges_onto_several_hosts_edits_execs_and_deletes() {
     .expect("set");
     let report = converge(&app).await;
     assert_ok(&report);
-    assert_eq!(read(&db_dir.join("message.txt")), format!("{tricky}\n"));
     assert_eq!(
-        read(&w.workdir("a").join("shop/web/copy.txt")),
+        read(&db_dir.join("modules/test/files/message.txt")),
+        format!("{tricky}\n")
+    );
+    assert_eq!(
+        read(&w.workdir("a").join("shop/web/modules/test/files/copy.txt")),
         format!("{tricky}\n")
     );
 
@@ -389,11 +402,15 @@ async fn a_service_converges_onto_several_hosts_edits_execs_and_deletes() {
     assert_ok(&converge(&app).await);
     assert_eq!(node("web", "ssh_host_name"), Value::Str("b".into()));
     assert_eq!(
-        read(&w.workdir("b").join("shop/web/copy.txt")),
+        read(&w.workdir("b").join("shop/web/modules/test/files/copy.txt")),
         format!("{tricky}\n")
     );
     assert!(!w.workdir("a").join("shop/web").exists());
-    assert!(w.workdir("a").join("shop/workers:2/job.txt").is_file());
+    assert!(
+        w.workdir("a")
+            .join("shop/workers:2/modules/test/files/job.txt")
+            .is_file()
+    );
 
     // A custom action with a parameter; its output is in the task log.
     let params = [("who".to_owned(), Value::Str("the test".into()))].into();
@@ -447,8 +464,16 @@ async fn the_example_webapp_runs_on_two_hosts() {
         crate::converge::http_get(url).trim(),
         "The backend says: hello from dtk"
     );
-    assert!(w.workdir("db").join("site/db/www/message.txt").is_file());
-    assert!(w.workdir("web").join("site/web/www/index.html").is_file());
+    assert!(
+        w.workdir("db")
+            .join("site/db/modules/demo/webapp/www/message.txt")
+            .is_file()
+    );
+    assert!(
+        w.workdir("web")
+            .join("site/web/modules/demo/webapp/www/index.html")
+            .is_file()
+    );
 
     app.set_attribute("db/backend/message", "over ssh")
         .expect("set");
@@ -484,7 +509,7 @@ async fn a_failing_action_fails_its_task_with_its_status_and_stderr() {
         detail.contains("exit status 3") && detail.contains("it broke"),
         "{detail}"
     );
-    let bad = w.workdir("bad").join("b/bad");
+    let bad = w.workdir("bad").join("b/bad/modules/test/files");
     assert!(bad.join("before.txt").is_file());
     assert!(
         !bad.join("after.txt").exists(),
@@ -499,7 +524,10 @@ async fn a_failing_action_fails_its_task_with_its_status_and_stderr() {
     let log = read(task.log.as_ref().expect("log"));
     assert!(log.contains("exit: 3") && log.contains("it broke"), "{log}");
     // The other node is unharmed.
-    assert_eq!(read(&w.workdir("db").join("b/db/message.txt")), "hello\n");
+    assert_eq!(
+        read(&w.workdir("db").join("b/db/modules/test/files/message.txt")),
+        "hello\n"
+    );
 
     // An action past its time limit fails (after the retries a time-out gets) and is
     // stopped on its host.
@@ -511,7 +539,11 @@ async fn a_failing_action_fails_its_task_with_its_status_and_stderr() {
     assert_eq!(slow.status, "failed", "{}", report.tree);
     let detail = slow.detail.clone().unwrap_or_default();
     assert!(detail.contains("timed out"), "{detail}");
-    assert!(w.workdir("db").join("b/slow/started.txt").is_file());
+    assert!(
+        w.workdir("db")
+            .join("b/slow/modules/test/files/started.txt")
+            .is_file()
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while sshd::process_running(&["sleep", "31.75"]) {
         assert!(Instant::now() < deadline, "the timed-out action still runs");
@@ -553,7 +585,10 @@ async fn host_keys_are_checked_unknown_refused_when_strict_recorded_on_first_use
     app.set_attribute("db/store/message", "again").expect("set");
     let detail = failure(&converge(&app).await);
     assert!(detail.contains("HOST KEY CHANGED"), "{detail}");
-    assert_eq!(read(&w.workdir("h").join("app/db/message.txt")), "hello\n");
+    assert_eq!(
+        read(&w.workdir("h").join("app/db/modules/test/files/message.txt")),
+        "hello\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -609,7 +644,7 @@ async fn a_connection_dropped_mid_action_is_retried_and_other_hosts_are_unharmed
     assert_ok(&converge(&target).await);
     let app = w.stage_app("test/files", "drop", "d", "t");
 
-    let started_file = w.workdir("one").join("d/one/started");
+    let started_file = w.workdir("one").join("d/one/modules/test/files/started");
     let sshd = &w.sshd;
     let dropper = async {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -634,8 +669,20 @@ async fn a_connection_dropped_mid_action_is_retried_and_other_hosts_are_unharmed
         .find(|t| t.node.as_deref() == Some("two") && t.component.contains("steady"))
         .expect("steady task");
     assert_eq!(two.attempts, 1, "{}", report.tree);
-    assert_eq!(read(&w.workdir("one").join("d/one/finished.txt")), "done\n");
-    assert_eq!(read(&w.workdir("two").join("d/two/finished.txt")), "done\n");
+    assert_eq!(
+        read(
+            &w.workdir("one")
+                .join("d/one/modules/test/files/finished.txt")
+        ),
+        "done\n"
+    );
+    assert_eq!(
+        read(
+            &w.workdir("two")
+                .join("d/two/modules/test/files/finished.txt")
+        ),
+        "done\n"
+    );
 }
 
 /// Nodes that only report where they are reachable by SSH, like EC2 instances.
@@ -717,9 +764,10 @@ async fn nodes_of_another_provider_with_ssh_outputs_run_their_commands_over_ssh(
     .expect("stage app");
     let app = home.service("app").expect("app");
     assert_ok(&converge(&app).await);
-    assert_eq!(read(&workdir.join("db/message.txt")), "hello\n");
-    assert_eq!(read(&workdir.join("web/copy.txt")), "hello\n");
-    assert_eq!(read(&workdir.join("workers:2/job.txt")), "crunch\n");
+    let files = |node: &str, f: &str| read(&workdir.join(node).join("modules/test/files").join(f));
+    assert_eq!(files("db", "message.txt"), "hello\n");
+    assert_eq!(files("web", "copy.txt"), "hello\n");
+    assert_eq!(files("workers:2", "job.txt"), "crunch\n");
     // Over SSH, not in a local sandbox.
     assert!(!home.sandboxes_dir().join("app/db").exists());
     assert!(w.sshd.accepted_logins() >= 1);

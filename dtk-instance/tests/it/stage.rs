@@ -220,7 +220,8 @@ fn pull_base_merges_or_reports_conflicts() {
     assert!(doc.contains("demo/webapp: 1.1.0"), "{doc}");
     git(app1.dir(), &["fsck", "--strict"]);
 
-    // app2 changed the same line as 1.1.0: a conflict naming the file, nothing changed.
+    // app2 changed the same line as 1.1.0: a conflict naming the file, marked in the work
+    // tree; HEAD stays; converge refuses; --abort puts everything back.
     let app2 = home.service("app2").unwrap();
     let m2 = app2.dir().join("modules/demo/webapp/dtk.module.yaml");
     fs::write(
@@ -232,18 +233,30 @@ fn pull_base_merges_or_reports_conflicts() {
     .unwrap();
     app2.commit_edits("busy").unwrap();
     let head = app2.log(1).unwrap()[0].id.clone();
-    let e = app2
+    let out = app2
         .pull_base(&"demo/webapp".parse().unwrap(), None)
-        .unwrap_err();
-    match &e {
-        InstanceError::MergeConflict { paths, .. } => {
-            assert_eq!(paths, &["modules/demo/webapp/dtk.module.yaml"])
-        }
-        other => panic!("expected a conflict, got {other}"),
-    }
+        .unwrap();
+    assert_eq!(out.conflicts, ["modules/demo/webapp/dtk.module.yaml"]);
+    assert_eq!(out.commit, None);
+    assert_eq!(app2.log(1).unwrap()[0].id, head);
+    let marked = fs::read_to_string(&m2).unwrap();
+    assert!(
+        marked.contains("<<<<<<< instance")
+            && marked.contains("default: busy")
+            && marked.contains("default: resting")
+            && marked.contains(">>>>>>> new version"),
+        "{marked}"
+    );
+    let e = app2.continue_pull().unwrap_err();
+    assert!(
+        matches!(&e, InstanceError::MergeConflict { paths, .. } if paths == &["modules/demo/webapp/dtk.module.yaml"]),
+        "{e}"
+    );
+    assert!(app2.abort_pull().unwrap());
     assert_eq!(app2.log(1).unwrap()[0].id, head);
     assert!(fs::read_to_string(&m2).unwrap().contains("busy"));
     assert!(app2.diff().unwrap().is_empty());
+    assert!(app2.pending_pull().unwrap().is_none());
 }
 
 #[test]

@@ -1021,6 +1021,12 @@ fn commands(ctx: &mut Ctx, node: &YamlNode, path: &str) -> Vec<Command> {
     }
     let mut out = Vec::new();
     for (n, p) in items {
+        if n.get("ADD").is_some() {
+            if let Some(a) = add_step(ctx, n, &p) {
+                out.push(Command::Add(a));
+            }
+            continue;
+        }
         let Some(text) = ctx.text(n, &p, "a command") else {
             continue;
         };
@@ -1046,6 +1052,60 @@ fn commands(ctx: &mut Ctx, node: &YamlNode, path: &str) -> Vec<Command> {
         }
     }
     out
+}
+
+/// An `{ADD: , source: ..., target: ..., template: ..., owner: ..., mode: ...}` step.
+fn add_step(ctx: &mut Ctx, node: &YamlNode, path: &str) -> Option<crate::module::AddFile> {
+    let entries = node.as_map()?;
+    let (mut source, mut target, mut template, mut owner, mut mode) =
+        (None, None, false, None, None);
+    for (k, v) in entries {
+        let key = k.scalar().unwrap_or("");
+        let p = format!("{path}.{key}");
+        match key {
+            "ADD" => {}
+            "source" => source = ctx.text(v, &p, "a path in the module"),
+            "target" => target = ctx.text(v, &p, "a path on the node"),
+            "template" => template = ctx.bool(v, &p, "`template`").unwrap_or(false),
+            "owner" => owner = ctx.text(v, &p, "a user or user:group"),
+            "mode" => {
+                let m = ctx.text(v, &p, "an octal mode such as 0644")?;
+                if m.is_empty() || m.len() > 4 || !m.chars().all(|c| ('0'..='7').contains(&c)) {
+                    ctx.error_help(
+                        v.at,
+                        &p,
+                        format!("`mode` must be an octal mode, found `{}`", shorten(&m)),
+                        "write `mode: '0644'`",
+                    );
+                } else {
+                    mode = Some(m);
+                }
+            }
+            other => ctx.error_help(
+                k.at,
+                &p,
+                format!("unknown key `{other}` in an `ADD` step"),
+                "an `ADD` step has `source`, `target`, `template`, `owner` and `mode`",
+            ),
+        }
+    }
+    for (name, value) in [("source", &source), ("target", &target)] {
+        if value.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            ctx.error_help(
+                node.at,
+                path,
+                format!("an `ADD` step needs `{name}`"),
+                "write `{ADD: , source: templates/app.conf, target: conf/app.conf}`",
+            );
+        }
+    }
+    Some(crate::module::AddFile {
+        source: source.filter(|s| !s.trim().is_empty())?,
+        target: target.filter(|s| !s.trim().is_empty())?,
+        template,
+        owner: owner.filter(|s| !s.is_empty()),
+        mode,
+    })
 }
 
 /// Checks, for links to components of this module, that the producer's attribute exists.

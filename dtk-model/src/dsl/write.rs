@@ -430,6 +430,22 @@ fn action(a: &ActionDef) -> Out {
                 .iter()
                 .map(|c| match c {
                     Command::Run(line) => s(&format!("RUN {line}")),
+                    Command::Add(a) => {
+                        let mut m = map();
+                        put(&mut m, "ADD", s(""));
+                        put(&mut m, "source", s(&a.source));
+                        put(&mut m, "target", s(&a.target));
+                        if a.template {
+                            put(&mut m, "template", Out::Scalar("true".to_owned()));
+                        }
+                        if let Some(o) = &a.owner {
+                            put(&mut m, "owner", s(o));
+                        }
+                        if let Some(md) = &a.mode {
+                            put(&mut m, "mode", s(md));
+                        }
+                        Out::Map(m)
+                    }
                 })
                 .collect();
             put(&mut m, "commands", Out::Seq(lines));

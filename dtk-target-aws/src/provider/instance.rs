@@ -77,9 +77,30 @@ const SSH_SETTINGS: [&str; 3] = [
     "ssh_known_hosts_path",
 ];
 
-/// The node's [`SSH_SETTINGS`]: its inputs, else (for a read) what was recorded.
+/// Outputs a user may set on a node to reach it over SSH another way than its address
+/// (a port forward, a bastion's local end, a test's sshd): taken from the inputs only,
+/// they replace what the instance reports.
+const SSH_OVERRIDES: [&str; 3] = ["ssh_host", "ssh_port", "ssh_workdir"];
+
+/// The node's [`SSH_SETTINGS`]: its inputs, else (for a read) what was recorded; and its
+/// [`SSH_OVERRIDES`] when set.
 fn ssh_settings(call: &Call<'_, '_>) -> Result<Attributes, ProviderError> {
     let mut out = Attributes::new();
+    for name in SSH_OVERRIDES {
+        match call.req.inputs.get(name) {
+            None | Some(Value::Null) => {}
+            Some(Value::Str(s)) if s.trim().is_empty() => {}
+            Some(v @ (Value::Str(_) | Value::Int(_))) => {
+                out.insert(name.to_owned(), v.clone());
+            }
+            Some(v) => {
+                return Err(call.invalid(format!(
+                    "`{name}` must be a string or a number, not {}",
+                    v.kind_name()
+                )));
+            }
+        }
+    }
     for name in SSH_SETTINGS {
         let value = match inputs::string(call, call.req.inputs, name)? {
             Some(v) => Some(v),

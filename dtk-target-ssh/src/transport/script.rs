@@ -135,6 +135,14 @@ pub(crate) fn run_script(
         "trap '__dtk_end $?' EXIT\n",
         "export DTK_OUTPUT=\"$__dtk_r.out\"\n",
     ));
+    if let Some(dir) = &req.module_dir {
+        let _ = writeln!(
+            s,
+            "{{ mkdir -p -- {d} && cd -- {d}; }} || {{ printf 'dtk: cannot use the module directory %s\\n' {d} >&9; exit 125; }}",
+            d = quote(dir)
+        );
+        s.push_str("export DTK_MODULE_DIR=\"$PWD\"\n");
+    }
     for line in &req.script {
         let _ = writeln!(
             s,
@@ -143,6 +151,19 @@ pub(crate) fn run_script(
         );
     }
     s.push_str("exit 0\n");
+    s
+}
+
+/// The program of an upload session (see `SshPool::upload`): makes `dir` in `workdir`,
+/// unpacks the archive on stdin there, then runs `after` in it.
+pub(crate) fn upload_script(workdir: &str, dir: &str, after: &str) -> String {
+    let mut s = String::from(HOME_LINE);
+    let _ = writeln!(s, "__dtk_d={}/{}", workdir_word(workdir), quote(dir));
+    s.push_str("mkdir -p -- \"$__dtk_d\" && cd -- \"$__dtk_d\" && tar -xf - || exit 1\n");
+    s.push_str(after);
+    if !after.ends_with('\n') {
+        s.push('\n');
+    }
     s
 }
 

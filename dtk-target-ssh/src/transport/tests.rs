@@ -234,7 +234,7 @@ fn requests_are_checked_without_echoing_values() {
             .env("TOKEN", "hunter2")
             .line("echo hunter2")
     );
-    expect![[r#"ExecRequest { script_lines: 1, env_names: ["TOKEN"], workdir: "/w", timeout: 3600s, cancelled: false }"#]]
+    expect![[r#"ExecRequest { script_lines: 1, env_names: ["TOKEN"], workdir: "/w", module_dir: None, timeout: 3600s, cancelled: false }"#]]
     .assert_eq(&debug);
 }
 

@@ -127,6 +127,7 @@ impl C {
                 inputs: Attributes::new(),
                 secret_inputs: Vec::new(),
                 secret_digest: None,
+                content_digest: None,
                 depends_on: Vec::new(),
                 links: Vec::new(),
             },
@@ -593,7 +594,7 @@ async fn run_script(
         out.exit_code = Some(1);
         out.stderr = b"injected failure\n".to_vec();
     }
-    for line in req.script {
+    for line in req.steps.iter().filter_map(|s| s.run_line()) {
         if out.exit_code != Some(0) {
             break;
         }
@@ -652,7 +653,11 @@ async fn run_script(
         },
         key: String::new(),
         inputs: Attributes::new(),
-        script: req.script.to_vec(),
+        script: req
+            .steps
+            .iter()
+            .filter_map(|s| s.run_line().map(str::to_owned))
+            .collect(),
         env: req.env.to_vec(),
         start,
         end,

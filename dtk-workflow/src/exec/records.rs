@@ -1,0 +1,101 @@
+//! Actual state during a run, indexed by component: the records of the model's components
+//! in a vector (found through the run's id index, one hash of the id), the others (removed
+//! components being deleted) in a map. Looking a record up in the `BTreeMap` of
+//! [`ActualState`] costs a few dozen string comparisons on a large service, and a task
+//! looks up its own record, its dependencies' and its producers'.
+
+use std::collections::BTreeMap;
+
+use dtk_model::instance::{ComponentId, ComponentInstance};
+
+use crate::hash::FastMap;
+use crate::state::{ActualState, AppliedComponent};
+
+pub(super) struct Records<'a> {
+    /// Each model component's index, by id.
+    pub(super) index: FastMap<&'a ComponentId, usize>,
+    components: &'a [ComponentInstance],
+    version: u32,
+    by_index: Vec<Option<AppliedComponent>>,
+    others: BTreeMap<ComponentId, AppliedComponent>,
+}
+
+impl<'a> Records<'a> {
+    /// The records of `actual`, for a run of a model made of `components`.
+    pub(super) fn new(components: &'a [ComponentInstance], actual: &ActualState) -> Self {
+        let index: FastMap<&'a ComponentId, usize> = components
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (&c.id, i))
+            .collect();
+        let mut by_index: Vec<Option<AppliedComponent>> = vec![None; components.len()];
+        let mut others = BTreeMap::new();
+        for (id, rec) in &actual.components {
+            match index.get(id) {
+                Some(&i) => by_index[i] = Some(rec.clone()),
+                None => {
+                    others.insert(id.clone(), rec.clone());
+                }
+            }
+        }
+        Records {
+            index,
+            components,
+            version: actual.version,
+            by_index,
+            others,
+        }
+    }
+
+    pub(super) fn get(&self, id: &ComponentId) -> Option<&AppliedComponent> {
+        match self.index.get(id) {
+            Some(&i) => self.by_index[i].as_ref(),
+            None => self.others.get(id),
+        }
+    }
+
+    pub(super) fn get_mut(&mut self, id: &ComponentId) -> Option<&mut AppliedComponent> {
+        match self.index.get(id) {
+            Some(&i) => self.by_index[i].as_mut(),
+            None => self.others.get_mut(id),
+        }
+    }
+
+    pub(super) fn insert(&mut self, id: &ComponentId, rec: AppliedComponent) {
+        match self.index.get(id) {
+            Some(&i) => self.by_index[i] = Some(rec),
+            None => {
+                self.others.insert(id.clone(), rec);
+            }
+        }
+    }
+
+    pub(super) fn remove(&mut self, id: &ComponentId) {
+        match self.index.get(id) {
+            Some(&i) => self.by_index[i] = None,
+            None => {
+                self.others.remove(id);
+            }
+        }
+    }
+
+    /// The record of model component `i`.
+    pub(super) fn at_mut(&mut self, i: usize) -> Option<&mut AppliedComponent> {
+        self.by_index.get_mut(i).and_then(Option::as_mut)
+    }
+
+    /// Back to an [`ActualState`].
+    pub(super) fn into_state(self) -> ActualState {
+        let mut components = self.others;
+        components.extend(
+            self.components
+                .iter()
+                .zip(self.by_index)
+                .filter_map(|(c, r)| Some((c.id.clone(), r?))),
+        );
+        ActualState {
+            version: self.version,
+            components,
+        }
+    }
+}

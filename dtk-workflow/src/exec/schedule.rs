@@ -1,0 +1,628 @@
+//! The coordinator of a run: which tasks are ready, the limits (global, per provider, one
+//! task per node), the journal, and applying each result to actual state.
+//!
+//! The coordinator polls the running jobs itself (a `FuturesUnordered`), rather than
+//! spawning a tokio task per job: a job that finishes at once (a no-op, an unchanged
+//! record) costs no task, no wake-up of another thread and no channel hop, and jobs borrow
+//! the plan instead of copying from it. Jobs wait on processes, sockets and timers, not on
+//! the CPU, so one thread polling them loses no parallelism that matters.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dtk_model::instance::{ComponentId, ServiceModel};
+use dtk_model::value::Attributes;
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use petgraph::Direction;
+use petgraph::graph::NodeIndex;
+
+use super::job::{Job, JobResult, NodeTarget};
+use super::prepare::{DefActions, Ready};
+use super::records::Records;
+use super::{Event, ExecContext, Outcome, TaskReport, TaskStatus};
+use crate::hash::{FastMap, outputs_digest};
+use crate::journal::{JournalEffect, JournalEntry, JournalWriter};
+use crate::plan::Plan;
+use crate::state::{ActualState, AppliedComponent, ComponentStatus};
+use crate::task::{PlanKind, Task, TaskOp};
+
+/// What the coordinator knows of a task.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Slot {
+    Pending,
+    Running,
+    Finished(TaskStatus),
+}
+
+/// No node: the task may run beside anything.
+const NO_NODE: u32 = u32::MAX;
+
+pub(super) struct Run<'a> {
+    pub(super) plan: &'a Plan,
+    pub(super) model: &'a ServiceModel,
+    pub(super) ctx: &'a ExecContext,
+    /// The node's name → the component realizing it.
+    pub(super) realizer: HashMap<String, ComponentId>,
+    /// Where commands run on each node, made once per node (see `node_target`).
+    pub(super) node_targets: HashMap<String, Arc<NodeTarget>>,
+    /// Component → its converge task in this plan.
+    pub(super) converge_task: FastMap<&'a ComponentId, NodeIndex>,
+    pub(super) state: Records<'a>,
+    pub(super) secret_outputs: HashMap<ComponentId, Attributes>,
+    pub(super) slots: Vec<Slot>,
+    pub(super) reports: Vec<Option<TaskReport>>,
+    pub(super) indeg: Vec<u32>,
+    /// Each task's node, as an index into `busy` (or [`NO_NODE`]).
+    task_node: Vec<u32>,
+    /// Whether a task runs on the node.
+    busy: Vec<bool>,
+    /// Tasks ready but waiting for their node, by node.
+    node_wait: Vec<VecDeque<NodeIndex>>,
+    pub(super) journal: Option<JournalWriter>,
+    /// `create` and `delete` of each definition (shared by many instances), converted.
+    pub(super) actions: HashMap<usize, Arc<DefActions>>,
+    /// Components (by index) whose `create` ran in this run.
+    pub(super) ran: HashSet<usize>,
+}
+
+/// Runs `plan` with `journal` (opened, nothing written yet); see [`super::execute`].
+pub(super) async fn run(
+    plan: &Plan,
+    model: &ServiceModel,
+    actual: &ActualState,
+    ctx: &ExecContext,
+    journal: Option<JournalWriter>,
+    start: Instant,
+) -> Outcome {
+    let n = plan.len();
+    let graph = plan.graph();
+    let mut realizer: HashMap<String, ComponentId> = HashMap::new();
+    for (id, rec) in &actual.components {
+        if rec.realizes_node
+            && let Some(node) = &rec.node
+        {
+            realizer.insert(node.clone(), id.clone());
+        }
+    }
+    for node in &model.nodes {
+        if let Some(c) = &node.realized_by {
+            realizer.insert(node.name.clone(), c.clone());
+        }
+    }
+    let mut node_ids: FastMap<&str, u32> = FastMap::default();
+    let task_node: Vec<u32> = graph
+        .node_indices()
+        .map(|i| match graph[i].node.as_deref() {
+            Some(name) => {
+                let next = u32::try_from(node_ids.len()).unwrap_or(NO_NODE - 1);
+                *node_ids.entry(name).or_insert(next)
+            }
+            None => NO_NODE,
+        })
+        .collect();
+    let nodes = node_ids.len();
+    let mut run = Run {
+        plan,
+        model,
+        ctx,
+        realizer,
+        node_targets: HashMap::new(),
+        converge_task: graph
+            .node_indices()
+            .filter(|&i| graph[i].op == TaskOp::Converge)
+            .map(|i| (&graph[i].component, i))
+            .collect(),
+        state: Records::new(&model.components, actual),
+        secret_outputs: HashMap::new(),
+        slots: vec![Slot::Pending; n],
+        reports: vec![None; n],
+        indeg: graph
+            .node_indices()
+            .map(|i| {
+                let d = graph.neighbors_directed(i, Direction::Incoming).count();
+                u32::try_from(d).unwrap_or(u32::MAX)
+            })
+            .collect(),
+        task_node,
+        busy: vec![false; nodes],
+        node_wait: (0..nodes).map(|_| VecDeque::new()).collect(),
+        journal,
+        actions: HashMap::new(),
+        ran: HashSet::new(),
+    };
+    if let Some(j) = &run.journal {
+        j.append(JournalEntry::Begin {
+            version: crate::journal::JOURNAL_VERSION,
+            service: model.name.clone(),
+            plan: plan.kind().to_string(),
+            tasks: n,
+        });
+    }
+    let cancelled = run.schedule().await;
+    if plan.kind() == PlanKind::Converge {
+        run.refresh_metadata();
+    }
+    let failed = run
+        .reports
+        .iter()
+        .flatten()
+        .any(|r| !matches!(r.status, TaskStatus::Done | TaskStatus::Unchanged));
+    let (journal_stats, journal_error) = match run.journal.take() {
+        Some(j) => {
+            j.append(JournalEntry::End {
+                status: if cancelled {
+                    "cancelled"
+                } else if failed {
+                    "failed"
+                } else {
+                    "complete"
+                }
+                .to_owned(),
+            });
+            match j.close().await {
+                Ok(s) => (Some(s), None),
+                Err(e) => (None, Some(e)),
+            }
+        }
+        None => (None, None),
+    };
+    let tasks = plan
+        .order()
+        .iter()
+        .filter_map(|&i| run.reports[i.index()].take())
+        .collect();
+    Outcome {
+        tasks,
+        duration: start.elapsed(),
+        state: run.state.into_state(),
+        cancelled,
+        journal: journal_stats,
+        journal_error,
+    }
+}
+
+/// Runs `job`, turning a panic into the failure of its task.
+async fn guarded(job: Box<Job<'_>>) -> JobResult {
+    let index = job.index;
+    match AssertUnwindSafe(job.run()).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_owned());
+            JobResult::panicked(index, message)
+        }
+    }
+}
+
+impl<'a> Run<'a> {
+    pub(super) fn emit(&self, ev: Event) {
+        if let Some(tx) = &self.ctx.events {
+            let _ = tx.send(ev);
+        }
+    }
+
+    pub(super) fn journal(&self, e: JournalEntry) {
+        if let Some(j) = &self.journal {
+            j.append(e);
+        }
+    }
+
+    pub(super) fn stopping(&self) -> bool {
+        self.ctx.cancel.is_cancelled() || self.journal.as_ref().is_some_and(|j| j.is_broken())
+    }
+
+    /// Runs every task it can; returns whether it stopped early (cancelled).
+    async fn schedule(&mut self) -> bool {
+        let plan = self.plan;
+        let graph = plan.graph();
+        let mut ready: VecDeque<NodeIndex> = plan
+            .order()
+            .iter()
+            .copied()
+            .filter(|i| self.indeg[i.index()] == 0)
+            .collect();
+        // Jobs prepared but held back by their provider's limit.
+        let mut stash: HashMap<NodeIndex, Box<Job<'a>>> = HashMap::new();
+        let mut kind_running: HashMap<&'a str, usize> = HashMap::new();
+        let mut kind_wait: HashMap<&'a str, VecDeque<NodeIndex>> = HashMap::new();
+        let mut running_kind: HashMap<NodeIndex, &'a str> = HashMap::new();
+        let mut running = FuturesUnordered::new();
+        let limit = self.ctx.limits.concurrency.max(1);
+        let mut stopped = false;
+        loop {
+            while running.len() < limit {
+                if self.stopping() {
+                    stopped = true;
+                    break;
+                }
+                let Some(i) = ready.pop_front() else { break };
+                if self.slots[i.index()] != Slot::Pending {
+                    continue;
+                }
+                // One task per node at a time: a task waits for its node before anything
+                // is resolved for it.
+                let node = self.task_node[i.index()];
+                if node != NO_NODE && self.busy[node as usize] {
+                    self.node_wait[node as usize].push_back(i);
+                    continue;
+                }
+                let job = match stash.remove(&i) {
+                    Some(j) => j,
+                    None => match self.prepare(i) {
+                        Ready::Run(j) => j,
+                        Ready::Unchanged => {
+                            self.finish(i, TaskStatus::Unchanged, Done::none(), &mut ready);
+                            continue;
+                        }
+                        Ready::Fail(message) => {
+                            self.finish(
+                                i,
+                                TaskStatus::Failed { message },
+                                Done::none(),
+                                &mut ready,
+                            );
+                            continue;
+                        }
+                    },
+                };
+                if let Some(kind) = job.limit_kind {
+                    let max = self.ctx.limits.per_provider.get(kind).copied().unwrap_or(0);
+                    if kind_running.get(kind).copied().unwrap_or(0) >= max.max(1) {
+                        kind_wait.entry(kind).or_default().push_back(i);
+                        stash.insert(i, job);
+                        continue;
+                    }
+                    *kind_running.entry(kind).or_default() += 1;
+                    running_kind.insert(i, kind);
+                }
+                if node != NO_NODE {
+                    self.busy[node as usize] = true;
+                }
+                self.slots[i.index()] = Slot::Running;
+                let t = &graph[i];
+                self.journal(JournalEntry::Intent {
+                    task: t.id.clone(),
+                    component: t.component.clone(),
+                });
+                self.emit(Event::TaskStarted {
+                    task: t.id.clone(),
+                    node: t.node.clone(),
+                });
+                running.push(guarded(job));
+            }
+            if running.is_empty() {
+                if stopped || ready.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            let Some(r) = running.next().await else {
+                continue;
+            };
+            let i = r.index;
+            let node = self.task_node[i.index()];
+            if node != NO_NODE {
+                self.busy[node as usize] = false;
+                if let Some(w) = self.node_wait[node as usize].pop_front() {
+                    ready.push_front(w);
+                }
+            }
+            if let Some(kind) = running_kind.remove(&i) {
+                if let Some(c) = kind_running.get_mut(kind) {
+                    *c = c.saturating_sub(1);
+                }
+                if let Some(w) = kind_wait.get_mut(kind).and_then(VecDeque::pop_front) {
+                    ready.push_front(w);
+                }
+            }
+            self.complete(r, &mut ready);
+        }
+        // Whatever did not run was cancelled.
+        for &i in plan.order() {
+            if self.slots[i.index()] == Slot::Pending {
+                let t = &graph[i];
+                self.slots[i.index()] = Slot::Finished(TaskStatus::Cancelled);
+                self.reports[i.index()] = Some(report(
+                    t,
+                    TaskStatus::Cancelled,
+                    Duration::ZERO,
+                    0,
+                    Vec::new(),
+                ));
+                self.emit(Event::TaskSkipped {
+                    task: t.id.clone(),
+                    node: t.node.clone(),
+                    status: TaskStatus::Cancelled,
+                });
+            }
+        }
+        stopped
+    }
+
+    /// Applies a finished job's result.
+    fn complete(&mut self, r: JobResult, ready: &mut VecDeque<NodeIndex>) {
+        let i = r.index;
+        let t = &self.plan.graph()[i];
+        let done = Done {
+            duration: r.duration,
+            attempts: r.attempts,
+            record: r.record,
+            inputs: r.inputs,
+        };
+        match r.result {
+            Ok(ok) => {
+                let effect = match &t.op {
+                    TaskOp::Converge => {
+                        let mut rec = match done.record {
+                            Some(rec) => *rec,
+                            None => failed_record(t.node.clone(), String::new()),
+                        };
+                        rec.inputs = done.inputs;
+                        rec.outputs = ok.outputs;
+                        rec.outputs_digest = outputs_digest(&rec.outputs);
+                        if !ok.secret_outputs.is_empty() {
+                            self.secret_outputs
+                                .insert(t.component.clone(), ok.secret_outputs);
+                        }
+                        let effect = self.journal.as_ref().map(|_| JournalEffect::Applied {
+                            record: Box::new(rec.clone()),
+                        });
+                        self.state.insert(&t.component, rec);
+                        effect
+                    }
+                    TaskOp::Delete => {
+                        self.state.remove(&t.component);
+                        Some(JournalEffect::Deleted)
+                    }
+                    TaskOp::Action { .. } => {
+                        if let Some(rec) = self.state.get_mut(&t.component) {
+                            rec.outputs.extend(ok.outputs.clone());
+                            rec.outputs_digest = outputs_digest(&rec.outputs);
+                        }
+                        Some(JournalEffect::Outputs {
+                            outputs: ok.outputs,
+                        })
+                    }
+                };
+                self.changed(t);
+                if let (Some(effect), Some(_)) = (effect, &self.journal) {
+                    self.journal(JournalEntry::Done {
+                        task: t.id.clone(),
+                        component: t.component.clone(),
+                        effect,
+                    });
+                }
+                self.emit(Event::TaskFinished {
+                    task: t.id.clone(),
+                    node: t.node.clone(),
+                    duration: r.duration,
+                    output: ok.captured,
+                });
+                let done = Done {
+                    duration: r.duration,
+                    attempts: r.attempts,
+                    record: None,
+                    inputs: Attributes::new(),
+                };
+                self.finish_with(i, TaskStatus::Done, done, ok.warnings, ready);
+            }
+            Err((message, captured)) => {
+                self.emit(Event::TaskFailed {
+                    task: t.id.clone(),
+                    node: t.node.clone(),
+                    duration: r.duration,
+                    error: message.clone(),
+                    output: captured,
+                });
+                self.finish(i, TaskStatus::Failed { message }, done, ready);
+            }
+        }
+    }
+
+    /// Forgets what was made of a node from its own component's record, when `t` is
+    /// that component's task: the node's commands see its new outputs.
+    fn changed(&mut self, t: &Task) {
+        if let Some(node) = &t.node
+            && self.realizer.get(node) == Some(&t.component)
+        {
+            self.node_targets.remove(node);
+        }
+    }
+
+    fn finish(
+        &mut self,
+        i: NodeIndex,
+        status: TaskStatus,
+        done: Done,
+        ready: &mut VecDeque<NodeIndex>,
+    ) {
+        self.finish_with(i, status, done, Vec::new(), ready);
+    }
+
+    /// Records a task's end and releases or skips its dependents.
+    fn finish_with(
+        &mut self,
+        i: NodeIndex,
+        status: TaskStatus,
+        done: Done,
+        warnings: Vec<String>,
+        ready: &mut VecDeque<NodeIndex>,
+    ) {
+        let graph = self.plan.graph();
+        let t = &graph[i];
+        match &status {
+            TaskStatus::Unchanged => {
+                self.journal(JournalEntry::Unchanged {
+                    task: t.id.clone(),
+                    component: t.component.clone(),
+                });
+                self.emit(Event::TaskSkipped {
+                    task: t.id.clone(),
+                    node: t.node.clone(),
+                    status: TaskStatus::Unchanged,
+                });
+            }
+            TaskStatus::Failed { message } => {
+                let record = if t.op == TaskOp::Converge {
+                    let mut rec = match done.record {
+                        Some(mut rec) => {
+                            rec.inputs = done.inputs;
+                            *rec
+                        }
+                        None => self
+                            .state
+                            .get(&t.component)
+                            .cloned()
+                            .unwrap_or_else(|| failed_record(t.node.clone(), String::new())),
+                    };
+                    // Keep what was known before (outputs consumers may still link to).
+                    if let Some(prev) = self.state.get(&t.component) {
+                        rec.outputs = prev.outputs.clone();
+                        rec.desired_hash = prev.desired_hash.clone();
+                        rec.input_digest = prev.input_digest.clone();
+                        rec.outputs_digest = prev.outputs_digest.clone();
+                    } else {
+                        rec.desired_hash = String::new();
+                        rec.input_digest = String::new();
+                        rec.outputs_digest = String::new();
+                    }
+                    rec.status = ComponentStatus::Failed {
+                        message: message.clone(),
+                    };
+                    self.state.insert(&t.component, rec.clone());
+                    self.changed(t);
+                    Some(Box::new(rec))
+                } else {
+                    None
+                };
+                self.journal(JournalEntry::Failed {
+                    task: t.id.clone(),
+                    component: t.component.clone(),
+                    effect: JournalEffect::Failed {
+                        message: message.clone(),
+                        record,
+                    },
+                });
+            }
+            _ => {}
+        }
+        self.reports[i.index()] = Some(report(
+            t,
+            status.clone(),
+            done.duration,
+            done.attempts,
+            warnings,
+        ));
+        match status {
+            TaskStatus::Done | TaskStatus::Unchanged => {
+                self.slots[i.index()] = Slot::Finished(status);
+                for s in graph.neighbors_directed(i, Direction::Outgoing) {
+                    let d = &mut self.indeg[s.index()];
+                    *d = d.saturating_sub(1);
+                    if *d == 0 && self.slots[s.index()] == Slot::Pending {
+                        ready.push_back(s);
+                    }
+                }
+            }
+            TaskStatus::Failed { .. } | TaskStatus::Skipped { .. } => {
+                let because = match &status {
+                    TaskStatus::Skipped { because } => because.clone(),
+                    _ => t.id.clone(),
+                };
+                self.slots[i.index()] = Slot::Finished(status);
+                let mut stack: Vec<NodeIndex> =
+                    graph.neighbors_directed(i, Direction::Outgoing).collect();
+                while let Some(s) = stack.pop() {
+                    if self.slots[s.index()] != Slot::Pending {
+                        continue;
+                    }
+                    let st = &graph[s];
+                    let skipped = TaskStatus::Skipped {
+                        because: because.clone(),
+                    };
+                    self.slots[s.index()] = Slot::Finished(skipped.clone());
+                    self.reports[s.index()] =
+                        Some(report(st, skipped.clone(), Duration::ZERO, 0, Vec::new()));
+                    self.journal(JournalEntry::Skipped {
+                        task: st.id.clone(),
+                        because: because.clone(),
+                    });
+                    self.emit(Event::TaskSkipped {
+                        task: st.id.clone(),
+                        node: st.node.clone(),
+                        status: skipped,
+                    });
+                    stack.extend(graph.neighbors_directed(s, Direction::Outgoing));
+                }
+            }
+            TaskStatus::Cancelled => {
+                self.slots[i.index()] = Slot::Finished(status);
+            }
+        }
+    }
+}
+
+/// How a task's run went, besides its status.
+struct Done {
+    duration: Duration,
+    attempts: u32,
+    /// The record a converge prepared, and the inputs it ran with.
+    record: Option<Box<AppliedComponent>>,
+    inputs: Attributes,
+}
+
+impl Done {
+    /// A task that did not run.
+    fn none() -> Done {
+        Done {
+            duration: Duration::ZERO,
+            attempts: 0,
+            record: None,
+            inputs: Attributes::new(),
+        }
+    }
+}
+
+fn failed_record(node: Option<String>, message: String) -> AppliedComponent {
+    AppliedComponent {
+        status: ComponentStatus::Failed { message },
+        desired_hash: String::new(),
+        input_digest: String::new(),
+        outputs_digest: String::new(),
+        inputs: Attributes::new(),
+        outputs: Attributes::new(),
+        node,
+        realizes_node: false,
+        provider: None,
+        depends_on: Vec::new(),
+        delete: None,
+        secret_inputs: Vec::new(),
+        drift: None,
+        module: None,
+    }
+}
+
+fn report(
+    t: &Task,
+    status: TaskStatus,
+    duration: Duration,
+    attempts: u32,
+    warnings: Vec<String>,
+) -> TaskReport {
+    TaskReport {
+        id: t.id.clone(),
+        component: t.component.clone(),
+        action: t.action.clone(),
+        node: t.node.clone(),
+        status,
+        duration,
+        attempts,
+        warnings,
+    }
+}

@@ -1,0 +1,454 @@
+//! Module content on the nodes, every workflow, the target guard and pull-base, through the
+//! `dtk` binary.
+
+use std::path::Path;
+
+use dtk_tests::harness::{CliHome, git_ok, module_dir};
+
+/// A module that ships a script and data, and has `delete` and named workflows.
+const TOOLS: &str = r#"dsl_version: 1.0.0
+module: test/tools
+version: 1.0.0
+component_defs:
+  app:
+    attributes:
+      greeting: {type: string, default: hello}
+      token: {type: string, secret: true}
+      said: {type: string, dynamic: true}
+    actions:
+      create:
+        commands:
+        - RUN ./bin/greet {{greeting}} >> create.log
+        - {ADD: , source: conf/app.conf, target: conf/app.conf, template: true, mode: '0600'}
+        - RUN echo "said=$(tail -n 1 create.log)" >> "$DTK_OUTPUT"
+        - RUN echo "$DTK_MODULE_DIR" > module-dir.txt
+      delete:
+        commands:
+        - RUN echo deleted >> "$DTK_MODULE_DIR/../../../steps.log"
+      drain:
+        commands:
+        - RUN echo drain {{level}} >> "$DTK_MODULE_DIR/../../../steps.log"
+  worker:
+    actions:
+      create:
+        commands:
+        - RUN ./bin/greet worker > worker.txt
+      delete:
+        commands:
+        - RUN echo deleted worker >> "$DTK_MODULE_DIR/../../../steps.log"
+      report:
+        commands:
+        - RUN echo "report $DTK_NODE" >> "$DTK_MODULE_DIR/../../../steps.log"
+assemblies:
+  one:
+    components:
+    - node[n]:
+        components: [app]
+    - node_group[pool]:
+        attributes: {cardinality: 2}
+        components: [worker]
+    workflows:
+      delete:
+        subtask_order: sequential
+        subtasks:
+        - {name: drain first, node: n, actions: [app.drain]}
+        - {name: then the app, node: n, components: [app]}
+      maintenance:
+        subtasks:
+        - {name: drain, actions: [app.drain]}
+        - {name: report, node_group: pool, actions: [worker.report]}
+"#;
+
+fn tools(dir: &Path) -> std::path::PathBuf {
+    let m = module_dir(dir, "tools", TOOLS);
+    std::fs::create_dir_all(m.join("bin")).unwrap();
+    let greet = m.join("bin/greet");
+    std::fs::write(&greet, "#!/bin/sh\necho \"$1 from the module\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&greet, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(m.join("conf")).unwrap();
+    std::fs::write(
+        m.join("conf/app.conf"),
+        "greeting = {{greeting}}\ntoken = {{token}}\n",
+    )
+    .unwrap();
+    // A file too big to be checked out by default (it stays in git until `edit`).
+    std::fs::write(m.join("data.bin"), vec![b'x'; 100 * 1024]).unwrap();
+    m
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn module_files_reach_the_node_and_an_edited_file_reruns_its_components() {
+    let home = CliHome::new();
+    let tmp = tempfile::tempdir().unwrap();
+    home.run(&["module", "install", tools(tmp.path()).to_str().unwrap()])
+        .ok();
+    home.run(&["service", "stage", "test/tools", "one", "-n", "s"])
+        .ok();
+    let repo = home.service_dir("s");
+    // Small files are checked out, the big one stays in git; git agrees with dtk.
+    assert!(repo.join("modules/test/tools/bin/greet").is_file());
+    assert!(!repo.join("modules/test/tools/data.bin").exists());
+    assert_eq!(git_ok(&repo, &["status", "--porcelain"]), "");
+
+    home.run(&[
+        "service",
+        "set-attribute",
+        "s",
+        "n/app/token",
+        "s3cr3t-v4lue",
+    ])
+    .ok();
+    home.run(&["service", "converge", "s"]).ok();
+    let files = home.module_sandbox("s", "n", "test/tools");
+    assert_eq!(read(&files.join("create.log")), "hello from the module\n");
+    // ADD rendered the template, the secret included, with the mode asked for; the
+    // secret is nowhere else.
+    let conf = files.join("conf/app.conf");
+    assert_eq!(read(&conf), "greeting = hello\ntoken = s3cr3t-v4lue\n");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let leaks = dtk_tests::secrets::leaks_in_home(
+        home.path(),
+        &["s3cr3t-v4lue"],
+        &["secrets", "sandboxes"],
+    );
+    assert!(
+        leaks.is_empty(),
+        "the rendered secret is only in the sandbox: {:?}",
+        leaks.iter().map(|l| &l.place).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        read(&files.join("module-dir.txt")).trim(),
+        files.display().to_string()
+    );
+    assert_eq!(read(&files.join("data.bin")).len(), 100 * 1024);
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&files.join("data.bin"));
+
+    // Converging again sends nothing: the node's files are the same files.
+    let again = home.run(&["--json", "service", "converge", "s"]);
+    again.ok();
+    assert_eq!(again.json()["tasks"].as_array().unwrap().len(), 0);
+    assert_eq!(inode(&files.join("data.bin")), before);
+
+    // Edit the script in the instance repository: git sees it, converge commits it and
+    // runs again what runs in that module, with the new script.
+    let greet = repo.join("modules/test/tools/bin/greet");
+    std::fs::write(&greet, "#!/bin/sh\necho \"$1 from the edited module\"\n").unwrap();
+    assert_eq!(
+        git_ok(&repo, &["status", "--porcelain"]).trim(),
+        "M modules/test/tools/bin/greet"
+    );
+    let plan = home.run(&["--json", "service", "plan", "s"]);
+    let planned: Vec<String> = plan.json()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(planned.contains(&"n/app.create".to_owned()), "{planned:?}");
+    home.run(&["service", "converge", "s", "-m", "louder"]).ok();
+    assert_eq!(
+        read(&files.join("create.log")),
+        "hello from the module\nhello from the edited module\n"
+    );
+    assert_eq!(
+        read(
+            &home
+                .module_sandbox("s", "pool:1", "test/tools")
+                .join("worker.txt")
+        ),
+        "worker from the edited module\n"
+    );
+    assert_eq!(git_ok(&repo, &["status", "--porcelain"]), "");
+    assert!(git_ok(&repo, &["log", "-1", "--format=%s"]).contains("louder"));
+    // The big file was not sent again.
+    assert_eq!(inode(&files.join("data.bin")), before);
+
+    // `edit` checks out a file that stayed in git; editing it is desired state too.
+    let edit = home.run(&[
+        "--json",
+        "service",
+        "edit",
+        "s",
+        "modules/test/tools/data.bin",
+    ]);
+    edit.ok();
+    assert_eq!(edit.json()["files"][0], "modules/test/tools/data.bin");
+    let data = repo.join("modules/test/tools/data.bin");
+    assert_eq!(std::fs::metadata(&data).unwrap().len(), 100 * 1024);
+    assert_eq!(git_ok(&repo, &["status", "--porcelain"]), "");
+    std::fs::write(&data, b"small now").unwrap();
+    assert_eq!(
+        git_ok(&repo, &["status", "--porcelain"]).trim(),
+        "M modules/test/tools/data.bin"
+    );
+    home.run(&["service", "converge", "s"]).ok();
+    assert_eq!(read(&files.join("data.bin")), "small now");
+    home.run(&["service", "edit", "s", "modules/test/nothing"])
+        .refused();
+    home.fsck_all();
+}
+
+#[test]
+fn named_workflows_run_exec_reaches_group_members_and_delete_follows_its_workflow() {
+    let home = CliHome::new();
+    let tmp = tempfile::tempdir().unwrap();
+    home.run(&["module", "install", tools(tmp.path()).to_str().unwrap()])
+        .ok();
+    home.run(&["service", "stage", "test/tools", "one", "-n", "s"])
+        .ok();
+    home.run(&["service", "converge", "s"]).ok();
+    let steps = |node: &str| home.sandbox("s", node).join("steps.log");
+
+    // A named workflow, with parameters.
+    let ran = home.run(&["--json", "service", "exec", "s", "maintenance", "level=3"]);
+    ran.ok();
+    let ids: Vec<String> = ran.json()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "n/app.drain",
+            "pool:1/worker.report",
+            "pool:2/worker.report"
+        ]
+    );
+    assert_eq!(read(&steps("n")), "drain 3\n");
+    assert_eq!(read(&steps("pool:1")), "report pool:1\n");
+    assert_eq!(read(&steps("pool:2")), "report pool:2\n");
+    let unknown = home.run(&["service", "exec", "s", "maintenence"]);
+    unknown.refused();
+    assert!(unknown.stderr.contains("maintenance"), "{unknown:?}");
+
+    // A component action named by its node group runs on every member.
+    home.run(&["service", "exec", "s", "pool/worker.report"])
+        .ok();
+    assert_eq!(read(&steps("pool:2")), "report pool:2\nreport pool:2\n");
+
+    // Delete runs the `delete` workflow: drain, then the app; the rest after.
+    home.run(&["service", "delete", "s"]).ok();
+    let order = home.run(&["--json", "service", "task-status", "s"]);
+    let ids: Vec<String> = order.json()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    let at = |id: &str| {
+        ids.iter()
+            .position(|x| x == id)
+            .unwrap_or_else(|| panic!("{id}: {ids:?}"))
+    };
+    assert!(at("n/app.drain") < at("n/app.delete"), "{ids:?}");
+    assert!(at("n/app.delete") < at("node[n].delete"), "{ids:?}");
+}
+
+#[test]
+fn a_target_with_services_on_it_is_not_deleted_or_uninstalled_without_force() {
+    let home = CliHome::new();
+    let tmp = tempfile::tempdir().unwrap();
+    home.run(&["module", "install", tools(tmp.path()).to_str().unwrap()])
+        .ok();
+    home.run(&[
+        "service",
+        "stage",
+        "dtk/local",
+        "target",
+        "--base",
+        "-n",
+        "box",
+    ])
+    .ok();
+    home.run(&["service", "converge", "box"]).ok();
+    home.run(&[
+        "service",
+        "stage",
+        "test/tools",
+        "one",
+        "-n",
+        "s1",
+        "--target",
+        "box",
+    ])
+    .ok();
+    home.run(&[
+        "service",
+        "stage",
+        "test/tools",
+        "one",
+        "-n",
+        "s2",
+        "--target",
+        "box",
+    ])
+    .ok();
+    for cmd in ["delete", "uninstall"] {
+        let r = home.run(&["service", cmd, "box"]);
+        r.refused();
+        assert!(
+            r.stderr.contains("s1") && r.stderr.contains("s2") && r.stderr.contains("--force"),
+            "{r:?}"
+        );
+    }
+    assert!(home.services().contains(&"box".to_owned()));
+    home.run(&["service", "uninstall", "s1"]).ok();
+    home.run(&["service", "uninstall", "s2"]).ok();
+    home.run(&["service", "delete", "box"]).ok();
+    home.run(&["service", "uninstall", "box"]).ok();
+
+    // --force overrides, as the message says.
+    home.run(&[
+        "service",
+        "stage",
+        "dtk/local",
+        "target",
+        "--base",
+        "-n",
+        "box2",
+    ])
+    .ok();
+    home.run(&["service", "converge", "box2"]).ok();
+    home.run(&[
+        "service",
+        "stage",
+        "test/tools",
+        "one",
+        "-n",
+        "s3",
+        "--target",
+        "box2",
+    ])
+    .ok();
+    home.run(&["service", "uninstall", "box2"]).refused();
+    home.run(&["service", "uninstall", "box2", "--force"]).ok();
+}
+
+#[test]
+fn pull_base_merges_the_new_assembly_and_leaves_conflicts_marked_until_resolved() {
+    let home = CliHome::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = tools(tmp.path());
+    home.run(&["module", "install", v1.to_str().unwrap()]).ok();
+    for s in ["clean", "clash"] {
+        home.run(&["service", "stage", "test/tools", "one", "-n", s])
+            .ok();
+    }
+    // 1.1.0: a new node with a component, a new default in the assembly, a new script line.
+    let v2 = tmp.path().join("v2");
+    std::fs::create_dir_all(v2.join("bin")).unwrap();
+    for f in ["bin/greet", "data.bin"] {
+        std::fs::copy(v1.join(f), v2.join(f)).unwrap();
+    }
+    let text = TOOLS
+        .replace("\nversion: 1.0.0", "\nversion: 1.1.0")
+        .replace(
+            "        components: [app]\n",
+            "        components:\n        - app:\n            attributes: {greeting: hi}\n    - node[extra]:\n        components: [worker]\n",
+        );
+    std::fs::write(v2.join("dtk.module.yaml"), text).unwrap();
+    std::fs::write(v2.join("bin/more"), "#!/bin/sh\necho more\n").unwrap();
+    home.run(&["module", "install", v2.to_str().unwrap()]).ok();
+
+    // `clean` edited its own line of the script: both changes land, nothing conflicts.
+    let clean = home.service_dir("clean");
+    let greet = clean.join("modules/test/tools/bin/greet");
+    std::fs::write(&greet, format!("{}# mine\n", read(&greet))).unwrap();
+    home.run(&["service", "converge", "clean"]).ok();
+    home.run(&["service", "pull-base", "clean"]).ok();
+    let doc = read(&clean.join("dtk.service.yaml"));
+    assert!(
+        doc.contains("node[extra]") && doc.contains("greeting: hi"),
+        "{doc}"
+    );
+    assert!(doc.contains("test/tools: 1.1.0"), "{doc}");
+    assert!(read(&greet).contains("# mine"));
+    assert!(clean.join("modules/test/tools/bin/more").is_file());
+    let conv = home.run(&["--json", "service", "converge", "clean"]);
+    conv.ok();
+    assert!(conv.stdout.contains("extra/worker.create"), "{conv:?}");
+
+    // `clash` set the same attribute: a conflict, marked; converge refuses; abort restores.
+    home.run(&["service", "set-attribute", "clash", "n/app/greeting", "yo"])
+        .ok();
+    home.run(&["service", "converge", "clash"]).ok();
+    let repo = home.service_dir("clash");
+    let head = git_ok(&repo, &["rev-parse", "HEAD"]);
+    let before = read(&repo.join("dtk.service.yaml"));
+    let pulled = home.run(&["--json", "service", "pull-base", "clash"]);
+    pulled.refused();
+    assert_eq!(
+        pulled.json()["conflicts"][0],
+        "dtk.service.yaml",
+        "{pulled:?}"
+    );
+    let marked = read(&repo.join("dtk.service.yaml"));
+    assert!(
+        marked.contains("<<<<<<< instance")
+            && marked.contains("greeting: yo")
+            && marked.contains("greeting: hi")
+            && marked.contains(">>>>>>> new version"),
+        "{marked}"
+    );
+    let refused = home.run(&["service", "converge", "clash"]);
+    refused.refused();
+    assert!(refused.stderr.contains("dtk.service.yaml"), "{refused:?}");
+    assert_eq!(git_ok(&repo, &["rev-parse", "HEAD"]), head);
+    home.run(&["service", "pull-base", "clash", "--abort"]).ok();
+    assert_eq!(read(&repo.join("dtk.service.yaml")), before);
+    assert_eq!(git_ok(&repo, &["status", "--porcelain"]), "");
+
+    // Again, resolved by keeping ours: converge commits the merge and applies it.
+    home.run(&["service", "pull-base", "clash"]).refused();
+    let resolved: String = {
+        let mut out = String::new();
+        let mut skip = false;
+        for line in read(&repo.join("dtk.service.yaml")).lines() {
+            if line.starts_with("<<<<<<<") || line.starts_with(">>>>>>>") {
+                skip = false;
+                continue;
+            }
+            if line == "=======" {
+                skip = true;
+                continue;
+            }
+            if !skip {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    };
+    std::fs::write(repo.join("dtk.service.yaml"), resolved).unwrap();
+    home.run(&["service", "converge", "clash"]).ok();
+    let doc = read(&repo.join("dtk.service.yaml"));
+    assert!(
+        doc.contains("greeting: yo") && doc.contains("node[extra]"),
+        "{doc}"
+    );
+    assert!(
+        git_ok(&repo, &["log", "-2", "--format=%s"])
+            .contains("pull-base test/tools 1.0.0 -> 1.1.0")
+    );
+    assert_eq!(
+        read(
+            &home
+                .module_sandbox("clash", "extra", "test/tools")
+                .join("worker.txt")
+        ),
+        "worker from the module\n"
+    );
+    home.fsck_all();
+}
