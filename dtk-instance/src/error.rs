@@ -103,7 +103,7 @@ pub enum InstanceError {
     )]
     Violations {
         /// The violations.
-        violations: Vec<crate::violations::ServiceViolation>,
+        violations: Vec<ServiceViolation>,
     },
     /// The team's remote could not be used.
     #[error(transparent)]
@@ -119,5 +119,23 @@ impl InstanceError {
         InstanceError::Refused {
             message: message.into(),
         }
+    }
+}
+
+/// One violation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceViolation {
+    /// Its kind (see the [`crate::violations`] module).
+    pub kind: String,
+    /// Where: a component instance (`web/web`), an action (`web/web.create`), or a file
+    /// location (`dtk.service.yaml:12:5`).
+    pub at: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ServiceViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}  {}: {}", self.kind, self.at, self.message)
     }
 }

@@ -1,5 +1,7 @@
-//! Targets are not pulled from under their services: deleting or uninstalling a target
-//! instance that services are staged on is refused, naming them, unless forced.
+//! Targets are not pulled from under their services, unless forced: deleting a target
+//! instance is refused while a service staged on it still has resources (a deleted
+//! service has none, so its network may go), and uninstalling one while any service is
+//! staged on it at all. The refusal names them.
 
 use crate::error::InstanceError;
 use crate::service::Service;
@@ -25,13 +27,34 @@ impl Service {
         if force {
             return Ok(());
         }
-        let on = self.staged_on_this()?;
+        let mut on = self.staged_on_this()?;
+        if what == "delete" {
+            let mut live = Vec::new();
+            for name in on {
+                let s = self.home().service(&name)?;
+                if !s.actual_state()?.components.is_empty() {
+                    live.push(name);
+                }
+            }
+            on = live;
+        }
         if on.is_empty() {
             return Ok(());
         }
+        let (state, first) = if what == "delete" {
+            (
+                "with resources",
+                "delete them first (`dtk service delete NAME`)",
+            )
+        } else {
+            (
+                "staged",
+                "delete and uninstall them first (`dtk service delete NAME` and `dtk service uninstall NAME`)",
+            )
+        };
         Err(InstanceError::refused(format!(
-            "`{}` is the target of {} staged service{}: {}; {what} them first (`dtk service delete NAME` and \
-             `dtk service uninstall NAME`), or {what} `{}` anyway with `--force`, which leaves them without their target",
+            "`{}` is the target of {} service{} {state}: {}; {first}, or {what} `{}` anyway with \
+             `--force`, which leaves them without their target",
             self.name(),
             on.len(),
             if on.len() == 1 { "" } else { "s" },

@@ -18,28 +18,10 @@ use std::collections::BTreeSet;
 
 use dtk_model::content::{ModuleContent, check_relative_path, leading_dot_slash};
 use dtk_model::{ActionKind, ServiceModel};
-use serde::Serialize;
 
 use crate::error::InstanceError;
+pub use crate::error::ServiceViolation;
 use crate::service::Service;
-
-/// One violation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ServiceViolation {
-    /// Its kind (see the [module documentation](self)).
-    pub kind: String,
-    /// Where: a component instance (`web/web`), an action (`web/web.create`), or a file
-    /// location (`dtk.service.yaml:12:5`).
-    pub at: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl std::fmt::Display for ServiceViolation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}  {}: {}", self.kind, self.at, self.message)
-    }
-}
 
 /// The kind of an expansion problem, from its message (expansion reports them as located
 /// diagnostics).

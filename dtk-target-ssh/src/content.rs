@@ -87,7 +87,7 @@ pub(crate) async fn sync_module(
     let out = pool
         .exec(host, &req)
         .await
-        .map_err(|e| crate::provider::from_ssh(op(), e))?;
+        .map_err(|e| crate::errors::from_ssh(op(), e))?;
     if !out.success() {
         return Err(ProviderError::failed(
             op(),
@@ -167,7 +167,7 @@ pub(crate) async fn sync_module(
     let pool_result = pool
         .upload(host, workdir, &dir, archive, &after, timeout)
         .await;
-    pool_result.map_err(|e| crate::provider::from_ssh(op(), e))?;
+    pool_result.map_err(|e| crate::errors::from_ssh(op(), e))?;
     tracing::debug!(module = %content.module, files = send.len(), bytes = size,
         removed = plan.remove.len(), "module files sent");
     synced.set(key, content.digest.clone());

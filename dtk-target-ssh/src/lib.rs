@@ -12,6 +12,7 @@
 //! catalogs or the terminal.
 
 mod content;
+mod errors;
 pub mod provider;
 #[cfg(feature = "test-support")]
 pub mod testing;

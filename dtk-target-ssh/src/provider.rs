@@ -40,7 +40,8 @@ use dtk_model::provider::{Cancel, ExecOutput, ExecRequest, Observed, ResourceReq
 use dtk_model::{Attributes, BundledModule, Provider, ProviderError, Value};
 use sha2::{Digest, Sha256};
 
-use crate::transport::{self as ssh, HostKeyPolicy, SshError, SshHost, SshPool, SshPoolConfig};
+use crate::errors::from_ssh;
+use crate::transport::{self as ssh, HostKeyPolicy, SshHost, SshPool, SshPoolConfig};
 
 /// The provider kind of the SSH target (`provider: ssh.host`).
 pub const KIND: &str = "ssh";
@@ -921,30 +922,6 @@ fn unsupported(resource: &str) -> ProviderError {
     }
 }
 
-/// Maps a transport error to the provider error the executor expects: connection trouble
-/// is retryable, refusals (host key, login, settings) are not.
-pub(crate) fn from_ssh(operation: String, e: SshError) -> ProviderError {
-    match e {
-        SshError::Timeout { timeout, .. } => ProviderError::Timeout {
-            operation,
-            after: timeout,
-        },
-        SshError::Cancelled { .. } => ProviderError::Cancelled { operation },
-        SshError::InvalidHost { .. } | SshError::InvalidRequest { .. } => {
-            ProviderError::InvalidInput {
-                resource: operation,
-                message: e.to_string(),
-            }
-        }
-        e => ProviderError::Failed {
-            operation,
-            message: e.to_string(),
-            retryable: e.is_transient(),
-            source: None,
-        },
-    }
-}
-
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -962,6 +939,7 @@ fn last_line(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::SshError;
 
     fn hosts(names: &[&str]) -> Vec<HostEntry> {
         names

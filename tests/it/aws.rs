@@ -938,9 +938,14 @@ assemblies:
     let ran = cli.converge_json("ship");
     assert!(ran.contains("web/app.create"), "{ran:?}");
     assert_eq!(read("hello.txt"), "bonjour ec2\n");
-    // The target is not deleted from under its service; once the service is gone, it is.
+    // The target is not deleted from under a service that has resources, nor uninstalled
+    // while a service is staged on it; once the service is deleted, the target may go.
+    let refused = cli.run(&["service", "delete", "aws3"]);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(refused.stderr.contains("ship"), "{refused:?}");
     cli.ok(&["service", "delete", "ship"]);
-    assert_eq!(cli.run(&["service", "delete", "aws3"]).code, Some(1));
-    cli.ok(&["service", "uninstall", "ship"]);
+    assert_eq!(cli.run(&["service", "uninstall", "aws3"]).code, Some(1));
     cli.ok(&["service", "delete", "aws3"]);
+    cli.ok(&["service", "uninstall", "ship"]);
+    cli.ok(&["service", "uninstall", "aws3"]);
 }

@@ -51,7 +51,7 @@ assemblies:
       delete:
         subtask_order: sequential
         subtasks:
-        - {name: drain first, node: n, actions: [app.drain]}
+        - {name: drain first, node: n, actions: [app.drain], params: {level: 9}}
         - {name: then the app, node: n, components: [app]}
       maintenance:
         subtasks:
@@ -253,6 +253,7 @@ fn named_workflows_run_exec_reaches_group_members_and_delete_follows_its_workflo
             .unwrap_or_else(|| panic!("{id}: {ids:?}"))
     };
     assert!(at("n/app.drain") < at("n/app.delete"), "{ids:?}");
+
     assert!(at("n/app.delete") < at("node[n].delete"), "{ids:?}");
 }
 
@@ -295,15 +296,23 @@ fn a_target_with_services_on_it_is_not_deleted_or_uninstalled_without_force() {
         "box",
     ])
     .ok();
-    for cmd in ["delete", "uninstall"] {
-        let r = home.run(&["service", cmd, "box"]);
-        r.refused();
-        assert!(
-            r.stderr.contains("s1") && r.stderr.contains("s2") && r.stderr.contains("--force"),
-            "{r:?}"
-        );
-    }
+    home.run(&["service", "converge", "s1"]).ok();
+    // Delete is refused while a service on the target has resources (s1, not s2) ...
+    let r = home.run(&["service", "delete", "box"]);
+    r.refused();
+    assert!(
+        r.stderr.contains("s1") && !r.stderr.contains("s2") && r.stderr.contains("--force"),
+        "{r:?}"
+    );
+    // ... uninstall while any is staged on it.
+    let r = home.run(&["service", "uninstall", "box"]);
+    r.refused();
+    assert!(
+        r.stderr.contains("s1") && r.stderr.contains("s2") && r.stderr.contains("--force"),
+        "{r:?}"
+    );
     assert!(home.services().contains(&"box".to_owned()));
+    home.run(&["service", "delete", "s1"]).ok();
     home.run(&["service", "uninstall", "s1"]).ok();
     home.run(&["service", "uninstall", "s2"]).ok();
     home.run(&["service", "delete", "box"]).ok();
@@ -349,7 +358,8 @@ fn pull_base_merges_the_new_assembly_and_leaves_conflicts_marked_until_resolved(
     // 1.1.0: a new node with a component, a new default in the assembly, a new script line.
     let v2 = tmp.path().join("v2");
     std::fs::create_dir_all(v2.join("bin")).unwrap();
-    for f in ["bin/greet", "data.bin"] {
+    std::fs::create_dir_all(v2.join("conf")).unwrap();
+    for f in ["bin/greet", "data.bin", "conf/app.conf"] {
         std::fs::copy(v1.join(f), v2.join(f)).unwrap();
     }
     let text = TOOLS
@@ -410,22 +420,23 @@ fn pull_base_merges_the_new_assembly_and_leaves_conflicts_marked_until_resolved(
     assert_eq!(read(&repo.join("dtk.service.yaml")), before);
     assert_eq!(git_ok(&repo, &["status", "--porcelain"]), "");
 
-    // Again, resolved by keeping ours: converge commits the merge and applies it.
+    // Again, resolved by hand: converge commits the merge and applies it.
     home.run(&["service", "pull-base", "clash"]).refused();
+    // Resolved by hand: the new version's lines (its new node), with our greeting.
     let resolved: String = {
         let mut out = String::new();
         let mut skip = false;
         for line in read(&repo.join("dtk.service.yaml")).lines() {
-            if line.starts_with("<<<<<<<") || line.starts_with(">>>>>>>") {
-                skip = false;
-                continue;
-            }
-            if line == "=======" {
+            if line.starts_with("<<<<<<<") {
                 skip = true;
                 continue;
             }
+            if line == "=======" || line.starts_with(">>>>>>>") {
+                skip = false;
+                continue;
+            }
             if !skip {
-                out.push_str(line);
+                out.push_str(&line.replace("greeting: hi", "greeting: yo"));
                 out.push('\n');
             }
         }
