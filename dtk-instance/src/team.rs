@@ -367,7 +367,7 @@ impl Home {
         // Two machines staging the same module under the same name in the same second
         // make the same commit: git then reports the reference `up to date` instead of
         // checking that it was absent. It was not: the name is taken.
-        if !outcome.is_ok() || outcome.unchanged.iter().any(|r| *r == refs.desired) {
+        if !outcome.is_ok() || outcome.unchanged.contains(&refs.desired) {
             return Err(undo(InstanceError::refused(format!(
                 "a service named `{name}` exists on the remote {remote} already; take it with \
                  `dtk service clone {name}`, or stage under another name"
