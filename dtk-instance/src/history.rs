@@ -80,7 +80,13 @@ impl Service {
             return Ok(t);
         }
         let parents: Vec<ObjectId> = tip.into_iter().collect();
-        let commit = repo.write_commit(tree, &parents, message, &Signature::default())?;
+        // With a team remote, a state commit says who made it (as desired-state ones do).
+        let who = if self.home().remote().is_some() {
+            self.home().operator().signature()
+        } else {
+            Signature::default()
+        };
+        let commit = repo.write_commit(tree, &parents, message, &who)?;
         repo.set_reference(STATE_REF, Some(tip), Some(commit), message)?;
         Ok(commit)
     }
