@@ -125,6 +125,13 @@ pub struct TaskLine {
     pub attempts: u32,
     /// Its log file, for command tasks.
     pub log: Option<PathBuf>,
+    /// When it started, in milliseconds after the run started (`None` when it did not
+    /// run, and in reports recorded before this was).
+    #[serde(default)]
+    pub started_ms: Option<u64>,
+    /// The ids of the tasks it waited for (empty in reports recorded before this was).
+    #[serde(default)]
+    pub after: Vec<String>,
 }
 
 impl RunReport {
@@ -602,7 +609,7 @@ impl Service {
             tasks: outcome
                 .tasks
                 .iter()
-                .map(|t| task_line(t, &written))
+                .map(|t| task_line(t, &written, started, &plan))
                 .collect(),
             tree: outcome.render_tree(&plan),
             logs,
@@ -677,7 +684,12 @@ impl Service {
     }
 }
 
-fn task_line(t: &TaskReport, logs: &BTreeMap<String, PathBuf>) -> TaskLine {
+fn task_line(
+    t: &TaskReport,
+    logs: &BTreeMap<String, PathBuf>,
+    run_started: Instant,
+    plan: &Plan,
+) -> TaskLine {
     let (status, detail) = match &t.status {
         TaskStatus::Done => ("done", None),
         TaskStatus::Unchanged => ("unchanged", None),
@@ -695,6 +707,14 @@ fn task_line(t: &TaskReport, logs: &BTreeMap<String, PathBuf>) -> TaskLine {
         duration_ms: u64::try_from(t.duration.as_millis()).unwrap_or(u64::MAX),
         attempts: t.attempts,
         log: logs.get(t.id.as_str()).cloned(),
+        started_ms: t.started.map(|s| {
+            u64::try_from(s.saturating_duration_since(run_started).as_millis()).unwrap_or(u64::MAX)
+        }),
+        after: plan
+            .predecessors(&t.id)
+            .into_iter()
+            .map(|p| p.as_str().to_owned())
+            .collect(),
     }
 }
 

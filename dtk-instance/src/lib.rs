@@ -13,7 +13,8 @@
 //!   ([`stage::StageRequest`]); [`Home::service`](home::Home::service) opens one.
 //! - [`service::Service`] edits and inspects it: `set_attribute`, `diff`, `log`,
 //!   `rollback`, `pull_base`, `model`, `actual_state`; and runs it (in [`converge`]):
-//!   `plan`, `converge`, `exec`, `delete`, `last_run`.
+//!   `plan`, `converge`, `exec`, `delete`, `last_run`; and watches it (in [`watch`]): the run
+//!   in progress from its journal, the lock holder, past runs' reports.
 //! - [`providers`] holds the standard set of target providers (`local` from
 //!   `dtk-target-local`, `ssh` from `dtk-target-ssh`); [`Home::open`](home::Home::open)
 //!   registers it, [`Home::with_providers`](home::Home::with_providers) takes your own
@@ -69,5 +70,6 @@ pub mod stage;
 pub mod status;
 pub mod team;
 pub mod violations;
+pub mod watch;
 
 pub use error::InstanceError;

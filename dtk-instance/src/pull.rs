@@ -65,6 +65,20 @@ pub struct PendingPull {
     pub conflicts: Vec<String>,
     /// Every file the merge wrote to the work tree (to undo on `--abort`).
     pub written: Vec<String>,
+    /// The catalog's tree of the new version (hex), recorded in the merge's commit so that
+    /// the next pull-base of a development tag merges from it.
+    #[serde(default)]
+    pub theirs: Option<String>,
+}
+
+/// The trailer of a pull-base commit naming the catalog copy it merged in.
+const COPY_TRAILER: &str = "Dtk-Module-Copy:";
+
+fn pull_message(module: &str, from: &str, to: &str, theirs: Option<&str>) -> String {
+    match theirs {
+        Some(t) => format!("pull-base {module} {from} -> {to}\n\n{COPY_TRAILER} {module} {t}\n"),
+        None => format!("pull-base {module} {from} -> {to}"),
+    }
 }
 
 const PENDING: &str = "pull-base.json";
@@ -134,6 +148,39 @@ impl Service {
         })
     }
 
+    /// The newest copy of `module` in the instance's history (first parents from HEAD)
+    /// that came from the catalog as it was published: the one a pull-base commit names in
+    /// its trailer, or a commit's copy whose tree is among the catalog's objects (edits
+    /// made in the instance are written to the instance's own objects).
+    fn last_catalog_copy(&self, module: &ModuleId) -> Result<Option<gix::ObjectId>, InstanceError> {
+        let catalog = self.home().catalog().repo()?;
+        let repo = self.repo();
+        let path = module_path(module);
+        let trailer = format!("{COPY_TRAILER} {module} ");
+        for c in repo.log(usize::MAX)? {
+            let named = c
+                .message
+                .lines()
+                .find_map(|l| l.strip_prefix(&trailer))
+                .and_then(|t| gix::ObjectId::from_hex(t.trim().as_bytes()).ok());
+            if let Some(t) = named
+                && catalog.has_object(t)
+            {
+                return Ok(Some(t));
+            }
+            let Ok(id) = gix::ObjectId::from_hex(c.id.as_bytes()) else {
+                continue;
+            };
+            let tree = repo.commit_tree(id)?;
+            if let Some(copy) = repo.subtree(tree, &path)?
+                && catalog.has_object(copy)
+            {
+                return Ok(Some(copy));
+            }
+        }
+        Ok(None)
+    }
+
     /// Moves the instance to `version` (default: the latest) of `module` by a three-way
     /// merge (see the [module documentation](self)). Refused with uncommitted edits or
     /// while another pull-base waits for its conflicts.
@@ -172,8 +219,15 @@ impl Service {
             Some(v) => v.clone(),
             None => catalog.latest(module)?,
         };
-        let base_tree = catalog.tree_id(module, &pinned)?;
         let theirs_tree = catalog.tree_id(module, &new_version)?;
+        let base_tree = if pinned.is_development() {
+            // A development tag moves with every install: the base is the copy this
+            // instance last took from the catalog, not where the tag points now.
+            self.last_catalog_copy(module)?
+                .map_or_else(|| catalog.tree_id(module, &pinned), Ok)?
+        } else {
+            catalog.tree_id(module, &pinned)?
+        };
         let unchanged = PullBase {
             module: module.to_string(),
             from: pinned.to_string(),
@@ -256,7 +310,12 @@ impl Service {
         let theirs = repo.edit_tree(Some(head_tree), &theirs_edits)?;
         let (merged, conflicts) = repo.merge_trees_marked(base, ours, theirs)?;
 
-        let message = format!("pull-base {module} {pinned} -> {new_version}");
+        let message = pull_message(
+            &module.to_string(),
+            &pinned.to_string(),
+            &new_version.to_string(),
+            Some(&theirs_tree.to_string()),
+        );
         if conflicts.is_empty() {
             self.check_tree(merged)?;
             let commit = repo.commit_and_sync(merged, &message)?;
@@ -299,6 +358,7 @@ impl Service {
             merged: merged.to_string(),
             conflicts: conflicts.clone(),
             written,
+            theirs: Some(theirs_tree.to_string()),
         };
         let data = serde_json::to_vec_pretty(&pending).map_err(|e| InstanceError::Io {
             path: self.pending_path(),
@@ -376,7 +436,7 @@ impl Service {
         self.check_tree(tree)?;
         let commit = repo.commit_and_sync(
             tree,
-            &format!("pull-base {} {} -> {}", p.module, p.from, p.to),
+            &pull_message(&p.module, &p.from, &p.to, p.theirs.as_deref()),
         )?;
         let f = self.pending_path();
         fs::remove_file(&f).map_err(io_err(&f, "remove"))?;

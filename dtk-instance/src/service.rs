@@ -318,23 +318,8 @@ impl Service {
             }
         };
         if let Some(a) = &def_attr {
-            if !a.ty.accepts(&value) {
-                return Err(InstanceError::refused(format!(
-                    "`{path}` must be of type {}, not {} (`{}`)",
-                    a.ty.as_str(),
-                    value.kind_name(),
-                    if a.secret {
-                        "<redacted>".to_owned()
-                    } else {
-                        value.to_string()
-                    }
-                )));
-            }
-            if a.dynamic && !a.input {
-                return Err(InstanceError::refused(format!(
-                    "`{path}` is a dynamic attribute (an output set by an action); it cannot be set"
-                )));
-            }
+            dtk_model::edit::check_set_attribute(path, a, &value)
+                .map_err(|e| InstanceError::refused(e.to_string()))?;
             if a.secret {
                 let mut store = self.secrets()?;
                 for id in &ids {
@@ -397,6 +382,20 @@ impl Service {
         let target: dtk_model::NodeComponentRef = path
             .parse()
             .map_err(|e: dtk_model::ident::ParseRefError| InstanceError::refused(e.to_string()))?;
+        {
+            // A singleton already on the node is refused here, naming the edit (the
+            // expansion of the edited document would refuse it too).
+            let (doc, modules) = self.worktree_doc_and_modules()?;
+            let root = doc.staged_from.as_ref().map(|s| &s.module);
+            if let Ok((module, def)) =
+                dtk_model::expand::resolve_component(&modules, root, &target.component)
+            {
+                let model =
+                    self.expand_doc(&doc, &modules, &display(&self.dir.join(SERVICE_FILE)))?;
+                dtk_model::edit::check_add_component(&model, target.node.as_deref(), &module, &def)
+                    .map_err(|e| InstanceError::refused(e.to_string()))?;
+            }
+        }
         self.edit_doc("add-component", |doc| {
             let decl = ComponentDecl {
                 reference: target.component.clone(),

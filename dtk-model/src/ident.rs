@@ -218,20 +218,25 @@ impl<'de> Deserialize<'de> for ModuleVersion {
 }
 
 /// A requirement on a dependency's version: a semver requirement (`^1.0`, `>= 1.2, < 2`,
-/// or a bare `1.0.0`, which means exactly that version as in the original dtk), or a
-/// development tag that must match exactly (`master`).
+/// or a bare `1.0.0`, which means exactly that version as in the original dtk), a
+/// development tag that must match exactly (`master`), or any version at all (the
+/// original dtk's dependency written without a version).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VersionReq {
     /// A semver requirement.
     Semver(semver::VersionReq),
     /// Exactly this development tag.
     Tag(String),
+    /// Any version, released or a development tag (written without a version in the DSL;
+    /// shown as `*`).
+    Any,
 }
 
 impl VersionReq {
     /// Whether `v` satisfies this requirement.
     pub fn matches(&self, v: &ModuleVersion) -> bool {
         match (self, v) {
+            (VersionReq::Any, _) => true,
             (VersionReq::Semver(r), ModuleVersion::Semver(v)) => r.matches(v),
             (VersionReq::Tag(t), ModuleVersion::Tag(u)) => t == u,
             _ => false,
@@ -271,6 +276,7 @@ impl fmt::Display for VersionReq {
         match self {
             VersionReq::Semver(r) => write!(f, "{r}"),
             VersionReq::Tag(t) => f.write_str(t),
+            VersionReq::Any => f.write_str("*"),
         }
     }
 }

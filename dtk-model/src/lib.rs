@@ -8,7 +8,9 @@
 //!   [`dsl::parse_service`] and [`dsl::write_service`] read and write `dtk.service.yaml`.
 //! - [`ident`] holds the parsed forms of names and references (`ns/name`,
 //!   `module::cmp[inst]`, `node/component/attr`).
-//! - [`instance::ServiceModel`] is a service expanded for planning.
+//! - [`expand::expand`] makes a service document and its pinned modules a
+//!   [`instance::ServiceModel`], the service expanded for planning; [`edit`] holds the same
+//!   rules for edit commands.
 //! - [`provider::Provider`] is the trait a target provider implements; a third-party
 //!   provider crate depends on this crate alone (see `examples/provider-hello` and
 //!   `docs/providers.md` in the repository).
@@ -67,6 +69,7 @@
 pub mod content;
 pub mod diag;
 pub mod dsl;
+pub mod edit;
 pub mod expand;
 pub mod ident;
 pub mod instance;

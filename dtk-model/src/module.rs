@@ -1,7 +1,7 @@
 //! The validated model of a module (`dtk.module.yaml`): the class library that services
 //! are made from.
 //!
-//! These are domain types, not the on-disk document: the DSL decoder ([`crate::dsl`])
+//! These are domain types, not the on-disk document: the DSL decoder (`dsl`)
 //! builds them after checking the text, and every name and reference in them has been
 //! parsed once into a type. Source locations are kept where later stages (staging,
 //! edits) report errors against the same file.
@@ -15,6 +15,10 @@ use crate::value::Value;
 
 /// The DSL version this crate reads and writes.
 pub const DSL_VERSION: &str = "1.0.0";
+
+/// The version of a module whose document gives none: the development tag `master`
+/// (the original dtk's default branch), republished in place like any tag.
+pub const DEFAULT_VERSION: &str = "master";
 
 /// A module: components, assemblies and workflows under one versioned name.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,10 +164,35 @@ pub struct DependencyDef {
     pub name: String,
     /// Components that satisfy it; for an unnamed dependency, exactly the one named.
     pub choices: Vec<ComponentRef>,
-    /// Whether the dependency must be on the same node (original dtk `location: local`).
-    pub same_node: bool,
+    /// Where the component satisfying it must be (original dtk `location: local|remote`).
+    pub placement: Placement,
     /// Where it is declared.
     pub at: Location,
+}
+
+/// Where a linked or depended-on component must be, relative to the component that
+/// declares the link or dependency (original dtk `location`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// Anywhere in the service or its target (no `location`).
+    #[default]
+    Anywhere,
+    /// On the same node (`location: local`, or `same_node: true`).
+    SameNode,
+    /// On another node (`location: remote`, or `same_node: false`).
+    OtherNode,
+}
+
+impl Placement {
+    /// Whether a component on `other` may satisfy a component on `mine` (`None`: on no
+    /// node).
+    pub fn allows(self, mine: Option<&str>, other: Option<&str>) -> bool {
+        match self {
+            Placement::Anywhere => true,
+            Placement::SameNode => mine.is_some() && mine == other,
+            Placement::OtherNode => mine.is_none() || other != mine,
+        }
+    }
 }
 
 /// How a linked component's attributes flow into this one.
@@ -174,23 +203,50 @@ pub struct LinkDef {
     /// The mappings, each from an attribute of the producer to one of this component.
     pub attribute_mappings: Vec<AttributeMapping>,
     /// The named dependency this link satisfies (original dtk `dependency_name`), when
-    /// given.
+    /// given: its mappings apply to the component chosen for that dependency only.
     pub dependency: Option<String>,
+    /// Where the producer must be for this definition to apply (`location`): one producer
+    /// may have a definition for the same node and another for a remote one.
+    pub placement: Placement,
     /// Where it is declared.
     pub at: Location,
 }
 
-/// One attribute mapping of a link: `$out -> in` (or `in <- $out`): the producer's
-/// attribute `from` feeds this component's attribute `to`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One attribute mapping of a link.
+///
+/// - `$out -> in` ([`Flow::In`]): the producer's attribute `from` feeds this component's
+///   attribute `to`;
+/// - `in <- $out` ([`Flow::Out`]): this component's attribute `from` feeds the producer's
+///   attribute `to` (the original dtk's other direction), or, with [`constant`], that
+///   value does (`port <- 8080`, `mode <- 'fast'`).
+///
+/// `$node.NAME` names an attribute of the node the component is on (the producer's node
+/// for `->`, this component's for `<-`).
+///
+/// [`constant`]: AttributeMapping::constant
+#[derive(Debug, Clone, PartialEq)]
 pub struct AttributeMapping {
-    /// The producer's attribute (written with `$`). May be a dotted path into a hash or
-    /// array (`$node.host_addresses_ipv4.0`): its segments.
+    /// The attribute the value comes from (written with `$`): its segments, a dotted
+    /// path into a hash or array (`$node.host_addresses_ipv4.0`); empty for a constant.
     pub from: Vec<String>,
-    /// This component's attribute.
+    /// The attribute the value goes to.
     pub to: String,
+    /// Which way the value flows.
+    pub flow: Flow,
+    /// For `to <- CONSTANT`: the value.
+    pub constant: Option<Value>,
     /// Where it is written.
     pub at: Location,
+}
+
+/// Which way an attribute mapping's value flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flow {
+    /// `$producer_attr -> my_attr`: from the linked component into this one.
+    #[default]
+    In,
+    /// `producer_attr <- $my_attr`: from this component into the linked one.
+    Out,
 }
 
 /// An action of a component.
@@ -237,7 +293,8 @@ pub enum ActionKind {
 /// One step of a `commands` action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `RUN cmd`: a shell command, `{{attr}}` placeholders substituted shell-quoted.
+    /// `RUN cmd` (or `{RUN: cmd}`, `{command: cmd}`): a shell command, `{{attr}}`
+    /// placeholders substituted shell-quoted.
     Run(String),
     /// `{ADD: , source: PATH, target: PATH, template: BOOL, owner: U, mode: M}`: places a
     /// file of the module on the node.
@@ -307,6 +364,9 @@ pub struct Assembly {
     /// For a target assembly: the component that realizes the nodes of services staged on
     /// the target (`ec2::node`, `local::node`). `None` for application assemblies.
     pub node_component: Option<ComponentRef>,
+    /// Keys of the original dtk that carry no behaviour here (an assembly's `target` and
+    /// `attributes`), kept so the module can be shown and written back.
+    pub metadata: BTreeMap<String, Value>,
     /// Where the assembly starts.
     pub at: Location,
 }
@@ -456,4 +516,84 @@ impl Module {
     pub fn component(&self, name: &str) -> Option<&ComponentDef> {
         self.components.get(name)
     }
+}
+
+impl Module {
+    /// Sets every source location in the module to the default, so that two modules
+    /// read from differently laid out text compare equal when their content is.
+    pub fn clear_locations(&mut self) {
+        for d in &mut self.dependencies {
+            d.at = Location::default();
+        }
+        self.components.values_mut().for_each(clear_def);
+        self.assemblies.values_mut().for_each(clear_assembly);
+        self.workflows.values_mut().for_each(clear_workflow);
+    }
+}
+
+// Clearing source locations, for comparing documents by content (round trips, "did the
+// user change anything").
+
+fn clear_def(def: &mut ComponentDef) {
+    def.at = Location::default();
+    for a in def.attributes.values_mut() {
+        a.at = Location::default();
+    }
+    for d in &mut def.dependencies {
+        d.at = Location::default();
+    }
+    for l in &mut def.link_defs {
+        l.at = Location::default();
+        for m in &mut l.attribute_mappings {
+            m.at = Location::default();
+        }
+    }
+    for a in def.actions.values_mut() {
+        a.at = Location::default();
+    }
+}
+
+fn clear_assembly(a: &mut Assembly) {
+    a.at = Location::default();
+    a.nodes.iter_mut().for_each(clear_node);
+    a.components.iter_mut().for_each(clear_decl);
+    a.workflows.values_mut().for_each(clear_workflow);
+}
+
+fn clear_values(attrs: &mut BTreeMap<String, AttrValue>) {
+    for v in attrs.values_mut() {
+        v.at = Location::default();
+    }
+}
+
+fn clear_links(links: &mut [LinkDecl]) {
+    for l in links {
+        l.at = Location::default();
+    }
+}
+
+pub(crate) fn clear_node(n: &mut NodeDecl) {
+    n.at = Location::default();
+    clear_values(&mut n.attributes);
+    clear_links(&mut n.links);
+    n.components.iter_mut().for_each(clear_decl);
+}
+
+pub(crate) fn clear_decl(c: &mut ComponentDecl) {
+    c.at = Location::default();
+    clear_values(&mut c.attributes);
+    clear_links(&mut c.links);
+}
+
+pub(crate) fn clear_workflow(w: &mut Workflow) {
+    w.at = Location::default();
+    w.subtasks.iter_mut().for_each(clear_subtask);
+}
+
+fn clear_subtask(s: &mut Subtask) {
+    s.at = Location::default();
+    for a in &mut s.actions {
+        a.at = Location::default();
+    }
+    s.subtasks.iter_mut().for_each(clear_subtask);
 }

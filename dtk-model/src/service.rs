@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::diag::Location;
 use crate::ident::{ModuleId, ModuleVersion};
-use crate::module::{ComponentDecl, NodeDecl, Workflow};
+use crate::module::{ComponentDecl, NodeDecl, Workflow, clear_decl, clear_node, clear_workflow};
 
 /// The file name of a service document in an instance repository.
 pub const SERVICE_FILE: &str = "dtk.service.yaml";
@@ -46,4 +46,15 @@ pub struct StagedFrom {
     pub version: ModuleVersion,
     /// The assembly.
     pub assembly: String,
+}
+
+impl ServiceDoc {
+    /// Sets every source location in the document to the default (see
+    /// [`Module::clear_locations`]).
+    pub fn clear_locations(&mut self) {
+        self.at = Location::default();
+        self.nodes.iter_mut().for_each(clear_node);
+        self.components.iter_mut().for_each(clear_decl);
+        self.workflows.values_mut().for_each(clear_workflow);
+    }
 }

@@ -3,13 +3,13 @@
 
 use expect_test::{Expect, expect};
 
+use crate::dsl::component_def::parse_mapping;
 use crate::dsl::decode::plain_value;
-use crate::dsl::module_file::parse_mapping;
 use crate::dsl::{parse_module, parse_service, write_service};
 use crate::ident::{
     AttrPath, ComponentRef, ModuleId, ModuleVersion, NodeComponentRef, VersionReq, check_name,
 };
-use crate::module::{ActionKind, AttrType, Command, NodeSelector, SubtaskOrder};
+use crate::module::{ActionKind, AttrType, Command, Flow, NodeSelector, Placement, SubtaskOrder};
 use crate::value::Value;
 
 /// Parses `input` with `FromStr` and shows the result (`Debug`) or the error.
@@ -263,30 +263,62 @@ fn plain_scalars_are_typed_as_yaml_core() {
 
 #[test]
 fn attribute_mappings_both_directions() {
-    let ok = |s: &str| parse_mapping(s).unwrap();
+    let ok = |s: &str| {
+        let m = parse_mapping(s).unwrap();
+        (m.from, m.to, m.flow, m.constant)
+    };
+    let path = |p: &[&str]| p.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     assert_eq!(
         ok("$host -> db_host"),
-        (vec!["host".to_owned()], "db_host".to_owned())
+        (path(&["host"]), "db_host".to_owned(), Flow::In, None)
     );
+    // `<-` sends this component's value into the linked one, as in the original dtk.
     assert_eq!(
         ok("db_host <- $host"),
-        (vec!["host".to_owned()], "db_host".to_owned())
+        (path(&["host"]), "db_host".to_owned(), Flow::Out, None)
     );
     assert_eq!(
         ok("$size  ->   size"),
-        (vec!["size".to_owned()], "size".to_owned())
+        (path(&["size"]), "size".to_owned(), Flow::In, None)
     );
     assert_eq!(
         ok("$node.host_addresses_ipv4.0 -> ip"),
         (
-            vec![
-                "node".to_owned(),
-                "host_addresses_ipv4".to_owned(),
-                "0".to_owned()
-            ],
-            "ip".to_owned()
+            path(&["node", "host_addresses_ipv4", "0"]),
+            "ip".to_owned(),
+            Flow::In,
+            None
         )
     );
+    assert_eq!(
+        ok("$node.host_addresses_ipv4[0] -> ip"),
+        (
+            path(&["node", "host_addresses_ipv4", "0"]),
+            "ip".to_owned(),
+            Flow::In,
+            None
+        )
+    );
+    for (text, want) in [
+        ("mode <- 'fast'", Value::Str("fast".into())),
+        ("on <- true", Value::Bool(true)),
+        ("port <- 8080", Value::Int(8080)),
+        (
+            "opts <- {'a': 1}",
+            Value::Hash([("a".to_owned(), Value::Int(1))].into()),
+        ),
+    ] {
+        assert_eq!(
+            ok(text),
+            (
+                Vec::new(),
+                text.split(' ').next().unwrap().to_owned(),
+                Flow::Out,
+                Some(want)
+            ),
+            "{text}"
+        );
+    }
     for bad in [
         "host -> x",
         "$a -> $b",
@@ -294,7 +326,10 @@ fn attribute_mappings_both_directions() {
         "$ -> b",
         "$a..b -> c",
         "x <- y",
+        "x <- 'unclosed",
+        "x <- ''",
         "$a -> ../b",
+        "3 -> x",
     ] {
         assert!(parse_mapping(bad).is_err(), "{bad:?} was accepted");
     }
@@ -405,7 +440,7 @@ components:
     - subnet: {choices: [network_aws::vpc_subnet]}
     link_defs:
     - db:
-        attribute_mappings: ["db_host <- $host"]
+        attribute_mappings: ["$host -> db_host"]
     - network_aws::vpc_subnet:
         dependency_name: subnet
   app:
@@ -416,7 +451,7 @@ components:
     let web = &m.components["web"];
     let names: Vec<&str> = web.dependencies.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["db", "cache", "subnet"]);
-    assert!(web.dependencies[1].same_node);
+    assert_eq!(web.dependencies[1].placement, Placement::SameNode);
     assert_eq!(web.dependencies[1].choices.len(), 2);
     assert_eq!(web.link_defs[0].attribute_mappings[0].to, "db_host");
     assert_eq!(web.link_defs[1].dependency.as_deref(), Some("subnet"));
@@ -622,4 +657,19 @@ fn windows_line_endings_and_a_byte_order_mark_are_read() {
         m.components["web"].actions["create"].kind,
         ActionKind::Commands(vec![Command::Run("./start".into())])
     );
+}
+
+#[test]
+fn locations_carry_byte_offsets_into_the_file() {
+    // Non-ASCII text and a byte order mark before the problem: the offset is in bytes, as
+    // renderers that cut the file at it expect.
+    for prefix in ["", "\u{feff}"] {
+        let text = format!(
+            "{prefix}module: demo/x\nversion: 1.0.0\ndescription: \"ééé\"\ncomponent_defs:\n  web:\n    attributes:\n      port: {{type: integr}}\n"
+        );
+        let e = parse_module(&text, "m.yaml").unwrap_err();
+        let d = &e.diagnostics[0];
+        assert_eq!((d.location.line, d.location.col), (7, 20));
+        assert_eq!(&text[d.location.offset..d.location.offset + 6], "integr");
+    }
 }

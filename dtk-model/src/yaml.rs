@@ -113,11 +113,50 @@ impl YamlNode {
     }
 }
 
-fn location(m: &Marker) -> Location {
-    Location {
-        line: u32::try_from(m.line()).unwrap_or(u32::MAX),
-        col: u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
-        offset: m.index(),
+/// Turns the parser's positions into [`Location`]s. The parser counts characters;
+/// [`Location::offset`] is a byte offset, so the character index is converted by walking
+/// from the last position asked for.
+struct Locator<'a> {
+    text: &'a str,
+    /// Bytes before `text` in the file (a byte order mark).
+    base: usize,
+    chars: usize,
+    bytes: usize,
+}
+
+impl<'a> Locator<'a> {
+    fn new(text: &'a str, base: usize) -> Self {
+        Locator {
+            text,
+            base,
+            chars: 0,
+            bytes: 0,
+        }
+    }
+
+    fn location(&mut self, m: &Marker) -> Location {
+        let target = m.index();
+        // Walk from the last position, either way: positions come almost in order (a
+        // mapping's start is reported after its first key was scanned), so each walk is
+        // short and the whole conversion linear in the document.
+        if target >= self.chars {
+            let rest = self.text.get(self.bytes..).unwrap_or_default();
+            for c in rest.chars().take(target - self.chars) {
+                self.bytes += c.len_utf8();
+                self.chars += 1;
+            }
+        } else {
+            let before = self.text.get(..self.bytes).unwrap_or_default();
+            for c in before.chars().rev().take(self.chars - target) {
+                self.bytes -= c.len_utf8();
+                self.chars -= 1;
+            }
+        }
+        Location {
+            line: u32::try_from(m.line()).unwrap_or(u32::MAX),
+            col: u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
+            offset: self.base + self.bytes,
+        }
     }
 }
 
@@ -175,9 +214,13 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
         );
         return None;
     }
-    // A byte order mark (editors on Windows write one) is not content.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // A byte order mark (editors on Windows write one) is not content; offsets still
+    // count it, as they are offsets into the file.
+    let without_bom = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let bom = text.len() - without_bom.len();
+    let text = without_bom;
     let mut parser = Parser::new_from_str(text);
+    let mut locator = Locator::new(text, bom);
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, YamlNode> = HashMap::new();
     let mut root: Option<YamlNode> = None;
@@ -189,11 +232,15 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
             Ok(e) => e,
             Err(e) => {
                 let m = e.marker();
-                diags.error(location(m), "", format!("YAML syntax error: {}", e.info()));
+                diags.error(
+                    locator.location(m),
+                    "",
+                    format!("YAML syntax error: {}", e.info()),
+                );
                 return None;
             }
         };
-        let at = location(&marker);
+        let at = locator.location(&marker);
         let finished: Option<(YamlNode, usize)> = match event {
             Event::StreamStart | Event::Nothing | Event::DocumentEnd => None,
             Event::StreamEnd => break,

@@ -4,6 +4,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backon::{ExponentialBuilder, Retryable};
+
 use aws_config::BehaviorVersion;
 use aws_sdk_ec2::config::retry::RetryConfig;
 use aws_sdk_ec2::config::timeout::TimeoutConfig;
@@ -114,9 +116,19 @@ impl Ec2 {
         Ok(self.limit.acquire().await.ok())
     }
 
+    /// The pauses between polls: 250 ms (or `poll_interval` when shorter), doubling up to
+    /// `poll_interval`, for as long as the caller's `when` allows ([`WaiterSettings`]).
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.waiter.first_pause())
+            .with_max_delay(self.waiter.poll_interval)
+            .with_factor(2.0)
+            .without_max_times()
+    }
+
     /// Polls `check` until it returns `Some`, or fails with a timeout naming `resource` and
     /// `state` after the waiter's timeout. Polls come quickly at first (most resources are
-    /// ready at once) and then every `poll_interval` ([`WaiterSettings::next_pause`]).
+    /// ready at once) and then every `poll_interval`.
     pub(crate) async fn wait_for<T, F, Fut>(
         &self,
         resource: &str,
@@ -127,47 +139,68 @@ impl Ec2 {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<T>, AwsError>>,
     {
+        /// A poll's outcome other than the value: not there yet, or an error that ends it.
+        enum Poll {
+            NotYet,
+            Failed(AwsError),
+        }
         let start = Instant::now();
-        let mut pause = self.waiter.first_pause();
-        loop {
-            if let Some(v) = check().await? {
-                return Ok(v);
+        let timeout = self.waiter.timeout;
+        let poll = || {
+            let checked = check();
+            async move {
+                match checked.await {
+                    Ok(Some(v)) => Ok(v),
+                    Ok(None) => Err(Poll::NotYet),
+                    Err(e) => Err(Poll::Failed(e)),
+                }
             }
-            self.check_cancelled()?;
-            if start.elapsed() >= self.waiter.timeout {
-                return Err(AwsError::Timeout {
+        };
+        let cancelled = || self.check_cancelled().is_err();
+        let waited = poll
+            .retry(self.backoff())
+            .sleep(tokio::time::sleep)
+            .when(|p| matches!(p, Poll::NotYet) && !cancelled() && start.elapsed() < timeout)
+            .await;
+        match waited {
+            Ok(v) => Ok(v),
+            Err(Poll::Failed(e)) => Err(e),
+            Err(Poll::NotYet) => {
+                self.check_cancelled()?;
+                Err(AwsError::Timeout {
                     resource: resource.to_owned(),
                     state: state.to_owned(),
                     waited: start.elapsed(),
-                });
+                })
             }
-            tokio::time::sleep(pause).await;
-            pause = self.waiter.next_pause(pause);
         }
     }
 
     /// Runs a delete-like step, trying again while EC2 says something still depends on
     /// the resource (ENIs of just-terminated instances linger for a while).
-    pub(crate) async fn retry_dependency<F, Fut>(&self, mut step: F) -> Result<(), AwsError>
+    pub(crate) async fn retry_dependency<F, Fut>(&self, step: F) -> Result<(), AwsError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), AwsError>>,
     {
         let start = Instant::now();
-        let mut pause = self.waiter.first_pause();
-        loop {
-            match step().await {
+        let timeout = self.waiter.timeout;
+        let done = step
+            .retry(self.backoff())
+            .sleep(tokio::time::sleep)
+            .when(|e: &AwsError| {
+                e.code() == Some("DependencyViolation")
+                    && start.elapsed() < timeout
+                    && self.check_cancelled().is_ok()
+            })
+            .notify(|e, _| tracing::debug!(error = %e, "still in use; trying again"))
+            .await;
+        match done {
+            Err(e) if e.code() == Some("DependencyViolation") => {
+                self.check_cancelled()?;
                 Err(e)
-                    if e.code() == Some("DependencyViolation")
-                        && start.elapsed() < self.waiter.timeout =>
-                {
-                    tracing::debug!(error = %e, "still in use; trying again");
-                    self.check_cancelled()?;
-                    tokio::time::sleep(pause).await;
-                    pause = self.waiter.next_pause(pause);
-                }
-                other => return other,
             }
+            other => other,
         }
     }
 }

@@ -110,12 +110,6 @@ impl WaiterSettings {
     pub fn first_pause(&self) -> Duration {
         self.poll_interval.min(FIRST_PAUSE)
     }
-
-    /// The pause after `previous`: twice as long, at most `poll_interval`. A wait thus
-    /// polls at 250 ms, 500 ms, 1 s, ... up to `poll_interval`, then every `poll_interval`.
-    pub fn next_pause(&self, previous: Duration) -> Duration {
-        (previous * 2).min(self.poll_interval)
-    }
 }
 
 impl Default for WaiterSettings {

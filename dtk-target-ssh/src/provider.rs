@@ -42,6 +42,7 @@ use sha2::{Digest, Sha256};
 
 use crate::errors::from_ssh;
 use crate::transport::{self as ssh, HostKeyPolicy, SshHost, SshPool, SshPoolConfig};
+use dtk_model::render::shell_quote;
 
 /// The provider kind of the SSH target (`provider: ssh.host`).
 pub const KIND: &str = "ssh";
@@ -920,10 +921,6 @@ fn unsupported(resource: &str) -> ProviderError {
         provider: KIND.to_owned(),
         what: format!("resource type `{resource}` (it has `host` and `inventory`)"),
     }
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 fn last_line(bytes: &[u8]) -> String {

@@ -8,7 +8,7 @@ use dtk_model::instance::{ComponentId, ComponentInstance, LinkSource};
 use dtk_model::value::{Attributes, Value};
 use sha2::{Digest, Sha256};
 
-use dtk_model::module::{ActionKind, Command};
+use dtk_model::module::ActionKind;
 
 /// Hex characters kept of a SHA-256 (128 bits): plenty to tell versions of one component
 /// apart, and half the memory per task.
@@ -141,12 +141,9 @@ pub fn desired_hash(component: &ComponentInstance, static_inputs: &Attributes) -
     match component.def.actions.get("create").map(|d| &d.kind) {
         Some(ActionKind::Commands(cmds)) => {
             w.text("commands");
-            for c in cmds {
-                match c {
-                    Command::Run(line) => w.text(line),
-                    // Only when there is one, so RUN-only actions hash as they always did.
-                    Command::Add(_) => w.text(&c.text()),
-                }
+            for step in cmds {
+                // A RUN step hashes as its line, as before ADD steps existed.
+                w.text(&step.text());
             }
         }
         Some(ActionKind::Provider { kind, resource }) => {

@@ -9,6 +9,13 @@
 //! for a converge, the component's failed record), `skipped` / `cancelled` (never ran),
 //! and `end`. No entry holds a secret: records are the same as actual state's.
 //!
+//! Every line also carries `at`, when the entry was queued, in milliseconds since the Unix
+//! epoch (a task's `intent` is its start, its result its end), and `begin` carries the
+//! plan's `graph` (every task with its component, action, node and the tasks it waits for),
+//! so that a reader in another process ([`JournalLine`], [`parse_lines`]: `dtk ui`) can show
+//! a run in progress. Both were added after the first version and are optional when read:
+//! a journal written without them replays the same.
+//!
 //! # Durability
 //!
 //! One writer thread owns the file. Entries are queued without waiting; the writer
@@ -123,6 +130,23 @@ pub enum JournalEffect {
     },
 }
 
+/// One task of the plan, as a `begin` entry lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalTask {
+    /// The task.
+    pub id: TaskId,
+    /// Its component.
+    pub component: ComponentId,
+    /// Its action.
+    pub action: String,
+    /// Its node.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// The tasks it waits for.
+    #[serde(default)]
+    pub after: Vec<TaskId>,
+}
+
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -137,6 +161,10 @@ pub enum JournalEntry {
         plan: String,
         /// How many tasks the plan has.
         tasks: usize,
+        /// The plan's tasks in plan order, with what each waits for (empty in journals
+        /// written before it was added).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        graph: Vec<JournalTask>,
     },
     /// A task is about to run.
     Intent {
@@ -199,8 +227,48 @@ pub struct JournalStats {
     pub bytes: u64,
 }
 
+/// A journal line as read back with its time: see [`parse_lines`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalLine {
+    /// When the entry was queued, in milliseconds since the Unix epoch (`None` in journals
+    /// written before it was added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: JournalEntry,
+}
+
+/// Parses the complete lines at the start of `bytes` (a journal, or the part of one
+/// appended since the last call) and returns them with how many bytes they took: a
+/// torn last line (being written, or cut by a kill) is left for the next call. Lines that
+/// do not parse are skipped. For readers that follow a run in progress.
+pub fn parse_lines(bytes: &[u8]) -> (Vec<JournalLine>, usize) {
+    let mut out = Vec::new();
+    let mut consumed = 0;
+    while let Some(p) = bytes[consumed..].iter().position(|&b| b == b'\n') {
+        let line = &bytes[consumed..consumed + p];
+        consumed += p + 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if let Ok(l) = serde_json::from_slice::<JournalLine>(line) {
+            out.push(l);
+        }
+    }
+    (out, consumed)
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 enum Msg {
-    Entry(Box<JournalEntry>),
+    Entry(Box<JournalEntry>, u64),
     Close(tokio::sync::oneshot::Sender<Result<JournalStats, JournalError>>),
 }
 
@@ -268,7 +336,7 @@ impl JournalWriter {
 
     /// Queues `entry`; it is written with the next batch. Never blocks.
     pub fn append(&self, entry: JournalEntry) {
-        if self.tx.send(Msg::Entry(Box::new(entry))).is_err() {
+        if self.tx.send(Msg::Entry(Box::new(entry), now_ms())).is_err() {
             self.broken.store(true, Ordering::SeqCst);
         }
     }
@@ -355,8 +423,8 @@ fn writer_loop(
         let mut taken = 0usize;
         while let Some(msg) = next.take() {
             match msg {
-                Msg::Entry(e) => {
-                    encode(&e, &mut buf);
+                Msg::Entry(e, at) => {
+                    encode(&e, at, &mut buf);
                     stats.entries += 1;
                     taken += 1;
                     if sync == SyncMode::EveryEntry {
@@ -387,9 +455,15 @@ fn writer_loop(
     }
 }
 
-fn encode(e: &JournalEntry, buf: &mut Vec<u8>) {
+fn encode(e: &JournalEntry, at: u64, buf: &mut Vec<u8>) {
+    #[derive(Serialize)]
+    struct Stamped<'a> {
+        #[serde(flatten)]
+        entry: &'a JournalEntry,
+        at: u64,
+    }
     // Entries are maps of strings and attribute values: serializing cannot fail.
-    if serde_json::to_writer(&mut *buf, e).is_ok() {
+    if serde_json::to_writer(&mut *buf, &Stamped { entry: e, at }).is_ok() {
         buf.push(b'\n');
     }
 }

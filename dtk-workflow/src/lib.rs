@@ -46,7 +46,10 @@ pub use exec::{
     RetryPolicy, SecretSource, TaskReport, TaskStatus, env_name, execute,
 };
 pub use hash::{desired_hash, input_digest, outputs_digest, static_inputs};
-pub use journal::{JournalError, JournalState, JournalStats, SyncMode, replay};
+pub use journal::{
+    JournalError, JournalLine, JournalState, JournalStats, JournalTask, SyncMode, parse_lines,
+    replay,
+};
 pub use plan::{
     ActionRequest, ActionTarget, CycleEdge, ParseTargetError, Plan, PlanError, PlanGraph,
     PlanRequest, WorkflowRequest, build_graph, plan,

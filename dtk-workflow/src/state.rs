@@ -196,6 +196,8 @@ impl RecordedAction {
     /// Copies a model action, or `None` for a kind this executor does not run.
     pub fn from_def(def: &ActionDef) -> Option<RecordedAction> {
         let kind = match &def.kind {
+            // ADD steps are refused by the planner (`check_action`) until the executor
+            // places files.
             ActionKind::Commands(cmds) => RecordedKind::Commands {
                 run: cmds
                     .iter()

@@ -87,6 +87,34 @@ ensure_git_daemon() {
     fi
 }
 
+# ensure_chromium
+# Installs Debian's chromium when /usr/bin/chromium is missing: the web view's tests
+# (`dtk ui`) load its pages in headless Chromium, started by the test itself on a private
+# profile directory and driven over the DevTools protocol on 127.0.0.1. Only the browser:
+# no recommended packages, no driver.
+ensure_chromium() {
+    if [ -x /usr/bin/chromium ]; then
+        return 0
+    fi
+    local sudo=
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo=sudo
+    fi
+    echo "deps: installing chromium (the web view's tests run headless Chromium)" >&2
+    local rc=0
+    {
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends chromium >/dev/null ||
+            { $sudo apt-get update -qq >/dev/null &&
+                $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                    --no-install-recommends chromium >/dev/null; }
+    } || rc=$?
+    if [ "$rc" -ne 0 ] || [ ! -x /usr/bin/chromium ]; then
+        echo "deps: could not install chromium; the web view's tests need /usr/bin/chromium" >&2
+        return 1
+    fi
+}
+
 # ensure_test_deps TARGET_DIR
 ensure_test_deps() {
     local target_dir=$1
@@ -94,4 +122,5 @@ ensure_test_deps() {
     ensure_moto "$target_dir"
     ensure_sshd
     ensure_git_daemon
+    ensure_chromium
 }

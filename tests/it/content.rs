@@ -491,3 +491,80 @@ fn parallel_components_of_one_module_sync_its_copy_without_colliding() {
         home.run(&["service", "converge", &name]).ok();
     }
 }
+
+/// A module written without `version` (the original's form) is the development tag
+/// `master`: a service pins `master` and keeps the copy it staged when the module is
+/// installed again; pull-base then takes the new `master`, merged with the instance's
+/// own edits (the base is the copy the instance took, not where the tag points now).
+#[test]
+fn a_module_without_version_is_master_and_pull_base_takes_its_new_content() {
+    const NOV: &str = r#"module: test/nov
+dependent_modules:
+component_defs:
+  app:
+    attributes:
+      msg: {type: string, default: one}
+    actions:
+      create:
+        commands:
+        - RUN: ./bin/say {{msg}} > out.txt
+assemblies:
+  main:
+    nodes:
+      n:
+        components: [app]
+"#;
+    let home = CliHome::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = module_dir(tmp.path(), "nov", NOV);
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::write(dir.join("bin/say"), "#!/bin/sh\necho \"$1\"\n").unwrap();
+    std::fs::write(dir.join("NOTES"), "first\n").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir.join("bin/say"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let installed = home.run(&["module", "install", dir.to_str().unwrap()]);
+    installed.ok();
+    assert!(
+        installed.stdout.contains("test/nov master"),
+        "{installed:?}"
+    );
+    home.run(&["service", "stage", "test/nov", "main", "-n", "s"])
+        .ok();
+    let repo = home.service_dir("s");
+    assert!(read(&repo.join("dtk.service.yaml")).contains("test/nov: master"));
+    home.run(&["service", "converge", "s"]).ok();
+    let out = home.module_sandbox("s", "n", "test/nov").join("out.txt");
+    assert_eq!(read(&out), "one\n");
+
+    // The instance edits its copy of the script; the module's `master` moves on.
+    let say = repo.join("modules/test/nov/bin/say");
+    std::fs::write(&say, "#!/bin/sh\necho \"[$1]\"\n").unwrap();
+    home.run(&["service", "converge", "s"]).ok();
+    assert_eq!(read(&out), "[one]\n");
+    std::fs::write(
+        dir.join("dtk.module.yaml"),
+        NOV.replace("default: one", "default: two"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("NOTES"), "second\n").unwrap();
+    home.run(&["module", "install", dir.to_str().unwrap()]).ok();
+    let copy = repo.join("modules/test/nov/dtk.module.yaml");
+    assert!(
+        read(&copy).contains("default: one"),
+        "the staged copy stays"
+    );
+
+    let pulled = home.run(&["service", "pull-base", "s"]);
+    pulled.ok();
+    assert!(!pulled.stdout.contains("already at"), "{pulled:?}");
+    assert!(read(&copy).contains("default: two"), "{}", read(&copy));
+    assert_eq!(read(&say), "#!/bin/sh\necho \"[$1]\"\n", "the edit is kept");
+    assert!(read(&repo.join("dtk.service.yaml")).contains("test/nov: master"));
+    home.run(&["service", "converge", "s"]).ok();
+    assert_eq!(read(&out), "[two]\n");
+    // Nothing new: a second pull-base has nothing to do.
+    let again = home.run(&["service", "pull-base", "s"]);
+    again.ok();
+    assert!(again.stdout.contains("already at"), "{again:?}");
+    home.fsck_all();
+}

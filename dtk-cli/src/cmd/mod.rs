@@ -6,6 +6,7 @@ pub mod module;
 pub mod remote;
 pub mod service;
 pub mod target;
+pub mod ui;
 
 use clap::Subcommand;
 
@@ -44,6 +45,17 @@ pub enum Command {
                       dtk remote show"
     )]
     Remote(remote::RemoteCommand),
+    /// Serve a read-only web view of the services, their runs and DAGs, live
+    ///
+    /// The index lists services and targets; each service's page shows its nodes,
+    /// components and their states, outputs (never a secret), history, a run's timeline
+    /// with its critical path, and its plan's DAG; a run started from another `dtk` is
+    /// followed live. Listens on loopback unless --listen says otherwise.
+    #[command(
+        after_help = "Examples:\n  dtk ui                           # http://127.0.0.1:7878/\n  \
+                      dtk ui --listen 127.0.0.1:0      # a free port (the URL is printed)"
+    )]
+    Ui(ui::UiArgs),
     /// Print a shell completion script: `dtk completions bash > /etc/bash_completion.d/dtk`
     #[command(after_help = "Example:\n  dtk completions zsh > ~/.zfunc/_dtk")]
     Completions {
@@ -60,6 +72,7 @@ impl Command {
             Command::Service(c) => service::run(c, ctx),
             Command::Target(c) => target::run(c, ctx),
             Command::Remote(c) => remote::run(c, ctx),
+            Command::Ui(args) => ui::run(args, ctx),
             Command::Completions { shell } => {
                 let mut cmd = <crate::Cli as clap::CommandFactory>::command();
                 // Into a buffer first: clap_complete panics when its writer fails, and a

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::Context;
@@ -56,12 +56,19 @@ pub enum ModuleCommand {
     /// Check the module in DIR without publishing it
     ///
     /// Runs every check `install` runs (dtk.module.yaml parses and validates; every file
-    /// can be stored) and writes nothing.
-    #[command(after_help = "Example:\n  dtk module validate ./modules/webapp")]
+    /// can be stored) and writes nothing. With `--file`, checks one document by its
+    /// content alone: a module document, or a service document when its name ends in
+    /// `dtk.service.yaml`.
+    #[command(
+        after_help = "Example:\n  dtk module validate ./modules/webapp\n  dtk module validate --file ./old/dtk.module.yaml"
+    )]
     Validate {
         /// The module directory (it holds dtk.module.yaml)
-        #[arg(value_name = "DIR")]
-        dir: PathBuf,
+        #[arg(value_name = "DIR", required_unless_present = "file")]
+        dir: Option<PathBuf>,
+        /// Check this one document instead of a module directory
+        #[arg(long, value_name = "FILE", conflicts_with = "dir")]
+        file: Option<PathBuf>,
     },
 }
 
@@ -94,7 +101,11 @@ pub fn run(cmd: ModuleCommand, ctx: &Ctx) -> anyhow::Result<()> {
         ModuleCommand::Install { dir } => install(ctx, dir),
         ModuleCommand::List => list(ctx),
         ModuleCommand::Show { module, all } => show(ctx, &module, all),
-        ModuleCommand::Validate { dir } => validate(ctx, dir),
+        ModuleCommand::Validate {
+            file: Some(file), ..
+        } => validate_file(ctx, &file),
+        ModuleCommand::Validate { dir: Some(dir), .. } => validate(ctx, dir),
+        ModuleCommand::Validate { .. } => anyhow::bail!("give DIR or --file FILE"),
     }
 }
 
@@ -791,6 +802,56 @@ fn validate(ctx: &Ctx, dir: PathBuf) -> anyhow::Result<()> {
             doc.files.len()
         )
     })
+}
+
+/// The `dtk.document.validate/v1` document (`dtk module validate --file FILE`).
+#[derive(Serialize)]
+struct DocumentDoc {
+    valid: bool,
+    file: String,
+    kind: &'static str,
+    name: String,
+    version: Option<String>,
+}
+
+/// Checks one module or service document by its content alone (no other file, no
+/// catalog): what `scripts/compat` runs on a corpus of documents.
+fn validate_file(ctx: &Ctx, path: &Path) -> anyhow::Result<()> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {shown}"))?;
+    let is_service = path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().ends_with("dtk.service.yaml"));
+    let doc = if is_service {
+        let s = dtk_model::dsl::parse_service(&text, &shown)
+            .with_context(|| format!("{shown} is not a valid service document"))?;
+        DocumentDoc {
+            valid: true,
+            file: shown,
+            kind: "service",
+            name: s.name,
+            version: None,
+        }
+    } else {
+        let m = dtk_model::dsl::parse_module(&text, &shown)
+            .with_context(|| format!("{shown} is not a valid module"))?;
+        DocumentDoc {
+            valid: true,
+            file: shown,
+            kind: "module",
+            name: m.id.to_string(),
+            version: Some(m.version.to_string()),
+        }
+    };
+    ctx.out
+        .emit("dtk.document.validate/v1", &doc, |w| match &doc.version {
+            Some(v) => writeln!(
+                w,
+                "{} is a valid module document: {} {v}",
+                doc.file, doc.name
+            ),
+            None => writeln!(w, "{} is a valid service document: {}", doc.file, doc.name),
+        })
 }
 
 fn short(commit: &str) -> &str {

@@ -19,6 +19,15 @@ use crate::cmd::module::ModuleSpec;
 use crate::output::{table, utc_time};
 use crate::progress;
 
+/// The formats of `dtk service graph`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz DOT text
+    Dot,
+    /// SVG, laid out by dtk
+    Svg,
+}
+
 /// `dtk service` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
@@ -233,13 +242,20 @@ pub enum ServiceCommand {
         /// The service instance
         name: String,
     },
-    /// The workflow DAG as Graphviz DOT (or SVG with --svg, when `dot` is installed)
-    #[command(after_help = "Example:\n  dtk service graph shop | dot -Tpng > shop.png")]
+    /// The workflow DAG as Graphviz DOT, or as SVG laid out by dtk (no Graphviz needed)
+    #[command(
+        after_help = "Examples:\n  dtk service graph shop --format svg > shop.svg\n  \
+                      dtk service graph shop | dot -Tpng > shop.png"
+    )]
     Graph {
         /// The service instance
         name: String,
-        /// Render SVG with Graphviz's `dot`
-        #[arg(long)]
+        /// The output format: `dot` (Graphviz text) or `svg` (drawn by dtk, the same
+        /// layout as `dtk ui`)
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+        /// Same as --format svg
+        #[arg(long, conflicts_with = "format")]
         svg: bool,
     },
     /// Set the desired state back to an earlier revision, as a new commit
@@ -735,14 +751,18 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 Ok(())
             })
         }
-        ServiceCommand::Graph { name, svg } => {
+        ServiceCommand::Graph { name, format, svg } => {
             let svc = home.service(&name)?;
             let model = svc.model()?;
             let state = svc.actual_state()?;
             let graph =
                 dtk_workflow::build_graph(&model, &state, &dtk_workflow::PlanRequest::ConvergeAll)?;
-            let dot = dtk_workflow::render_dot(&graph);
-            let text = if svg { to_svg(&dot)? } else { dot };
+            let svg = svg || format == GraphFormat::Svg;
+            let text = if svg {
+                dtk_ui::graph::plan_graph_svg(&graph)
+            } else {
+                dtk_workflow::render_dot(&graph)
+            };
             #[derive(Serialize)]
             struct Doc {
                 format: &'static str,
@@ -1315,30 +1335,6 @@ fn unified(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> String {
         .unified_diff()
         .header(&format!("a/{path}"), &format!("b/{path}"))
         .to_string()
-}
-
-fn to_svg(dot: &str) -> anyhow::Result<String> {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("dot")
-        .arg("-Tsvg")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context(
-            "--svg needs Graphviz's `dot` (install graphviz), or leave --svg out for DOT text",
-        )?;
-    child
-        .stdin
-        .take()
-        .context("dot's stdin")?
-        .write_all(dot.as_bytes())?;
-    let out = child.wait_with_output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "dot failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Opens the home with every provider this binary knows: the built-in local one and,

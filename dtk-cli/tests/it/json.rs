@@ -89,7 +89,7 @@ fn json(h: &Home, args: &[&str]) -> Run {
 }
 
 /// Asserts that JSON.md has a section for `schema` naming each top-level field of `doc`.
-fn documented(schema: &str, doc: &Value) {
+pub(crate) fn documented(schema: &str, doc: &Value) {
     let heading = format!("`{schema}`");
     let section = JSON_MD
         .split("\n## ")
@@ -121,9 +121,15 @@ fn normalize(text: &str, tmp: &str) -> String {
     for line in text.lines() {
         let trimmed = line.trim_start();
         let indent = &line[..line.len() - trimmed.len()];
-        let volatile = ["started_at", "time", "published_at", "duration_ms"]
-            .iter()
-            .find(|k| trimmed.starts_with(&format!("\"{k}\": ")));
+        let volatile = [
+            "started_at",
+            "time",
+            "published_at",
+            "duration_ms",
+            "started_ms",
+        ]
+        .iter()
+        .find(|k| trimmed.starts_with(&format!("\"{k}\": ")));
         match volatile {
             Some(k) if !trimmed.ends_with("null") && !trimmed.ends_with("null,") => {
                 let comma = if trimmed.ends_with(',') { "," } else { "" };
@@ -138,7 +144,7 @@ fn normalize(text: &str, tmp: &str) -> String {
 
 /// In text: 40-digit object ids, run ids (`SECS-NANOS-PID`), durations (`1.5s`, `0.25s`)
 /// and loopback ports become placeholders.
-fn normalize_text(s: &str) -> String {
+pub(crate) fn normalize_text(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
@@ -207,6 +213,16 @@ fn a_service_life_in_json() {
         0,
         "dtk.module.install/v1",
         expect_file!["json/module-install.json"],
+    );
+
+    let file = format!("{src}/dtk.module.yaml");
+    let r = json(&h, &["module", "validate", "--file", &file]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.document.validate/v1",
+        expect_file!["json/module-validate-file.json"],
     );
 
     let r = json(

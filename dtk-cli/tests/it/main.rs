@@ -6,6 +6,7 @@
 
 mod json;
 mod module;
+mod ui;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -337,6 +337,67 @@ fn validate_reports_what_would_be_installed() {
 }
 
 #[test]
+fn validate_file_checks_one_document_by_its_content() {
+    let h = Home::new();
+    let dir = h.module("web", WEB);
+    let file = dir.join("dtk.module.yaml");
+    let r = h.dtk(&["module", "validate", "--file", file.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .ends_with("dtk.module.yaml is a valid module document: demo/web 1.0.0\n"),
+        "{}",
+        r.stdout
+    );
+    // A service document, by its name.
+    let svc = h.tmp.path().join("x_dtk.service.yaml");
+    std::fs::write(
+        &svc,
+        "name: shop\ncomponents:\n- node[web]:\n    components: [web]\n",
+    )
+    .unwrap();
+    let r = h.dtk(&[
+        "--json",
+        "module",
+        "validate",
+        "--file",
+        svc.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = r.json();
+    assert_eq!(doc["schema"], "dtk.document.validate/v1");
+    assert_eq!(doc["kind"], "service");
+    assert_eq!(doc["name"], "shop");
+    assert_eq!(doc["version"], serde_json::Value::Null);
+    // A refused document: exit 1, located diagnostics, nothing written.
+    let bad = h.tmp.path().join("bad_dtk.module.yaml");
+    std::fs::write(&bad, "module: demo/bad\ncomponent_defs:\n  web:\n    actions:\n      create: {commands: [./start]}\n").unwrap();
+    let r = h.dtk(&["module", "validate", "--file", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("bad_dtk.module.yaml:5:27: a command must start with `RUN`"),
+        "{}",
+        r.stderr
+    );
+    // DIR and --file are exclusive; one of them is needed.
+    let r = h.dtk(&[
+        "module",
+        "validate",
+        dir.to_str().unwrap(),
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = h.dtk(&["module", "validate"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        !h.home().join("catalog").exists(),
+        "validate writes nothing"
+    );
+}
+
+#[test]
 fn verbose_logs_what_the_libraries_do_on_stderr() {
     let h = Home::new();
     let dir = h.module("web", WEB);

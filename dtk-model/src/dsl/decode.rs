@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::diag::{Diagnostics, Location, did_you_mean};
-use crate::ident::check_name;
+use crate::diag::{Diagnostic, Diagnostics, DslError, Location, did_you_mean};
+use crate::ident::{ComponentRef, ModuleId, ParseRefError, check_name};
 use crate::module::AttrType;
 use crate::value::Value;
 use crate::yaml::{YamlKind, YamlNode};
@@ -367,6 +367,63 @@ impl Ctx {
         }
     }
 
+    /// The value of whichever of `keys` (a key and its aliases) the mapping `entries`
+    /// holds, with the key as written; a second one is reported (`both `actions` and its
+    /// alias `workflows` are given`), and the first in source order is used.
+    pub(crate) fn aliased<'a>(
+        &mut self,
+        entries: &'a [(YamlNode, YamlNode)],
+        path: &str,
+        keys: &[&str],
+    ) -> Option<(&'a str, &'a YamlNode)> {
+        let mut found: Option<(&'a str, &'a YamlNode)> = None;
+        for (k, v) in entries {
+            let Some(key) = k.scalar() else { continue };
+            if !keys.contains(&key) {
+                continue;
+            }
+            match found {
+                None => found = Some((key, v)),
+                Some((first, _)) => self.error_help(
+                    k.at,
+                    &child(path, key),
+                    format!("both `{first}` and its alias `{key}` are given"),
+                    format!("merge them under `{}`", keys[0]),
+                ),
+            }
+        }
+        found
+    }
+
+    /// A module id, `NAMESPACE/NAME` (or the original dtk's `NAMESPACE:NAME`), reporting
+    /// a malformed one with `help`.
+    pub(crate) fn module_id(
+        &mut self,
+        text: &str,
+        at: Location,
+        path: &str,
+        help: &str,
+    ) -> Option<ModuleId> {
+        let normalized = match text.split_once(':') {
+            Some((ns, name)) if !text.contains('/') && !name.contains(':') && !ns.is_empty() => {
+                format!("{ns}/{name}")
+            }
+            _ => text.to_owned(),
+        };
+        match normalized.parse::<ModuleId>() {
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.error_help(
+                    at,
+                    path,
+                    format!("invalid module id `{}`: {}", shorten(text), e.reason),
+                    help,
+                );
+                None
+            }
+        }
+    }
+
     /// A duration: whole seconds (`30`), or a number with a unit (`500ms`, `30s`, `5m`,
     /// `1h`).
     pub(crate) fn duration(&mut self, node: &YamlNode, path: &str, what: &str) -> Option<Duration> {
@@ -439,5 +496,68 @@ pub(crate) fn typed_value(ty: AttrType, node: &YamlNode) -> Result<Value, String
             found(node),
             ty.as_str()
         ))
+    }
+}
+/// Parses a component reference, reporting a malformed one.
+pub(crate) fn parse_ref(
+    ctx: &mut Ctx,
+    text: &str,
+    at: Location,
+    path: &str,
+) -> Option<ComponentRef> {
+    match text.parse::<ComponentRef>() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            ref_error(ctx, &e, at, path);
+            None
+        }
+    }
+}
+
+fn ref_error(ctx: &mut Ctx, e: &ParseRefError, at: Location, path: &str) {
+    ctx.error_help(
+        at,
+        path,
+        format!("invalid {} `{}`: {}", e.what, shorten(&e.input), e.reason),
+        "write `component`, `module::component` or `module::component[instance]`",
+    );
+}
+
+impl Ctx {
+    /// The error for a document that could not be decoded: what was collected, or
+    /// (should nothing have been) a generic diagnostic, so that an error is never empty.
+    pub(crate) fn fail(self) -> DslError {
+        let file = self.diags.file().to_owned();
+        match self.diags.finish(()) {
+            Err(e) => e,
+            Ok(()) => DslError::single(whole_document(&file, "the document could not be read")),
+        }
+    }
+}
+
+/// A diagnostic about a whole document (at its start).
+fn whole_document(file: &str, message: &str) -> Diagnostic {
+    Diagnostic {
+        file: file.to_owned(),
+        location: Location {
+            line: 1,
+            col: 1,
+            offset: 0,
+        },
+        key: String::new(),
+        message: message.to_owned(),
+        help: None,
+    }
+}
+
+/// A value written as YAML on its own (a command line's `VALUE`), with the DSL's scalar
+/// typing.
+pub(crate) fn value_document(text: &str, file: &str) -> Result<Value, DslError> {
+    let mut diags = Diagnostics::new(file);
+    match crate::yaml::load(text, &mut diags) {
+        Some(node) if !diags.has_errors() => Ok(node_value(&node)),
+        _ => Err(diags.finish(()).err().unwrap_or_else(|| {
+            DslError::single(whole_document(file, "the value could not be read"))
+        })),
     }
 }

@@ -3,11 +3,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::DslError;
-use crate::dsl::body::{self, Index, Mode, StepCheck};
+use crate::dsl::components::components;
 use crate::dsl::decode::{Ctx, child, found, shorten};
-use crate::dsl::fail;
-use crate::dsl::module_file::{dsl_version, version};
+use crate::dsl::header::{dsl_version, version};
+use crate::dsl::index::{Index, Mode, resolve_links};
 use crate::dsl::scope::Scope;
+use crate::dsl::workflow::{self, StepCheck};
 use crate::ident::{ModuleId, ModuleVersion};
 use crate::module::DSL_VERSION;
 use crate::service::{ServiceDoc, StagedFrom};
@@ -16,6 +17,7 @@ use crate::yaml::{self, YamlKind};
 const SERVICE_KEYS: &[&str] = &[
     "dsl_version",
     "name",
+    "service_name",
     "staged_from",
     "target",
     "base",
@@ -28,7 +30,7 @@ const SERVICE_KEYS: &[&str] = &[
 pub(crate) fn parse(text: &str, file: &str) -> Result<ServiceDoc, DslError> {
     let mut ctx = Ctx::new(file);
     let Some(root) = yaml::load(text, &mut ctx.diags) else {
-        return Err(fail(ctx));
+        return Err(ctx.fail());
     };
     let Some(entries) = (match &root.kind {
         YamlKind::Map(e) => Some(e.as_slice()),
@@ -43,7 +45,7 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<ServiceDoc, DslError> {
             ),
             "start with `name: SERVICE_NAME`",
         );
-        return Err(fail(ctx));
+        return Err(ctx.fail());
     };
     ctx.check_keys(entries, "", SERVICE_KEYS, "a service document");
 
@@ -51,8 +53,8 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<ServiceDoc, DslError> {
         Some(n) => dsl_version(&mut ctx, n, "dsl_version"),
         None => Some(DSL_VERSION.to_owned()),
     };
-    let name = match root.get("name") {
-        Some(n) => ctx.name(n, "name", "service name"),
+    let name = match ctx.aliased(entries, "", &["name", "service_name"]) {
+        Some((key, n)) => ctx.name(n, key, "service name"),
         None => {
             ctx.error_help(
                 root.at,
@@ -175,11 +177,11 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<ServiceDoc, DslError> {
         defs: None,
     };
     let (mut nodes, mut comps) = match root.get("components") {
-        Some(c) => body::components(&mut ctx, &scope, c, "components"),
+        Some(c) => components(&mut ctx, &scope, c, "components"),
         None => (Vec::new(), Vec::new()),
     };
     let index = Index::build(&mut ctx, &scope, &nodes, &comps, "components");
-    body::resolve_links(
+    resolve_links(
         &mut ctx,
         Mode::Service,
         &scope,
@@ -197,16 +199,16 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<ServiceDoc, DslError> {
             "merge them under `actions`",
         ),
         (Some(n), None) => {
-            workflows = body::workflows(&mut ctx, n, "actions", StepCheck::Nodes(&index))
+            workflows = workflow::workflows(&mut ctx, n, "actions", StepCheck::Nodes(&index))
         }
         (None, Some(n)) => {
-            workflows = body::workflows(&mut ctx, n, "workflows", StepCheck::Nodes(&index))
+            workflows = workflow::workflows(&mut ctx, n, "workflows", StepCheck::Nodes(&index))
         }
         (None, None) => {}
     }
 
     let (Some(dsl_version), Some(name)) = (dsl, name) else {
-        return Err(fail(ctx));
+        return Err(ctx.fail());
     };
     ctx.diags.finish(ServiceDoc {
         dsl_version,

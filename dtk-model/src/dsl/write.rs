@@ -7,9 +7,9 @@ use std::time::Duration;
 use crate::dsl::decode::plain_value;
 use crate::ident::VersionReq;
 use crate::module::{
-    ActionDef, ActionKind, Assembly, AttrType, AttrValue, AttributeDef, Command, ComponentDecl,
-    ComponentDef, DependencyDef, LinkDecl, LinkDef, Module, NodeDecl, NodeSelector, Subtask,
-    SubtaskOrder, Workflow,
+    ActionDef, ActionKind, AddFile, Assembly, AttrType, AttrValue, AttributeDef, AttributeMapping,
+    Command, ComponentDecl, ComponentDef, DependencyDef, Flow, LinkDecl, LinkDef, Module, NodeDecl,
+    NodeSelector, Placement, Subtask, SubtaskOrder, Workflow,
 };
 use crate::service::ServiceDoc;
 use crate::value::Value;
@@ -187,6 +187,7 @@ fn emit_map(buf: &mut String, entries: &[(String, Out)], indent: usize) {
         buf.push_str(&render_key(k));
         buf.push(':');
         match v {
+            Out::Scalar(t) if t.is_empty() => buf.push('\n'),
             Out::Scalar(t) => {
                 buf.push(' ');
                 buf.push_str(t);
@@ -260,7 +261,7 @@ fn attr_values(attrs: &std::collections::BTreeMap<String, AttrValue>) -> Out {
     )
 }
 
-/// Writes a module as YAML that [`crate::dsl::parse_module`] reads back to an equal module
+/// Writes a module as YAML that `parse_module` reads back to an equal module
 /// (source locations aside).
 pub fn write_module(m: &Module) -> String {
     let mut top = map();
@@ -279,7 +280,10 @@ pub fn write_module(m: &Module) -> String {
         let deps = m
             .dependencies
             .iter()
-            .map(|d| (d.module.to_string(), s(&req_text(&d.req))))
+            .map(|d| match &d.req {
+                VersionReq::Any => (d.module.to_string(), Out::Scalar("null".to_owned())),
+                req => (d.module.to_string(), s(&req_text(req))),
+            })
             .collect();
         put(&mut top, "dependencies", Out::Map(deps));
     }
@@ -329,7 +333,7 @@ fn component_def(def: &ComponentDef) -> Out {
         );
     }
     if !def.link_defs.is_empty() {
-        put(&mut m, "link_defs", link_defs(&def.link_defs));
+        put(&mut m, "link_defs", link_defs(def));
     }
     if !def.actions.is_empty() {
         let actions = def
@@ -372,9 +376,17 @@ fn attribute(a: &AttributeDef) -> Out {
     Out::Map(m)
 }
 
+fn placement(p: Placement) -> Option<Out> {
+    match p {
+        Placement::Anywhere => None,
+        Placement::SameNode => Some(Out::Scalar("local".to_owned())),
+        Placement::OtherNode => Some(Out::Scalar("remote".to_owned())),
+    }
+}
+
 fn dependency(d: &DependencyDef) -> Out {
     if let [only] = d.choices.as_slice()
-        && !d.same_node
+        && d.placement == Placement::Anywhere
         && d.name == only.to_string()
     {
         return s(&d.name);
@@ -385,13 +397,63 @@ fn dependency(d: &DependencyDef) -> Out {
         "choices",
         Out::Seq(d.choices.iter().map(|c| s(&c.to_string())).collect()),
     );
-    if d.same_node {
-        put(&mut spec, "location", Out::Scalar("local".to_owned()));
+    if let Some(l) = placement(d.placement) {
+        put(&mut spec, "location", l);
     }
     Out::Map(vec![(d.name.clone(), Out::Map(spec))])
 }
 
-fn link_defs(defs: &[LinkDef]) -> Out {
+/// A link definition. Its dependency is written `dependency_name` when the component
+/// declares that dependency, else `name` (the original's spelling for a link that names
+/// none of them, which `dependency_name` may not).
+fn link_def(l: &LinkDef, def: &ComponentDef) -> Out {
+    let mut spec = map();
+    if let Some(d) = &l.dependency {
+        let key = if def.dependencies.iter().any(|x| &x.name == d) {
+            "dependency_name"
+        } else {
+            "name"
+        };
+        put(&mut spec, key, s(d));
+    }
+    if let Some(p) = placement(l.placement) {
+        put(&mut spec, "location", p);
+    }
+    if !l.attribute_mappings.is_empty() {
+        let ms = l
+            .attribute_mappings
+            .iter()
+            .map(|m| s(&mapping(m)))
+            .collect();
+        put(&mut spec, "attribute_mappings", Out::Seq(ms));
+    }
+    Out::Map(spec)
+}
+
+/// An attribute mapping in the DSL's spelling (see [`AttributeMapping`]).
+fn mapping(m: &AttributeMapping) -> String {
+    let from = match &m.constant {
+        Some(c) => constant(c),
+        None => format!("${}", m.from.join(".")),
+    };
+    match m.flow {
+        Flow::In => format!("{from} -> {}", m.to),
+        Flow::Out => format!("{} <- {from}", m.to),
+    }
+}
+
+/// A constant of a `<-` mapping: `'text'`, `true`, `42`, or JSON.
+fn constant(v: &Value) -> String {
+    match v {
+        Value::Str(t) => format!("'{t}'"),
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
+/// Link definitions: a mapping from producers to definitions, or, when a producer has
+/// several, a list of single-key mappings in declaration order.
+fn link_defs(def: &ComponentDef) -> Out {
+    let defs = &def.link_defs;
     let targets: Vec<String> = defs.iter().map(|l| l.target.to_string()).collect();
     let mut unique = targets.clone();
     unique.sort();
@@ -399,21 +461,7 @@ fn link_defs(defs: &[LinkDef]) -> Out {
     let entries: Vec<(String, Out)> = defs
         .iter()
         .zip(targets)
-        .map(|(l, t)| {
-            let mut spec = map();
-            if let Some(d) = &l.dependency {
-                put(&mut spec, "dependency_name", s(d));
-            }
-            if !l.attribute_mappings.is_empty() {
-                let ms = l
-                    .attribute_mappings
-                    .iter()
-                    .map(|m| s(&format!("${} -> {}", m.from.join("."), m.to)))
-                    .collect();
-                put(&mut spec, "attribute_mappings", Out::Seq(ms));
-            }
-            (t, Out::Map(spec))
-        })
+        .map(|(l, t)| (t, link_def(l, def)))
         .collect();
     if unique.len() == defs.len() {
         Out::Map(entries)
@@ -430,22 +478,7 @@ fn action(a: &ActionDef) -> Out {
                 .iter()
                 .map(|c| match c {
                     Command::Run(line) => s(&format!("RUN {line}")),
-                    Command::Add(a) => {
-                        let mut m = map();
-                        put(&mut m, "ADD", s(""));
-                        put(&mut m, "source", s(&a.source));
-                        put(&mut m, "target", s(&a.target));
-                        if a.template {
-                            put(&mut m, "template", Out::Scalar("true".to_owned()));
-                        }
-                        if let Some(o) = &a.owner {
-                            put(&mut m, "owner", s(o));
-                        }
-                        if let Some(md) = &a.mode {
-                            put(&mut m, "mode", s(md));
-                        }
-                        Out::Map(m)
-                    }
+                    Command::Add(a) => add_step(a),
                 })
                 .collect();
             put(&mut m, "commands", Out::Seq(lines));
@@ -474,10 +507,30 @@ fn action(a: &ActionDef) -> Out {
     Out::Map(m)
 }
 
+fn add_step(a: &AddFile) -> Out {
+    let mut m = map();
+    put(&mut m, "ADD", Out::Scalar(String::new()));
+    put(&mut m, "source", s(&a.source));
+    put(&mut m, "target", s(&a.target));
+    if a.template {
+        put(&mut m, "template", Out::Scalar("true".to_owned()));
+    }
+    if let Some(o) = &a.owner {
+        put(&mut m, "owner", s(o));
+    }
+    if let Some(md) = &a.mode {
+        put(&mut m, "mode", s(md));
+    }
+    Out::Map(m)
+}
+
 fn assembly(a: &Assembly) -> Out {
     let mut m = map();
     if let Some(d) = &a.description {
         put(&mut m, "description", s(d));
+    }
+    for (k, v) in &a.metadata {
+        put(&mut m, k, value(v));
     }
     if let Some(r) = &a.node_component {
         put(&mut m, "node_component", s(&r.to_string()));
@@ -653,7 +706,7 @@ fn subtask(t: &Subtask) -> Out {
     Out::Map(m)
 }
 
-/// Writes a service document as YAML that [`crate::dsl::parse_service`] reads back to an
+/// Writes a service document as YAML that `parse_service` reads back to an
 /// equal document (source locations aside).
 pub fn write_service(doc: &ServiceDoc) -> String {
     let mut top = map();

@@ -32,14 +32,14 @@ fn config() -> ProptestConfig {
     }
 }
 
-/// The seed corpus: the original dtk's files, dtk-model's malformed inputs, the CLI
+/// The seed corpus: dtk-model's corpus of DSL forms and malformed inputs, the CLI
 /// suite's malformed modules and service files, and the bundled modules.
 fn corpus() -> &'static [String] {
     static CORPUS: OnceLock<Vec<String>> = OnceLock::new();
     CORPUS.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let dirs: Vec<PathBuf> = [
-            "../../shared/dtk-fixtures",
+            "tests/corpus",
             "tests/malformed",
             "../tests/fixtures/bad/modules",
             "../tests/fixtures/bad/service",

@@ -1,10 +1,10 @@
-//! dtk-model's integration tests: the original dtk's files, malformed inputs with their
-//! exact messages, and round-trip properties.
+//! dtk-model's integration tests: the corpus of DSL forms, malformed inputs with their
+//! exact messages, expansion, and round-trip properties.
 
 #![allow(clippy::unwrap_used, clippy::type_complexity)]
 
-mod fixtures;
-
+mod corpus;
+mod expand;
 mod expand_props;
 mod fuzz;
 mod malformed;

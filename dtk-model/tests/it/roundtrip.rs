@@ -14,9 +14,9 @@ use dtk_model::Location;
 use dtk_model::dsl::{parse_module, parse_service, write_module, write_service};
 use dtk_model::ident::{ComponentRef, ModuleId, ModuleVersion, NodeComponentRef, VersionReq};
 use dtk_model::module::{
-    ActionDef, ActionKind, ActionStep, Assembly, AttrType, AttrValue, AttributeDef,
-    AttributeMapping, Command, ComponentDecl, ComponentDef, DependencyDef, LinkDecl, LinkDef,
-    Module, ModuleDependency, NodeDecl, NodeSelector, Subtask, SubtaskOrder, Workflow,
+    ActionDef, ActionKind, ActionStep, AddFile, Assembly, AttrType, AttrValue, AttributeDef,
+    AttributeMapping, Command, ComponentDecl, ComponentDef, DependencyDef, Flow, LinkDecl, LinkDef,
+    Module, ModuleDependency, NodeDecl, NodeSelector, Placement, Subtask, SubtaskOrder, Workflow,
 };
 use dtk_model::service::{ServiceDoc, StagedFrom};
 use dtk_model::value::Value;
@@ -146,6 +146,8 @@ enum KindRecipe {
     Ruby(String, Option<(String, Value)>),
     Function(Value),
     Docker(Value),
+    /// A `RUN` line then an `ADD` step: source, target, template, owner, mode.
+    Add(String, String, String, bool, Option<String>, Option<String>),
 }
 
 fn command_line() -> impl Strategy<Value = String> {
@@ -164,6 +166,17 @@ fn kind_recipe() -> impl Strategy<Value = KindRecipe> {
             .prop_map(|(e, x)| KindRecipe::Ruby(e, x)),
         1 => hash_value().prop_map(KindRecipe::Function),
         1 => any_value().prop_map(KindRecipe::Docker),
+        1 => (
+            command_line(),
+            command_line(),
+            command_line(),
+            any::<bool>(),
+            prop::option::of("[a-z][a-z0-9_]{0,5}(:[a-z]{1,4})?"),
+            prop::option::of(prop::sample::select(vec!["0644", "755", "0600", "640"])),
+        )
+            .prop_map(|(line, source, target, template, owner, mode)| {
+                KindRecipe::Add(line, source, target, template, owner, mode.map(str::to_owned))
+            }),
     ]
 }
 
@@ -412,6 +425,8 @@ fn req_text() -> impl Strategy<Value = String> {
         (0u64..5, 0u64..5).prop_map(|(a, b)| format!(">= {a}.{b}, < {}", a + 1)),
         (0u64..5).prop_map(|a| format!("~{a}")),
         Just("*".to_owned()),
+        // Written without a version: any version (`VersionReq::Any`).
+        Just(String::new()),
     ]
 }
 
@@ -526,6 +541,16 @@ fn build_action(name: &str, r: &ActionRecipe) -> ActionDef {
             kind: "docker".to_owned(),
             detail: Value::Hash(BTreeMap::from([("docker".to_owned(), v.clone())])),
         },
+        KindRecipe::Add(line, source, target, template, owner, mode) => ActionKind::Commands(vec![
+            Command::Run(line.clone()),
+            Command::Add(AddFile {
+                source: source.clone(),
+                target: target.clone(),
+                template: *template,
+                owner: owner.clone(),
+                mode: mode.clone(),
+            }),
+        ]),
     };
     ActionDef {
         name: name.to_owned(),
@@ -549,7 +574,11 @@ fn build_module(r: &ModuleRecipe) -> Module {
         .enumerate()
         .map(|(i, (name, req))| ModuleDependency {
             module: ModuleId::new(&r.ns, &format!("d{i}{name}")).unwrap(),
-            req: req.parse::<VersionReq>().unwrap(),
+            req: if req.is_empty() {
+                VersionReq::Any
+            } else {
+                req.parse::<VersionReq>().unwrap()
+            },
             at: AT,
         })
         .collect();
@@ -609,10 +638,15 @@ fn build_module(r: &ModuleRecipe) -> Module {
                 continue;
             };
             if named || same_node {
+                let placement = match (same_node, pick % 2) {
+                    (false, _) => Placement::Anywhere,
+                    (true, 0) => Placement::SameNode,
+                    (true, _) => Placement::OtherNode,
+                };
                 dependencies.push(DependencyDef {
                     name: format!("dep{j}"),
                     choices: vec![target],
-                    same_node,
+                    placement,
                     at: AT,
                 });
             } else {
@@ -623,7 +657,7 @@ fn build_module(r: &ModuleRecipe) -> Module {
                 dependencies.push(DependencyDef {
                     name,
                     choices: vec![target],
-                    same_node: false,
+                    placement: Placement::Anywhere,
                     at: AT,
                 });
             }
@@ -653,17 +687,48 @@ fn build_module(r: &ModuleRecipe) -> Module {
                     } else {
                         vec![producer_attrs[mp % producer_attrs.len()].clone()]
                     };
-                    AttributeMapping {
-                        from,
-                        to: format!("in{k}"),
-                        at: AT,
+                    // Some mappings send a value the other way (`<-`): this component's
+                    // attribute or a constant into one of the producer's attributes.
+                    match (mp % 5, producer_attrs.is_empty()) {
+                        (3, false) => AttributeMapping {
+                            from: vec![format!("own{k}")],
+                            to: producer_attrs[mp % producer_attrs.len()].clone(),
+                            flow: Flow::Out,
+                            constant: None,
+                            at: AT,
+                        },
+                        (4, false) => AttributeMapping {
+                            from: Vec::new(),
+                            to: producer_attrs[mp % producer_attrs.len()].clone(),
+                            flow: Flow::Out,
+                            constant: Some(match mp % 3 {
+                                0 => Value::Int((mp % 1000) as i64),
+                                1 => Value::Bool(mp % 2 == 0),
+                                _ => Value::Str(format!("c{mp}")),
+                            }),
+                            at: AT,
+                        },
+                        _ => AttributeMapping {
+                            from,
+                            to: format!("in{k}"),
+                            flow: Flow::In,
+                            constant: None,
+                            at: AT,
+                        },
                     }
                 })
                 .collect();
+            let dependency = format!("dep{j}");
+            let declared = dependencies.iter().any(|d| d.name == dependency);
             link_defs.push(LinkDef {
                 target,
                 attribute_mappings,
-                dependency: named.then(|| format!("dep{j}")),
+                dependency: (*named && declared).then_some(dependency),
+                placement: match pick % 3 {
+                    0 => Placement::Anywhere,
+                    1 => Placement::SameNode,
+                    _ => Placement::OtherNode,
+                },
                 at: AT,
             });
         }
@@ -907,6 +972,11 @@ fn build_module(r: &ModuleRecipe) -> Module {
                 components: comps,
                 workflows,
                 node_component,
+                metadata: a
+                    .description
+                    .as_ref()
+                    .map(|d| BTreeMap::from([("target".to_owned(), Value::Str(d.clone()))]))
+                    .unwrap_or_default(),
                 at: AT,
             },
         );
@@ -1388,7 +1458,7 @@ proptest! {
         prop_assert_eq!(back, doc, "text:\n{}", text);
     }
 
-    /// Mangled real documents never make the parser panic.
+    /// Mangled corpus documents never make the parser panic.
     #[test]
     fn mangled_documents_do_not_panic(
         which in 0usize..64,
@@ -1398,11 +1468,8 @@ proptest! {
         ])), 1..6),
         cut in any::<usize>(),
     ) {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/dtk-fixtures");
-        let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
-        files.sort();
-        let mut text = std::fs::read_to_string(&files[which % files.len()]).unwrap();
+        let files = crate::corpus::corpus_files();
+        let mut text = files[which % files.len()].1.clone();
         for (pos, ins) in edits {
             let mut p = pos % (text.len() + 1);
             while !text.is_char_boundary(p) { p -= 1; }

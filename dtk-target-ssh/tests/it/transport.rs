@@ -3,6 +3,7 @@
 //! host key and user key in a temporary directory, and stops it by PID. Many "nodes" are many
 //! work directories on one server.
 
+use dtk_model::render::shell_quote;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -62,11 +63,6 @@ fn req(workdir: &Path) -> ExecRequest {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Shell-quotes like a `{{attr}}` substitution does.
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 fn run_files(dir: &Path) -> Vec<String> {

@@ -134,6 +134,8 @@ pub struct TaskReport {
     pub status: TaskStatus,
     /// How long it ran (zero if it did not).
     pub duration: Duration,
+    /// When it started (`None` if it did not run).
+    pub started: Option<std::time::Instant>,
     /// Attempts made.
     pub attempts: u32,
     /// Things worth saying that did not fail it (ignored outputs).

@@ -24,7 +24,7 @@ use super::prepare::{DefActions, Ready};
 use super::records::Records;
 use super::{Event, ExecContext, Outcome, TaskReport, TaskStatus};
 use crate::hash::{FastMap, outputs_digest};
-use crate::journal::{JournalEffect, JournalEntry, JournalWriter};
+use crate::journal::{JournalEffect, JournalEntry, JournalTask, JournalWriter};
 use crate::plan::Plan;
 use crate::state::{ActualState, AppliedComponent, ComponentStatus};
 use crate::task::{PlanKind, Task, TaskOp};
@@ -54,6 +54,8 @@ pub(super) struct Run<'a> {
     pub(super) secret_outputs: HashMap<ComponentId, Attributes>,
     pub(super) slots: Vec<Slot>,
     pub(super) reports: Vec<Option<TaskReport>>,
+    /// When each task started.
+    started: Vec<Option<Instant>>,
     pub(super) indeg: Vec<u32>,
     /// Each task's node, as an index into `busy` (or [`NO_NODE`]).
     task_node: Vec<u32>,
@@ -119,6 +121,7 @@ pub(super) async fn run(
         secret_outputs: HashMap::new(),
         slots: vec![Slot::Pending; n],
         reports: vec![None; n],
+        started: vec![None; n],
         indeg: graph
             .node_indices()
             .map(|i| {
@@ -139,6 +142,23 @@ pub(super) async fn run(
             service: model.name.clone(),
             plan: plan.kind().to_string(),
             tasks: n,
+            graph: plan
+                .order()
+                .iter()
+                .map(|&i| {
+                    let t = &graph[i];
+                    JournalTask {
+                        id: t.id.clone(),
+                        component: t.component.clone(),
+                        action: t.action.clone(),
+                        node: t.node.clone(),
+                        after: graph
+                            .neighbors_directed(i, Direction::Incoming)
+                            .map(|p| graph[p].id.clone())
+                            .collect(),
+                    }
+                })
+                .collect(),
         });
     }
     let cancelled = run.schedule().await;
@@ -285,6 +305,7 @@ impl<'a> Run<'a> {
                     self.busy[node as usize] = true;
                 }
                 self.slots[i.index()] = Slot::Running;
+                self.started[i.index()] = Some(Instant::now());
                 let t = &graph[i];
                 self.journal(JournalEntry::Intent {
                     task: t.id.clone(),
@@ -512,13 +533,9 @@ impl<'a> Run<'a> {
             }
             _ => {}
         }
-        self.reports[i.index()] = Some(report(
-            t,
-            status.clone(),
-            done.duration,
-            done.attempts,
-            warnings,
-        ));
+        let mut r = report(t, status.clone(), done.duration, done.attempts, warnings);
+        r.started = self.started[i.index()];
+        self.reports[i.index()] = Some(r);
         match status {
             TaskStatus::Done | TaskStatus::Unchanged => {
                 self.slots[i.index()] = Slot::Finished(status);
@@ -622,6 +639,7 @@ fn report(
         node: t.node.clone(),
         status,
         duration,
+        started: None,
         attempts,
         warnings,
     }

@@ -1,6 +1,6 @@
 //! Journal tests: format, torn and corrupt lines, appending after a kill, group commit.
 
-use dtk_workflow::journal::{JournalEntry, JournalWriter, replay_bytes};
+use dtk_workflow::journal::{JournalEntry, JournalWriter, parse_lines, replay_bytes};
 use dtk_workflow::{ActualState, PlanRequest, SyncMode, TaskId, execute, plan, replay};
 
 use crate::harness::bigger;
@@ -116,6 +116,46 @@ fn a_run_journals_begin_intents_results_and_end() {
     let mut s = ActualState::new();
     s.apply_journal(&st);
     assert_eq!(s, o.state);
+    // Every line has its time; `begin` lists the plan with each task's predecessors, and
+    // every intent comes at or after the results of the tasks it waits for.
+    let bytes = std::fs::read(dir.path().join("run.jsonl")).unwrap();
+    let (lines, used) = parse_lines(&bytes);
+    assert_eq!(used, bytes.len());
+    assert_eq!(lines.len(), 2 + 2 * p.len());
+    assert!(lines.iter().all(|l| l.at.is_some()));
+    let JournalEntry::Begin { graph, tasks, .. } = &lines[0].entry else {
+        panic!("first line: {:?}", lines[0]);
+    };
+    assert_eq!(*tasks, p.len());
+    let planned: Vec<&str> = p.tasks().map(|t| t.id.as_str()).collect();
+    assert_eq!(
+        graph.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        planned
+    );
+    for t in graph {
+        let mut after: Vec<&TaskId> = t.after.iter().collect();
+        let mut want = p.predecessors(&t.id);
+        after.sort();
+        want.sort();
+        assert_eq!(after, want, "{}", t.id);
+    }
+    // A reader following the file sees only complete lines; the rest waits.
+    let cut = bytes.len() - 5;
+    let (first, used) = parse_lines(&bytes[..cut]);
+    assert_eq!(first.len(), lines.len() - 1);
+    let (rest, _) = parse_lines(&bytes[used..]);
+    assert_eq!(rest.len(), 1);
+    // Journals written before `at` and `graph` existed read the same.
+    let old = concat!(
+        r#"{"kind":"begin","version":1,"service":"s","plan":"converge","tasks":1}"#,
+        "\n",
+        r#"{"kind":"done","task":"a.create","component":"a","effect":"deleted"}"#,
+        "\n"
+    );
+    let (old_lines, _) = parse_lines(old.as_bytes());
+    assert_eq!(old_lines.len(), 2);
+    assert!(old_lines.iter().all(|l| l.at.is_none()));
+    assert_eq!(replay_bytes(old.as_bytes()).completed.len(), 1);
     // A journal that cannot be created stops the run before anything runs.
     let mut bad = ctx(&world);
     bad.journal = Some(dir.path().join("no/such/dir/j"));
