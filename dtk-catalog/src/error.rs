@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use dtk_model::{DslError, ModuleId, ModuleVersion, VersionReq};
 use thiserror::Error;
@@ -124,6 +125,19 @@ pub enum CatalogError {
         .0.module, .0.version, .0.existing, .0.refused
     )]
     VersionExists(Box<VersionExists>),
+
+    /// The remote already holds a released version with other content: another machine
+    /// published it first. Released versions are immutable there too.
+    #[error(
+        "module {} version {} is already published on the remote {} by {} as commit {} with \
+         other content; released versions never change, so publish it under a new version",
+        .0.module, .0.version, .0.remote, .0.author, .0.commit
+    )]
+    RemoteVersionExists(Box<RemoteVersionExists>),
+
+    /// The team's remote could not be used.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
 
     /// No version of the module is published.
     #[error("module {module} is not in the catalog")]
@@ -370,4 +384,78 @@ pub(crate) fn list_versions(vs: &[ModuleVersion]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The error returned when a remote cannot be used.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// The URL cannot be a remote (empty, an option, several lines).
+    #[error("`{url}` is not a git URL dtk can use as a remote: {why}")]
+    BadUrl {
+        /// The URL as given (credentials removed).
+        url: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The remote could not be reached, or refused the connection (network, DNS,
+    /// authentication, a repository that does not exist).
+    #[error("cannot reach the remote {remote} ({op}): {message}")]
+    Unreachable {
+        /// The remote's URL (credentials removed).
+        remote: String,
+        /// What was being done: `fetch`, `push`, `list references`.
+        op: &'static str,
+        /// What git said (its first lines, credentials removed).
+        message: String,
+    },
+    /// `git` failed in another way.
+    #[error("git {op} with the remote {remote} failed: {message}")]
+    Git {
+        /// The remote's URL (credentials removed).
+        remote: String,
+        /// What was being done.
+        op: &'static str,
+        /// What git said.
+        message: String,
+    },
+    /// `git` took too long and was stopped.
+    #[error("git {op} with the remote {remote} did not finish within {} s", limit.as_secs())]
+    Timeout {
+        /// The remote's URL (credentials removed).
+        remote: String,
+        /// What was being done.
+        op: &'static str,
+        /// The time limit.
+        limit: Duration,
+    },
+    /// The `git` program could not be run.
+    #[error(
+        "cannot run `git` in {} (dtk fetches and pushes with the system git: install it)",
+        dir.display()
+    )]
+    Spawn {
+        /// The repository it was run in.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The details of [`CatalogError::RemoteVersionExists`]: the version as the remote holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteVersionExists {
+    /// The module.
+    pub module: ModuleId,
+    /// The version.
+    pub version: ModuleVersion,
+    /// The remote (credentials removed).
+    pub remote: String,
+    /// The commit the remote holds for the version (hex).
+    pub commit: String,
+    /// Who published it (the commit's author).
+    pub author: String,
+    /// When (the commit's time, seconds since the Unix epoch).
+    pub time: i64,
 }

@@ -43,6 +43,7 @@ mod files;
 mod journal;
 mod publish;
 mod read;
+pub mod remote;
 mod resolve;
 #[cfg(test)]
 mod tests;
@@ -50,7 +51,9 @@ mod tests;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use error::{CatalogError, Requirement, ResolveError, VersionExists};
+pub use error::{
+    CatalogError, RemoteError, RemoteVersionExists, Requirement, ResolveError, VersionExists,
+};
 pub use files::{FileEntry, MANIFEST, ValidModule, validate_dir};
 pub use publish::{PublishStage, PublishStatus, Published};
 pub use read::{ModuleSummary, PublishedModule};

@@ -130,7 +130,7 @@ pub(crate) fn ref_target(
 }
 
 /// Moves one reference from `expected` to `new` (deleting it when `new` is `None`).
-fn set_ref(
+pub(crate) fn set_ref(
     repo: &gix::Repository,
     name: &str,
     expected: Option<ObjectId>,
@@ -364,7 +364,11 @@ impl Catalog {
     }
 }
 
-fn commit_message(id: &ModuleId, version: &ModuleVersion, previous: Option<ObjectId>) -> String {
+pub(crate) fn commit_message(
+    id: &ModuleId,
+    version: &ModuleVersion,
+    previous: Option<ObjectId>,
+) -> String {
     let mut m = format!("{id} {version}\n\nPublished by dtk.\n");
     if let Some(p) = previous {
         m.push_str(&format!("Development version {version} moves from {p}.\n"));
@@ -374,7 +378,7 @@ fn commit_message(id: &ModuleId, version: &ModuleVersion, previous: Option<Objec
 }
 
 /// Writes every file as a blob and the directory as a tree; returns the tree id.
-fn write_tree(
+pub(crate) fn write_tree(
     repo: &gix::Repository,
     dir: &Path,
     files: &[SourceFile],

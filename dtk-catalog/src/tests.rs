@@ -202,3 +202,30 @@ mod resolution {
         }
     }
 }
+
+// The remote: URLs.
+mod remote_urls {
+    use crate::remote::{GitRemote, redact_url};
+
+    #[test]
+    fn passwords_are_removed_from_urls() {
+        assert_eq!(
+            redact_url("https://alice:s3cret@git.example.com/team/dtk.git"),
+            "https://alice:***@git.example.com/team/dtk.git"
+        );
+        assert_eq!(
+            redact_url("ssh://git@host:2222/srv/dtk.git"),
+            "ssh://git@host:2222/srv/dtk.git"
+        );
+        assert_eq!(redact_url("git@host:team/dtk.git"), "git@host:team/dtk.git");
+        assert_eq!(redact_url("/srv/dtk.git"), "/srv/dtk.git");
+    }
+
+    #[test]
+    fn urls_that_git_would_read_as_options_are_refused() {
+        assert!(GitRemote::new("--upload-pack=touch /tmp/x").is_err());
+        assert!(GitRemote::new("").is_err());
+        assert!(GitRemote::new("a\nb").is_err());
+        assert!(GitRemote::new("git://127.0.0.1:9418/x.git").is_ok());
+    }
+}

@@ -30,8 +30,7 @@ use crate::secrets::SecretStore;
 use crate::service::{ConvergeRecord, Service, now_secs};
 use dtk_target_local::{LocalProvider, run_action};
 
-/// The reference holding the history of converge records in an instance repository.
-pub const RECORDS_REF: &str = "refs/dtk/converges";
+pub use crate::history::RECORDS_REF;
 
 /// How to run a converge (or exec, or delete).
 #[derive(Clone)]
@@ -52,6 +51,8 @@ pub struct RunOptions {
     pub fail_fast: bool,
     /// Who runs it (`user@host`), kept in the run's record.
     pub who: Option<String>,
+    /// With a remote: the lease of the service's lock (renewed while the run goes).
+    pub lease: Duration,
 }
 
 impl Default for RunOptions {
@@ -65,6 +66,7 @@ impl Default for RunOptions {
             selection: Selection::default(),
             fail_fast: false,
             who: None,
+            lease: crate::lease::DEFAULT_LEASE,
         }
     }
 }
@@ -78,6 +80,7 @@ impl std::fmt::Debug for RunOptions {
             .field("selection", &self.selection)
             .field("fail_fast", &self.fail_fast)
             .field("who", &self.who)
+            .field("lease", &self.lease)
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +116,9 @@ pub struct RunReport {
     /// What `--only` / `--exclude` left out of a converge.
     #[serde(default)]
     pub left_out: Vec<LeftOutLine>,
+    /// With a remote: whether the run's results reached it.
+    #[serde(default)]
+    pub remote: Option<crate::team::RemoteReport>,
 }
 
 /// A task a selection left out of a plan (`--only`, `--exclude`).
@@ -325,6 +331,8 @@ impl Service {
         // A pull-base whose conflicts are resolved is committed first (refused while
         // markers remain).
         self.continue_pull_locked()?;
+        // With a remote: fetch, refuse if locked elsewhere, pull (crate::team).
+        let mut team = self.team_begin("converge", opts.lease)?;
         let message = opts
             .message
             .clone()
@@ -333,16 +341,22 @@ impl Service {
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
         self.refuse_violations(&model)?;
-        self.run(&model, PlanRequest::Converge, "converge", opts, None)
+        if let Some(t) = team.as_mut() {
+            t.check_secrets(self, &model)?;
+            t.take(self, true)?;
+        }
+        self.run(&model, PlanRequest::Converge, "converge", opts, None, team)
             .await
     }
 
-    /// Converges with `gate` checking the run before anything runs (a saved plan).
+    /// Converges with `gate` checking the run before anything runs (a saved plan). The
+    /// caller holds the instance lock.
     pub(crate) async fn converge_gated(
         &self,
         opts: &RunOptions,
         gate: Gate<'_>,
     ) -> Result<RunReport, InstanceError> {
+        let mut team = self.team_begin("converge", opts.lease)?;
         let message = opts
             .message
             .clone()
@@ -351,8 +365,19 @@ impl Service {
         let (d, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&d, &modules, dtk_model::service::SERVICE_FILE)?;
         self.refuse_violations(&model)?;
-        self.run(&model, PlanRequest::Converge, "converge", opts, Some(gate))
-            .await
+        if let Some(t) = team.as_mut() {
+            t.check_secrets(self, &model)?;
+            t.take(self, true)?;
+        }
+        self.run(
+            &model,
+            PlanRequest::Converge,
+            "converge",
+            opts,
+            Some(gate),
+            team,
+        )
+        .await
     }
 
     /// Runs a named workflow of the service's assembly (`WORKFLOW`), or a custom action
@@ -366,6 +391,7 @@ impl Service {
         opts: &RunOptions,
     ) -> Result<RunReport, InstanceError> {
         let _lock = self.lock("exec")?;
+        let mut team = self.team_begin("exec", opts.lease)?;
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
         self.refuse_violations(&model)?;
@@ -394,7 +420,10 @@ impl Service {
             })?;
             PlanRequest::Action(ActionRequest { target, params })
         };
-        self.run(&model, req, "exec", opts, None).await
+        if let Some(t) = team.as_mut() {
+            t.take(self, false)?;
+        }
+        self.run(&model, req, "exec", opts, None, team).await
     }
 
     /// Runs every component's delete action in reverse dependency order; afterwards
@@ -413,9 +442,13 @@ impl Service {
     ) -> Result<RunReport, InstanceError> {
         self.guard_target("delete", force)?;
         let _lock = self.lock("delete")?;
+        let mut team = self.team_begin("delete", opts.lease)?;
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
-        self.run(&model, PlanRequest::Delete, "delete", opts, None)
+        if let Some(t) = team.as_mut() {
+            t.take(self, false)?;
+        }
+        self.run(&model, PlanRequest::Delete, "delete", opts, None, team)
             .await
     }
 
@@ -426,6 +459,7 @@ impl Service {
         kind: &str,
         opts: &RunOptions,
         gate: Option<Gate<'_>>,
+        mut team: Option<crate::team::TeamRun>,
     ) -> Result<RunReport, InstanceError> {
         let started = Instant::now();
         let started_at = now_secs();
@@ -504,10 +538,18 @@ impl Service {
         ctx.events = Some(tx);
         ctx.cancel = opts.cancel.clone();
         ctx.fail_fast = opts.fail_fast;
+        if let Some(t) = team.as_mut() {
+            // Lease renewals and journal checkpoints on the remote; fencing cancels.
+            t.start_keeper(self, &journal_dir, &mut ctx)?;
+        }
         // An empty plan has nothing to journal (and no fsync to pay).
         ctx.journal = (!plan.is_empty()).then(|| journal.clone());
         let outcome = dtk_workflow::execute(&plan, model, &state, &ctx).await;
         drop(ctx);
+        if let Some(t) = team.as_mut() {
+            // No checkpoint may race the final state below.
+            t.stop_keeper();
+        }
         let written = collector.await.unwrap_or_default();
         let outcome = outcome.map_err(|e| InstanceError::Workflow(Box::new(e)))?;
 
@@ -557,6 +599,7 @@ impl Service {
             resumed_from_journal: resumed,
             who: opts.who.clone(),
             left_out: left_out.iter().map(LeftOutLine::from).collect(),
+            remote: None,
         };
         self.record(&report)?;
         if kind == "converge" {
@@ -570,6 +613,8 @@ impl Service {
                 ever_succeeded: status == "succeeded" || prev.is_some_and(|p| p.ever_succeeded),
             })?;
         }
+        let mut report = report;
+        report.remote = team.map(|t| t.finish(self));
         Ok(report)
     }
 

@@ -109,6 +109,9 @@ pub enum InstanceError {
         /// The violations.
         violations: Vec<ServiceViolation>,
     },
+    /// The team's remote could not be used.
+    #[error(transparent)]
+    Remote(#[from] dtk_catalog::remote::RemoteError),
     /// The workflow layer failed (planning, journal).
     #[error(transparent)]
     Workflow(Box<dyn std::error::Error + Send + Sync>),

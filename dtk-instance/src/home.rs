@@ -35,6 +35,8 @@ pub struct Home {
     root: PathBuf,
     catalog: Catalog,
     providers: ProviderRegistry,
+    /// The team's remote and who runs the program (see [`crate::remote`]).
+    pub(crate) team: crate::remote::TeamSettings,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -81,6 +83,7 @@ impl Home {
             root: root.to_path_buf(),
             catalog,
             providers: registry,
+            team: crate::remote::TeamSettings::load(root)?,
         };
         for kind in home.providers.kinds() {
             if let Some(p) = home.providers.get(kind) {

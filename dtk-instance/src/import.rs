@@ -264,6 +264,7 @@ impl Service {
             logs: self.private_dir().join("logs").join(&run),
             resumed_from_journal: 0,
             who: opts.who.clone(),
+            remote: None,
             left_out: Vec::new(),
         })?;
         Ok(ImportReport {

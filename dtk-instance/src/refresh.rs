@@ -378,6 +378,7 @@ impl Service {
             logs: self.private_dir().join("logs").join(&run),
             resumed_from_journal: 0,
             who: opts.who.clone(),
+            remote: None,
             left_out: Vec::new(),
         };
         self.record(&report)?;

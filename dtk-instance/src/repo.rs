@@ -185,25 +185,7 @@ impl InstanceRepo {
         trees: &[(String, ObjectId)],
         message: &str,
     ) -> Result<InstanceRepo, InstanceError> {
-        git!(root, "init", gix::init(root))?;
-        let git_dir = root.join(".git");
-        // The init template's sample hooks and description are a dozen files of no use
-        // to an instance (a quarter of its disk): drop them.
-        drop_template_samples(&git_dir);
-        let info = git_dir.join("objects").join("info");
-        fs::create_dir_all(&info).map_err(io_err(&info, "create"))?;
-        if !alternates.is_empty() {
-            let alt = info.join("alternates");
-            let text: String = alternates
-                .iter()
-                .map(|p| format!("{}\n", p.display()))
-                .collect::<String>();
-            fs::write(&alt, text).map_err(io_err(&alt, "write"))?;
-        }
-        let exclude_dir = git_dir.join("info");
-        fs::create_dir_all(&exclude_dir).map_err(io_err(&exclude_dir, "create"))?;
-        let exclude = exclude_dir.join("exclude");
-        fs::write(&exclude, format!("/{PRIVATE_DIR}/\n")).map_err(io_err(&exclude, "write"))?;
+        InstanceRepo::init(root, alternates)?;
         let me = InstanceRepo::open(root)?;
         let mut edits: Vec<TreeEdit> = files
             .iter()
@@ -489,9 +471,24 @@ impl InstanceRepo {
         parent: Option<ObjectId>,
         message: &str,
     ) -> Result<ObjectId, InstanceError> {
+        self.commit_by(tree, parent, message, None)
+    }
+
+    /// [`commit`](Self::commit) authored by `who` (else dtk's own signature).
+    pub fn commit_by(
+        &self,
+        tree: ObjectId,
+        parent: Option<ObjectId>,
+        message: &str,
+        who: Option<&Signature>,
+    ) -> Result<ObjectId, InstanceError> {
+        let (name, email) = match who {
+            Some(w) => (w.name.as_str(), w.email.as_str()),
+            None => (SIGNATURE_NAME, SIGNATURE_EMAIL),
+        };
         let sig = gix::actor::Signature {
-            name: SIGNATURE_NAME.into(),
-            email: SIGNATURE_EMAIL.into(),
+            name: name.into(),
+            email: email.into(),
             time: gix::date::Time::now_utc(),
         };
         let mut buf = gix::date::parse::TimeBuf::default();
@@ -685,6 +682,17 @@ impl InstanceRepo {
         changes: &[FileChange],
         message: &str,
     ) -> Result<ObjectId, InstanceError> {
+        self.commit_changes_by(changes, message, None)
+    }
+
+    /// [`commit_changes`](Self::commit_changes) authored by `who` (else dtk's own
+    /// signature).
+    pub fn commit_changes_by(
+        &self,
+        changes: &[FileChange],
+        message: &str,
+        who: Option<&Signature>,
+    ) -> Result<ObjectId, InstanceError> {
         let head = self.head()?;
         let base = self.commit_tree(head)?;
         let edits: Vec<TreeEdit> = changes
@@ -695,7 +703,7 @@ impl InstanceRepo {
             })
             .collect();
         let tree = self.edit_tree(Some(base), &edits)?;
-        let commit = self.commit(tree, Some(head), message)?;
+        let commit = self.commit_by(tree, Some(head), message, who)?;
         let keep: BTreeSet<String> = changes
             .iter()
             .filter(|c| c.new.is_some())
@@ -898,7 +906,8 @@ fn remove_empty_parents(root: &Path, file: &Path) {
 }
 
 /// Removes what `git init`'s template writes for people and no program reads: the
-/// sample hooks, `hooks/docs.url` and `description`. Best effort: they are harmless.
+/// sample hooks, `hooks/docs.url` and `description` (a dozen files, a quarter of an
+/// instance's disk). Best effort: they are harmless.
 fn drop_template_samples(git_dir: &Path) {
     let hooks = git_dir.join("hooks");
     if let Ok(rd) = fs::read_dir(&hooks) {
@@ -958,6 +967,9 @@ pub fn write_file_atomic(path: &Path, data: &[u8], executable: bool) -> Result<(
     fs::rename(&tmp, path).map_err(io_err(path, "rename"))?;
     Ok(())
 }
+
+mod sync;
+pub use sync::{MergedTree, Signature};
 
 #[cfg(test)]
 mod tests;

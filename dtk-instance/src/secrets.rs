@@ -117,6 +117,15 @@ impl SecretStore {
         Ok(())
     }
 
+    /// The names of the secrets set, by component id (never their values).
+    pub fn names(&self) -> BTreeMap<String, Vec<String>> {
+        self.values
+            .iter()
+            .map(|(c, m)| (c.clone(), m.keys().cloned().collect()))
+            .filter(|(_, names): &(String, Vec<String>)| !names.is_empty())
+            .collect()
+    }
+
     /// Every secret value, for scrubbing them out of logs and outputs.
     pub fn all_values(&self) -> Vec<String> {
         self.values

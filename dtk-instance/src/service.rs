@@ -258,7 +258,17 @@ impl Service {
             return Ok(None);
         }
         self.model()?;
-        Ok(Some(self.repo.commit_changes(&changes, message)?))
+        // With a team remote, the commit says who made the change.
+        let who = self
+            .home
+            .remote()
+            .is_some()
+            .then(|| self.home.operator().signature());
+        Ok(Some(self.repo.commit_changes_by(
+            &changes,
+            message,
+            who.as_ref(),
+        )?))
     }
 
     /// Sets an attribute of the desired state (in the work tree; converge commits it), or
@@ -551,16 +561,16 @@ impl Service {
             })
     }
 
-    /// Actual state as last recorded.
+    /// Actual state as last recorded. A missing or damaged `.dtk/actual.json` is
+    /// restored from its last commit (see [`crate::history`]).
     pub fn actual_state(&self) -> Result<ActualState, InstanceError> {
         let p = self.private_dir().join("actual.json");
         match fs::read(&p) {
-            Ok(data) => serde_json::from_slice(&data).map_err(|e| InstanceError::Io {
-                path: p.clone(),
-                op: "parse",
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ActualState::default()),
+            Ok(data) => match serde_json::from_slice(&data) {
+                Ok(state) => Ok(state),
+                Err(e) => self.restore_actual_state(Some(e.to_string())),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.restore_actual_state(None),
             Err(e) => Err(io_err(&p, "read")(e)),
         }
     }
@@ -575,10 +585,11 @@ impl Service {
             op: "encode",
             source: std::io::Error::other(e.to_string()),
         })?;
-        if fs::read(&p).is_ok_and(|old| old == data) {
-            return Ok(());
+        if !fs::read(&p).is_ok_and(|old| old == data) {
+            write_file_atomic(&p, &data, false)?;
         }
-        write_file_atomic(&p, &data, false)
+        // Versioned too, so a lost or damaged file is restored from its last commit.
+        self.record_state(&data)
     }
 
     /// Recorded outputs by component id.

@@ -70,6 +70,8 @@ impl Home {
                 path: dir,
             });
         }
+        // With a remote: its module versions first (crate::team).
+        self.team_before_stage(&req.name)?;
         let catalog = self.catalog();
         let req_version = match &req.version {
             Some(v) => v.clone(),
@@ -205,6 +207,8 @@ impl Home {
             }
             return Err(io_err(&dir, "create")(e));
         }
+        // With a remote: pushed there, or undone (crate::team).
+        self.team_after_stage(&req.name)?;
         Ok(Staged {
             name: req.name.clone(),
             dir,

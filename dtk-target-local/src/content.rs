@@ -18,6 +18,26 @@ use dtk_model::ProviderError;
 use dtk_model::content::{Manifest, ModuleContent, ModuleFile, check_relative_path};
 use dtk_model::provider::{PutContent, PutFile};
 
+/// A name for a temporary file no other sync of this process uses at the same time
+/// (tasks of one converge sync the same module directory from several threads).
+fn tmp_name(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}{}-{n}", std::process::id())
+}
+
+/// The lock of module directory `dir` within this process.
+fn dir_lock(dir: &Path) -> std::sync::Arc<std::sync::Mutex<()>> {
+    type Locks =
+        std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<std::sync::Mutex<()>>>>;
+    static LOCKS: std::sync::OnceLock<Locks> = std::sync::OnceLock::new();
+    let mut map = LOCKS
+        .get_or_init(Locks::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    map.entry(dir.to_path_buf()).or_default().clone()
+}
+
 /// Brings the copy of `content` in `node_dir` up to date (see the [module
 /// documentation](self)) and returns its directory. `cache` is the per-home content
 /// store; without one, files are written straight from `content.store`.
@@ -35,6 +55,12 @@ pub fn sync_module(
     };
     let fail = |m: String| ProviderError::failed(op(), m);
     let dir = node_dir.join(content.dir());
+    // Components of one module on one node start at once: one sync of a directory at a
+    // time in this process (the others then find it up to date).
+    let guard = dir_lock(&dir);
+    let _held = guard
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let manifest_path = node_dir.join(content.manifest_path());
     let old = fs::read_to_string(&manifest_path)
         .ok()
@@ -78,7 +104,7 @@ pub fn sync_module(
         check_relative_path(&f.path).map_err(|e| fail(format!("module file `{}`: {e}", f.path)))?;
         let target = dir.join(&f.path);
         let parent = ensure_dirs(&dir, &f.path).map_err(fail)?;
-        let tmp = parent.join(format!(".dtk-sync-{}", std::process::id()));
+        let tmp = parent.join(tmp_name(".dtk-sync-"));
         let _ = fs::remove_file(&tmp);
         match cache {
             Some(cache) => {
@@ -101,7 +127,7 @@ pub fn sync_module(
             .map_err(|e| fail(format!("cannot write {}: {e}", target.display())))?;
     }
     let text = content.manifest().to_text();
-    let tmp = manifest_path.with_extension("manifest.tmp");
+    let tmp = manifest_path.with_file_name(tmp_name(".dtk-manifest-"));
     write_new(&tmp, text.as_bytes(), 0o644).map_err(fail)?;
     fs::rename(&tmp, &manifest_path)
         .map_err(|e| fail(format!("cannot write {}: {e}", manifest_path.display())))?;

@@ -328,6 +328,7 @@ mod tests {
             resumed_from_journal: 0,
             who: None,
             left_out: Vec::new(),
+            remote: None,
         }
     }
 

@@ -66,6 +66,27 @@ ensure_sshd() {
     fi
 }
 
+# ensure_git_daemon
+# The team tests start `git daemon --enable=receive-pack` on a free port. Debian ships it
+# with git itself; other distributions split it out (git-daemon).
+ensure_git_daemon() {
+    if git daemon --help >/dev/null 2>&1 || [ -x "$(git --exec-path)/git-daemon" ]; then
+        return 0
+    fi
+    local sudo=
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo=sudo
+    fi
+    echo "deps: installing git's daemon (the team tests run a private git server)" >&2
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        git >/dev/null 2>&1 ||
+        $sudo dnf install -y -q git-daemon >/dev/null 2>&1 || true
+    if ! [ -x "$(git --exec-path)/git-daemon" ]; then
+        echo "deps: could not install git's daemon; the team tests need \`git daemon\`" >&2
+        return 1
+    fi
+}
+
 # ensure_chromium
 # Installs Debian's chromium when /usr/bin/chromium is missing: the web view's tests
 # (`dtk ui`) load its pages in headless Chromium, started by the test itself on a private
@@ -100,5 +121,6 @@ ensure_test_deps() {
     mkdir -p "$target_dir"
     ensure_moto "$target_dir"
     ensure_sshd
+    ensure_git_daemon
     ensure_chromium
 }

@@ -464,6 +464,34 @@ fn pull_base_merges_the_new_assembly_and_leaves_conflicts_marked_until_resolved(
     home.fsck_all();
 }
 
+/// Many components of one module on one node start at once: each syncs the module's copy
+/// (the same directory) from its own thread, and none may trip over another's temporary
+/// files.
+#[test]
+fn parallel_components_of_one_module_sync_its_copy_without_colliding() {
+    let home = CliHome::new();
+    let src = tempfile::tempdir().unwrap();
+    let mut text = String::from(
+        "dsl_version: 1.0.0\nmodule: test/wide\nversion: 1.0.0\ncomponent_defs:\n  step:\n    \
+         attributes:\n      k: {type: integer, required: true}\n    actions:\n      create:\n        \
+         commands:\n        - RUN cat data/x.txt > f{{k}}\nassemblies:\n  wide:\n    components:\n",
+    );
+    for k in 1..=16 {
+        text.push_str(&format!("    - step[s{k}]: {{attributes: {{k: {k}}}}}\n"));
+    }
+    std::fs::create_dir_all(src.path().join("data")).unwrap();
+    std::fs::write(src.path().join("data/x.txt"), "x\n").unwrap();
+    std::fs::write(src.path().join("dtk.module.yaml"), text).unwrap();
+    home.run(&["module", "install", src.path().to_str().unwrap()])
+        .ok();
+    for round in 0..4 {
+        let name = format!("w{round}");
+        home.run(&["service", "stage", "test/wide", "wide", "-n", &name])
+            .ok();
+        home.run(&["service", "converge", &name]).ok();
+    }
+}
+
 /// A module written without `version` (the original's form) is the development tag
 /// `master`: a service pins `master` and keeps the copy it staged when the module is
 /// installed again; pull-base then takes the new `master`, merged with the instance's

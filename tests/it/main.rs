@@ -8,6 +8,7 @@ mod content;
 mod crash;
 mod day2;
 mod security;
+mod team;
 mod tidy;
 
 mod local;

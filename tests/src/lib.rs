@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 pub mod dtk;
+pub mod gitd;
 pub mod harness;
 pub mod secrets;
 

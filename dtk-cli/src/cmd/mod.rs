@@ -5,6 +5,7 @@
 pub mod day2;
 pub mod module;
 pub mod provider;
+pub mod remote;
 pub mod service;
 pub mod target;
 pub mod ui;
@@ -39,6 +40,13 @@ pub enum Command {
                       dtk target set-default aws1      # a converged target instance"
     )]
     Target(target::TargetCommand),
+    /// The team's git remote: the catalog, every service and its state shared
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  dtk remote set ssh://git@git.example.com/ops/dtk.git\n  \
+                      dtk remote show"
+    )]
+    Remote(remote::RemoteCommand),
     /// Serve a read-only web view of the services, their runs and DAGs, live
     ///
     /// The index lists services and targets; each service's page shows its nodes,
@@ -68,6 +76,7 @@ impl Command {
             Command::Module(c) => module::run(c, ctx),
             Command::Service(c) => service::run(c, ctx),
             Command::Target(c) => target::run(c, ctx),
+            Command::Remote(c) => remote::run(c, ctx),
             Command::Ui(args) => ui::run(args, ctx),
             Command::Provider(c) => provider::run(c, ctx),
             Command::Completions { shell } => {

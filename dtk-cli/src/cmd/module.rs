@@ -109,7 +109,22 @@ pub fn run(cmd: ModuleCommand, ctx: &Ctx) -> anyhow::Result<()> {
     }
 }
 
+/// The catalog; with a remote, after bringing the remote's versions in (a remote that
+/// cannot be reached leaves this machine's catalog as it is, with a warning).
 fn open(ctx: &Ctx) -> anyhow::Result<Catalog> {
+    if crate::cmd::remote::remote_configured(&ctx.home) {
+        let home = ctx.open_home()?;
+        if let Err(e) = home.sync_catalog() {
+            let mut chain = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(c) = src {
+                chain.push_str(&format!(": {c}"));
+                src = c.source();
+            }
+            let mut err = std::io::stderr();
+            let _ = writeln!(err, "warning: {chain}; showing this machine's catalog");
+        }
+    }
     Ok(Catalog::open(&ctx.catalog_dir())?)
 }
 
@@ -128,10 +143,15 @@ struct InstallDoc {
 }
 
 fn install(ctx: &Ctx, dir: PathBuf) -> anyhow::Result<()> {
-    let catalog = open(ctx)?;
-    let p = catalog
-        .publish(&dir)
-        .with_context(|| format!("could not install the module in {}", dir.display()))?;
+    let p = if crate::cmd::remote::remote_configured(&ctx.home) {
+        ctx.open_home()?
+            .publish(&dir)
+            .with_context(|| format!("could not install the module in {}", dir.display()))?
+    } else {
+        Catalog::open(&ctx.catalog_dir())?
+            .publish(&dir)
+            .with_context(|| format!("could not install the module in {}", dir.display()))?
+    };
     let (status, previous) = match &p.status {
         PublishStatus::Created => ("created", None),
         PublishStatus::Unchanged => ("unchanged", None),

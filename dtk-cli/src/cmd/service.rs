@@ -341,6 +341,37 @@ pub enum ServiceCommand {
     },
     #[command(flatten)]
     Day2(crate::cmd::day2::Day2Command),
+    /// Make a service of the team's remote on this machine (with the targets it needs)
+    #[command(after_help = "Example:\n  dtk service clone shop && dtk service converge shop")]
+    Clone {
+        /// The service instance on the remote
+        name: String,
+    },
+    /// Bring others' desired-state commits from the remote, merged with your edits
+    ///
+    /// Uncommitted edits are kept; files changed on both sides get conflict markers
+    /// (nothing is lost), and converge refuses them until they are resolved.
+    #[command(after_help = "Example:\n  dtk service pull shop")]
+    Pull {
+        /// The service instance
+        name: String,
+    },
+    /// Push this machine's desired-state commits to the remote (refused when the remote
+    /// has commits you lack: pull first)
+    #[command(after_help = "Example:\n  dtk service push shop")]
+    Push {
+        /// The service instance
+        name: String,
+    },
+    /// Clear the service's lock on the remote (after a holder that will not come back)
+    #[command(after_help = "Example:\n  dtk service unlock shop --force")]
+    Unlock {
+        /// The service instance
+        name: String,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Options of commands that run tasks.
@@ -360,6 +391,10 @@ pub struct RunArgs {
     /// e.g. aws=4
     #[arg(long, value_name = "PROVIDER=N")]
     limit: Vec<String>,
+    /// With a remote: the lease of the service's lock (renewed while the run goes; after a
+    /// holder dies, others wait this long before taking over)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::cmd::remote::parse_duration)]
+    lease: std::time::Duration,
 }
 
 impl RunArgs {
@@ -373,6 +408,7 @@ impl RunArgs {
             default_timeout: std::time::Duration::from_secs(self.timeout.max(1)),
             fail_fast: self.fail_fast,
             who: crate::cmd::day2::who(),
+            lease: self.lease,
             ..RunOptions::default()
         })
     }
@@ -879,6 +915,12 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
             })
         }
         ServiceCommand::Day2(cmd) => crate::cmd::day2::run(cmd, &home, ctx),
+        ServiceCommand::Clone { name } => crate::cmd::remote::clone(&home, &name, ctx),
+        ServiceCommand::Pull { name } => crate::cmd::remote::pull(&home, &name, ctx),
+        ServiceCommand::Push { name } => crate::cmd::remote::push(&home, &name, ctx),
+        ServiceCommand::Unlock { name, force } => {
+            crate::cmd::remote::unlock(&home, &name, force, ctx)
+        }
         ServiceCommand::Uninstall { name, force } => {
             let svc = home.service(&name)?;
             svc.uninstall(force)?;
@@ -981,6 +1023,15 @@ fn run_tasks<'a>(
         .emit(&format!("dtk.service.{what}/v1"), &report, |w| {
             print_summary(w, &report)
         })?;
+    if let Some(r) = report.remote.as_ref().filter(|r| !r.pushed) {
+        return Err(crate::output::Reported(format!(
+            "{what} of `{name}` {}, but its results did not reach the remote {}: {}",
+            report.status,
+            r.url,
+            r.message.as_deref().unwrap_or("no reason given")
+        ))
+        .into());
+    }
     if report.status == "succeeded" {
         Ok(())
     } else {
@@ -1069,6 +1120,18 @@ fn print_summary(w: &mut dyn Write, r: &RunReport) -> std::io::Result<()> {
     }
     if r.tasks.iter().any(|t| t.log.is_some()) {
         writeln!(w, "task logs: {}", r.logs.display())?;
+    }
+    if let Some(remote) = &r.remote {
+        match (remote.pushed, &remote.message) {
+            (true, None) => writeln!(w, "remote: state and record pushed to {}", remote.url)?,
+            (true, Some(m)) => writeln!(w, "remote: pushed to {} ({m})", remote.url)?,
+            (false, m) => writeln!(
+                w,
+                "remote: NOT pushed to {}: {}",
+                remote.url,
+                m.as_deref().unwrap_or("no reason given")
+            )?,
+        }
     }
     Ok(())
 }
@@ -1316,7 +1379,7 @@ fn unified(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> String {
 pub(crate) fn open_home(home: &std::path::Path) -> anyhow::Result<Home> {
     let dirs = plugin_search_dirs(home);
     let registry = dtk_instance::providers::standard_with_plugins(home, &dirs);
-    Ok(Home::with_providers(home, registry)?)
+    crate::cmd::remote::configure(Home::with_providers(home, registry)?)
 }
 
 /// Where `dtk` looks for provider plugins (`dtk-provider-KIND`), in order:

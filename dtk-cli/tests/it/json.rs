@@ -811,6 +811,122 @@ fn provider_list() {
     .assert_eq(&text);
 }
 
+/// The team commands' documents: two homes (`home` and `home2`) sharing a `file://` remote,
+/// all in one temporary directory (so its path normalizes away).
+#[test]
+fn team_documents_in_json() {
+    let h = Home::new();
+    let remote = h.tmp.path().join("remote.git");
+    let init = std::process::Command::new("git")
+        .args(["init", "--quiet", "--bare"])
+        .arg(&remote)
+        .status()
+        .unwrap();
+    assert!(init.success());
+    let url = format!("file://{}", remote.display());
+    let home2 = h.tmp.path().join("home2").display().to_string();
+    let other = |args: &[&str]| {
+        let mut all = vec!["--home".to_owned(), home2.clone(), "--json".to_owned()];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        dtk(&all, &[])
+    };
+    let src = h.module("json", MODULE);
+    let src = src.to_str().unwrap();
+
+    let r = json(&h, &["remote", "set", &url]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.remote.set/v1",
+        expect_file!["json/remote-set.json"],
+    );
+    assert_eq!(json(&h, &["module", "install", src]).code, 0);
+    assert_eq!(
+        json(
+            &h,
+            &["service", "stage", "demo/json", "two_tier", "-n", "app"]
+        )
+        .code,
+        0
+    );
+    let r = json(&h, &["service", "converge", "app"]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.service.converge/v1",
+        expect_file!["json/service-converge-remote.json"],
+    );
+    let r = json(&h, &["remote", "show"]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.remote.show/v1",
+        expect_file!["json/remote-show.json"],
+    );
+
+    assert_eq!(other(&["remote", "set", &url]).code, 0);
+    let r = other(&["service", "clone", "app"]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.service.clone/v1",
+        expect_file!["json/service-clone.json"],
+    );
+    // The other machine changes the desired state, commits (a rollback is a commit) and
+    // pushes; the first pulls it.
+    assert_eq!(
+        other(&["service", "set-attribute", "app", "web/web/greeting", "hey"]).code,
+        0
+    );
+    assert_eq!(other(&["service", "converge", "app"]).code, 0);
+    assert_eq!(other(&["service", "rollback", "app", "HEAD~1"]).code, 0);
+    let r = other(&["service", "push", "app"]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.service.push/v1",
+        expect_file!["json/service-push.json"],
+    );
+    let r = json(&h, &["service", "pull", "app"]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.service.pull/v1",
+        expect_file!["json/service-pull.json"],
+    );
+    let r = json(&h, &["service", "unlock", "app", "--force"]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.service.unlock/v1",
+        expect_file!["json/service-unlock.json"],
+    );
+    let r = json(&h, &["remote", "unset"]);
+    check(
+        &h,
+        &r,
+        0,
+        "dtk.remote.unset/v1",
+        expect_file!["json/remote-unset.json"],
+    );
+    // Without a remote, the team commands are refused.
+    let r = json(&h, &["service", "pull", "app"]);
+    check(
+        &h,
+        &r,
+        1,
+        "dtk.error/v1",
+        expect_file!["json/error-no-remote.json"],
+    );
+}
+
 /// `edit`, and `pull-base` clean, conflicted and aborted, as documents.
 #[test]
 fn edit_and_pull_base_in_json() {
