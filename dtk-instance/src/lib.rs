@@ -57,6 +57,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod attributes;
 pub mod content;
 pub mod converge;
 pub mod error;

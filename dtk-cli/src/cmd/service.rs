@@ -1264,85 +1264,13 @@ fn print_component(
 }
 
 fn attributes(home: &Home, name: &str, all: bool, ctx: &Ctx) -> anyhow::Result<()> {
-    let svc = home.service(name)?;
-    let model = svc.model()?;
-    let state = svc.actual_state()?;
-    let secrets = svc.secrets()?;
-    #[derive(Serialize)]
-    struct Attr {
-        path: String,
-        r#type: String,
-        value: Option<Value>,
-        source: String,
-    }
-    let mut out = Vec::new();
-    for c in &model.components {
-        let linked: BTreeMap<&str, String> = c
-            .links
-            .iter()
-            .flat_map(|l| {
-                let from = match &l.from {
-                    dtk_model::instance::LinkSource::Component(id) => id.to_string(),
-                    dtk_model::instance::LinkSource::External {
-                        service, component, ..
-                    } => format!("{service}/{component}"),
-                };
-                l.mappings.iter().map(move |(src, to)| {
-                    (to.as_str(), format!("link from {from}.{}", src.join(".")))
-                })
-            })
-            .collect();
-        let rec = state.components.get(&c.id);
-        for (an, a) in &c.def.attributes {
-            if a.hidden && !all {
-                continue;
-            }
-            let path = format!("{}/{an}", c.id);
-            let (value, source) = if a.secret {
-                (
-                    None,
-                    if secrets.is_set(&c.id, an) {
-                        "secret (set)"
-                    } else {
-                        "secret (unset)"
-                    }
-                    .to_owned(),
-                )
-            } else if let Some(v) = rec
-                .and_then(|r| r.outputs.get(an).cloned())
-                .filter(|_| a.dynamic)
-            {
-                (Some(v), "output".to_owned())
-            } else if a.dynamic && !a.input {
-                (None, "output".to_owned())
-            // An output users may also set (`input: true`) shows its link or what was set
-            // until an action reports it.
-            } else if let Some(l) = linked.get(an.as_str()) {
-                (rec.and_then(|r| r.inputs.get(an).cloned()), l.clone())
-            } else {
-                let v = c.inputs.get(an).cloned();
-                let src = if v.is_none() {
-                    "unset"
-                } else if a.default.as_ref() == v.as_ref() {
-                    "default"
-                } else {
-                    "set"
-                };
-                (v, src.to_owned())
-            };
-            out.push(Attr {
-                path,
-                r#type: a.ty.as_str().to_owned(),
-                value,
-                source,
-            });
-        }
-    }
     #[derive(Serialize)]
     struct Doc {
-        attributes: Vec<Attr>,
+        attributes: Vec<dtk_instance::attributes::AttributeInfo>,
     }
-    let doc = Doc { attributes: out };
+    let doc = Doc {
+        attributes: home.service(name)?.attributes(all)?,
+    };
     ctx.out.emit("dtk.service.attributes/v1", &doc, |w| {
         let mut rows = vec![vec![
             "PATH".to_owned(),
@@ -1358,7 +1286,7 @@ fn attributes(home: &Home, name: &str, all: bool, ctx: &Ctx) -> anyhow::Result<(
                     .as_ref()
                     .map(ToString::to_string)
                     .unwrap_or_else(|| "-".into()),
-                a.source.clone(),
+                a.source.to_string(),
             ]);
         }
         table(w, &rows)
