@@ -18,8 +18,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::InstanceError;
+use crate::layout::module_path;
 use crate::service::Service;
-use crate::stage::module_path;
 
 /// What [`Service::edit`] made editable.
 #[derive(Debug, Clone, Serialize)]

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dtk_catalog::Catalog;
-use dtk_model::ident::check_name;
 use dtk_model::{Provider, ProviderRegistry};
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +23,6 @@ use dtk_target_local::LocalProvider;
 
 use crate::error::InstanceError;
 use crate::repo::{PRIVATE_DIR, io_err, write_file_atomic};
-use crate::service::Service;
 
 /// The name of the built-in local target instance.
 pub const LOCAL_TARGET: &str = "local";
@@ -43,23 +41,6 @@ pub struct Home {
 struct Config {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     default_target: Option<String>,
-}
-
-/// One line of `dtk service list`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ServiceSummary {
-    /// The instance's name.
-    pub name: String,
-    /// Whether it is a target instance.
-    pub is_target: bool,
-    /// The module, version and assembly it was staged from, as `ns/name@ver assembly`.
-    pub staged_from: Option<String>,
-    /// The target it is deployed into.
-    pub target: Option<String>,
-    /// The outcome of its last converge, if any (`succeeded`, `failed`, `interrupted`).
-    pub last_converge: Option<String>,
-    /// Its instance repository.
-    pub dir: PathBuf,
 }
 
 impl Home {
@@ -149,37 +130,6 @@ impl Home {
         self.root.join("secrets").join(format!("{name}.json"))
     }
 
-    /// Opens service instance `name`.
-    pub fn service(&self, name: &str) -> Result<Service, InstanceError> {
-        check_name("service name", name).map_err(|e| InstanceError::refused(e.to_string()))?;
-        let dir = self.service_dir(name);
-        if !dir.join(".git").is_dir() {
-            return Err(InstanceError::NoSuchService {
-                name: name.to_owned(),
-            });
-        }
-        Service::open(self.clone(), name, &dir)
-    }
-
-    /// Every service instance, by name.
-    pub fn services(&self) -> Result<Vec<ServiceSummary>, InstanceError> {
-        let dir = self.root.join("services");
-        let mut names: Vec<String> = fs::read_dir(&dir)
-            .map_err(io_err(&dir, "list"))?
-            .filter_map(Result::ok)
-            .filter(|e| e.path().join(".git").is_dir())
-            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        names.sort();
-        let mut out = Vec::new();
-        for name in names {
-            let svc = self.service(&name)?;
-            out.push(svc.summary()?);
-        }
-        Ok(out)
-    }
-
     fn config_path(&self) -> PathBuf {
         self.root.join("config.json")
     }
@@ -224,15 +174,6 @@ impl Home {
             source: std::io::Error::other(e.to_string()),
         })?;
         write_file_atomic(&self.config_path(), &data, false)
-    }
-
-    /// Every target instance's name (the built-in `local` included once it exists).
-    pub fn targets(&self) -> Result<Vec<ServiceSummary>, InstanceError> {
-        Ok(self
-            .services()?
-            .into_iter()
-            .filter(|s| s.is_target)
-            .collect())
     }
 
     /// A scratch directory under the home for staging work, removed by the caller.

@@ -65,6 +65,7 @@ mod guard;
 pub mod history;
 pub mod home;
 pub mod import;
+pub mod layout;
 pub mod lease;
 pub mod limits;
 pub mod lock;

@@ -28,9 +28,9 @@ use dtk_model::{ModuleId, ModuleVersion};
 use serde::{Deserialize, Serialize};
 
 use crate::error::InstanceError;
+use crate::layout::module_path;
 use crate::repo::{TreeEdit, io_err, write_file_atomic, write_file_replace};
 use crate::service::Service;
-use crate::stage::module_path;
 
 /// What pull-base did.
 #[derive(Debug, Clone, Serialize)]

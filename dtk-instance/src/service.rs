@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use dtk_model::expand::{ModuleSet, Violation, expand, violations};
-use dtk_model::ident::AttrPath;
+use dtk_model::ident::{AttrPath, check_name};
 use dtk_model::module::{AttrValue, ComponentDecl, LinkDecl, NodeDecl};
 use dtk_model::service::{SERVICE_FILE, ServiceDoc};
 use dtk_model::{ComponentId, ModuleId, ServiceModel, Value};
@@ -15,12 +15,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::InstanceError;
 use crate::home::Home;
+use crate::layout::module_path;
 use crate::lock::InstanceLock;
 use crate::repo::{
     CommitInfo, FileChange, InstanceRepo, io_err, write_file_atomic, write_file_replace,
 };
 use crate::secrets::SecretStore;
-use crate::stage::module_path;
 
 /// The record of a service's last converge, kept in `.dtk/last-converge.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -652,9 +652,9 @@ impl Service {
     }
 
     /// A one-line summary, for listings.
-    pub fn summary(&self) -> Result<crate::home::ServiceSummary, InstanceError> {
+    pub fn summary(&self) -> Result<ServiceSummary, InstanceError> {
         let doc = self.committed_doc()?;
-        Ok(crate::home::ServiceSummary {
+        Ok(ServiceSummary {
             name: self.name.clone(),
             is_target: doc.is_target,
             staged_from: doc
@@ -831,4 +831,65 @@ pub(crate) fn now_secs() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// One line of `dtk service list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceSummary {
+    /// The instance's name.
+    pub name: String,
+    /// Whether it is a target instance.
+    pub is_target: bool,
+    /// The module, version and assembly it was staged from, as `ns/name@ver assembly`.
+    pub staged_from: Option<String>,
+    /// The target it is deployed into.
+    pub target: Option<String>,
+    /// The outcome of its last converge, if any (`succeeded`, `failed`, `interrupted`).
+    pub last_converge: Option<String>,
+    /// Its instance repository.
+    pub dir: PathBuf,
+}
+
+/// Opening service instances: here rather than in `home.rs`, which then needs nothing of
+/// this module (a service holds its home).
+impl Home {
+    /// Opens service instance `name`.
+    pub fn service(&self, name: &str) -> Result<Service, InstanceError> {
+        check_name("service name", name).map_err(|e| InstanceError::refused(e.to_string()))?;
+        let dir = self.service_dir(name);
+        if !dir.join(".git").is_dir() {
+            return Err(InstanceError::NoSuchService {
+                name: name.to_owned(),
+            });
+        }
+        Service::open(self.clone(), name, &dir)
+    }
+
+    /// Every service instance, by name.
+    pub fn services(&self) -> Result<Vec<ServiceSummary>, InstanceError> {
+        let dir = self.root().join("services");
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .map_err(io_err(&dir, "list"))?
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join(".git").is_dir())
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let svc = self.service(&name)?;
+            out.push(svc.summary()?);
+        }
+        Ok(out)
+    }
+
+    /// Every target instance's name (the built-in `local` included once it exists).
+    pub fn targets(&self) -> Result<Vec<ServiceSummary>, InstanceError> {
+        Ok(self
+            .services()?
+            .into_iter()
+            .filter(|s| s.is_target)
+            .collect())
+    }
 }

@@ -52,10 +52,7 @@ pub struct Staged {
     pub components: Vec<String>,
 }
 
-/// Where the instance copy of a module lives in an instance repository.
-pub fn module_path(id: &ModuleId) -> String {
-    format!("modules/{}/{}", id.namespace, id.name)
-}
+pub use crate::layout::module_path;
 
 impl Home {
     /// Stages `req`: resolves and pins the module closure, expands the assembly against

@@ -3,9 +3,10 @@
 //! value here is also a JSON document (see `dtk-cli/JSON.md`, `dtk.ui.*`).
 
 use dtk_instance::InstanceError;
-use dtk_instance::home::{Home, ServiceSummary};
+use dtk_instance::home::Home;
 use dtk_instance::repo::CommitInfo;
 use dtk_instance::runs::RunSummary;
+use dtk_instance::service::ServiceSummary;
 use dtk_instance::service::{ConvergeRecord, Service};
 use dtk_instance::status::{ComponentStatus, NodeStatus};
 use dtk_instance::watch::{LiveRun, LockHolder};

@@ -460,7 +460,7 @@ pub fn run(cmd: ServiceCommand, ctx: &Ctx) -> anyhow::Result<()> {
             let list = home.services()?;
             #[derive(Serialize)]
             struct Doc<'a> {
-                services: &'a [dtk_instance::home::ServiceSummary],
+                services: &'a [dtk_instance::service::ServiceSummary],
             }
             ctx.out
                 .emit("dtk.service.list/v1", &Doc { services: &list }, |w| {

@@ -33,7 +33,7 @@ pub fn run(cmd: TargetCommand, ctx: &Ctx) -> anyhow::Result<()> {
             #[derive(Serialize)]
             struct Doc<'a> {
                 default: &'a str,
-                targets: &'a [dtk_instance::home::ServiceSummary],
+                targets: &'a [dtk_instance::service::ServiceSummary],
             }
             ctx.out.emit(
                 "dtk.target.list/v1",
