@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::InstanceError;
 use crate::home::Home;
+pub use crate::outcome::{RunKind, RunStatus, TaskOutcome};
 use crate::repo::{io_err, write_file_replace};
 use crate::secrets::SecretStore;
 use crate::service::{ConvergeRecord, Service, now_secs};
@@ -88,14 +89,14 @@ impl std::fmt::Debug for RunOptions {
 /// The report of one run, kept as the service's last task (`task-status`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
-    /// `converge`, `delete` or `exec`.
-    pub kind: String,
+    /// What the run was.
+    pub kind: RunKind,
     /// The run's id.
     pub run: String,
     /// The service.
     pub service: String,
-    /// `succeeded`, `failed` or `cancelled`.
-    pub status: String,
+    /// How it ended.
+    pub status: RunStatus,
     /// The desired-state commit it ran against (hex), for converge.
     pub commit: Option<String>,
     /// When it started (seconds since the epoch).
@@ -168,8 +169,8 @@ pub struct TaskLine {
     pub action: String,
     /// The node.
     pub node: Option<String>,
-    /// `done`, `unchanged`, `failed`, `skipped` or `cancelled`.
-    pub status: String,
+    /// How it ended.
+    pub status: TaskOutcome,
     /// Why it failed or was skipped.
     pub detail: Option<String>,
     /// Duration in milliseconds.
@@ -345,8 +346,15 @@ impl Service {
             t.check_secrets(self, &model)?;
             t.take(self, true)?;
         }
-        self.run(&model, PlanRequest::Converge, "converge", opts, None, team)
-            .await
+        self.run(
+            &model,
+            PlanRequest::Converge,
+            RunKind::Converge,
+            opts,
+            None,
+            team,
+        )
+        .await
     }
 
     /// Converges with `gate` checking the run before anything runs (a saved plan). The
@@ -372,7 +380,7 @@ impl Service {
         self.run(
             &model,
             PlanRequest::Converge,
-            "converge",
+            RunKind::Converge,
             opts,
             Some(gate),
             team,
@@ -423,7 +431,7 @@ impl Service {
         if let Some(t) = team.as_mut() {
             t.take(self, false)?;
         }
-        self.run(&model, req, "exec", opts, None, team).await
+        self.run(&model, req, RunKind::Exec, opts, None, team).await
     }
 
     /// Runs every component's delete action in reverse dependency order; afterwards
@@ -448,15 +456,22 @@ impl Service {
         if let Some(t) = team.as_mut() {
             t.take(self, false)?;
         }
-        self.run(&model, PlanRequest::Delete, "delete", opts, None, team)
-            .await
+        self.run(
+            &model,
+            PlanRequest::Delete,
+            RunKind::Delete,
+            opts,
+            None,
+            team,
+        )
+        .await
     }
 
     async fn run(
         &self,
         model: &ServiceModel,
         request: PlanRequest,
-        kind: &str,
+        kind: RunKind,
         opts: &RunOptions,
         gate: Option<Gate<'_>>,
         mut team: Option<crate::team::TeamRun>,
@@ -564,18 +579,18 @@ impl Service {
         }
 
         let status = if outcome.cancelled {
-            "cancelled"
+            RunStatus::Cancelled
         } else if outcome.is_success() {
-            "succeeded"
+            RunStatus::Succeeded
         } else {
-            "failed"
+            RunStatus::Failed
         };
         let commit = self.repo().head()?.to_string();
         let report = RunReport {
-            kind: kind.to_owned(),
+            kind,
             run: run.clone(),
             service: self.name().to_owned(),
-            status: status.to_owned(),
+            status,
             commit: Some(commit.clone()),
             started_at,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -605,7 +620,7 @@ impl Service {
         if kind == "converge" {
             let prev = self.last_converge()?;
             self.save_last_converge(&ConvergeRecord {
-                status: status.to_owned(),
+                status: status.to_string(),
                 commit,
                 started_at,
                 duration_ms: report.duration_ms,
@@ -673,24 +688,24 @@ fn task_line(
     plan: &Plan,
 ) -> TaskLine {
     let (status, detail) = match &t.status {
-        TaskStatus::Done => ("done", None),
-        TaskStatus::Unchanged => ("unchanged", None),
-        TaskStatus::Failed { message } => ("failed", Some(message.clone())),
+        TaskStatus::Done => (TaskOutcome::Done, None),
+        TaskStatus::Unchanged => (TaskOutcome::Unchanged, None),
+        TaskStatus::Failed { message } => (TaskOutcome::Failed, Some(message.clone())),
         TaskStatus::Skipped { because } => (
-            "skipped",
+            TaskOutcome::Skipped,
             Some(match failures.get(because.as_str()) {
                 Some(why) => format!("{because} failed: {why}"),
                 None => format!("{because} failed"),
             }),
         ),
-        TaskStatus::Cancelled => ("cancelled", None),
+        TaskStatus::Cancelled => (TaskOutcome::Cancelled, None),
     };
     TaskLine {
         id: t.id.as_str().to_owned(),
         component: t.component.to_string(),
         action: t.action.clone(),
         node: t.node.clone(),
-        status: status.to_owned(),
+        status,
         detail,
         duration_ms: u64::try_from(t.duration.as_millis()).unwrap_or(u64::MAX),
         attempts: t.attempts,

@@ -240,10 +240,10 @@ impl Service {
         );
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.record(&RunReport {
-            kind: "import".to_owned(),
+            kind: crate::outcome::RunKind::Import,
             run: run.clone(),
             service: self.name().to_owned(),
-            status: "succeeded".to_owned(),
+            status: crate::outcome::RunStatus::Succeeded,
             commit: Some(self.repo().head()?.to_string()),
             started_at,
             duration_ms,
@@ -252,7 +252,7 @@ impl Service {
                 component: c.id.to_string(),
                 action: "import".to_owned(),
                 node: node.clone(),
-                status: "done".to_owned(),
+                status: crate::outcome::TaskOutcome::Done,
                 detail: Some(detail.clone()),
                 duration_ms,
                 attempts: 1,

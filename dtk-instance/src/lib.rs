@@ -70,6 +70,7 @@ pub mod lease;
 pub mod limits;
 pub mod lock;
 pub mod mv;
+pub mod outcome;
 pub mod plans;
 pub mod providers;
 pub mod pull;

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::converge::{RunOptions, RunReport, TaskLine, run_id};
 use crate::error::InstanceError;
+use crate::outcome::{RunKind, RunStatus, TaskOutcome};
 use crate::repo::io_err;
 use crate::service::{Service, now_secs};
 
@@ -346,11 +347,10 @@ impl Service {
                 action: "refresh".to_owned(),
                 node: d.node.clone(),
                 status: if d.status == "unreadable" {
-                    "failed"
+                    TaskOutcome::Failed
                 } else {
-                    "done"
-                }
-                .to_owned(),
+                    TaskOutcome::Done
+                },
                 detail: Some(drift_text(d)),
                 duration_ms: 0,
                 attempts: 1,
@@ -360,10 +360,10 @@ impl Service {
             })
             .collect();
         let report = RunReport {
-            kind: "refresh".to_owned(),
+            kind: RunKind::Refresh,
             run: run.clone(),
             service: self.name().to_owned(),
-            status: "succeeded".to_owned(),
+            status: RunStatus::Succeeded,
             commit: Some(self.repo().head()?.to_string()),
             started_at,
             duration_ms,

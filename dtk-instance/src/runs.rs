@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::converge::{RECORDS_REF, RunReport};
 use crate::error::InstanceError;
+use crate::outcome::{RunKind, RunStatus};
 use crate::service::Service;
 
 /// How a run's tasks ended, counted.
@@ -37,16 +38,16 @@ pub struct RunCounts {
 pub struct RunSummary {
     /// The run's id.
     pub run: String,
-    /// `converge`, `delete`, `exec`, `refresh` or `import`.
-    pub kind: String,
+    /// What the run was.
+    pub kind: RunKind,
     /// Who ran it (`user@host`), when recorded.
     pub who: Option<String>,
     /// When it started (seconds since the epoch).
     pub started_at: u64,
     /// How long it took, in milliseconds.
     pub duration_ms: u64,
-    /// `succeeded`, `failed` or `cancelled`.
-    pub status: String,
+    /// How it ended.
+    pub status: RunStatus,
     /// The desired-state commit it ran against.
     pub commit: Option<String>,
     /// Its tasks, counted by how they ended.
@@ -58,11 +59,11 @@ impl RunSummary {
         let count = |s: &str| r.tasks.iter().filter(|t| t.status == s).count();
         RunSummary {
             run: r.run.clone(),
-            kind: r.kind.clone(),
+            kind: r.kind,
             who: r.who.clone(),
             started_at: r.started_at,
             duration_ms: r.duration_ms,
-            status: r.status.clone(),
+            status: r.status,
             commit: r.commit.clone(),
             counts: RunCounts {
                 tasks: r.tasks.len(),

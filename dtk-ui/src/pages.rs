@@ -319,9 +319,9 @@ fn run_section(out: &mut String, v: &ServiceView, run: Option<&RunView>) {
         out,
         "<h2>{kind} <code>{run}</code> <span class=\"badge {status}\" id=\"run-status\">{status}</span></h2>\
          <p class=\"note\">{started}{took}{commit} {count} task{s}{critical}</p>",
-        kind = esc(&r.kind),
+        kind = esc(r.kind.as_str()),
         run = esc(&r.run),
-        status = esc(&r.status),
+        status = esc(r.status.as_str()),
         started = r
             .started_at_ms
             .map(|ms| format!(
@@ -432,8 +432,8 @@ fn history(out: &mut String, v: &ServiceView, shown: Option<&str>) {
                 },
                 svc = url_segment(&v.name),
                 qrun = url_segment(&r.run),
-                kind = esc(&r.kind),
-                status = esc(&r.status),
+                kind = esc(r.kind.as_str()),
+                status = esc(r.status.as_str()),
                 time = esc(&utc(i64::try_from(r.started_at).unwrap_or(0))),
                 took = esc(&duration(r.duration_ms)),
                 n = r.counts.tasks,

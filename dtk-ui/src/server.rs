@@ -490,7 +490,7 @@ impl Watch {
                 if f.is_gone() || killed {
                     let id = f.run().run.clone();
                     let status = match svc.last_run() {
-                        Ok(Some(r)) if r.run == id => r.status,
+                        Ok(Some(r)) if r.run == id => r.status.to_string(),
                         _ => match f.run().ended.as_deref() {
                             Some("complete") => "succeeded".to_owned(),
                             Some(s) => s.to_owned(),

@@ -75,7 +75,7 @@ impl Timeline {
                 component: t.component.clone(),
                 action: t.action.clone(),
                 node: t.node.clone(),
-                status: t.status.clone(),
+                status: t.status.to_string(),
                 start_ms: start,
                 end_ms: end,
                 after: t.after.clone(),
@@ -303,7 +303,8 @@ mod tests {
             component: id.split('.').next().unwrap_or(id).to_owned(),
             action: "create".to_owned(),
             node: Some("n".to_owned()),
-            status: status.to_owned(),
+            status: serde_json::from_value(serde_json::Value::String(status.to_owned()))
+                .expect("a task outcome"),
             detail: None,
             duration_ms: dur,
             attempts: 1,
@@ -315,10 +316,10 @@ mod tests {
 
     fn report(tasks: Vec<TaskLine>) -> RunReport {
         RunReport {
-            kind: "converge".to_owned(),
+            kind: dtk_instance::outcome::RunKind::Converge,
             run: "r".to_owned(),
             service: "s".to_owned(),
-            status: "succeeded".to_owned(),
+            status: dtk_instance::outcome::RunStatus::Succeeded,
             commit: None,
             started_at: 0,
             duration_ms: 1000,

@@ -260,8 +260,8 @@ pub fn run(svc: &Service, run: Option<&str>) -> Result<Option<RunView>, UiError>
     Ok(report.map(|r| RunView {
         service: r.service.clone(),
         run: r.run.clone(),
-        kind: r.kind.clone(),
-        status: r.status.clone(),
+        kind: r.kind.to_string(),
+        status: r.status.to_string(),
         live: false,
         commit: r.commit.clone(),
         started_at_ms: Some(r.started_at * 1000),

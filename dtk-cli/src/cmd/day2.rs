@@ -231,11 +231,11 @@ pub fn run(cmd: Day2Command, home: &Home, ctx: &Ctx) -> anyhow::Result<()> {
                         let c = &r.counts;
                         rows.push(vec![
                             r.run.clone(),
-                            r.kind.clone(),
+                            r.kind.to_string(),
                             r.who.clone().unwrap_or_else(|| "-".into()),
                             utc_time(i64::try_from(r.started_at).unwrap_or(0)),
                             format!("{:.1}s", r.duration_ms as f64 / 1000.0),
-                            r.status.clone(),
+                            r.status.to_string(),
                             format!(
                                 "{} ({} done, {} unchanged, {} failed, {} skipped)",
                                 c.tasks, c.done, c.unchanged, c.failed, c.skipped

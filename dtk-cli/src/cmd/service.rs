@@ -1158,7 +1158,7 @@ fn print_task_status(w: &mut dyn Write, r: &RunReport) -> std::io::Result<()> {
         rows.push(vec![
             t.id.clone(),
             t.node.clone().unwrap_or_else(|| "-".into()),
-            t.status.clone(),
+            t.status.to_string(),
             format!("{:.2}s", t.duration_ms as f64 / 1000.0),
             t.detail.clone().unwrap_or_default(),
         ]);
