@@ -82,6 +82,55 @@ pub enum InstanceError {
         /// What is wrong, and how to fix it.
         message: String,
     },
+    /// A name (of a service, a node) breaks the naming rules.
+    #[error(transparent)]
+    InvalidName(#[from] dtk_model::ident::ParseRefError),
+    /// A target instance that services still use is not deleted or uninstalled (unless
+    /// forced).
+    #[error(
+        "`{target}` is the target of {} service{} {state}: {}; {first}, or {operation} `{target}` anyway with \
+         `--force`, which leaves them without their target",
+        services.len(),
+        if services.len() == 1 { "" } else { "s" },
+        services.join(", ")
+    )]
+    TargetInUse {
+        /// The target instance.
+        target: String,
+        /// `delete` or `uninstall`.
+        operation: &'static str,
+        /// The services in the way.
+        services: Vec<String>,
+        /// How they are in the way (`with resources`, `staged`).
+        state: &'static str,
+        /// What to do first.
+        first: &'static str,
+    },
+    /// No recorded run has this id (or id prefix).
+    #[error("`{service}` has no run `{run}` (see `dtk service runs {service}`)")]
+    NoSuchRun {
+        /// The service.
+        service: String,
+        /// The id asked for.
+        run: String,
+    },
+    /// An id prefix names several runs.
+    #[error("`{run}` names {count} runs of `{service}`; give more of the id")]
+    AmbiguousRun {
+        /// The service.
+        service: String,
+        /// The prefix asked for.
+        run: String,
+        /// How many runs it names.
+        count: usize,
+    },
+    /// A saved plan (`plan --out`) no longer holds: what it was made from changed, or it
+    /// is not a plan of this service. Nothing was run.
+    #[error("{message}")]
+    StalePlan {
+        /// What changed, and that a new plan is needed.
+        message: String,
+    },
     /// A service has an action done by a provider kind that no registered provider
     /// serves (staging refuses it).
     #[error("{0}")]

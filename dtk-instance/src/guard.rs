@@ -23,7 +23,11 @@ impl Service {
 
     /// Refuses `what` (`delete`, `uninstall`) of a target that services are staged on,
     /// unless `force`.
-    pub(crate) fn guard_target(&self, what: &str, force: bool) -> Result<(), InstanceError> {
+    pub(crate) fn guard_target(
+        &self,
+        what: &'static str,
+        force: bool,
+    ) -> Result<(), InstanceError> {
         if force {
             return Ok(());
         }
@@ -52,14 +56,12 @@ impl Service {
                 "delete and uninstall them first (`dtk service delete NAME` and `dtk service uninstall NAME`)",
             )
         };
-        Err(InstanceError::refused(format!(
-            "`{}` is the target of {} service{} {state}: {}; {first}, or {what} `{}` anyway with \
-             `--force`, which leaves them without their target",
-            self.name(),
-            on.len(),
-            if on.len() == 1 { "" } else { "s" },
-            on.join(", "),
-            self.name(),
-        )))
+        Err(InstanceError::TargetInUse {
+            target: self.name().to_owned(),
+            operation: what,
+            services: on,
+            state,
+            first,
+        })
     }
 }

@@ -363,26 +363,32 @@ impl Service {
     /// one it was made from (same commit, same uncommitted edits).
     pub(crate) fn check_saved_desired(&self, doc: &PlanDoc) -> Result<(), InstanceError> {
         if doc.service != self.name() {
-            return Err(InstanceError::refused(format!(
-                "the plan is of service `{}`, not `{}`",
-                doc.service,
-                self.name()
-            )));
+            return Err(InstanceError::StalePlan {
+                message: format!(
+                    "the plan is of service `{}`, not `{}`",
+                    doc.service,
+                    self.name()
+                ),
+            });
         }
         let head = self.repo().head()?.to_string();
         if head != doc.commit {
-            return Err(InstanceError::refused(format!(
-                "the desired state of `{}` changed since the plan was made (it was made at commit {}, HEAD is {} now); make a new plan",
-                self.name(),
-                short(&doc.commit),
-                short(&head)
-            )));
+            return Err(InstanceError::StalePlan {
+                message: format!(
+                    "the desired state of `{}` changed since the plan was made (it was made at commit {}, HEAD is {} now); make a new plan",
+                    self.name(),
+                    short(&doc.commit),
+                    short(&head)
+                ),
+            });
         }
         if self.edits_digest()? != doc.edits {
-            return Err(InstanceError::refused(format!(
-                "the uncommitted edits of `{}` changed since the plan was made; make a new plan",
-                self.name()
-            )));
+            return Err(InstanceError::StalePlan {
+                message: format!(
+                    "the uncommitted edits of `{}` changed since the plan was made; make a new plan",
+                    self.name()
+                ),
+            });
         }
         Ok(())
     }
@@ -391,10 +397,12 @@ impl Service {
 /// Checks that `state` is the actual state `doc` was made from.
 pub(crate) fn check_saved_state(doc: &PlanDoc, state: &ActualState) -> Result<(), InstanceError> {
     if state_digest(state) != doc.actual_state {
-        return Err(InstanceError::refused(format!(
-            "the actual state of `{}` changed since the plan was made (another run, a refresh or an import); make a new plan",
-            doc.service
-        )));
+        return Err(InstanceError::StalePlan {
+            message: format!(
+                "the actual state of `{}` changed since the plan was made (another run, a refresh or an import); make a new plan",
+                doc.service
+            ),
+        });
     }
     Ok(())
 }
@@ -423,11 +431,13 @@ pub(crate) fn check_saved_tasks(doc: &PlanDoc, plan: &Plan) -> Result<(), Instan
     if diff.is_empty() {
         diff.push("the order of the tasks differs".to_owned());
     }
-    Err(InstanceError::refused(format!(
-        "the world changed since the plan of `{}` was made: {}; make a new plan",
-        doc.service,
-        diff.join("; ")
-    )))
+    Err(InstanceError::StalePlan {
+        message: format!(
+            "the world changed since the plan of `{}` was made: {}; make a new plan",
+            doc.service,
+            diff.join("; ")
+        ),
+    })
 }
 
 fn short(id: &str) -> &str {

@@ -121,12 +121,9 @@ impl Service {
 
     /// The report of run `run` (its id, or a prefix of it naming one run).
     pub fn run_report(&self, run: &str) -> Result<RunReport, InstanceError> {
-        self.find_run(run)?.ok_or_else(|| {
-            InstanceError::refused(format!(
-                "`{}` has no run `{run}` (see `dtk service runs {}`)",
-                self.name(),
-                self.name()
-            ))
+        self.find_run(run)?.ok_or_else(|| InstanceError::NoSuchRun {
+            service: self.name().to_owned(),
+            run: run.to_owned(),
         })
     }
 
@@ -149,10 +146,11 @@ impl Service {
         match found.len() {
             0 => Ok(None),
             1 => Ok(Some(found.remove(0))),
-            n => Err(InstanceError::refused(format!(
-                "`{run}` names {n} runs of `{}`; give more of the id",
-                self.name()
-            ))),
+            count => Err(InstanceError::AmbiguousRun {
+                service: self.name().to_owned(),
+                run: run.to_owned(),
+                count,
+            }),
         }
     }
 

@@ -855,7 +855,7 @@ pub struct ServiceSummary {
 impl Home {
     /// Opens service instance `name`.
     pub fn service(&self, name: &str) -> Result<Service, InstanceError> {
-        check_name("service name", name).map_err(|e| InstanceError::refused(e.to_string()))?;
+        check_name("service name", name)?;
         let dir = self.service_dir(name);
         if !dir.join(".git").is_dir() {
             return Err(InstanceError::NoSuchService {

@@ -59,7 +59,7 @@ impl Home {
     /// the target and creates the instance repository. Nothing is written when anything
     /// is refused.
     pub fn stage(&self, req: &StageRequest) -> Result<Staged, InstanceError> {
-        check_name("service name", &req.name).map_err(|e| InstanceError::refused(e.to_string()))?;
+        check_name("service name", &req.name)?;
         let dir = self.service_dir(&req.name);
         if dir.exists() {
             return Err(InstanceError::ServiceExists {

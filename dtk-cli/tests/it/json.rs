@@ -528,10 +528,7 @@ fn day_two_in_json() {
         "dtk.service.runs/v1",
         expect_file!["json/service-runs.json"],
     );
-    let r = json(
-        &h,
-        &["service", "task-status", "app", "--run", &first_run[..12]],
-    );
+    let r = json(&h, &["service", "task-status", "app", "--run", &first_run]);
     check(
         &h,
         &r,
@@ -540,6 +537,18 @@ fn day_two_in_json() {
         expect_file!["json/service-task-status-run.json"],
     );
     assert_eq!(r.json()["run"], first_run.as_str());
+    // A run id that names no run is refused, naming the service and where to look.
+    let r = json(
+        &h,
+        &["service", "task-status", "app", "--run", "no-such-run"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("`app` has no run `no-such-run`")
+            && r.stdout.contains("dtk service runs app"),
+        "{}",
+        r.stdout
+    );
 
     let r = json(&h, &["service", "mv", "app", "web", "front"]);
     check(
