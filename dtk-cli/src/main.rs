@@ -77,7 +77,7 @@ impl Ctx {
 
     /// Opens `DTK_HOME` with every provider this binary has.
     pub fn open_home(&self) -> anyhow::Result<dtk_instance::home::Home> {
-        cmd::service::open_home(&self.home)
+        cmd::home::open_home(&self.home)
     }
 }
 

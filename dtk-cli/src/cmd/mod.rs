@@ -3,6 +3,7 @@
 //! [`Command::run`].
 
 pub mod day2;
+pub mod home;
 pub mod module;
 pub mod provider;
 pub mod remote;

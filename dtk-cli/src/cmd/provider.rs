@@ -42,7 +42,7 @@ struct Doc<'a> {
 pub fn run(cmd: ProviderCommand, ctx: &Ctx) -> anyhow::Result<()> {
     match cmd {
         ProviderCommand::List => {
-            let dirs = crate::cmd::service::plugin_search_dirs(&ctx.home);
+            let dirs = crate::cmd::home::plugin_search_dirs(&ctx.home);
             // Plugins remembered as unusable are tried again: this is where one looks
             // after fixing one.
             let found = dtk_instance::providers::discover(&ctx.home, &dirs, true);
