@@ -124,6 +124,40 @@ pub enum InstanceError {
         /// How many runs it names.
         count: usize,
     },
+    /// An edit names a node the service does not have.
+    #[error("no node `{node}`{}", if known.is_empty() { String::new() } else { format!(" (nodes: {known})") })]
+    NoSuchNode {
+        /// The node named.
+        node: String,
+        /// The service's nodes, listed (empty when not worth listing).
+        known: String,
+    },
+    /// An edit names a component instance the service does not have.
+    #[error("no component `{path}` in the service")]
+    NoSuchComponent {
+        /// The reference given.
+        path: String,
+    },
+    /// The work tree has edits that the operation would lose or ignore.
+    #[error("`{service}` has uncommitted edits ({}); converge or revert them before {operation}", files.join(", "))]
+    UncommittedEdits {
+        /// The service.
+        service: String,
+        /// The edited files.
+        files: Vec<String>,
+        /// What was asked (`pull-base`, `rollback`, ...).
+        operation: String,
+    },
+    /// Uninstalling a service that still has deployed components (without `--force`).
+    #[error(
+        "`{service}` still has {count} deployed component(s); run `dtk service delete {service}` first (or uninstall --force)"
+    )]
+    StillDeployed {
+        /// The service.
+        service: String,
+        /// How many components are deployed.
+        count: usize,
+    },
     /// A saved plan (`plan --out`) no longer holds: what it was made from changed, or it
     /// is not a plan of this service. Nothing was run.
     #[error("{message}")]

@@ -312,9 +312,9 @@ impl Service {
                     .map(|c| c.id.clone())
                     .collect();
                 let Some(c) = ids.first().and_then(|id| model.component(id)) else {
-                    return Err(InstanceError::refused(format!(
-                        "no component instance at `{path}`"
-                    )));
+                    return Err(InstanceError::NoSuchComponent {
+                        path: path.to_owned(),
+                    });
                 };
                 let Some(a) = c.def.attributes.get(&parsed.attr) else {
                     let names: Vec<&str> = c.def.attributes.keys().map(String::as_str).collect();
@@ -432,10 +432,10 @@ impl Service {
                 Some(n) => {
                     let names: Vec<String> = doc.nodes.iter().map(|x| x.name.clone()).collect();
                     let Some(node) = doc.nodes.iter_mut().find(|x| &x.name == n) else {
-                        return Err(InstanceError::refused(format!(
-                            "no node `{n}` (nodes: {})",
-                            list(&names)
-                        )));
+                        return Err(InstanceError::NoSuchNode {
+                            node: n.clone(),
+                            known: list(&names),
+                        });
                     };
                     &mut node.components
                 }
@@ -464,7 +464,12 @@ impl Service {
             let list = match &target.node {
                 Some(n) => match doc.nodes.iter_mut().find(|x| &x.name == n) {
                     Some(node) => &mut node.components,
-                    None => return Err(InstanceError::refused(format!("no node `{n}`"))),
+                    None => {
+                        return Err(InstanceError::NoSuchNode {
+                            node: n.clone(),
+                            known: String::new(),
+                        });
+                    }
                 },
                 None => &mut doc.components,
             };
@@ -474,9 +479,9 @@ impl Service {
                     && c.reference.instance == target.component.instance)
             });
             if list.len() == before {
-                return Err(InstanceError::refused(format!(
-                    "no component `{path}` in the service"
-                )));
+                return Err(InstanceError::NoSuchComponent {
+                    path: path.to_owned(),
+                });
             }
             Ok(())
         })
@@ -501,7 +506,12 @@ impl Service {
             let list = match &from_ref.node {
                 Some(n) => match doc.nodes.iter_mut().find(|x| &x.name == n) {
                     Some(node) => &mut node.components,
-                    None => return Err(InstanceError::refused(format!("no node `{n}`"))),
+                    None => {
+                        return Err(InstanceError::NoSuchNode {
+                            node: n.clone(),
+                            known: String::new(),
+                        });
+                    }
                 },
                 None => &mut doc.components,
             };
@@ -509,9 +519,9 @@ impl Service {
                 c.reference.name == from_ref.component.name
                     && c.reference.instance == from_ref.component.instance
             }) else {
-                return Err(InstanceError::refused(format!(
-                    "no component `{from}` in the service"
-                )));
+                return Err(InstanceError::NoSuchComponent {
+                    path: from.to_owned(),
+                });
             };
             decl.links.retain(|l| {
                 l.dependency.as_deref() != dependency || dependency.is_none() && l.target != to_ref
@@ -543,12 +553,11 @@ impl Service {
         if changes.is_empty() {
             return Ok(());
         }
-        let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
-        Err(InstanceError::refused(format!(
-            "`{}` has uncommitted edits ({}); converge or revert them before {what}",
-            self.name,
-            paths.join(", ")
-        )))
+        Err(InstanceError::UncommittedEdits {
+            service: self.name.clone(),
+            files: changes.iter().map(|c| c.path.clone()).collect(),
+            operation: what.to_owned(),
+        })
     }
 
     /// The id of the tree holding the committed instance copy of `module`.
@@ -675,12 +684,10 @@ impl Service {
         let lock = self.lock("uninstall")?;
         let state = self.actual_state()?;
         if !force && !state.components.is_empty() {
-            return Err(InstanceError::refused(format!(
-                "`{}` still has {} deployed component(s); run `dtk service delete {}` first (or uninstall --force)",
-                self.name,
-                state.components.len(),
-                self.name
-            )));
+            return Err(InstanceError::StillDeployed {
+                service: self.name.clone(),
+                count: state.components.len(),
+            });
         }
         let trash = self.home.scratch_dir(&format!("uninstall-{}", self.name));
         fs::rename(&self.dir, &trash).map_err(io_err(&self.dir, "move"))?;
