@@ -124,6 +124,28 @@ pub enum InstanceError {
         /// How many runs it names.
         count: usize,
     },
+    /// Staging names a target instance that does not exist.
+    #[error(
+        "no target instance named `{name}` (stage a target assembly with `dtk service stage ... --base -n {name}`)"
+    )]
+    NoSuchTarget {
+        /// The name given.
+        name: String,
+    },
+    /// Staging names, as its target, a service that is not a target instance.
+    #[error(
+        "`{name}` is a service instance, not a target instance (targets are staged with `--base`)"
+    )]
+    NotATarget {
+        /// The name given.
+        name: String,
+    },
+    /// Staging on a target that has never converged (its nodes' attributes are unknown).
+    #[error("target `{name}` has not converged yet; run `dtk service converge {name}` first")]
+    TargetNotConverged {
+        /// The target instance.
+        name: String,
+    },
     /// An edit names a node the service does not have.
     #[error("no node `{node}`{}", if known.is_empty() { String::new() } else { format!(" (nodes: {known})") })]
     NoSuchNode {

@@ -282,20 +282,20 @@ impl Home {
         require_converged: bool,
     ) -> Result<TargetBinding, InstanceError> {
         let svc = self.service(name).map_err(|e| match e {
-            InstanceError::NoSuchService { .. } => InstanceError::refused(format!(
-                "no target instance named `{name}` (stage a target assembly with `dtk service stage ... --base -n {name}`)"
-            )),
+            InstanceError::NoSuchService { .. } => InstanceError::NoSuchTarget {
+                name: name.to_owned(),
+            },
             other => other,
         })?;
         if !svc.is_target()? {
-            return Err(InstanceError::refused(format!(
-                "`{name}` is a service instance, not a target instance (targets are staged with `--base`)"
-            )));
+            return Err(InstanceError::NotATarget {
+                name: name.to_owned(),
+            });
         }
         if require_converged && !svc.has_converged()? {
-            return Err(InstanceError::refused(format!(
-                "target `{name}` has not converged yet; run `dtk service converge {name}` first"
-            )));
+            return Err(InstanceError::TargetNotConverged {
+                name: name.to_owned(),
+            });
         }
         let (doc, modules) = svc.committed_doc_and_modules()?;
         let actual = svc.actual_values()?;
