@@ -191,6 +191,30 @@ pub enum InstanceError {
     /// serves (staging refuses it).
     #[error("{0}")]
     MissingProvider(Box<MissingProvider>),
+    /// A new pull-base while an earlier one still waits for its conflicts.
+    #[error(
+        "a pull-base of {pull} waits for its conflicts to be resolved ({}); \
+         resolve them and converge, or `dtk service pull-base {service} --abort`",
+        conflicts.join(", ")
+    )]
+    PullPending {
+        /// The service.
+        service: String,
+        /// The pull waiting: `MODULE (FROM -> TO)`.
+        pull: String,
+        /// The files in conflict.
+        conflicts: Vec<String>,
+    },
+    /// A pull-base names a module the service does not use.
+    #[error("`{service}` does not use module {module}; it uses: {}", uses.join(", "))]
+    ModuleNotUsed {
+        /// The service.
+        service: String,
+        /// The module named.
+        module: String,
+        /// The modules it pins.
+        uses: Vec<String>,
+    },
     /// A pull-base waits for its conflicts to be resolved.
     #[error(
         "the pull-base of `{module}` has unresolved conflicts in: {}; edit them to remove the \

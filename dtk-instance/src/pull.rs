@@ -191,28 +191,20 @@ impl Service {
     ) -> Result<PullBase, InstanceError> {
         let _lock = self.lock("pull-base")?;
         if let Some(p) = self.pending_pull()? {
-            return Err(InstanceError::refused(format!(
-                "a pull-base of {} ({} -> {}) waits for its conflicts to be resolved ({}); \
-                 resolve them and converge, or `dtk service pull-base {} --abort`",
-                p.module,
-                p.from,
-                p.to,
-                p.conflicts.join(", "),
-                self.name()
-            )));
+            return Err(InstanceError::PullPending {
+                service: self.name().to_owned(),
+                pull: format!("{} ({} -> {})", p.module, p.from, p.to),
+                conflicts: p.conflicts.clone(),
+            });
         }
         self.refuse_uncommitted("pull-base")?;
         let doc = self.committed_doc()?;
         let Some(pinned) = doc.dependencies.get(module).cloned() else {
-            return Err(InstanceError::refused(format!(
-                "`{}` does not use module {module}; it uses: {}",
-                self.name(),
-                doc.dependencies
-                    .keys()
-                    .map(|k| k.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+            return Err(InstanceError::ModuleNotUsed {
+                service: self.name().to_owned(),
+                module: module.to_string(),
+                uses: doc.dependencies.keys().map(|k| k.to_string()).collect(),
+            });
         };
         let catalog = self.home().catalog();
         let new_version = match version {

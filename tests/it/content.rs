@@ -415,10 +415,28 @@ fn pull_base_merges_the_new_assembly_and_leaves_conflicts_marked_until_resolved(
     let refused = home.run(&["service", "converge", "clash"]);
     refused.refused();
     assert!(refused.stderr.contains("dtk.service.yaml"), "{refused:?}");
+    // Another pull-base waits for this one; a module the service does not use is named.
+    let again = home.run(&["service", "pull-base", "clash"]);
+    again.refused();
+    assert!(
+        again
+            .stderr
+            .contains("waits for its conflicts to be resolved")
+            && again.stderr.contains("--abort"),
+        "{again:?}"
+    );
     assert_eq!(git_ok(&repo, &["rev-parse", "HEAD"]), head);
     home.run(&["service", "pull-base", "clash", "--abort"]).ok();
     assert_eq!(read(&repo.join("dtk.service.yaml")), before);
     assert_eq!(git_ok(&repo, &["status", "--porcelain"]), "");
+
+    let unused = home.run(&["service", "pull-base", "clash", "demo/none"]);
+    unused.refused();
+    assert!(
+        unused.stderr.contains("does not use module demo/none")
+            && unused.stderr.contains("test/tools"),
+        "{unused:?}"
+    );
 
     // Again, resolved by hand: converge commits the merge and applies it.
     home.run(&["service", "pull-base", "clash"]).refused();
