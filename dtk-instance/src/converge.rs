@@ -332,7 +332,27 @@ impl Service {
         // A pull-base whose conflicts are resolved is committed first (refused while
         // markers remain).
         self.continue_pull_locked()?;
-        // With a remote: fetch, refuse if locked elsewhere, pull (crate::team).
+        self.converge_locked(opts, None).await
+    }
+
+    /// Converges with `gate` checking the run before anything runs (a saved plan). The
+    /// caller holds the instance lock.
+    pub(crate) async fn converge_gated(
+        &self,
+        opts: &RunOptions,
+        gate: Gate<'_>,
+    ) -> Result<RunReport, InstanceError> {
+        self.converge_locked(opts, Some(gate)).await
+    }
+
+    /// A converge under the instance lock: with a remote, fetch, refuse if locked
+    /// elsewhere and pull (crate::team); commit the edits; refuse on violations; take the
+    /// remote lock; run (checked by `gate` when given).
+    async fn converge_locked(
+        &self,
+        opts: &RunOptions,
+        gate: Option<Gate<'_>>,
+    ) -> Result<RunReport, InstanceError> {
         let mut team = self.team_begin("converge", opts.lease)?;
         let message = opts
             .message
@@ -351,38 +371,7 @@ impl Service {
             PlanRequest::Converge,
             RunKind::Converge,
             opts,
-            None,
-            team,
-        )
-        .await
-    }
-
-    /// Converges with `gate` checking the run before anything runs (a saved plan). The
-    /// caller holds the instance lock.
-    pub(crate) async fn converge_gated(
-        &self,
-        opts: &RunOptions,
-        gate: Gate<'_>,
-    ) -> Result<RunReport, InstanceError> {
-        let mut team = self.team_begin("converge", opts.lease)?;
-        let message = opts
-            .message
-            .clone()
-            .unwrap_or_else(|| "converge".to_owned());
-        self.commit_edits(&message)?;
-        let (d, modules) = self.committed_doc_and_modules()?;
-        let model = self.expand_doc(&d, &modules, dtk_model::service::SERVICE_FILE)?;
-        self.refuse_violations(&model)?;
-        if let Some(t) = team.as_mut() {
-            t.check_secrets(self, &model)?;
-            t.take(self, true)?;
-        }
-        self.run(
-            &model,
-            PlanRequest::Converge,
-            RunKind::Converge,
-            opts,
-            Some(gate),
+            gate,
             team,
         )
         .await

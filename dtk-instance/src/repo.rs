@@ -792,34 +792,8 @@ impl InstanceRepo {
         ours: ObjectId,
         theirs: ObjectId,
     ) -> Result<(ObjectId, Vec<String>), InstanceError> {
-        let options = git!(&self.root, "merge options", self.repo.tree_merge_options())?;
-        let labels = gix::merge::blob::builtin_driver::text::Labels {
-            ancestor: Some("base".into()),
-            current: Some("instance".into()),
-            other: Some("new version".into()),
-        };
-        let mut outcome = git!(
-            &self.root,
-            "merge trees",
-            self.repo.merge_trees(base, ours, theirs, labels, options)
-        )?;
-        let how = gix::merge::tree::TreatAsUnresolved::default();
-        let mut paths: Vec<String> = outcome
-            .conflicts
-            .iter()
-            .filter(|c| c.is_unresolved(how))
-            .flat_map(|c| {
-                let (a, b) = c.changes_in_resolution();
-                [
-                    a.location().to_str_lossy().into_owned(),
-                    b.location().to_str_lossy().into_owned(),
-                ]
-            })
-            .collect();
-        paths.sort();
-        paths.dedup();
-        let tree = git!(&self.root, "write merged tree", outcome.tree.write())?;
-        Ok((tree.detach(), paths))
+        let m = self.merge_marked(base, ours, theirs, "instance", "new version")?;
+        Ok((m.tree, m.conflicts))
     }
 
     /// Three-way merges trees: `base` → `ours` and `base` → `theirs`. Returns the merged

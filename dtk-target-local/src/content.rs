@@ -168,9 +168,7 @@ fn cached_file(cache: &Path, content: &ModuleContent, f: &ModuleFile) -> Result<
         .read(&f.id)
         .map_err(|e| format!("{e}: {}", source_text(&e)))?;
     // Unique per writer: two tasks of one process may place the same file at once.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".tmp-{}-{n}-{}", std::process::id(), &f.id[2..]));
+    let tmp = dir.join(tmp_name(&format!(".tmp-{}-", &f.id[2..])));
     write_new(&tmp, &data, if f.executable { 0o555 } else { 0o444 })?;
     fs::rename(&tmp, &p).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     Ok(p)
