@@ -1,6 +1,9 @@
 //! The errors of the instance layer.
 
+use std::fmt;
 use std::path::PathBuf;
+
+use dtk_model::{ModuleId, ModuleVersion, VersionReq};
 
 use thiserror::Error;
 
@@ -75,8 +78,8 @@ pub enum InstanceError {
         /// Who holds the lock (pid, host, since when).
         holder: String,
     },
-    /// The request does not make sense for this service (an unknown attribute path,
-    /// an unknown assembly, a target that has not converged, ...).
+    /// What is left of the old catch-all refusal: a message. Only the team sites
+    /// (`team.rs`, `lease.rs`) still use it; every other refusal has its own variant.
     #[error("{message}")]
     Refused {
         /// What is wrong, and how to fix it.
@@ -238,6 +241,146 @@ pub enum InstanceError {
         /// The violations.
         violations: Vec<ServiceViolation>,
     },
+    /// A component reference (`--only`, `outputs`, `import`) does not parse.
+    #[error(transparent)]
+    InvalidSelector(#[from] dtk_workflow::ParseSelectorError),
+    /// A component reference matches no component of the service
+    /// ([`dtk_workflow::SelectError::NoMatch`]).
+    #[error(transparent)]
+    NoMatch(Box<dtk_workflow::SelectError>),
+    /// An action target (`[NODE/]CMP.ACTION`) does not parse.
+    #[error(transparent)]
+    InvalidTarget(#[from] dtk_workflow::ParseTargetError),
+    /// A converge names a workflow the service does not have (and no action target).
+    #[error(
+        "`{target}` is neither a workflow of `{service}` (it has: {}) nor `[NODE/]CMP.ACTION`",
+        workflows.join(", ")
+    )]
+    NoSuchWorkflow {
+        /// What was asked for.
+        target: String,
+        /// The service.
+        service: String,
+        /// Its workflows (`create` left out).
+        workflows: Vec<String>,
+    },
+    /// An edit breaks a rule of the attribute or component it names.
+    #[error(transparent)]
+    Edit(#[from] dtk_model::edit::EditError),
+    /// `set-attribute` names an attribute the component does not declare.
+    #[error(
+        "component `{component}` has no attribute `{attr}`{}; it has: {}",
+        suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(),
+        known.join(", ")
+    )]
+    NoSuchAttribute {
+        /// The component reference.
+        component: String,
+        /// The attribute named.
+        attr: String,
+        /// The declared attribute closest to it, if any is close.
+        suggestion: Option<String>,
+        /// The attributes the component declares.
+        known: Vec<String>,
+    },
+    /// An attribute path names no node or component of the service.
+    #[error("{0}")]
+    NoSuchOwner(Box<NoSuchOwner>),
+    /// An edit or rename would add what the service already has.
+    #[error("{}", what.describe(name))]
+    AlreadyInService {
+        /// The node name or component reference.
+        name: String,
+        /// What it is, and which edit asked.
+        what: Existing,
+    },
+    /// `mv FROM TO` is not a rename.
+    #[error("{}", problem.describe(from, to))]
+    BadRename {
+        /// The reference to rename.
+        from: String,
+        /// The new name.
+        to: String,
+        /// Why it is refused.
+        problem: RenameProblem,
+    },
+    /// The instance repository (or a merge made in it) lacks what it must hold.
+    #[error("{0}")]
+    Damaged(Box<Damage>),
+    /// The work tree's copy of a pinned module is missing or is not the pinned one.
+    #[error("{0}")]
+    PinMismatch(Box<PinMismatch>),
+    /// Two module versions the service needs cannot both hold.
+    #[error("{0}")]
+    VersionConflict(Box<VersionConflict>),
+    /// A module version has no assembly of that name.
+    #[error("{0}")]
+    NoSuchAssembly(Box<NoSuchAssembly>),
+    /// The root module of a staging did not resolve.
+    #[error("module {module} did not resolve")]
+    ModuleNotResolved {
+        /// The module.
+        module: ModuleId,
+    },
+    /// A target's node component is defined by none of the target's modules.
+    #[error("the target's node component `{component}` is not defined by its modules")]
+    UndefinedNodeComponent {
+        /// The component reference.
+        component: String,
+    },
+    /// An action is done by a provider resource its provider does not have.
+    #[error("{0}")]
+    NoSuchResource(Box<NoSuchResource>),
+    /// `import` is refused or failed; nothing was imported.
+    #[error("{0}")]
+    Import(Box<ImportError>),
+    /// The service's limits file (`limits.yaml`) is malformed.
+    #[error("{file}{problem}")]
+    BadLimits {
+        /// The file, as shown.
+        file: String,
+        /// What is wrong in it.
+        problem: LimitsProblem,
+    },
+    /// A file given as a saved plan is not one.
+    #[error("{what} {problem}")]
+    NotAPlan {
+        /// The file, as shown.
+        what: String,
+        /// Why it is not a plan.
+        problem: PlanProblem,
+    },
+    /// A path given to `edit` cannot name a file of the instance.
+    #[error("`{path}`: {problem}")]
+    BadPath {
+        /// The path as given.
+        path: String,
+        /// Why it is refused.
+        problem: dtk_model::content::PathError,
+    },
+    /// The desired state has no such file or directory.
+    #[error(
+        "the desired state has no file or directory `{path}` (module files are under modules/NS/NAME/)"
+    )]
+    NoSuchPath {
+        /// The path as given.
+        path: String,
+    },
+    /// A committed file of the work tree was replaced by a symbolic link.
+    #[error(
+        "{} is a symbolic link; the instance repository holds plain files only (put the file itself there)",
+        path.display()
+    )]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// The default target is set to a service that is not a target instance.
+    #[error("`{name}` is not a target instance (stage a target assembly with `--base`)")]
+    DefaultNotATarget {
+        /// The name given.
+        name: String,
+    },
     /// The team's remote could not be used.
     #[error(transparent)]
     Remote(#[from] dtk_catalog::remote::RemoteError),
@@ -247,7 +390,8 @@ pub enum InstanceError {
 }
 
 impl InstanceError {
-    /// A refusal with a message.
+    /// A refusal with a message ([`InstanceError::Refused`]): only `team.rs` and
+    /// `lease.rs` still call it.
     pub fn refused(message: impl Into<String>) -> Self {
         InstanceError::Refused {
             message: message.into(),
@@ -333,5 +477,666 @@ pub struct ServiceViolation {
 impl std::fmt::Display for ServiceViolation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}  {}: {}", self.kind, self.at, self.message)
+    }
+}
+
+/// What [`InstanceError::NoSuchOwner`] says: the attribute path, and which part of it
+/// names nothing.
+#[derive(Debug, Clone)]
+pub struct NoSuchOwner {
+    /// The attribute path as given.
+    pub path: String,
+    /// What it names that the service lacks.
+    pub missing: MissingOwner,
+}
+
+/// The part of an attribute path that names nothing (see [`NoSuchOwner`]). The lists
+/// are what the service has there.
+#[derive(Debug, Clone)]
+pub enum MissingOwner {
+    /// `NAME/attr`: neither a node nor an assembly-level component.
+    NodeOrComponent {
+        /// The name.
+        name: String,
+        /// The service's nodes.
+        nodes: Vec<String>,
+        /// Its assembly-level components.
+        components: Vec<String>,
+    },
+    /// `NODE/CMP/attr`: no such node.
+    Node {
+        /// The node.
+        node: String,
+        /// The service's nodes.
+        nodes: Vec<String>,
+    },
+    /// `NODE/CMP/attr`: the node has no such component.
+    ComponentOnNode {
+        /// The node.
+        node: String,
+        /// The component reference.
+        component: String,
+        /// The node's components.
+        on_node: Vec<String>,
+    },
+    /// `CMP/attr`: no such assembly-level component.
+    Component {
+        /// The component reference.
+        component: String,
+        /// The assembly-level components.
+        components: Vec<String>,
+    },
+    /// The path names neither a node nor a component.
+    Nothing,
+}
+
+/// A list as errors show it: comma-separated, `none` when empty.
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+impl fmt::Display for NoSuchOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = &self.path;
+        match &self.missing {
+            MissingOwner::NodeOrComponent {
+                name,
+                nodes,
+                components,
+            } => write!(
+                f,
+                "`{path}`: no node or assembly-level component named `{name}` (nodes: {}; components: {})",
+                list(nodes),
+                list(components)
+            ),
+            MissingOwner::Node { node, nodes } => {
+                write!(f, "`{path}`: no node `{node}` (nodes: {})", list(nodes))
+            }
+            MissingOwner::ComponentOnNode {
+                node,
+                component,
+                on_node,
+            } => write!(
+                f,
+                "`{path}`: node `{node}` has no component `{component}` (it has: {})",
+                list(on_node)
+            ),
+            MissingOwner::Component {
+                component,
+                components,
+            } => write!(
+                f,
+                "`{path}`: no assembly-level component `{component}` (components: {})",
+                list(components)
+            ),
+            MissingOwner::Nothing => write!(f, "`{path}` names no node or component"),
+        }
+    }
+}
+
+/// What [`InstanceError::AlreadyInService`] found already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// A node of that name (a rename's new name).
+    Node,
+    /// A component instance (a rename's new name).
+    Renamed,
+    /// A component instance (`add-component`).
+    Added,
+}
+
+impl Existing {
+    fn describe(self, name: &str) -> String {
+        match self {
+            Existing::Node => format!("the service already has a node `{name}`"),
+            Existing::Renamed => format!("`{name}` is in the service already"),
+            Existing::Added => format!("`{name}` is already in the service"),
+        }
+    }
+}
+
+/// Why [`InstanceError::BadRename`] refuses `mv FROM TO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenameProblem {
+    /// The two are on different nodes.
+    OtherNode,
+    /// The two are different components, not two instances of one.
+    OtherComponent,
+    /// The two are the same.
+    Same,
+    /// FROM names nothing the rename changes.
+    NothingNamed,
+    /// The rename would change which components the service has.
+    ChangesComponents,
+}
+
+impl RenameProblem {
+    fn describe(self, from: &str, to: &str) -> String {
+        match self {
+            RenameProblem::OtherNode => format!(
+                "`{from}` and `{to}` are on different nodes: mv renames, it does not move a component to another node"
+            ),
+            RenameProblem::OtherComponent => format!(
+                "`{to}` is another component than `{from}`: mv renames a component's instance (`cmp[a]` → `cmp[b]`), it does not change what it is"
+            ),
+            RenameProblem::Same => format!("`{from}` and `{to}` are the same"),
+            RenameProblem::NothingNamed => format!("`{from}` names nothing to rename"),
+            RenameProblem::ChangesComponents => {
+                "the rename changes the service's components, not only their names".to_owned()
+            }
+        }
+    }
+}
+
+/// What [`InstanceError::Damaged`] found missing or broken in the instance repository.
+#[derive(Debug, Clone)]
+pub enum Damage {
+    /// HEAD has no service document.
+    NoServiceFile {
+        /// The service.
+        service: String,
+    },
+    /// A pull-base's merge has no service document.
+    MergeHasNoServiceFile,
+    /// A module copy has no `dtk.module.yaml`.
+    NoModuleFile {
+        /// The module.
+        module: ModuleId,
+        /// Whether it is the copy a pull-base merged (else the committed one).
+        merged: bool,
+    },
+    /// There is no copy of a module the service pins.
+    NoModuleCopy {
+        /// The module.
+        module: ModuleId,
+        /// The service, when the message names it.
+        service: Option<String>,
+    },
+    /// The service document does not say which assembly it was staged from.
+    NoAssembly,
+    /// The record of a pending pull-base does not hold a commit id.
+    PendingPull {
+        /// Why it does not.
+        why: String,
+    },
+    /// The actual state file is missing or damaged and its last state commit has no copy.
+    ActualState {
+        /// The actual state file.
+        path: PathBuf,
+        /// What is wrong with it (`None`: it is missing).
+        problem: Option<String>,
+        /// The last state commit.
+        commit: String,
+    },
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use dtk_model::service::SERVICE_FILE;
+        match self {
+            Damage::NoServiceFile { service } => write!(
+                f,
+                "the instance repository of `{service}` has no {SERVICE_FILE}"
+            ),
+            Damage::MergeHasNoServiceFile => write!(f, "the merge has no {SERVICE_FILE}"),
+            Damage::NoModuleFile { module, merged } => write!(
+                f,
+                "the {} copy of {module} has no dtk.module.yaml",
+                if *merged { "merged" } else { "instance" }
+            ),
+            Damage::NoModuleCopy {
+                module,
+                service: Some(service),
+            } => write!(f, "`{service}` has no copy of {module}"),
+            Damage::NoModuleCopy {
+                module,
+                service: None,
+            } => write!(f, "the instance repository has no copy of {module}"),
+            Damage::NoAssembly => write!(f, "the service does not record its assembly"),
+            Damage::PendingPull { why } => write!(f, "the pending pull-base is damaged: {why}"),
+            Damage::ActualState {
+                path,
+                problem,
+                commit,
+            } => write!(
+                f,
+                "{} is {} and the last state commit {commit} ({}) has no {}",
+                path.display(),
+                problem.as_deref().unwrap_or("missing"),
+                crate::layout::STATE_REF,
+                crate::layout::ACTUAL_FILE
+            ),
+        }
+    }
+}
+
+/// What [`InstanceError::PinMismatch`] says: the service document pins `module` at
+/// `pinned`, and its work-tree copy does not match.
+#[derive(Debug, Clone)]
+pub struct PinMismatch {
+    /// The service document.
+    pub doc: PathBuf,
+    /// The copy's `dtk.module.yaml`.
+    pub copy: PathBuf,
+    /// The module pinned.
+    pub module: ModuleId,
+    /// The version pinned.
+    pub pinned: ModuleVersion,
+    /// What the copy is instead.
+    pub found: CopyFound,
+}
+
+/// What the copy of [`PinMismatch`] is.
+#[derive(Debug, Clone)]
+pub enum CopyFound {
+    /// There is none.
+    Missing,
+    /// It declares another module.
+    OtherModule(ModuleId),
+    /// It is another version.
+    OtherVersion(ModuleVersion),
+}
+
+impl fmt::Display for PinMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let PinMismatch {
+            doc,
+            copy,
+            module,
+            pinned,
+            found,
+        } = self;
+        match found {
+            CopyFound::Missing => write!(
+                f,
+                "{} pins module `{module}` {pinned}, but the instance has no copy of it ({} is missing)",
+                doc.display(),
+                copy.display()
+            ),
+            CopyFound::OtherModule(other) => write!(
+                f,
+                "{} declares module `{other}`, but it is the instance copy of `{module}`",
+                copy.display()
+            ),
+            CopyFound::OtherVersion(v) => write!(
+                f,
+                "{} pins module `{module}` {pinned}, but its instance copy {} is version {v} \
+                 (move to another version with `dtk service pull-base`)",
+                doc.display(),
+                copy.display()
+            ),
+        }
+    }
+}
+
+/// What [`InstanceError::VersionConflict`] says.
+#[derive(Debug, Clone)]
+pub enum VersionConflict {
+    /// The service pins one version of a module, its target realizes nodes with another.
+    Target {
+        /// The module.
+        module: ModuleId,
+        /// The version the service pins.
+        pinned: ModuleVersion,
+        /// The target instance.
+        target: String,
+        /// The version the target uses.
+        realized: ModuleVersion,
+    },
+    /// A pull-base's new version requires another version of a module the instance pins.
+    Requirement {
+        /// The module pulled.
+        module: ModuleId,
+        /// Its new version.
+        version: ModuleVersion,
+        /// The module it depends on.
+        dependency: ModuleId,
+        /// The versions it accepts.
+        req: VersionReq,
+        /// The version the instance pins.
+        pinned: ModuleVersion,
+    },
+}
+
+impl fmt::Display for VersionConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VersionConflict::Target {
+                module,
+                pinned,
+                target,
+                realized,
+            } => write!(
+                f,
+                "the service pins {module}@{pinned} but target `{target}` realizes nodes with {module}@{realized}"
+            ),
+            VersionConflict::Requirement {
+                module,
+                version,
+                dependency,
+                req,
+                pinned,
+            } => write!(
+                f,
+                "{module}@{version} requires {dependency} {req}, but the instance pins {pinned}; pull-base {dependency} first"
+            ),
+        }
+    }
+}
+
+/// What [`InstanceError::NoSuchAssembly`] says.
+#[derive(Debug, Clone)]
+pub struct NoSuchAssembly {
+    /// The module.
+    pub module: ModuleId,
+    /// Its version.
+    pub version: ModuleVersion,
+    /// The assembly asked for.
+    pub assembly: String,
+    /// The service staged from it (a pull-base looks for it in the new version).
+    pub staged: Option<String>,
+    /// The assemblies the version has (listed when `staged` is `None`).
+    pub known: Vec<String>,
+}
+
+impl fmt::Display for NoSuchAssembly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let NoSuchAssembly {
+            module,
+            version,
+            assembly,
+            staged,
+            known,
+        } = self;
+        match staged {
+            Some(service) => write!(
+                f,
+                "{module}@{version} has no assembly `{assembly}` (the one `{service}` was staged from)"
+            ),
+            None if known.is_empty() => write!(
+                f,
+                "module {module}@{version} has no assembly `{assembly}` (it has no assemblies)"
+            ),
+            None => write!(
+                f,
+                "module {module}@{version} has no assembly `{assembly}`; it has: {}",
+                known.join(", ")
+            ),
+        }
+    }
+}
+
+/// What [`InstanceError::NoSuchResource`] says.
+#[derive(Debug, Clone)]
+pub struct NoSuchResource {
+    /// The component instance.
+    pub component: String,
+    /// Its module.
+    pub module: String,
+    /// The action.
+    pub action: String,
+    /// The provider kind.
+    pub kind: String,
+    /// The resource named.
+    pub resource: String,
+    /// The provider's resources.
+    pub known: Vec<String>,
+}
+
+impl fmt::Display for NoSuchResource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let NoSuchResource {
+            component,
+            module,
+            action,
+            kind,
+            resource,
+            known,
+        } = self;
+        write!(
+            f,
+            "`{component}` ({module}) has action `{action}` done by `{kind}.{resource}`, but provider `{kind}` has no resource `{resource}` (it has: {})",
+            known.join(", ")
+        )
+    }
+}
+
+/// Why `import` refused or failed ([`InstanceError::Import`]).
+#[derive(Debug, Clone)]
+pub enum ImportError {
+    /// The resource id is empty.
+    EmptyId,
+    /// The reference names no component of the desired state.
+    NotDesired {
+        /// The reference.
+        reference: String,
+        /// The service, when the message names it.
+        service: Option<String>,
+    },
+    /// The reference names several components.
+    Ambiguous {
+        /// The reference.
+        reference: String,
+        /// The component ids it names.
+        ids: Vec<String>,
+    },
+    /// The component is made by commands, not by a provider resource.
+    NotAResource {
+        /// The component.
+        component: String,
+    },
+    /// The component is deployed already.
+    AlreadyDeployed {
+        /// The component.
+        component: String,
+        /// The id it was imported from (`None`: dtk made it).
+        imported_from: Option<String>,
+    },
+    /// No provider of the component's kind is registered.
+    NoProvider {
+        /// The provider kind.
+        kind: String,
+        /// The resource.
+        resource: String,
+        /// The component.
+        component: String,
+    },
+    /// An input of the component cannot be resolved.
+    Inputs {
+        /// The component.
+        component: String,
+        /// Which input, and why.
+        why: dtk_workflow::ResolveError,
+        /// Whether to add what to do first (converge or import what it depends on).
+        hint: bool,
+    },
+    /// The provider cannot import this id into this component.
+    Unsupported {
+        /// The resource id.
+        id: String,
+        /// The component.
+        component: String,
+        /// The provider's words, secrets redacted.
+        detail: String,
+    },
+    /// The provider failed.
+    Failed {
+        /// The resource id.
+        id: String,
+        /// The component.
+        component: String,
+        /// The provider's error and its causes, secrets redacted.
+        detail: String,
+    },
+    /// The provider has no such resource.
+    Missing {
+        /// The provider kind.
+        kind: String,
+        /// The resource.
+        resource: String,
+        /// The resource id.
+        id: String,
+        /// The component.
+        component: String,
+    },
+    /// The provider cannot tell whether the resource exists.
+    Unknown {
+        /// The provider kind.
+        kind: String,
+        /// The resource id.
+        id: String,
+    },
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImportError::EmptyId => write!(f, "the resource id to import is empty"),
+            ImportError::NotDesired {
+                reference,
+                service: None,
+            } => write!(f, "`{reference}` is not in the desired state"),
+            ImportError::NotDesired {
+                reference,
+                service: Some(service),
+            } => write!(
+                f,
+                "`{reference}` is not in the desired state of `{service}`"
+            ),
+            ImportError::Ambiguous { reference, ids } => write!(
+                f,
+                "`{reference}` names {} components ({}); name one",
+                ids.len(),
+                ids.join(", ")
+            ),
+            ImportError::NotAResource { component } => write!(
+                f,
+                "`{component}` is made by commands, not by a provider resource: there is nothing to import"
+            ),
+            ImportError::AlreadyDeployed {
+                component,
+                imported_from,
+            } => {
+                let how = match imported_from {
+                    Some(id) => format!("it was imported from `{id}`"),
+                    None => "dtk made it".to_owned(),
+                };
+                write!(
+                    f,
+                    "`{component}` is already deployed ({how}); delete it first or import into another component"
+                )
+            }
+            ImportError::NoProvider {
+                kind,
+                resource,
+                component,
+            } => write!(
+                f,
+                "no provider of kind `{kind}` is registered (`{component}` is a `{kind}.{resource}`)"
+            ),
+            ImportError::Inputs {
+                component,
+                why,
+                hint: true,
+            } => write!(
+                f,
+                "{why}: converge or import what `{component}` depends on first"
+            ),
+            ImportError::Inputs {
+                why, hint: false, ..
+            } => write!(f, "{why}"),
+            ImportError::Unsupported {
+                id,
+                component,
+                detail,
+            } => write!(f, "cannot import `{id}` into `{component}`: {detail}"),
+            ImportError::Failed {
+                id,
+                component,
+                detail,
+            } => write!(f, "import of `{id}` into `{component}` failed: {detail}"),
+            ImportError::Missing {
+                kind,
+                resource,
+                id,
+                component,
+            } => write!(
+                f,
+                "`{kind}` has no `{resource}` `{id}` to import into `{component}`"
+            ),
+            ImportError::Unknown { kind, id } => write!(
+                f,
+                "`{kind}` cannot tell whether `{id}` exists; nothing imported"
+            ),
+        }
+    }
+}
+
+/// What is wrong in a limits file ([`InstanceError::BadLimits`]); shown after the
+/// file's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitsProblem {
+    /// It is not UTF-8.
+    NotUtf8,
+    /// It is not a mapping.
+    NotMapping {
+        /// What it is instead (`a list`).
+        found: &'static str,
+    },
+    /// A limit is not a whole number above 0.
+    NotPositive {
+        /// The provider kind.
+        kind: String,
+        /// The value given.
+        value: String,
+    },
+}
+
+impl fmt::Display for LimitsProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LimitsProblem::NotUtf8 => write!(f, " is not UTF-8 text"),
+            LimitsProblem::NotMapping { found } => write!(
+                f,
+                " must be a mapping of provider kinds to numbers (`aws: 4`), not {found}"
+            ),
+            LimitsProblem::NotPositive { kind, value } => write!(
+                f,
+                ": `{kind}` must be a whole number above 0, not `{value}`"
+            ),
+        }
+    }
+}
+
+/// Why a file is not a saved plan ([`InstanceError::NotAPlan`]); shown after the file's
+/// name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanProblem {
+    /// It does not read as a plan (not JSON, no schema, missing fields).
+    Unreadable(String),
+    /// It is another kind of document.
+    Schema {
+        /// Its schema.
+        found: String,
+        /// The schema of a plan.
+        expected: &'static str,
+    },
+}
+
+impl fmt::Display for PlanProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanProblem::Unreadable(why) => write!(
+                f,
+                "is not a plan written by `dtk service plan --out`: {why}"
+            ),
+            PlanProblem::Schema { found, expected } => {
+                write!(f, "is a `{found}` document, not a plan (`{expected}`)")
+            }
+        }
     }
 }

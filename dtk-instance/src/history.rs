@@ -26,13 +26,11 @@ use crate::error::InstanceError;
 use crate::repo::{Signature, TreeEdit, io_err, write_file_atomic};
 use crate::service::Service;
 
-/// The reference of the actual-state history in an instance repository.
-pub const STATE_REF: &str = "refs/dtk/state";
+pub use crate::layout::STATE_REF;
 /// The reference holding the history of converge records in an instance repository.
 pub const RECORDS_REF: &str = "refs/dtk/converges";
 
-/// The file of a state commit holding the actual state.
-pub(crate) const ACTUAL_FILE: &str = "actual.json";
+pub(crate) use crate::layout::ACTUAL_FILE;
 /// The file of a state commit naming the secrets that were set.
 pub(crate) const SECRETS_FILE: &str = "secrets.json";
 /// The directory of a state commit holding unfolded journals.

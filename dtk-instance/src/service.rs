@@ -13,7 +13,9 @@ use dtk_model::{ComponentId, ModuleId, ServiceModel, Value};
 use dtk_workflow::ActualState;
 use serde::{Deserialize, Serialize};
 
-use crate::error::InstanceError;
+use crate::error::{
+    CopyFound, Damage, Existing, InstanceError, MissingOwner, NoSuchOwner, PinMismatch,
+};
 use crate::home::Home;
 use crate::layout::module_path;
 use crate::lock::InstanceLock;
@@ -103,10 +105,9 @@ impl Service {
     pub fn committed_doc(&self) -> Result<ServiceDoc, InstanceError> {
         let head = self.repo.head()?;
         let data = self.repo.read_file_at(head, SERVICE_FILE)?.ok_or_else(|| {
-            InstanceError::refused(format!(
-                "the instance repository of `{}` has no {SERVICE_FILE}",
-                self.name
-            ))
+            InstanceError::Damaged(Box::new(Damage::NoServiceFile {
+                service: self.name.clone(),
+            }))
         })?;
         Ok(dtk_model::dsl::parse_service(
             &String::from_utf8_lossy(&data),
@@ -122,7 +123,10 @@ impl Service {
         for id in doc.dependencies.keys() {
             let path = format!("{}/dtk.module.yaml", module_path(id));
             let data = self.repo.read_file_at(head, &path)?.ok_or_else(|| {
-                InstanceError::refused(format!("the instance copy of {id} has no dtk.module.yaml"))
+                InstanceError::Damaged(Box::new(Damage::NoModuleFile {
+                    module: id.clone(),
+                    merged: false,
+                }))
             })?;
             set.insert(dtk_model::dsl::parse_module(
                 &String::from_utf8_lossy(&data),
@@ -143,30 +147,34 @@ impl Service {
         for (id, pinned) in &doc.dependencies {
             let p = self.dir.join(module_path(id)).join("dtk.module.yaml");
             if !p.is_file() {
-                return Err(InstanceError::refused(format!(
-                    "{} pins module `{id}` {pinned}, but the instance has no copy of it ({} is missing)",
-                    display(&doc_path),
-                    display(&p)
-                )));
+                return Err(InstanceError::PinMismatch(Box::new(PinMismatch {
+                    doc: doc_path,
+                    copy: p,
+                    module: id.clone(),
+                    pinned: pinned.clone(),
+                    found: CopyFound::Missing,
+                })));
             }
             let text = read_text(&p)?;
             match dtk_model::dsl::parse_module(&text, &display(&p)) {
                 Ok(m) => {
                     if m.id != *id {
-                        return Err(InstanceError::refused(format!(
-                            "{} declares module `{}`, but it is the instance copy of `{id}`",
-                            display(&p),
-                            m.id
-                        )));
+                        return Err(InstanceError::PinMismatch(Box::new(PinMismatch {
+                            doc: doc_path,
+                            copy: p,
+                            module: id.clone(),
+                            pinned: pinned.clone(),
+                            found: CopyFound::OtherModule(m.id),
+                        })));
                     }
                     if m.version != *pinned {
-                        return Err(InstanceError::refused(format!(
-                            "{} pins module `{id}` {pinned}, but its instance copy {} is version {} \
-                             (move to another version with `dtk service pull-base`)",
-                            display(&doc_path),
-                            display(&p),
-                            m.version
-                        )));
+                        return Err(InstanceError::PinMismatch(Box::new(PinMismatch {
+                            doc: doc_path,
+                            copy: p,
+                            module: id.clone(),
+                            pinned: pinned.clone(),
+                            found: CopyFound::OtherVersion(m.version),
+                        })));
                     }
                     set.insert(m);
                 }
@@ -275,9 +283,7 @@ impl Service {
     /// of the secret store for `secret: true` attributes. `value` is YAML text.
     pub fn set_attribute(&self, path: &str, value: &str) -> Result<AttributeSet, InstanceError> {
         let _lock = self.lock("set-attribute")?;
-        let parsed: AttrPath = path
-            .parse()
-            .map_err(|e: dtk_model::ident::ParseRefError| InstanceError::refused(e.to_string()))?;
+        let parsed: AttrPath = path.parse().map_err(InstanceError::InvalidName)?;
         let value = dtk_model::dsl::parse_value(value, "VALUE")?;
         let (mut doc, modules) = self.worktree_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, &display(&self.dir.join(SERVICE_FILE)))?;
@@ -318,22 +324,21 @@ impl Service {
                 };
                 let Some(a) = c.def.attributes.get(&parsed.attr) else {
                     let names: Vec<&str> = c.def.attributes.keys().map(String::as_str).collect();
-                    let hint = dtk_model::diag::did_you_mean(&parsed.attr, names.iter().copied())
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default();
-                    return Err(InstanceError::refused(format!(
-                        "component `{}` has no attribute `{}`{hint}; it has: {}",
-                        c.reference,
-                        parsed.attr,
-                        names.join(", ")
-                    )));
+                    let suggestion =
+                        dtk_model::diag::did_you_mean(&parsed.attr, names.iter().copied())
+                            .map(str::to_owned);
+                    return Err(InstanceError::NoSuchAttribute {
+                        component: c.reference.to_string(),
+                        attr: parsed.attr.clone(),
+                        suggestion,
+                        known: names.iter().map(|n| (*n).to_owned()).collect(),
+                    });
                 };
                 (ids, Some(a.clone()))
             }
         };
         if let Some(a) = &def_attr {
-            dtk_model::edit::check_set_attribute(path, a, &value)
-                .map_err(|e| InstanceError::refused(e.to_string()))?;
+            dtk_model::edit::check_set_attribute(path, a, &value)?;
             if a.secret {
                 let mut store = self.secrets()?;
                 for id in &ids {
@@ -393,9 +398,8 @@ impl Service {
         path: &str,
         attributes: BTreeMap<String, Value>,
     ) -> Result<(), InstanceError> {
-        let target: dtk_model::NodeComponentRef = path
-            .parse()
-            .map_err(|e: dtk_model::ident::ParseRefError| InstanceError::refused(e.to_string()))?;
+        let target: dtk_model::NodeComponentRef =
+            path.parse().map_err(InstanceError::InvalidName)?;
         {
             // A singleton already on the node is refused here, naming the edit (the
             // expansion of the edited document would refuse it too).
@@ -406,8 +410,12 @@ impl Service {
             {
                 let model =
                     self.expand_doc(&doc, &modules, &display(&self.dir.join(SERVICE_FILE)))?;
-                dtk_model::edit::check_add_component(&model, target.node.as_deref(), &module, &def)
-                    .map_err(|e| InstanceError::refused(e.to_string()))?;
+                dtk_model::edit::check_add_component(
+                    &model,
+                    target.node.as_deref(),
+                    &module,
+                    &def,
+                )?;
             }
         }
         self.edit_doc("add-component", |doc| {
@@ -445,9 +453,10 @@ impl Service {
                 component_matches(c, &target.component)
                     && c.reference.instance == target.component.instance
             }) {
-                return Err(InstanceError::refused(format!(
-                    "`{path}` is already in the service"
-                )));
+                return Err(InstanceError::AlreadyInService {
+                    name: path.to_owned(),
+                    what: Existing::Added,
+                });
             }
             list.push(decl);
             Ok(())
@@ -457,9 +466,8 @@ impl Service {
     /// Removes a component (`NODE/CMP[INST]` or `CMP[INST]`) from the desired state; the
     /// next converge runs its delete action.
     pub fn remove_component(&self, path: &str) -> Result<(), InstanceError> {
-        let target: dtk_model::NodeComponentRef = path
-            .parse()
-            .map_err(|e: dtk_model::ident::ParseRefError| InstanceError::refused(e.to_string()))?;
+        let target: dtk_model::NodeComponentRef =
+            path.parse().map_err(InstanceError::InvalidName)?;
         self.edit_doc("remove-component", |doc| {
             let list = match &target.node {
                 Some(n) => match doc.nodes.iter_mut().find(|x| &x.name == n) {
@@ -496,12 +504,9 @@ impl Service {
         to: &str,
         dependency: Option<&str>,
     ) -> Result<(), InstanceError> {
-        let from_ref: dtk_model::NodeComponentRef = from
-            .parse()
-            .map_err(|e: dtk_model::ident::ParseRefError| InstanceError::refused(e.to_string()))?;
-        let to_ref: dtk_model::NodeComponentRef = to
-            .parse()
-            .map_err(|e: dtk_model::ident::ParseRefError| InstanceError::refused(e.to_string()))?;
+        let from_ref: dtk_model::NodeComponentRef =
+            from.parse().map_err(InstanceError::InvalidName)?;
+        let to_ref: dtk_model::NodeComponentRef = to.parse().map_err(InstanceError::InvalidName)?;
         self.edit_doc("add-link", |doc| {
             let list = match &from_ref.node {
                 Some(n) => match doc.nodes.iter_mut().find(|x| &x.name == n) {
@@ -566,7 +571,10 @@ impl Service {
         self.repo
             .subtree(tree, &module_path(module))?
             .ok_or_else(|| {
-                InstanceError::refused(format!("`{}` has no copy of {module}", self.name))
+                InstanceError::Damaged(Box::new(Damage::NoModuleCopy {
+                    module: module.clone(),
+                    service: Some(self.name.clone()),
+                }))
             })
     }
 
@@ -742,19 +750,25 @@ fn locate<'a>(doc: &'a mut ServiceDoc, path: &AttrPath) -> Result<Located<'a>, I
                     reference: c.reference.clone(),
                     attrs: &mut c.attributes,
                 }),
-                None => Err(InstanceError::refused(format!(
-                    "`{path}`: no node or assembly-level component named `{node}` (nodes: {}; components: {})",
-                    list(&node_names),
-                    list(&refs)
-                ))),
+                None => Err(no_owner(
+                    path,
+                    MissingOwner::NodeOrComponent {
+                        name: node.clone(),
+                        nodes: node_names,
+                        components: refs,
+                    },
+                )),
             }
         }
         (Some(node), Some(r)) => {
             let Some(n) = doc.nodes.iter_mut().find(|n| &n.name == node) else {
-                return Err(InstanceError::refused(format!(
-                    "`{path}`: no node `{node}` (nodes: {})",
-                    list(&node_names)
-                )));
+                return Err(no_owner(
+                    path,
+                    MissingOwner::Node {
+                        node: node.clone(),
+                        nodes: node_names,
+                    },
+                ));
             };
             let on_node: Vec<String> = n
                 .components
@@ -768,10 +782,14 @@ fn locate<'a>(doc: &'a mut ServiceDoc, path: &AttrPath) -> Result<Located<'a>, I
                     reference: c.reference.clone(),
                     attrs: &mut c.attributes,
                 }),
-                None => Err(InstanceError::refused(format!(
-                    "`{path}`: node `{node}` has no component `{r}` (it has: {})",
-                    list(&on_node)
-                ))),
+                None => Err(no_owner(
+                    path,
+                    MissingOwner::ComponentOnNode {
+                        node: node.clone(),
+                        component: r.to_string(),
+                        on_node,
+                    },
+                )),
             }
         }
         (None, Some(r)) => {
@@ -786,16 +804,24 @@ fn locate<'a>(doc: &'a mut ServiceDoc, path: &AttrPath) -> Result<Located<'a>, I
                     reference: c.reference.clone(),
                     attrs: &mut c.attributes,
                 }),
-                None => Err(InstanceError::refused(format!(
-                    "`{path}`: no assembly-level component `{r}` (components: {})",
-                    list(&refs)
-                ))),
+                None => Err(no_owner(
+                    path,
+                    MissingOwner::Component {
+                        component: r.to_string(),
+                        components: refs,
+                    },
+                )),
             }
         }
-        (None, None) => Err(InstanceError::refused(format!(
-            "`{path}` names no node or component"
-        ))),
+        (None, None) => Err(no_owner(path, MissingOwner::Nothing)),
     }
+}
+
+fn no_owner(path: &AttrPath, missing: MissingOwner) -> InstanceError {
+    InstanceError::NoSuchOwner(Box::new(NoSuchOwner {
+        path: path.to_string(),
+        missing,
+    }))
 }
 
 fn list(items: &[String]) -> String {
