@@ -21,7 +21,7 @@ use dtk_workflow::{DriftMark, Imported, Selector};
 use serde::Serialize;
 
 use crate::converge::{RunOptions, RunReport, TaskLine, redact_all, run_id};
-use crate::error::InstanceError;
+use crate::error::{ImportError, InstanceError};
 use crate::repo::io_err;
 use crate::runs::resolve_ids;
 use crate::service::{Service, now_secs};
@@ -64,70 +64,64 @@ impl Service {
         let started_at = now_secs();
         let id = id.trim();
         if id.is_empty() {
-            return Err(InstanceError::refused("the resource id to import is empty"));
+            return Err(refused(ImportError::EmptyId));
         }
         let model = self.model()?;
         let (mut state, old_journals, _) = self.recovered_state()?;
-        let sel: Selector = reference
-            .parse()
-            .map_err(|e: dtk_workflow::ParseSelectorError| InstanceError::refused(e.to_string()))?;
+        let sel: Selector = reference.parse()?;
         let ids: Vec<_> = resolve_ids(&model, &state, &[sel])?
             .into_iter()
             .filter(|i| model.component(i).is_some())
             .collect();
         let c = match ids.as_slice() {
             [one] => model.component(one).ok_or_else(|| {
-                InstanceError::refused(format!("`{reference}` is not in the desired state"))
+                refused(ImportError::NotDesired {
+                    reference: reference.to_owned(),
+                    service: None,
+                })
             })?,
             [] => {
-                return Err(InstanceError::refused(format!(
-                    "`{reference}` is not in the desired state of `{}`",
-                    self.name()
-                )));
+                return Err(refused(ImportError::NotDesired {
+                    reference: reference.to_owned(),
+                    service: Some(self.name().to_owned()),
+                }));
             }
             many => {
-                return Err(InstanceError::refused(format!(
-                    "`{reference}` names {} components ({}); name one",
-                    many.len(),
-                    many.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
+                return Err(refused(ImportError::Ambiguous {
+                    reference: reference.to_owned(),
+                    ids: many.iter().map(ToString::to_string).collect(),
+                }));
             }
         };
         let Some(ActionKind::Provider { kind, resource }) =
             c.def.actions.get("create").map(|a| &a.kind)
         else {
-            return Err(InstanceError::refused(format!(
-                "`{}` is made by commands, not by a provider resource: there is nothing to import",
-                c.id
-            )));
+            return Err(refused(ImportError::NotAResource {
+                component: c.id.to_string(),
+            }));
         };
         if let Some(rec) = state.get(&c.id)
             && rec.is_applied()
         {
-            let how = match &rec.imported {
-                Some(i) => format!("it was imported from `{}`", i.id),
-                None => "dtk made it".to_owned(),
-            };
-            return Err(InstanceError::refused(format!(
-                "`{}` is already deployed ({how}); delete it first or import into another component",
-                c.id
-            )));
+            return Err(refused(ImportError::AlreadyDeployed {
+                component: c.id.to_string(),
+                imported_from: rec.imported.as_ref().map(|i| i.id.clone()),
+            }));
         }
         let providers = self.home().providers();
         let Some(provider) = providers.get(kind).cloned() else {
-            return Err(InstanceError::refused(format!(
-                "no provider of kind `{kind}` is registered (`{}` is a `{kind}.{resource}`)",
-                c.id
-            )));
+            return Err(refused(ImportError::NoProvider {
+                kind: kind.clone(),
+                resource: resource.clone(),
+                component: c.id.to_string(),
+            }));
         };
-        let inputs = dtk_workflow::resolved_inputs(c, &state).map_err(|e| {
-            InstanceError::refused(format!(
-                "{e}: converge or import what `{}` depends on first",
-                c.id
-            ))
+        let inputs = dtk_workflow::resolved_inputs(c, &state).map_err(|why| {
+            refused(ImportError::Inputs {
+                component: c.id.to_string(),
+                why,
+                hint: true,
+            })
         })?;
         let store = self.secrets()?;
         let secrets = Secrets(
@@ -161,32 +155,35 @@ impl Service {
             .await
             .map_err(|e| match e {
                 ProviderError::Unsupported { .. } | ProviderError::InvalidInput { .. } => {
-                    InstanceError::refused(format!(
-                        "cannot import `{id}` into `{}`: {}",
-                        c.id,
-                        redact_all(&e.to_string(), &secrets)
-                    ))
+                    refused(ImportError::Unsupported {
+                        id: id.to_owned(),
+                        component: c.id.to_string(),
+                        detail: redact_all(&e.to_string(), &secrets),
+                    })
                 }
-                e => InstanceError::refused(format!(
-                    "import of `{id}` into `{}` failed: {}",
-                    c.id,
-                    redact_all(&chain(&e), &secrets)
-                )),
+                e => refused(ImportError::Failed {
+                    id: id.to_owned(),
+                    component: c.id.to_string(),
+                    detail: redact_all(&chain(&e), &secrets),
+                }),
             })?;
         let secret = |k: &str| c.def.attributes.get(k).is_some_and(|a| a.secret);
         let (outputs, changes) = match observed {
             Observed::Present(o) => (o, Vec::new()),
             Observed::Drifted { outputs, changes } => (outputs, changes),
             Observed::Missing => {
-                return Err(InstanceError::refused(format!(
-                    "`{kind}` has no `{resource}` `{id}` to import into `{}`",
-                    c.id
-                )));
+                return Err(refused(ImportError::Missing {
+                    kind: kind.clone(),
+                    resource: resource.clone(),
+                    id: id.to_owned(),
+                    component: c.id.to_string(),
+                }));
             }
             Observed::Unknown => {
-                return Err(InstanceError::refused(format!(
-                    "`{kind}` cannot tell whether `{id}` exists; nothing imported"
-                )));
+                return Err(refused(ImportError::Unknown {
+                    kind: kind.clone(),
+                    id: id.to_owned(),
+                }));
             }
         };
         let outputs: Attributes = outputs.into_iter().filter(|(k, _)| !secret(k)).collect();
@@ -205,7 +202,13 @@ impl Service {
             },
             drift,
         )
-        .map_err(|e| InstanceError::refused(e.to_string()))?;
+        .map_err(|why| {
+            refused(ImportError::Inputs {
+                component: c.id.to_string(),
+                why,
+                hint: false,
+            })
+        })?;
         state.components.insert(c.id.clone(), rec);
         // Actual state first, durably; only then may the journals go.
         self.save_actual_state(&state)?;
@@ -289,4 +292,9 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// An import refused or failed.
+fn refused(e: ImportError) -> InstanceError {
+    InstanceError::Import(Box::new(e))
 }

@@ -21,7 +21,7 @@ use dtk_model::service::{SERVICE_FILE, ServiceDoc};
 use dtk_model::{ComponentId, ServiceModel};
 use serde::Serialize;
 
-use crate::error::InstanceError;
+use crate::error::{Existing, InstanceError, RenameProblem};
 use crate::repo::{io_err, write_file_atomic};
 use crate::service::Service;
 
@@ -54,8 +54,12 @@ enum Rename {
     },
 }
 
-fn refused(m: impl Into<String>) -> InstanceError {
-    InstanceError::refused(m)
+fn bad(from: &str, to: &str, problem: RenameProblem) -> InstanceError {
+    InstanceError::BadRename {
+        from: from.to_owned(),
+        to: to.to_owned(),
+        problem,
+    }
 }
 
 fn same_ref(a: &ComponentRef, b: &ComponentRef) -> bool {
@@ -66,9 +70,12 @@ impl Rename {
     fn parse(doc: &ServiceDoc, from: &str, to: &str) -> Result<Rename, InstanceError> {
         let is_node = !from.contains('/') && doc.nodes.iter().any(|n| n.name == from);
         if is_node {
-            dtk_model::ident::check_name("node name", to).map_err(|e| refused(e.to_string()))?;
+            dtk_model::ident::check_name("node name", to)?;
             if doc.nodes.iter().any(|n| n.name == to) {
-                return Err(refused(format!("the service already has a node `{to}`")));
+                return Err(InstanceError::AlreadyInService {
+                    name: to.to_owned(),
+                    what: Existing::Node,
+                });
             }
             return Ok(Rename::Node {
                 from: from.to_owned(),
@@ -76,24 +83,19 @@ impl Rename {
             });
         }
         let parse = |s: &str| -> Result<NodeComponentRef, InstanceError> {
-            s.parse()
-                .map_err(|e: dtk_model::ident::ParseRefError| refused(e.to_string()))
+            s.parse().map_err(InstanceError::InvalidName)
         };
         let (f, t) = (parse(from)?, parse(to)?);
         if f.node != t.node {
-            return Err(refused(format!(
-                "`{from}` and `{to}` are on different nodes: mv renames, it does not move a component to another node"
-            )));
+            return Err(bad(from, to, RenameProblem::OtherNode));
         }
         if f.component.name != t.component.name
             || (t.component.module.is_some() && t.component.module != f.component.module)
         {
-            return Err(refused(format!(
-                "`{to}` is another component than `{from}`: mv renames a component's instance (`cmp[a]` → `cmp[b]`), it does not change what it is"
-            )));
+            return Err(bad(from, to, RenameProblem::OtherComponent));
         }
         if f.component.instance == t.component.instance {
-            return Err(refused(format!("`{from}` and `{to}` are the same")));
+            return Err(bad(from, to, RenameProblem::Same));
         }
         Ok(Rename::Component { from: f, to: t })
     }
@@ -155,7 +157,10 @@ impl Rename {
         match self {
             Rename::Node { from, .. } => {
                 let Some(n) = doc.nodes.iter_mut().find(|n| &n.name == from) else {
-                    return Err(refused(format!("no node `{from}`")));
+                    return Err(InstanceError::NoSuchNode {
+                        node: from.clone(),
+                        known: String::new(),
+                    });
                 };
                 self.rename_node(&mut n.name);
             }
@@ -163,18 +168,28 @@ impl Rename {
                 let list: &mut Vec<ComponentDecl> = match &from.node {
                     Some(n) => match doc.nodes.iter_mut().find(|x| &x.name == n) {
                         Some(node) => &mut node.components,
-                        None => return Err(refused(format!("no node `{n}`"))),
+                        None => {
+                            return Err(InstanceError::NoSuchNode {
+                                node: n.clone(),
+                                known: String::new(),
+                            });
+                        }
                     },
                     None => &mut doc.components,
                 };
                 if list.iter().any(|c| same_ref(&to.component, &c.reference)) {
-                    return Err(refused(format!("`{to}` is in the service already")));
+                    return Err(InstanceError::AlreadyInService {
+                        name: to.to_string(),
+                        what: Existing::Renamed,
+                    });
                 }
                 let Some(decl) = list
                     .iter_mut()
                     .find(|c| same_ref(&from.component, &c.reference))
                 else {
-                    return Err(refused(format!("no component `{from}` in the service")));
+                    return Err(InstanceError::NoSuchComponent {
+                        path: from.to_string(),
+                    });
                 };
                 decl.reference.instance = to.component.instance.clone();
             }
@@ -226,9 +241,10 @@ impl Service {
         let text = dtk_model::dsl::write_service(&doc);
         let reread = dtk_model::dsl::parse_service(&text, SERVICE_FILE)?;
         let plain = self.expand_doc(&reread, &modules, SERVICE_FILE)?;
-        let map = id_map(&old_model, &plain)?;
+        let map = id_map(&old_model, &plain)
+            .ok_or_else(|| bad(from, to, RenameProblem::ChangesComponents))?;
         if map.is_empty() {
-            return Err(refused(format!("`{from}` names nothing to rename")));
+            return Err(bad(from, to, RenameProblem::NothingNamed));
         }
         // Secrets follow (in memory for now): members' and groups' keys alike.
         let mut secrets = self.secrets()?;
@@ -324,21 +340,18 @@ impl Service {
 }
 
 /// Old id → new id of every component whose id the rename changed: the expansion keeps
-/// declaration order, so the models pair up by position.
-fn id_map(
-    old: &ServiceModel,
-    new: &ServiceModel,
-) -> Result<BTreeMap<ComponentId, ComponentId>, InstanceError> {
+/// declaration order, so the models pair up by position. `None` when the rename changed
+/// how many components there are.
+fn id_map(old: &ServiceModel, new: &ServiceModel) -> Option<BTreeMap<ComponentId, ComponentId>> {
     if old.components.len() != new.components.len() {
-        return Err(refused(
-            "the rename changes the service's components, not only their names",
-        ));
+        return None;
     }
-    Ok(old
-        .components
-        .iter()
-        .zip(&new.components)
-        .filter(|(a, b)| a.id != b.id)
-        .map(|(a, b)| (a.id.clone(), b.id.clone()))
-        .collect())
+    Some(
+        old.components
+            .iter()
+            .zip(&new.components)
+            .filter(|(a, b)| a.id != b.id)
+            .map(|(a, b)| (a.id.clone(), b.id.clone()))
+            .collect(),
+    )
 }
