@@ -27,7 +27,7 @@ use dtk_model::service::{SERVICE_FILE, ServiceDoc};
 use dtk_model::{ModuleId, ModuleVersion};
 use serde::{Deserialize, Serialize};
 
-use crate::error::InstanceError;
+use crate::error::{Damage, InstanceError, NoSuchAssembly, VersionConflict};
 use crate::layout::module_path;
 use crate::repo::{TreeEdit, io_err, write_file_atomic, write_file_replace};
 use crate::service::Service;
@@ -123,14 +123,16 @@ impl Service {
         let sf = current
             .staged_from
             .as_ref()
-            .ok_or_else(|| InstanceError::refused("the service does not record its assembly"))?;
+            .ok_or_else(|| InstanceError::Damaged(Box::new(Damage::NoAssembly)))?;
         let m = self.home().catalog_module(module, version)?;
         let assembly = m.assemblies.get(&sf.assembly).ok_or_else(|| {
-            InstanceError::refused(format!(
-                "{module}@{version} has no assembly `{}` (the one `{}` was staged from)",
-                sf.assembly,
-                self.name()
-            ))
+            InstanceError::NoSuchAssembly(Box::new(NoSuchAssembly {
+                module: module.clone(),
+                version: version.clone(),
+                assembly: sf.assembly.clone(),
+                staged: Some(self.name().to_owned()),
+                known: m.assemblies.keys().cloned().collect(),
+            }))
         })?;
         let mut staged_from = sf.clone();
         staged_from.version = pins.get(module).cloned().unwrap_or_else(|| version.clone());
@@ -235,9 +237,10 @@ impl Service {
         let head_tree = repo.commit_tree(head)?;
         let path = module_path(module);
         if repo.subtree(head_tree, &path)?.is_none() {
-            return Err(InstanceError::refused(format!(
-                "the instance repository has no copy of {module}"
-            )));
+            return Err(InstanceError::Damaged(Box::new(Damage::NoModuleCopy {
+                module: module.clone(),
+                service: None,
+            })));
         }
 
         // The new pins: the new version, and what it newly depends on.
@@ -248,9 +251,14 @@ impl Service {
         for dep in &new_module.dependencies {
             if let Some(v) = pins.get(&dep.module) {
                 if !dep.req.matches(v) {
-                    return Err(InstanceError::refused(format!(
-                        "{module}@{new_version} requires {} {}, but the instance pins {v}; pull-base {} first",
-                        dep.module, dep.req, dep.module
+                    return Err(InstanceError::VersionConflict(Box::new(
+                        VersionConflict::Requirement {
+                            module: module.clone(),
+                            version: new_version.clone(),
+                            dependency: dep.module.clone(),
+                            req: dep.req.clone(),
+                            pinned: v.clone(),
+                        },
                     )));
                 }
                 continue;
@@ -373,13 +381,16 @@ impl Service {
             .get(SERVICE_FILE)
             .map(|(id, _)| repo.read_blob(*id))
             .transpose()?
-            .ok_or_else(|| InstanceError::refused(format!("the merge has no {SERVICE_FILE}")))?;
+            .ok_or_else(|| InstanceError::Damaged(Box::new(Damage::MergeHasNoServiceFile)))?;
         let doc = dtk_model::dsl::parse_service(&String::from_utf8_lossy(&text), SERVICE_FILE)?;
         let mut modules = ModuleSet::new();
         for id in doc.dependencies.keys() {
             let p = format!("{}/dtk.module.yaml", module_path(id));
             let (blob, _) = files.get(&p).ok_or_else(|| {
-                InstanceError::refused(format!("the merged copy of {id} has no dtk.module.yaml"))
+                InstanceError::Damaged(Box::new(Damage::NoModuleFile {
+                    module: id.clone(),
+                    merged: true,
+                }))
             })?;
             let data = repo.read_blob(*blob)?;
             modules.insert(dtk_model::dsl::parse_module(
@@ -413,7 +424,7 @@ impl Service {
         }
         let repo = self.repo();
         let merged = gix::ObjectId::from_hex(p.merged.as_bytes()).map_err(|e| {
-            InstanceError::refused(format!("the pending pull-base is damaged: {e}"))
+            InstanceError::Damaged(Box::new(Damage::PendingPull { why: e.to_string() }))
         })?;
         // Every difference between the work tree and HEAD, over the merged tree.
         let changes = repo.changes()?;

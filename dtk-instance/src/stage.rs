@@ -11,7 +11,7 @@ use dtk_model::service::{SERVICE_FILE, ServiceDoc, StagedFrom};
 use dtk_model::{Module, ModuleId, ModuleVersion, VersionReq};
 use serde::Serialize;
 
-use crate::error::InstanceError;
+use crate::error::{InstanceError, NoSuchAssembly, NoSuchResource, VersionConflict};
 use crate::home::{Home, LOCAL_TARGET};
 use crate::repo::{InstanceRepo, io_err};
 
@@ -89,21 +89,21 @@ impl Home {
             trees.push((module_path(id), tree));
         }
         let (root_id, root_version) = resolution.root.clone();
-        let root = modules
-            .get(&root_id)
-            .cloned()
-            .ok_or_else(|| InstanceError::refused(format!("module {root_id} did not resolve")))?;
+        let root =
+            modules
+                .get(&root_id)
+                .cloned()
+                .ok_or_else(|| InstanceError::ModuleNotResolved {
+                    module: root_id.clone(),
+                })?;
         let Some(assembly) = root.assemblies.get(&req.assembly) else {
-            let names: Vec<&str> = root.assemblies.keys().map(String::as_str).collect();
-            return Err(InstanceError::refused(format!(
-                "module {root_id}@{root_version} has no assembly `{}`{}",
-                req.assembly,
-                if names.is_empty() {
-                    " (it has no assemblies)".to_owned()
-                } else {
-                    format!("; it has: {}", names.join(", "))
-                }
-            )));
+            return Err(InstanceError::NoSuchAssembly(Box::new(NoSuchAssembly {
+                module: root_id,
+                version: root_version,
+                assembly: req.assembly.clone(),
+                staged: None,
+                known: root.assemblies.keys().cloned().collect(),
+            })));
         };
 
         let target_name = if req.base {
@@ -126,8 +126,13 @@ impl Home {
                 for (id, version, tree, module) in self.node_modules(t, &binding)? {
                     match pins.get(&id) {
                         Some(v) if v != &version => {
-                            return Err(InstanceError::refused(format!(
-                                "the service pins {id}@{v} but target `{t}` realizes nodes with {id}@{version}"
+                            return Err(InstanceError::VersionConflict(Box::new(
+                                VersionConflict::Target {
+                                    module: id,
+                                    pinned: v.clone(),
+                                    target: t.to_string(),
+                                    realized: version,
+                                },
                             )));
                         }
                         Some(_) => {}
@@ -246,13 +251,14 @@ impl Home {
                 };
                 let known = p.resources();
                 if !known.is_empty() && !known.iter().any(|r| r == resource) {
-                    return Err(InstanceError::refused(format!(
-                        "`{}` ({}) has action `{}` done by `{kind}.{resource}`, but provider `{kind}` has no resource `{resource}` (it has: {})",
-                        c.id,
-                        c.module,
-                        action.name,
-                        known.join(", ")
-                    )));
+                    return Err(InstanceError::NoSuchResource(Box::new(NoSuchResource {
+                        component: c.id.to_string(),
+                        module: c.module.to_string(),
+                        action: action.name.clone(),
+                        kind: kind.clone(),
+                        resource: resource.clone(),
+                        known: known.to_vec(),
+                    })));
                 }
             }
         }
@@ -446,10 +452,8 @@ fn resolve_component_module(
         .iter()
         .find(|m| m.components.contains_key(&r.name))
         .map(|m| m.id.clone())
-        .ok_or_else(|| {
-            InstanceError::refused(format!(
-                "the target's node component `{r}` is not defined by its modules"
-            ))
+        .ok_or_else(|| InstanceError::UndefinedNodeComponent {
+            component: r.to_string(),
         })
 }
 
@@ -459,6 +463,5 @@ pub fn exact(v: &ModuleVersion) -> Result<VersionReq, InstanceError> {
         ModuleVersion::Semver(s) => format!("={s}"),
         ModuleVersion::Tag(t) => t.clone(),
     };
-    text.parse()
-        .map_err(|e: dtk_model::ident::ParseRefError| InstanceError::refused(e.to_string()))
+    text.parse().map_err(InstanceError::InvalidName)
 }
