@@ -152,8 +152,12 @@ impl Service {
                 .collect()
         };
         for p in &wanted {
-            dtk_model::content::check_relative_path(p)
-                .map_err(|e| InstanceError::refused(format!("`{p}`: {e}")))?;
+            dtk_model::content::check_relative_path(p).map_err(|problem| {
+                InstanceError::BadPath {
+                    path: p.clone(),
+                    problem,
+                }
+            })?;
         }
         let files = self.repo().checkout(&wanted)?;
         Ok(Edited {

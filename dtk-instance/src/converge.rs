@@ -398,23 +398,26 @@ impl Service {
                 params,
             })
         } else {
-            let target: ActionTarget = target.parse().map_err(|e: dtk_workflow::ParseTargetError| {
-                let known: Vec<&str> = model
-                    .workflows
-                    .keys()
-                    .map(String::as_str)
-                    .filter(|w| *w != "create")
-                    .collect();
-                InstanceError::refused(if known.is_empty() || target.contains('.') {
-                    e.to_string()
-                } else {
-                    format!(
-                        "`{target}` is neither a workflow of `{}` (it has: {}) nor `[NODE/]CMP.ACTION`",
-                        self.name(),
-                        known.join(", ")
-                    )
-                })
-            })?;
+            let target: ActionTarget =
+                target
+                    .parse()
+                    .map_err(|e: dtk_workflow::ParseTargetError| {
+                        let known: Vec<&str> = model
+                            .workflows
+                            .keys()
+                            .map(String::as_str)
+                            .filter(|w| *w != "create")
+                            .collect();
+                        if known.is_empty() || target.contains('.') {
+                            InstanceError::InvalidTarget(e)
+                        } else {
+                            InstanceError::NoSuchWorkflow {
+                                target: target.to_owned(),
+                                service: self.name().to_owned(),
+                                workflows: known.into_iter().map(str::to_owned).collect(),
+                            }
+                        }
+                    })?;
             PlanRequest::Action(ActionRequest { target, params })
         };
         if let Some(t) = team.as_mut() {

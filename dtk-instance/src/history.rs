@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use dtk_workflow::ActualState;
 use gix::ObjectId;
 
-use crate::error::InstanceError;
+use crate::error::{Damage, InstanceError};
 use crate::repo::{Signature, TreeEdit, io_err, write_file_atomic};
 use crate::service::Service;
 
@@ -124,11 +124,11 @@ impl Service {
         };
         let tree = self.repo().commit_tree(tip)?;
         let Some(data) = self.repo().tree_file(tree, ACTUAL_FILE)? else {
-            return Err(InstanceError::refused(format!(
-                "{} is {} and the last state commit {tip} ({STATE_REF}) has no {ACTUAL_FILE}",
-                path.display(),
-                problem.as_deref().unwrap_or("missing")
-            )));
+            return Err(InstanceError::Damaged(Box::new(Damage::ActualState {
+                path,
+                problem,
+                commit: tip.to_string(),
+            })));
         };
         let state: ActualState = serde_json::from_slice(&data).map_err(|e| InstanceError::Io {
             path: path.clone(),

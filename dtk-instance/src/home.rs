@@ -161,9 +161,9 @@ impl Home {
         if name != LOCAL_TARGET {
             let svc = self.service(name)?;
             if !svc.is_target()? {
-                return Err(InstanceError::refused(format!(
-                    "`{name}` is not a target instance (stage a target assembly with `--base`)"
-                )));
+                return Err(InstanceError::DefaultNotATarget {
+                    name: name.to_owned(),
+                });
             }
         }
         let mut cfg = self.config()?;

@@ -64,7 +64,7 @@ impl Service {
         let started_at = now_secs();
         let id = id.trim();
         if id.is_empty() {
-            return Err(refused(ImportError::EmptyId));
+            return Err(import_error(ImportError::EmptyId));
         }
         let model = self.model()?;
         let (mut state, old_journals, _) = self.recovered_state()?;
@@ -75,19 +75,19 @@ impl Service {
             .collect();
         let c = match ids.as_slice() {
             [one] => model.component(one).ok_or_else(|| {
-                refused(ImportError::NotDesired {
+                import_error(ImportError::NotDesired {
                     reference: reference.to_owned(),
                     service: None,
                 })
             })?,
             [] => {
-                return Err(refused(ImportError::NotDesired {
+                return Err(import_error(ImportError::NotDesired {
                     reference: reference.to_owned(),
                     service: Some(self.name().to_owned()),
                 }));
             }
             many => {
-                return Err(refused(ImportError::Ambiguous {
+                return Err(import_error(ImportError::Ambiguous {
                     reference: reference.to_owned(),
                     ids: many.iter().map(ToString::to_string).collect(),
                 }));
@@ -96,28 +96,28 @@ impl Service {
         let Some(ActionKind::Provider { kind, resource }) =
             c.def.actions.get("create").map(|a| &a.kind)
         else {
-            return Err(refused(ImportError::NotAResource {
+            return Err(import_error(ImportError::NotAResource {
                 component: c.id.to_string(),
             }));
         };
         if let Some(rec) = state.get(&c.id)
             && rec.is_applied()
         {
-            return Err(refused(ImportError::AlreadyDeployed {
+            return Err(import_error(ImportError::AlreadyDeployed {
                 component: c.id.to_string(),
                 imported_from: rec.imported.as_ref().map(|i| i.id.clone()),
             }));
         }
         let providers = self.home().providers();
         let Some(provider) = providers.get(kind).cloned() else {
-            return Err(refused(ImportError::NoProvider {
+            return Err(import_error(ImportError::NoProvider {
                 kind: kind.clone(),
                 resource: resource.clone(),
                 component: c.id.to_string(),
             }));
         };
         let inputs = dtk_workflow::resolved_inputs(c, &state).map_err(|why| {
-            refused(ImportError::Inputs {
+            import_error(ImportError::Inputs {
                 component: c.id.to_string(),
                 why,
                 hint: true,
@@ -155,13 +155,13 @@ impl Service {
             .await
             .map_err(|e| match e {
                 ProviderError::Unsupported { .. } | ProviderError::InvalidInput { .. } => {
-                    refused(ImportError::Unsupported {
+                    import_error(ImportError::Unsupported {
                         id: id.to_owned(),
                         component: c.id.to_string(),
                         detail: redact_all(&e.to_string(), &secrets),
                     })
                 }
-                e => refused(ImportError::Failed {
+                e => import_error(ImportError::Failed {
                     id: id.to_owned(),
                     component: c.id.to_string(),
                     detail: redact_all(&chain(&e), &secrets),
@@ -172,7 +172,7 @@ impl Service {
             Observed::Present(o) => (o, Vec::new()),
             Observed::Drifted { outputs, changes } => (outputs, changes),
             Observed::Missing => {
-                return Err(refused(ImportError::Missing {
+                return Err(import_error(ImportError::Missing {
                     kind: kind.clone(),
                     resource: resource.clone(),
                     id: id.to_owned(),
@@ -180,7 +180,7 @@ impl Service {
                 }));
             }
             Observed::Unknown => {
-                return Err(refused(ImportError::Unknown {
+                return Err(import_error(ImportError::Unknown {
                     kind: kind.clone(),
                     id: id.to_owned(),
                 }));
@@ -203,7 +203,7 @@ impl Service {
             drift,
         )
         .map_err(|why| {
-            refused(ImportError::Inputs {
+            import_error(ImportError::Inputs {
                 component: c.id.to_string(),
                 why,
                 hint: false,
@@ -295,6 +295,6 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// An import refused or failed.
-fn refused(e: ImportError) -> InstanceError {
+fn import_error(e: ImportError) -> InstanceError {
     InstanceError::Import(Box::new(e))
 }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use dtk_model::Value;
 
-use crate::error::InstanceError;
+use crate::error::{InstanceError, LimitsProblem};
 use crate::service::Service;
 
 /// The file a target (or a service) declares its provider limits in.
@@ -31,17 +31,21 @@ impl Service {
             return Ok(BTreeMap::new());
         };
         let what = format!("{}/{LIMITS_FILE}", self.dir().display());
-        let text = String::from_utf8(data)
-            .map_err(|_| InstanceError::refused(format!("{what} is not UTF-8 text")))?;
+        let text = String::from_utf8(data).map_err(|_| InstanceError::BadLimits {
+            file: what.clone(),
+            problem: LimitsProblem::NotUtf8,
+        })?;
         let value = dtk_model::dsl::parse_value(&text, &what)?;
         let entries = match value {
             Value::Null => BTreeMap::new(),
             Value::Hash(h) => h,
             other => {
-                return Err(InstanceError::refused(format!(
-                    "{what} must be a mapping of provider kinds to numbers (`aws: 4`), not {}",
-                    other.kind_name()
-                )));
+                return Err(InstanceError::BadLimits {
+                    file: what,
+                    problem: LimitsProblem::NotMapping {
+                        found: other.kind_name(),
+                    },
+                });
             }
         };
         let mut out = BTreeMap::new();
@@ -50,10 +54,12 @@ impl Service {
                 Value::Int(n) => usize::try_from(*n).ok().filter(|n| *n > 0),
                 _ => None,
             }
-            .ok_or_else(|| {
-                InstanceError::refused(format!(
-                    "{what}: `{kind}` must be a whole number above 0, not `{v}`"
-                ))
+            .ok_or_else(|| InstanceError::BadLimits {
+                file: what.clone(),
+                problem: LimitsProblem::NotPositive {
+                    kind: kind.clone(),
+                    value: v.to_string(),
+                },
             })?;
             out.insert(kind, n);
         }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::converge::{Checkpoint, RunOptions, RunReport};
-use crate::error::InstanceError;
+use crate::error::{InstanceError, PlanProblem};
 use crate::refresh::{Checks, DriftLine};
 use crate::service::Service;
 
@@ -63,11 +63,7 @@ impl SelectionDoc {
     pub fn selection(&self) -> Result<Selection, InstanceError> {
         let parse = |v: &[String]| -> Result<Vec<Selector>, InstanceError> {
             v.iter()
-                .map(|s| {
-                    s.parse().map_err(|e: dtk_workflow::ParseSelectorError| {
-                        InstanceError::refused(e.to_string())
-                    })
-                })
+                .map(|s| s.parse().map_err(InstanceError::InvalidSelector))
                 .collect()
         };
         Ok(Selection {
@@ -146,19 +142,22 @@ impl PlanDoc {
 
     /// Reads a plan written by `plan --out` (`what` names it in errors).
     pub fn from_json(text: &str, what: &str) -> Result<PlanDoc, InstanceError> {
-        let bad = |e: String| {
-            InstanceError::refused(format!(
-                "{what} is not a plan written by `dtk service plan --out`: {e}"
-            ))
+        let bad = |e: String| InstanceError::NotAPlan {
+            what: what.to_owned(),
+            problem: PlanProblem::Unreadable(e),
         };
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         match value.get("schema").and_then(serde_json::Value::as_str) {
             Some(PLAN_SCHEMA) => {}
             Some(other) => {
-                return Err(InstanceError::refused(format!(
-                    "{what} is a `{other}` document, not a plan (`{PLAN_SCHEMA}`)"
-                )));
+                return Err(InstanceError::NotAPlan {
+                    what: what.to_owned(),
+                    problem: PlanProblem::Schema {
+                        found: other.to_owned(),
+                        expected: PLAN_SCHEMA,
+                    },
+                });
             }
             None => return Err(bad("it has no `schema`".to_owned())),
         }
@@ -353,7 +352,9 @@ impl Service {
             .extend(self.provider_replacements(model, state));
         let selected =
             dtk_workflow::plan_selected(model, state, &selection).map_err(|e| match e {
-                dtk_workflow::SelectError::NoMatch { .. } => InstanceError::refused(e.to_string()),
+                e @ dtk_workflow::SelectError::NoMatch { .. } => {
+                    InstanceError::NoMatch(Box::new(e))
+                }
                 e => InstanceError::Workflow(Box::new(e)),
             })?;
         Ok((selected.plan, selected.left_out))

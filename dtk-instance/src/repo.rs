@@ -367,9 +367,7 @@ impl InstanceRepo {
                 .filter(|f| f.as_str() == p || f.starts_with(&prefix))
                 .collect();
             if matched.is_empty() {
-                return Err(InstanceError::refused(format!(
-                    "the desired state has no file or directory `{p}` (module files are under modules/NS/NAME/)"
-                )));
+                return Err(InstanceError::NoSuchPath { path: p.to_owned() });
             }
             chosen.extend(matched.into_iter().cloned());
         }
@@ -657,11 +655,7 @@ impl InstanceRepo {
                 // it (links are never followed into the repository, nor committed).
                 let p = self.root.join(path);
                 if fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
-                    return Err(InstanceError::refused(format!(
-                        "{} is a symbolic link; the instance repository holds plain files only \
-                         (put the file itself there)",
-                        p.display()
-                    )));
+                    return Err(InstanceError::Symlink { path: p });
                 }
                 out.push(FileChange {
                     path: path.clone(),

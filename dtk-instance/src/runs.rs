@@ -163,9 +163,7 @@ impl Service {
         let wanted: Option<Vec<ComponentId>> = match reference {
             None => None,
             Some(r) => {
-                let sel: Selector = r.parse().map_err(|e: dtk_workflow::ParseSelectorError| {
-                    InstanceError::refused(e.to_string())
-                })?;
+                let sel: Selector = r.parse()?;
                 Some(resolve_ids(&model, &state, &[sel])?)
             }
         };
@@ -200,5 +198,5 @@ pub(crate) fn resolve_ids(
     selectors: &[Selector],
 ) -> Result<Vec<ComponentId>, InstanceError> {
     dtk_workflow::select::resolve(model, state, selectors)
-        .map_err(|e| InstanceError::refused(e.to_string()))
+        .map_err(|e| InstanceError::NoMatch(Box::new(e)))
 }
