@@ -55,6 +55,12 @@ fn stage_makes_an_instance_repository_on_the_local_target() {
         matches!(again, InstanceError::ServiceExists { .. }),
         "{again}"
     );
+    // A name no service has is refused as such.
+    let missing = home.service("app2").err().expect("there is no app2");
+    assert!(
+        matches!(&missing, InstanceError::NoSuchService { name } if name == "app2"),
+        "{missing}"
+    );
 }
 
 #[test]
@@ -128,20 +134,23 @@ fn set_attribute_edits_the_work_tree_and_bad_edits_are_refused() {
     assert_eq!(app.log(10).unwrap()[0].summary, "set message");
 
     // Type errors, unknown attributes and paths are refused with what to fix.
-    let e = app
+    let err = app
         .set_attribute("db/backend/port", "not-a-port")
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    assert!(matches!(err, InstanceError::Edit(_)), "{err:?}");
+    let e = err.to_string();
     assert!(e.contains("must be of type port"), "{e}");
-    let e = app
-        .set_attribute("db/backend/mesage", "x")
-        .unwrap_err()
-        .to_string();
+    let err = app.set_attribute("db/backend/mesage", "x").unwrap_err();
+    assert!(
+        matches!(&err, InstanceError::NoSuchAttribute { attr, suggestion: Some(s), .. }
+            if attr == "mesage" && s == "message"),
+        "{err:?}"
+    );
+    let e = err.to_string();
     assert!(e.contains("did you mean `message`"), "{e}");
-    let e = app
-        .set_attribute("nope/backend/message", "x")
-        .unwrap_err()
-        .to_string();
+    let err = app.set_attribute("nope/backend/message", "x").unwrap_err();
+    assert!(matches!(&err, InstanceError::NoSuchOwner(_)), "{err:?}");
+    let e = err.to_string();
     assert!(e.contains("no node `nope`"), "{e}");
     let e = app
         .set_attribute("web/web/url", "x")
@@ -324,7 +333,17 @@ fn add_component_add_link_and_remove_component() {
     // Link web to the first backend explicitly; then the second one can join.
     app.add_link("web/web", "db/backend", Some("backend"))
         .unwrap();
-    app.add_component("db/backend[b2]", attrs).unwrap();
+    app.add_component("db/backend[b2]", attrs.clone()).unwrap();
+    // Adding it again is refused: it is there already.
+    let again = app.add_component("db/backend[b2]", attrs).unwrap_err();
+    assert!(
+        matches!(&again, InstanceError::AlreadyInService { name, .. } if name == "db/backend[b2]"),
+        "{again:?}"
+    );
+    assert_eq!(
+        again.to_string(),
+        "`db/backend[b2]` is already in the service"
+    );
     let model = app.model().unwrap();
     let web = model
         .component(&dtk_model::ComponentId("web/web".into()))
