@@ -241,6 +241,12 @@ pub enum InstanceError {
         /// The violations.
         violations: Vec<ServiceViolation>,
     },
+    /// The team's remote could not be used.
+    #[error(transparent)]
+    Remote(#[from] dtk_catalog::remote::RemoteError),
+    /// The workflow layer failed (planning, journal).
+    #[error(transparent)]
+    Workflow(Box<dyn std::error::Error + Send + Sync>),
     /// A component reference (`--only`, `outputs`, `import`) does not parse.
     #[error(transparent)]
     InvalidSelector(#[from] dtk_workflow::ParseSelectorError),
@@ -381,12 +387,6 @@ pub enum InstanceError {
         /// The name given.
         name: String,
     },
-    /// The team's remote could not be used.
-    #[error(transparent)]
-    Remote(#[from] dtk_catalog::remote::RemoteError),
-    /// The workflow layer failed (planning, journal).
-    #[error(transparent)]
-    Workflow(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl InstanceError {
