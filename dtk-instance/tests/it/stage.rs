@@ -56,7 +56,7 @@ fn stage_makes_an_instance_repository_on_the_local_target() {
         "{again}"
     );
     // A name no service has is refused as such.
-    let missing = home.service("app2").err().expect("there is no app2");
+    let missing = home.service("app2").expect_err("there is no app2");
     assert!(
         matches!(&missing, InstanceError::NoSuchService { name } if name == "app2"),
         "{missing}"
