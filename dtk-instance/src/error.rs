@@ -1140,3 +1140,454 @@ impl fmt::Display for PlanProblem {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each refusal reads word for word as it did when it was a preformatted message
+    //! (the CLI prints these; users and scripts match them).
+
+    use super::*;
+
+    fn m(s: &str) -> ModuleId {
+        s.parse().expect("a module id")
+    }
+
+    fn v(s: &str) -> ModuleVersion {
+        s.parse().expect("a version")
+    }
+
+    fn says(e: InstanceError, want: &str) {
+        assert_eq!(e.to_string(), want, "{e:?}");
+    }
+
+    #[test]
+    fn the_error_stays_small() {
+        // clippy's result_large_err limit; boxed details keep the enum below it.
+        assert!(
+            std::mem::size_of::<InstanceError>() <= 128,
+            "{}",
+            std::mem::size_of::<InstanceError>()
+        );
+    }
+
+    #[test]
+    fn edits_and_renames_read_as_before() {
+        says(
+            InstanceError::NoSuchAttribute {
+                component: "backend".into(),
+                attr: "mesage".into(),
+                suggestion: Some("message".into()),
+                known: vec!["message".into(), "port".into()],
+            },
+            "component `backend` has no attribute `mesage` (did you mean `message`?); it has: message, port",
+        );
+        says(
+            InstanceError::NoSuchAttribute {
+                component: "backend".into(),
+                attr: "zzz".into(),
+                suggestion: None,
+                known: vec!["message".into()],
+            },
+            "component `backend` has no attribute `zzz`; it has: message",
+        );
+        let owner = |missing| {
+            InstanceError::NoSuchOwner(Box::new(NoSuchOwner {
+                path: "db/x/port".into(),
+                missing,
+            }))
+        };
+        says(
+            owner(MissingOwner::NodeOrComponent {
+                name: "db".into(),
+                nodes: vec![],
+                components: vec!["a".into(), "b".into()],
+            }),
+            "`db/x/port`: no node or assembly-level component named `db` (nodes: none; components: a, b)",
+        );
+        says(
+            owner(MissingOwner::Node {
+                node: "db".into(),
+                nodes: vec!["web".into()],
+            }),
+            "`db/x/port`: no node `db` (nodes: web)",
+        );
+        says(
+            owner(MissingOwner::ComponentOnNode {
+                node: "db".into(),
+                component: "x".into(),
+                on_node: vec![],
+            }),
+            "`db/x/port`: node `db` has no component `x` (it has: none)",
+        );
+        says(
+            owner(MissingOwner::Component {
+                component: "x".into(),
+                components: vec!["y".into()],
+            }),
+            "`db/x/port`: no assembly-level component `x` (components: y)",
+        );
+        says(
+            owner(MissingOwner::Nothing),
+            "`db/x/port` names no node or component",
+        );
+        let exists = |what| InstanceError::AlreadyInService {
+            name: "db/b[2]".into(),
+            what,
+        };
+        says(
+            exists(Existing::Node),
+            "the service already has a node `db/b[2]`",
+        );
+        says(
+            exists(Existing::Renamed),
+            "`db/b[2]` is in the service already",
+        );
+        says(
+            exists(Existing::Added),
+            "`db/b[2]` is already in the service",
+        );
+        let rename = |problem| InstanceError::BadRename {
+            from: "a/c[x]".into(),
+            to: "b/c[y]".into(),
+            problem,
+        };
+        says(
+            rename(RenameProblem::OtherNode),
+            "`a/c[x]` and `b/c[y]` are on different nodes: mv renames, it does not move a component to another node",
+        );
+        says(
+            rename(RenameProblem::OtherComponent),
+            "`b/c[y]` is another component than `a/c[x]`: mv renames a component's instance (`cmp[a]` → `cmp[b]`), it does not change what it is",
+        );
+        says(
+            rename(RenameProblem::Same),
+            "`a/c[x]` and `b/c[y]` are the same",
+        );
+        says(
+            rename(RenameProblem::NothingNamed),
+            "`a/c[x]` names nothing to rename",
+        );
+        says(
+            rename(RenameProblem::ChangesComponents),
+            "the rename changes the service's components, not only their names",
+        );
+    }
+
+    #[test]
+    fn the_instance_repository_and_its_modules_read_as_before() {
+        let damaged = |d| InstanceError::Damaged(Box::new(d));
+        says(
+            damaged(Damage::NoServiceFile {
+                service: "app".into(),
+            }),
+            "the instance repository of `app` has no dtk.service.yaml",
+        );
+        says(
+            damaged(Damage::MergeHasNoServiceFile),
+            "the merge has no dtk.service.yaml",
+        );
+        says(
+            damaged(Damage::NoModuleFile {
+                module: m("demo/web"),
+                merged: false,
+            }),
+            "the instance copy of demo/web has no dtk.module.yaml",
+        );
+        says(
+            damaged(Damage::NoModuleFile {
+                module: m("demo/web"),
+                merged: true,
+            }),
+            "the merged copy of demo/web has no dtk.module.yaml",
+        );
+        says(
+            damaged(Damage::NoModuleCopy {
+                module: m("demo/web"),
+                service: Some("app".into()),
+            }),
+            "`app` has no copy of demo/web",
+        );
+        says(
+            damaged(Damage::NoModuleCopy {
+                module: m("demo/web"),
+                service: None,
+            }),
+            "the instance repository has no copy of demo/web",
+        );
+        says(
+            damaged(Damage::NoAssembly),
+            "the service does not record its assembly",
+        );
+        says(
+            damaged(Damage::PendingPull { why: "bad".into() }),
+            "the pending pull-base is damaged: bad",
+        );
+        says(
+            damaged(Damage::ActualState {
+                path: "/h/app/.dtk/actual.json".into(),
+                problem: None,
+                commit: "abc".into(),
+            }),
+            "/h/app/.dtk/actual.json is missing and the last state commit abc (refs/dtk/state) has no actual.json",
+        );
+        let pin = |found| {
+            InstanceError::PinMismatch(Box::new(PinMismatch {
+                doc: "/h/app/dtk.service.yaml".into(),
+                copy: "/h/app/modules/demo/web/dtk.module.yaml".into(),
+                module: m("demo/web"),
+                pinned: v("1.0.0"),
+                found,
+            }))
+        };
+        says(
+            pin(CopyFound::Missing),
+            "/h/app/dtk.service.yaml pins module `demo/web` 1.0.0, but the instance has no copy of it (/h/app/modules/demo/web/dtk.module.yaml is missing)",
+        );
+        says(
+            pin(CopyFound::OtherModule(m("demo/db"))),
+            "/h/app/modules/demo/web/dtk.module.yaml declares module `demo/db`, but it is the instance copy of `demo/web`",
+        );
+        says(
+            pin(CopyFound::OtherVersion(v("2.0.0"))),
+            "/h/app/dtk.service.yaml pins module `demo/web` 1.0.0, but its instance copy /h/app/modules/demo/web/dtk.module.yaml is version 2.0.0 (move to another version with `dtk service pull-base`)",
+        );
+        says(
+            InstanceError::VersionConflict(Box::new(VersionConflict::Target {
+                module: m("t/nodes"),
+                pinned: v("1.0.0"),
+                target: "aws1".into(),
+                realized: v("1.1.0"),
+            })),
+            "the service pins t/nodes@1.0.0 but target `aws1` realizes nodes with t/nodes@1.1.0",
+        );
+        says(
+            InstanceError::VersionConflict(Box::new(VersionConflict::Requirement {
+                module: m("demo/web"),
+                version: v("2.0.0"),
+                dependency: m("demo/db"),
+                req: "^2.0".parse().expect("a requirement"),
+                pinned: v("1.0.0"),
+            })),
+            "demo/web@2.0.0 requires demo/db ^2.0, but the instance pins 1.0.0; pull-base demo/db first",
+        );
+        let assembly = |staged, known| {
+            InstanceError::NoSuchAssembly(Box::new(NoSuchAssembly {
+                module: m("demo/web"),
+                version: v("1.0.0"),
+                assembly: "three".into(),
+                staged,
+                known,
+            }))
+        };
+        says(
+            assembly(Some("app".into()), vec!["two".into()]),
+            "demo/web@1.0.0 has no assembly `three` (the one `app` was staged from)",
+        );
+        says(
+            assembly(None, vec![]),
+            "module demo/web@1.0.0 has no assembly `three` (it has no assemblies)",
+        );
+        says(
+            assembly(None, vec!["one".into(), "two".into()]),
+            "module demo/web@1.0.0 has no assembly `three`; it has: one, two",
+        );
+        says(
+            InstanceError::NoSuchResource(Box::new(NoSuchResource {
+                component: "net/vpc".into(),
+                module: "aws/network".into(),
+                action: "create".into(),
+                kind: "aws".into(),
+                resource: "vpcc".into(),
+                known: vec!["vpc".into(), "subnet".into()],
+            })),
+            "`net/vpc` (aws/network) has action `create` done by `aws.vpcc`, but provider `aws` has no resource `vpcc` (it has: vpc, subnet)",
+        );
+    }
+
+    #[test]
+    fn imports_read_as_before() {
+        let import = |e| InstanceError::Import(Box::new(e));
+        says(
+            import(ImportError::EmptyId),
+            "the resource id to import is empty",
+        );
+        says(
+            import(ImportError::NotDesired {
+                reference: "x".into(),
+                service: Some("app".into()),
+            }),
+            "`x` is not in the desired state of `app`",
+        );
+        says(
+            import(ImportError::Ambiguous {
+                reference: "web".into(),
+                ids: vec!["a/web".into(), "b/web".into()],
+            }),
+            "`web` names 2 components (a/web, b/web); name one",
+        );
+        says(
+            import(ImportError::NotAResource {
+                component: "a/web".into(),
+            }),
+            "`a/web` is made by commands, not by a provider resource: there is nothing to import",
+        );
+        says(
+            import(ImportError::AlreadyDeployed {
+                component: "vpc".into(),
+                imported_from: Some("vpc-1".into()),
+            }),
+            "`vpc` is already deployed (it was imported from `vpc-1`); delete it first or import into another component",
+        );
+        says(
+            import(ImportError::AlreadyDeployed {
+                component: "vpc".into(),
+                imported_from: None,
+            }),
+            "`vpc` is already deployed (dtk made it); delete it first or import into another component",
+        );
+        says(
+            import(ImportError::NoProvider {
+                kind: "aws".into(),
+                resource: "vpc".into(),
+                component: "vpc".into(),
+            }),
+            "no provider of kind `aws` is registered (`vpc` is a `aws.vpc`)",
+        );
+        let why = dtk_workflow::ResolveError::ProducerNotApplied {
+            component: dtk_model::ComponentId("subnet".into()),
+            input: "vpc_id".into(),
+            producer: dtk_model::ComponentId("vpc".into()),
+        };
+        says(
+            import(ImportError::Inputs {
+                component: "subnet".into(),
+                why: why.clone(),
+                hint: true,
+            }),
+            &format!("{why}: converge or import what `subnet` depends on first"),
+        );
+        says(
+            import(ImportError::Inputs {
+                component: "subnet".into(),
+                why: why.clone(),
+                hint: false,
+            }),
+            &why.to_string(),
+        );
+        says(
+            import(ImportError::Unsupported {
+                id: "i-1".into(),
+                component: "vpc".into(),
+                detail: "no".into(),
+            }),
+            "cannot import `i-1` into `vpc`: no",
+        );
+        says(
+            import(ImportError::Failed {
+                id: "i-1".into(),
+                component: "vpc".into(),
+                detail: "boom".into(),
+            }),
+            "import of `i-1` into `vpc` failed: boom",
+        );
+        says(
+            import(ImportError::Missing {
+                kind: "aws".into(),
+                resource: "vpc".into(),
+                id: "vpc-9".into(),
+                component: "vpc".into(),
+            }),
+            "`aws` has no `vpc` `vpc-9` to import into `vpc`",
+        );
+        says(
+            import(ImportError::Unknown {
+                kind: "aws".into(),
+                id: "vpc-9".into(),
+            }),
+            "`aws` cannot tell whether `vpc-9` exists; nothing imported",
+        );
+    }
+
+    #[test]
+    fn files_plans_and_limits_read_as_before() {
+        let limits = |problem| InstanceError::BadLimits {
+            file: "/h/app/limits.yaml".into(),
+            problem,
+        };
+        says(
+            limits(LimitsProblem::NotUtf8),
+            "/h/app/limits.yaml is not UTF-8 text",
+        );
+        says(
+            limits(LimitsProblem::NotMapping { found: "a list" }),
+            "/h/app/limits.yaml must be a mapping of provider kinds to numbers (`aws: 4`), not a list",
+        );
+        says(
+            limits(LimitsProblem::NotPositive {
+                kind: "aws".into(),
+                value: "0".into(),
+            }),
+            "/h/app/limits.yaml: `aws` must be a whole number above 0, not `0`",
+        );
+        says(
+            InstanceError::NotAPlan {
+                what: "plan.json".into(),
+                problem: PlanProblem::Unreadable("it has no `schema`".into()),
+            },
+            "plan.json is not a plan written by `dtk service plan --out`: it has no `schema`",
+        );
+        says(
+            InstanceError::NotAPlan {
+                what: "plan.json".into(),
+                problem: PlanProblem::Schema {
+                    found: "dtk.error/v1".into(),
+                    expected: "dtk.service.plan/v1",
+                },
+            },
+            "plan.json is a `dtk.error/v1` document, not a plan (`dtk.service.plan/v1`)",
+        );
+        says(
+            InstanceError::BadPath {
+                path: "../x".into(),
+                problem: dtk_model::content::PathError::Parent("../x".into()),
+            },
+            "`../x`: `../x` goes up with `..`",
+        );
+        says(
+            InstanceError::NoSuchPath {
+                path: "nope".into(),
+            },
+            "the desired state has no file or directory `nope` (module files are under modules/NS/NAME/)",
+        );
+        says(
+            InstanceError::Symlink {
+                path: "/h/app/x".into(),
+            },
+            "/h/app/x is a symbolic link; the instance repository holds plain files only (put the file itself there)",
+        );
+        says(
+            InstanceError::DefaultNotATarget { name: "app".into() },
+            "`app` is not a target instance (stage a target assembly with `--base`)",
+        );
+        says(
+            InstanceError::NoSuchWorkflow {
+                target: "deploy".into(),
+                service: "app".into(),
+                workflows: vec!["restart".into(), "backup".into()],
+            },
+            "`deploy` is neither a workflow of `app` (it has: restart, backup) nor `[NODE/]CMP.ACTION`",
+        );
+        says(
+            InstanceError::ModuleNotResolved {
+                module: m("demo/web"),
+            },
+            "module demo/web did not resolve",
+        );
+        says(
+            InstanceError::UndefinedNodeComponent {
+                component: "nodes::node".into(),
+            },
+            "the target's node component `nodes::node` is not defined by its modules",
+        );
+    }
+}
