@@ -215,10 +215,8 @@ impl Home {
     }
 
     fn need_remote(&self, what: &str) -> Result<&GitRemote, InstanceError> {
-        self.remote().ok_or_else(|| {
-            InstanceError::refused(format!(
-                "{what} needs a remote: set one with `dtk remote set URL` (or DTK_REMOTE)"
-            ))
+        self.remote().ok_or_else(|| InstanceError::NoRemote {
+            what: what.to_owned(),
         })
     }
 
@@ -368,10 +366,10 @@ impl Home {
         // make the same commit: git then reports the reference `up to date` instead of
         // checking that it was absent. It was not: the name is taken.
         if !outcome.is_ok() || outcome.unchanged.contains(&refs.desired) {
-            return Err(undo(InstanceError::refused(format!(
-                "a service named `{name}` exists on the remote {remote} already; take it with \
-                 `dtk service clone {name}`, or stage under another name"
-            ))));
+            return Err(undo(InstanceError::RemoteServiceExists {
+                name: name.to_owned(),
+                remote: remote.display(),
+            }));
         }
         Ok(())
     }
@@ -380,8 +378,7 @@ impl Home {
     /// (desired state and history), its actual state and converge records, and the
     /// target instances it needs that this machine lacks.
     pub fn clone_service(&self, name: &str) -> Result<Cloned, InstanceError> {
-        dtk_model::ident::check_name("service name", name)
-            .map_err(|e| InstanceError::refused(e.to_string()))?;
+        dtk_model::ident::check_name("service name", name)?;
         let remote = self.need_remote("`dtk service clone`")?.clone();
         let dir = self.service_dir(name);
         if dir.exists() {
@@ -457,14 +454,11 @@ impl Home {
                 .filter_map(|r| r.strip_suffix("/desired"))
                 .map(str::to_owned)
                 .collect::<Vec<_>>();
-            return Err(InstanceError::refused(format!(
-                "the remote {remote} has no service named `{name}` (it has: {})",
-                if there.is_empty() {
-                    "none".to_owned()
-                } else {
-                    there.join(", ")
-                }
-            )));
+            return Err(InstanceError::NoSuchRemoteService {
+                remote: remote.display(),
+                name: name.to_owned(),
+                there,
+            });
         };
         repo.checkout_first(desired)?;
         let svc = Service::open(self.clone(), name, scratch)?;
@@ -577,14 +571,11 @@ impl Service {
         if operation == "converge" {
             let pulled = self.pull_fetched(fetched.desired)?;
             if !pulled.conflicts.is_empty() {
-                return Err(InstanceError::refused(format!(
-                    "pulling `{}` from the remote {remote} brought conflicting edits in: {}; \
-                     resolve the conflict markers there and converge again (nothing was lost: \
-                     see `dtk service diff {}`)",
-                    self.name(),
-                    pulled.conflicts.join(", "),
-                    self.name()
-                )));
+                return Err(InstanceError::PullConflicts {
+                    service: self.name().to_owned(),
+                    remote: remote.display(),
+                    conflicts: pulled.conflicts,
+                });
             }
         }
         self.sync_records(fetched.converges)?;
@@ -693,11 +684,10 @@ impl Service {
         let _lock = self.lock("pull")?;
         let fetched = self.fetch_service(&remote)?;
         if fetched.desired.is_none() {
-            return Err(InstanceError::refused(format!(
-                "the remote {remote} has no `{}`; push it with `dtk service push {}`",
-                self.name(),
-                self.name()
-            )));
+            return Err(InstanceError::NotOnRemote {
+                remote: remote.display(),
+                service: self.name().to_owned(),
+            });
         }
         let pulled = self.pull_fetched(fetched.desired)?;
         self.sync_records(fetched.converges)?;
@@ -861,16 +851,16 @@ impl Service {
             let again = self.fetch_service(&remote)?;
             return Err(match again.desired {
                 Some(r) if !self.repo().is_ancestor(r, head)? => self.behind(&remote, r),
-                _ => InstanceError::refused(format!(
-                    "the remote {remote} refused the push of `{}` ({}); try again",
-                    self.name(),
-                    outcome
+                _ => InstanceError::PushRefused {
+                    remote: remote.display(),
+                    service: self.name().to_owned(),
+                    rejected: outcome
                         .rejected
                         .iter()
                         .map(|(r, why)| format!("{r}: {why}"))
                         .collect::<Vec<_>>()
-                        .join("; ")
-                )),
+                        .join("; "),
+                },
             });
         }
         pushed.pushed = true;
@@ -882,13 +872,12 @@ impl Service {
             .repo()
             .commit_author(theirs)
             .unwrap_or_else(|_| "someone".to_owned());
-        InstanceError::refused(format!(
-            "the remote {remote} has desired-state commits of `{}` that this machine lacks \
-             (the latest, {}, by {by}); run `dtk service pull {}` first, then push again",
-            self.name(),
-            &theirs.to_string()[..10],
-            self.name()
-        ))
+        InstanceError::RemoteAhead {
+            remote: remote.display(),
+            service: self.name().to_owned(),
+            commit: theirs.to_hex_with_len(10).to_string(),
+            author: by,
+        }
     }
 
     /// The lock the remote holds for this service, if any (fetched now).
@@ -909,11 +898,10 @@ impl Service {
         if let Some(e) = expected
             && e.nonce != info.nonce
         {
-            return Err(InstanceError::refused(format!(
-                "the lock of `{}` changed hands while you decided (now: {}); look again",
-                self.name(),
-                info.describe(now_ms())
-            )));
+            return Err(InstanceError::LockChangedHands {
+                service: self.name().to_owned(),
+                holder: info.describe(now_ms()),
+            });
         }
         let refs = ServiceRefs::new(self.name());
         let outcome = remote.push(
@@ -925,10 +913,9 @@ impl Service {
             }],
         )?;
         if !outcome.is_ok() {
-            return Err(InstanceError::refused(format!(
-                "the lock of `{}` changed while it was being removed; look again",
-                self.name()
-            )));
+            return Err(InstanceError::LockMoved {
+                service: self.name().to_owned(),
+            });
         }
         Ok(Some(info))
     }
@@ -1006,14 +993,10 @@ impl TeamRun {
         if missing.is_empty() {
             return Ok(());
         }
-        Err(InstanceError::refused(format!(
-            "`{}` needs secrets that are not set on this machine: {} (they were set where it \
-             last converged; secrets never travel through the remote: set each here with \
-             `dtk service set-attribute {} PATH VALUE`)",
-            service.name(),
-            missing.join(", "),
-            service.name()
-        )))
+        Err(InstanceError::SecretsMissing {
+            service: service.name().to_owned(),
+            missing,
+        })
     }
 
     /// Takes the lock on the remote (see the module documentation), with the
@@ -1132,12 +1115,11 @@ impl TeamRun {
             } else {
                 "another run took and released the lock"
             };
-            return Err(InstanceError::refused(format!(
-                "could not take the lock of `{}` on the remote {}: {what} meanwhile; run the \
-                 command again",
-                service.name(),
-                self.remote
-            )));
+            return Err(InstanceError::LockRace {
+                service: service.name().to_owned(),
+                remote: self.remote.display(),
+                what,
+            });
         }
         tracing::debug!(service = %service.name(), %lock, %start, "lock taken");
         repo.set_reference(STATE_REF, Some(tip), Some(start), "run started")?;
