@@ -371,6 +371,13 @@ impl Home {
                 remote: remote.display(),
             }));
         }
+        // What the remote holds now: the first converge's lock push expects it.
+        repo.set_reference(
+            &format!("{TRACKING}desired"),
+            None,
+            Some(head),
+            "what the remote holds",
+        )?;
         Ok(())
     }
 
@@ -508,6 +515,9 @@ pub(crate) struct TeamRun {
     operator: Operator,
     home_id: String,
     fetched: Fetched,
+    /// Whether `fetched` comes from a fetch of this run (else: from the tracking
+    /// references, what the last fetch or push of this machine saw).
+    fresh: bool,
     held: Option<Arc<Mutex<Held>>>,
     keeper: Option<Keeper>,
 }
@@ -551,9 +561,64 @@ impl Service {
         })
     }
 
-    /// With a remote, the first step of a run (`operation`: converge, delete, exec):
-    /// fetch, refuse when another live run holds the lock, pull (converge only), bring
-    /// the records up to date. `None` without a remote. The caller holds the local lock.
+    /// What the last fetch or push of this machine saw of the service on the remote (no
+    /// network; no lock: a run expects none, and learns otherwise from its lock push).
+    fn tracked(&self) -> Result<Fetched, InstanceError> {
+        Ok(Fetched {
+            desired: self.tracking("desired")?,
+            state: self.tracking("state")?,
+            converges: self.tracking("converges")?,
+            lock: None,
+        })
+    }
+
+    /// Records that the remote holds `value` at the service's reference `what` (after a
+    /// push it accepted), so the next run's lock push expects it.
+    pub(crate) fn set_tracking(
+        &self,
+        what: &str,
+        value: Option<ObjectId>,
+    ) -> Result<(), InstanceError> {
+        let name = format!("{TRACKING}{what}");
+        if self.repo().reference(&name)? == value {
+            return Ok(());
+        }
+        self.repo()
+            .set_reference(&name, None, value, "what the remote holds")
+    }
+
+    /// Moves HEAD back from `commit` (the edits a converge committed) to `before`, the
+    /// edits back to uncommitted: the converge could not take the lock.
+    pub(crate) fn uncommit(&self, commit: ObjectId, before: ObjectId) -> Result<(), InstanceError> {
+        let repo = self.repo();
+        let tree = repo.commit_tree(commit)?;
+        repo.move_head(
+            commit,
+            before,
+            tree,
+            "converge: lock not taken, edits uncommitted",
+        )
+    }
+
+    /// Records what a push the remote accepted made of the service's references. A
+    /// failure is only logged: the next run's lock push then finds the remote moved, and
+    /// fetches.
+    pub(crate) fn track_pushed(&self, updates: &[RefUpdate]) {
+        for u in updates {
+            if let Some(what) = u.remote_ref.rsplit('/').next()
+                && let Err(e) = self.set_tracking(what, u.new)
+            {
+                tracing::debug!(service = %self.name(), error = %e, "could not record what the remote holds");
+            }
+        }
+    }
+
+    /// With a remote, the first step of a run (`operation`: converge, delete, exec),
+    /// without the network: start from what this machine last saw of the remote (the
+    /// tracking references), pull that (converge only) and bring the records up to date.
+    /// [`TeamRun::take`] then checks, in its one atomic push, that the remote still holds
+    /// it; when it does not, [`TeamRun::refresh`] fetches, refuses when another live run
+    /// holds the lock, and pulls. `None` without a remote. The caller holds the local lock.
     pub(crate) fn team_begin(
         &self,
         operation: &str,
@@ -562,35 +627,21 @@ impl Service {
         let Some(remote) = self.home().remote().cloned() else {
             return Ok(None);
         };
-        let fetched = self.fetch_service(&remote)?;
-        let home_id = self.home().home_id()?;
-        let operator = self.home().operator().clone();
-        if let Some((_, info)) = &fetched.lock {
-            check_lock(self.name(), info, &operator, &home_id)?;
-        }
-        if operation == "converge" {
-            let pulled = self.pull_fetched(fetched.desired)?;
-            if !pulled.conflicts.is_empty() {
-                return Err(InstanceError::PullConflicts {
-                    service: self.name().to_owned(),
-                    remote: remote.display(),
-                    conflicts: pulled.conflicts,
-                });
-            }
-        }
-        self.sync_records(fetched.converges)?;
-        Ok(Some(TeamRun {
-            remote,
+        let run = TeamRun {
             dir: self.dir().to_owned(),
             refs: ServiceRefs::new(self.name()),
             operation: operation.to_owned(),
             lease: lease.max(Duration::from_millis(500)),
-            operator,
-            home_id,
-            fetched,
+            operator: self.home().operator().clone(),
+            home_id: self.home().home_id()?,
+            fetched: self.tracked()?,
+            fresh: false,
+            remote,
             held: None,
             keeper: None,
-        }))
+        };
+        run.prepare(self)?;
+        Ok(Some(run))
     }
 
     /// Brings the local converge records up to date with the remote's `remote` tip.
@@ -863,6 +914,7 @@ impl Service {
                 },
             });
         }
+        self.track_pushed(&updates);
         pushed.pushed = true;
         Ok(pushed)
     }
@@ -973,6 +1025,54 @@ fn check_lock(
 }
 
 impl TeamRun {
+    /// Pulls the desired state `fetched` names (converge only), and brings the local
+    /// converge records up to date with it.
+    fn prepare(&self, service: &Service) -> Result<(), InstanceError> {
+        if self.operation == "converge" {
+            let pulled = service.pull_fetched(self.fetched.desired)?;
+            if !pulled.conflicts.is_empty() {
+                return Err(InstanceError::PullConflicts {
+                    service: service.name().to_owned(),
+                    remote: self.remote.display(),
+                    conflicts: pulled.conflicts,
+                });
+            }
+        }
+        service.sync_records(self.fetched.converges)
+    }
+
+    /// After a lock push that found the remote moved since this machine last saw it:
+    /// fetch the service's references, refuse when another live run holds the lock
+    /// (naming it), pull (converge only) and bring the records up to date.
+    pub(crate) fn refresh(&mut self, service: &Service) -> Result<(), InstanceError> {
+        let fetched = service.fetch_service(&self.remote)?;
+        if let Some((_, info)) = &fetched.lock {
+            check_lock(service.name(), info, &self.operator, &self.home_id)?;
+        }
+        self.fetched = fetched;
+        self.fresh = true;
+        self.prepare(service)
+    }
+
+    /// Whether this run fetched (else it trusts what this machine last saw).
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// [`take`](Self::take), and when the remote moved since this machine last saw it,
+    /// [`refresh`](Self::refresh) and take again.
+    pub(crate) fn take_fresh(
+        &mut self,
+        service: &Service,
+        push_desired: bool,
+    ) -> Result<(), InstanceError> {
+        if !self.take(service, push_desired)? {
+            self.refresh(service)?;
+            self.take(service, push_desired)?;
+        }
+        Ok(())
+    }
+
     /// Refuses when the last run that wrote the remote's state had secrets set that this
     /// machine lacks: converging without them would apply the components without them.
     pub(crate) fn check_secrets(
@@ -1002,11 +1102,16 @@ impl TeamRun {
     /// Takes the lock on the remote (see the module documentation), with the
     /// desired-state commit when `push_desired`, and makes `.dtk/` hold the remote's
     /// actual state.
+    ///
+    /// Before a [`refresh`](Self::refresh), the push also checks that the remote holds
+    /// what this machine last saw (no lock; the state, records and, for a converge, the
+    /// desired state unchanged): `Ok(false)` when it does not, and nothing changed, here
+    /// or there. After one, a refused push is an error naming the holder or what moved.
     pub(crate) fn take(
         &mut self,
         service: &Service,
         push_desired: bool,
-    ) -> Result<(), InstanceError> {
+    ) -> Result<bool, InstanceError> {
         let repo = service.repo();
         // The state this run starts from: the remote's, unless this machine's is ahead
         // of it (a run whose final push failed); never something older.
@@ -1051,20 +1156,20 @@ impl TeamRun {
         let author = self.operator.signature();
         let lock = write_lock(repo, &info, &author)?;
         // The "run started" state commit: this machine's state and journals as they are.
-        let actual = match fs::read(service.actual_path()) {
-            Ok(d) => d,
-            Err(_) => {
-                // The first run (or a lost file, restored): the run reads the file.
-                let d = serde_json::to_vec_pretty(&service.actual_state()?).unwrap_or_default();
-                write_file_atomic(&service.actual_path(), &d, false)?;
-                d
-            }
+        // The first run (or a lost file, restored): the run reads the file, written once
+        // the lock is taken.
+        let (actual, write_actual) = match fs::read(service.actual_path()) {
+            Ok(d) => (d, false),
+            Err(_) => (
+                serde_json::to_vec_pretty(&service.actual_state()?).unwrap_or_default(),
+                true,
+            ),
         };
         let journals = service.local_journals()?;
         let tip = repo.reference(STATE_REF)?;
         let start_tree = repo.edit_tree(None, &{
             let mut e = vec![
-                crate::repo::TreeEdit::File(ACTUAL_FILE.to_owned(), actual),
+                crate::repo::TreeEdit::File(ACTUAL_FILE.to_owned(), actual.clone()),
                 crate::repo::TreeEdit::File(SECRETS_FILE.to_owned(), service.secret_names()?),
             ];
             e.extend(journals.into_iter().map(|(n, d)| {
@@ -1085,6 +1190,7 @@ impl TeamRun {
             RefUpdate {
                 remote_ref: self.refs.lock.clone(),
                 new: Some(lock),
+                // Before a fetch, no lock is expected; after one, the expired lock it saw.
                 expect: Expect::from_option(self.fetched.lock.as_ref().map(|(id, _)| *id)),
             },
             RefUpdate {
@@ -1101,7 +1207,31 @@ impl TeamRun {
                 expect: Expect::from_option(self.fetched.desired),
             });
         }
+        if !self.fresh {
+            // Checks without a change: a reference "updated" to the value it must have is
+            // left alone when it has it, and fails the whole atomic push when it has not
+            // (the lease check), so no fetch is needed before the push.
+            let mut check = |remote_ref: &String, value: Option<ObjectId>| {
+                if let Some(v) = value
+                    && !updates.iter().any(|u| &u.remote_ref == remote_ref)
+                {
+                    updates.push(RefUpdate {
+                        remote_ref: remote_ref.clone(),
+                        new: Some(v),
+                        expect: Expect::Is(v),
+                    });
+                }
+            };
+            if push_desired {
+                check(&self.refs.desired, self.fetched.desired);
+            }
+            check(&self.refs.converges, self.fetched.converges);
+        }
         let outcome = self.remote.push(&self.dir, &updates)?;
+        if !outcome.is_ok() && !self.fresh {
+            tracing::debug!(service = %service.name(), rejected = ?outcome.rejected, "the remote moved since the last fetch");
+            return Ok(false);
+        }
         if !outcome.is_ok() {
             // Someone moved first: say who holds the lock now, else what moved.
             let again = service.fetch_service(&self.remote)?;
@@ -1122,7 +1252,11 @@ impl TeamRun {
             });
         }
         tracing::debug!(service = %service.name(), %lock, %start, "lock taken");
+        if write_actual {
+            write_file_atomic(&service.actual_path(), &actual, false)?;
+        }
         repo.set_reference(STATE_REF, Some(tip), Some(start), "run started")?;
+        service.track_pushed(&updates);
         let pushed_journal_bytes = fs::read_dir(service.private_dir().join("journal"))
             .map(|rd| {
                 rd.filter_map(Result::ok)
@@ -1141,7 +1275,7 @@ impl TeamRun {
             last_push: Instant::now(),
             pushed_journal_bytes,
         })));
-        Ok(())
+        Ok(true)
     }
 
     /// Starts renewing the lease and pushing checkpoints of the journals in
@@ -1244,6 +1378,7 @@ impl TeamRun {
             let outcome = self.remote.push(&self.dir, &updates)?;
             tracing::debug!(?updates, ?outcome, "final push");
             if outcome.is_ok() {
+                service.track_pushed(&updates);
                 return Ok(None);
             }
             let again = service.fetch_service(&self.remote)?;
