@@ -375,6 +375,20 @@ pub enum InstanceError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A run that writes actual state without running actions (`refresh`, `import`) lost
+    /// its lease on the remote lock while it went: nothing of it was kept.
+    #[error(
+        "{operation} of `{service}` stopped: {why}; nothing of it was kept (the remote's state \
+         wins)"
+    )]
+    LeaseLost {
+        /// The service.
+        service: String,
+        /// `refresh` or `import`.
+        operation: &'static str,
+        /// Why the lease is lost.
+        why: String,
+    },
     /// The team's remote could not be used.
     #[error(transparent)]
     Remote(#[from] dtk_catalog::remote::RemoteError),

@@ -1287,10 +1287,31 @@ impl TeamRun {
         journal_dir: &Path,
         ctx: &mut dtk_workflow::ExecContext,
     ) -> Result<(), InstanceError> {
+        self.start_lease_keeper(service, journal_dir, &ctx.cancel)?;
         let Some(held) = &self.held else {
             return Ok(());
         };
-        let cancel: &Cancel = &ctx.cancel;
+        if let Some(inner) = ctx.transport.take() {
+            ctx.transport = Some(Arc::new(crate::lease::LeaseGuard {
+                inner,
+                held: held.clone(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Starts renewing the lease (and pushing checkpoints of the journals in
+    /// `journal_dir`, if any are written) for a run that runs no actions of the workflow
+    /// (`refresh`, `import`); a refused push cancels `cancel`.
+    pub(crate) fn start_lease_keeper(
+        &mut self,
+        service: &Service,
+        journal_dir: &Path,
+        cancel: &Cancel,
+    ) -> Result<(), InstanceError> {
+        let Some(held) = &self.held else {
+            return Ok(());
+        };
         let base_actual = fs::read(service.actual_path()).unwrap_or_default();
         self.keeper = Some(Keeper::start(KeeperSetup {
             remote: self.remote.clone(),
@@ -1303,13 +1324,15 @@ impl TeamRun {
             secret_names: service.secret_names()?,
             author: self.operator.signature(),
         }));
-        if let Some(inner) = ctx.transport.take() {
-            ctx.transport = Some(Arc::new(crate::lease::LeaseGuard {
-                inner,
-                held: held.clone(),
-            }));
-        }
         Ok(())
+    }
+
+    /// Whether the lease was lost while the run went (another machine took the lock
+    /// over, or the remote was unreachable for longer than the lease): why, if so.
+    pub(crate) fn lease_problem(&self) -> Option<String> {
+        self.held
+            .as_ref()
+            .and_then(|h| crate::lease::lease_problem(h))
     }
 
     /// Stops renewing the lease and pushing checkpoints: the run has ended, and its final

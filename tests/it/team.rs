@@ -118,6 +118,9 @@ component_defs:
       create:
         commands:
         - RUN sleep {{{{pause}}}}; echo "{{{{label}}}} $msg" >> {log}
+      ping:
+        commands:
+        - RUN echo "ping-{{{{label}}}}" >> {log}
   guarded:
     attributes:
       token: {{type: string, secret: true}}
@@ -458,6 +461,83 @@ fn a_second_machine_is_refused_while_the_first_converges_naming_it() {
         "alice: {first:?}\nbob: {after:?}"
     );
     assert_eq!(work.runs("b"), 1);
+}
+
+/// Every run that writes the service's actual state takes the remote lock: exec, refresh
+/// and import on another machine are refused while a converge holds it, naming the holder
+/// (identity, user, host, pid, operation, since); refresh takes it once it is free, and
+/// its record reaches the remote.
+#[test]
+fn exec_refresh_and_import_are_refused_while_another_machine_holds_the_lock() {
+    let work = Work::new("4");
+    let server = GitDaemon::start();
+    let repo = server.repo("team.git");
+    let url = server.url("team.git");
+    let alice = Machine::new("alice", &url);
+    let bob = Machine::new("bob", &url);
+    let m = work.dir.path().join("modules/chain");
+    alice.run(&["module", "install", m.to_str().unwrap()]).ok();
+    alice
+        .run(&["service", "stage", "team/chain", "chain", "-n", "shop"])
+        .ok();
+    bob.run(&["service", "clone", "shop"]).ok();
+
+    let args = ["service", "converge", "shop"];
+    let first = alice.spawn(&args);
+    let pid = first.id();
+    let lock = "refs/dtk/services/shop/lock";
+    wait_for(
+        "alice's lock on the remote",
+        Duration::from_secs(30),
+        || remote_ref(&repo, lock).is_some(),
+    );
+    let host = git_ok(&repo, &["show", &format!("{lock}:lock.json")]);
+    let host: serde_json::Value = serde_json::from_str(&host).unwrap();
+    let (host, user) = (
+        host["host"].as_str().unwrap().to_owned(),
+        host["user"].as_str().unwrap().to_owned(),
+    );
+    for cmd in [
+        vec!["service", "exec", "shop", "step[a].ping"],
+        vec!["service", "refresh", "shop"],
+        vec!["service", "import", "shop", "step[a]", "some-id"],
+    ] {
+        let r = bob.run(&cmd);
+        r.refused();
+        assert!(
+            r.stderr.contains("locked by alice <alice@example.com>")
+                && r.stderr
+                    .contains(&format!("(user {user} on {host}, pid {pid})"))
+                && r.stderr.contains("converge since"),
+            "{cmd:?} does not name the holder: {r:?}"
+        );
+    }
+    assert_eq!(work.runs("ping-a"), 0, "the refused exec ran");
+    let first = finish(first, &args);
+    first.ok();
+    assert!(
+        remote_ref(&repo, lock).is_none(),
+        "the lock was not released"
+    );
+    let records = remote_ref(&repo, "refs/dtk/services/shop/converges").unwrap();
+
+    // Free: bob's refresh takes the lock, and its record and state reach the remote.
+    let refreshed = bob.run(&["--json", "service", "refresh", "shop"]);
+    refreshed.ok();
+    assert_eq!(refreshed.json()["remote"]["pushed"], true, "{refreshed:?}");
+    let record = git_ok(
+        &repo,
+        &["show", "refs/dtk/services/shop/converges:record.json"],
+    );
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(record["kind"], "refresh", "{record:#}");
+    let parent = git_ok(&repo, &["rev-parse", "refs/dtk/services/shop/converges^"]);
+    assert_eq!(parent.trim(), records, "refresh's record is not on alice's");
+    assert!(remote_ref(&repo, lock).is_none(), "refresh kept the lock");
+    // And bob's exec, now that nobody holds the lock.
+    bob.run(&["service", "exec", "shop", "step[a].ping"]).ok();
+    assert_eq!(work.runs("ping-a"), 1);
+    assert!(remote_ref(&repo, lock).is_none(), "exec kept the lock");
 }
 
 #[test]

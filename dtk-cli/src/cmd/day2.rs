@@ -145,6 +145,23 @@ pub enum Day2Command {
     },
 }
 
+/// Fails (exit 1) when a run's results did not reach the team's remote.
+fn not_pushed(
+    what: &str,
+    name: &str,
+    remote: Option<&dtk_instance::team::RemoteReport>,
+) -> anyhow::Result<()> {
+    match remote.filter(|r| !r.pushed) {
+        Some(r) => Err(crate::output::Reported(format!(
+            "{what} of `{name}` succeeded, but its results did not reach the remote {}: {}",
+            r.url,
+            r.message.as_deref().unwrap_or("no reason given")
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
 /// Runs a day-2 command.
 pub fn run(cmd: Day2Command, home: &Home, ctx: &Ctx) -> anyhow::Result<()> {
     match cmd {
@@ -169,7 +186,8 @@ pub fn run(cmd: Day2Command, home: &Home, ctx: &Ctx) -> anyhow::Result<()> {
                     writeln!(w, "next: dtk service plan {name}")?;
                 }
                 Ok(())
-            })
+            })?;
+            not_pushed("refresh", &name, report.remote.as_ref())
         }
         Day2Command::Outputs { name, reference } => {
             let svc = home.service(&name)?;
@@ -280,7 +298,8 @@ pub fn run(cmd: Day2Command, home: &Home, ctx: &Ctx) -> anyhow::Result<()> {
                     }
                     writeln!(w, "next: dtk service plan {name}")
                 }
-            })
+            })?;
+            not_pushed("import", &name, report.remote.as_ref())
         }
         Day2Command::Mv { name, from, to } => {
             let svc = home.service(&name)?;
