@@ -18,15 +18,25 @@
 //!
 //! # A run with a remote
 //!
-//! 1. `Service::team_begin`: fetch the service's references (one `git fetch`); refuse
-//!    if another live run holds the lock (naming it); for converge, pull: merge the
-//!    remote's desired-state commits with the local ones and the work tree's uncommitted
-//!    edits; bring the converge records up to date.
+//! 1. `Service::team_begin`: start from what this machine last saw of the service on
+//!    the remote: the tracking references `refs/dtk/remote/*`, which every fetch and
+//!    every push the remote accepted keep up to date. No network: for converge, pull
+//!    what they name (a no-op unless a fetch brought something), and bring the converge
+//!    records up to date.
 //! 2. `TeamRun::take`: one atomic push that takes the lock (create only, or replace the
-//!    expired lock it read), pushes the desired-state commit the run converges, and
-//!    writes a "run started" commit on the state reference only if it is still what the
-//!    fetch saw. Then `.dtk/` holds the remote's actual state and journals: a run taking
-//!    over from a killed one resumes from its last checkpoint.
+//!    expired lock a fetch read), pushes the desired-state commit the run converges, and
+//!    writes a "run started" commit on the state reference only if it is still what this
+//!    machine saw. Before any fetch, the same push also checks, by "updating" them to the
+//!    values they must have, that the desired state and the converge records are what
+//!    this machine saw (git leaves a reference already at the pushed value alone, and
+//!    refuses the whole atomic push when the remote's value is another). When the check
+//!    fails, nothing changed anywhere: `TeamRun::refresh` fetches (one `git fetch`),
+//!    refuses if another live run holds the lock (naming it), pulls (converge: the
+//!    edits it committed are uncommitted again first, so the remote's commits merge
+//!    under them as before), and takes again. Then `.dtk/` holds the remote's actual
+//!    state and journals: a run taking over from a killed one resumes from its last
+//!    checkpoint. A run alone on its service thus costs two `git` calls: this push and
+//!    the final one.
 //! 3. While the run goes, [`Keeper`](crate::lease) renews the lease and pushes journal
 //!    checkpoints, each push conditional on the lock (fencing).
 //! 4. `TeamRun::finish`: one atomic push of the final state, the converge record and
