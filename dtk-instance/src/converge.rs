@@ -385,8 +385,12 @@ impl Service {
                     t.refresh(self)?;
                 }
                 Err(e) => {
-                    if let Some(c) = committed {
-                        self.uncommit(c, before)?;
+                    if let Some(c) = committed
+                        && let Err(u) = self.uncommit(c, before)
+                    {
+                        // The edits stay committed (nothing is lost); the refusal is
+                        // what the user needs to see.
+                        tracing::warn!(service = %self.name(), error = %u, "could not uncommit the edits of a refused converge");
                     }
                     return Err(e);
                 }

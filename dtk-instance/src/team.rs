@@ -623,8 +623,8 @@ impl Service {
         }
     }
 
-    /// With a remote, the first step of a run (`operation`: converge, delete, exec),
-    /// without the network: start from what this machine last saw of the remote (the
+    /// With a remote, the first step of a run (`operation`: converge, delete, exec,
+    /// refresh, import), without the network: start from what this machine last saw of the remote (the
     /// tracking references), pull that (converge only) and bring the records up to date.
     /// [`TeamRun::take`] then checks, in its one atomic push, that the remote still holds
     /// it; when it does not, [`TeamRun::refresh`] fetches, refuses when another live run
