@@ -409,7 +409,8 @@ impl GitRemote {
                 }
                 Ok(None) => {
                     std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(4));
+                    // A push takes tens of milliseconds: notice its end within 1 ms.
+                    pause = (pause * 2).min(Duration::from_millis(1));
                 }
                 Err(source) => {
                     return Err(RemoteError::Spawn {
