@@ -662,6 +662,13 @@ fn exec_refresh_and_import_are_refused_while_another_machine_holds_the_lock() {
     let parent = git_ok(&repo, &["rev-parse", "refs/dtk/services/shop/converges^"]);
     assert_eq!(parent.trim(), records, "refresh's record is not on alice's");
     assert!(remote_ref(&repo, lock).is_none(), "refresh kept the lock");
+    let text = bob.run(&["service", "refresh", "shop"]);
+    text.ok();
+    assert!(
+        text.stdout
+            .contains(&format!("remote: state and record pushed to {url}")),
+        "{text:?}"
+    );
     // And bob's exec, now that nobody holds the lock.
     bob.run(&["service", "exec", "shop", "step[a].ping"]).ok();
     assert_eq!(work.runs("ping-a"), 1);

@@ -145,6 +145,21 @@ pub enum Day2Command {
     },
 }
 
+/// `remote: ...` when a run's results reached the team's remote (when they did not, the
+/// command fails: see [`not_pushed`]).
+fn pushed_line(
+    w: &mut dyn std::io::Write,
+    remote: Option<&dtk_instance::team::RemoteReport>,
+) -> std::io::Result<()> {
+    match remote.filter(|r| r.pushed) {
+        Some(r) => match &r.message {
+            None => writeln!(w, "remote: state and record pushed to {}", r.url),
+            Some(m) => writeln!(w, "remote: pushed to {} ({m})", r.url),
+        },
+        None => Ok(()),
+    }
+}
+
 /// Fails (exit 1) when a run's results did not reach the team's remote.
 fn not_pushed(
     what: &str,
@@ -182,6 +197,7 @@ pub fn run(cmd: Day2Command, home: &Home, ctx: &Ctx) -> anyhow::Result<()> {
                     report.checks.len()
                 )?;
                 print_drift(w, &report.drift)?;
+                pushed_line(w, report.remote.as_ref())?;
                 if report.drift.iter().any(|d| d.status != "outputs changed") {
                     writeln!(w, "next: dtk service plan {name}")?;
                 }
@@ -289,6 +305,7 @@ pub fn run(cmd: Day2Command, home: &Home, ctx: &Ctx) -> anyhow::Result<()> {
                         " (kept: `dtk service delete` leaves it as it is)"
                     }
                 )?;
+                pushed_line(w, report.remote.as_ref())?;
                 if report.changes.is_empty() {
                     writeln!(w, "it matches the desired state")
                 } else {
