@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use dtk_model::{ModuleId, ModuleVersion, VersionReq};
+use dtk_model::{Module, ModuleId, ModuleVersion, VersionReq};
 use gix::ObjectId;
 
 use crate::{Catalog, CatalogError, Requirement, ResolveError};
@@ -54,6 +54,8 @@ struct Loaded {
     commit: ObjectId,
     tree: ObjectId,
     dependencies: Vec<(ModuleId, VersionReq)>,
+    /// The module, parsed (given to [`Catalog::resolve_modules`]'s caller).
+    module: Module,
 }
 
 struct Resolver<'a> {
@@ -105,8 +107,8 @@ impl Resolver<'_> {
                 .map_err(wrap)?;
             let dependencies = module
                 .dependencies
-                .into_iter()
-                .map(|d| (d.module, d.req))
+                .iter()
+                .map(|d| (d.module.clone(), d.req.clone()))
                 .collect();
             self.loaded.insert(
                 key.clone(),
@@ -114,6 +116,7 @@ impl Resolver<'_> {
                     commit,
                     tree,
                     dependencies,
+                    module,
                 },
             );
         }
@@ -142,6 +145,17 @@ impl Catalog {
     /// [`ResolveError::Conflict`] (listing every requirement), and
     /// [`ResolveError::Unsettled`] when selections cycle.
     pub fn resolve(&self, root: &ModuleId, req: &VersionReq) -> Result<Resolution, ResolveError> {
+        Ok(self.resolve_modules(root, req)?.0)
+    }
+
+    /// [`Catalog::resolve`], and the resolved modules, parsed: resolving reads and parses
+    /// every module of the closure, and a caller that needs them (staging) need not do it
+    /// again.
+    pub fn resolve_modules(
+        &self,
+        root: &ModuleId,
+        req: &VersionReq,
+    ) -> Result<(Resolution, BTreeMap<ModuleId, Module>), ResolveError> {
         let mut r = Resolver {
             catalog: self,
             repo: self.repo().map_err(|source| ResolveError::Catalog {
@@ -162,9 +176,18 @@ impl Catalog {
         };
         let selection = select(&mut r, root, req)?;
         let mut modules = BTreeMap::new();
+        let mut parsed = BTreeMap::new();
         let mut root_version = None;
         for (m, (v, required_by)) in selection {
-            let loaded = r.load(&m, &v)?;
+            r.load(&m, &v)?;
+            let key = (m.clone(), v.clone());
+            let Some(loaded) = r.loaded.remove(&key) else {
+                return Err(ResolveError::Catalog {
+                    module: m.clone(),
+                    source: Box::new(CatalogError::ModuleNotFound { module: m }),
+                });
+            };
+            parsed.insert(m.clone(), loaded.module);
             if &m == root {
                 root_version = Some(v.clone());
             }
@@ -185,10 +208,13 @@ impl Catalog {
                 req: req.clone(),
             }),
         })?;
-        Ok(Resolution {
-            root: (root.clone(), root_version),
-            modules,
-        })
+        Ok((
+            Resolution {
+                root: (root.clone(), root_version),
+                modules,
+            },
+            parsed,
+        ))
     }
 }
 

@@ -311,7 +311,8 @@ impl Service {
         ctx.transport = Some(Arc::new(DefaultTransport::new(self.home())));
         ctx.secrets = Some(Arc::new(StoreSecrets(self.secrets()?)));
         ctx.limits = opts.limits.clone();
-        ctx.limits.per_provider = self.provider_limits(&opts.limits.per_provider)?;
+        ctx.limits.per_provider =
+            self.provider_limits_on(model.target.as_deref(), &opts.limits.per_provider)?;
         ctx.default_timeout = opts.default_timeout;
         ctx.cancel = opts.cancel.clone();
         Ok(ctx)

@@ -66,10 +66,21 @@ impl Service {
         &self,
         given: &BTreeMap<String, usize>,
     ) -> Result<BTreeMap<String, usize>, InstanceError> {
+        let target = self.committed_doc()?.target;
+        self.provider_limits_on(target.as_deref(), given)
+    }
+
+    /// [`Service::provider_limits`] for a service staged on `target` (what its committed
+    /// document says), without reading the document again.
+    pub(crate) fn provider_limits_on(
+        &self,
+        target: Option<&str>,
+        given: &BTreeMap<String, usize>,
+    ) -> Result<BTreeMap<String, usize>, InstanceError> {
         let mut out = BTreeMap::new();
-        if let Some(t) = self.committed_doc()?.target
+        if let Some(t) = target
             && t != self.name()
-            && let Ok(target) = self.home().service(&t)
+            && let Ok(target) = self.home().service(t)
         {
             out.extend(target.declared_limits()?);
         }

@@ -715,3 +715,30 @@ fn drifted_text(o: &crate::provider::Observed) -> String {
         _ => String::new(),
     }
 }
+
+#[test]
+fn duplicate_keys_are_found_in_small_and_large_mappings() {
+    // A mapping is scanned while small and indexed once large: both find the first line.
+    let mut big = String::from("top:\n");
+    for i in 0..40 {
+        big.push_str(&format!("  k{i}: {i}\n"));
+    }
+    big.push_str("  k3: again\n  k30: again\nsmall:\n  a: 1\n  b: 2\n  a: 3\n");
+    let mut diags = crate::diag::Diagnostics::new("big.yaml");
+    let doc = crate::yaml::load(&big, &mut diags).expect("a document");
+    let err = diags.finish(()).expect_err("duplicates are errors");
+    let text: Vec<String> = err
+        .diagnostics
+        .iter()
+        .map(|d| d.to_string().lines().next().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        text,
+        [
+            "big.yaml:42:3: duplicate key `k3` (first defined at line 5) (at `top.k3`)",
+            "big.yaml:43:3: duplicate key `k30` (first defined at line 32) (at `top.k30`)",
+            "big.yaml:47:3: duplicate key `a` (first defined at line 45) (at `small.a`)",
+        ]
+    );
+    assert!(doc.get("top").is_some());
+}

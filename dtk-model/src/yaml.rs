@@ -171,8 +171,29 @@ enum Frame {
         anchor: usize,
         entries: Vec<(YamlNode, YamlNode)>,
         key: Option<YamlNode>,
-        seen: HashMap<String, u32>,
+        /// The line of each key, once the mapping has [`SEEN_AFTER`] entries; before that,
+        /// duplicates are found by scanning `entries` (most mappings are small, and a map
+        /// per mapping with a copy of each key cost more than the scan).
+        seen: Option<HashMap<String, u32>>,
     },
+}
+
+/// How many entries a mapping may have before its keys are indexed.
+const SEEN_AFTER: usize = 16;
+
+/// The line where `name` is first a key of a mapping being built, if it is.
+fn earlier_key(
+    entries: &[(YamlNode, YamlNode)],
+    seen: Option<&HashMap<String, u32>>,
+    name: &str,
+) -> Option<u32> {
+    match seen {
+        Some(seen) => seen.get(name).copied(),
+        None => entries
+            .iter()
+            .find(|(k, _)| k.scalar() == Some(name))
+            .map(|(k, _)| k.at.line),
+    }
 }
 
 /// The dotted path of the keys being built (`component_defs.web.attributes.port`), with
@@ -319,7 +340,7 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
                     anchor,
                     entries: Vec::new(),
                     key: None,
-                    seen: HashMap::new(),
+                    seen: None,
                 });
                 None
             }
@@ -381,8 +402,16 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
         // The dotted path of a duplicate key, computed before the frame is borrowed.
         let dup_path = match stack.last() {
             Some(Frame::Map {
-                key: Some(k), seen, ..
-            }) if k.scalar().is_some_and(|n| seen.contains_key(n)) => Some(key_path(&stack)),
+                key: Some(k),
+                seen,
+                entries,
+                ..
+            }) if k
+                .scalar()
+                .is_some_and(|n| earlier_key(entries, seen.as_ref(), n).is_some()) =>
+            {
+                Some(key_path(&stack))
+            }
             _ => None,
         };
         match stack.last_mut() {
@@ -406,18 +435,27 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
                             node.at = k.at;
                         }
                         if let Some(name) = k.scalar() {
-                            if let Some(first_line) = seen.get(name) {
+                            if let Some(first_line) = earlier_key(entries, seen.as_ref(), name) {
                                 diags.error_help(
                                     k.at,
                                     dup_path.as_deref().unwrap_or(name),
                                     format!("duplicate key `{name}` (first defined at line {first_line})"),
                                     "a key may appear once in a mapping: merge the two entries",
                                 );
-                            } else {
+                            } else if let Some(seen) = seen.as_mut() {
                                 seen.insert(name.to_owned(), k.at.line);
                             }
                         }
                         entries.push((k, node));
+                        if seen.is_none() && entries.len() >= SEEN_AFTER {
+                            let mut index = HashMap::with_capacity(entries.len() * 2);
+                            for (k, _) in entries.iter() {
+                                if let Some(name) = k.scalar() {
+                                    index.entry(name.to_owned()).or_insert(k.at.line);
+                                }
+                            }
+                            *seen = Some(index);
+                        }
                     }
                 }
             }

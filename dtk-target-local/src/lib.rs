@@ -1,9 +1,10 @@
 //! The built-in `local` target provider of dtk: nodes are sandbox directories on this machine
 //! (`DTK_HOME/sandboxes/SERVICE/NODE`), and actions are local processes run in them.
 //!
-//! Each `RUN` line runs through `sh -c` in the node's sandbox, in its own process group,
-//! with the attributes in the environment and `$DTK_OUTPUT` naming a file where the line
-//! may write `name=value` outputs. Standard output and error go to files rather than
+//! Each `RUN` line runs as its own shell process in the node's sandbox, with the attributes
+//! in the environment and `$DTK_OUTPUT` naming a file where the line may write `name=value`
+//! outputs: a subshell of a long-lived worker shell ([`worker`]: a fork, no exec), or, where
+//! workers cannot be used, its own `sh -c` in its own process group. Standard output and error go to files rather than
 //! pipes, so a line that starts a background server (`./server &`) does not keep the
 //! action waiting for the server's end. A line that outlives the action's timeout is
 //! killed with its whole process group. Deleting a node stops every process still running
@@ -19,6 +20,7 @@ use dtk_model::provider::{ExecOutput, ExecRequest, ExecStep, Observed, ResourceR
 use dtk_model::{Attributes, BundledModule, Provider, ProviderError, Value};
 
 pub mod content;
+mod worker;
 
 /// The provider kind of the local target.
 pub const KIND: &str = "local";
@@ -228,7 +230,7 @@ pub async fn run_action(
     Ok(out)
 }
 
-/// Runs `script` (one `sh -c` per line, stopping at the first failing line) in `dir`,
+/// Runs `script` (each line its own shell process, stopping at the first failing line) in `dir`,
 /// which is created if missing, with `env` and `$DTK_OUTPUT`, within `timeout` in all.
 ///
 /// Standard output and error go to two anonymous capture files opened once for the whole
@@ -302,6 +304,41 @@ async fn run_steps(
                 continue;
             }
         };
+        if worker::enabled() {
+            let job = worker::Job {
+                line,
+                cwd,
+                env,
+                outputs: &outputs_path,
+                stdout: &stdout,
+                stderr: &stderr,
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match worker::run(&job, remaining).await {
+                Ok(worker::Ended::Exited(code)) => {
+                    exit = Some(code);
+                    if code != 0 {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(worker::Ended::TimedOut) => {
+                    let _ = std::fs::remove_file(&outputs_path);
+                    return Err(ProviderError::Timeout {
+                        operation: format!("`{line}`"),
+                        after: timeout,
+                    });
+                }
+                Err(worker::Unusable::Lost(why)) => {
+                    // As a line whose shell was killed: the action failed, no exit status.
+                    use std::io::Write as _;
+                    let _ = writeln!(stderr, "dtk: the shell running this line ended: {why}");
+                    exit = None;
+                    break;
+                }
+                Err(worker::Unusable::NotStarted) => {}
+            }
+        }
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")
             .arg(line)

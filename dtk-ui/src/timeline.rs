@@ -147,14 +147,16 @@ impl Timeline {
             .enumerate()
             .map(|(i, t)| (t.id.clone(), i))
             .collect();
-        // The task that ended last (the first of equals, in plan order).
+        // The task that ended last. Of tasks that ended in the same millisecond, the last
+        // in plan order: plan order is topological, so a task that waited for another and
+        // ended with it comes after it (a fast `last` behind a `slow` ends with it).
         let mut cur = self
             .tasks
             .iter()
             .enumerate()
-            .filter_map(|(i, t)| t.end_ms.map(|e| (e, std::cmp::Reverse(i))))
+            .filter_map(|(i, t)| t.end_ms.map(|e| (e, i)))
             .max()
-            .map(|(_, std::cmp::Reverse(i))| i);
+            .map(|(_, i)| i);
         let mut path = Vec::new();
         while let Some(i) = cur {
             if self.tasks[i].critical {
@@ -166,9 +168,9 @@ impl Timeline {
                 .after
                 .iter()
                 .filter_map(|a| index.get(a).copied())
-                .filter_map(|p| self.tasks[p].end_ms.map(|e| (e, std::cmp::Reverse(p))))
+                .filter_map(|p| self.tasks[p].end_ms.map(|e| (e, p)))
                 .max()
-                .map(|(_, std::cmp::Reverse(p))| p);
+                .map(|(_, p)| p);
         }
         path.reverse();
         self.critical_path = path;

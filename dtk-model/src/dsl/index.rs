@@ -1,7 +1,7 @@
 //! What an assembly or a service declares, indexed for reference checks, and the
 //! resolution of `X/cmp` links against it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::did_you_mean;
 use crate::dsl::decode::{Ctx, child};
@@ -22,8 +22,8 @@ type Key = (String, String, Option<String>);
 
 /// The nodes and components of one assembly or service, for reference checks.
 pub(crate) struct Index {
-    pub(crate) nodes: BTreeMap<String, (bool, Vec<Key>)>,
-    top: Vec<Key>,
+    pub(crate) nodes: BTreeMap<String, (bool, BTreeSet<Key>)>,
+    top: BTreeSet<Key>,
 }
 
 impl Index {
@@ -37,13 +37,12 @@ impl Index {
     ) -> Index {
         let mut index = Index {
             nodes: BTreeMap::new(),
-            top: Vec::new(),
+            top: BTreeSet::new(),
         };
         for n in nodes {
-            let mut keys = Vec::new();
+            let mut keys = BTreeSet::new();
             for c in &n.components {
-                let k = scope.key(&c.reference);
-                if keys.contains(&k) {
+                if !keys.insert(scope.key(&c.reference)) {
                     ctx.error_help(
                         c.at,
                         &child(
@@ -56,8 +55,6 @@ impl Index {
                         ),
                         "give each an instance name: `cmp[first]`, `cmp[second]`",
                     );
-                } else {
-                    keys.push(k);
                 }
             }
             let mut singletons = std::collections::BTreeSet::new();
@@ -93,16 +90,13 @@ impl Index {
             index.nodes.insert(n.name.clone(), (n.group, keys));
         }
         for c in comps {
-            let k = scope.key(&c.reference);
-            if index.top.contains(&k) {
+            if !index.top.insert(scope.key(&c.reference)) {
                 ctx.error_help(
                     c.at,
                     &child(path, &c.reference.to_string()),
                     format!("component `{}` is declared twice", c.reference),
                     "give each an instance name: `cmp[first]`, `cmp[second]`",
                 );
-            } else {
-                index.top.push(k);
             }
         }
         index
@@ -126,16 +120,18 @@ impl Index {
             return self.node(inst) == Some(r.name == "node_group");
         }
         let k = scope.key(r);
-        let matches = |d: &Key| d.0 == k.0 && d.1 == k.1 && (k.2.is_none() || d.2 == k.2);
+        // Without an instance name, any instance of the component matches: the keys
+        // `(module, name, _)` sort together, `None` first.
+        let has = |cs: &BTreeSet<Key>| match k.2 {
+            Some(_) => cs.contains(&k),
+            None => cs
+                .range(&k..)
+                .next()
+                .is_some_and(|d| d.0 == k.0 && d.1 == k.1),
+        };
         match node {
-            Some(n) => self
-                .nodes
-                .get(n)
-                .is_some_and(|(_, cs)| cs.iter().any(matches)),
-            None => {
-                self.top.iter().any(matches)
-                    || self.nodes.values().any(|(_, cs)| cs.iter().any(matches))
-            }
+            Some(n) => self.nodes.get(n).is_some_and(|(_, cs)| has(cs)),
+            None => has(&self.top) || self.nodes.values().any(|(_, cs)| has(cs)),
         }
     }
 }
