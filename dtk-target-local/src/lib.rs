@@ -3,7 +3,7 @@
 //!
 //! Each `RUN` line runs as its own shell process in the node's sandbox, with the attributes
 //! in the environment and `$DTK_OUTPUT` naming a file where the line may write `name=value`
-//! outputs: a subshell of a long-lived worker shell ([`worker`]: a fork, no exec), or, where
+//! outputs: a subshell of a long-lived worker shell (module `worker`: a fork, no exec), or, where
 //! workers cannot be used, its own `sh -c` in its own process group. Standard output and error go to files rather than
 //! pipes, so a line that starts a background server (`./server &`) does not keep the
 //! action waiting for the server's end. A line that outlives the action's timeout is
