@@ -224,6 +224,21 @@ impl GitRemote {
         cmd
     }
 
+    /// A `git` command that reads from the remote. Over `git://` and SSH it speaks
+    /// protocol version 0: the server speaks first, so a fetch with nothing new is one
+    /// exchange, where version 2 adds a request of the client that TCP's Nagle algorithm
+    /// and delayed acknowledgements hold for 40 ms on Linux (measured: 9 ms against 50 ms
+    /// on a loopback `git daemon`). Over HTTP(S), whose client sends at once, version 2
+    /// stays (the server then lists only the references asked for).
+    fn git_read(&self, repo: &Path) -> Command {
+        let mut cmd = self.git(repo);
+        let http = self.url.starts_with("http://") || self.url.starts_with("https://");
+        if !http {
+            cmd.args(["-c", "protocol.version=0"]);
+        }
+        cmd
+    }
+
     /// The remote's references matching `patterns` (`git ls-remote` patterns, e.g.
     /// `refs/dtk/services/*`), by name.
     pub fn ls_remote(
@@ -231,7 +246,7 @@ impl GitRemote {
         repo: &Path,
         patterns: &[&str],
     ) -> Result<BTreeMap<String, ObjectId>, RemoteError> {
-        let mut cmd = self.git(repo);
+        let mut cmd = self.git_read(repo);
         cmd.args(["ls-remote", "--"]).arg(&self.url).args(patterns);
         let out = self.run(cmd, repo, "list references")?;
         if !out.success {
@@ -253,7 +268,7 @@ impl GitRemote {
     /// `repo`, removing local references under each destination that the remote no
     /// longer has.
     pub fn fetch(&self, repo: &Path, refspecs: &[String]) -> Result<(), RemoteError> {
-        let mut cmd = self.git(repo);
+        let mut cmd = self.git_read(repo);
         cmd.args([
             "fetch",
             "--quiet",
@@ -394,7 +409,8 @@ impl GitRemote {
                 }
                 Ok(None) => {
                     std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(4));
+                    // A push takes tens of milliseconds: notice its end within 1 ms.
+                    pause = (pause * 2).min(Duration::from_millis(1));
                 }
                 Err(source) => {
                     return Err(RemoteError::Spawn {

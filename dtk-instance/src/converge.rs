@@ -359,14 +359,44 @@ impl Service {
             .message
             .clone()
             .unwrap_or_else(|| "converge".to_owned());
-        self.commit_edits(&message)?;
-        let (doc, modules) = self.committed_doc_and_modules()?;
-        let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
-        self.refuse_violations(&model)?;
-        if let Some(t) = team.as_mut() {
-            t.check_secrets(self, &model)?;
-            t.take(self, true)?;
-        }
+        let model = loop {
+            let before = self.repo().head()?;
+            let committed = self.commit_edits(&message)?;
+            let (doc, modules) = self.committed_doc_and_modules()?;
+            let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
+            self.refuse_violations(&model)?;
+            let Some(t) = team.as_mut() else {
+                break model;
+            };
+            // The lock push also checks that the remote holds what this machine last saw
+            // (crate::team); when it does not, or the remote cannot be reached, the edits
+            // go back to uncommitted, as they were, and a refresh fetches and pulls first.
+            let taken = match t.check_secrets(self, &model) {
+                Ok(()) => t.take(self, true),
+                // Judged on what this machine last saw: look at the remote first.
+                Err(_) if !t.is_fresh() => Ok(false),
+                Err(e) => Err(e),
+            };
+            match taken {
+                Ok(true) => break model,
+                Ok(false) => {
+                    if let Some(c) = committed {
+                        self.uncommit(c, before)?;
+                    }
+                    t.refresh(self)?;
+                }
+                Err(e) => {
+                    if let Some(c) = committed
+                        && let Err(u) = self.uncommit(c, before)
+                    {
+                        // The edits stay committed (nothing is lost); the refusal is
+                        // what the user needs to see.
+                        tracing::warn!(service = %self.name(), error = %u, "could not uncommit the edits of a refused converge");
+                    }
+                    return Err(e);
+                }
+            }
+        };
         self.run(
             &model,
             PlanRequest::Converge,
@@ -422,7 +452,7 @@ impl Service {
             PlanRequest::Action(ActionRequest { target, params })
         };
         if let Some(t) = team.as_mut() {
-            t.take(self, false)?;
+            t.take_fresh(self, false)?;
         }
         self.run(&model, req, RunKind::Exec, opts, None, team).await
     }
@@ -447,7 +477,7 @@ impl Service {
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
         if let Some(t) = team.as_mut() {
-            t.take(self, false)?;
+            t.take_fresh(self, false)?;
         }
         self.run(
             &model,

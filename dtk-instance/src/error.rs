@@ -241,6 +241,157 @@ pub enum InstanceError {
         /// The violations.
         violations: Vec<ServiceViolation>,
     },
+    /// An operation that needs the team's remote, in a home without one.
+    #[error("{what} needs a remote: set one with `dtk remote set URL` (or DTK_REMOTE)")]
+    NoRemote {
+        /// What needs it (`` `dtk service clone` ``, ...).
+        what: String,
+    },
+    /// Staging a service under a name the remote has already.
+    #[error(
+        "a service named `{name}` exists on the remote {remote} already; take it with \
+         `dtk service clone {name}`, or stage under another name"
+    )]
+    RemoteServiceExists {
+        /// The name.
+        name: String,
+        /// The remote (credentials removed).
+        remote: String,
+    },
+    /// Cloning a service the remote does not have.
+    #[error(
+        "the remote {remote} has no service named `{name}` (it has: {})",
+        if there.is_empty() { "none".to_owned() } else { there.join(", ") }
+    )]
+    NoSuchRemoteService {
+        /// The remote (credentials removed).
+        remote: String,
+        /// The name asked for.
+        name: String,
+        /// The services the remote has.
+        there: Vec<String>,
+    },
+    /// Pulling a service that is not on the remote.
+    #[error("the remote {remote} has no `{service}`; push it with `dtk service push {service}`")]
+    NotOnRemote {
+        /// The remote (credentials removed).
+        remote: String,
+        /// The service.
+        service: String,
+    },
+    /// The pull before a converge brought edits that conflict with this machine's.
+    #[error(
+        "pulling `{service}` from the remote {remote} brought conflicting edits in: {}; \
+         resolve the conflict markers there and converge again (nothing was lost: \
+         see `dtk service diff {service}`)",
+        conflicts.join(", ")
+    )]
+    PullConflicts {
+        /// The service.
+        service: String,
+        /// The remote (credentials removed).
+        remote: String,
+        /// The files holding conflict markers.
+        conflicts: Vec<String>,
+    },
+    /// The remote refused a push of desired-state commits for another reason than
+    /// commits this machine lacks.
+    #[error("the remote {remote} refused the push of `{service}` ({rejected}); try again")]
+    PushRefused {
+        /// The remote (credentials removed).
+        remote: String,
+        /// The service.
+        service: String,
+        /// The references refused, with git's reasons.
+        rejected: String,
+    },
+    /// The remote has desired-state commits this machine lacks: pull first.
+    #[error(
+        "the remote {remote} has desired-state commits of `{service}` that this machine lacks \
+         (the latest, {commit}, by {author}); run `dtk service pull {service}` first, then push again"
+    )]
+    RemoteAhead {
+        /// The remote (credentials removed).
+        remote: String,
+        /// The service.
+        service: String,
+        /// The remote's latest commit (abbreviated).
+        commit: String,
+        /// Its author.
+        author: String,
+    },
+    /// `unlock`: the lock changed hands between showing it and removing it.
+    #[error("the lock of `{service}` changed hands while you decided (now: {holder}); look again")]
+    LockChangedHands {
+        /// The service.
+        service: String,
+        /// Who holds it now.
+        holder: String,
+    },
+    /// `unlock`: the lock moved while it was being removed.
+    #[error("the lock of `{service}` changed while it was being removed; look again")]
+    LockMoved {
+        /// The service.
+        service: String,
+    },
+    /// A converge needs secrets that were set where the service last converged, and
+    /// that this machine lacks.
+    #[error(
+        "`{service}` needs secrets that are not set on this machine: {} (they were set where it \
+         last converged; secrets never travel through the remote: set each here with \
+         `dtk service set-attribute {service} PATH VALUE`)",
+        missing.join(", ")
+    )]
+    SecretsMissing {
+        /// The service.
+        service: String,
+        /// The secrets missing, `COMPONENT/ATTRIBUTE`.
+        missing: Vec<String>,
+    },
+    /// Another machine moved the service on the remote between this run's fetch and its
+    /// lock push.
+    #[error(
+        "could not take the lock of `{service}` on the remote {remote}: {what} meanwhile; run the \
+         command again"
+    )]
+    LockRace {
+        /// The service.
+        service: String,
+        /// The remote (credentials removed).
+        remote: String,
+        /// What moved.
+        what: &'static str,
+    },
+    /// A lock reference on the remote points at a commit without `lock.json`.
+    #[error("the lock commit {commit} has no {file}: it was not written by dtk")]
+    LockNotDtk {
+        /// The commit (hex).
+        commit: String,
+        /// The file it lacks.
+        file: &'static str,
+    },
+    /// A lock commit whose `lock.json` cannot be read.
+    #[error("the lock commit {commit} is damaged: {reason}")]
+    LockDamaged {
+        /// The commit (hex).
+        commit: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A run that writes actual state without running actions (`refresh`, `import`) lost
+    /// its lease on the remote lock while it went: nothing of it was kept.
+    #[error(
+        "{operation} of `{service}` stopped: {why}; nothing of it was kept (the remote's state \
+         wins)"
+    )]
+    LeaseLost {
+        /// The service.
+        service: String,
+        /// `refresh` or `import`.
+        operation: &'static str,
+        /// Why the lease is lost.
+        why: String,
+    },
     /// The team's remote could not be used.
     #[error(transparent)]
     Remote(#[from] dtk_catalog::remote::RemoteError),

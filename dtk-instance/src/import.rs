@@ -46,6 +46,10 @@ pub struct ImportReport {
     pub outputs: Attributes,
     /// The run's id (its record is in `dtk service runs`).
     pub run: String,
+    /// With a team remote: whether the new actual state and the record reached it
+    /// (absent without a remote).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<crate::team::RemoteReport>,
 }
 
 impl Service {
@@ -67,6 +71,13 @@ impl Service {
             return Err(import_error(ImportError::EmptyId));
         }
         let model = self.model()?;
+        // With a remote, import writes the shared actual state: it holds the lock, like
+        // converge, from the remote's state (crate::team).
+        let mut team = self.team_begin("import", opts.lease)?;
+        if let Some(t) = team.as_mut() {
+            t.take_fresh(self, false)?;
+            t.start_lease_keeper(self, &self.journal_dir(), &opts.cancel)?;
+        }
         let (mut state, old_journals, _) = self.recovered_state()?;
         let sel: Selector = reference.parse()?;
         let ids: Vec<_> = resolve_ids(&model, &state, &[sel])?
@@ -210,6 +221,16 @@ impl Service {
             })
         })?;
         state.components.insert(c.id.clone(), rec);
+        if let Some(t) = team.as_mut() {
+            t.stop_keeper();
+            if let Some(why) = t.lease_problem() {
+                return Err(InstanceError::LeaseLost {
+                    service: self.name().to_owned(),
+                    operation: "import",
+                    why,
+                });
+            }
+        }
         // Actual state first, durably; only then may the journals go.
         self.save_actual_state(&state)?;
         for j in &old_journals {
@@ -279,6 +300,7 @@ impl Service {
             changes,
             outputs,
             run,
+            remote: team.map(|t| t.finish(self)),
         })
     }
 }

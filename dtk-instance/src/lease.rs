@@ -153,13 +153,16 @@ pub(crate) fn write_lock(
 /// Reads the lock commit `commit`.
 pub(crate) fn read_lock(repo: &InstanceRepo, commit: ObjectId) -> Result<LockInfo, InstanceError> {
     let tree = repo.commit_tree(commit)?;
-    let data = repo.tree_file(tree, LOCK_FILE)?.ok_or_else(|| {
-        InstanceError::refused(format!(
-            "the lock commit {commit} has no {LOCK_FILE}: it was not written by dtk"
-        ))
-    })?;
-    serde_json::from_slice(&data)
-        .map_err(|e| InstanceError::refused(format!("the lock commit {commit} is damaged: {e}")))
+    let data = repo
+        .tree_file(tree, LOCK_FILE)?
+        .ok_or_else(|| InstanceError::LockNotDtk {
+            commit: commit.to_string(),
+            file: LOCK_FILE,
+        })?;
+    serde_json::from_slice(&data).map_err(|e| InstanceError::LockDamaged {
+        commit: commit.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// What the holder of a lock knows of the remote, shared with its keeper thread.

@@ -80,6 +80,10 @@ pub struct RefreshReport {
     pub checks: Vec<String>,
     /// Every component with something to say: what converge will now do about it.
     pub drift: Vec<DriftLine>,
+    /// With a team remote: whether the new actual state and the record reached it
+    /// (absent without a remote).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<crate::team::RemoteReport>,
 }
 
 /// The outputs in `out` that `c`'s definition does not declare secret.
@@ -323,10 +327,27 @@ impl Service {
         let started_at = now_secs();
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
+        // With a remote, refresh writes the shared actual state: it holds the lock, like
+        // converge, from the remote's state (crate::team).
+        let mut team = self.team_begin("refresh", opts.lease)?;
+        if let Some(t) = team.as_mut() {
+            t.take_fresh(self, false)?;
+            t.start_lease_keeper(self, &self.journal_dir(), &opts.cancel)?;
+        }
         let (mut state, old_journals, _) = self.recovered_state()?;
         let world = self
             .read_world(&model, &mut state, opts, Checks::Run)
             .await?;
+        if let Some(t) = team.as_mut() {
+            t.stop_keeper();
+            if let Some(why) = t.lease_problem() {
+                return Err(InstanceError::LeaseLost {
+                    service: self.name().to_owned(),
+                    operation: "refresh",
+                    why,
+                });
+            }
+        }
         // Actual state first, durably; only then may the journals go.
         self.save_actual_state(&state)?;
         for j in &old_journals {
@@ -390,6 +411,7 @@ impl Service {
             read: world.read,
             checks: world.checks,
             drift: world.drift,
+            remote: team.map(|t| t.finish(self)),
         })
     }
 }

@@ -18,15 +18,25 @@
 //!
 //! # A run with a remote
 //!
-//! 1. `Service::team_begin`: fetch the service's references (one `git fetch`); refuse
-//!    if another live run holds the lock (naming it); for converge, pull: merge the
-//!    remote's desired-state commits with the local ones and the work tree's uncommitted
-//!    edits; bring the converge records up to date.
+//! 1. `Service::team_begin`: start from what this machine last saw of the service on
+//!    the remote: the tracking references `refs/dtk/remote/*`, which every fetch and
+//!    every push the remote accepted keep up to date. No network: for converge, pull
+//!    what they name (a no-op unless a fetch brought something), and bring the converge
+//!    records up to date.
 //! 2. `TeamRun::take`: one atomic push that takes the lock (create only, or replace the
-//!    expired lock it read), pushes the desired-state commit the run converges, and
-//!    writes a "run started" commit on the state reference only if it is still what the
-//!    fetch saw. Then `.dtk/` holds the remote's actual state and journals: a run taking
-//!    over from a killed one resumes from its last checkpoint.
+//!    expired lock a fetch read), pushes the desired-state commit the run converges, and
+//!    writes a "run started" commit on the state reference only if it is still what this
+//!    machine saw. Before any fetch, the same push also checks, by "updating" them to the
+//!    values they must have, that the desired state and the converge records are what
+//!    this machine saw (git leaves a reference already at the pushed value alone, and
+//!    refuses the whole atomic push when the remote's value is another). When the check
+//!    fails, nothing changed anywhere: `TeamRun::refresh` fetches (one `git fetch`),
+//!    refuses if another live run holds the lock (naming it), pulls (converge: the
+//!    edits it committed are uncommitted again first, so the remote's commits merge
+//!    under them as before), and takes again. Then `.dtk/` holds the remote's actual
+//!    state and journals: a run taking over from a killed one resumes from its last
+//!    checkpoint. A run alone on its service thus costs two `git` calls: this push and
+//!    the final one.
 //! 3. While the run goes, [`Keeper`](crate::lease) renews the lease and pushes journal
 //!    checkpoints, each push conditional on the lock (fencing).
 //! 4. `TeamRun::finish`: one atomic push of the final state, the converge record and
@@ -215,10 +225,8 @@ impl Home {
     }
 
     fn need_remote(&self, what: &str) -> Result<&GitRemote, InstanceError> {
-        self.remote().ok_or_else(|| {
-            InstanceError::refused(format!(
-                "{what} needs a remote: set one with `dtk remote set URL` (or DTK_REMOTE)"
-            ))
+        self.remote().ok_or_else(|| InstanceError::NoRemote {
+            what: what.to_owned(),
         })
     }
 
@@ -368,11 +376,18 @@ impl Home {
         // make the same commit: git then reports the reference `up to date` instead of
         // checking that it was absent. It was not: the name is taken.
         if !outcome.is_ok() || outcome.unchanged.contains(&refs.desired) {
-            return Err(undo(InstanceError::refused(format!(
-                "a service named `{name}` exists on the remote {remote} already; take it with \
-                 `dtk service clone {name}`, or stage under another name"
-            ))));
+            return Err(undo(InstanceError::RemoteServiceExists {
+                name: name.to_owned(),
+                remote: remote.display(),
+            }));
         }
+        // What the remote holds now: the first converge's lock push expects it.
+        repo.set_reference(
+            &format!("{TRACKING}desired"),
+            None,
+            Some(head),
+            "what the remote holds",
+        )?;
         Ok(())
     }
 
@@ -380,8 +395,7 @@ impl Home {
     /// (desired state and history), its actual state and converge records, and the
     /// target instances it needs that this machine lacks.
     pub fn clone_service(&self, name: &str) -> Result<Cloned, InstanceError> {
-        dtk_model::ident::check_name("service name", name)
-            .map_err(|e| InstanceError::refused(e.to_string()))?;
+        dtk_model::ident::check_name("service name", name)?;
         let remote = self.need_remote("`dtk service clone`")?.clone();
         let dir = self.service_dir(name);
         if dir.exists() {
@@ -457,14 +471,11 @@ impl Home {
                 .filter_map(|r| r.strip_suffix("/desired"))
                 .map(str::to_owned)
                 .collect::<Vec<_>>();
-            return Err(InstanceError::refused(format!(
-                "the remote {remote} has no service named `{name}` (it has: {})",
-                if there.is_empty() {
-                    "none".to_owned()
-                } else {
-                    there.join(", ")
-                }
-            )));
+            return Err(InstanceError::NoSuchRemoteService {
+                remote: remote.display(),
+                name: name.to_owned(),
+                there,
+            });
         };
         repo.checkout_first(desired)?;
         let svc = Service::open(self.clone(), name, scratch)?;
@@ -514,6 +525,9 @@ pub(crate) struct TeamRun {
     operator: Operator,
     home_id: String,
     fetched: Fetched,
+    /// Whether `fetched` comes from a fetch of this run (else: from the tracking
+    /// references, what the last fetch or push of this machine saw).
+    fresh: bool,
     held: Option<Arc<Mutex<Held>>>,
     keeper: Option<Keeper>,
 }
@@ -557,9 +571,64 @@ impl Service {
         })
     }
 
-    /// With a remote, the first step of a run (`operation`: converge, delete, exec):
-    /// fetch, refuse when another live run holds the lock, pull (converge only), bring
-    /// the records up to date. `None` without a remote. The caller holds the local lock.
+    /// What the last fetch or push of this machine saw of the service on the remote (no
+    /// network; no lock: a run expects none, and learns otherwise from its lock push).
+    fn tracked(&self) -> Result<Fetched, InstanceError> {
+        Ok(Fetched {
+            desired: self.tracking("desired")?,
+            state: self.tracking("state")?,
+            converges: self.tracking("converges")?,
+            lock: None,
+        })
+    }
+
+    /// Records that the remote holds `value` at the service's reference `what` (after a
+    /// push it accepted), so the next run's lock push expects it.
+    pub(crate) fn set_tracking(
+        &self,
+        what: &str,
+        value: Option<ObjectId>,
+    ) -> Result<(), InstanceError> {
+        let name = format!("{TRACKING}{what}");
+        if self.repo().reference(&name)? == value {
+            return Ok(());
+        }
+        self.repo()
+            .set_reference(&name, None, value, "what the remote holds")
+    }
+
+    /// Moves HEAD back from `commit` (the edits a converge committed) to `before`, the
+    /// edits back to uncommitted: the converge could not take the lock.
+    pub(crate) fn uncommit(&self, commit: ObjectId, before: ObjectId) -> Result<(), InstanceError> {
+        let repo = self.repo();
+        let tree = repo.commit_tree(commit)?;
+        repo.move_head(
+            commit,
+            before,
+            tree,
+            "converge: lock not taken, edits uncommitted",
+        )
+    }
+
+    /// Records what a push the remote accepted made of the service's references. A
+    /// failure is only logged: the next run's lock push then finds the remote moved, and
+    /// fetches.
+    pub(crate) fn track_pushed(&self, updates: &[RefUpdate]) {
+        for u in updates {
+            if let Some(what) = u.remote_ref.rsplit('/').next()
+                && let Err(e) = self.set_tracking(what, u.new)
+            {
+                tracing::debug!(service = %self.name(), error = %e, "could not record what the remote holds");
+            }
+        }
+    }
+
+    /// With a remote, the first step of a run (`operation`: converge, delete, exec,
+    /// refresh, import), without the network: start from what this machine last saw of the remote (the
+    /// tracking references), pull that (converge only) and bring the records up to date.
+    /// [`TeamRun::take`] then checks, in its one atomic push, that the remote still holds
+    /// it; when it does not, [`TeamRun::refresh`] fetches, refuses when another live run
+    /// holds the lock, and pulls. `None` without a remote. The caller holds the local lock.
     pub(crate) fn team_begin(
         &self,
         operation: &str,
@@ -568,38 +637,21 @@ impl Service {
         let Some(remote) = self.home().remote().cloned() else {
             return Ok(None);
         };
-        let fetched = self.fetch_service(&remote)?;
-        let home_id = self.home().home_id()?;
-        let operator = self.home().operator().clone();
-        if let Some((_, info)) = &fetched.lock {
-            check_lock(self.name(), info, &operator, &home_id)?;
-        }
-        if operation == "converge" {
-            let pulled = self.pull_fetched(fetched.desired)?;
-            if !pulled.conflicts.is_empty() {
-                return Err(InstanceError::refused(format!(
-                    "pulling `{}` from the remote {remote} brought conflicting edits in: {}; \
-                     resolve the conflict markers there and converge again (nothing was lost: \
-                     see `dtk service diff {}`)",
-                    self.name(),
-                    pulled.conflicts.join(", "),
-                    self.name()
-                )));
-            }
-        }
-        self.sync_records(fetched.converges)?;
-        Ok(Some(TeamRun {
-            remote,
+        let run = TeamRun {
             dir: self.dir().to_owned(),
             refs: ServiceRefs::new(self.name()),
             operation: operation.to_owned(),
             lease: lease.max(Duration::from_millis(500)),
-            operator,
-            home_id,
-            fetched,
+            operator: self.home().operator().clone(),
+            home_id: self.home().home_id()?,
+            fetched: self.tracked()?,
+            fresh: false,
+            remote,
             held: None,
             keeper: None,
-        }))
+        };
+        run.prepare(self)?;
+        Ok(Some(run))
     }
 
     /// Brings the local converge records up to date with the remote's `remote` tip.
@@ -693,11 +745,10 @@ impl Service {
         let _lock = self.lock("pull")?;
         let fetched = self.fetch_service(&remote)?;
         if fetched.desired.is_none() {
-            return Err(InstanceError::refused(format!(
-                "the remote {remote} has no `{}`; push it with `dtk service push {}`",
-                self.name(),
-                self.name()
-            )));
+            return Err(InstanceError::NotOnRemote {
+                remote: remote.display(),
+                service: self.name().to_owned(),
+            });
         }
         let pulled = self.pull_fetched(fetched.desired)?;
         self.sync_records(fetched.converges)?;
@@ -861,18 +912,19 @@ impl Service {
             let again = self.fetch_service(&remote)?;
             return Err(match again.desired {
                 Some(r) if !self.repo().is_ancestor(r, head)? => self.behind(&remote, r),
-                _ => InstanceError::refused(format!(
-                    "the remote {remote} refused the push of `{}` ({}); try again",
-                    self.name(),
-                    outcome
+                _ => InstanceError::PushRefused {
+                    remote: remote.display(),
+                    service: self.name().to_owned(),
+                    rejected: outcome
                         .rejected
                         .iter()
                         .map(|(r, why)| format!("{r}: {why}"))
                         .collect::<Vec<_>>()
-                        .join("; ")
-                )),
+                        .join("; "),
+                },
             });
         }
+        self.track_pushed(&updates);
         pushed.pushed = true;
         Ok(pushed)
     }
@@ -882,13 +934,12 @@ impl Service {
             .repo()
             .commit_author(theirs)
             .unwrap_or_else(|_| "someone".to_owned());
-        InstanceError::refused(format!(
-            "the remote {remote} has desired-state commits of `{}` that this machine lacks \
-             (the latest, {}, by {by}); run `dtk service pull {}` first, then push again",
-            self.name(),
-            &theirs.to_string()[..10],
-            self.name()
-        ))
+        InstanceError::RemoteAhead {
+            remote: remote.display(),
+            service: self.name().to_owned(),
+            commit: theirs.to_hex_with_len(10).to_string(),
+            author: by,
+        }
     }
 
     /// The lock the remote holds for this service, if any (fetched now).
@@ -909,11 +960,10 @@ impl Service {
         if let Some(e) = expected
             && e.nonce != info.nonce
         {
-            return Err(InstanceError::refused(format!(
-                "the lock of `{}` changed hands while you decided (now: {}); look again",
-                self.name(),
-                info.describe(now_ms())
-            )));
+            return Err(InstanceError::LockChangedHands {
+                service: self.name().to_owned(),
+                holder: info.describe(now_ms()),
+            });
         }
         let refs = ServiceRefs::new(self.name());
         let outcome = remote.push(
@@ -925,10 +975,9 @@ impl Service {
             }],
         )?;
         if !outcome.is_ok() {
-            return Err(InstanceError::refused(format!(
-                "the lock of `{}` changed while it was being removed; look again",
-                self.name()
-            )));
+            return Err(InstanceError::LockMoved {
+                service: self.name().to_owned(),
+            });
         }
         Ok(Some(info))
     }
@@ -986,6 +1035,54 @@ fn check_lock(
 }
 
 impl TeamRun {
+    /// Pulls the desired state `fetched` names (converge only), and brings the local
+    /// converge records up to date with it.
+    fn prepare(&self, service: &Service) -> Result<(), InstanceError> {
+        if self.operation == "converge" {
+            let pulled = service.pull_fetched(self.fetched.desired)?;
+            if !pulled.conflicts.is_empty() {
+                return Err(InstanceError::PullConflicts {
+                    service: service.name().to_owned(),
+                    remote: self.remote.display(),
+                    conflicts: pulled.conflicts,
+                });
+            }
+        }
+        service.sync_records(self.fetched.converges)
+    }
+
+    /// After a lock push that found the remote moved since this machine last saw it:
+    /// fetch the service's references, refuse when another live run holds the lock
+    /// (naming it), pull (converge only) and bring the records up to date.
+    pub(crate) fn refresh(&mut self, service: &Service) -> Result<(), InstanceError> {
+        let fetched = service.fetch_service(&self.remote)?;
+        if let Some((_, info)) = &fetched.lock {
+            check_lock(service.name(), info, &self.operator, &self.home_id)?;
+        }
+        self.fetched = fetched;
+        self.fresh = true;
+        self.prepare(service)
+    }
+
+    /// Whether this run fetched (else it trusts what this machine last saw).
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// [`take`](Self::take), and when the remote moved since this machine last saw it,
+    /// [`refresh`](Self::refresh) and take again.
+    pub(crate) fn take_fresh(
+        &mut self,
+        service: &Service,
+        push_desired: bool,
+    ) -> Result<(), InstanceError> {
+        if !self.take(service, push_desired)? {
+            self.refresh(service)?;
+            self.take(service, push_desired)?;
+        }
+        Ok(())
+    }
+
     /// Refuses when the last run that wrote the remote's state had secrets set that this
     /// machine lacks: converging without them would apply the components without them.
     pub(crate) fn check_secrets(
@@ -1006,24 +1103,25 @@ impl TeamRun {
         if missing.is_empty() {
             return Ok(());
         }
-        Err(InstanceError::refused(format!(
-            "`{}` needs secrets that are not set on this machine: {} (they were set where it \
-             last converged; secrets never travel through the remote: set each here with \
-             `dtk service set-attribute {} PATH VALUE`)",
-            service.name(),
-            missing.join(", "),
-            service.name()
-        )))
+        Err(InstanceError::SecretsMissing {
+            service: service.name().to_owned(),
+            missing,
+        })
     }
 
     /// Takes the lock on the remote (see the module documentation), with the
     /// desired-state commit when `push_desired`, and makes `.dtk/` hold the remote's
     /// actual state.
+    ///
+    /// Before a [`refresh`](Self::refresh), the push also checks that the remote holds
+    /// what this machine last saw (no lock; the state, records and, for a converge, the
+    /// desired state unchanged): `Ok(false)` when it does not, and nothing changed, here
+    /// or there. After one, a refused push is an error naming the holder or what moved.
     pub(crate) fn take(
         &mut self,
         service: &Service,
         push_desired: bool,
-    ) -> Result<(), InstanceError> {
+    ) -> Result<bool, InstanceError> {
         let repo = service.repo();
         // The state this run starts from: the remote's, unless this machine's is ahead
         // of it (a run whose final push failed); never something older.
@@ -1068,20 +1166,20 @@ impl TeamRun {
         let author = self.operator.signature();
         let lock = write_lock(repo, &info, &author)?;
         // The "run started" state commit: this machine's state and journals as they are.
-        let actual = match fs::read(service.actual_path()) {
-            Ok(d) => d,
-            Err(_) => {
-                // The first run (or a lost file, restored): the run reads the file.
-                let d = serde_json::to_vec_pretty(&service.actual_state()?).unwrap_or_default();
-                write_file_atomic(&service.actual_path(), &d, false)?;
-                d
-            }
+        // The first run (or a lost file, restored): the run reads the file, written once
+        // the lock is taken.
+        let (actual, write_actual) = match fs::read(service.actual_path()) {
+            Ok(d) => (d, false),
+            Err(_) => (
+                serde_json::to_vec_pretty(&service.actual_state()?).unwrap_or_default(),
+                true,
+            ),
         };
         let journals = service.local_journals()?;
         let tip = repo.reference(STATE_REF)?;
         let start_tree = repo.edit_tree(None, &{
             let mut e = vec![
-                crate::repo::TreeEdit::File(ACTUAL_FILE.to_owned(), actual),
+                crate::repo::TreeEdit::File(ACTUAL_FILE.to_owned(), actual.clone()),
                 crate::repo::TreeEdit::File(SECRETS_FILE.to_owned(), service.secret_names()?),
             ];
             e.extend(journals.into_iter().map(|(n, d)| {
@@ -1102,6 +1200,7 @@ impl TeamRun {
             RefUpdate {
                 remote_ref: self.refs.lock.clone(),
                 new: Some(lock),
+                // Before a fetch, no lock is expected; after one, the expired lock it saw.
                 expect: Expect::from_option(self.fetched.lock.as_ref().map(|(id, _)| *id)),
             },
             RefUpdate {
@@ -1118,7 +1217,31 @@ impl TeamRun {
                 expect: Expect::from_option(self.fetched.desired),
             });
         }
+        if !self.fresh {
+            // Checks without a change: a reference "updated" to the value it must have is
+            // left alone when it has it, and fails the whole atomic push when it has not
+            // (the lease check), so no fetch is needed before the push.
+            let mut check = |remote_ref: &String, value: Option<ObjectId>| {
+                if let Some(v) = value
+                    && !updates.iter().any(|u| &u.remote_ref == remote_ref)
+                {
+                    updates.push(RefUpdate {
+                        remote_ref: remote_ref.clone(),
+                        new: Some(v),
+                        expect: Expect::Is(v),
+                    });
+                }
+            };
+            if push_desired {
+                check(&self.refs.desired, self.fetched.desired);
+            }
+            check(&self.refs.converges, self.fetched.converges);
+        }
         let outcome = self.remote.push(&self.dir, &updates)?;
+        if !outcome.is_ok() && !self.fresh {
+            tracing::debug!(service = %service.name(), rejected = ?outcome.rejected, "the remote moved since the last fetch");
+            return Ok(false);
+        }
         if !outcome.is_ok() {
             // Someone moved first: say who holds the lock now, else what moved.
             let again = service.fetch_service(&self.remote)?;
@@ -1132,15 +1255,18 @@ impl TeamRun {
             } else {
                 "another run took and released the lock"
             };
-            return Err(InstanceError::refused(format!(
-                "could not take the lock of `{}` on the remote {}: {what} meanwhile; run the \
-                 command again",
-                service.name(),
-                self.remote
-            )));
+            return Err(InstanceError::LockRace {
+                service: service.name().to_owned(),
+                remote: self.remote.display(),
+                what,
+            });
         }
         tracing::debug!(service = %service.name(), %lock, %start, "lock taken");
+        if write_actual {
+            write_file_atomic(&service.actual_path(), &actual, false)?;
+        }
         repo.set_reference(STATE_REF, Some(tip), Some(start), "run started")?;
+        service.track_pushed(&updates);
         let pushed_journal_bytes = fs::read_dir(service.private_dir().join("journal"))
             .map(|rd| {
                 rd.filter_map(Result::ok)
@@ -1159,7 +1285,7 @@ impl TeamRun {
             last_push: Instant::now(),
             pushed_journal_bytes,
         })));
-        Ok(())
+        Ok(true)
     }
 
     /// Starts renewing the lease and pushing checkpoints of the journals in
@@ -1171,10 +1297,31 @@ impl TeamRun {
         journal_dir: &Path,
         ctx: &mut dtk_workflow::ExecContext,
     ) -> Result<(), InstanceError> {
+        self.start_lease_keeper(service, journal_dir, &ctx.cancel)?;
         let Some(held) = &self.held else {
             return Ok(());
         };
-        let cancel: &Cancel = &ctx.cancel;
+        if let Some(inner) = ctx.transport.take() {
+            ctx.transport = Some(Arc::new(crate::lease::LeaseGuard {
+                inner,
+                held: held.clone(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Starts renewing the lease (and pushing checkpoints of the journals in
+    /// `journal_dir`, if any are written) for a run that runs no actions of the workflow
+    /// (`refresh`, `import`); a refused push cancels `cancel`.
+    pub(crate) fn start_lease_keeper(
+        &mut self,
+        service: &Service,
+        journal_dir: &Path,
+        cancel: &Cancel,
+    ) -> Result<(), InstanceError> {
+        let Some(held) = &self.held else {
+            return Ok(());
+        };
         let base_actual = fs::read(service.actual_path()).unwrap_or_default();
         self.keeper = Some(Keeper::start(KeeperSetup {
             remote: self.remote.clone(),
@@ -1187,13 +1334,15 @@ impl TeamRun {
             secret_names: service.secret_names()?,
             author: self.operator.signature(),
         }));
-        if let Some(inner) = ctx.transport.take() {
-            ctx.transport = Some(Arc::new(crate::lease::LeaseGuard {
-                inner,
-                held: held.clone(),
-            }));
-        }
         Ok(())
+    }
+
+    /// Whether the lease was lost while the run went (another machine took the lock
+    /// over, or the remote was unreachable for longer than the lease): why, if so.
+    pub(crate) fn lease_problem(&self) -> Option<String> {
+        self.held
+            .as_ref()
+            .and_then(|h| crate::lease::lease_problem(h))
     }
 
     /// Stops renewing the lease and pushing checkpoints: the run has ended, and its final
@@ -1262,6 +1411,7 @@ impl TeamRun {
             let outcome = self.remote.push(&self.dir, &updates)?;
             tracing::debug!(?updates, ?outcome, "final push");
             if outcome.is_ok() {
+                service.track_pushed(&updates);
                 return Ok(None);
             }
             let again = service.fetch_service(&self.remote)?;

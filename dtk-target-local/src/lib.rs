@@ -3,12 +3,12 @@
 //!
 //! Each `RUN` line runs as its own shell process in the node's sandbox, with the attributes
 //! in the environment and `$DTK_OUTPUT` naming a file where the line may write `name=value`
-//! outputs: a subshell of a long-lived worker shell (`worker.rs`: a fork, no exec), or, where
-//! workers cannot be used, its own `sh -c` in its own process group. Standard output and error go to files rather than
-//! pipes, so a line that starts a background server (`./server &`) does not keep the
-//! action waiting for the server's end. A line that outlives the action's timeout is
-//! killed with its whole process group. Deleting a node stops every process still running
-//! in its sandbox and removes the sandbox.
+//! outputs: a subshell of a long-lived worker shell (`worker.rs`: a fork, no exec), or,
+//! where workers cannot be used, its own `sh -c` in its own process group. Standard output
+//! and error go to files rather than pipes, so a line that starts a background server
+//! (`./server &`) does not keep the action waiting for the server's end. A line that
+//! outlives the action's timeout is killed with what it started. Deleting a node stops
+//! every process still running in its sandbox and removes the sandbox.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

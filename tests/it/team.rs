@@ -118,6 +118,9 @@ component_defs:
       create:
         commands:
         - RUN sleep {{{{pause}}}}; echo "{{{{label}}}} $msg" >> {log}
+      ping:
+        commands:
+        - RUN echo "ping-{{{{label}}}}" >> {log}
   guarded:
     attributes:
       token: {{type: string, secret: true}}
@@ -458,6 +461,218 @@ fn a_second_machine_is_refused_while_the_first_converges_naming_it() {
         "alice: {first:?}\nbob: {after:?}"
     );
     assert_eq!(work.runs("b"), 1);
+}
+
+/// A run's lock push expects the remote to hold what this machine last saw, and fetches
+/// only when it does not. A converge behind the remote then pulls the other machine's
+/// commit under its own uncommitted edit (its commit lands on top, no merge, nothing run
+/// twice); one refused because another machine holds the lock keeps its edit
+/// uncommitted.
+#[test]
+fn a_converge_behind_the_remote_pulls_under_its_edits_and_a_refused_one_keeps_them() {
+    let work = Work::new("0");
+    let server = GitDaemon::start();
+    let repo = server.repo("team.git");
+    let url = server.url("team.git");
+    let alice = Machine::new("alice", &url);
+    let bob = Machine::new("bob", &url);
+    let m = work.dir.path().join("modules/chain");
+    alice.run(&["module", "install", m.to_str().unwrap()]).ok();
+    alice
+        .run(&["service", "stage", "team/chain", "chain", "-n", "shop"])
+        .ok();
+    alice.run(&["service", "converge", "shop"]).ok();
+    bob.run(&["service", "clone", "shop"]).ok();
+    let desired = "refs/dtk/services/shop/desired";
+
+    alice
+        .run(&[
+            "service",
+            "set-attribute",
+            "shop",
+            "step[a]/msg",
+            "from-alice",
+        ])
+        .ok();
+    alice.run(&["service", "converge", "shop"]).ok();
+    let alices = remote_ref(&repo, desired).unwrap();
+    bob.run(&[
+        "service",
+        "set-attribute",
+        "shop",
+        "step[c]/msg",
+        "from-bob",
+    ])
+    .ok();
+    let run = bob.run(&["--json", "service", "converge", "shop"]);
+    run.ok();
+    assert_eq!(run.json()["remote"]["pushed"], true, "{run:?}");
+    assert_eq!((work.runs("a"), work.runs("b"), work.runs("c")), (2, 1, 2));
+    let yaml = git_ok(&repo, &["show", &format!("{desired}:dtk.service.yaml")]);
+    assert!(
+        yaml.contains("from-alice") && yaml.contains("from-bob"),
+        "{yaml}"
+    );
+    let parents = git_ok(&repo, &["rev-list", "--parents", "-n", "1", desired]);
+    let parents: Vec<&str> = parents.split_whitespace().skip(1).collect();
+    assert_eq!(parents, [alices.as_str()], "bob's commit is not on alice's");
+
+    // Another machine holds the lock (a lock commit made by hand, its lease far ahead).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let info = serde_json::json!({
+        "service": "shop", "operation": "delete", "holder": "carol <carol@example.com>",
+        "user": "carol", "host": "elsewhere", "pid": 4242, "home": "0123456789abcdef0123456789abcdef",
+        "nonce": "by-hand", "started_at_ms": now, "renewed_at_ms": now,
+        "expires_at_ms": now + 600_000, "lease_ms": 600_000
+    });
+    let file = work.dir.path().join("lock.json");
+    std::fs::write(&file, info.to_string()).unwrap();
+    let blob = git_ok(&repo, &["hash-object", "-w", file.to_str().unwrap()]);
+    let tree = {
+        let mut c = std::process::Command::new("git");
+        c.current_dir(&repo)
+            .args(["mktree"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write as _;
+        writeln!(
+            child.stdin.take().unwrap(),
+            "100644 blob {}\tlock.json",
+            blob.trim()
+        )
+        .unwrap();
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+    };
+    let lock = git_ok(
+        &repo,
+        &[
+            "-c",
+            "user.name=carol",
+            "-c",
+            "user.email=carol@example.com",
+            "commit-tree",
+            tree.trim(),
+            "-m",
+            "lock",
+        ],
+    );
+    let lock_ref = "refs/dtk/services/shop/lock";
+    git_ok(&repo, &["update-ref", lock_ref, lock.trim()]);
+
+    let head = git_ok(&bob.dir("shop"), &["rev-parse", "HEAD"]);
+    bob.run(&["service", "set-attribute", "shop", "step[b]/msg", "bob-b"])
+        .ok();
+    let refused = bob.run(&["service", "converge", "shop"]);
+    refused.refused();
+    assert!(
+        refused.stderr.contains(
+            "locked by carol <carol@example.com> (user carol on elsewhere, pid 4242), delete since"
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        git_ok(&bob.dir("shop"), &["rev-parse", "HEAD"]),
+        head,
+        "the refused converge committed the edit"
+    );
+    let diff = bob.run(&["service", "diff", "shop"]);
+    assert!(diff.stdout.contains("bob-b"), "{diff:?}");
+    assert_eq!(work.runs("b"), 1);
+    // The lock goes: the edit is committed and converged.
+    git_ok(&repo, &["update-ref", "-d", lock_ref]);
+    bob.run(&["service", "converge", "shop"]).ok();
+    assert_eq!(work.runs("b"), 2);
+    let yaml = git_ok(&repo, &["show", &format!("{desired}:dtk.service.yaml")]);
+    assert!(yaml.contains("bob-b"), "{yaml}");
+    bob.home.fsck_all();
+}
+
+/// Every run that writes the service's actual state takes the remote lock: exec, refresh
+/// and import on another machine are refused while a converge holds it, naming the holder
+/// (identity, user, host, pid, operation, since); refresh takes it once it is free, and
+/// its record reaches the remote.
+#[test]
+fn exec_refresh_and_import_are_refused_while_another_machine_holds_the_lock() {
+    let work = Work::new("4");
+    let server = GitDaemon::start();
+    let repo = server.repo("team.git");
+    let url = server.url("team.git");
+    let alice = Machine::new("alice", &url);
+    let bob = Machine::new("bob", &url);
+    let m = work.dir.path().join("modules/chain");
+    alice.run(&["module", "install", m.to_str().unwrap()]).ok();
+    alice
+        .run(&["service", "stage", "team/chain", "chain", "-n", "shop"])
+        .ok();
+    bob.run(&["service", "clone", "shop"]).ok();
+
+    let args = ["service", "converge", "shop"];
+    let first = alice.spawn(&args);
+    let pid = first.id();
+    let lock = "refs/dtk/services/shop/lock";
+    wait_for(
+        "alice's lock on the remote",
+        Duration::from_secs(30),
+        || remote_ref(&repo, lock).is_some(),
+    );
+    let host = git_ok(&repo, &["show", &format!("{lock}:lock.json")]);
+    let host: serde_json::Value = serde_json::from_str(&host).unwrap();
+    let (host, user) = (
+        host["host"].as_str().unwrap().to_owned(),
+        host["user"].as_str().unwrap().to_owned(),
+    );
+    for cmd in [
+        vec!["service", "exec", "shop", "step[a].ping"],
+        vec!["service", "refresh", "shop"],
+        vec!["service", "import", "shop", "step[a]", "some-id"],
+    ] {
+        let r = bob.run(&cmd);
+        r.refused();
+        assert!(
+            r.stderr.contains("locked by alice <alice@example.com>")
+                && r.stderr
+                    .contains(&format!("(user {user} on {host}, pid {pid})"))
+                && r.stderr.contains("converge since"),
+            "{cmd:?} does not name the holder: {r:?}"
+        );
+    }
+    assert_eq!(work.runs("ping-a"), 0, "the refused exec ran");
+    let first = finish(first, &args);
+    first.ok();
+    assert!(
+        remote_ref(&repo, lock).is_none(),
+        "the lock was not released"
+    );
+    let records = remote_ref(&repo, "refs/dtk/services/shop/converges").unwrap();
+
+    // Free: bob's refresh takes the lock, and its record and state reach the remote.
+    let refreshed = bob.run(&["--json", "service", "refresh", "shop"]);
+    refreshed.ok();
+    assert_eq!(refreshed.json()["remote"]["pushed"], true, "{refreshed:?}");
+    let record = git_ok(
+        &repo,
+        &["show", "refs/dtk/services/shop/converges:record.json"],
+    );
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(record["kind"], "refresh", "{record:#}");
+    let parent = git_ok(&repo, &["rev-parse", "refs/dtk/services/shop/converges^"]);
+    assert_eq!(parent.trim(), records, "refresh's record is not on alice's");
+    assert!(remote_ref(&repo, lock).is_none(), "refresh kept the lock");
+    let text = bob.run(&["service", "refresh", "shop"]);
+    text.ok();
+    assert!(
+        text.stdout
+            .contains(&format!("remote: state and record pushed to {url}")),
+        "{text:?}"
+    );
+    // And bob's exec, now that nobody holds the lock.
+    bob.run(&["service", "exec", "shop", "step[a].ping"]).ok();
+    assert_eq!(work.runs("ping-a"), 1);
+    assert!(remote_ref(&repo, lock).is_none(), "exec kept the lock");
 }
 
 #[test]

@@ -145,6 +145,38 @@ pub enum Day2Command {
     },
 }
 
+/// `remote: ...` when a run's results reached the team's remote (when they did not, the
+/// command fails: see [`not_pushed`]).
+fn pushed_line(
+    w: &mut dyn std::io::Write,
+    remote: Option<&dtk_instance::team::RemoteReport>,
+) -> std::io::Result<()> {
+    match remote.filter(|r| r.pushed) {
+        Some(r) => match &r.message {
+            None => writeln!(w, "remote: state and record pushed to {}", r.url),
+            Some(m) => writeln!(w, "remote: pushed to {} ({m})", r.url),
+        },
+        None => Ok(()),
+    }
+}
+
+/// Fails (exit 1) when a run's results did not reach the team's remote.
+fn not_pushed(
+    what: &str,
+    name: &str,
+    remote: Option<&dtk_instance::team::RemoteReport>,
+) -> anyhow::Result<()> {
+    match remote.filter(|r| !r.pushed) {
+        Some(r) => Err(crate::output::Reported(format!(
+            "{what} of `{name}` succeeded, but its results did not reach the remote {}: {}",
+            r.url,
+            r.message.as_deref().unwrap_or("no reason given")
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
 /// Runs a day-2 command.
 pub fn run(cmd: Day2Command, home: &Home, ctx: &Ctx) -> anyhow::Result<()> {
     match cmd {
@@ -165,11 +197,13 @@ pub fn run(cmd: Day2Command, home: &Home, ctx: &Ctx) -> anyhow::Result<()> {
                     report.checks.len()
                 )?;
                 print_drift(w, &report.drift)?;
+                pushed_line(w, report.remote.as_ref())?;
                 if report.drift.iter().any(|d| d.status != "outputs changed") {
                     writeln!(w, "next: dtk service plan {name}")?;
                 }
                 Ok(())
-            })
+            })?;
+            not_pushed("refresh", &name, report.remote.as_ref())
         }
         Day2Command::Outputs { name, reference } => {
             let svc = home.service(&name)?;
@@ -271,6 +305,7 @@ pub fn run(cmd: Day2Command, home: &Home, ctx: &Ctx) -> anyhow::Result<()> {
                         " (kept: `dtk service delete` leaves it as it is)"
                     }
                 )?;
+                pushed_line(w, report.remote.as_ref())?;
                 if report.changes.is_empty() {
                     writeln!(w, "it matches the desired state")
                 } else {
@@ -280,7 +315,8 @@ pub fn run(cmd: Day2Command, home: &Home, ctx: &Ctx) -> anyhow::Result<()> {
                     }
                     writeln!(w, "next: dtk service plan {name}")
                 }
-            })
+            })?;
+            not_pushed("import", &name, report.remote.as_ref())
         }
         Day2Command::Mv { name, from, to } => {
             let svc = home.service(&name)?;
