@@ -78,13 +78,6 @@ pub enum InstanceError {
         /// Who holds the lock (pid, host, since when).
         holder: String,
     },
-    /// What is left of the old catch-all refusal: a message. Only the team sites
-    /// (`team.rs`, `lease.rs`) still use it; every other refusal has its own variant.
-    #[error("{message}")]
-    Refused {
-        /// What is wrong, and how to fix it.
-        message: String,
-    },
     /// A name (of a service, a node) breaks the naming rules.
     #[error(transparent)]
     InvalidName(#[from] dtk_model::ident::ParseRefError),
@@ -538,16 +531,6 @@ pub enum InstanceError {
         /// The name given.
         name: String,
     },
-}
-
-impl InstanceError {
-    /// A refusal with a message ([`InstanceError::Refused`]): only `team.rs` and
-    /// `lease.rs` still call it.
-    pub fn refused(message: impl Into<String>) -> Self {
-        InstanceError::Refused {
-            message: message.into(),
-        }
-    }
 }
 
 /// What [`InstanceError::MissingProvider`] says: which action needs which kind, what is
