@@ -390,6 +390,46 @@ impl InstanceRepo {
         Ok(entry.filter(|e| e.mode().is_tree()).map(|e| e.object_id()))
     }
 
+    /// The module manifests of commit `commit`: every `modules/NS/NAME/dtk.module.yaml`,
+    /// as `(modules/NS/NAME, content)`.
+    pub fn module_manifests_at(
+        &self,
+        commit: ObjectId,
+    ) -> Result<Vec<(String, Vec<u8>)>, InstanceError> {
+        let tree = self.commit_tree(commit)?;
+        let Some(modules) = self.subtree(tree, "modules")? else {
+            return Ok(Vec::new());
+        };
+        let subtrees = |tree: ObjectId| -> Result<Vec<(String, ObjectId)>, InstanceError> {
+            let t = git!(&self.root, "find tree", self.repo.find_tree(tree))?;
+            let decoded = git!(&self.root, "decode tree", t.decode())?;
+            Ok(decoded
+                .entries
+                .iter()
+                .filter(|e| e.mode.is_tree())
+                .map(|e| (e.filename.to_str_lossy().into_owned(), e.oid.to_owned()))
+                .collect())
+        };
+        let mut out = Vec::new();
+        for (ns, ns_tree) in subtrees(modules)? {
+            for (name, module_tree) in subtrees(ns_tree)? {
+                let t = git!(&self.root, "find tree", self.repo.find_tree(module_tree))?;
+                let entry = git!(
+                    &self.root,
+                    "look up path",
+                    t.lookup_entry_by_path("dtk.module.yaml")
+                )?;
+                if let Some(e) = entry.filter(|e| e.mode().is_blob()) {
+                    out.push((
+                        format!("modules/{ns}/{name}"),
+                        self.read_blob(e.object_id())?,
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The content of `path` in the tree of commit `commit`.
     pub fn read_file_at(
         &self,

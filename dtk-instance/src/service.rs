@@ -9,7 +9,7 @@ use dtk_model::expand::{ModuleSet, Violation, expand, violations};
 use dtk_model::ident::{AttrPath, check_name};
 use dtk_model::module::{AttrValue, ComponentDecl, LinkDecl, NodeDecl};
 use dtk_model::service::{SERVICE_FILE, ServiceDoc};
-use dtk_model::{ComponentId, ModuleId, ServiceModel, Value};
+use dtk_model::{ComponentId, Module, ModuleId, ServiceModel, Value};
 use dtk_workflow::ActualState;
 use serde::{Deserialize, Serialize};
 
@@ -117,21 +117,40 @@ impl Service {
 
     /// The committed document and the committed instance copies of its modules.
     pub fn committed_doc_and_modules(&self) -> Result<(ServiceDoc, ModuleSet), InstanceError> {
-        let doc = self.committed_doc()?;
         let head = self.repo.head()?;
+        let data = self.repo.read_file_at(head, SERVICE_FILE)?.ok_or_else(|| {
+            InstanceError::Damaged(Box::new(Damage::NoServiceFile {
+                service: self.name.clone(),
+            }))
+        })?;
+        let text = String::from_utf8_lossy(&data);
+        let manifests: Vec<Manifest> = self
+            .repo
+            .module_manifests_at(head)?
+            .into_iter()
+            .map(|(dir, bytes)| Manifest {
+                file: format!("{dir}/dtk.module.yaml"),
+                text: Ok(String::from_utf8_lossy(&bytes).into_owned()),
+                dir,
+            })
+            .collect();
+        let (doc, mut parsed) = parse_beside(
+            text.len(),
+            || dtk_model::dsl::parse_service(&text, SERVICE_FILE),
+            manifests,
+        );
+        let doc = doc?;
         let mut set = ModuleSet::new();
         for id in doc.dependencies.keys() {
-            let path = format!("{}/dtk.module.yaml", module_path(id));
-            let data = self.repo.read_file_at(head, &path)?.ok_or_else(|| {
-                InstanceError::Damaged(Box::new(Damage::NoModuleFile {
-                    module: id.clone(),
-                    merged: false,
-                }))
-            })?;
-            set.insert(dtk_model::dsl::parse_module(
-                &String::from_utf8_lossy(&data),
-                &path,
-            )?);
+            match parsed.remove(&module_path(id)) {
+                Some(module) => set.insert(module??),
+                None => {
+                    return Err(InstanceError::Damaged(Box::new(Damage::NoModuleFile {
+                        module: id.clone(),
+                        merged: false,
+                    })));
+                }
+            }
         }
         Ok((doc, set))
     }
@@ -141,12 +160,18 @@ impl Service {
     pub fn worktree_doc_and_modules(&self) -> Result<(ServiceDoc, ModuleSet), InstanceError> {
         let doc_path = self.dir.join(SERVICE_FILE);
         let text = read_text(&doc_path)?;
-        let doc = dtk_model::dsl::parse_service(&text, &display(&doc_path))?;
+        let manifests = worktree_manifests(&self.dir);
+        let (doc, mut parsed) = parse_beside(
+            text.len(),
+            || dtk_model::dsl::parse_service(&text, &display(&doc_path)),
+            manifests,
+        );
+        let doc = doc?;
         let mut set = ModuleSet::new();
         let mut errors = Vec::new();
         for (id, pinned) in &doc.dependencies {
             let p = self.dir.join(module_path(id)).join("dtk.module.yaml");
-            if !p.is_file() {
+            let Some(module) = parsed.remove(&module_path(id)) else {
                 return Err(InstanceError::PinMismatch(Box::new(PinMismatch {
                     doc: doc_path,
                     copy: p,
@@ -154,9 +179,8 @@ impl Service {
                     pinned: pinned.clone(),
                     found: CopyFound::Missing,
                 })));
-            }
-            let text = read_text(&p)?;
-            match dtk_model::dsl::parse_module(&text, &display(&p)) {
+            };
+            match module? {
                 Ok(m) => {
                     if m.id != *id {
                         return Err(InstanceError::PinMismatch(Box::new(PinMismatch {
@@ -830,6 +854,87 @@ fn list(items: &[String]) -> String {
     } else {
         items.join(", ")
     }
+}
+
+/// A module manifest's parse: why it could not be read, else the parser's answer.
+type Parsed = Result<Result<Module, dtk_model::DslError>, InstanceError>;
+
+/// A module manifest to parse: its instance-copy directory (`modules/NS/NAME`), the file
+/// name its problems are reported against, and its text (or why it could not be read).
+struct Manifest {
+    dir: String,
+    file: String,
+    text: Result<String, InstanceError>,
+}
+
+/// The manifests of the instance copies in the work tree `dir`
+/// (`modules/NS/NAME/dtk.module.yaml`).
+fn worktree_manifests(dir: &Path) -> Vec<Manifest> {
+    let subdirs = |p: &Path| -> Vec<(String, PathBuf)> {
+        fs::read_dir(p)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for (ns, ns_dir) in subdirs(&dir.join("modules")) {
+        for (name, module_dir) in subdirs(&ns_dir) {
+            let p = module_dir.join("dtk.module.yaml");
+            if p.is_file() {
+                out.push(Manifest {
+                    dir: format!("modules/{ns}/{name}"),
+                    file: display(&p),
+                    text: read_text(&p),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Runs `doc` (the parse of a service document of `doc_len` bytes) on this thread while
+/// `manifests` parse on another, and gives both results, the modules by directory. Most of
+/// reading a large service is parsing, and the two are independent; below a size where a
+/// thread would not pay for itself, everything runs here.
+fn parse_beside<T>(
+    doc_len: usize,
+    doc: impl FnOnce() -> T,
+    manifests: Vec<Manifest>,
+) -> (T, BTreeMap<String, Parsed>) {
+    const WORTH_A_THREAD: usize = 64 * 1024;
+    let modules_len: usize = manifests
+        .iter()
+        .map(|m| m.text.as_ref().map_or(0, String::len))
+        .sum();
+    let parse_all = move || -> Vec<(String, Parsed)> {
+        manifests
+            .into_iter()
+            .map(|m| {
+                let parsed = m
+                    .text
+                    .map(|text| dtk_model::dsl::parse_module(&text, &m.file));
+                (m.dir, parsed)
+            })
+            .collect()
+    };
+    let (doc, modules) = if doc_len.min(modules_len) >= WORTH_A_THREAD {
+        std::thread::scope(|scope| {
+            let modules = scope.spawn(parse_all);
+            let doc = doc();
+            // A panic in a parse is a bug: it goes on as one, on this thread.
+            let modules = modules
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (doc, modules)
+        })
+    } else {
+        (doc(), parse_all())
+    };
+    (doc, modules.into_iter().collect())
 }
 
 fn read_text(p: &Path) -> Result<String, InstanceError> {

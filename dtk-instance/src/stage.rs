@@ -77,26 +77,28 @@ impl Home {
                 exact(&latest)?
             }
         };
-        let resolution = catalog.resolve(&req.module, &req_version)?;
+        // Resolving parses every module of the closure: those are the modules staged.
+        let (resolution, mut parsed) = catalog.resolve_modules(&req.module, &req_version)?;
         let mut modules = ModuleSet::new();
         let mut pins: BTreeMap<ModuleId, ModuleVersion> = BTreeMap::new();
         let mut trees: Vec<(String, gix::ObjectId)> = Vec::new();
         for (id, rm) in &resolution.modules {
             let tree = catalog.tree_id(id, &rm.version)?;
-            let module = self.catalog_module(id, &rm.version)?;
+            let module = match parsed.remove(id) {
+                Some(module) => module,
+                None => self.catalog_module(id, &rm.version)?,
+            };
             modules.insert(module);
             pins.insert(id.clone(), rm.version.clone());
             trees.push((module_path(id), tree));
         }
         let (root_id, root_version) = resolution.root.clone();
-        let root =
-            modules
-                .get(&root_id)
-                .cloned()
-                .ok_or_else(|| InstanceError::ModuleNotResolved {
-                    module: root_id.clone(),
-                })?;
-        let Some(assembly) = root.assemblies.get(&req.assembly) else {
+        let root = modules
+            .get(&root_id)
+            .ok_or_else(|| InstanceError::ModuleNotResolved {
+                module: root_id.clone(),
+            })?;
+        let Some(assembly) = root.assemblies.get(&req.assembly).cloned() else {
             return Err(InstanceError::NoSuchAssembly(Box::new(NoSuchAssembly {
                 module: root_id,
                 version: root_version,
@@ -159,9 +161,9 @@ impl Home {
             target: target_name.clone(),
             is_target: req.base,
             dependencies: pins.clone(),
-            nodes: assembly.nodes.clone(),
-            components: assembly.components.clone(),
-            workflows: assembly.workflows.clone(),
+            nodes: assembly.nodes,
+            components: assembly.components,
+            workflows: assembly.workflows,
             at: Default::default(),
         };
         let text = dtk_model::dsl::write_service(&doc);

@@ -417,3 +417,65 @@ fn a_provider_that_is_not_registered_is_refused_at_stage_time() {
     assert!(e.contains("no resource `gadget`"), "{e}");
     assert!(!home.service_dir("s1").exists() && !home.service_dir("s2").exists());
 }
+
+/// A service large enough that its document and its module copy are parsed side by side
+/// (each over 64 KiB) reads back the same as a small one: committed and work tree, and a
+/// broken module copy is still reported against its own file.
+#[test]
+fn a_large_service_reads_back_whole_and_reports_a_broken_copy_by_file() {
+    let (tmp, home) = home();
+    let dir = tmp.path().join("many");
+    fs::create_dir_all(&dir).unwrap();
+    let mut text = String::from(
+        "dsl_version: 1.0.0\nmodule: big/many\nversion: 1.0.0\ncomponent_defs:\n  step:\n    attributes:\n      k: {type: integer, required: true}\n    actions:\n      create:\n        commands:\n        - RUN echo ok > f{{k}}\nassemblies:\n  all:\n    components:\n",
+    );
+    const N: usize = 3000;
+    for k in 0..N {
+        text.push_str(&format!(
+            "    - step[component_number_{k:05}]: {{attributes: {{k: {k}}}}}\n"
+        ));
+    }
+    assert!(text.len() > 128 * 1024);
+    fs::write(dir.join("dtk.module.yaml"), &text).unwrap();
+    home.catalog().publish(&dir).unwrap();
+    home.stage(&StageRequest {
+        module: "big/many".parse().unwrap(),
+        version: None,
+        assembly: "all".to_owned(),
+        name: "many".to_owned(),
+        target: None,
+        base: false,
+    })
+    .unwrap();
+    let svc = home.service("many").unwrap();
+    let doc_len = fs::metadata(home.service_dir("many").join("dtk.service.yaml"))
+        .unwrap()
+        .len();
+    assert!(doc_len > 64 * 1024, "{doc_len}");
+    let (doc, modules) = svc.committed_doc_and_modules().unwrap();
+    let (wdoc, wmodules) = svc.worktree_doc_and_modules().unwrap();
+    assert_eq!(doc.components.len(), N);
+    assert_eq!(wdoc.components.len(), N);
+    let many = "big/many".parse().unwrap();
+    assert_eq!(
+        modules.get(&many).unwrap().assemblies["all"]
+            .components
+            .len(),
+        N
+    );
+    assert_eq!(modules.get(&many), wmodules.get(&many));
+    assert_eq!(svc.model().unwrap().components.len(), N);
+
+    // Break the work-tree copy: the error names that file and line, as before.
+    let copy = home
+        .service_dir("many")
+        .join("modules/big/many/dtk.module.yaml");
+    let broken = text.replace("  step:\n    attributes:", "  step:\n    attributes: [");
+    fs::write(&copy, broken).unwrap();
+    let err = svc.worktree_doc_and_modules().expect_err("a broken copy");
+    let text = chain(&err);
+    assert!(
+        text.contains("modules/big/many/dtk.module.yaml:8:5: YAML syntax error"),
+        "{text}"
+    );
+}
