@@ -89,10 +89,9 @@ impl Service {
         Ok(commit)
     }
 
-    /// Records `data` (the serialized actual state a run ends with) on [`STATE_REF`].
-    pub(crate) fn record_state(&self, data: &[u8]) -> Result<(), InstanceError> {
-        let state: ActualState = serde_json::from_slice(data).unwrap_or_default();
-        let n = state.components.len();
+    /// Records `data` (the serialized actual state a run ends with, of `n` components) on
+    /// [`STATE_REF`].
+    pub(crate) fn record_state(&self, data: &[u8], n: usize) -> Result<(), InstanceError> {
         self.commit_state(
             data,
             &[],

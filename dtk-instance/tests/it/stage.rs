@@ -419,7 +419,7 @@ fn a_provider_that_is_not_registered_is_refused_at_stage_time() {
 }
 
 /// A service large enough that its document and its module copy are parsed side by side
-/// (each over 64 KiB) reads back the same as a small one: committed and work tree, and a
+/// (each over the 16 KiB where a thread pays) reads back the same as a small one: committed and work tree, and a
 /// broken module copy is still reported against its own file.
 #[test]
 fn a_large_service_reads_back_whole_and_reports_a_broken_copy_by_file() {
