@@ -14,8 +14,6 @@
 mod content;
 mod errors;
 pub mod provider;
-#[cfg(feature = "test-support")]
-pub mod testing;
 pub mod transport;
 
 pub use provider::{DTK_SSH_MODULE, KIND, SshProvider};

@@ -841,7 +841,7 @@ fn aws_failed_calls_do_not_show_the_keys() {
 /// sends nothing the second time.
 #[test]
 fn aws_nodes_run_their_modules_files_over_ssh() {
-    use dtk_target_ssh::testing::{Sshd, current_user};
+    use dtk_tests::sshd::{Sshd, current_user};
     let moto = moto();
     let region = "ca-central-1";
     let view = Ec2View::new(&moto.url(), region);

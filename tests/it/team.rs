@@ -1060,7 +1060,7 @@ fn actual_state_is_restored_from_its_last_commit_when_the_file_is_lost_or_damage
 #[test]
 fn a_remote_over_ssh_works_like_any_other() {
     let work = Work::new("0");
-    let sshd = dtk_target_ssh::testing::Sshd::start();
+    let sshd = dtk_tests::sshd::Sshd::start();
     let server = tempfile::tempdir().unwrap();
     let bare = server.path().join("team.git");
     git_ok(
@@ -1071,7 +1071,7 @@ fn a_remote_over_ssh_works_like_any_other() {
     sshd.write_known_hosts(&known);
     let url = format!(
         "ssh://{}@127.0.0.1:{}{}",
-        dtk_target_ssh::testing::current_user(),
+        dtk_tests::sshd::current_user(),
         sshd.port(),
         bare.display()
     );

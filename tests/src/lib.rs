@@ -7,6 +7,7 @@ pub mod dtk;
 pub mod gitd;
 pub mod harness;
 pub mod secrets;
+pub mod sshd;
 
 use std::path::{Path, PathBuf};
 

@@ -18,7 +18,7 @@ use dtk_model::provider::ResourceRequest;
 use dtk_model::{Attributes, Provider, ProviderError, Value};
 use tempfile::TempDir;
 
-use dtk_target_ssh::testing::{self as sshd, Sshd, current_user};
+use dtk_tests::sshd::{self, Sshd, current_user};
 
 /// A small multi-node application whose actions leave files to check.
 const FILES_MODULE: &str = r#"

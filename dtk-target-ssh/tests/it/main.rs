@@ -2,9 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-// The fixture that `dtk_target_ssh::testing` exports with the `test-support` feature.
-#[path = "../../src/testing.rs"]
-#[allow(dead_code)] // Not every helper is used by these tests.
-mod sshd;
+// The private sshd fixture, shared by every crate whose tests need one.
+use dtk_tests::sshd;
 
 mod transport;
