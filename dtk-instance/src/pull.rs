@@ -393,7 +393,7 @@ impl Service {
                 }))
             })?;
             let data = repo.read_blob(*blob)?;
-            modules.insert(dtk_model::dsl::parse_module(
+            modules.insert(dtk_model::dsl::parse_module_defs(
                 &String::from_utf8_lossy(&data),
                 &p,
             )?);

@@ -115,7 +115,10 @@ impl Service {
         )?)
     }
 
-    /// The committed document and the committed instance copies of its modules.
+    /// The committed document and the committed instance copies of its modules. The
+    /// copies are parsed for their definitions
+    /// ([`parse_module_defs`](dtk_model::dsl::parse_module_defs)): their assemblies' nodes,
+    /// components and workflows, which the document already holds, are not read.
     pub fn committed_doc_and_modules(&self) -> Result<(ServiceDoc, ModuleSet), InstanceError> {
         let head = self.repo.head()?;
         let data = self.repo.read_file_at(head, SERVICE_FILE)?.ok_or_else(|| {
@@ -156,7 +159,8 @@ impl Service {
     }
 
     /// The work tree's service document and instance copies, parsed and validated, with
-    /// each file's problems reported against that file.
+    /// each file's problems reported against that file. The copies are parsed for their
+    /// definitions, as in [`committed_doc_and_modules`](Self::committed_doc_and_modules).
     pub fn worktree_doc_and_modules(&self) -> Result<(ServiceDoc, ModuleSet), InstanceError> {
         let doc_path = self.dir.join(SERVICE_FILE);
         let text = read_text(&doc_path)?;
@@ -917,7 +921,7 @@ fn parse_beside<T>(
             .map(|m| {
                 let parsed = m
                     .text
-                    .map(|text| dtk_model::dsl::parse_module(&text, &m.file));
+                    .map(|text| dtk_model::dsl::parse_module_defs(&text, &m.file));
                 (m.dir, parsed)
             })
             .collect()

@@ -138,6 +138,16 @@ impl Diagnostics {
         });
     }
 
+    /// How many problems are recorded.
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Forgets every problem recorded after the first `len`.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.items.truncate(len);
+    }
+
     /// Whether any problem was recorded.
     pub fn has_errors(&self) -> bool {
         !self.items.is_empty()

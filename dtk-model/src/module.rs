@@ -349,6 +349,8 @@ impl Command {
 }
 
 /// An assembly: a template of nodes and components that staging turns into a service.
+/// Parsed with [`parse_module_defs`](crate::dsl::parse_module_defs), only its header is
+/// read: `nodes`, `components` and `workflows` are empty.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assembly {
     /// The assembly's name.

@@ -742,3 +742,78 @@ fn duplicate_keys_are_found_in_small_and_large_mappings() {
     );
     assert!(doc.get("top").is_some());
 }
+
+#[test]
+fn skipped_values_are_left_out_yet_read_through() {
+    use crate::yaml::{YamlNode, load, load_skipping};
+    let keys = |n: &YamlNode| -> Vec<String> {
+        n.as_map()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(k, _)| k.scalar().map(str::to_owned))
+            .collect()
+    };
+    let text = "a:\n  x:\n    big: [1, 2, {c: 3}]\n    keep: 1\n  y:\n    big: 4\nb: 5\n";
+    let skip: &[&[&str]] = &[&["a", "*", "big"]];
+    let mut diags = crate::diag::Diagnostics::new("t.yaml");
+    let doc = load_skipping(text, &mut diags, skip).expect("a document");
+    assert!(!diags.has_errors());
+    let a = doc.get("a").expect("a");
+    assert_eq!(keys(a.get("x").expect("x")), ["keep"]);
+    assert_eq!(keys(a.get("y").expect("y")), Vec::<String>::new());
+    assert_eq!(doc.get("b").and_then(YamlNode::scalar), Some("5"));
+    // A syntax error inside a skipped value is still one, where it is.
+    let mut diags = crate::diag::Diagnostics::new("t.yaml");
+    assert!(load_skipping("a:\n  x:\n    big: [1, 2\nb: 5\n", &mut diags, skip).is_none());
+    let err = diags.finish(()).expect_err("an error");
+    assert!(err.to_string().contains("YAML syntax error"), "{err}");
+    // An anchor defined in a skipped value and used outside it: the document is loaded
+    // whole, with no diagnostic of the first attempt.
+    let text = "a:\n  x:\n    big: &shared {c: 3}\nb: *shared\n";
+    let mut diags = crate::diag::Diagnostics::new("t.yaml");
+    let doc = load_skipping(text, &mut diags, skip).expect("a document");
+    assert!(!diags.has_errors());
+    let mut whole_diags = crate::diag::Diagnostics::new("t.yaml");
+    assert_eq!(Some(doc), load(text, &mut whole_diags));
+}
+
+#[test]
+fn a_module_parsed_for_its_definitions_skips_assembly_bodies() {
+    // The assembly places a component the module does not define: an error when the
+    // module is read whole (for staging), unread when only its definitions are wanted.
+    let text = "\
+dsl_version: 1.0.0
+module: demo/defs
+version: 1.0.0
+component_defs:
+  app:
+    attributes:
+      port: {type: integer, default: 80}
+assemblies:
+  site:
+    description: a site
+    node_component: app
+    components:
+    - missing
+    actions:
+      create:
+        subtask_order: sequential
+        subtasks:
+        - name: nothing
+          components: [missing]
+";
+    let whole = parse_module(text, "m.yaml").expect_err("an unknown component");
+    assert!(whole.to_string().contains("missing"), "{whole}");
+    let defs = crate::dsl::parse_module_defs(text, "m.yaml").expect("definitions only");
+    assert!(defs.components.contains_key("app"));
+    let site = defs.assemblies.get("site").expect("the assembly's header");
+    assert_eq!(site.description.as_deref(), Some("a site"));
+    assert_eq!(
+        site.node_component
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("app")
+    );
+    assert!(site.components.is_empty() && site.nodes.is_empty() && site.workflows.is_empty());
+}

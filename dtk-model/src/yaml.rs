@@ -219,6 +219,45 @@ fn key_path(stack: &[Frame]) -> String {
 /// several documents) are recorded in `diags`; `None` means the text cannot be used at all.
 /// An empty document loads as a null scalar.
 pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
+    load_skipping(text, diags, &[])
+}
+
+/// [`load`], leaving out the values at the key paths of `skip` (each a path of mapping keys
+/// from the root, `*` matching any key: `["assemblies", "*", "components"]`): their entries
+/// are absent from the tree. A skipped value is still read through (a syntax error in it is
+/// still an error) but no node of it is made, which is most of the cost of loading. When a
+/// skipped value defines an anchor that the rest of the document uses, the document is
+/// loaded again whole.
+pub fn load_skipping(text: &str, diags: &mut Diagnostics, skip: &[&[&str]]) -> Option<YamlNode> {
+    let before = diags.len();
+    match load_inner(text, diags, skip) {
+        Ok(root) => root,
+        Err(SkippedAnchor) => {
+            diags.truncate(before);
+            load_inner(text, diags, &[]).ok().flatten()
+        }
+    }
+}
+
+/// An alias named an anchor that was defined in a skipped value.
+struct SkippedAnchor;
+
+/// Whether the key just read (the innermost mapping's) ends a path of `skip`.
+fn skipped(stack: &[Frame], skip: &[&[&str]]) -> bool {
+    skip.iter().any(|path| {
+        path.len() == stack.len()
+            && path.iter().zip(stack).all(|(want, frame)| match frame {
+                Frame::Map { key: Some(k), .. } => *want == "*" || k.scalar() == Some(*want),
+                _ => false,
+            })
+    })
+}
+
+fn load_inner(
+    text: &str,
+    diags: &mut Diagnostics,
+    skip: &[&[&str]],
+) -> Result<Option<YamlNode>, SkippedAnchor> {
     if text.len() > MAX_DOCUMENT_BYTES {
         diags.error(
             Location {
@@ -233,7 +272,7 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
                 MAX_DOCUMENT_BYTES
             ),
         );
-        return None;
+        return Ok(None);
     }
     // A byte order mark (editors on Windows write one) is not content; offsets still
     // count it, as they are offsets into the file.
@@ -248,6 +287,8 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
     let mut documents = 0usize;
     let mut nodes = 0usize;
     let mut alias_nodes = 0usize;
+    // Whether a skipped value defined an anchor: an unknown alias may then be one of them.
+    let mut skipped_anchor = false;
     loop {
         let (event, marker) = match parser.next_token() {
             Ok(e) => e,
@@ -258,7 +299,7 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
                     "",
                     format!("YAML syntax error: {}", e.info()),
                 );
-                return None;
+                return Ok(None);
             }
         };
         let at = locator.location(&marker);
@@ -273,7 +314,7 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
                         "",
                         "more than one YAML document; a dtk file holds exactly one",
                     );
-                    return None;
+                    return Ok(None);
                 }
                 None
             }
@@ -299,15 +340,16 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
                                 "aliases expand the document beyond {MAX_ALIAS_NODES} nodes; refused as a YAML bomb"
                             ),
                         );
-                        return None;
+                        return Ok(None);
                     }
                     let mut copy = node.clone();
                     copy.at = at;
                     Some((copy, 0))
                 }
+                None if skipped_anchor => return Err(SkippedAnchor),
                 None => {
                     diags.error(at, "", "alias to an unknown anchor");
-                    return None;
+                    return Ok(None);
                 }
             },
             Event::SequenceStart(anchor, _tag) => {
@@ -317,7 +359,7 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
                         "",
                         format!("nesting deeper than {MAX_DEPTH} levels is refused"),
                     );
-                    return None;
+                    return Ok(None);
                 }
                 stack.push(Frame::Seq {
                     at,
@@ -333,7 +375,7 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
                         "",
                         format!("nesting deeper than {MAX_DEPTH} levels is refused"),
                     );
-                    return None;
+                    return Ok(None);
                 }
                 stack.push(Frame::Map {
                     at,
@@ -354,7 +396,7 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
                 )),
                 _ => {
                     diags.error(at, "", "YAML syntax error: unbalanced sequence");
-                    return None;
+                    return Ok(None);
                 }
             },
             Event::MappingEnd => match stack.pop() {
@@ -380,7 +422,7 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
                 }
                 _ => {
                     diags.error(at, "", "YAML syntax error: unbalanced mapping");
-                    return None;
+                    return Ok(None);
                 }
             },
         };
@@ -394,7 +436,7 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
                 "",
                 format!("the document has more than {MAX_NODES} nodes"),
             );
-            return None;
+            return Ok(None);
         }
         if anchor != 0 {
             anchors.insert(anchor, node.clone());
@@ -414,6 +456,7 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
             }
             _ => None,
         };
+        let mut key_read = false;
         match stack.last_mut() {
             None => root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
@@ -426,6 +469,7 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
                             diags.error(node.at, "", "mapping keys must be plain strings");
                         }
                         *key = Some(node);
+                        key_read = true;
                     }
                     Some(k) => {
                         // An empty value has no position of its own (the parser reports
@@ -460,8 +504,61 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
                 }
             }
         }
+        if key_read && !skip.is_empty() && skipped(&stack, skip) {
+            // Read through the value without making nodes, then forget its key.
+            let mut depth = 0usize;
+            loop {
+                let (event, marker) = match parser.next_token() {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let m = e.marker();
+                        diags.error(
+                            locator.location(m),
+                            "",
+                            format!("YAML syntax error: {}", e.info()),
+                        );
+                        return Ok(None);
+                    }
+                };
+                match event {
+                    Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                        skipped_anchor |= anchor != 0;
+                        depth += 1;
+                        if stack.len() + depth > MAX_DEPTH {
+                            diags.error(
+                                locator.location(&marker),
+                                "",
+                                format!("nesting deeper than {MAX_DEPTH} levels is refused"),
+                            );
+                            return Ok(None);
+                        }
+                    }
+                    Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+                    Event::Scalar(_, _, anchor, _) => skipped_anchor |= anchor != 0,
+                    Event::Alias(_) => {}
+                    Event::StreamEnd
+                    | Event::StreamStart
+                    | Event::DocumentStart
+                    | Event::DocumentEnd
+                    | Event::Nothing => {
+                        diags.error(
+                            locator.location(&marker),
+                            "",
+                            "YAML syntax error: the document ends inside a value",
+                        );
+                        return Ok(None);
+                    }
+                }
+                if depth == 0 {
+                    break;
+                }
+            }
+            if let Some(Frame::Map { key, .. }) = stack.last_mut() {
+                *key = None;
+            }
+        }
     }
-    Some(root.unwrap_or(YamlNode {
+    Ok(Some(root.unwrap_or(YamlNode {
         kind: YamlKind::Scalar {
             text: String::new(),
             plain: true,
@@ -471,5 +568,5 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<YamlNode> {
             col: 1,
             offset: 0,
         },
-    }))
+    })))
 }

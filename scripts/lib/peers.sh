@@ -197,7 +197,9 @@ PY
 
 peers_ec2() {
     local venv=$target_dir/peers-venv moto=$target_dir/moto-venv
-    if ! "$dtk" module show aws/network >/dev/null 2>&1; then
+    # The plugin's bundled modules reach the catalog with the first `dtk service` command;
+    # whether the plugin is there at all, `dtk provider list` says.
+    if ! "$dtk" provider list 2>/dev/null | grep -q '^aws '; then
         row "dtk, $EC2 EC2 instances against moto" "not measured" "boto3 script" "-" "-" "<= 1.3x" "no AWS plugin (dtk-provider-aws) beside dtk" "$(load)"
         return 0
     fi

@@ -420,7 +420,8 @@ fn a_provider_that_is_not_registered_is_refused_at_stage_time() {
 
 /// A service large enough that its document and its module copy are parsed side by side
 /// (each over the 16 KiB where a thread pays) reads back the same as a small one: committed and work tree, and a
-/// broken module copy is still reported against its own file.
+/// broken module copy is still reported against its own file, also where the break is in
+/// the assembly, which is read through but not kept.
 #[test]
 fn a_large_service_reads_back_whole_and_reports_a_broken_copy_by_file() {
     let (tmp, home) = home();
@@ -457,12 +458,11 @@ fn a_large_service_reads_back_whole_and_reports_a_broken_copy_by_file() {
     assert_eq!(doc.components.len(), N);
     assert_eq!(wdoc.components.len(), N);
     let many = "big/many".parse().unwrap();
-    assert_eq!(
-        modules.get(&many).unwrap().assemblies["all"]
-            .components
-            .len(),
-        N
-    );
+    // The copy is read for its definitions: the assembly's placements, which the document
+    // holds, are left unread.
+    let copy = modules.get(&many).unwrap();
+    assert!(copy.components.contains_key("step"));
+    assert!(copy.assemblies["all"].components.is_empty());
     assert_eq!(modules.get(&many), wmodules.get(&many));
     assert_eq!(svc.model().unwrap().components.len(), N);
 
@@ -470,12 +470,26 @@ fn a_large_service_reads_back_whole_and_reports_a_broken_copy_by_file() {
     let copy = home
         .service_dir("many")
         .join("modules/big/many/dtk.module.yaml");
-    let broken = text.replace("  step:\n    attributes:", "  step:\n    attributes: [");
+    let text_of_module = text;
+    let broken = text_of_module.replace("  step:\n    attributes:", "  step:\n    attributes: [");
     fs::write(&copy, broken).unwrap();
     let err = svc.worktree_doc_and_modules().expect_err("a broken copy");
     let text = chain(&err);
     assert!(
         text.contains("modules/big/many/dtk.module.yaml:8:5: YAML syntax error"),
+        "{text}"
+    );
+    let broken = text_of_module.replace(
+        "    - step[component_number_02000]:",
+        "    - step[component_number_02000]: [",
+    );
+    fs::write(&copy, broken).unwrap();
+    let err = svc
+        .worktree_doc_and_modules()
+        .expect_err("a broken assembly");
+    let text = chain(&err);
+    assert!(
+        text.contains("modules/big/many/dtk.module.yaml:") && text.contains("YAML syntax error"),
         "{text}"
     );
 }

@@ -117,6 +117,16 @@ pub fn parse_module(text: &str, file: &str) -> Result<Module, DslError> {
     module_file::parse(text, file)
 }
 
+/// Parses and validates a module document for its definitions: component definitions,
+/// workflows, dependencies and each assembly's header (description, `node_component`,
+/// metadata), but not the assemblies' nodes, components and workflows, which are left
+/// unread (and empty in the result). For a service's instance copies of its modules: the
+/// service document holds what the assembly placed, so a converge or plan never reads the
+/// copies' assemblies, and they are most of a large module's text.
+pub fn parse_module_defs(text: &str, file: &str) -> Result<Module, DslError> {
+    module_file::parse_defs(text, file)
+}
+
 /// Parses and validates a service document. `file` names the text in diagnostics.
 pub fn parse_service(text: &str, file: &str) -> Result<ServiceDoc, DslError> {
     service_file::parse(text, file)

@@ -64,9 +64,29 @@ const ASSEMBLY_KEYS: &[&str] = &[
 /// meant for, and assembly-level attributes.
 const ASSEMBLY_METADATA_KEYS: &[&str] = &["target", "attributes"];
 
+/// What a module document's assemblies hold beyond their header: left out of a parse for
+/// definitions only ([`parse_defs`]).
+const ASSEMBLY_BODY: &[&[&str]] = &[
+    &["assemblies", "*", "nodes"],
+    &["assemblies", "*", "components"],
+    &["assemblies", "*", "actions"],
+    &["assemblies", "*", "workflows"],
+    &["assemblies", "*", "workflow"],
+];
+
 pub(crate) fn parse(text: &str, file: &str) -> Result<Module, DslError> {
+    parse_skipping(text, file, &[])
+}
+
+/// [`parse`] without the assemblies' nodes, components and workflows (see
+/// [`crate::dsl::parse_module_defs`]).
+pub(crate) fn parse_defs(text: &str, file: &str) -> Result<Module, DslError> {
+    parse_skipping(text, file, ASSEMBLY_BODY)
+}
+
+fn parse_skipping(text: &str, file: &str, skip: &[&[&str]]) -> Result<Module, DslError> {
     let mut ctx = Ctx::new(file);
-    let Some(root) = yaml::load(text, &mut ctx.diags) else {
+    let Some(root) = yaml::load_skipping(text, &mut ctx.diags, skip) else {
         return Err(ctx.fail());
     };
     let Some(entries) = (match &root.kind {
