@@ -217,7 +217,7 @@ peers_ec2() {
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
         sleep 0.1
     done
-    export AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_REGION=us-east-1 \
+    export AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
         AWS_ACCESS_KEY_ID=AKIADTKBENCH00000001 AWS_SECRET_ACCESS_KEY=bench-secret-not-real \
         AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=$work/no-aws-config \
         AWS_SHARED_CREDENTIALS_FILE=$work/no-aws-config
@@ -232,6 +232,8 @@ PY
 )
     "$dtk" service stage aws/network target_iam -n awsb --base >/dev/null
     "$dtk" service set-attribute awsb vpc[vpc1]/region us-east-1 >/dev/null
+    # A /24 holds 251 instances; EC2 of them need room (a /21 holds 2,043).
+    "$dtk" service set-attribute awsb 'vpc_subnet[vpc1-default]/subnet_length' 21 >/dev/null
     "$dtk" service set-attribute awsb images/images "{'*': {ubuntu_jammy: {ami: $ami, sizes: {small: t3.small}}}}" >/dev/null
     run_timed "$dtk" service converge awsb >/dev/null
     mkdir -p "$work/modules/ec2"

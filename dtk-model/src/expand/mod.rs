@@ -64,8 +64,22 @@ pub fn expand(
     };
 
     let mut nodes: Vec<NodeInstance> = Vec::new();
-    let mut placed: Vec<Placed<'_>> = Vec::new();
-    let mut inputs_of: Vec<(Attributes, Vec<String>)> = Vec::new();
+    // Sized once for every placement (a node group counts its members): these are the
+    // largest vectors of a large service's expansion, and growing them by doubling held a
+    // third more than they use.
+    let placements: usize = doc
+        .nodes
+        .iter()
+        .map(|n| {
+            // A cardinality past the limit is refused below; it must not size anything.
+            let members = u64::from(n.cardinality()).min(crate::dsl::MAX_CARDINALITY);
+            let members = usize::try_from(members).unwrap_or(1);
+            n.components.len().saturating_add(1).saturating_mul(members)
+        })
+        .sum::<usize>()
+        .saturating_add(doc.components.len());
+    let mut placed: Vec<Placed<'_>> = Vec::with_capacity(placements);
+    let mut inputs_of: Vec<(Attributes, Vec<String>)> = Vec::with_capacity(placements);
     let mut seen_ids: BTreeSet<ComponentId> = BTreeSet::new();
 
     for (ni, decl) in doc.nodes.iter().enumerate() {
@@ -393,6 +407,8 @@ pub fn expand(
                 );
             }
         }
+        // One or two edges are usual: keep no spare room in 100,000 of these.
+        depends_on.shrink_to_fit();
         components.push(ComponentInstance {
             id: p.id.clone(),
             module: p.module.clone(),
