@@ -423,6 +423,7 @@ impl Service {
         let (doc, modules) = self.committed_doc_and_modules()?;
         let model = self.expand_doc(&doc, &modules, dtk_model::service::SERVICE_FILE)?;
         self.refuse_violations(&model)?;
+        let params = dtk_model::Attributes::from(params);
         let req = if model.workflows.contains_key(target) && target != "create" {
             PlanRequest::Workflow(dtk_workflow::WorkflowRequest {
                 name: target.to_owned(),

@@ -114,9 +114,9 @@ impl Service {
                     state: st,
                     inputs: rec
                         .filter(|r| r.is_applied())
-                        .map(|r| r.inputs.clone())
-                        .unwrap_or_else(|| c.inputs.clone()),
-                    outputs: rec.map(|r| r.outputs.clone()).unwrap_or_default(),
+                        .map_or(&c.inputs, |r| &r.inputs)
+                        .to_map(),
+                    outputs: rec.map(|r| r.outputs.to_map()).unwrap_or_default(),
                     secrets: c
                         .secret_inputs
                         .iter()
@@ -147,7 +147,7 @@ impl Service {
                 .map(|n| NodeStatus {
                     name: n.name.clone(),
                     group: n.group.clone(),
-                    attributes: n.attributes.clone(),
+                    attributes: n.attributes.to_map(),
                 })
                 .collect(),
             components,

@@ -817,3 +817,32 @@ assemblies:
     );
     assert!(site.components.is_empty() && site.nodes.is_empty() && site.workflows.is_empty());
 }
+
+#[test]
+fn attributes_behave_as_a_sorted_map() {
+    use crate::value::{Attributes, Value};
+    let a: Attributes = [
+        ("b".to_owned(), Value::Int(1)),
+        ("a".to_owned(), Value::Int(2)),
+        ("b".to_owned(), Value::Int(3)),
+    ]
+    .into();
+    // Sorted by name; of a name given twice, the last value, as a map's insert keeps.
+    assert_eq!(format!("{a:?}"), r#"{"a": Int(2), "b": Int(3)}"#);
+    assert_eq!(a["b"], Value::Int(3));
+    assert_eq!(
+        serde_json::to_string(&a).expect("serializes"),
+        r#"{"a":2,"b":3}"#
+    );
+    let back: Attributes = serde_json::from_str(r#"{"b":3,"a":2}"#).expect("parses");
+    assert_eq!(back, a);
+    let mut grown = Attributes::new();
+    grown.extend([
+        ("z".to_owned(), Value::Null),
+        ("a".to_owned(), Value::Int(2)),
+    ]);
+    grown.insert("b".to_owned(), Value::Int(3));
+    grown.remove("z");
+    assert_eq!(grown, a);
+    assert_eq!(a.to_map().keys().collect::<Vec<_>>(), ["a", "b"]);
+}

@@ -30,7 +30,130 @@ pub enum Value {
 }
 
 /// A set of named attribute values, ordered by name.
-pub type Attributes = BTreeMap<String, Value>;
+///
+/// A sorted vector ([`litemap::LiteMap`], which it dereferences to for `get`, `insert`,
+/// `iter` and the rest) rather than a `BTreeMap`: a component's inputs, outputs and
+/// recorded values are a handful of entries, and a `BTreeMap` allocates an 11-entry leaf
+/// (about 630 bytes here) for the first one; a service of 100,000 components holds several
+/// of these per component. It serializes as a map and prints as one, as before.
+#[derive(Clone, Default, PartialEq)]
+pub struct Attributes(litemap::LiteMap<String, Value>);
+
+impl Attributes {
+    /// An empty set.
+    pub fn new() -> Self {
+        Attributes(litemap::LiteMap::new())
+    }
+
+    /// A copy as a `BTreeMap` (the map of a [`Value::Hash`]).
+    pub fn to_map(&self) -> BTreeMap<String, Value> {
+        self.0.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+impl std::ops::Deref for Attributes {
+    type Target = litemap::LiteMap<String, Value>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Attributes {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl fmt::Debug for Attributes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.0.iter()).finish()
+    }
+}
+
+impl std::ops::Index<&str> for Attributes {
+    type Output = Value;
+    /// The value of `name`; panics when it is absent, as a map's index does.
+    fn index(&self, name: &str) -> &Value {
+        match self.0.get(name) {
+            Some(v) => v,
+            None => panic!("no attribute `{name}`"),
+        }
+    }
+}
+
+impl FromIterator<(String, Value)> for Attributes {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+        let mut entries: Vec<(String, Value)> = iter.into_iter().collect();
+        // Stable: equal names stay in the order given, and the last one is kept, as a
+        // map's `insert` would.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                std::mem::swap(&mut later.1, &mut earlier.1);
+            }
+            same
+        });
+        // Sorted by name with no name twice, which is what the store requires.
+        Attributes(litemap::LiteMap::from_sorted_store_unchecked(entries))
+    }
+}
+
+impl<const N: usize> From<[(String, Value); N]> for Attributes {
+    fn from(entries: [(String, Value); N]) -> Self {
+        entries.into_iter().collect()
+    }
+}
+
+impl From<BTreeMap<String, Value>> for Attributes {
+    fn from(entries: BTreeMap<String, Value>) -> Self {
+        // A map's entries are sorted and unique already.
+        let entries: Vec<(String, Value)> = entries.into_iter().collect();
+        Attributes(litemap::LiteMap::from_sorted_store_unchecked(entries))
+    }
+}
+
+impl From<Attributes> for BTreeMap<String, Value> {
+    fn from(attributes: Attributes) -> Self {
+        attributes.0.into_iter().collect()
+    }
+}
+
+impl Extend<(String, Value)> for Attributes {
+    fn extend<I: IntoIterator<Item = (String, Value)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+impl IntoIterator for Attributes {
+    type Item = (String, Value);
+    type IntoIter = <litemap::LiteMap<String, Value> as IntoIterator>::IntoIter;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Attributes {
+    type Item = (&'a String, &'a Value);
+    type IntoIter = <&'a litemap::LiteMap<String, Value> as IntoIterator>::IntoIter;
+    fn into_iter(self) -> Self::IntoIter {
+        (&self.0).into_iter()
+    }
+}
+
+impl Serialize for Attributes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Attributes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        BTreeMap::<String, Value>::deserialize(d).map(Attributes::from)
+    }
+}
 
 impl Value {
     /// The value as a string slice, if it is a string.

@@ -87,7 +87,7 @@ impl Provider for Echo {
             Value::Bool(req.secrets.get("token").is_some()),
         );
         if let Some(p) = req.prior {
-            out.insert("prior".into(), Value::Hash(p.clone()));
+            out.insert("prior".into(), Value::Hash(p.to_map()));
         }
         Ok(out)
     }

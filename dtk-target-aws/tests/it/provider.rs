@@ -785,7 +785,7 @@ async fn app_nodes_become_instances() {
             panic!()
         };
         lookup_path(
-            m,
+            &m.clone().into(),
             &["eu-south-1".into(), "ubuntu_jammy".into(), "ami".into()],
         )
         .and_then(Value::as_str)
@@ -1036,7 +1036,7 @@ async fn provider_errors_name_what_failed_without_keys() {
             panic!()
         };
         lookup_path(
-            m,
+            &m.clone().into(),
             &["me-south-1".into(), "amazon_linux_2".into(), "ami".into()],
         )
         .and_then(Value::as_str)

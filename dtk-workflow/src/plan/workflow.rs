@@ -212,7 +212,7 @@ impl<'m> Builder<'m> {
                                 component: c.id.clone(),
                                 action: a.action.clone(),
                                 op: TaskOp::Action {
-                                    params: a.params.clone(),
+                                    params: a.params.clone().into(),
                                 },
                                 node: self.nodes_of[i].map(str::to_owned),
                                 reason: Reason::WorkflowStep,
