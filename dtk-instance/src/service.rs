@@ -741,12 +741,12 @@ impl Service {
 enum Located<'a> {
     Node {
         name: String,
-        attrs: &'a mut BTreeMap<String, AttrValue>,
+        attrs: &'a mut dtk_model::SortedMap<AttrValue>,
     },
     Component {
         node: Option<String>,
         reference: dtk_model::ComponentRef,
-        attrs: &'a mut BTreeMap<String, AttrValue>,
+        attrs: &'a mut dtk_model::SortedMap<AttrValue>,
     },
 }
 

@@ -86,7 +86,7 @@ pub use instance::{ComponentId, ComponentInstance, ServiceModel};
 pub use module::{ActionDef, ActionKind, Assembly, AttrType, AttributeDef, ComponentDef, Module};
 pub use provider::{BundledModule, Change, Observed, Provider, ProviderError, ProviderRegistry};
 pub use service::ServiceDoc;
-pub use value::{Attributes, Value};
+pub use value::{Attributes, SortedMap, Value};
 
 #[cfg(test)]
 mod tests;

@@ -384,7 +384,7 @@ pub struct NodeDecl {
     /// original dtk's service files); otherwise the target's node component.
     pub node_component: Option<ComponentRef>,
     /// The node's own attributes (`image`, `size`, `cardinality`, ...).
-    pub attributes: BTreeMap<String, AttrValue>,
+    pub attributes: crate::value::SortedMap<AttrValue>,
     /// Components on the node.
     pub components: Vec<ComponentDecl>,
     /// Links of the node itself (original dtk service files).
@@ -422,7 +422,7 @@ pub struct ComponentDecl {
     /// Which component, and its instance name.
     pub reference: ComponentRef,
     /// Attribute overrides.
-    pub attributes: BTreeMap<String, AttrValue>,
+    pub attributes: crate::value::SortedMap<AttrValue>,
     /// Explicit links to other components (`links: [db, other_node/cmp]`, or named:
     /// `{dependency_name: target}`).
     pub links: Vec<LinkDecl>,
@@ -562,8 +562,8 @@ fn clear_assembly(a: &mut Assembly) {
     a.workflows.values_mut().for_each(clear_workflow);
 }
 
-fn clear_values(attrs: &mut BTreeMap<String, AttrValue>) {
-    for v in attrs.values_mut() {
+fn clear_values(attrs: &mut crate::value::SortedMap<AttrValue>) {
+    for (_, v) in attrs.iter_mut() {
         v.at = Location::default();
     }
 }

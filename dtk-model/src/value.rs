@@ -30,60 +30,72 @@ pub enum Value {
 }
 
 /// A set of named attribute values, ordered by name.
+pub type Attributes = SortedMap<Value>;
+
+/// A map from names to `V`, ordered by name, held as a sorted vector.
 ///
 /// A sorted vector ([`litemap::LiteMap`], which it dereferences to for `get`, `insert`,
-/// `iter` and the rest) rather than a `BTreeMap`: a component's inputs, outputs and
-/// recorded values are a handful of entries, and a `BTreeMap` allocates an 11-entry leaf
-/// (about 630 bytes here) for the first one; a service of 100,000 components holds several
-/// of these per component. It serializes as a map and prints as one, as before.
-#[derive(Clone, Default, PartialEq)]
-pub struct Attributes(litemap::LiteMap<String, Value>);
+/// `iter` and the rest) rather than a `BTreeMap`: a component's inputs, outputs, recorded
+/// values and declared attributes are a handful of entries, and a `BTreeMap` allocates an
+/// 11-entry leaf (600-800 bytes here) for the first one; a service of 100,000 components
+/// holds several of these per component. It serializes and prints as a map, as before.
+#[derive(Clone, PartialEq)]
+pub struct SortedMap<V>(litemap::LiteMap<String, V>);
 
-impl Attributes {
-    /// An empty set.
+impl<V> SortedMap<V> {
+    /// An empty map.
     pub fn new() -> Self {
-        Attributes(litemap::LiteMap::new())
+        SortedMap(litemap::LiteMap::new())
     }
 
-    /// A copy as a `BTreeMap` (the map of a [`Value::Hash`]).
-    pub fn to_map(&self) -> BTreeMap<String, Value> {
+    /// A copy as a `BTreeMap` (the map of a [`Value::Hash`], for one).
+    pub fn to_map(&self) -> BTreeMap<String, V>
+    where
+        V: Clone,
+    {
         self.0.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 
-impl std::ops::Deref for Attributes {
-    type Target = litemap::LiteMap<String, Value>;
+impl<V> Default for SortedMap<V> {
+    fn default() -> Self {
+        SortedMap::new()
+    }
+}
+
+impl<V> std::ops::Deref for SortedMap<V> {
+    type Target = litemap::LiteMap<String, V>;
     fn deref(&self) -> &Self::Target {
         &self.0
     }
 }
 
-impl std::ops::DerefMut for Attributes {
+impl<V> std::ops::DerefMut for SortedMap<V> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.0
     }
 }
 
-impl fmt::Debug for Attributes {
+impl<V: fmt::Debug> fmt::Debug for SortedMap<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.0.iter()).finish()
     }
 }
 
-impl std::ops::Index<&str> for Attributes {
-    type Output = Value;
+impl<V> std::ops::Index<&str> for SortedMap<V> {
+    type Output = V;
     /// The value of `name`; panics when it is absent, as a map's index does.
-    fn index(&self, name: &str) -> &Value {
+    fn index(&self, name: &str) -> &V {
         match self.0.get(name) {
             Some(v) => v,
-            None => panic!("no attribute `{name}`"),
+            None => panic!("no entry `{name}`"),
         }
     }
 }
 
-impl FromIterator<(String, Value)> for Attributes {
-    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
-        let mut entries: Vec<(String, Value)> = iter.into_iter().collect();
+impl<V> FromIterator<(String, V)> for SortedMap<V> {
+    fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
+        let mut entries: Vec<(String, V)> = iter.into_iter().collect();
         // Stable: equal names stay in the order given, and the last one is kept, as a
         // map's `insert` would.
         entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -95,63 +107,63 @@ impl FromIterator<(String, Value)> for Attributes {
             same
         });
         // Sorted by name with no name twice, which is what the store requires.
-        Attributes(litemap::LiteMap::from_sorted_store_unchecked(entries))
+        SortedMap(litemap::LiteMap::from_sorted_store_unchecked(entries))
     }
 }
 
-impl<const N: usize> From<[(String, Value); N]> for Attributes {
-    fn from(entries: [(String, Value); N]) -> Self {
+impl<V, const N: usize> From<[(String, V); N]> for SortedMap<V> {
+    fn from(entries: [(String, V); N]) -> Self {
         entries.into_iter().collect()
     }
 }
 
-impl From<BTreeMap<String, Value>> for Attributes {
-    fn from(entries: BTreeMap<String, Value>) -> Self {
+impl<V> From<BTreeMap<String, V>> for SortedMap<V> {
+    fn from(entries: BTreeMap<String, V>) -> Self {
         // A map's entries are sorted and unique already.
-        let entries: Vec<(String, Value)> = entries.into_iter().collect();
-        Attributes(litemap::LiteMap::from_sorted_store_unchecked(entries))
+        let entries: Vec<(String, V)> = entries.into_iter().collect();
+        SortedMap(litemap::LiteMap::from_sorted_store_unchecked(entries))
     }
 }
 
-impl From<Attributes> for BTreeMap<String, Value> {
-    fn from(attributes: Attributes) -> Self {
-        attributes.0.into_iter().collect()
+impl<V> From<SortedMap<V>> for BTreeMap<String, V> {
+    fn from(map: SortedMap<V>) -> Self {
+        map.0.into_iter().collect()
     }
 }
 
-impl Extend<(String, Value)> for Attributes {
-    fn extend<I: IntoIterator<Item = (String, Value)>>(&mut self, iter: I) {
+impl<V> Extend<(String, V)> for SortedMap<V> {
+    fn extend<I: IntoIterator<Item = (String, V)>>(&mut self, iter: I) {
         for (k, v) in iter {
             self.0.insert(k, v);
         }
     }
 }
 
-impl IntoIterator for Attributes {
-    type Item = (String, Value);
-    type IntoIter = <litemap::LiteMap<String, Value> as IntoIterator>::IntoIter;
+impl<V> IntoIterator for SortedMap<V> {
+    type Item = (String, V);
+    type IntoIter = <litemap::LiteMap<String, V> as IntoIterator>::IntoIter;
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
     }
 }
 
-impl<'a> IntoIterator for &'a Attributes {
-    type Item = (&'a String, &'a Value);
-    type IntoIter = <&'a litemap::LiteMap<String, Value> as IntoIterator>::IntoIter;
+impl<'a, V> IntoIterator for &'a SortedMap<V> {
+    type Item = (&'a String, &'a V);
+    type IntoIter = <&'a litemap::LiteMap<String, V> as IntoIterator>::IntoIter;
     fn into_iter(self) -> Self::IntoIter {
         (&self.0).into_iter()
     }
 }
 
-impl Serialize for Attributes {
+impl<V: Serialize> Serialize for SortedMap<V> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_map(self.0.iter())
     }
 }
 
-impl<'de> Deserialize<'de> for Attributes {
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for SortedMap<V> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        BTreeMap::<String, Value>::deserialize(d).map(Attributes::from)
+        BTreeMap::<String, V>::deserialize(d).map(SortedMap::from)
     }
 }
 

@@ -1,8 +1,6 @@
 //! The `components:` list of assemblies and service documents: nodes, node groups,
 //! components, their attributes and attribute values.
 
-use std::collections::BTreeMap;
-
 use crate::diag::{Location, did_you_mean};
 use crate::dsl::decode::{
     Ctx, child, found, index, node_value, parse_ref, shorten, type_phrase, typed_value,
@@ -218,7 +216,7 @@ fn node_decl(
         name,
         group,
         node_component: None,
-        attributes: BTreeMap::new(),
+        attributes: Default::default(),
         components: Vec::new(),
         links: Vec::new(),
         at,
@@ -284,8 +282,8 @@ fn node_attributes(
     node: &YamlNode,
     path: &str,
     group: bool,
-) -> BTreeMap<String, AttrValue> {
-    let mut out = BTreeMap::new();
+) -> crate::value::SortedMap<AttrValue> {
+    let mut out = crate::value::SortedMap::new();
     let Some(entries) = ctx.map(node, path, "`attributes`") else {
         return out;
     };
@@ -377,7 +375,7 @@ fn component_decl(
     let target = scope.check(ctx, &reference, at, path, RefCheck::Strict);
     let mut decl = ComponentDecl {
         reference,
-        attributes: BTreeMap::new(),
+        attributes: Default::default(),
         links: Vec::new(),
         at,
     };
@@ -404,8 +402,8 @@ fn overrides(
     path: &str,
     def: Option<&ComponentDef>,
     reference: &ComponentRef,
-) -> BTreeMap<String, AttrValue> {
-    let mut out = BTreeMap::new();
+) -> crate::value::SortedMap<AttrValue> {
+    let mut out = crate::value::SortedMap::new();
     let Some(entries) = ctx.map(node, path, "`attributes`") else {
         return out;
     };

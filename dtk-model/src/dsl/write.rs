@@ -252,7 +252,7 @@ fn duration(d: Duration) -> Out {
     }
 }
 
-fn attr_values(attrs: &std::collections::BTreeMap<String, AttrValue>) -> Out {
+fn attr_values(attrs: &crate::value::SortedMap<AttrValue>) -> Out {
     Out::Map(
         attrs
             .iter()

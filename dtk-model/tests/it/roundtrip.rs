@@ -863,7 +863,7 @@ fn build_module(r: &ModuleRecipe) -> Module {
                 ));
                 comps.push(ComponentDecl {
                     reference,
-                    attributes,
+                    attributes: attributes.into(),
                     links: Vec::new(),
                     at: AT,
                 });
@@ -872,7 +872,7 @@ fn build_module(r: &ModuleRecipe) -> Module {
                 name: node_name,
                 group: n.group,
                 node_component,
-                attributes,
+                attributes: attributes.into(),
                 components: comps,
                 links: Vec::new(),
                 at: AT,
@@ -900,7 +900,7 @@ fn build_module(r: &ModuleRecipe) -> Module {
             ));
             comps.push(ComponentDecl {
                 reference,
-                attributes,
+                attributes: attributes.into(),
                 links: Vec::new(),
                 at: AT,
             });
@@ -1294,7 +1294,7 @@ fn build_service(
             name: node_name,
             group: n.group,
             node_component,
-            attributes,
+            attributes: attributes.into(),
             components: comps,
             links: Vec::new(),
             at: AT,
@@ -1443,7 +1443,7 @@ proptest! {
                 name: "n".to_owned(),
                 group: false,
                 node_component: None,
-                attributes: BTreeMap::from([("v".to_owned(), AttrValue { value: v, at: AT })]),
+                attributes: [("v".to_owned(), AttrValue { value: v, at: AT })].into(),
                 components: Vec::new(),
                 links: Vec::new(),
                 at: AT,
