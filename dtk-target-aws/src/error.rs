@@ -197,6 +197,9 @@ pub struct ApiError {
     kind: ApiErrorKind,
     code: Option<String>,
     message: Option<String>,
+    /// The HTTP status of EC2's answer, said when the answer has no error code (an
+    /// endpoint that failed inside, a proxy's error page).
+    status: Option<u16>,
 }
 
 impl ApiError {
@@ -231,6 +234,7 @@ impl ApiError {
                 kind,
                 code: err.code().map(str::to_owned),
                 message: err.message().map(str::to_owned),
+                status: err.raw_response().map(|r| r.status().as_u16()),
             },
             // The SDK's texts of a transport failure name the cause (connection refused,
             // timeout, ...); they hold no credential.
@@ -238,6 +242,7 @@ impl ApiError {
                 kind,
                 code: None,
                 message: Some(error_chain(&err)),
+                status: None,
             },
         }
     }
@@ -274,12 +279,44 @@ impl fmt::Display for ApiError {
             (Some(code), Some(message)) => write!(f, "{code}: {message}"),
             (Some(code), None) => write!(f, "{code}"),
             (None, Some(message)) => write!(f, "{what}: {message}"),
-            (None, None) => write!(f, "{what}"),
+            (None, None) => match self.status {
+                Some(status) => write!(f, "{what}: HTTP {status} without an error code"),
+                None => write!(f, "{what}"),
+            },
         }
     }
 }
 
 impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod api_error_tests {
+    use super::{ApiError, ApiErrorKind};
+
+    #[test]
+    fn an_answer_without_a_code_names_its_http_status() {
+        let e = |code: Option<&str>, message: Option<&str>, status: Option<u16>| ApiError {
+            kind: ApiErrorKind::Service,
+            code: code.map(str::to_owned),
+            message: message.map(str::to_owned),
+            status,
+        };
+        assert_eq!(
+            e(None, None, Some(500)).to_string(),
+            "EC2 error: HTTP 500 without an error code"
+        );
+        assert_eq!(e(None, None, None).to_string(), "EC2 error");
+        assert_eq!(
+            e(
+                Some("InsufficientFreeAddressesInSubnet"),
+                Some("no room"),
+                Some(400)
+            )
+            .to_string(),
+            "InsufficientFreeAddressesInSubnet: no room"
+        );
+    }
+}
 
 /// The error returned when an image or a size cannot be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
