@@ -594,13 +594,7 @@ impl Service {
 
         // Actual state first, durably; only then may the journals go.
         self.save_actual_state(&outcome.state)?;
-        for j in old_journals.iter().chain(std::iter::once(&journal)) {
-            match fs::remove_file(j) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(j, "remove")(e)),
-            }
-        }
+        remove_journals(old_journals.iter().chain(std::iter::once(&journal)))?;
 
         let status = if outcome.cancelled {
             RunStatus::Cancelled
@@ -767,4 +761,18 @@ pub(crate) fn redact_all(s: &str, secrets: &Secrets) -> String {
         }
     }
     out
+}
+
+/// Removes journals whose tasks the saved actual state now holds (one already gone is fine).
+pub(crate) fn remove_journals<'a>(
+    journals: impl IntoIterator<Item = &'a PathBuf>,
+) -> Result<(), InstanceError> {
+    for j in journals {
+        match fs::remove_file(j) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(j, "remove")(e)),
+        }
+    }
+    Ok(())
 }

@@ -665,7 +665,7 @@ pub enum MissingOwner {
 }
 
 /// A list as errors show it: comma-separated, `none` when empty.
-fn list(items: &[String]) -> String {
+pub(crate) fn list(items: &[String]) -> String {
     if items.is_empty() {
         "none".to_owned()
     } else {

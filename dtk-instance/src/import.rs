@@ -11,7 +11,6 @@
 //!
 //! [`Provider::import`]: dtk_model::Provider::import
 
-use std::fs;
 use std::time::Instant;
 
 use dtk_model::module::ActionKind;
@@ -22,7 +21,6 @@ use serde::Serialize;
 
 use crate::converge::{RunOptions, RunReport, TaskLine, redact_all, run_id};
 use crate::error::{ImportError, InstanceError};
-use crate::repo::io_err;
 use crate::runs::resolve_ids;
 use crate::service::{Service, now_secs};
 
@@ -222,24 +220,11 @@ impl Service {
         })?;
         state.components.insert(c.id.clone(), rec);
         if let Some(t) = team.as_mut() {
-            t.stop_keeper();
-            if let Some(why) = t.lease_problem() {
-                return Err(InstanceError::LeaseLost {
-                    service: self.name().to_owned(),
-                    operation: "import",
-                    why,
-                });
-            }
+            t.stop_keeper_holding(self.name(), "import")?;
         }
         // Actual state first, durably; only then may the journals go.
         self.save_actual_state(&state)?;
-        for j in &old_journals {
-            match fs::remove_file(j) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(j, "remove")(e)),
-            }
-        }
+        crate::converge::remove_journals(&old_journals)?;
         let status = if changes.is_empty() {
             "matches"
         } else {

@@ -13,7 +13,6 @@
 //! converge commits the edit and finds nothing to do.
 
 use std::collections::BTreeMap;
-use std::fs;
 
 use dtk_model::ident::{ComponentRef, NodeComponentRef};
 use dtk_model::module::{ComponentDecl, LinkDecl, NodeSelector, Subtask};
@@ -22,7 +21,7 @@ use dtk_model::{ComponentId, ServiceModel};
 use serde::Serialize;
 
 use crate::error::{Existing, InstanceError, RenameProblem};
-use crate::repo::{io_err, write_file_atomic};
+use crate::repo::write_file_atomic;
 use crate::service::Service;
 
 /// What a rename did.
@@ -312,13 +311,7 @@ impl Service {
         if secrets_moved {
             secrets.save()?;
         }
-        for j in &old_journals {
-            match fs::remove_file(j) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(j, "remove")(e)),
-            }
-        }
+        crate::converge::remove_journals(&old_journals)?;
         let commit = self
             .commit_edits(&format!("mv {from} {to}"))?
             .map(|c| c.to_string())

@@ -9,7 +9,6 @@
 //! consumers at the next converge). A failing check marks its component as gone.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use crate::converge::{RunOptions, RunReport, TaskLine, run_id};
 use crate::error::InstanceError;
 use crate::outcome::{RunKind, RunStatus, TaskOutcome};
-use crate::repo::io_err;
 use crate::service::{Service, now_secs};
 
 /// Whether [`Service::read_world`] runs `check` actions.
@@ -339,24 +337,11 @@ impl Service {
             .read_world(&model, &mut state, opts, Checks::Run)
             .await?;
         if let Some(t) = team.as_mut() {
-            t.stop_keeper();
-            if let Some(why) = t.lease_problem() {
-                return Err(InstanceError::LeaseLost {
-                    service: self.name().to_owned(),
-                    operation: "refresh",
-                    why,
-                });
-            }
+            t.stop_keeper_holding(self.name(), "refresh")?;
         }
         // Actual state first, durably; only then may the journals go.
         self.save_actual_state(&state)?;
-        for j in &old_journals {
-            match fs::remove_file(j) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(j, "remove")(e)),
-            }
-        }
+        crate::converge::remove_journals(&old_journals)?;
         let run = run_id();
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let tasks: Vec<TaskLine> = world

@@ -470,7 +470,7 @@ impl Service {
                     let Some(node) = doc.nodes.iter_mut().find(|x| &x.name == n) else {
                         return Err(InstanceError::NoSuchNode {
                             node: n.clone(),
-                            known: list(&names),
+                            known: crate::error::list(&names),
                         });
                     };
                     &mut node.components
@@ -850,14 +850,6 @@ fn no_owner(path: &AttrPath, missing: MissingOwner) -> InstanceError {
         path: path.to_string(),
         missing,
     }))
-}
-
-fn list(items: &[String]) -> String {
-    if items.is_empty() {
-        "none".to_owned()
-    } else {
-        items.join(", ")
-    }
 }
 
 /// A module manifest's parse: why it could not be read, else the parser's answer.

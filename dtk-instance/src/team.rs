@@ -1353,6 +1353,25 @@ impl TeamRun {
         }
     }
 
+    /// [`stop_keeper`](Self::stop_keeper), then refuses to go on when the lease was lost
+    /// while `operation` (`refresh`, `import`) of `service` read the world: another holder
+    /// may have written since, and this run's state must not land over it.
+    pub(crate) fn stop_keeper_holding(
+        &mut self,
+        service: &str,
+        operation: &'static str,
+    ) -> Result<(), InstanceError> {
+        self.stop_keeper();
+        match self.lease_problem() {
+            Some(why) => Err(InstanceError::LeaseLost {
+                service: service.to_owned(),
+                operation,
+                why,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Ends the run on the remote: one atomic push of the final actual state, the
     /// records and the lock's release, conditional on the lock.
     pub(crate) fn finish(mut self, service: &Service) -> RemoteReport {

@@ -253,6 +253,73 @@ fn skipped(stack: &[Frame], skip: &[&[&str]]) -> bool {
     })
 }
 
+/// The parser's next event, or `None` with the syntax error recorded where it is.
+fn next_event<T: Iterator<Item = char>>(
+    parser: &mut Parser<T>,
+    locator: &mut Locator<'_>,
+    diags: &mut Diagnostics,
+) -> Option<(Event, Marker)> {
+    match parser.next_token() {
+        Ok(e) => Some(e),
+        Err(e) => {
+            diags.error(
+                locator.location(e.marker()),
+                "",
+                format!("YAML syntax error: {}", e.info()),
+            );
+            None
+        }
+    }
+}
+
+/// Reads through the value that comes next (at nesting `depth`) without making nodes.
+/// Gives whether it defined an anchor, or `None` with the problem recorded (a syntax
+/// error, nesting past [`MAX_DEPTH`], the document ending inside it).
+fn pass_over<T: Iterator<Item = char>>(
+    parser: &mut Parser<T>,
+    locator: &mut Locator<'_>,
+    diags: &mut Diagnostics,
+    depth: usize,
+) -> Option<bool> {
+    let mut anchored = false;
+    let mut open = 0usize;
+    loop {
+        let (event, marker) = next_event(parser, locator, diags)?;
+        match event {
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                anchored |= anchor != 0;
+                open += 1;
+                if depth + open > MAX_DEPTH {
+                    diags.error(
+                        locator.location(&marker),
+                        "",
+                        format!("nesting deeper than {MAX_DEPTH} levels is refused"),
+                    );
+                    return None;
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => open = open.saturating_sub(1),
+            Event::Scalar(_, _, anchor, _) => anchored |= anchor != 0,
+            Event::Alias(_) => {}
+            Event::StreamEnd
+            | Event::StreamStart
+            | Event::DocumentStart
+            | Event::DocumentEnd
+            | Event::Nothing => {
+                diags.error(
+                    locator.location(&marker),
+                    "",
+                    "YAML syntax error: the document ends inside a value",
+                );
+                return None;
+            }
+        }
+        if open == 0 {
+            return Some(anchored);
+        }
+    }
+}
+
 fn load_inner(
     text: &str,
     diags: &mut Diagnostics,
@@ -290,17 +357,8 @@ fn load_inner(
     // Whether a skipped value defined an anchor: an unknown alias may then be one of them.
     let mut skipped_anchor = false;
     loop {
-        let (event, marker) = match parser.next_token() {
-            Ok(e) => e,
-            Err(e) => {
-                let m = e.marker();
-                diags.error(
-                    locator.location(m),
-                    "",
-                    format!("YAML syntax error: {}", e.info()),
-                );
-                return Ok(None);
-            }
+        let Some((event, marker)) = next_event(&mut parser, &mut locator, diags) else {
+            return Ok(None);
         };
         let at = locator.location(&marker);
         let finished: Option<(YamlNode, usize)> = match event {
@@ -506,52 +564,9 @@ fn load_inner(
         }
         if key_read && !skip.is_empty() && skipped(&stack, skip) {
             // Read through the value without making nodes, then forget its key.
-            let mut depth = 0usize;
-            loop {
-                let (event, marker) = match parser.next_token() {
-                    Ok(e) => e,
-                    Err(e) => {
-                        let m = e.marker();
-                        diags.error(
-                            locator.location(m),
-                            "",
-                            format!("YAML syntax error: {}", e.info()),
-                        );
-                        return Ok(None);
-                    }
-                };
-                match event {
-                    Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                        skipped_anchor |= anchor != 0;
-                        depth += 1;
-                        if stack.len() + depth > MAX_DEPTH {
-                            diags.error(
-                                locator.location(&marker),
-                                "",
-                                format!("nesting deeper than {MAX_DEPTH} levels is refused"),
-                            );
-                            return Ok(None);
-                        }
-                    }
-                    Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
-                    Event::Scalar(_, _, anchor, _) => skipped_anchor |= anchor != 0,
-                    Event::Alias(_) => {}
-                    Event::StreamEnd
-                    | Event::StreamStart
-                    | Event::DocumentStart
-                    | Event::DocumentEnd
-                    | Event::Nothing => {
-                        diags.error(
-                            locator.location(&marker),
-                            "",
-                            "YAML syntax error: the document ends inside a value",
-                        );
-                        return Ok(None);
-                    }
-                }
-                if depth == 0 {
-                    break;
-                }
+            match pass_over(&mut parser, &mut locator, diags, stack.len()) {
+                Some(anchored) => skipped_anchor |= anchored,
+                None => return Ok(None),
             }
             if let Some(Frame::Map { key, .. }) = stack.last_mut() {
                 *key = None;

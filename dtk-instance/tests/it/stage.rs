@@ -460,9 +460,9 @@ fn a_large_service_reads_back_whole_and_reports_a_broken_copy_by_file() {
     let many = "big/many".parse().unwrap();
     // The copy is read for its definitions: the assembly's placements, which the document
     // holds, are left unread.
-    let copy = modules.get(&many).unwrap();
-    assert!(copy.components.contains_key("step"));
-    assert!(copy.assemblies["all"].components.is_empty());
+    let parsed = modules.get(&many).unwrap();
+    assert!(parsed.components.contains_key("step"));
+    assert!(parsed.assemblies["all"].components.is_empty());
     assert_eq!(modules.get(&many), wmodules.get(&many));
     assert_eq!(svc.model().unwrap().components.len(), N);
 
@@ -470,16 +470,15 @@ fn a_large_service_reads_back_whole_and_reports_a_broken_copy_by_file() {
     let copy = home
         .service_dir("many")
         .join("modules/big/many/dtk.module.yaml");
-    let text_of_module = text;
-    let broken = text_of_module.replace("  step:\n    attributes:", "  step:\n    attributes: [");
+    let broken = text.replace("  step:\n    attributes:", "  step:\n    attributes: [");
     fs::write(&copy, broken).unwrap();
     let err = svc.worktree_doc_and_modules().expect_err("a broken copy");
-    let text = chain(&err);
+    let said = chain(&err);
     assert!(
-        text.contains("modules/big/many/dtk.module.yaml:8:5: YAML syntax error"),
-        "{text}"
+        said.contains("modules/big/many/dtk.module.yaml:8:5: YAML syntax error"),
+        "{said}"
     );
-    let broken = text_of_module.replace(
+    let broken = text.replace(
         "    - step[component_number_02000]:",
         "    - step[component_number_02000]: [",
     );
@@ -487,9 +486,9 @@ fn a_large_service_reads_back_whole_and_reports_a_broken_copy_by_file() {
     let err = svc
         .worktree_doc_and_modules()
         .expect_err("a broken assembly");
-    let text = chain(&err);
+    let said = chain(&err);
     assert!(
-        text.contains("modules/big/many/dtk.module.yaml:") && text.contains("YAML syntax error"),
-        "{text}"
+        said.contains("modules/big/many/dtk.module.yaml:") && said.contains("YAML syntax error"),
+        "{said}"
     );
 }
