@@ -19,6 +19,7 @@ use crate::error::{
 use crate::home::Home;
 use crate::layout::module_path;
 use crate::lock::InstanceLock;
+use crate::parsed::{Kind, ParseCache};
 use crate::repo::{
     CommitInfo, FileChange, InstanceRepo, io_err, write_file_atomic, write_file_replace,
 };
@@ -109,10 +110,15 @@ impl Service {
                 service: self.name.clone(),
             }))
         })?;
-        Ok(dtk_model::dsl::parse_service(
-            &String::from_utf8_lossy(&data),
-            SERVICE_FILE,
-        )?)
+        let text = String::from_utf8_lossy(&data);
+        Ok(self.parse_cache().get_or_parse(Kind::Service, &text, || {
+            dtk_model::dsl::parse_service(&text, SERVICE_FILE)
+        })?)
+    }
+
+    /// The service's parse cache (`.dtk/parsed/`).
+    pub(crate) fn parse_cache(&self) -> ParseCache {
+        ParseCache::of(&self.private_dir())
     }
 
     /// The committed document and the committed instance copies of its modules. The
@@ -137,10 +143,16 @@ impl Service {
                 dir,
             })
             .collect();
+        let cache = self.parse_cache();
         let (doc, mut parsed) = parse_beside(
             text.len(),
-            || dtk_model::dsl::parse_service(&text, SERVICE_FILE),
+            || {
+                cache.get_or_parse(Kind::Service, &text, || {
+                    dtk_model::dsl::parse_service(&text, SERVICE_FILE)
+                })
+            },
             manifests,
+            &cache,
         );
         let doc = doc?;
         let mut set = ModuleSet::new();
@@ -165,10 +177,16 @@ impl Service {
         let doc_path = self.dir.join(SERVICE_FILE);
         let text = read_text(&doc_path)?;
         let manifests = worktree_manifests(&self.dir);
+        let cache = self.parse_cache();
         let (doc, mut parsed) = parse_beside(
             text.len(),
-            || dtk_model::dsl::parse_service(&text, &display(&doc_path)),
+            || {
+                cache.get_or_parse(Kind::Service, &text, || {
+                    dtk_model::dsl::parse_service(&text, &display(&doc_path))
+                })
+            },
             manifests,
+            &cache,
         );
         let doc = doc?;
         let mut set = ModuleSet::new();
@@ -901,19 +919,23 @@ fn parse_beside<T>(
     doc_len: usize,
     doc: impl FnOnce() -> T,
     manifests: Vec<Manifest>,
+    cache: &ParseCache,
 ) -> (T, BTreeMap<String, Parsed>) {
     const WORTH_A_THREAD: usize = 16 * 1024;
     let modules_len: usize = manifests
         .iter()
         .map(|m| m.text.as_ref().map_or(0, String::len))
         .sum();
+    let cache = cache.clone();
     let parse_all = move || -> Vec<(String, Parsed)> {
         manifests
             .into_iter()
             .map(|m| {
-                let parsed = m
-                    .text
-                    .map(|text| dtk_model::dsl::parse_module_defs(&text, &m.file));
+                let parsed = m.text.map(|text| {
+                    cache.get_or_parse(Kind::ModuleDefs, &text, || {
+                        dtk_model::dsl::parse_module_defs(&text, &m.file)
+                    })
+                });
                 (m.dir, parsed)
             })
             .collect()

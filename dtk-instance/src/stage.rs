@@ -188,10 +188,18 @@ impl Home {
         let created = InstanceRepo::create(
             &scratch,
             &[self.catalog().objects_dir()],
-            &[(SERVICE_FILE.to_owned(), text.into_bytes())],
+            &[(SERVICE_FILE.to_owned(), text.clone().into_bytes())],
             &trees,
             &message,
         );
+        if created.is_ok() {
+            // The first converge or plan reads the document back from the parse cache.
+            crate::parsed::ParseCache::of(&scratch.join(crate::repo::PRIVATE_DIR)).put(
+                crate::parsed::Kind::Service,
+                &text,
+                &reread,
+            );
+        }
         let repo = match created {
             Ok(r) => r,
             Err(e) => {

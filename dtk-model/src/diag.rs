@@ -1,12 +1,15 @@
 //! Located diagnostics: every error about input names the file, line, column and key.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use thiserror::Error;
 
 /// A position in a source text. Lines and columns count from 1; `offset` is a byte index
 /// into the text (for renderers that underline the source).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Location {
     /// 1-based line.
     pub line: u32,

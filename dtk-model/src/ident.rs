@@ -221,7 +221,7 @@ impl<'de> Deserialize<'de> for ModuleVersion {
 /// or a bare `1.0.0`, which means exactly that version as in the original dtk), a
 /// development tag that must match exactly (`master`), or any version at all (the
 /// original dtk's dependency written without a version).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VersionReq {
     /// A semver requirement.
     Semver(semver::VersionReq),
@@ -363,22 +363,38 @@ impl fmt::Display for ComponentRef {
     }
 }
 
+/// Text (`mod::name[instance]`) in human-readable formats; its three parts in binary ones
+/// (the parse cache), which read back without parsing.
 impl Serialize for ComponentRef {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            (&self.module, &self.name, &self.instance).serialize(s)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for ComponentRef {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            s.parse().map_err(serde::de::Error::custom)
+        } else {
+            let (module, name, instance) =
+                <(Option<String>, String, Option<String>)>::deserialize(d)?;
+            Ok(ComponentRef {
+                module,
+                name,
+                instance,
+            })
+        }
     }
 }
 
 /// A component reference that may name the node it sits on: `node/cmp`,
 /// `node/module::cmp[inst]`, or a plain [`ComponentRef`].
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeComponentRef {
     /// The node name before `/`, if given.
     pub node: Option<String>,
@@ -429,7 +445,7 @@ impl fmt::Display for NodeComponentRef {
 ///   name, an assembly-level component without an instance name (`cmp/attr`);
 /// - `node/component/attr`: a component on a node (`web/web/port`);
 /// - `component[inst]/attr` or `module::component/attr`: an assembly-level component.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AttrPath {
     /// The node, when the path names one (first segment of a 3-segment path, or the
     /// ambiguous first segment of a 2-segment path).

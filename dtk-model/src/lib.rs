@@ -66,6 +66,7 @@
 //! # Ok::<(), dtk_model::DslError>(())
 //! ```
 
+pub mod cache;
 pub mod content;
 pub mod diag;
 pub mod dsl;

@@ -6,6 +6,7 @@
 //! parsed once into a type. Source locations are kept where later stages (staging,
 //! edits) report errors against the same file.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ pub const DSL_VERSION: &str = "1.0.0";
 pub const DEFAULT_VERSION: &str = "master";
 
 /// A module: components, assemblies and workflows under one versioned name.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Module {
     /// `namespace/name`.
     pub id: ModuleId,
@@ -45,7 +46,7 @@ pub struct Module {
 }
 
 /// A dependency of a module on another module.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModuleDependency {
     /// The module depended on.
     pub module: ModuleId,
@@ -56,7 +57,7 @@ pub struct ModuleDependency {
 }
 
 /// A component definition: the class of a component instance.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComponentDef {
     /// The component's name within its module.
     pub name: String,
@@ -81,7 +82,7 @@ pub struct ComponentDef {
 }
 
 /// The type of an attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AttrType {
     /// Text.
     String,
@@ -129,7 +130,7 @@ impl AttrType {
 }
 
 /// An attribute definition.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttributeDef {
     /// The attribute's name.
     pub name: String,
@@ -157,7 +158,7 @@ pub struct AttributeDef {
 }
 
 /// A dependency of a component on another component.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DependencyDef {
     /// The dependency's name: the component reference as written, or the name of a
     /// named dependency (`dependencies: {db: {choices: [...]}}`).
@@ -172,7 +173,7 @@ pub struct DependencyDef {
 
 /// Where a linked or depended-on component must be, relative to the component that
 /// declares the link or dependency (original dtk `location`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Placement {
     /// Anywhere in the service or its target (no `location`).
     #[default]
@@ -196,7 +197,7 @@ impl Placement {
 }
 
 /// How a linked component's attributes flow into this one.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkDef {
     /// The component linked to (the producer).
     pub target: ComponentRef,
@@ -224,7 +225,7 @@ pub struct LinkDef {
 /// for `->`, this component's for `<-`).
 ///
 /// [`constant`]: AttributeMapping::constant
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttributeMapping {
     /// The attribute the value comes from (written with `$`): its segments, a dotted
     /// path into a hash or array (`$node.host_addresses_ipv4.0`); empty for a constant.
@@ -240,7 +241,7 @@ pub struct AttributeMapping {
 }
 
 /// Which way an attribute mapping's value flows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Flow {
     /// `$producer_attr -> my_attr`: from the linked component into this one.
     #[default]
@@ -250,7 +251,7 @@ pub enum Flow {
 }
 
 /// An action of a component.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionDef {
     /// The action's name (`create`, `delete`, or a custom one).
     pub name: String,
@@ -267,7 +268,7 @@ pub struct ActionDef {
 }
 
 /// What an action does.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ActionKind {
     /// Shell commands run on the component's node (`RUN ...` lines).
     Commands(Vec<Command>),
@@ -291,7 +292,7 @@ pub enum ActionKind {
 }
 
 /// One step of a `commands` action.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// `RUN cmd` (or `{RUN: cmd}`, `{command: cmd}`): a shell command, `{{attr}}`
     /// placeholders substituted shell-quoted.
@@ -302,7 +303,7 @@ pub enum Command {
 }
 
 /// A file-placing step (the original dtk's `ADD`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddFile {
     /// The file's path in the module (relative to the module's root).
     pub source: String,
@@ -351,7 +352,7 @@ impl Command {
 /// An assembly: a template of nodes and components that staging turns into a service.
 /// Parsed with [`parse_module_defs`](crate::dsl::parse_module_defs), only its header is
 /// read: `nodes`, `components` and `workflows` are empty.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assembly {
     /// The assembly's name.
     pub name: String,
@@ -374,7 +375,7 @@ pub struct Assembly {
 }
 
 /// A node (`node[name]`) or node group (`node_group[name]`) of an assembly.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeDecl {
     /// The node's name.
     pub name: String,
@@ -408,7 +409,7 @@ impl NodeDecl {
 }
 
 /// An attribute value written in an assembly or service file, with where it is written.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttrValue {
     /// The value.
     pub value: Value,
@@ -417,7 +418,7 @@ pub struct AttrValue {
 }
 
 /// A component placed in an assembly (on a node or assembly-wide).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComponentDecl {
     /// Which component, and its instance name.
     pub reference: ComponentRef,
@@ -432,7 +433,7 @@ pub struct ComponentDecl {
 
 /// An explicit link from a component to the component that satisfies one of its
 /// dependencies.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkDecl {
     /// The dependency name it satisfies, when given (`db: node2/db`).
     pub dependency: Option<String>,
@@ -446,7 +447,7 @@ pub struct LinkDecl {
 }
 
 /// The order in which a workflow's subtasks run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum SubtaskOrder {
     /// One after another, in order (the default).
     #[default]
@@ -456,7 +457,7 @@ pub enum SubtaskOrder {
 }
 
 /// A workflow: a tree of subtasks.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Workflow {
     /// The workflow's name (`create`, `delete`, or custom).
     pub name: String,
@@ -469,7 +470,7 @@ pub struct Workflow {
 }
 
 /// One step of a workflow.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subtask {
     /// The step's name, shown in task status.
     pub name: Option<String>,
@@ -492,7 +493,7 @@ pub struct Subtask {
 }
 
 /// Which node(s) a workflow step runs on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NodeSelector {
     /// A single node.
     Node(String),
@@ -501,7 +502,7 @@ pub enum NodeSelector {
 }
 
 /// A `cmp.action` workflow step (`web.smoke_test`), optionally with parameters.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionStep {
     /// The component, possibly node-qualified.
     pub component: NodeComponentRef,

@@ -1,6 +1,7 @@
 //! The service document (`dtk.service.yaml`): the desired state of one service instance,
 //! as stored in its instance repository and edited by users.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::diag::Location;
@@ -11,7 +12,7 @@ use crate::module::{ComponentDecl, NodeDecl, Workflow, clear_decl, clear_node, c
 pub const SERVICE_FILE: &str = "dtk.service.yaml";
 
 /// A service instance's desired state, as written in `dtk.service.yaml`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceDoc {
     /// `dsl_version`.
     pub dsl_version: String,
@@ -38,7 +39,7 @@ pub struct ServiceDoc {
 }
 
 /// The module, version and assembly a service was staged from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StagedFrom {
     /// The module.
     pub module: ModuleId,

@@ -9,8 +9,12 @@ use serde::{Deserialize, Serialize};
 ///
 /// Hashes keep their keys sorted so that two equal values always serialize to the same
 /// text: desired-state hashing and round trips rely on it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(untagged)]
+///
+/// In a human-readable format (JSON, as in `actual.json`) a value is written as itself
+/// (`null`, `true`, `4`, `"x"`, `[..]`, `{..}`), untagged; in a binary one (the parse
+/// cache, [`crate::cache`]) as an enum with its variant's index, since such formats
+/// do not say what kind of value comes next.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value {
     /// No value (`~`, `null`, or an empty scalar).
     #[default]
@@ -163,7 +167,151 @@ impl<V: Serialize> Serialize for SortedMap<V> {
 
 impl<'de, V: Deserialize<'de>> Deserialize<'de> for SortedMap<V> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        BTreeMap::<String, V>::deserialize(d).map(SortedMap::from)
+        d.deserialize_map(SortedMapVisitor(std::marker::PhantomData))
+    }
+}
+
+struct SortedMapVisitor<V>(std::marker::PhantomData<V>);
+
+impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for SortedMapVisitor<V> {
+    type Value = SortedMap<V>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut access: A,
+    ) -> Result<Self::Value, A::Error> {
+        let mut m = litemap::LiteMap::with_capacity(access.size_hint().unwrap_or(0).min(64));
+        while let Some((k, v)) = access.next_entry::<String, V>()? {
+            // In order (as this type writes itself) each entry appends; a later duplicate
+            // replaces the earlier one, as in a `BTreeMap`.
+            if let Some((k, v)) = m.try_append(k, v) {
+                m.insert(k, v);
+            }
+        }
+        Ok(SortedMap(m))
+    }
+}
+
+const VALUE_VARIANTS: &[&str] = &["Null", "Bool", "Int", "Float", "Str", "Array", "Hash"];
+
+impl Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            return match self {
+                Value::Null => s.serialize_unit(),
+                Value::Bool(b) => s.serialize_bool(*b),
+                Value::Int(i) => s.serialize_i64(*i),
+                Value::Float(f) => s.serialize_f64(*f),
+                Value::Str(v) => s.serialize_str(v),
+                Value::Array(a) => a.serialize(s),
+                Value::Hash(h) => h.serialize(s),
+            };
+        }
+        match self {
+            Value::Null => s.serialize_unit_variant("Value", 0, "Null"),
+            Value::Bool(b) => s.serialize_newtype_variant("Value", 1, "Bool", b),
+            Value::Int(i) => s.serialize_newtype_variant("Value", 2, "Int", i),
+            Value::Float(f) => s.serialize_newtype_variant("Value", 3, "Float", f),
+            Value::Str(v) => s.serialize_newtype_variant("Value", 4, "Str", v),
+            Value::Array(a) => s.serialize_newtype_variant("Value", 5, "Array", a),
+            Value::Hash(h) => s.serialize_newtype_variant("Value", 6, "Hash", h),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            d.deserialize_any(PlainValue)
+        } else {
+            d.deserialize_enum("Value", VALUE_VARIANTS, TaggedValue)
+        }
+    }
+}
+
+/// A value written as itself (JSON): what the data's own kind says.
+struct PlainValue;
+
+impl<'de> serde::de::Visitor<'de> for PlainValue {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a null, boolean, number, string, array or map")
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        // Beyond i64, a float (what the untagged reading this replaces gave).
+        Ok(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Float(v))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Str(v.to_owned()))
+    }
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::Str(v))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(v) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some((k, v)) = map.next_entry::<String, Value>()? {
+            out.insert(k, v);
+        }
+        Ok(Value::Hash(out))
+    }
+}
+
+/// A value written with its variant's index (binary formats).
+struct TaggedValue;
+
+impl<'de> serde::de::Visitor<'de> for TaggedValue {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a tagged value")
+    }
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<Value, A::Error> {
+        use serde::de::VariantAccess;
+        let (index, v): (u32, _) = data.variant()?;
+        Ok(match index {
+            0 => {
+                v.unit_variant()?;
+                Value::Null
+            }
+            1 => Value::Bool(v.newtype_variant()?),
+            2 => Value::Int(v.newtype_variant()?),
+            3 => Value::Float(v.newtype_variant()?),
+            4 => Value::Str(v.newtype_variant()?),
+            5 => Value::Array(v.newtype_variant()?),
+            6 => Value::Hash(v.newtype_variant()?),
+            other => {
+                return Err(serde::de::Error::invalid_value(
+                    serde::de::Unexpected::Unsigned(u64::from(other)),
+                    &"a value variant index below 7",
+                ));
+            }
+        })
     }
 }
 

@@ -224,3 +224,76 @@ fn a_converge_killed_midway_resumes() {
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
     git(&dtk.service_dir("slow"), &["fsck", "--strict"]);
 }
+
+/// The parse cache (`.dtk/parsed/`) changes no result: a hand edit is seen at once, and
+/// damaged entries are passed over and written again.
+#[test]
+fn the_parse_cache_never_hides_an_edit_and_survives_damage() {
+    let dtk = Dtk::new();
+    let webapp = example("webapp");
+    dtk.run(&["module", "install", webapp.to_str().unwrap()])
+        .ok();
+    dtk.run(&["service", "stage", "demo/webapp", "two_tier", "-n", "app"])
+        .ok();
+    dtk.run(&["service", "converge", "app"]).ok();
+    let dir = dtk.home().join("services/app");
+    let parsed = dir.join(".dtk/parsed");
+    let entries = || -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(&parsed)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(
+        entries().iter().any(|p| p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("service-")),
+        "{:?}",
+        entries()
+    );
+    // A hand edit: the plan shows it, whatever the cache holds for the old text.
+    let doc = dir.join("dtk.service.yaml");
+    let text = std::fs::read_to_string(&doc).unwrap();
+    assert!(text.contains("hello from dtk"), "{text}");
+    std::fs::write(
+        &doc,
+        text.replace("hello from dtk", "hello from the cache test"),
+    )
+    .unwrap();
+    let plan = dtk.run(&["service", "plan", "app"]).ok().stdout.clone();
+    assert!(plan.contains("db/backend"), "{plan}");
+    // Every entry damaged: passed over, the documents parsed again, the edit converged.
+    for e in entries() {
+        let mut bytes = std::fs::read(&e).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 0xff;
+        std::fs::write(&e, bytes).unwrap();
+    }
+    let damaged = entries()
+        .iter()
+        .map(|e| std::fs::read(e).unwrap())
+        .collect::<Vec<_>>();
+    dtk.run(&["service", "converge", "app"]).ok();
+    let out = dtk
+        .run(&["service", "attributes", "app"])
+        .ok()
+        .stdout
+        .clone();
+    assert!(out.contains("hello from the cache test"), "{out}");
+    // The converge replaced what it read (the old text's entries stay as they are).
+    let now = entries()
+        .iter()
+        .map(|e| std::fs::read(e).unwrap())
+        .collect::<Vec<_>>();
+    assert!(
+        now.iter().any(|d| !damaged.contains(d)),
+        "no damaged entry was written again"
+    );
+    // A no-op converge changes nothing.
+    let again = dtk.run(&["service", "converge", "app"]).ok().stdout.clone();
+    assert!(!again.contains("db/backend"), "{again}");
+}

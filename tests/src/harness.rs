@@ -223,7 +223,8 @@ fn capture<S: AsRef<std::ffi::OsStr>>(mut cmd: Command, args: &[S]) -> CliRun {
 pub struct HomeSnapshot {
     /// Repository (relative to the home) → `git for-each-ref` and HEAD.
     pub repos: BTreeMap<String, String>,
-    /// Service → file (relative path) → content digest, `.git` and the lock file excepted.
+    /// Service → file (relative path) → content digest; `.git`, the lock file and the
+    /// parse cache (`.dtk/parsed/`) excepted.
     pub trees: BTreeMap<String, BTreeMap<String, String>>,
 }
 
@@ -335,7 +336,8 @@ fn work_tree(dir: &Path) -> BTreeMap<String, String> {
                 .strip_prefix(dir)
                 .map(|r| r.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if rel == ".git" || rel == ".dtk/lock" {
+            // The lock, and the parse cache, whose entries change no result.
+            if rel == ".git" || rel == ".dtk/lock" || rel == ".dtk/parsed" {
                 continue;
             }
             let Ok(ft) = e.file_type() else { continue };

@@ -92,10 +92,10 @@ pub fn expand(
                     diags.error(decl.at, &node_key, e);
                 }),
             None => match target.and_then(|t| t.node_component.as_ref()) {
-                Some(nr) => match modules.get(&nr.module).and_then(|m| {
-                    m.component(&nr.reference.name)
-                        .map(|d| resolver.shared(m, &nr.reference.name, d))
-                }) {
+                Some(nr) => match modules
+                    .get(&nr.module)
+                    .and_then(|m| m.component(&nr.reference.name).map(|d| resolver.shared(d)))
+                {
                     Some(def) => Ok((nr.module.clone(), def, nr.reference.clone())),
                     None => {
                         diags.error(

@@ -38,15 +38,18 @@ pub(crate) struct Resolver<'a> {
     /// One shared copy of each definition, however many instances use it: the model
     /// stays small, and per-definition caches downstream (the executor converts a
     /// definition's actions once) see one pointer per definition.
-    pub(crate) defs: RefCell<HashMap<(ModuleId, String), Arc<ComponentDef>>>,
+    pub(crate) defs: RefCell<HashMap<usize, Arc<ComponentDef>>>,
 }
 
 impl Resolver<'_> {
     /// The shared copy of definition `name` (`def`) of module `m`.
-    pub(crate) fn shared(&self, m: &Module, name: &str, def: &ComponentDef) -> Arc<ComponentDef> {
+    pub(crate) fn shared(&self, def: &ComponentDef) -> Arc<ComponentDef> {
+        // Keyed by the definition's address in the module set, which outlives the
+        // resolver: one lookup without building an owned key per component placed.
+        let key = std::ptr::from_ref(def) as usize;
         self.defs
             .borrow_mut()
-            .entry((m.id.clone(), name.to_owned()))
+            .entry(key)
             .or_insert_with(|| Arc::new(def.clone()))
             .clone()
     }
@@ -57,10 +60,7 @@ impl Resolver<'_> {
         r: &ComponentRef,
         from: Option<&ModuleId>,
     ) -> Result<(ModuleId, Arc<ComponentDef>), String> {
-        let found = |m: &Module| {
-            m.component(&r.name)
-                .map(|d| (m.id.clone(), self.shared(m, &r.name, d)))
-        };
+        let found = |m: &Module| m.component(&r.name).map(|d| (m.id.clone(), self.shared(d)));
         if let Some(mname) = &r.module {
             let ms = self.modules.by_name(mname);
             return match ms.as_slice() {
@@ -161,27 +161,27 @@ pub(crate) fn place<'a>(
         }
     }
     for (name, v) in &decl.attributes {
-        let akey = format!("{key}.attributes.{name}");
+        let akey = || format!("{key}.attributes.{name}");
         match def.attributes.get(name) {
             None => {
                 let hint = did_you_mean(name, def.attributes.keys().map(String::as_str));
                 match hint {
                     Some(h) => diags.error_help(
                         v.at,
-                        &akey,
+                        &akey(),
                         format!("component `{}` has no attribute `{name}`", decl.reference),
                         format!("did you mean `{h}`?"),
                     ),
                     None => diags.error(
                         v.at,
-                        &akey,
+                        &akey(),
                         format!("component `{}` has no attribute `{name}`", decl.reference),
                     ),
                 }
             }
             Some(a) if a.constant && !v.value.is_null() => diags.error_help(
                 v.at,
-                &akey,
+                &akey(),
                 format!(
                     "attribute `{name}` of `{}` is constant (`constant: true`) and cannot be set",
                     decl.reference
@@ -190,12 +190,12 @@ pub(crate) fn place<'a>(
             ),
             Some(a) if a.secret && !v.value.is_null() => diags.error(
                 v.at,
-                &akey,
+                &akey(),
                 format!("`{name}` is a secret attribute; set it with `dtk service set-attribute`, which keeps it out of the repository"),
             ),
             Some(a) if !a.ty.accepts(&v.value) => diags.error(
                 v.at,
-                &akey,
+                &akey(),
                 format!(
                     "`{name}` of `{}` must be {}, not {}",
                     decl.reference,

@@ -214,6 +214,12 @@ fn check(r: &Recipe) -> Result<usize, TestCaseError> {
     let module = parse_module(&text, "gen.yaml").map_err(|e| {
         TestCaseError::fail(format!("the generated module is refused: {e}\n{text}"))
     })?;
+    // The parse cache reads a parse back equal (dtk_model::cache).
+    let back: dtk_model::module::Module = dtk_model::cache::decode(
+        &dtk_model::cache::encode(&module).map_err(|e| TestCaseError::fail(e.to_string()))?,
+    )
+    .map_err(|e| TestCaseError::fail(format!("a cached module does not read back: {e}")))?;
+    prop_assert_eq!(&back, &module);
     let mut set = ModuleSet::new();
     set.insert(module.clone());
     let mut expanded = 0;
@@ -237,6 +243,11 @@ fn check(r: &Recipe) -> Result<usize, TestCaseError> {
         let written = write_service(&doc);
         let reread = parse_service(&written, "dtk.service.yaml")
             .map_err(|e| TestCaseError::fail(format!("{e}\n{written}")))?;
+        let back: ServiceDoc = dtk_model::cache::decode(
+            &dtk_model::cache::encode(&reread).map_err(|e| TestCaseError::fail(e.to_string()))?,
+        )
+        .map_err(|e| TestCaseError::fail(format!("a cached document does not read back: {e}")))?;
+        prop_assert_eq!(&back, &reread);
         let model = expand(&reread, &set, None, "dtk.service.yaml").map_err(|e| {
             TestCaseError::fail(format!(
                 "a valid assembly does not expand: {e}\n--- module\n{text}\n--- service\n{written}"
