@@ -44,15 +44,19 @@ pub(crate) struct SourceFile {
 /// path that cannot be named in git). This is what `dtk module validate` runs, and what
 /// [`Catalog::publish`](crate::Catalog::publish) runs before it writes.
 pub fn validate_dir(dir: &Path) -> Result<ValidModule, CatalogError> {
-    let (module, files) = scan(dir)?;
+    let (module, files) = scan(dir, None)?;
     Ok(ValidModule {
         module,
         files: files.into_iter().map(|f| f.entry).collect(),
     })
 }
 
-/// Reads and validates the manifest, then lists the files to store.
-pub(crate) fn scan(dir: &Path) -> Result<(Module, Vec<SourceFile>), CatalogError> {
+/// Reads and validates the manifest (through `cache`, when given), then lists the files
+/// to store.
+pub(crate) fn scan(
+    dir: &Path,
+    cache: Option<&crate::parse_cache::Store>,
+) -> Result<(Module, Vec<SourceFile>), CatalogError> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
@@ -103,12 +107,13 @@ pub(crate) fn scan(dir: &Path) -> Result<(Module, Vec<SourceFile>), CatalogError
             e.utf8_error().valid_up_to(),
         ),
     })?;
-    let module = crate::parse_manifest(&text, &manifest.to_string_lossy()).map_err(|source| {
-        CatalogError::Invalid {
-            path: manifest.clone(),
-            source,
-        }
-    })?;
+    let module =
+        crate::parse_manifest(cache, &text, &manifest.to_string_lossy()).map_err(|source| {
+            CatalogError::Invalid {
+                path: manifest.clone(),
+                source,
+            }
+        })?;
     let files = walk(dir)?;
     if !files.iter().any(|f| f.entry.path == MANIFEST) {
         return Err(CatalogError::ManifestIgnored { path: manifest });

@@ -41,6 +41,7 @@
 mod error;
 mod files;
 mod journal;
+pub mod parse_cache;
 mod publish;
 mod read;
 pub mod remote;
@@ -163,6 +164,12 @@ impl Catalog {
         })
     }
 
+    /// The catalog's parse cache (`parsed/` in the catalog), for the manifests of the
+    /// modules it publishes and reads.
+    pub fn parse_cache(&self) -> parse_cache::Store {
+        parse_cache::Store::new(self.root.join("parsed"), 64)
+    }
+
     /// Sets a hook that [`Catalog::publish`] calls at each [`PublishStage`]. It exists for
     /// fault-injection tests (a hook that panics or kills the process simulates a crash at
     /// that point); a hook must not touch the catalog.
@@ -172,8 +179,16 @@ impl Catalog {
 }
 
 /// Parses and validates a `dtk.module.yaml` text: the one place the catalog uses the DSL.
-fn parse_manifest(text: &str, file: &str) -> Result<dtk_model::Module, dtk_model::DslError> {
-    dtk_model::dsl::parse_module(text, file)
+/// Through `cache` when given (a module published or read before is read back).
+fn parse_manifest(
+    cache: Option<&parse_cache::Store>,
+    text: &str,
+    file: &str,
+) -> Result<dtk_model::Module, dtk_model::DslError> {
+    match cache {
+        Some(c) => c.get_or_parse("module", text, || dtk_model::dsl::parse_module(text, file)),
+        None => dtk_model::dsl::parse_module(text, file),
+    }
 }
 
 /// Whether `root` holds a git directory.

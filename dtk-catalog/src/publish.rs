@@ -192,7 +192,7 @@ impl Catalog {
     ///    development version its previous commit), the journal is written, the branch
     ///    moves, then the tag moves, then the journal is removed.
     pub fn publish(&self, dir: &Path) -> Result<Published, CatalogError> {
-        let (module, files) = scan(dir)?;
+        let (module, files) = scan(dir, Some(&self.parse_cache()))?;
         let id = module.id.clone();
         let version = module.version.clone();
         let names = RefNames::new(&id, &version)?;

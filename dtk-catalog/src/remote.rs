@@ -608,7 +608,7 @@ impl Catalog {
         remote: &GitRemote,
         author: &Identity,
     ) -> Result<Published, CatalogError> {
-        let (module, files) = scan(dir)?;
+        let (module, files) = scan(dir, Some(&self.parse_cache()))?;
         let id = module.id.clone();
         let version = module.version.clone();
         let repo = self.repo()?;

@@ -71,7 +71,6 @@ pub mod limits;
 pub mod lock;
 pub mod mv;
 pub mod outcome;
-mod parsed;
 pub mod plans;
 pub mod providers;
 pub mod pull;

@@ -19,11 +19,11 @@ use crate::error::{
 use crate::home::Home;
 use crate::layout::module_path;
 use crate::lock::InstanceLock;
-use crate::parsed::{Kind, ParseCache};
 use crate::repo::{
     CommitInfo, FileChange, InstanceRepo, io_err, write_file_atomic, write_file_replace,
 };
 use crate::secrets::SecretStore;
+use dtk_catalog::parse_cache::Store as ParseCache;
 
 /// The record of a service's last converge, kept in `.dtk/last-converge.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -111,14 +111,14 @@ impl Service {
             }))
         })?;
         let text = String::from_utf8_lossy(&data);
-        Ok(self.parse_cache().get_or_parse(Kind::Service, &text, || {
+        Ok(self.parse_cache().get_or_parse(PARSED_SERVICE, &text, || {
             dtk_model::dsl::parse_service(&text, SERVICE_FILE)
         })?)
     }
 
     /// The service's parse cache (`.dtk/parsed/`).
     pub(crate) fn parse_cache(&self) -> ParseCache {
-        ParseCache::of(&self.private_dir())
+        parse_cache_in(&self.private_dir())
     }
 
     /// The committed document and the committed instance copies of its modules. The
@@ -147,7 +147,7 @@ impl Service {
         let (doc, mut parsed) = parse_beside(
             text.len(),
             || {
-                cache.get_or_parse(Kind::Service, &text, || {
+                cache.get_or_parse(PARSED_SERVICE, &text, || {
                     dtk_model::dsl::parse_service(&text, SERVICE_FILE)
                 })
             },
@@ -181,7 +181,7 @@ impl Service {
         let (doc, mut parsed) = parse_beside(
             text.len(),
             || {
-                cache.get_or_parse(Kind::Service, &text, || {
+                cache.get_or_parse(PARSED_SERVICE, &text, || {
                     dtk_model::dsl::parse_service(&text, &display(&doc_path))
                 })
             },
@@ -910,6 +910,19 @@ fn worktree_manifests(dir: &Path) -> Vec<Manifest> {
     out
 }
 
+/// The parse cache of the service whose private directory (`.dtk`) is `private`: its
+/// document and instance copies (a service holds one document and a few copies; the work
+/// tree's document and the committed one differ while edits wait).
+pub(crate) fn parse_cache_in(private: &Path) -> ParseCache {
+    ParseCache::new(private.join("parsed"), 16)
+}
+
+/// The parse cache's kind of a service document.
+pub(crate) const PARSED_SERVICE: &str = "service";
+/// The parse cache's kind of an instance copy's definitions
+/// ([`parse_module_defs`](dtk_model::dsl::parse_module_defs)).
+pub(crate) const PARSED_DEFS: &str = "defs";
+
 /// Runs `doc` (the parse of a service document of `doc_len` bytes) on this thread while
 /// `manifests` parse on another, and gives both results, the modules by directory. Most of
 /// reading a large service is parsing, and the two are independent; below a size where a
@@ -932,7 +945,7 @@ fn parse_beside<T>(
             .into_iter()
             .map(|m| {
                 let parsed = m.text.map(|text| {
-                    cache.get_or_parse(Kind::ModuleDefs, &text, || {
+                    cache.get_or_parse(PARSED_DEFS, &text, || {
                         dtk_model::dsl::parse_module_defs(&text, &m.file)
                     })
                 });

@@ -1,13 +1,12 @@
-//! Parsed documents in a compact binary form, for a cache of parses: a large service's
-//! document takes most of a second to parse and a few tens of milliseconds to read back
-//! from this form.
+//! Parsed documents in a compact binary form, for parse caches (`dtk_catalog::parse_cache`):
+//! a large service's document takes most of a second to parse and a few tens of
+//! milliseconds to read back from this form.
 //!
 //! An entry is a header (magic, [`FINGERPRINT`], a CRC-32 of the body) and the body, the
 //! parsed value in [postcard](https://docs.rs/postcard). [`decode`] gives back a value only
 //! when the header is this build's and the body is whole: an entry written by another
 //! build of the parser (whose output may differ for the same text) or damaged on disk is
-//! refused, and the caller parses the text again. Where entries live and what they are keyed
-//! by (the text's digest) is the caller's business (`dtk-instance`).
+//! refused, and the caller parses the text again. This module does no IO.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -492,3 +492,42 @@ fn a_large_service_reads_back_whole_and_reports_a_broken_copy_by_file() {
         "{said}"
     );
 }
+
+/// Staging a large assembly that does not expand (the written document is read back on one
+/// thread while the assembly expands on another) is refused as a small one is: the error
+/// is located in the written document, and nothing is left behind.
+#[test]
+fn a_large_assembly_that_does_not_expand_is_refused_with_a_located_error() {
+    let (tmp, home) = home();
+    let dir = tmp.path().join("unmet");
+    fs::create_dir_all(&dir).unwrap();
+    let mut text = String::from(
+        "dsl_version: 1.0.0\nmodule: big/unmet\nversion: 1.0.0\ncomponent_defs:\n  base:\n    actions:\n      create:\n        commands:\n        - RUN true\n  step:\n    dependencies: [base]\n    attributes:\n      k: {type: integer, required: true}\n    actions:\n      create:\n        commands:\n        - RUN echo ok > f{{k}}\nassemblies:\n  all:\n    components:\n",
+    );
+    for k in 0..3000 {
+        text.push_str(&format!(
+            "    - step[component_number_{k:05}]: {{attributes: {{k: {k}}}}}\n"
+        ));
+    }
+    fs::write(dir.join("dtk.module.yaml"), &text).unwrap();
+    home.catalog().publish(&dir).unwrap();
+    let err = home
+        .stage(&StageRequest {
+            module: "big/unmet".parse().unwrap(),
+            version: None,
+            assembly: "all".to_owned(),
+            name: "unmet".to_owned(),
+            target: None,
+            base: false,
+        })
+        .expect_err("an unmet dependency");
+    let said = chain(&err);
+    // Located in the written document (the first component is on its line 12; in the
+    // module's text it is on line 21).
+    assert!(
+        said.contains("dtk.service.yaml:12:3: `step[component_number_00000]` depends on `base`"),
+        "{}",
+        &said[..said.len().min(600)]
+    );
+    assert!(!home.service_dir("unmet").exists());
+}
