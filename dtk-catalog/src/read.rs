@@ -66,6 +66,19 @@ impl Catalog {
             .collect())
     }
 
+    /// Whether version `version` of `id` is published.
+    pub fn has_version(&self, id: &ModuleId, version: &ModuleVersion) -> bool {
+        // A loose tag (what publishing writes, and moves last): one stat, no repository to
+        // open. A packed one (after a `git pack-refs`) is found by listing.
+        let loose = self
+            .root
+            .join("refs/tags")
+            .join(&id.namespace)
+            .join(&id.name)
+            .join(version.to_string());
+        loose.is_file() || self.versions(id).is_ok_and(|v| v.contains(version))
+    }
+
     /// The published versions of a module, ascending; empty when it is not published.
     pub fn versions(&self, id: &ModuleId) -> Result<Vec<ModuleVersion>, CatalogError> {
         let repo = self.repo()?;

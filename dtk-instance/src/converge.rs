@@ -583,7 +583,7 @@ impl Service {
         }
         // An empty plan has nothing to journal (and no fsync to pay).
         ctx.journal = (!plan.is_empty()).then(|| journal.clone());
-        let outcome = dtk_workflow::execute(&plan, model, &state, &ctx).await;
+        let outcome = dtk_workflow::execute_owned(&plan, model, state, &ctx).await;
         drop(ctx);
         if let Some(t) = team.as_mut() {
             // No checkpoint may race the final state below.

@@ -387,9 +387,12 @@ impl Home {
     /// Publishes a module shipped inside the program (its `dtk.module.yaml` text) unless
     /// the catalog has that version already. Returns the parsed module.
     pub fn ensure_bundled_module(&self, text: &str, file: &str) -> Result<Module, InstanceError> {
-        let module = dtk_model::dsl::parse_module(text, file)?;
-        let have = self.catalog().versions(&module.id).unwrap_or_default();
-        if !have.contains(&module.version) {
+        // On every start: a cached parse, and one stat when the version is there.
+        let module = self
+            .catalog()
+            .parse_cache()
+            .get_or_parse("module", text, || dtk_model::dsl::parse_module(text, file))?;
+        if !self.catalog().has_version(&module.id, &module.version) {
             let tmp = self.scratch_dir("bundled");
             fs::create_dir_all(&tmp).map_err(io_err(&tmp, "create"))?;
             let manifest = tmp.join("dtk.module.yaml");

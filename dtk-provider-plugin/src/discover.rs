@@ -80,33 +80,34 @@ pub fn discover(
             searched.push(d.clone());
         }
     }
+    let (mut cached, old_listings) = cache.map(read_cache).unwrap_or_default();
     // Candidates in search order; the first of each name wins.
     let mut firsts: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut candidates: Vec<(String, PathBuf, Option<FileKey>)> = Vec::new();
+    let mut listings: Vec<Listing> = Vec::new();
     for dir in &searched {
-        let Ok(entries) = std::fs::read_dir(dir) else {
+        let Some(listing) = list(dir, &old_listings) else {
             continue;
         };
-        let mut here: Vec<(String, PathBuf)> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let name = e.file_name().to_str()?.to_owned();
-                let kind = kind_of_executable(&name)?.to_owned();
-                Some((kind, e.path()))
-            })
-            .collect();
-        here.sort();
-        for (kind, path) in here {
+        for name in &listing.names {
+            let Some(kind) = kind_of_executable(name) else {
+                continue;
+            };
+            let path = dir.join(name);
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };
             if !meta.is_file() || meta.mode() & 0o111 == 0 {
                 continue;
             }
-            candidates.push((kind, path, Some(FileKey::of(&meta))));
+            candidates.push((kind.to_owned(), path, Some(FileKey::of(&meta))));
         }
+        listings.push(listing);
     }
-    let mut cached = cache.map(read_cache).unwrap_or_default();
+    let listings_changed = listings.len() != old_listings.len()
+        || listings
+            .iter()
+            .any(|l| old_listings.get(&l.dir).is_none_or(|o| o.key != l.key));
     let mut found: Vec<Found> = Vec::new();
     let mut to_describe: Vec<usize> = Vec::new();
     for (kind, path, key) in candidates {
@@ -175,8 +176,8 @@ pub fn discover(
         .collect();
     cached.retain(|p, _| live.contains(p));
     if let Some(cache) = cache
-        && (!to_describe.is_empty() || cached.len() != known)
-        && let Err(e) = write_cache(cache, &cached)
+        && (!to_describe.is_empty() || cached.len() != known || listings_changed)
+        && let Err(e) = write_cache(cache, &cached, &listings)
     {
         tracing::debug!(cache = %cache.display(), error = %e, "cannot write the plugin cache");
     }
@@ -185,7 +186,7 @@ pub fn discover(
 
 /// What identifies an executable's content without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct FileKey {
+pub(crate) struct FileKey {
     size: u64,
     mtime: i64,
     mtime_nsec: i64,
@@ -193,6 +194,15 @@ struct FileKey {
 }
 
 impl FileKey {
+    /// The key of a listing not to be trusted: no file has it (a file's size and inode
+    /// are never both this).
+    const RACY_KEY: FileKey = FileKey {
+        size: u64::MAX,
+        mtime: 0,
+        mtime_nsec: 0,
+        ino: 0,
+    };
+
     fn of(meta: &std::fs::Metadata) -> Self {
         FileKey {
             size: meta.size(),
@@ -205,7 +215,7 @@ impl FileKey {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum Outcome {
+pub(crate) enum Outcome {
     Ready(PluginDescription),
     Unusable(String),
 }
@@ -219,8 +229,57 @@ impl Outcome {
     }
 }
 
+/// The plugin executables' names in one searched directory, as it was when its key was
+/// taken. A directory's modification time changes whenever an entry is added, removed or
+/// renamed in it, so a directory whose key is unchanged is not read again (`PATH` holds
+/// directories of thousands of entries, read on every start).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct CacheEntry {
+pub(crate) struct Listing {
+    pub(crate) dir: PathBuf,
+    pub(crate) key: FileKey,
+    pub(crate) names: Vec<String>,
+}
+
+/// How recent a directory's modification may be for its listing to be remembered: within
+/// this, another change may come in the same clock tick and leave the time as it is.
+const RACY: Duration = Duration::from_secs(2);
+
+/// The plugin executables' names in `dir`, sorted: as remembered in `old` when the
+/// directory is unchanged, else read. `None` when the directory cannot be read.
+fn list(dir: &Path, old: &BTreeMap<PathBuf, Listing>) -> Option<Listing> {
+    let meta = std::fs::metadata(dir).ok()?;
+    let key = FileKey::of(&meta);
+    if let Some(l) = old.get(dir)
+        && l.key == key
+    {
+        return Some(l.clone());
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_owned();
+            kind_of_executable(&name)?;
+            Some(name)
+        })
+        .collect();
+    names.sort();
+    // A listing taken just after a change is not remembered (`FileKey::RACY_KEY` never
+    // matches a directory's key).
+    let settled = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .is_some_and(|age| age >= RACY);
+    Some(Listing {
+        dir: dir.to_owned(),
+        key: if settled { key } else { FileKey::RACY_KEY },
+        names,
+    })
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CacheEntry {
     path: PathBuf,
     key: FileKey,
     outcome: Outcome,
@@ -232,24 +291,39 @@ struct CacheEntry {
 struct CacheFile {
     protocols: Vec<u32>,
     entries: Vec<CacheEntry>,
+    /// The searched directories' listings (absent in caches of older versions).
+    #[serde(default)]
+    dirs: Vec<Listing>,
 }
 
-fn read_cache(path: &Path) -> BTreeMap<PathBuf, CacheEntry> {
+pub(crate) type Cached = (BTreeMap<PathBuf, CacheEntry>, BTreeMap<PathBuf, Listing>);
+
+pub(crate) fn read_cache(path: &Path) -> Cached {
     let Ok(data) = std::fs::read(path) else {
-        return BTreeMap::new();
+        return Cached::default();
     };
     match serde_json::from_slice::<CacheFile>(&data) {
-        Ok(f) if f.protocols == SUPPORTED_PROTOCOLS => {
-            f.entries.into_iter().map(|e| (e.path.clone(), e)).collect()
-        }
-        _ => BTreeMap::new(),
+        Ok(f) if f.protocols == SUPPORTED_PROTOCOLS => (
+            f.entries.into_iter().map(|e| (e.path.clone(), e)).collect(),
+            f.dirs
+                .into_iter()
+                .filter(|l| l.key != FileKey::RACY_KEY)
+                .map(|l| (l.dir.clone(), l))
+                .collect(),
+        ),
+        _ => Cached::default(),
     }
 }
 
-fn write_cache(path: &Path, entries: &BTreeMap<PathBuf, CacheEntry>) -> std::io::Result<()> {
+pub(crate) fn write_cache(
+    path: &Path,
+    entries: &BTreeMap<PathBuf, CacheEntry>,
+    listings: &[Listing],
+) -> std::io::Result<()> {
     let file = CacheFile {
         protocols: SUPPORTED_PROTOCOLS.to_vec(),
         entries: entries.values().cloned().collect(),
+        dirs: listings.to_vec(),
     };
     let data = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
     if let Some(dir) = path.parent() {

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::discover::{Listing, read_cache, write_cache};
+
 use async_trait::async_trait;
 use dtk_model::content::{ContentError, ContentStore, ModuleContent, ModuleFile};
 use dtk_model::provider::{
@@ -890,6 +892,65 @@ fn discovery_describes_each_executable_once_and_remembers_it() {
     discover(&dirs, Some(&cache), &options, false);
     let cached = std::fs::read_to_string(&cache).unwrap();
     assert!(!cached.contains("dtk-provider-bad") && cached.contains("dtk-provider-c"));
+}
+
+/// A settled directory's listing is remembered and not read again; one changed since (an
+/// executable added) is read again; one changed within the last seconds is not remembered.
+#[test]
+fn discovery_reads_a_directory_again_only_when_it_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bin");
+    let count = tmp.path().join("starts");
+    let cache = tmp.path().join("cache/plugins.json");
+    let options = PluginOptions::new(tmp.path().join("home"));
+    counting(&dir, "dtk-provider-a", "a", &count);
+    let kinds =
+        |d: &crate::Discovery| -> Vec<String> { d.found.iter().map(|f| f.kind.clone()).collect() };
+    let age = |d: &Path, secs: u64| {
+        let t = std::time::SystemTime::now() - Duration::from_secs(secs);
+        std::fs::File::open(d).unwrap().set_modified(t).unwrap();
+    };
+    let listing_of = |d: &Path| -> Option<Listing> {
+        let (_, listings) = read_cache(&cache);
+        listings.get(d).cloned()
+    };
+    // Just changed: listed, not remembered.
+    assert_eq!(
+        kinds(&discover(
+            std::slice::from_ref(&dir),
+            Some(&cache),
+            &options,
+            false
+        )),
+        ["a"]
+    );
+    assert!(listing_of(&dir).is_none());
+    // Settled: remembered.
+    age(&dir, 60);
+    discover(std::slice::from_ref(&dir), Some(&cache), &options, false);
+    let remembered = listing_of(&dir).expect("a settled directory's listing is kept");
+    assert_eq!(remembered.names, ["dtk-provider-a"]);
+    // A remembered listing is what a later search uses: shown by planting one that differs
+    // from the directory (a directory unchanged since keeps its listing).
+    let (entries, _) = read_cache(&cache);
+    let planted = Listing {
+        names: vec!["dtk-provider-a".to_owned(), "dtk-provider-ghost".to_owned()],
+        ..remembered.clone()
+    };
+    write_cache(&cache, &entries, std::slice::from_ref(&planted)).unwrap();
+    let d = discover(std::slice::from_ref(&dir), Some(&cache), &options, false);
+    // The ghost is named but cannot be stat'ed: not a candidate.
+    assert_eq!(kinds(&d), ["a"]);
+    assert_eq!(listing_of(&dir).unwrap().names, planted.names);
+    // An executable added changes the directory: it is read again.
+    counting(&dir, "dtk-provider-b", "b", &count);
+    age(&dir, 30);
+    let d = discover(std::slice::from_ref(&dir), Some(&cache), &options, false);
+    assert_eq!(kinds(&d), ["a", "b"]);
+    assert_eq!(
+        listing_of(&dir).unwrap().names,
+        ["dtk-provider-a", "dtk-provider-b"]
+    );
 }
 
 #[test]

@@ -47,7 +47,7 @@ mod task;
 
 pub use exec::{
     CapturedOutput, CommandTransport, Event, EventSink, ExecContext, ExecError, Limits, Outcome,
-    RetryPolicy, SecretSource, TaskReport, TaskStatus, env_name, execute,
+    RetryPolicy, SecretSource, TaskReport, TaskStatus, env_name, execute, execute_owned,
 };
 pub use hash::{desired_hash, input_digest, outputs_digest, static_inputs};
 pub use journal::{

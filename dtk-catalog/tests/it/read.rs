@@ -116,3 +116,36 @@ fn latest_prefers_releases_over_development_versions() {
     env.catalog.publish(&d).unwrap();
     assert_eq!(env.catalog.latest(&id("demo/web")).unwrap(), v("0.9.0"));
 }
+
+#[test]
+fn has_version_sees_loose_and_packed_tags_and_the_parse_cache_reads_back() {
+    let env = Env::new();
+    let dir = env.module("web", "demo/web", "1.2.0", &[]);
+    env.catalog.publish(&dir).unwrap();
+    assert!(env.catalog.has_version(&id("demo/web"), &v("1.2.0")));
+    assert!(!env.catalog.has_version(&id("demo/web"), &v("1.2.1")));
+    assert!(!env.catalog.has_version(&id("demo/other"), &v("1.2.0")));
+    // After `git pack-refs`, no loose tag is left: found by listing.
+    env.git(&["pack-refs", "--all"]);
+    assert!(!env.root().join("refs/tags/demo/web/1.2.0").exists());
+    assert!(env.catalog.has_version(&id("demo/web"), &v("1.2.0")));
+    assert!(!env.catalog.has_version(&id("demo/web"), &v("1.2.1")));
+    // Publishing parsed the manifest into the catalog's parse cache; reading the version
+    // gives the same module with the cache and, once it is gone, without.
+    let cached = env
+        .catalog
+        .get(&id("demo/web"), &v("1.2.0"))
+        .unwrap()
+        .module;
+    let entries = std::fs::read_dir(env.root().join("parsed"))
+        .unwrap()
+        .count();
+    assert_eq!(entries, 1);
+    std::fs::remove_dir_all(env.root().join("parsed")).unwrap();
+    let parsed = env
+        .catalog
+        .get(&id("demo/web"), &v("1.2.0"))
+        .unwrap()
+        .module;
+    assert_eq!(cached, parsed);
+}

@@ -227,6 +227,17 @@ pub async fn execute(
     actual: &ActualState,
     ctx: &ExecContext,
 ) -> Result<Outcome, ExecError> {
+    execute_owned(plan, model, actual.clone(), ctx).await
+}
+
+/// [`execute`], taking the actual state by value: the run's records start as `actual`'s,
+/// moved rather than copied (a caller done with its state saves a copy of every record).
+pub async fn execute_owned(
+    plan: &Plan,
+    model: &ServiceModel,
+    actual: ActualState,
+    ctx: &ExecContext,
+) -> Result<Outcome, ExecError> {
     let start = Instant::now();
     let journal = match &ctx.journal {
         Some(path) => Some(

@@ -22,7 +22,7 @@ pub(super) struct Records<'a> {
 
 impl<'a> Records<'a> {
     /// The records of `actual`, for a run of a model made of `components`.
-    pub(super) fn new(components: &'a [ComponentInstance], actual: &ActualState) -> Self {
+    pub(super) fn new(components: &'a [ComponentInstance], actual: ActualState) -> Self {
         let index: FastMap<&'a ComponentId, usize> = components
             .iter()
             .enumerate()
@@ -30,18 +30,19 @@ impl<'a> Records<'a> {
             .collect();
         let mut by_index: Vec<Option<AppliedComponent>> = vec![None; components.len()];
         let mut others = BTreeMap::new();
-        for (id, rec) in &actual.components {
-            match index.get(id) {
-                Some(&i) => by_index[i] = Some(rec.clone()),
+        let version = actual.version;
+        for (id, rec) in actual.components {
+            match index.get(&id) {
+                Some(&i) => by_index[i] = Some(rec),
                 None => {
-                    others.insert(id.clone(), rec.clone());
+                    others.insert(id, rec);
                 }
             }
         }
         Records {
             index,
             components,
-            version: actual.version,
+            version,
             by_index,
             others,
         }

@@ -76,7 +76,7 @@ pub(super) struct Run<'a> {
 pub(super) async fn run(
     plan: &Plan,
     model: &ServiceModel,
-    actual: &ActualState,
+    actual: ActualState,
     ctx: &ExecContext,
     journal: Option<JournalWriter>,
     start: Instant,
