@@ -80,16 +80,30 @@ impl Store {
         self.write(&path, parsed);
     }
 
+    /// [`put`](Self::put) with the entry already made ([`dtk_model::cache::encode`] of the
+    /// parse).
+    pub fn put_entry(&self, kind: &str, text: &str, entry: &[u8]) {
+        let path = self.entry(kind, text);
+        self.write_entry(&path, Ok(entry));
+    }
+
     fn write<T: Serialize>(&self, path: &Path, parsed: &T) {
+        match encode(parsed) {
+            Ok(entry) => self.write_entry(path, Ok(&entry)),
+            Err(e) => self.write_entry(path, Err(e.to_string())),
+        }
+    }
+
+    fn write_entry(&self, path: &Path, entry: Result<&[u8], String>) {
         static SEQ: AtomicU64 = AtomicU64::new(0);
-        let written = encode(parsed).map_err(|e| e.to_string()).and_then(|entry| {
+        let written = entry.and_then(|entry| {
             fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
             let tmp = self.dir.join(format!(
                 ".tmp-{}-{}",
                 std::process::id(),
                 SEQ.fetch_add(1, Ordering::Relaxed)
             ));
-            let done = fs::write(&tmp, &entry).and_then(|()| fs::rename(&tmp, path));
+            let done = fs::write(&tmp, entry).and_then(|()| fs::rename(&tmp, path));
             if done.is_err() {
                 let _ = fs::remove_file(&tmp);
             }

@@ -169,7 +169,7 @@ impl Home {
         let text = dtk_model::dsl::write_service(&doc);
         // What is written must read back and expand: refuse now rather than leave a
         // broken instance behind.
-        let (reread, model) = read_back_and_expand(&doc, &text, &modules, binding.as_ref())?;
+        let (entry, model) = read_back_and_expand(doc, &text, &modules, binding.as_ref())?;
         self.check_providers(&model)?;
 
         let scratch = self.scratch_dir(&format!("stage-{}", req.name));
@@ -193,11 +193,13 @@ impl Home {
         );
         if created.is_ok() {
             // The first converge or plan reads the document back from the parse cache.
-            crate::service::parse_cache_in(&scratch.join(crate::repo::PRIVATE_DIR)).put(
-                crate::service::PARSED_SERVICE,
-                &text,
-                &reread,
-            );
+            if let Some(entry) = &entry {
+                crate::service::parse_cache_in(&scratch.join(crate::repo::PRIVATE_DIR)).put_entry(
+                    crate::service::PARSED_SERVICE,
+                    &text,
+                    entry,
+                );
+            }
         }
         let repo = match created {
             Ok(r) => r,
@@ -478,48 +480,49 @@ pub fn exact(v: &ModuleVersion) -> Result<VersionReq, InstanceError> {
     text.parse().map_err(InstanceError::InvalidName)
 }
 
-/// The written document `text` read back, and the service model, for a document `doc`
-/// that was written as `text`. Reading back a large document and expanding it are each a
-/// good part of staging and independent, so the text is read back on another thread while
-/// `doc` itself expands on this one; the read-back, equal to `doc` but for source
-/// locations, stands for what expands the same. Anything else (a read-back that differs,
-/// an expansion that fails) goes the plain way, expanding the read-back, so that errors
-/// are located in the written text, as they always were.
+/// The service model of document `doc`, written as `text`, once `text` has read back as
+/// `doc` (and the parse cache's entry of that read-back, when it could be made). Reading
+/// back a large document and expanding it are each a good part of staging and
+/// independent, so the text is read back on another thread while `doc` itself expands on
+/// this one; the read-back, equal to `doc` but for source locations, stands for what
+/// expands the same (locations are cleared in place on both sides: no copy of either).
+/// Anything else (a read-back that differs, an expansion that fails) goes the plain way,
+/// reading back again and expanding that, so that errors are located in the written text,
+/// as they always were.
 fn read_back_and_expand(
-    doc: &ServiceDoc,
+    mut doc: ServiceDoc,
     text: &str,
     modules: &ModuleSet,
     binding: Option<&TargetBinding>,
-) -> Result<(ServiceDoc, dtk_model::ServiceModel), InstanceError> {
+) -> Result<(Option<Vec<u8>>, dtk_model::ServiceModel), InstanceError> {
     const WORTH_A_THREAD: usize = 64 * 1024;
-    if text.len() >= WORTH_A_THREAD {
-        let (reread, same, model) = std::thread::scope(|scope| {
-            let reader = scope.spawn(|| {
-                let reread = dtk_model::dsl::parse_service(text, SERVICE_FILE);
-                let cleared = reread.as_ref().ok().map(|r| {
-                    let mut r = r.clone();
-                    r.clear_locations();
-                    r
-                });
-                (reread, cleared)
-            });
-            let model = expand(doc, modules, binding, SERVICE_FILE);
-            let mut expected = doc.clone();
-            expected.clear_locations();
-            // A panic in a parse is a bug: it goes on as one, on this thread.
-            let (reread, cleared) = reader
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (reread, cleared.as_ref() == Some(&expected), model)
-        });
-        let reread = reread?;
-        if same && let Ok(model) = model {
-            return Ok((reread, model));
-        }
+    let plain = || -> Result<(Option<Vec<u8>>, dtk_model::ServiceModel), InstanceError> {
+        let reread = dtk_model::dsl::parse_service(text, SERVICE_FILE)?;
         let model = expand(&reread, modules, binding, SERVICE_FILE)?;
-        return Ok((reread, model));
+        Ok((dtk_model::cache::encode(&reread).ok(), model))
+    };
+    if text.len() < WORTH_A_THREAD {
+        return plain();
     }
-    let reread = dtk_model::dsl::parse_service(text, SERVICE_FILE)?;
-    let model = expand(&reread, modules, binding, SERVICE_FILE)?;
-    Ok((reread, model))
+    let (reread, model) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            dtk_model::dsl::parse_service(text, SERVICE_FILE).map(|mut r| {
+                let entry = dtk_model::cache::encode(&r).ok();
+                r.clear_locations();
+                (r, entry)
+            })
+        });
+        let model = expand(&doc, modules, binding, SERVICE_FILE);
+        doc.clear_locations();
+        // A panic in a parse is a bug: it goes on as one, on this thread.
+        let reread = reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (reread, model)
+    });
+    let (cleared, entry) = reread?;
+    match model {
+        Ok(model) if cleared == doc => Ok((entry, model)),
+        _ => plain(),
+    }
 }

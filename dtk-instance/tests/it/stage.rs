@@ -453,6 +453,25 @@ fn a_large_service_reads_back_whole_and_reports_a_broken_copy_by_file() {
         .unwrap()
         .len();
     assert!(doc_len > 64 * 1024, "{doc_len}");
+    // Staging left the parse cache the document as read back, source locations and all.
+    let parsed_dir = home.service_dir("many").join(".dtk/parsed");
+    let entries: Vec<_> = fs::read_dir(&parsed_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("service-")
+        })
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let cached: dtk_model::ServiceDoc =
+        dtk_model::cache::decode(&fs::read(&entries[0]).unwrap()).unwrap();
+    let written = fs::read_to_string(home.service_dir("many").join("dtk.service.yaml")).unwrap();
+    let parsed = dtk_model::dsl::parse_service(&written, "dtk.service.yaml").unwrap();
+    assert_eq!(cached, parsed);
+    assert_ne!(parsed.components[1].at, dtk_model::Location::default());
     let (doc, modules) = svc.committed_doc_and_modules().unwrap();
     let (wdoc, wmodules) = svc.worktree_doc_and_modules().unwrap();
     assert_eq!(doc.components.len(), N);
