@@ -116,6 +116,14 @@ impl Service {
         })?)
     }
 
+    /// A document this process has just written (`text`) read back, through the parse
+    /// cache: the converge that follows an edit finds it there.
+    pub(crate) fn read_back(&self, text: &str) -> Result<ServiceDoc, InstanceError> {
+        Ok(self.parse_cache().get_or_parse(PARSED_SERVICE, text, || {
+            dtk_model::dsl::parse_service(text, SERVICE_FILE)
+        })?)
+    }
+
     /// The service's parse cache (`.dtk/parsed/`).
     pub(crate) fn parse_cache(&self) -> ParseCache {
         parse_cache_in(&self.private_dir())
@@ -408,7 +416,7 @@ impl Service {
             },
         );
         let text = dtk_model::dsl::write_service(&doc);
-        let reread = dtk_model::dsl::parse_service(&text, SERVICE_FILE)?;
+        let reread = self.read_back(&text)?;
         self.expand_doc(&reread, &modules, SERVICE_FILE)?;
         write_file_atomic(&self.dir.join(SERVICE_FILE), text.as_bytes(), false)?;
         Ok(AttributeSet {
@@ -430,7 +438,7 @@ impl Service {
         let (mut doc, modules) = self.worktree_doc_and_modules()?;
         edit(&mut doc)?;
         let text = dtk_model::dsl::write_service(&doc);
-        let reread = dtk_model::dsl::parse_service(&text, SERVICE_FILE)?;
+        let reread = self.read_back(&text)?;
         self.expand_doc(&reread, &modules, SERVICE_FILE)?;
         write_file_atomic(&self.dir.join(SERVICE_FILE), text.as_bytes(), false)
     }
