@@ -169,7 +169,21 @@ impl Home {
         let text = dtk_model::dsl::write_service(&doc);
         // What is written must read back and expand: refuse now rather than leave a
         // broken instance behind.
-        let (entry, model) = read_back_and_expand(doc, &text, &modules, binding.as_ref())?;
+        // Beside the read-back: the copies' definitions, as the service's first plan or
+        // converge reads them, for its parse cache.
+        let copies = || -> Vec<(String, Vec<u8>)> {
+            pins.iter()
+                .filter_map(|(id, version)| {
+                    let bytes = catalog.read_file(id, version, "dtk.module.yaml").ok()?;
+                    let text = String::from_utf8(bytes).ok()?;
+                    let file = format!("{}/dtk.module.yaml", module_path(id));
+                    let defs = dtk_model::dsl::parse_module_defs(&text, &file).ok()?;
+                    Some((text, dtk_model::cache::encode(&defs).ok()?))
+                })
+                .collect()
+        };
+        let (entry, model, copies) =
+            read_back_and_expand(doc, &text, &modules, binding.as_ref(), copies)?;
         self.check_providers(&model)?;
 
         let scratch = self.scratch_dir(&format!("stage-{}", req.name));
@@ -192,13 +206,14 @@ impl Home {
             &message,
         );
         if created.is_ok() {
-            // The first converge or plan reads the document back from the parse cache.
+            // The first converge or plan reads the document and the copies back from the
+            // parse cache.
+            let cache = crate::service::parse_cache_in(&scratch.join(crate::repo::PRIVATE_DIR));
             if let Some(entry) = &entry {
-                crate::service::parse_cache_in(&scratch.join(crate::repo::PRIVATE_DIR)).put_entry(
-                    crate::service::PARSED_SERVICE,
-                    &text,
-                    entry,
-                );
+                cache.put_entry(crate::service::PARSED_SERVICE, &text, entry);
+            }
+            for (copy, entry) in &copies {
+                cache.put_entry(crate::service::PARSED_DEFS, copy, entry);
             }
         }
         let repo = match created {
@@ -481,20 +496,21 @@ pub fn exact(v: &ModuleVersion) -> Result<VersionReq, InstanceError> {
 }
 
 /// The service model of document `doc`, written as `text`, once `text` has read back as
-/// `doc` (and the parse cache's entry of that read-back, when it could be made). Reading
-/// back a large document and expanding it are each a good part of staging and
-/// independent, so the text is read back on another thread while `doc` itself expands on
-/// this one; the read-back, equal to `doc` but for source locations, stands for what
-/// expands the same (locations are cleared in place on both sides: no copy of either).
-/// Anything else (a read-back that differs, an expansion that fails) goes the plain way,
-/// reading back again and expanding that, so that errors are located in the written text,
-/// as they always were.
-fn read_back_and_expand(
+/// `doc` (and the parse cache's entry of that read-back, when it could be made), with what
+/// `beside` returns. Reading back a large document and expanding it are each a good part
+/// of staging and independent, so the text is read back on another thread while `doc`
+/// itself expands on this one, which then runs `beside`; the read-back, equal to `doc` but
+/// for source locations, stands for what expands the same (locations are cleared in place
+/// on both sides: no copy of either). Anything else (a read-back that differs, an expansion
+/// that fails) goes the plain way, reading back again and expanding that, so that errors
+/// are located in the written text, as they always were.
+fn read_back_and_expand<R>(
     mut doc: ServiceDoc,
     text: &str,
     modules: &ModuleSet,
     binding: Option<&TargetBinding>,
-) -> Result<(Option<Vec<u8>>, dtk_model::ServiceModel), InstanceError> {
+    beside: impl FnOnce() -> R,
+) -> Result<(Option<Vec<u8>>, dtk_model::ServiceModel, R), InstanceError> {
     const WORTH_A_THREAD: usize = 64 * 1024;
     let plain = || -> Result<(Option<Vec<u8>>, dtk_model::ServiceModel), InstanceError> {
         let reread = dtk_model::dsl::parse_service(text, SERVICE_FILE)?;
@@ -502,9 +518,10 @@ fn read_back_and_expand(
         Ok((dtk_model::cache::encode(&reread).ok(), model))
     };
     if text.len() < WORTH_A_THREAD {
-        return plain();
+        let (entry, model) = plain()?;
+        return Ok((entry, model, beside()));
     }
-    let (reread, model) = std::thread::scope(|scope| {
+    let (reread, model, also) = std::thread::scope(|scope| {
         let reader = scope.spawn(|| {
             dtk_model::dsl::parse_service(text, SERVICE_FILE).map(|mut r| {
                 let entry = dtk_model::cache::encode(&r).ok();
@@ -514,15 +531,16 @@ fn read_back_and_expand(
         });
         let model = expand(&doc, modules, binding, SERVICE_FILE);
         doc.clear_locations();
+        let also = beside();
         // A panic in a parse is a bug: it goes on as one, on this thread.
         let reread = reader
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (reread, model)
+        (reread, model, also)
     });
     let (cleared, entry) = reread?;
     match model {
-        Ok(model) if cleared == doc => Ok((entry, model)),
-        _ => plain(),
+        Ok(model) if cleared == doc => Ok((entry, model, also)),
+        _ => plain().map(|(entry, model)| (entry, model, also)),
     }
 }

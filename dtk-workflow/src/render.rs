@@ -70,14 +70,14 @@ pub(crate) fn tree(plan: &Plan, title: &str, info: &dyn Fn(NodeIndex, &Task) -> 
             root.insert(&t.step, i);
         }
     }
-    // Rows: (tree prefix + label, action, node, info).
-    let mut rows: Vec<[String; 4]> = Vec::new();
-    fn walk(
+    // Rows: (tree prefix + label, action, node, info), the middle two borrowed.
+    let mut rows: Vec<Row<'_>> = Vec::new();
+    fn walk<'g>(
         n: &TreeNode,
         prefix: &str,
-        graph: &DiGraph<Task, Edge>,
+        graph: &'g DiGraph<Task, Edge>,
         info: &dyn Fn(NodeIndex, &Task) -> String,
-        rows: &mut Vec<[String; 4]>,
+        rows: &mut Vec<Row<'g>>,
     ) {
         let total = n.tasks.len() + n.children.len();
         let mut k = 0;
@@ -85,63 +85,70 @@ pub(crate) fn tree(plan: &Plan, title: &str, info: &dyn Fn(NodeIndex, &Task) -> 
             k += 1;
             let last = k == total;
             let task = &graph[t];
-            rows.push([
-                format!(
+            rows.push(Row {
+                label: format!(
                     "{prefix}{}{}",
                     if last { "└── " } else { "├── " },
                     task.label()
                 ),
-                task.action.clone(),
-                task.node.clone().unwrap_or_else(|| "-".to_owned()),
-                info(t, task),
-            ]);
+                action: &task.action,
+                node: task.node.as_deref().unwrap_or("-"),
+                info: info(t, task),
+            });
         }
         for (ci, c) in n.children.iter().enumerate() {
             k += 1;
             let last = k == total;
-            rows.push([
-                format!(
+            rows.push(Row {
+                label: format!(
                     "{prefix}{}{} {}",
                     if last { "└── " } else { "├── " },
                     ci + 1,
                     c.name
                 ),
-                String::new(),
-                String::new(),
-                String::new(),
-            ]);
+                action: "",
+                node: "",
+                info: String::new(),
+            });
             let p = format!("{prefix}{}", if last { "    " } else { "│   " });
             walk(c, &p, graph, info, rows);
         }
     }
     walk(&root, "", graph, info, &mut rows);
-    let width = |col: usize| {
+    let width = |col: for<'a> fn(&'a Row<'a>) -> &'a str| {
         rows.iter()
-            .map(|r| r[col].chars().count())
+            .map(|r| col(r).chars().count())
             .max()
             .unwrap_or(0)
     };
-    let (w0, w1, w2) = (width(0), width(1), width(2));
-    let mut out = String::new();
+    let (w0, w1, w2) = (width(|r| &r.label), width(|r| r.action), width(|r| r.node));
+    let mut out = String::with_capacity(rows.len() * (w0 + w1 + w2 + 24) + title.len() + 1);
     let _ = writeln!(out, "{title}");
     for r in &rows {
-        let line = if r[1].is_empty() && r[3].is_empty() {
-            r[0].clone()
+        let start = out.len();
+        if r.action.is_empty() && r.info.is_empty() {
+            out.push_str(&r.label);
         } else {
-            format!(
-                "{}{}  {}{}  {}{}  {}",
-                r[0],
-                " ".repeat(w0 - r[0].chars().count()),
-                r[1],
-                " ".repeat(w1 - r[1].chars().count()),
-                r[2],
-                " ".repeat(w2 - r[2].chars().count()),
-                r[3]
-            )
-        };
-        let _ = writeln!(out, "{}", line.trim_end());
+            // Padded by characters, as the tree's box-drawing ones are several bytes.
+            let _ = write!(
+                out,
+                "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+                r.label, r.action, r.node, r.info
+            );
+        }
+        let kept = out[start..].trim_end().len();
+        out.truncate(start + kept);
+        out.push('\n');
     }
     out
+}
+
+/// One line of a rendered tree.
+struct Row<'g> {
+    label: String,
+    action: &'g str,
+    node: &'g str,
+    info: String,
 }
 
 impl Plan {

@@ -472,6 +472,21 @@ fn a_large_service_reads_back_whole_and_reports_a_broken_copy_by_file() {
     let parsed = dtk_model::dsl::parse_service(&written, "dtk.service.yaml").unwrap();
     assert_eq!(cached, parsed);
     assert_ne!(parsed.components[1].at, dtk_model::Location::default());
+    // And each copy's definitions, as a plan reads them (named by the copy's digest).
+    for copy in ["big/many", "dtk/local"] {
+        let copy = fs::read_to_string(
+            home.service_dir("many")
+                .join("modules")
+                .join(copy)
+                .join("dtk.module.yaml"),
+        )
+        .unwrap();
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(copy.as_bytes()));
+        let entry = fs::read(parsed_dir.join(format!("defs-{digest}"))).unwrap();
+        let cached: dtk_model::Module = dtk_model::cache::decode(&entry).unwrap();
+        let parsed = dtk_model::dsl::parse_module_defs(&copy, "m").unwrap();
+        assert_eq!(cached, parsed);
+    }
     let (doc, modules) = svc.committed_doc_and_modules().unwrap();
     let (wdoc, wmodules) = svc.worktree_doc_and_modules().unwrap();
     assert_eq!(doc.components.len(), N);
