@@ -277,7 +277,19 @@ impl Service {
     pub(crate) fn recovered_state(
         &self,
     ) -> Result<(ActualState, Vec<PathBuf>, usize), InstanceError> {
-        let mut state = self.actual_state()?;
+        self.recovered_state_from(None)
+    }
+
+    /// [`recovered_state`](Self::recovered_state), starting from `prefetched` (what
+    /// [`prefetch_actual_state`] read) when given.
+    fn recovered_state_from(
+        &self,
+        prefetched: Option<ActualState>,
+    ) -> Result<(ActualState, Vec<PathBuf>, usize), InstanceError> {
+        let mut state = match prefetched {
+            Some(s) => s,
+            None => self.actual_state()?,
+        };
         let dir = self.journal_dir();
         let mut journals: Vec<PathBuf> = match fs::read_dir(&dir) {
             Ok(rd) => rd
@@ -355,6 +367,14 @@ impl Service {
         gate: Option<Gate<'_>>,
     ) -> Result<RunReport, InstanceError> {
         let mut team = self.team_begin("converge", opts.lease)?;
+        // Actual state is read on another thread while the edits are committed and the
+        // document expanded (reading a large `actual.json` is a good part of a converge
+        // with nothing to do). Nothing below writes it before the run starts, under the
+        // lock held; with a team remote, a refresh in the loop may, so it is read in the
+        // run then.
+        let prefetch = team
+            .is_none()
+            .then(|| prefetch_actual_state(self.actual_path()));
         let message = opts
             .message
             .clone()
@@ -397,13 +417,15 @@ impl Service {
                 }
             }
         };
-        self.run(
+        let prefetched = prefetch.and_then(|p| p.join().ok()).flatten();
+        self.run_from(
             &model,
             PlanRequest::Converge,
             RunKind::Converge,
             opts,
             gate,
             team,
+            prefetched,
         )
         .await
     }
@@ -498,11 +520,28 @@ impl Service {
         kind: RunKind,
         opts: &RunOptions,
         gate: Option<Gate<'_>>,
+        team: Option<crate::team::TeamRun>,
+    ) -> Result<RunReport, InstanceError> {
+        self.run_from(model, request, kind, opts, gate, team, None)
+            .await
+    }
+
+    /// [`run`](Self::run), with actual state as read ahead of it (`prefetched`), when it
+    /// was.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_from(
+        &self,
+        model: &ServiceModel,
+        request: PlanRequest,
+        kind: RunKind,
+        opts: &RunOptions,
+        gate: Option<Gate<'_>>,
         mut team: Option<crate::team::TeamRun>,
+        prefetched: Option<ActualState>,
     ) -> Result<RunReport, InstanceError> {
         let started = Instant::now();
         let started_at = now_secs();
-        let (mut state, old_journals, resumed) = self.recovered_state()?;
+        let (mut state, old_journals, resumed) = self.recovered_state_from(prefetched)?;
         if let Some(gate) = gate {
             gate(Checkpoint::State(&state))?;
         }
@@ -775,4 +814,14 @@ pub(crate) fn remove_journals<'a>(
         }
     }
     Ok(())
+}
+
+/// Reads and parses `actual.json` at `path` on a thread of its own. The thread gives
+/// `None` for a file that is missing or does not parse: the run then reads it itself, with
+/// the restoring and the errors that [`Service::actual_state`] has.
+fn prefetch_actual_state(path: PathBuf) -> std::thread::JoinHandle<Option<ActualState>> {
+    std::thread::spawn(move || {
+        let data = fs::read(&path).ok()?;
+        serde_json::from_slice(&data).ok()
+    })
 }
