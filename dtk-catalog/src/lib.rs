@@ -170,6 +170,17 @@ impl Catalog {
         parse_cache::Store::new(self.root.join("parsed"), 64)
     }
 
+    /// Parses and validates a `dtk.module.yaml` text as publishing and reading do, through
+    /// the catalog's parse cache (for modules shipped inside the program, parsed on every
+    /// start).
+    pub fn parse_manifest(
+        &self,
+        text: &str,
+        file: &str,
+    ) -> Result<dtk_model::Module, dtk_model::DslError> {
+        parse_manifest(Some(&self.parse_cache()), text, file)
+    }
+
     /// Sets a hook that [`Catalog::publish`] calls at each [`PublishStage`]. It exists for
     /// fault-injection tests (a hook that panics or kills the process simulates a crash at
     /// that point); a hook must not touch the catalog.

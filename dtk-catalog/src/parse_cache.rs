@@ -40,13 +40,7 @@ impl Store {
 
     fn entry(&self, kind: &str, text: &str) -> PathBuf {
         let digest = Sha256::digest(text.as_bytes());
-        let mut name = String::with_capacity(kind.len() + 65);
-        name.push_str(kind);
-        name.push('-');
-        for b in digest {
-            name.push_str(&format!("{b:02x}"));
-        }
-        self.dir.join(name)
+        self.dir.join(format!("{kind}-{}", hex::encode(digest)))
     }
 
     /// `text` parsed: the cached parse of a `kind` when there is one, else `parse()`,
@@ -74,44 +68,35 @@ impl Store {
         Ok(parsed)
     }
 
-    /// Records that `text` parses to `parsed`, a `kind` (which the caller has just parsed).
-    pub fn put<T: Serialize>(&self, kind: &str, text: &str, parsed: &T) {
-        let path = self.entry(kind, text);
-        self.write(&path, parsed);
-    }
-
-    /// [`put`](Self::put) with the entry already made ([`dtk_model::cache::encode`] of the
-    /// parse).
+    /// Records that `text`, a `kind`, parses to what `entry` holds
+    /// ([`dtk_model::cache::encode`] of a parse the caller has just made).
     pub fn put_entry(&self, kind: &str, text: &str, entry: &[u8]) {
-        let path = self.entry(kind, text);
-        self.write_entry(&path, Ok(entry));
+        self.write_entry(&self.entry(kind, text), entry);
     }
 
     fn write<T: Serialize>(&self, path: &Path, parsed: &T) {
         match encode(parsed) {
-            Ok(entry) => self.write_entry(path, Ok(&entry)),
-            Err(e) => self.write_entry(path, Err(e.to_string())),
+            Ok(entry) => self.write_entry(path, &entry),
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "parse cache: not encoded");
+            }
         }
     }
 
-    fn write_entry(&self, path: &Path, entry: Result<&[u8], String>) {
+    fn write_entry(&self, path: &Path, entry: &[u8]) {
         static SEQ: AtomicU64 = AtomicU64::new(0);
-        let written = entry.and_then(|entry| {
-            fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
-            let tmp = self.dir.join(format!(
-                ".tmp-{}-{}",
-                std::process::id(),
-                SEQ.fetch_add(1, Ordering::Relaxed)
-            ));
-            let done = fs::write(&tmp, entry).and_then(|()| fs::rename(&tmp, path));
-            if done.is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
-            done.map_err(|e| e.to_string())
-        });
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = fs::create_dir_all(&self.dir)
+            .and_then(|()| fs::write(&tmp, entry))
+            .and_then(|()| fs::rename(&tmp, path));
         match written {
             Ok(()) => self.trim(),
             Err(e) => {
+                let _ = fs::remove_file(&tmp);
                 tracing::debug!(path = %path.display(), error = %e, "parse cache: not written");
             }
         }
@@ -152,21 +137,10 @@ mod tests {
         dtk_model::dsl::parse_service(text, "dtk.service.yaml")
     }
 
-    fn temp() -> PathBuf {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let d = std::env::temp_dir().join(format!(
-            "dtk-model-cache-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).expect("temp dir");
-        d
-    }
-
     #[test]
     fn a_second_read_of_the_same_text_is_the_cached_parse() {
-        let d = temp();
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let d = tmp.path();
         let store = Store::new(d.join("parsed"), 16);
         let first = store
             .get_or_parse("service", DOC, || parse(DOC))
@@ -190,12 +164,12 @@ mod tests {
             .expect("parses");
         assert_eq!(calls, 1);
         assert_eq!(third.name, "t");
-        let _ = fs::remove_dir_all(&d);
     }
 
     #[test]
     fn a_damaged_store_entry_is_parsed_again_and_replaced() {
-        let d = temp();
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let d = tmp.path();
         let store = Store::new(d.join("parsed"), 16);
         store
             .get_or_parse("service", DOC, || parse(DOC))
@@ -214,12 +188,12 @@ mod tests {
             .expect("parses");
         assert_eq!((calls, doc.name.as_str()), (1, "s"));
         assert_ne!(fs::read(&entry).expect("rewritten"), bytes);
-        let _ = fs::remove_dir_all(&d);
     }
 
     #[test]
     fn errors_are_not_cached_and_old_entries_are_trimmed() {
-        let d = temp();
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let d = tmp.path();
         let store = Store::new(d.join("parsed"), 16);
         let bad = "name: [unclosed\n";
         assert!(store.get_or_parse("service", bad, || parse(bad)).is_err());
@@ -232,12 +206,12 @@ mod tests {
         }
         let n = fs::read_dir(d.join("parsed")).expect("dir").count();
         assert_eq!(n, 16);
-        let _ = fs::remove_dir_all(&d);
     }
 
     #[test]
     fn an_unwritable_store_changes_nothing() {
-        let d = temp();
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let d = tmp.path();
         // A file where the directory should be: nothing can be written under it.
         fs::write(d.join("parsed"), b"").expect("file");
         let store = Store::new(d.join("parsed"), 16);
@@ -245,6 +219,5 @@ mod tests {
             .get_or_parse("service", DOC, || parse(DOC))
             .expect("parses");
         assert_eq!(doc.name, "s");
-        let _ = fs::remove_dir_all(&d);
     }
 }

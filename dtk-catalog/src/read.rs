@@ -233,13 +233,12 @@ impl Catalog {
         })?;
         let file = format!("{id}@{version}:{MANIFEST}");
         let module =
-            crate::parse_manifest(Some(&self.parse_cache()), &text, &file).map_err(|source| {
-                CatalogError::StoredInvalid {
+            self.parse_manifest(&text, &file)
+                .map_err(|source| CatalogError::StoredInvalid {
                     module: id.clone(),
                     version: version.clone(),
                     source,
-                }
-            })?;
+                })?;
         if &module.id != id || &module.version != version {
             return Err(CatalogError::Damaged {
                 module: id.clone(),

@@ -418,7 +418,7 @@ impl Service {
             }
         };
         let prefetched = prefetch.and_then(|p| p.join().ok()).flatten();
-        self.run_from(
+        self.run(
             &model,
             PlanRequest::Converge,
             RunKind::Converge,
@@ -477,7 +477,8 @@ impl Service {
         if let Some(t) = team.as_mut() {
             t.take_fresh(self, false)?;
         }
-        self.run(&model, req, RunKind::Exec, opts, None, team).await
+        self.run(&model, req, RunKind::Exec, opts, None, team, None)
+            .await
     }
 
     /// Runs every component's delete action in reverse dependency order; afterwards
@@ -509,27 +510,15 @@ impl Service {
             opts,
             None,
             team,
+            None,
         )
         .await
     }
 
-    async fn run(
-        &self,
-        model: &ServiceModel,
-        request: PlanRequest,
-        kind: RunKind,
-        opts: &RunOptions,
-        gate: Option<Gate<'_>>,
-        team: Option<crate::team::TeamRun>,
-    ) -> Result<RunReport, InstanceError> {
-        self.run_from(model, request, kind, opts, gate, team, None)
-            .await
-    }
-
-    /// [`run`](Self::run), with actual state as read ahead of it (`prefetched`), when it
-    /// was.
+    /// Plans `request` against actual state (as read ahead of the run, `prefetched`, when
+    /// it was), executes and records.
     #[allow(clippy::too_many_arguments)]
-    async fn run_from(
+    async fn run(
         &self,
         model: &ServiceModel,
         request: PlanRequest,

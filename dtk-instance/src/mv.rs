@@ -238,7 +238,7 @@ impl Service {
         let rename = Rename::parse(&doc, from.trim(), to.trim())?;
         rename.apply(&mut doc)?;
         let text = dtk_model::dsl::write_service(&doc);
-        let reread = self.read_back(&text)?;
+        let reread = self.parse_doc(&text, SERVICE_FILE)?;
         let plain = self.expand_doc(&reread, &modules, SERVICE_FILE)?;
         let map = id_map(&old_model, &plain)
             .ok_or_else(|| bad(from, to, RenameProblem::ChangesComponents))?;

@@ -181,7 +181,7 @@ impl InstanceRepo {
     pub fn create(
         root: &Path,
         alternates: &[PathBuf],
-        files: &[(String, Vec<u8>)],
+        files: &[(&str, &[u8])],
         trees: &[(String, ObjectId)],
         message: &str,
     ) -> Result<InstanceRepo, InstanceError> {
@@ -189,7 +189,7 @@ impl InstanceRepo {
         let me = InstanceRepo::open(root)?;
         let mut edits: Vec<TreeEdit> = files
             .iter()
-            .map(|(p, c)| TreeEdit::File(p.clone(), c.clone()))
+            .map(|(p, c)| TreeEdit::File((*p).to_owned(), c.to_vec()))
             .collect();
         edits.extend(trees.iter().map(|(p, id)| TreeEdit::Tree(p.clone(), *id)));
         let tree = me.edit_tree(None, &edits)?;

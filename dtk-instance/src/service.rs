@@ -9,7 +9,7 @@ use dtk_model::expand::{ModuleSet, Violation, expand, violations};
 use dtk_model::ident::{AttrPath, check_name};
 use dtk_model::module::{AttrValue, ComponentDecl, LinkDecl, NodeDecl};
 use dtk_model::service::{SERVICE_FILE, ServiceDoc};
-use dtk_model::{ComponentId, Module, ModuleId, ServiceModel, Value};
+use dtk_model::{ComponentId, DslError, Module, ModuleId, ServiceModel, Value};
 use dtk_workflow::ActualState;
 use serde::{Deserialize, Serialize};
 
@@ -110,18 +110,16 @@ impl Service {
                 service: self.name.clone(),
             }))
         })?;
-        let text = String::from_utf8_lossy(&data);
-        Ok(self.parse_cache().get_or_parse(PARSED_SERVICE, &text, || {
-            dtk_model::dsl::parse_service(&text, SERVICE_FILE)
-        })?)
+        Ok(self.parse_doc(&String::from_utf8_lossy(&data), SERVICE_FILE)?)
     }
 
-    /// A document this process has just written (`text`) read back, through the parse
-    /// cache: the converge that follows an edit finds it there.
-    pub(crate) fn read_back(&self, text: &str) -> Result<ServiceDoc, InstanceError> {
-        Ok(self.parse_cache().get_or_parse(PARSED_SERVICE, text, || {
-            dtk_model::dsl::parse_service(text, SERVICE_FILE)
-        })?)
+    /// A service document's text (named `file` in diagnostics) parsed, through the parse
+    /// cache: the committed document, the work tree's, and one an edit has just written
+    /// (the converge that follows finds it there).
+    pub(crate) fn parse_doc(&self, text: &str, file: &str) -> Result<ServiceDoc, DslError> {
+        self.parse_cache().get_or_parse(PARSED_SERVICE, text, || {
+            dtk_model::dsl::parse_service(text, file)
+        })
     }
 
     /// The service's parse cache (`.dtk/parsed/`).
@@ -151,16 +149,11 @@ impl Service {
                 dir,
             })
             .collect();
-        let cache = self.parse_cache();
         let (doc, mut parsed) = parse_beside(
             text.len(),
-            || {
-                cache.get_or_parse(PARSED_SERVICE, &text, || {
-                    dtk_model::dsl::parse_service(&text, SERVICE_FILE)
-                })
-            },
+            || self.parse_doc(&text, SERVICE_FILE),
             manifests,
-            &cache,
+            self.parse_cache(),
         );
         let doc = doc?;
         let mut set = ModuleSet::new();
@@ -185,16 +178,11 @@ impl Service {
         let doc_path = self.dir.join(SERVICE_FILE);
         let text = read_text(&doc_path)?;
         let manifests = worktree_manifests(&self.dir);
-        let cache = self.parse_cache();
         let (doc, mut parsed) = parse_beside(
             text.len(),
-            || {
-                cache.get_or_parse(PARSED_SERVICE, &text, || {
-                    dtk_model::dsl::parse_service(&text, &display(&doc_path))
-                })
-            },
+            || self.parse_doc(&text, &display(&doc_path)),
             manifests,
-            &cache,
+            self.parse_cache(),
         );
         let doc = doc?;
         let mut set = ModuleSet::new();
@@ -416,7 +404,7 @@ impl Service {
             },
         );
         let text = dtk_model::dsl::write_service(&doc);
-        let reread = self.read_back(&text)?;
+        let reread = self.parse_doc(&text, SERVICE_FILE)?;
         self.expand_doc(&reread, &modules, SERVICE_FILE)?;
         write_file_atomic(&self.dir.join(SERVICE_FILE), text.as_bytes(), false)?;
         Ok(AttributeSet {
@@ -438,7 +426,7 @@ impl Service {
         let (mut doc, modules) = self.worktree_doc_and_modules()?;
         edit(&mut doc)?;
         let text = dtk_model::dsl::write_service(&doc);
-        let reread = self.read_back(&text)?;
+        let reread = self.parse_doc(&text, SERVICE_FILE)?;
         self.expand_doc(&reread, &modules, SERVICE_FILE)?;
         write_file_atomic(&self.dir.join(SERVICE_FILE), text.as_bytes(), false)
     }
@@ -940,14 +928,13 @@ fn parse_beside<T>(
     doc_len: usize,
     doc: impl FnOnce() -> T,
     manifests: Vec<Manifest>,
-    cache: &ParseCache,
+    cache: ParseCache,
 ) -> (T, BTreeMap<String, Parsed>) {
     const WORTH_A_THREAD: usize = 16 * 1024;
     let modules_len: usize = manifests
         .iter()
         .map(|m| m.text.as_ref().map_or(0, String::len))
         .sum();
-    let cache = cache.clone();
     let parse_all = move || -> Vec<(String, Parsed)> {
         manifests
             .into_iter()

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::sync::Arc;
 
+use dtk_catalog::MANIFEST;
 use dtk_model::expand::{ExternalComponent, ModuleSet, NodeRealizer, TargetBinding, expand};
 use dtk_model::ident::check_name;
 use dtk_model::service::{SERVICE_FILE, ServiceDoc, StagedFrom};
@@ -174,9 +175,9 @@ impl Home {
         let copies = || -> Vec<(String, Vec<u8>)> {
             pins.iter()
                 .filter_map(|(id, version)| {
-                    let bytes = catalog.read_file(id, version, "dtk.module.yaml").ok()?;
+                    let bytes = catalog.read_file(id, version, MANIFEST).ok()?;
                     let text = String::from_utf8(bytes).ok()?;
-                    let file = format!("{}/dtk.module.yaml", module_path(id));
+                    let file = format!("{}/{MANIFEST}", module_path(id));
                     let defs = dtk_model::dsl::parse_module_defs(&text, &file).ok()?;
                     Some((text, dtk_model::cache::encode(&defs).ok()?))
                 })
@@ -201,7 +202,7 @@ impl Home {
         let created = InstanceRepo::create(
             &scratch,
             &[self.catalog().objects_dir()],
-            &[(SERVICE_FILE.to_owned(), text.clone().into_bytes())],
+            &[(SERVICE_FILE, text.as_bytes())],
             &trees,
             &message,
         );
@@ -405,10 +406,7 @@ impl Home {
     /// the catalog has that version already. Returns the parsed module.
     pub fn ensure_bundled_module(&self, text: &str, file: &str) -> Result<Module, InstanceError> {
         // On every start: a cached parse, and one stat when the version is there.
-        let module = self
-            .catalog()
-            .parse_cache()
-            .get_or_parse("module", text, || dtk_model::dsl::parse_module(text, file))?;
+        let module = self.catalog().parse_manifest(text, file)?;
         if !self.catalog().has_version(&module.id, &module.version) {
             let tmp = self.scratch_dir("bundled");
             fs::create_dir_all(&tmp).map_err(io_err(&tmp, "create"))?;

@@ -84,9 +84,10 @@ pub fn discover(
     // Candidates in search order; the first of each name wins.
     let mut firsts: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut candidates: Vec<(String, PathBuf, Option<FileKey>)> = Vec::new();
+    // The listings to remember: those of directories not changed in the last moments.
     let mut listings: Vec<Listing> = Vec::new();
     for dir in &searched {
-        let Some(listing) = list(dir, &old_listings) else {
+        let Some((listing, settled)) = list(dir, &old_listings) else {
             continue;
         };
         for name in &listing.names {
@@ -102,7 +103,9 @@ pub fn discover(
             }
             candidates.push((kind.to_owned(), path, Some(FileKey::of(&meta))));
         }
-        listings.push(listing);
+        if settled {
+            listings.push(listing);
+        }
     }
     let listings_changed = listings.len() != old_listings.len()
         || listings
@@ -194,15 +197,6 @@ pub(crate) struct FileKey {
 }
 
 impl FileKey {
-    /// The key of a listing not to be trusted: no file has it (a file's size and inode
-    /// are never both this).
-    const RACY_KEY: FileKey = FileKey {
-        size: u64::MAX,
-        mtime: 0,
-        mtime_nsec: 0,
-        ino: 0,
-    };
-
     fn of(meta: &std::fs::Metadata) -> Self {
         FileKey {
             size: meta.size(),
@@ -245,14 +239,15 @@ pub(crate) struct Listing {
 const RACY: Duration = Duration::from_secs(2);
 
 /// The plugin executables' names in `dir`, sorted: as remembered in `old` when the
-/// directory is unchanged, else read. `None` when the directory cannot be read.
-fn list(dir: &Path, old: &BTreeMap<PathBuf, Listing>) -> Option<Listing> {
+/// directory is unchanged, else read; and whether the listing may be remembered (a
+/// listing taken just after a change may not). `None` when the directory cannot be read.
+fn list(dir: &Path, old: &BTreeMap<PathBuf, Listing>) -> Option<(Listing, bool)> {
     let meta = std::fs::metadata(dir).ok()?;
     let key = FileKey::of(&meta);
     if let Some(l) = old.get(dir)
         && l.key == key
     {
-        return Some(l.clone());
+        return Some((l.clone(), true));
     }
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .ok()?
@@ -264,18 +259,19 @@ fn list(dir: &Path, old: &BTreeMap<PathBuf, Listing>) -> Option<Listing> {
         })
         .collect();
     names.sort();
-    // A listing taken just after a change is not remembered (`FileKey::RACY_KEY` never
-    // matches a directory's key).
     let settled = meta
         .modified()
         .ok()
         .and_then(|m| m.elapsed().ok())
         .is_some_and(|age| age >= RACY);
-    Some(Listing {
-        dir: dir.to_owned(),
-        key: if settled { key } else { FileKey::RACY_KEY },
-        names,
-    })
+    Some((
+        Listing {
+            dir: dir.to_owned(),
+            key,
+            names,
+        },
+        settled,
+    ))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -305,11 +301,7 @@ pub(crate) fn read_cache(path: &Path) -> Cached {
     match serde_json::from_slice::<CacheFile>(&data) {
         Ok(f) if f.protocols == SUPPORTED_PROTOCOLS => (
             f.entries.into_iter().map(|e| (e.path.clone(), e)).collect(),
-            f.dirs
-                .into_iter()
-                .filter(|l| l.key != FileKey::RACY_KEY)
-                .map(|l| (l.dir.clone(), l))
-                .collect(),
+            f.dirs.into_iter().map(|l| (l.dir.clone(), l)).collect(),
         ),
         _ => Cached::default(),
     }

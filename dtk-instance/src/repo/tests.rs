@@ -45,7 +45,7 @@ fn setup() -> (tempfile::TempDir, InstanceRepo, ObjectId) {
     let repo = InstanceRepo::create(
         &root,
         &[objects],
-        &[("dtk.service.yaml".to_owned(), b"name: svc\n".to_vec())],
+        &[("dtk.service.yaml", b"name: svc\n")],
         &[("modules/a/b".to_owned(), tree)],
         "stage svc",
     )
