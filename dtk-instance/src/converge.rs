@@ -284,11 +284,22 @@ impl Service {
     /// [`prefetch_actual_state`] read) when given.
     fn recovered_state_from(
         &self,
-        prefetched: Option<ActualState>,
+        prefetched: Option<ReadState>,
     ) -> Result<(ActualState, Vec<PathBuf>, usize), InstanceError> {
-        let mut state = match prefetched {
-            Some(s) => s,
-            None => self.actual_state()?,
+        let (state, journals, resumed, _) = self.recovered_state_and_file(prefetched)?;
+        Ok((state, journals, resumed))
+    }
+
+    /// [`recovered_state_from`](Self::recovered_state_from), with the bytes of
+    /// `actual.json` when the state returned is exactly what they say (it was
+    /// prefetched, and no journal was folded in).
+    fn recovered_state_and_file(
+        &self,
+        prefetched: Option<ReadState>,
+    ) -> Result<(ActualState, Vec<PathBuf>, usize, Option<Vec<u8>>), InstanceError> {
+        let (mut state, mut file) = match prefetched {
+            Some(r) => (r.state, Some(r.bytes)),
+            None => (self.actual_state()?, None),
         };
         let dir = self.journal_dir();
         let mut journals: Vec<PathBuf> = match fs::read_dir(&dir) {
@@ -307,8 +318,9 @@ impl Service {
                 dtk_workflow::replay(j).map_err(|e| InstanceError::Workflow(Box::new(e)))?;
             resumed += replayed.completed.len();
             state.apply_journal(&replayed);
+            file = None;
         }
-        Ok((state, journals, resumed))
+        Ok((state, journals, resumed, file))
     }
 
     /// The executor's context for this service: its providers, the default transport,
@@ -526,16 +538,22 @@ impl Service {
         opts: &RunOptions,
         gate: Option<Gate<'_>>,
         mut team: Option<crate::team::TeamRun>,
-        prefetched: Option<ActualState>,
+        prefetched: Option<ReadState>,
     ) -> Result<RunReport, InstanceError> {
         let started = Instant::now();
         let started_at = now_secs();
-        let (mut state, old_journals, resumed) = self.recovered_state_from(prefetched)?;
+        // `file`: the bytes of `actual.json` while `state` is still exactly what they say.
+        let (mut state, old_journals, resumed, mut file) =
+            self.recovered_state_and_file(prefetched)?;
         if let Some(gate) = gate {
             gate(Checkpoint::State(&state))?;
         }
         if kind == "converge" {
-            self.read_world_and_check(model, &mut state, opts).await?;
+            let world = self.read_world_and_check(model, &mut state, opts).await?;
+            // Nothing read and nothing checked: `state` was not touched.
+            if world.read > 0 || !world.checks.is_empty() {
+                file = None;
+            }
         }
         let (plan, left_out) = if request == PlanRequest::Converge {
             self.make_plan(model, &state, &opts.selection)?
@@ -620,8 +638,17 @@ impl Service {
         let written = collector.await.unwrap_or_default();
         let outcome = outcome.map_err(|e| InstanceError::Workflow(Box::new(e)))?;
 
-        // Actual state first, durably; only then may the journals go.
-        self.save_actual_state(&outcome.state)?;
+        // Actual state first, durably; only then may the journals go. A run that changed
+        // no record leaves the file as it is (its bytes are still versioned, as below).
+        tracing::debug!(
+            changed = outcome.state_changed,
+            as_read = file.is_some(),
+            "actual state after the run"
+        );
+        match file.filter(|_| !outcome.state_changed) {
+            Some(bytes) => self.record_state(&bytes, outcome.state.components.len())?,
+            None => self.save_actual_state(&outcome.state)?,
+        }
         remove_journals(old_journals.iter().chain(std::iter::once(&journal)))?;
 
         let status = if outcome.cancelled {
@@ -805,12 +832,19 @@ pub(crate) fn remove_journals<'a>(
     Ok(())
 }
 
+/// Actual state as read from `actual.json`, with the file's bytes.
+pub(crate) struct ReadState {
+    state: ActualState,
+    bytes: Vec<u8>,
+}
+
 /// Reads and parses `actual.json` at `path` on a thread of its own. The thread gives
 /// `None` for a file that is missing or does not parse: the run then reads it itself, with
 /// the restoring and the errors that [`Service::actual_state`] has.
-fn prefetch_actual_state(path: PathBuf) -> std::thread::JoinHandle<Option<ActualState>> {
+fn prefetch_actual_state(path: PathBuf) -> std::thread::JoinHandle<Option<ReadState>> {
     std::thread::spawn(move || {
-        let data = fs::read(&path).ok()?;
-        serde_json::from_slice(&data).ok()
+        let bytes = fs::read(&path).ok()?;
+        let state = serde_json::from_slice(&bytes).ok()?;
+        Some(ReadState { state, bytes })
     })
 }

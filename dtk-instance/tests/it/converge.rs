@@ -128,3 +128,105 @@ fn nix_kill(pid: i32) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Stages `count` independent components of a small module made here (no `check`
+/// actions, no providers), as service `name`.
+fn stage_steps(home: &dtk_instance::home::Home, name: &str, count: usize) {
+    let dir = home.root().join("step-module");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text = String::from(
+        "dsl_version: 1.0.0\nmodule: test/steps\nversion: 1.0.0\ncomponent_defs:\n  step:\n    attributes:\n      k: {type: integer, required: true}\n    actions:\n      create:\n        commands:\n        - RUN echo {{k}} > f{{k}}\nassemblies:\n  steps:\n    components:\n",
+    );
+    for k in 1..=count {
+        text.push_str(&format!("    - step[s{k}]: {{attributes: {{k: {k}}}}}\n"));
+    }
+    std::fs::write(dir.join("dtk.module.yaml"), text).unwrap();
+    home.catalog().publish(&dir).unwrap();
+    home.stage(&StageRequest {
+        module: "test/steps".parse().unwrap(),
+        version: None,
+        assembly: "steps".to_owned(),
+        name: name.to_owned(),
+        target: None,
+        base: false,
+    })
+    .unwrap();
+}
+
+/// The identity of a file as written: a rewrite (always by rename) changes its inode.
+fn file_identity(path: &std::path::Path) -> (u64, std::time::SystemTime) {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).unwrap();
+    (m.ino(), m.modified().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_converge_that_changes_nothing_leaves_actual_state_as_it_is() {
+    let (_tmp, home) = home();
+    stage_steps(&home, "s", 3);
+    let svc = home.service("s").unwrap();
+    let actual = svc.dir().join(".dtk/actual.json");
+    let state_tip = || crate::support::git(svc.dir(), &["rev-parse", "refs/dtk/state"]);
+
+    let first = svc.converge(&RunOptions::default()).await.unwrap();
+    assert!(first.is_success(), "{}", first.tree);
+    assert_eq!(first.tasks.len(), 3, "{}", first.tree);
+    let (written, tip) = (file_identity(&actual), state_tip());
+    let bytes = std::fs::read(&actual).unwrap();
+
+    // Nothing to do: the file is not rewritten and no state commit is made, but the
+    // run is still recorded.
+    let again = svc.converge(&RunOptions::default()).await.unwrap();
+    assert!(again.tasks.is_empty(), "{}", again.tree);
+    assert_eq!(file_identity(&actual), written);
+    assert_eq!(state_tip(), tip);
+    assert_eq!(std::fs::read(&actual).unwrap(), bytes);
+    assert_eq!(svc.runs(10).unwrap().len(), 2);
+
+    // A record whose metadata is out of date (as an older dtk wrote it) is brought up
+    // to date by a run with nothing to do, and the file is written.
+    let mut json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    json["components"]["step[s2]"]["module"] = serde_json::Value::Null;
+    std::fs::write(&actual, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    let stale = file_identity(&actual);
+    let refreshed = svc.converge(&RunOptions::default()).await.unwrap();
+    assert!(refreshed.tasks.is_empty(), "{}", refreshed.tree);
+    assert_ne!(file_identity(&actual), stale);
+    assert_eq!(std::fs::read(&actual).unwrap(), bytes);
+    assert_eq!(
+        svc.actual_state().unwrap().components[&dtk_model::instance::ComponentId("step[s2]".to_owned())]
+            .module
+            .as_deref(),
+        Some("test/steps")
+    );
+
+    // A hand edit that parses to the same state (its layout only) is left as it is,
+    // and versioned as found: the state commit holds exactly the file.
+    let compact = serde_json::to_vec(&json_of(&bytes)).unwrap();
+    std::fs::write(&actual, &compact).unwrap();
+    let hand = file_identity(&actual);
+    let quiet = svc.converge(&RunOptions::default()).await.unwrap();
+    assert!(quiet.tasks.is_empty(), "{}", quiet.tree);
+    assert_eq!(file_identity(&actual), hand);
+    assert_eq!(
+        crate::support::git(svc.dir(), &["show", "refs/dtk/state:actual.json"]).trim_end(),
+        String::from_utf8(compact).unwrap()
+    );
+
+    // An edit runs its task, and the file is written again.
+    svc.set_attribute("step[s3]/k", "30").unwrap();
+    let edited = svc.converge(&RunOptions::default()).await.unwrap();
+    assert!(edited.is_success(), "{}", edited.tree);
+    assert_eq!(edited.tasks.len(), 1, "{}", edited.tree);
+    assert_ne!(file_identity(&actual), hand);
+    assert_eq!(
+        svc.actual_state().unwrap().components[&dtk_model::instance::ComponentId("step[s3]".to_owned())].inputs["k"],
+        dtk_model::Value::Int(30)
+    );
+    assert_ne!(state_tip(), tip);
+    crate::support::git(svc.dir(), &["fsck", "--strict"]);
+}
+
+fn json_of(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap()
+}

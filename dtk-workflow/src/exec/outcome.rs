@@ -151,6 +151,9 @@ pub struct Outcome {
     pub duration: Duration,
     /// Actual state after the run (the state given, with this run's results applied).
     pub state: ActualState,
+    /// Whether the run may have changed `state`: `false` means it is exactly the state
+    /// the run was given (nothing ran, or nothing that ran touched a record).
+    pub state_changed: bool,
     /// Whether the run was cancelled (or stopped because its journal failed).
     pub cancelled: bool,
     /// The journal writer's counters, when there was a journal.

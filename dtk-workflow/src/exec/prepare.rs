@@ -385,13 +385,37 @@ impl<'a> Run<'a> {
 
     /// Brings the recorded metadata of applied components (dependencies, delete action,
     /// node) up to date with the model, so a later delete uses the current definition.
+    /// A record already up to date is not touched (so a run that changed nothing leaves
+    /// its state unchanged, and the state file is not rewritten).
     pub(super) fn refresh_metadata(&mut self) {
+        use std::fmt::Write as _;
         let model = self.model;
+        let mut module = String::new();
         for (ci, c) in model.components.iter().enumerate() {
-            if self.ran.contains(&ci) || self.state.get(&c.id).is_none() {
+            if self.ran.contains(&ci) {
+                continue;
+            }
+            if self.state.get(&c.id).is_none() {
                 continue;
             }
             let actions = self.def_actions(ci);
+            let Some(rec) = self.state.get(&c.id) else {
+                continue;
+            };
+            let provider = actions.create.as_ref().and_then(|a| a.provider_kind());
+            module.clear();
+            // Writing into a String cannot fail.
+            let _ = write!(module, "{}", c.module);
+            let current = rec.depends_on.iter().eq(crate::plan::dependency_ids(c))
+                && rec.delete.as_ref() == actions.delete.as_deref()
+                && rec.realizes_node == c.realizes_node
+                && rec.secret_inputs == c.secret_inputs
+                && rec.provider.as_deref() == provider
+                && rec.module.as_deref() == Some(module.as_str());
+            if current {
+                continue;
+            }
+            let provider = provider.map(str::to_owned);
             let Some(rec) = self.state.at_mut(ci) else {
                 continue;
             };
@@ -399,11 +423,8 @@ impl<'a> Run<'a> {
             rec.delete = actions.delete.as_deref().cloned();
             rec.realizes_node = c.realizes_node;
             rec.secret_inputs = c.secret_inputs.clone();
-            rec.provider = actions
-                .create
-                .as_ref()
-                .and_then(|a| a.provider_kind().map(str::to_owned));
-            rec.module = Some(c.module.to_string());
+            rec.provider = provider;
+            rec.module = Some(module.clone());
         }
     }
 }

@@ -201,6 +201,7 @@ pub(super) async fn run(
     Outcome {
         tasks,
         duration: start.elapsed(),
+        state_changed: run.state.changed(),
         state: run.state.into_state(),
         cancelled,
         journal: journal_stats,
