@@ -194,7 +194,8 @@ async fn a_converge_that_changes_nothing_leaves_actual_state_as_it_is() {
     assert_ne!(file_identity(&actual), stale);
     assert_eq!(std::fs::read(&actual).unwrap(), bytes);
     assert_eq!(
-        svc.actual_state().unwrap().components[&dtk_model::instance::ComponentId("step[s2]".to_owned())]
+        svc.actual_state().unwrap().components
+            [&dtk_model::instance::ComponentId("step[s2]".to_owned())]
             .module
             .as_deref(),
         Some("test/steps")
@@ -220,7 +221,9 @@ async fn a_converge_that_changes_nothing_leaves_actual_state_as_it_is() {
     assert_eq!(edited.tasks.len(), 1, "{}", edited.tree);
     assert_ne!(file_identity(&actual), hand);
     assert_eq!(
-        svc.actual_state().unwrap().components[&dtk_model::instance::ComponentId("step[s3]".to_owned())].inputs["k"],
+        svc.actual_state().unwrap().components
+            [&dtk_model::instance::ComponentId("step[s3]".to_owned())]
+            .inputs["k"],
         dtk_model::Value::Int(30)
     );
     assert_ne!(state_tip(), tip);

@@ -27,20 +27,35 @@ pub(super) enum Ready<'a> {
 }
 
 /// The `create` and `delete` actions of a definition, converted once per definition.
-#[derive(Default)]
 pub(super) struct DefActions {
     pub(super) create: Option<Arc<RecordedAction>>,
     pub(super) delete: Option<Arc<RecordedAction>>,
+    /// The module of the first component met with this definition, and its text (as
+    /// records keep it): formatted once per definition, not once per task.
+    module: (dtk_model::ident::ModuleId, String),
+}
+
+impl DefActions {
+    /// `module` as records keep it.
+    pub(super) fn module_text(&self, module: &dtk_model::ident::ModuleId) -> String {
+        if &self.module.0 == module {
+            self.module.1.clone()
+        } else {
+            module.to_string()
+        }
+    }
 }
 
 impl<'a> Run<'a> {
     /// The `create` and `delete` actions of component `ci`'s definition.
     pub(super) fn def_actions(&mut self, ci: usize) -> Arc<DefActions> {
-        let def = &self.model.components[ci].def;
+        let c = &self.model.components[ci];
+        let def = &c.def;
         self.actions
             .entry(Arc::as_ptr(def) as usize)
             .or_insert_with(|| {
                 Arc::new(DefActions {
+                    module: (c.module.clone(), c.module.to_string()),
                     create: def
                         .actions
                         .get("create")
@@ -130,9 +145,8 @@ impl<'a> Run<'a> {
         let rec = self.state.get(realizer);
         let kind = self
             .state
-            .index
-            .get(realizer)
-            .and_then(|&i| self.model.components[i].def.actions.get("create"))
+            .index_of(realizer)
+            .and_then(|i| self.model.components[i].def.actions.get("create"))
             .and_then(RecordedAction::from_def)
             .and_then(|a| a.provider_kind().map(str::to_owned))
             .or_else(|| rec.and_then(|r| r.provider.clone()));
@@ -151,7 +165,7 @@ impl<'a> Run<'a> {
     pub(super) fn prepare(&mut self, i: NodeIndex) -> Ready<'a> {
         let plan = self.plan;
         let t: &'a Task = &plan.graph()[i];
-        let ci = self.state.index.get(&t.component).copied();
+        let ci = self.state.index_of(&t.component);
         match &t.op {
             TaskOp::Converge => {
                 let Some(ci) = ci else {
@@ -225,9 +239,8 @@ impl<'a> Run<'a> {
             Some(crate::state::RecordedKind::Commands { .. }) => {
                 let module = self
                     .state
-                    .index
-                    .get(&job.task.component)
-                    .map(|&ci| self.model.components[ci].module.to_string())
+                    .index_of(&job.task.component)
+                    .map(|ci| self.model.components[ci].module.to_string())
                     .or_else(|| {
                         self.state
                             .get(&job.task.component)
@@ -269,7 +282,7 @@ impl<'a> Run<'a> {
                 .map(|d| (*d, self.state.get(d).map(|r| r.outputs_digest.as_str()))),
             linked,
         );
-        let prev = self.state.get(&c.id);
+        let prev = self.state.at(ci);
         if t.conditional
             && let Some(p) = prev
             && p.is_applied()
@@ -287,7 +300,9 @@ impl<'a> Run<'a> {
         let imported = prev.filter(|_| update).and_then(|p| p.imported.clone());
         self.lookup_secrets(&c.id, &c.secret_inputs, &mut secrets);
         let actions = self.def_actions(ci);
-        self.ran.insert(ci);
+        if let Some(r) = self.ran.get_mut(ci) {
+            *r = true;
+        }
         let record = AppliedComponent {
             status: ComponentStatus::Applied,
             desired_hash: t.desired_hash.clone(),
@@ -307,7 +322,7 @@ impl<'a> Run<'a> {
             secret_inputs: c.secret_inputs.clone(),
             drift: None,
             imported,
-            module: Some(c.module.to_string()),
+            module: Some(actions.module_text(&c.module)),
         };
         let mut job = self.base_job(i, t);
         job.op = JobOp::Converge { update };
@@ -392,7 +407,7 @@ impl<'a> Run<'a> {
         let model = self.model;
         let mut module = String::new();
         for (ci, c) in model.components.iter().enumerate() {
-            if self.ran.contains(&ci) {
+            if self.ran.get(ci).copied().unwrap_or(false) {
                 continue;
             }
             if self.state.get(&c.id).is_none() {

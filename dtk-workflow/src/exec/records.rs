@@ -12,8 +12,9 @@ use crate::hash::FastMap;
 use crate::state::{ActualState, AppliedComponent};
 
 pub(super) struct Records<'a> {
-    /// Each model component's index, by id.
-    pub(super) index: FastMap<&'a ComponentId, usize>,
+    /// Each model component's index, by id (the id's text itself: one indirection
+    /// fewer per lookup than through the model's `ComponentId`).
+    index: FastMap<&'a str, usize>,
     components: &'a [ComponentInstance],
     version: u32,
     by_index: Vec<Option<AppliedComponent>>,
@@ -25,16 +26,16 @@ pub(super) struct Records<'a> {
 impl<'a> Records<'a> {
     /// The records of `actual`, for a run of a model made of `components`.
     pub(super) fn new(components: &'a [ComponentInstance], actual: ActualState) -> Self {
-        let index: FastMap<&'a ComponentId, usize> = components
+        let index: FastMap<&'a str, usize> = components
             .iter()
             .enumerate()
-            .map(|(i, c)| (&c.id, i))
+            .map(|(i, c)| (c.id.as_str(), i))
             .collect();
         let mut by_index: Vec<Option<AppliedComponent>> = vec![None; components.len()];
         let mut others = BTreeMap::new();
         let version = actual.version;
         for (id, rec) in actual.components {
-            match index.get(&id) {
+            match index.get(id.as_str()) {
                 Some(&i) => by_index[i] = Some(rec),
                 None => {
                     others.insert(id, rec);
@@ -52,7 +53,7 @@ impl<'a> Records<'a> {
     }
 
     pub(super) fn get(&self, id: &ComponentId) -> Option<&AppliedComponent> {
-        match self.index.get(id) {
+        match self.index.get(id.as_str()) {
             Some(&i) => self.by_index[i].as_ref(),
             None => self.others.get(id),
         }
@@ -60,7 +61,7 @@ impl<'a> Records<'a> {
 
     pub(super) fn get_mut(&mut self, id: &ComponentId) -> Option<&mut AppliedComponent> {
         self.changed = true;
-        match self.index.get(id) {
+        match self.index.get(id.as_str()) {
             Some(&i) => self.by_index[i].as_mut(),
             None => self.others.get_mut(id),
         }
@@ -68,7 +69,7 @@ impl<'a> Records<'a> {
 
     pub(super) fn insert(&mut self, id: &ComponentId, rec: AppliedComponent) {
         self.changed = true;
-        match self.index.get(id) {
+        match self.index.get(id.as_str()) {
             Some(&i) => self.by_index[i] = Some(rec),
             None => {
                 self.others.insert(id.clone(), rec);
@@ -78,12 +79,22 @@ impl<'a> Records<'a> {
 
     pub(super) fn remove(&mut self, id: &ComponentId) {
         self.changed = true;
-        match self.index.get(id) {
+        match self.index.get(id.as_str()) {
             Some(&i) => self.by_index[i] = None,
             None => {
                 self.others.remove(id);
             }
         }
+    }
+
+    /// The model index of component `id`.
+    pub(super) fn index_of(&self, id: &ComponentId) -> Option<usize> {
+        self.index.get(id.as_str()).copied()
+    }
+
+    /// The record of model component `i`, read only.
+    pub(super) fn at(&self, i: usize) -> Option<&AppliedComponent> {
+        self.by_index.get(i).and_then(Option::as_ref)
     }
 
     /// The record of model component `i`.
@@ -97,23 +108,38 @@ impl<'a> Records<'a> {
         self.changed
     }
 
-    /// Back to an [`ActualState`]. The map is built in one go from the records sorted
-    /// by id (inserting them one by one was 2% of a no-op converge of 1,000).
+    /// Back to an [`ActualState`]. The map is built in one go from the records in id
+    /// order (inserting them one by one was 2% of a no-op converge of 1,000): the ids
+    /// are sorted by reference, and each record moves once into the list the map is
+    /// built from.
     pub(super) fn into_state(self) -> ActualState {
+        let Records {
+            components,
+            version,
+            mut by_index,
+            others,
+            ..
+        } = self;
+        let mut order: Vec<(&str, usize)> = by_index
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_some())
+            .map(|(i, _)| (components[i].id.as_str(), i))
+            .collect();
+        // Model ids are unique: an unstable sort is exact.
+        order.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut all: Vec<(ComponentId, AppliedComponent)> =
-            Vec::with_capacity(self.others.len() + self.by_index.len());
+            Vec::with_capacity(order.len() + others.len());
         all.extend(
-            self.components
-                .iter()
-                .zip(self.by_index)
-                .filter_map(|(c, r)| Some((c.id.clone(), r?))),
+            order
+                .into_iter()
+                .filter_map(|(_, i)| Some((components[i].id.clone(), by_index[i].take()?))),
         );
-        all.extend(self.others);
-        // Ids are unique (the model's, and the others are not the model's), so an
-        // unstable sort is exact.
-        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // The others (not the model's) are a second sorted run: the map's own stable
+        // sort merges the two.
+        all.extend(others);
         ActualState {
-            version: self.version,
+            version,
             components: all.into_iter().collect(),
         }
     }

@@ -7,7 +7,7 @@
 //! the plan instead of copying from it. Jobs wait on processes, sockets and timers, not on
 //! the CPU, so one thread polling them loses no parallelism that matters.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,9 +45,9 @@ pub(super) struct Run<'a> {
     pub(super) model: &'a ServiceModel,
     pub(super) ctx: &'a ExecContext,
     /// The node's name → the component realizing it.
-    pub(super) realizer: HashMap<String, ComponentId>,
+    pub(super) realizer: FastMap<String, ComponentId>,
     /// Where commands run on each node, made once per node (see `node_target`).
-    pub(super) node_targets: HashMap<String, Arc<NodeTarget>>,
+    pub(super) node_targets: FastMap<String, Arc<NodeTarget>>,
     /// Component → its converge task in this plan.
     pub(super) converge_task: FastMap<&'a ComponentId, NodeIndex>,
     pub(super) state: Records<'a>,
@@ -65,9 +65,9 @@ pub(super) struct Run<'a> {
     node_wait: Vec<VecDeque<NodeIndex>>,
     pub(super) journal: Option<JournalWriter>,
     /// `create` and `delete` of each definition (shared by many instances), converted.
-    pub(super) actions: HashMap<usize, Arc<DefActions>>,
+    pub(super) actions: FastMap<usize, Arc<DefActions>>,
     /// Components (by index) whose `create` ran in this run.
-    pub(super) ran: HashSet<usize>,
+    pub(super) ran: Vec<bool>,
     /// The first task that failed (`fail_fast` stops there).
     first_failure: Option<TaskId>,
 }
@@ -83,7 +83,7 @@ pub(super) async fn run(
 ) -> Outcome {
     let n = plan.len();
     let graph = plan.graph();
-    let mut realizer: HashMap<String, ComponentId> = HashMap::new();
+    let mut realizer: FastMap<String, ComponentId> = FastMap::default();
     for (id, rec) in &actual.components {
         if rec.realizes_node
             && let Some(node) = &rec.node
@@ -113,7 +113,7 @@ pub(super) async fn run(
         model,
         ctx,
         realizer,
-        node_targets: HashMap::new(),
+        node_targets: FastMap::default(),
         converge_task: graph
             .node_indices()
             .filter(|&i| graph[i].op == TaskOp::Converge)
@@ -135,8 +135,8 @@ pub(super) async fn run(
         busy: vec![false; nodes],
         node_wait: (0..nodes).map(|_| VecDeque::new()).collect(),
         journal,
-        actions: HashMap::new(),
-        ran: HashSet::new(),
+        actions: FastMap::default(),
+        ran: vec![false; model.components.len()],
         first_failure: None,
     };
     if let Some(j) = &run.journal {
@@ -263,10 +263,10 @@ impl<'a> Run<'a> {
             .filter(|i| self.indeg[i.index()] == 0)
             .collect();
         // Jobs prepared but held back by their provider's limit.
-        let mut stash: HashMap<NodeIndex, Box<Job<'a>>> = HashMap::new();
+        let mut stash: FastMap<NodeIndex, Box<Job<'a>>> = FastMap::default();
         let mut kind_running: HashMap<&'a str, usize> = HashMap::new();
         let mut kind_wait: HashMap<&'a str, VecDeque<NodeIndex>> = HashMap::new();
-        let mut running_kind: HashMap<NodeIndex, &'a str> = HashMap::new();
+        let mut running_kind: FastMap<NodeIndex, &'a str> = FastMap::default();
         let mut running = FuturesUnordered::new();
         let limit = self.ctx.limits.concurrency.max(1);
         let mut stopped = false;
