@@ -30,8 +30,6 @@ pub const PRIVATE_DIR: &str = ".dtk";
 /// The name and email dtk signs its commits with (CI machines have no git identity).
 const SIGNATURE_NAME: &str = "dtk";
 const SIGNATURE_EMAIL: &str = "dtk@localhost";
-/// The decoded-object cache of an open instance repository.
-const OBJECT_CACHE_BYTES: usize = 512 * 1024;
 
 /// A change of one file between the committed desired state and the work tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,11 +200,7 @@ impl InstanceRepo {
 
     /// Opens the instance repository at `root`.
     pub fn open(root: &Path) -> Result<InstanceRepo, InstanceError> {
-        let mut repo = git!(root, "open", gix::open(root))?;
-        // One command reads the same few commits and trees several times (the head's
-        // document, its modules, the state ref): keep the small objects decoded. A larger
-        // object than the cap is not kept.
-        repo.object_cache_size_if_unset(OBJECT_CACHE_BYTES);
+        let repo = git!(root, "open", gix::open(root))?;
         Ok(InstanceRepo {
             repo,
             root: root.to_path_buf(),
