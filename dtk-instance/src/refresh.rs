@@ -131,17 +131,18 @@ impl Service {
         let service_nodes: Arc<[dtk_model::instance::NodeInstance]> =
             Arc::from(model.nodes.as_slice());
         for c in &model.components {
+            // The definition first: it is at hand, the record is a lookup by id.
+            let Some(ActionKind::Provider { kind, resource }) =
+                c.def.actions.get("create").map(|a| &a.kind)
+            else {
+                continue;
+            };
             let Some(rec) = state.components.get(&c.id) else {
                 continue;
             };
             if !rec.is_applied() {
                 continue;
             }
-            let Some(ActionKind::Provider { kind, resource }) =
-                c.def.actions.get("create").map(|a| &a.kind)
-            else {
-                continue;
-            };
             let Some(provider) = providers.get(kind).cloned() else {
                 continue;
             };
@@ -222,12 +223,11 @@ impl Service {
                 .components
                 .iter()
                 .filter(|c| {
-                    !lines.contains_key(&c.id)
+                    matches!(
+                        c.def.actions.get("create").map(|a| &a.kind),
+                        Some(ActionKind::Provider { kind, .. }) if providers.get(kind).is_some()
+                    ) && !lines.contains_key(&c.id)
                         && state.get(&c.id).is_some_and(|r| r.is_applied())
-                        && matches!(
-                            c.def.actions.get("create").map(|a| &a.kind),
-                            Some(ActionKind::Provider { kind, .. }) if providers.get(kind).is_some()
-                        )
                 })
                 .count();
         // Checks: of applied components not found gone by a read.
