@@ -277,26 +277,14 @@ impl Service {
     pub(crate) fn recovered_state(
         &self,
     ) -> Result<(ActualState, Vec<PathBuf>, usize), InstanceError> {
-        self.recovered_state_from(None)
+        let r = self.recover(None)?;
+        Ok((r.state, r.journals, r.resumed))
     }
 
     /// [`recovered_state`](Self::recovered_state), starting from `prefetched` (what
-    /// [`prefetch_actual_state`] read) when given.
-    fn recovered_state_from(
-        &self,
-        prefetched: Option<ReadState>,
-    ) -> Result<(ActualState, Vec<PathBuf>, usize), InstanceError> {
-        let (state, journals, resumed, _) = self.recovered_state_and_file(prefetched)?;
-        Ok((state, journals, resumed))
-    }
-
-    /// [`recovered_state_from`](Self::recovered_state_from), with the bytes of
-    /// `actual.json` when the state returned is exactly what they say (it was
-    /// prefetched, and no journal was folded in).
-    fn recovered_state_and_file(
-        &self,
-        prefetched: Option<ReadState>,
-    ) -> Result<(ActualState, Vec<PathBuf>, usize, Option<Vec<u8>>), InstanceError> {
+    /// [`prefetch_actual_state`] read) when given, and keeping its bytes while the state
+    /// is exactly what they say.
+    fn recover(&self, prefetched: Option<ReadState>) -> Result<Recovered, InstanceError> {
         let (mut state, mut file) = match prefetched {
             Some(r) => (r.state, Some(r.bytes)),
             None => (self.actual_state()?, None),
@@ -320,7 +308,12 @@ impl Service {
             state.apply_journal(&replayed);
             file = None;
         }
-        Ok((state, journals, resumed, file))
+        Ok(Recovered {
+            state,
+            journals,
+            resumed,
+            file,
+        })
     }
 
     /// The executor's context for this service: its providers, the default transport,
@@ -543,8 +536,12 @@ impl Service {
         let started = Instant::now();
         let started_at = now_secs();
         // `file`: the bytes of `actual.json` while `state` is still exactly what they say.
-        let (mut state, old_journals, resumed, mut file) =
-            self.recovered_state_and_file(prefetched)?;
+        let Recovered {
+            mut state,
+            journals: old_journals,
+            resumed,
+            mut file,
+        } = self.recover(prefetched)?;
         if let Some(gate) = gate {
             gate(Checkpoint::State(&state))?;
         }
@@ -830,6 +827,18 @@ pub(crate) fn remove_journals<'a>(
         }
     }
     Ok(())
+}
+
+/// Actual state with the journals of interrupted runs folded in.
+struct Recovered {
+    state: ActualState,
+    /// The journals folded in.
+    journals: Vec<PathBuf>,
+    /// How many completed tasks they held.
+    resumed: usize,
+    /// The bytes of `actual.json`, when `state` is exactly what they say (it was read
+    /// ahead from the file, and no journal was folded in).
+    file: Option<Vec<u8>>,
 }
 
 /// Actual state as read from `actual.json`, with the file's bytes.
