@@ -90,6 +90,32 @@ fn group_commit_syncs_once_per_batch() {
 }
 
 #[test]
+fn entries_that_trickle_in_share_a_sync_and_are_written_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t");
+    let rt = rt();
+    let stats = rt.block_on(async {
+        let w = JournalWriter::open(&path, SyncMode::GroupCommit).unwrap();
+        // One entry every 200 µs for about 40 ms: each batch the writer takes holds one
+        // entry, as when short tasks start and end one by one.
+        for i in 0..200 {
+            w.append(entry(&format!("t{i}")));
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        // Written without waiting for the close (nor for a sync): a killed process
+        // would leave them.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(replay(&path).unwrap().entries, 200);
+        w.close().await.unwrap()
+    });
+    assert_eq!(stats.entries, 200);
+    // One sync per commit interval (2 ms), not one per batch: about 20 for 40 ms. A sync
+    // per batch would be 200; the bound leaves room for a slow machine.
+    assert!(stats.syncs <= 60, "{stats:?}");
+    assert!(stats.syncs >= 1, "{stats:?}");
+}
+
+#[test]
 fn a_run_journals_begin_intents_results_and_end() {
     let dir = tempfile::tempdir().unwrap();
     let m = bigger("1", "1", false, false);
