@@ -485,10 +485,8 @@ fn writer_loop(
             unsynced_since.get_or_insert_with(Instant::now);
         }
         let due = unsynced_since.is_some_and(|t| t.elapsed() >= COMMIT_INTERVAL);
-        if close.is_some() || taken >= MAX_BATCH || due {
-            if unsynced_since.take().is_some() {
-                sync_out(&mut stats, &mut error, &mut file);
-            }
+        if (close.is_some() || taken >= MAX_BATCH || due) && unsynced_since.take().is_some() {
+            sync_out(&mut stats, &mut error, &mut file);
         }
         if let Some(c) = close {
             let r = match error.take() {
