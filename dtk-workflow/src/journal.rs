@@ -21,7 +21,7 @@
 //! One writer thread owns the file. Entries are queued without waiting; the writer
 //! takes everything queued and appends it with one `write` at once (a killed process
 //! loses nothing written), and calls `fsync` (`sync_data`) once the oldest entry not yet
-//! synced is [`COMMIT_INTERVAL`] old, for everything written by then, and when the
+//! synced is `COMMIT_INTERVAL` (2 ms) old, for everything written by then, and when the
 //! journal closes: group commit, so a run of N tasks costs far fewer than 2N fsyncs and
 //! no entry rewrites earlier ones.
 //!
