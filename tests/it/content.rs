@@ -195,6 +195,18 @@ fn module_files_reach_the_node_and_an_edited_file_reruns_its_components() {
     assert_eq!(read(&files.join("data.bin")), "small now");
     home.run(&["service", "edit", "s", "modules/test/nothing"])
         .refused();
+
+    // A module file removed or changed on the node is placed again before the next
+    // action that runs there (the copy is checked before every action).
+    std::fs::remove_file(files.join("bin/greet")).unwrap();
+    std::fs::write(files.join("data.bin"), b"changed on the node").unwrap();
+    home.run(&["service", "exec", "s", "n/app.drain", "level=1"])
+        .ok();
+    assert_eq!(
+        read(&files.join("bin/greet")),
+        "#!/bin/sh\necho \"$1 from the edited module\"\n"
+    );
+    assert_eq!(read(&files.join("data.bin")), "small now");
     home.fsck_all();
 }
 
