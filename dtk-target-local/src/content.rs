@@ -38,22 +38,6 @@ fn dir_lock(dir: &Path) -> std::sync::Arc<std::sync::Mutex<()>> {
     map.entry(dir.to_path_buf()).or_default().clone()
 }
 
-/// The directory of `content`'s copy in `node_dir` when that copy is already up to date
-/// (its manifest names this content and every file is there at its size), else `None`.
-/// A few small reads: cheap enough to make without a hop to a blocking thread, which
-/// [`sync_module`] is worth only when files have to be placed.
-pub fn current_copy(node_dir: &Path, content: &ModuleContent) -> Option<PathBuf> {
-    let dir = node_dir.join(content.dir());
-    let guard = dir_lock(&dir);
-    let _held = guard
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let manifest = fs::read_to_string(node_dir.join(content.manifest_path()))
-        .ok()
-        .and_then(|t| Manifest::parse(&t))?;
-    (manifest.digest == content.digest && intact(&dir, &manifest)).then_some(dir)
-}
-
 /// Brings the copy of `content` in `node_dir` up to date (see the [module
 /// documentation](self)) and returns its directory. `cache` is the per-home content
 /// store; without one, files are written straight from `content.store`.

@@ -189,10 +189,6 @@ fn node_outputs(dir: &Path) -> Attributes {
 
 static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Up to how many files a module's copy is checked in place, on the calling thread, before
-/// an action (see [`run_action`]).
-const INLINE_CHECK_FILES: usize = 64;
-
 /// Runs a command action in the node directory `node_dir` (created if missing): brings
 /// the node's copy of the action's module up to date first (see [`content`]), then runs
 /// the steps in that copy's directory with `DTK_MODULE_DIR` naming it (in `node_dir`
@@ -205,15 +201,8 @@ pub async fn run_action(
     cache: Option<&Path>,
 ) -> Result<ExecOutput, ProviderError> {
     let started = Instant::now();
-    // A module with few files is checked in place: usually its copy is already up to
-    // date, and the hop to tokio's blocking pool cost more than the check.
-    let current = req
-        .module
-        .filter(|m| m.files.len() <= INLINE_CHECK_FILES)
-        .and_then(|m| content::current_copy(node_dir, m));
-    let cwd = match (current, req.module) {
-        (Some(dir), _) => dir,
-        (None, Some(m)) => {
+    let cwd = match req.module {
+        Some(m) => {
             let (dir, m2, cache2) = (
                 node_dir.to_path_buf(),
                 m.clone(),
@@ -228,7 +217,7 @@ pub async fn run_action(
                     )
                 })??
         }
-        (None, None) => node_dir.to_path_buf(),
+        None => node_dir.to_path_buf(),
     };
     let mut env: Vec<(String, String)> = req.env.to_vec();
     if req.module.is_some() {
