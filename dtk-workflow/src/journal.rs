@@ -449,8 +449,9 @@ fn writer_loop(
             }
         };
         let Some(first) = first else {
-            // The handle was dropped without `close`: flush what is left.
-            if write_out(&mut buf, &mut stats, &mut error, &mut file) || unsynced_since.is_some() {
+            // The handle was dropped without `close`: everything is written (each pass
+            // writes what it took); sync what is not synced yet.
+            if unsynced_since.is_some() {
                 sync_out(&mut stats, &mut error, &mut file);
             }
             return;

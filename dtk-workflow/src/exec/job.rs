@@ -309,21 +309,15 @@ impl Job<'_> {
     /// action: stable across retries and resumes.
     fn idempotency_key(&self) -> String {
         let t = self.task;
-        // Built at its exact size: `format!` grew it by reallocation, a twentieth of the
-        // executor's time per task.
-        let parts = [
+        // `join` sizes it once; `format!` grew it by reallocation (5% of the executor's
+        // samples in `perf`).
+        let mut k = [
             self.service,
             t.component.as_str(),
             t.action.as_str(),
             t.desired_hash.as_str(),
-        ];
-        let mut k = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + 32);
-        for (n, p) in parts.iter().enumerate() {
-            if n > 0 {
-                k.push('/');
-            }
-            k.push_str(p);
-        }
+        ]
+        .join("/");
         if let TaskOp::Action { params } = &t.op {
             k.push('/');
             k.push_str(&params_digest(params));

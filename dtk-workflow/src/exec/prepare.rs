@@ -2,6 +2,7 @@
 //! state, its secrets, its node and the provider that runs commands there, and the record
 //! it will leave; or the decision not to run it (unchanged, or failed before it starts).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -37,11 +38,11 @@ pub(super) struct DefActions {
 
 impl DefActions {
     /// `module` as records keep it.
-    pub(super) fn module_text(&self, module: &dtk_model::ident::ModuleId) -> String {
+    pub(super) fn module_text(&self, module: &dtk_model::ident::ModuleId) -> Cow<'_, str> {
         if &self.module.0 == module {
-            self.module.1.clone()
+            Cow::Borrowed(&self.module.1)
         } else {
-            module.to_string()
+            Cow::Owned(module.to_string())
         }
     }
 }
@@ -300,9 +301,7 @@ impl<'a> Run<'a> {
         let imported = prev.filter(|_| update).and_then(|p| p.imported.clone());
         self.lookup_secrets(&c.id, &c.secret_inputs, &mut secrets);
         let actions = self.def_actions(ci);
-        if let Some(r) = self.ran.get_mut(ci) {
-            *r = true;
-        }
+        self.ran[ci] = true;
         let record = AppliedComponent {
             status: ComponentStatus::Applied,
             desired_hash: t.desired_hash.clone(),
@@ -322,7 +321,7 @@ impl<'a> Run<'a> {
             secret_inputs: c.secret_inputs.clone(),
             drift: None,
             imported,
-            module: Some(actions.module_text(&c.module)),
+            module: Some(actions.module_text(&c.module).into_owned()),
         };
         let mut job = self.base_job(i, t);
         job.op = JobOp::Converge { update };
@@ -403,34 +402,25 @@ impl<'a> Run<'a> {
     /// A record already up to date is not touched (so a run that changed nothing leaves
     /// its state unchanged, and the state file is not rewritten).
     pub(super) fn refresh_metadata(&mut self) {
-        use std::fmt::Write as _;
         let model = self.model;
-        let mut module = String::new();
         for (ci, c) in model.components.iter().enumerate() {
-            if self.ran.get(ci).copied().unwrap_or(false) {
-                continue;
-            }
-            if self.state.get(&c.id).is_none() {
+            if self.ran[ci] || self.state.at(ci).is_none() {
                 continue;
             }
             let actions = self.def_actions(ci);
-            let Some(rec) = self.state.get(&c.id) else {
-                continue;
-            };
             let provider = actions.create.as_ref().and_then(|a| a.provider_kind());
-            module.clear();
-            // Writing into a String cannot fail.
-            let _ = write!(module, "{}", c.module);
-            let current = rec.depends_on.iter().eq(crate::plan::dependency_ids(c))
-                && rec.delete.as_ref() == actions.delete.as_deref()
-                && rec.realizes_node == c.realizes_node
-                && rec.secret_inputs == c.secret_inputs
-                && rec.provider.as_deref() == provider
-                && rec.module.as_deref() == Some(module.as_str());
+            let module = actions.module_text(&c.module);
+            let current = self.state.at(ci).is_some_and(|rec| {
+                rec.depends_on.iter().eq(crate::plan::dependency_ids(c))
+                    && rec.delete.as_ref() == actions.delete.as_deref()
+                    && rec.realizes_node == c.realizes_node
+                    && rec.secret_inputs == c.secret_inputs
+                    && rec.provider.as_deref() == provider
+                    && rec.module.as_deref() == Some(&*module)
+            });
             if current {
                 continue;
             }
-            let provider = provider.map(str::to_owned);
             let Some(rec) = self.state.at_mut(ci) else {
                 continue;
             };
@@ -438,8 +428,8 @@ impl<'a> Run<'a> {
             rec.delete = actions.delete.as_deref().cloned();
             rec.realizes_node = c.realizes_node;
             rec.secret_inputs = c.secret_inputs.clone();
-            rec.provider = provider;
-            rec.module = Some(module.clone());
+            rec.provider = provider.map(str::to_owned);
+            rec.module = Some(module.into_owned());
         }
     }
 }
