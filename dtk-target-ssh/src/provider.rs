@@ -143,6 +143,9 @@ impl SshProvider {
             &dir,
             SshPoolConfig {
                 max_connections: MAX_CONNECTIONS,
+                // The next command on this home adopts the connections (as Ansible's
+                // ControlPersist does): it skips a handshake per host.
+                keep_masters: true,
                 ..SshPoolConfig::default()
             },
         )

@@ -36,6 +36,7 @@ pub use dtk_model::provider::ExecOutput;
 mod classify;
 mod command;
 mod script;
+mod shell;
 #[cfg(test)]
 mod tests;
 
@@ -44,7 +45,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -53,6 +54,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::Semaphore;
+
+use shell::{Answer, Opened, Shell};
 
 /// How the client treats a host key that is not in the known-hosts file.
 ///
@@ -499,6 +502,10 @@ pub struct SshPoolConfig {
     pub idle_timeout: Duration,
     /// The ssh client to run.
     pub ssh_program: PathBuf,
+    /// Leave the masters running when the pool is dropped, for at most `idle_timeout`, so
+    /// that a later pool with the same control directory (the next `dtk` command) adopts
+    /// them instead of connecting again. [`SshPool::close_all`] still ends them.
+    pub keep_masters: bool,
 }
 
 impl Default for SshPoolConfig {
@@ -508,6 +515,7 @@ impl Default for SshPoolConfig {
             sessions_per_connection: 8,
             idle_timeout: Duration::from_secs(120),
             ssh_program: PathBuf::from("ssh"),
+            keep_masters: false,
         }
     }
 }
@@ -515,7 +523,8 @@ impl Default for SshPoolConfig {
 /// Runs actions on SSH hosts, one multiplexed connection per host, with bounded fan-out.
 ///
 /// Cloning is cheap and shares the connections. Call [`close_all`](Self::close_all) when done;
-/// dropping the last clone also asks every master to exit.
+/// dropping the last clone also asks every master to exit, unless
+/// [`SshPoolConfig::keep_masters`] leaves them for the next pool.
 #[derive(Clone)]
 pub struct SshPool {
     inner: Arc<Inner>,
@@ -539,6 +548,14 @@ struct Master {
     state: tokio::sync::Mutex<State>,
     /// Shell words naming finished runs' tombstones (see the `script` module).
     cleanup: Mutex<Vec<String>>,
+    /// Long-lived shells on this connection waiting for their next job (see the `shell`
+    /// module).
+    shells: Mutex<Vec<Shell>>,
+    /// The node has no `setsid`: every action is a session of its own.
+    no_shells: AtomicBool,
+    /// A socket left by an earlier pool was adopted unchecked: one found after the master
+    /// was marked down is checked before it is trusted.
+    adopted: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -665,36 +682,46 @@ impl SshPool {
                 "the upload directory is empty or holds a NUL byte".to_owned(),
             ));
         }
-        let program = script::upload_script(workdir, dir, after);
-        let remote = format!("exec sh -c {}", script::quote(&program));
         let master = self.master(host)?;
         let _session = master.sessions.acquire().await.map_err(|_| closed(host))?;
         let _permit = self.inner.limit.acquire().await.map_err(|_| closed(host))?;
-        self.ensure_up(&master, &known_hosts).await?;
         let ssh = &self.inner.config.ssh_program;
-        let out = tokio::time::timeout(timeout, session_with(ssh, &master, &remote, archive))
-            .await
-            .map_err(|_| SshError::Timeout {
+        let mut retried = false;
+        loop {
+            self.ensure_up(&master, &known_hosts).await?;
+            let sent = upload_exchange(ssh, &master, workdir, dir, &archive, after);
+            let out = tokio::time::timeout(timeout, sent)
+                .await
+                .map_err(|_| SshError::Timeout {
+                    host: host.address.clone(),
+                    port: host.port,
+                    timeout,
+                })?
+                .map_err(|source| spawn_error(host, source))?;
+            if out.code == Some(0) {
+                master.touch().await;
+                return Ok(());
+            }
+            if out.code == Some(255)
+                && classify::master_unavailable(&out.stdout, &out.stderr)
+                && self.mark_down_if_dead(&master).await
+            {
+                // The master was gone before anything was unpacked: connect again, once.
+                if retried {
+                    return Err(dropped(host));
+                }
+                retried = true;
+                continue;
+            }
+            return Err(SshError::SessionFailed {
                 host: host.address.clone(),
                 port: host.port,
-                timeout,
-            })?
-            .map_err(|source| spawn_error(host, source))?;
-        if out.status.success() {
-            master.touch().await;
-            return Ok(());
+                detail: last_line(&out.stderr).unwrap_or_else(|| match out.code {
+                    Some(code) => format!("unpacking files ended with exit status {code}"),
+                    None => "unpacking files was ended by a signal".to_owned(),
+                }),
+            });
         }
-        if out.status.code() == Some(255) && classify::master_unavailable(&out.stdout, &out.stderr)
-        {
-            self.mark_down_if_dead(&master).await;
-            return Err(dropped(host));
-        }
-        Err(SshError::SessionFailed {
-            host: host.address.clone(),
-            port: host.port,
-            detail: last_line(&out.stderr)
-                .unwrap_or_else(|| format!("unpacking files ended with {}", out.status)),
-        })
     }
 
     /// Asks every master to exit (`ssh -O exit`) and forgets them; later actions reconnect.
@@ -707,6 +734,7 @@ impl SshPool {
         for master in masters {
             let ssh = self.inner.config.ssh_program.clone();
             tasks.spawn(async move {
+                drop(master.take_shells());
                 let mut state = master.state.lock().await;
                 if matches!(*state, State::Up { .. }) {
                     let cleanup = master.take_cleanup();
@@ -746,6 +774,9 @@ impl SshPool {
             sessions: Semaphore::new(self.inner.config.sessions_per_connection),
             state: tokio::sync::Mutex::new(State::Down),
             cleanup: Mutex::new(Vec::new()),
+            shells: Mutex::new(Vec::new()),
+            no_shells: AtomicBool::new(false),
+            adopted: AtomicBool::new(false),
         });
         map.insert(key, Arc::clone(&master));
         Ok(master)
@@ -766,15 +797,16 @@ impl SshPool {
                 };
                 return Ok(());
             }
-        } else if master.socket_path.exists() {
+        } else if master.socket_path.exists() && !master.adopted.load(Ordering::Relaxed) {
             // A socket left by an earlier pool or process (same settings, same private
-            // directory): adopt its master if it still answers, else clear it away.
-            if control(ssh, master, "check").await.is_ok() {
-                *state = State::Up {
-                    last_used: Instant::now(),
-                };
-                return Ok(());
-            }
+            // directory): adopt its master without asking it first. If it is gone, the
+            // first session fails at once (sessions never connect on their own), the
+            // master is marked down, and the action runs after a new connection.
+            master.adopted.store(true, Ordering::Relaxed);
+            *state = State::Up {
+                last_used: Instant::now(),
+            };
+            return Ok(());
         }
         *state = State::Down;
         // Whatever socket is left answers no more: a master cannot bind over it.
@@ -846,7 +878,7 @@ impl SshPool {
         let cleanup = master.take_cleanup();
         let text = script::run_script(req, &run_id, &marker, &cleanup);
         let stop = tokio::select! {
-            out = session(ssh, master, text.into_bytes()) => Ok(out),
+            out = exchange(ssh, master, text, &marker) => Ok(out),
             () = tokio::time::sleep(req.timeout) => Err(SshError::Timeout {
                 host: host.address.clone(),
                 port: host.port,
@@ -880,10 +912,12 @@ impl SshPool {
         };
         if let Some(trailer) = script::split_trailer(&out.stdout, &marker) {
             master.defer_cleanup(vec![script::tombstone_word(&req.workdir, &run_id)]);
+            let mut stderr = out.stderr;
+            stderr.extend_from_slice(&trailer.stderr);
             return Ok(ExecOutput {
                 exit_code: Some(trailer.status),
                 stdout: trailer.stdout,
-                stderr: out.stderr,
+                stderr,
                 outputs: trailer.outputs,
                 duration: started.elapsed(),
             });
@@ -891,7 +925,7 @@ impl SshPool {
 
         // No trailer: the script did not end normally, or never began. Ask the node.
         master.defer_cleanup(cleanup);
-        let code = out.status.code();
+        let code = out.code;
         let collect = script::collect_script(&req.workdir, &run_id, &marker).into_bytes();
         let limit = host.connect_timeout + Duration::from_secs(10);
         let reply = match tokio::time::timeout(limit, session(ssh, master, collect)).await {
@@ -1018,6 +1052,31 @@ impl Master {
             .unwrap_or_default()
     }
 
+    /// Every idle shell, taken out (dropping them ends them).
+    fn take_shells(&self) -> Vec<Shell> {
+        self.shells
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+
+    /// An idle shell whose session is still there.
+    fn idle_shell(&self) -> Option<Box<Shell>> {
+        let mut shells = self.shells.lock().ok()?;
+        while let Some(mut shell) = shells.pop() {
+            if !shell.is_gone() {
+                return Some(Box::new(shell));
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, shell: Box<Shell>) {
+        if let Ok(mut v) = self.shells.lock() {
+            v.push(*shell);
+        }
+    }
+
     fn defer_cleanup(&self, words: Vec<String>) {
         if let Ok(mut v) = self.cleanup.lock() {
             v.extend(words);
@@ -1037,6 +1096,9 @@ impl Master {
 impl Drop for Inner {
     fn drop(&mut self) {
         // No async here: ask the remaining masters to exit with short blocking commands.
+        if self.config.keep_masters {
+            return;
+        }
         let Ok(map) = self.masters.get_mut() else {
             return;
         };
@@ -1074,6 +1136,84 @@ fn last_line(stderr: &[u8]) -> Option<String> {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .map(str::to_owned)
+}
+
+/// Runs an action's `script` (with trailer `marker`) over `master`: as a job of one of its
+/// long-lived shells (opened if none is idle), or, where the node cannot run those, in a
+/// session of its own.
+async fn exchange(ssh: &Path, master: &Master, script: String, marker: &str) -> io::Result<Answer> {
+    if let Some(job) = script::shell_job(&script, marker) {
+        match shell_of(ssh, master).await? {
+            Some(Ok(shell)) => return run_in(master, shell, &job, marker).await,
+            Some(Err(answer)) => return Ok(answer),
+            None => {}
+        }
+    }
+    session(ssh, master, script.into_bytes())
+        .await
+        .map(Answer::from)
+}
+
+/// Sends an upload (see [`SshPool::upload`]) through one of `master`'s long-lived shells,
+/// or in a session of its own where the node cannot run those.
+async fn upload_exchange(
+    ssh: &Path,
+    master: &Master,
+    workdir: &str,
+    dir: &str,
+    archive: &[u8],
+    after: &str,
+) -> io::Result<Answer> {
+    match shell_of(ssh, master).await? {
+        Some(Ok(shell)) => {
+            let marker = trailer_marker(&run_id());
+            let job = script::shell_upload(workdir, dir, archive, after, &marker);
+            run_in(master, shell, &job, &marker).await
+        }
+        Some(Err(answer)) => Ok(answer),
+        None => {
+            let program = script::upload_script(workdir, dir, after);
+            let remote = format!("exec sh -c {}", script::quote(&program));
+            session_with(ssh, master, &remote, archive.to_vec())
+                .await
+                .map(Answer::from)
+        }
+    }
+}
+
+/// An idle shell of `master`, or a new one; `None` when the node cannot run them, `Err`
+/// with what the session said when it would not open.
+async fn shell_of(ssh: &Path, master: &Master) -> io::Result<Option<Result<Box<Shell>, Answer>>> {
+    if master.no_shells.load(Ordering::Relaxed) {
+        return Ok(None);
+    }
+    if let Some(shell) = master.idle_shell() {
+        return Ok(Some(Ok(shell)));
+    }
+    Ok(match Shell::open(ssh, master).await? {
+        Opened::Ready(shell) => Some(Ok(shell)),
+        Opened::Unsupported => {
+            tracing::debug!(host = %master.host.address, port = master.host.port,
+                "no setsid or base64 on the node: one session per action");
+            master.no_shells.store(true, Ordering::Relaxed);
+            None
+        }
+        Opened::Failed(answer) => Some(Err(answer)),
+    })
+}
+
+/// Runs `job` in `shell`, which goes back to `master`'s idle shells if it can take another.
+async fn run_in(
+    master: &Master,
+    mut shell: Box<Shell>,
+    job: &str,
+    marker: &str,
+) -> io::Result<Answer> {
+    let (answer, reusable) = shell.run(job.as_bytes(), marker).await?;
+    if reusable {
+        master.give_back(shell);
+    }
+    Ok(answer)
 }
 
 /// Runs one session over `master` with `input` on its stdin, to completion.

@@ -3,17 +3,19 @@
 //! Every script travels over the session's stdin to `exec sh -s`, never in an argv, so
 //! environment values (secrets included) are not visible in any process list.
 //!
-//! One action is one session. Each run has an id; its files in the work directory are
-//! `.dtk-run-ID.pid` (the shell's pid, which is also its process group: sshd makes every
-//! session a new session), `.dtk-run-ID.stdout` and `.stderr` (the lines' output: files, as
+//! An action runs in a long-lived shell on its host's connection ([`shell_job`]: `setsid sh
+//! -s` per action, so each still has a session of its own), or, where the node has no
+//! `setsid`, as a session of its own. Each run has an id; its files in the work directory are
+//! `.dtk-run-ID.pid` (the script's shell's pid, which is also its process group: sshd, or
+//! `setsid` in a long-lived shell, makes it a session leader), `.dtk-run-ID.stdout` and `.stderr` (the lines' output: files, as
 //! on the local target, so that a background process started by a line does not hold the
 //! session open), `.dtk-run-ID.out` (`$DTK_OUTPUT`) and, once the script ended,
 //! `.dtk-run-ID.done` (its exit status).
 //!
-//! The script's EXIT trap copies the output files to the session's stdout and stderr, then
-//! writes a trailer: a line `MARKER STATUS`, the outputs file, and `MARKER end`, where
-//! MARKER is a random word that the commands cannot know. It removes every file but the
-//! `.done` tombstone, which lets the node tell "ran" from "never started" after a lost
+//! The script's EXIT trap copies the lines' stdout to the session's stdout, then writes a
+//! trailer: a line `MARKER STATUS`, the outputs file, a line `MARKER err`, the lines'
+//! stderr, and `MARKER end`, where MARKER is a random word that the commands cannot know.
+//! It removes every file but the `.done` tombstone, which lets the node tell "ran" from "never started" after a lost
 //! connection, and which a later session removes ([`tombstone_word`], [`cleanup_script`]).
 //!
 //! When no trailer arrives (the connection dropped, the shell was killed),
@@ -117,9 +119,10 @@ pub(crate) fn run_script(
         "__dtk_end() {\n",
         "  echo \"$1\" > \"$__dtk_r.done\"\n",
         "  [ -s \"$__dtk_r.stdout\" ] && cat -- \"$__dtk_r.stdout\" >&8\n",
-        "  [ -s \"$__dtk_r.stderr\" ] && cat -- \"$__dtk_r.stderr\" >&9\n",
         "  printf '\\n%s %s\\n' \"$__dtk_m\" \"$1\" >&8\n",
         "  [ -s \"$__dtk_r.out\" ] && cat -- \"$__dtk_r.out\" >&8\n",
+        "  printf '\\n%s err\\n' \"$__dtk_m\" >&8\n",
+        "  [ -s \"$__dtk_r.stderr\" ] && cat -- \"$__dtk_r.stderr\" >&8\n",
         "  printf '\\n%s end\\n' \"$__dtk_m\" >&8\n",
     ));
     // One `rm` for this run's files and the tombstones of earlier ones.
@@ -138,7 +141,7 @@ pub(crate) fn run_script(
     if let Some(dir) = &req.module_dir {
         let _ = writeln!(
             s,
-            "{{ mkdir -p -- {d} && cd -- {d}; }} || {{ printf 'dtk: cannot use the module directory %s\\n' {d} >&9; exit 125; }}",
+            "{{ {{ [ -d {d} ] || mkdir -p -- {d}; }} && cd -- {d}; }} || {{ printf 'dtk: cannot use the module directory %s\\n' {d} >>\"$__dtk_r.stderr\"; exit 125; }}",
             d = quote(dir)
         );
         s.push_str("export DTK_MODULE_DIR=\"$PWD\"\n");
@@ -157,14 +160,60 @@ pub(crate) fn run_script(
 /// The program of an upload session (see `SshPool::upload`): makes `dir` in `workdir`,
 /// unpacks the archive on stdin there, then runs `after` in it.
 pub(crate) fn upload_script(workdir: &str, dir: &str, after: &str) -> String {
-    let mut s = String::from(HOME_LINE);
-    let _ = writeln!(s, "__dtk_d={}/{}", workdir_word(workdir), quote(dir));
-    s.push_str("mkdir -p -- \"$__dtk_d\" && cd -- \"$__dtk_d\" && tar -xf - || exit 1\n");
-    s.push_str(after);
-    if !after.ends_with('\n') {
+    let mut s = upload_head(workdir, dir, "tar -xf -");
+    push_line(&mut s, after);
+    s
+}
+
+/// The same program as a job of a long-lived shell: the archive travels base64-encoded in a
+/// here-document, the program runs in a subshell that reads nothing else, and a line
+/// `MARKER.done STATUS` ends its part of the stream (as in [`shell_job`]).
+pub(crate) fn shell_upload(
+    workdir: &str,
+    dir: &str,
+    archive: &[u8],
+    after: &str,
+    marker: &str,
+) -> String {
+    use base64::Engine as _;
+    let delimiter = format!("DTK_DATA_{marker}");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(archive);
+    let mut s = String::with_capacity(encoded.len() * 77 / 76 + after.len() + 512);
+    s.push_str("(\n");
+    // The here-document's body follows the line that opens it, the unpacking line.
+    s.push_str(&upload_head(
+        workdir,
+        dir,
+        &format!("base64 -d <<'{delimiter}' | tar -xf -"),
+    ));
+    for chunk in encoded.as_bytes().chunks(76) {
+        // Base64 is ASCII: every chunk is text.
+        s.push_str(&String::from_utf8_lossy(chunk));
         s.push('\n');
     }
+    let _ = writeln!(s, "{delimiter}");
+    push_line(&mut s, after);
+    s.push_str(") </dev/null 2>&1\n");
+    let _ = writeln!(s, "printf '\\n%s.done %s\\n' {} \"$?\"", quote(marker));
     s
+}
+
+/// An upload program up to its unpacking line, `unpack` (which reads the archive).
+fn upload_head(workdir: &str, dir: &str, unpack: &str) -> String {
+    let mut s = String::from(HOME_LINE);
+    let _ = writeln!(s, "__dtk_d={}/{}", workdir_word(workdir), quote(dir));
+    let _ = writeln!(
+        s,
+        "mkdir -p -- \"$__dtk_d\" && cd -- \"$__dtk_d\" && {unpack} || exit 1"
+    );
+    s
+}
+
+fn push_line(s: &mut String, text: &str) {
+    s.push_str(text);
+    if !text.ends_with('\n') {
+        s.push('\n');
+    }
 }
 
 /// A shell word naming run `run_id`'s tombstone in `workdir`, for a later script's clean-up
@@ -191,6 +240,8 @@ pub(crate) struct Trailer {
     pub(crate) status: i32,
     /// The `name=value` lines of `$DTK_OUTPUT`, in order.
     pub(crate) outputs: Vec<(String, String)>,
+    /// The commands' stderr (the trailer's `err` section).
+    pub(crate) stderr: Vec<u8>,
 }
 
 /// Splits a run's stdout into the commands' output and the trailer; `None` when the trailer
@@ -212,14 +263,60 @@ pub(crate) fn split_trailer(stdout: &[u8], marker: &str) -> Option<Trailer> {
     let at = find(body, end.as_bytes())?;
     let mut user = stdout[..start].to_vec();
     user.extend_from_slice(&body[at + end.len()..]);
+    let sections = &body[..at];
+    let err = format!("\n{marker} err\n");
+    let (outputs, stderr) = match find(sections, err.as_bytes()) {
+        Some(e) => (&sections[..e], &sections[e + err.len()..]),
+        None => (sections, &[][..]),
+    };
     Some(Trailer {
         stdout: user,
         status,
-        outputs: parse_outputs(&String::from_utf8_lossy(&body[..at])),
+        outputs: parse_outputs(&String::from_utf8_lossy(outputs)),
+        stderr: stderr.to_vec(),
     })
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+/// The remote command of a long-lived shell (see the `shell` module): `sh` reading jobs from
+/// the session's stdin, its own errors in the same stream as its output.
+pub(crate) const SHELL_COMMAND: &str = "exec sh -s 2>&1";
+
+/// The first thing a long-lived shell is sent: it answers [`SHELL_READY`] when the node can
+/// give each job a session of its own (`setsid`) and decode an upload (`base64`),
+/// [`SHELL_UNSUPPORTED`] when it cannot. It keeps the path of `sh` in `__dtk_sh`, so that
+/// `setsid` does not search `PATH` for it on every job.
+pub(crate) const SHELL_PROBE: &str = concat!(
+    "__dtk_sh=$(command -v sh) && command -v setsid >/dev/null 2>&1 && ",
+    "command -v base64 >/dev/null 2>&1 && echo dtk-shell-ready || echo dtk-shell-no-setsid\n",
+);
+/// The probe's answer when jobs can run in a long-lived shell.
+pub(crate) const SHELL_READY: &str = "dtk-shell-ready";
+/// The probe's answer when they cannot.
+pub(crate) const SHELL_UNSUPPORTED: &str = "dtk-shell-no-setsid";
+
+/// The text that runs one action's `script` in a long-lived shell: `setsid sh -s` reading the
+/// script from a here-document (so nothing of it is in an argv, and the job has a session
+/// and process group of its own, as a session of its own would give it: a timeout stops that
+/// group, and only that group), its stdout and stderr in the shell's stream, then a line
+/// `MARKER.done STATUS` that ends the job's part of the stream. `None` if the script holds
+/// the here-document's end line (it cannot know the marker; this is only a guard).
+pub(crate) fn shell_job(script: &str, marker: &str) -> Option<String> {
+    let delimiter = format!("DTK_JOB_{marker}");
+    if script.lines().any(|l| l == delimiter) {
+        return None;
+    }
+    let mut s = String::with_capacity(script.len() + 3 * delimiter.len() + 80);
+    let _ = writeln!(s, "setsid \"$__dtk_sh\" -s 2>&1 <<'{delimiter}'");
+    s.push_str(script);
+    if !script.ends_with('\n') {
+        s.push('\n');
+    }
+    let _ = writeln!(s, "{delimiter}");
+    let _ = writeln!(s, "printf '\\n%s.done %s\\n' {} \"$?\"", quote(marker));
+    Some(s)
+}
+
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() {
         return None;
     }

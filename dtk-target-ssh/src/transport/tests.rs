@@ -64,9 +64,10 @@ fn the_run_script_exports_then_runs_each_line_until_one_fails() {
         __dtk_end() {
           echo "$1" > "$__dtk_r.done"
           [ -s "$__dtk_r.stdout" ] && cat -- "$__dtk_r.stdout" >&8
-          [ -s "$__dtk_r.stderr" ] && cat -- "$__dtk_r.stderr" >&9
           printf '\n%s %s\n' "$__dtk_m" "$1" >&8
           [ -s "$__dtk_r.out" ] && cat -- "$__dtk_r.out" >&8
+          printf '\n%s err\n' "$__dtk_m" >&8
+          [ -s "$__dtk_r.stderr" ] && cat -- "$__dtk_r.stderr" >&8
           printf '\n%s end\n' "$__dtk_m" >&8
           rm -f -- "$__dtk_r.pid" "$__dtk_r.out" "$__dtk_r.stdout" "$__dtk_r.stderr" /old/.dtk-run-0.done
         }
@@ -537,5 +538,42 @@ fn error_messages() {
             timeout: Duration::from_millis(1500),
         },
         expect![["the action on 10.0.0.5:2222 timed out after 1.5s"]],
+    );
+}
+
+#[test]
+fn the_trailer_carries_stderr_in_its_own_section() {
+    let t = script::split_trailer(
+        b"out\n\ndtk-end-abc 2\nk=v\n\ndtk-end-abc err\nbad\nworse\n\ndtk-end-abc end\n",
+        "dtk-end-abc",
+    )
+    .expect("a trailer");
+    assert_eq!(t.stdout, b"out\n");
+    assert_eq!(t.status, 2);
+    assert_eq!(t.outputs, vec![("k".to_owned(), "v".to_owned())]);
+    assert_eq!(t.stderr, b"bad\nworse\n");
+    // Empty sections.
+    let t = script::split_trailer(
+        b"\ndtk-end-abc 0\n\ndtk-end-abc err\n\ndtk-end-abc end\n",
+        "dtk-end-abc",
+    )
+    .expect("a trailer");
+    assert_eq!((t.stdout.len(), t.outputs.len(), t.stderr.len()), (0, 0, 0));
+}
+
+#[test]
+fn a_shell_job_is_the_script_in_a_here_document_of_its_own_session() {
+    expect![[r#"
+        setsid "$__dtk_sh" -s 2>&1 <<'DTK_JOB_dtk-end-M'
+        echo 'a'
+        exit 0
+        DTK_JOB_dtk-end-M
+        printf '\n%s.done %s\n' dtk-end-M "$?"
+    "#]]
+    .assert_eq(&script::shell_job("echo 'a'\nexit 0\n", "dtk-end-M").expect("a job"));
+    // A script holding the end line (it cannot know the marker) is not sent as a job.
+    assert_eq!(
+        script::shell_job("echo\nDTK_JOB_dtk-end-M\nrm -rf /\n", "dtk-end-M"),
+        None
     );
 }

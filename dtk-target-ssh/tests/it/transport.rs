@@ -707,3 +707,288 @@ async fn a_cancelled_action_is_stopped_on_the_node() {
     }
     w.pool.close_all().await;
 }
+
+/// `(pid, parent pid, session id)` of an action's script shell, from the `probe` line it
+/// ran; its parent must be a shell, not sshd (which is every session's parent).
+fn script_shell(out: &[u8]) -> (u32, u32, u32) {
+    let text = text(out);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(words.len(), 4, "{text:?}");
+    assert_ne!(
+        words[3], "sshd",
+        "the script's shell was started by sshd: a session of its own, not a job of a shell"
+    );
+    let n = |w: &str| w.parse().expect("a number");
+    (n(words[0]), n(words[1]), n(words[2]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_on_a_host_share_one_long_lived_shell_each_in_a_session_of_its_own() {
+    let w = World::new();
+    let host = w.host();
+    let node = w.node("n");
+    // In a line's subshell, $$ and $PPID are the script shell's; field 6 of its stat is its
+    // session.
+    let probe = "echo $$ $PPID $(cut -d' ' -f6 /proc/$$/stat) $(cat /proc/$PPID/comm)";
+    let mut shells = Vec::new();
+    for i in 0..8 {
+        let out = w
+            .pool
+            .exec(&host, &req(&node).env("N", i.to_string()).line(probe))
+            .await
+            .expect("exec");
+        assert_eq!(out.exit_code, Some(0), "{}", text(&out.stderr));
+        shells.push(script_shell(&out.stdout));
+    }
+    let parents: std::collections::BTreeSet<u32> = shells.iter().map(|s| s.1).collect();
+    assert_eq!(
+        parents.len(),
+        1,
+        "eight actions in a row, one shell on the node: {shells:?}"
+    );
+    let pids: std::collections::BTreeSet<u32> = shells.iter().map(|s| s.0).collect();
+    assert_eq!(pids.len(), 8, "each action has a script shell of its own");
+    for (pid, _, sid) in &shells {
+        assert_eq!(
+            pid, sid,
+            "each action leads a session of its own: {shells:?}"
+        );
+    }
+
+    // A line's environment and directory do not carry over to the next action in the shell.
+    let out = w
+        .pool
+        .exec(&host, &req(&node).line("echo \"[$N]\" && pwd"))
+        .await
+        .expect("exec");
+    assert_eq!(text(&out.stdout), format!("[]\n{}\n", node.display()));
+
+    // Stderr, status and outputs come back apart from stdout, in the same shell.
+    let out = w
+        .pool
+        .exec(
+            &host,
+            &req(&node)
+                .line("echo out; echo err >&2; echo k=v >> \"$DTK_OUTPUT\"")
+                .line("echo more >&2; exit 7"),
+        )
+        .await
+        .expect("exec");
+    assert_eq!(out.exit_code, Some(7));
+    assert_eq!(text(&out.stdout), "out\n");
+    assert_eq!(text(&out.stderr), "err\nmore\n");
+    assert_eq!(out.outputs, vec![("k".to_owned(), "v".to_owned())]);
+    let out = w
+        .pool
+        .exec(&host, &req(&node).line(probe))
+        .await
+        .expect("exec");
+    assert_eq!(script_shell(&out.stdout).1, shells[0].1, "the same shell");
+    assert_eq!(w.sshd.accepted_logins(), 1);
+    w.pool.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_stops_its_own_action_and_not_a_server_an_earlier_action_left_running() {
+    let w = World::new();
+    let host = w.host();
+    let node = w.node("srv");
+    let out = w
+        .pool
+        .exec(
+            &host,
+            &req(&node).line("sleep 41.75 >/dev/null 2>&1 & echo $! > server.pid"),
+        )
+        .await
+        .expect("start the server");
+    assert_eq!(out.exit_code, Some(0), "{}", text(&out.stderr));
+    let server: i32 = std::fs::read_to_string(node.join("server.pid"))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    let stop_server = || {
+        let _ = std::process::Command::new("kill")
+            .arg(server.to_string())
+            .status();
+    };
+
+    let err = w
+        .pool
+        .exec(
+            &host,
+            &req(&node)
+                .line("sleep 37.75")
+                .timeout(Duration::from_secs(1)),
+        )
+        .await
+        .expect_err("times out");
+    assert!(matches!(err, SshError::Timeout { .. }), "{err:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sshd::process_running(&["sleep", "37.75"]) {
+        if Instant::now() > deadline {
+            stop_server();
+            panic!("the timed-out command still runs");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let server_runs = sshd::process_running(&["sleep", "41.75"]);
+    let out = w
+        .pool
+        .exec(&host, &req(&node).line("echo next"))
+        .await
+        .expect("the host is still usable");
+    stop_server();
+    assert!(
+        server_runs,
+        "stopping the timed-out action also stopped the server an earlier action started"
+    );
+    assert_eq!(text(&out.stdout), "next\n");
+    assert_eq!(w.sshd.accepted_logins(), 1);
+    w.pool.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_master_serves_the_next_pool_and_a_dropped_one_does_not() {
+    let w = World::new();
+    let host = w.host();
+    let node = w.node("k");
+    let pool_with = |keep_masters: bool| {
+        SshPool::with_config(
+            w.tmp.path().join("ctl2"),
+            SshPoolConfig {
+                keep_masters,
+                ..SshPoolConfig::default()
+            },
+        )
+        .expect("pool")
+    };
+    let run = |pool: SshPool| {
+        let (host, r) = (host.clone(), req(&node).line("echo hi"));
+        async move {
+            let out = pool.exec(&host, &r).await.expect("exec");
+            assert_eq!(text(&out.stdout), "hi\n");
+        }
+    };
+    // The first command keeps its master; the next adopts it: no second login.
+    run(pool_with(true)).await;
+    run(pool_with(true)).await;
+    assert_eq!(w.sshd.accepted_logins(), 1, "the kept master was adopted");
+    // A pool that does not keep its master ends it when dropped: the next one connects.
+    run(pool_with(false)).await;
+    run(pool_with(false)).await;
+    assert_eq!(w.sshd.accepted_logins(), 2);
+    // close_all ends a kept master too.
+    let pool = pool_with(true);
+    run(pool.clone()).await;
+    assert_eq!(w.sshd.accepted_logins(), 3);
+    pool.close_all().await;
+    run(pool_with(false)).await;
+    assert_eq!(w.sshd.accepted_logins(), 4);
+
+    // A kept master that died without removing its socket (killed): the next pool adopts the
+    // socket, finds nobody behind it, connects again and runs the action.
+    run(pool_with(true)).await;
+    assert_eq!(w.sshd.accepted_logins(), 5);
+    let sockets: Vec<PathBuf> = std::fs::read_dir(w.tmp.path().join("ctl2"))
+        .expect("control dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(sockets.len(), 1, "{sockets:?}");
+    let check = std::process::Command::new("ssh")
+        .args(["-F", "/dev/null", "-o"])
+        .arg(format!("ControlPath={}", sockets[0].display()))
+        .args(["-O", "check", "-p", &w.sshd.port().to_string(), "127.0.0.1"])
+        .output()
+        .expect("ssh -O check");
+    let said = text(&check.stderr);
+    let pid: String = said
+        .split("pid=")
+        .nth(1)
+        .expect("the master's pid")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(sockets[0].exists(), "the socket stays behind");
+    run(pool_with(true)).await;
+    assert_eq!(w.sshd.accepted_logins(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_travels_through_the_hosts_shell_byte_for_byte() {
+    let w = World::new();
+    let host = w.host();
+    let node = w.node("up");
+    let probe = "echo $$ $PPID $(cut -d' ' -f6 /proc/$$/stat) $(cat /proc/$PPID/comm)";
+    let out = w
+        .pool
+        .exec(&host, &req(&node).line(probe))
+        .await
+        .expect("exec");
+    let (_, shell, _) = script_shell(&out.stdout);
+
+    // Every byte value, more than one base64 line and one pipe buffer of it.
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o600);
+    header.set_cksum();
+    archive
+        .append_data(&mut header, "bin/data", data.as_slice())
+        .expect("archive");
+    let archive = archive.into_inner().expect("archive");
+    // `$$` in the upload's program is the shell that runs it.
+    w.pool
+        .upload(
+            &host,
+            node.to_str().expect("utf-8"),
+            "modules/m",
+            archive,
+            "echo $$ > ran-in\n",
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("upload");
+    let placed = std::fs::read(node.join("modules/m/bin/data")).expect("placed");
+    assert!(placed == data, "the file arrived changed");
+    let ran_in: u32 = std::fs::read_to_string(node.join("modules/m/ran-in"))
+        .expect("ran")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert_eq!(
+        ran_in, shell,
+        "the upload ran in the host's long-lived shell"
+    );
+
+    // A failing unpack is an error naming what failed, and the shell goes on.
+    let err = w
+        .pool
+        .upload(
+            &host,
+            node.to_str().expect("utf-8"),
+            "modules/m",
+            b"not a tar archive".to_vec(),
+            "true\n",
+            Duration::from_secs(30),
+        )
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, SshError::SessionFailed { .. }), "{err:?}");
+    let out = w
+        .pool
+        .exec(&host, &req(&node).line(probe))
+        .await
+        .expect("exec");
+    assert_eq!(script_shell(&out.stdout).1, shell, "the same shell");
+    assert_eq!(w.sshd.accepted_logins(), 1);
+    w.pool.close_all().await;
+}
