@@ -506,6 +506,9 @@ pub struct SshPoolConfig {
     /// that a later pool with the same control directory (the next `dtk` command) adopts
     /// them instead of connecting again. [`SshPool::close_all`] still ends them.
     pub keep_masters: bool,
+    /// How long a long-lived shell may wait for its next action before it is closed (which
+    /// removes its runs' files, and lets an idle master end after `idle_timeout`).
+    pub shell_idle_timeout: Duration,
 }
 
 impl Default for SshPoolConfig {
@@ -516,6 +519,7 @@ impl Default for SshPoolConfig {
             idle_timeout: Duration::from_secs(120),
             ssh_program: PathBuf::from("ssh"),
             keep_masters: false,
+            shell_idle_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -556,6 +560,10 @@ struct Master {
     /// A socket left by an earlier pool was adopted unchecked: one found after the master
     /// was marked down is checked before it is trusted.
     adopted: AtomicBool,
+    /// How long an idle shell is kept.
+    shell_idle: Duration,
+    /// Whether a task is closing this master's shells as they idle out.
+    reaping: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -734,7 +742,10 @@ impl SshPool {
         for master in masters {
             let ssh = self.inner.config.ssh_program.clone();
             tasks.spawn(async move {
-                drop(master.take_shells());
+                // Each shell removes the files of the runs it ran as it ends.
+                for shell in master.take_shells() {
+                    shell.close().await;
+                }
                 let mut state = master.state.lock().await;
                 if matches!(*state, State::Up { .. }) {
                     let cleanup = master.take_cleanup();
@@ -777,6 +788,8 @@ impl SshPool {
             shells: Mutex::new(Vec::new()),
             no_shells: AtomicBool::new(false),
             adopted: AtomicBool::new(false),
+            shell_idle: self.inner.config.shell_idle_timeout,
+            reaping: AtomicBool::new(false),
         });
         map.insert(key, Arc::clone(&master));
         Ok(master)
@@ -876,9 +889,8 @@ impl SshPool {
         tracing::debug!(host = %host.address, port = host.port, workdir = %req.workdir,
             lines = req.script.len(), run = %run_id, "running action");
         let cleanup = master.take_cleanup();
-        let text = script::run_script(req, &run_id, &marker, &cleanup);
         let stop = tokio::select! {
-            out = exchange(ssh, master, text, &marker) => Ok(out),
+            out = exchange(ssh, master, req, &run_id, &marker, &cleanup) => Ok(out),
             () = tokio::time::sleep(req.timeout) => Err(SshError::Timeout {
                 host: host.address.clone(),
                 port: host.port,
@@ -889,7 +901,7 @@ impl SshPool {
                 port: host.port,
             }),
         };
-        let out = match stop {
+        let (out, in_shell) = match stop {
             Ok(Ok(out)) => out,
             Ok(Err(source)) => {
                 master.defer_cleanup(cleanup);
@@ -911,7 +923,9 @@ impl SshPool {
             }
         };
         if let Some(trailer) = script::split_trailer(&out.stdout, &marker) {
-            master.defer_cleanup(vec![script::tombstone_word(&req.workdir, &run_id)]);
+            if !in_shell {
+                master.defer_cleanup(vec![script::tombstone_word(&req.workdir, &run_id)]);
+            }
             let mut stderr = out.stderr;
             stderr.extend_from_slice(&trailer.stderr);
             return Ok(ExecOutput {
@@ -1071,9 +1085,44 @@ impl Master {
         None
     }
 
-    fn give_back(&self, shell: Box<Shell>) {
+    /// Puts `shell` back among the idle ones, and makes sure a task closes it if it idles
+    /// out.
+    fn give_back(self: &Arc<Self>, mut shell: Box<Shell>) {
+        shell.idle_since = Instant::now();
         if let Ok(mut v) = self.shells.lock() {
             v.push(*shell);
+        }
+        if !self.reaping.swap(true, Ordering::AcqRel) {
+            tokio::spawn(Arc::clone(self).reap());
+        }
+    }
+
+    /// Closes shells idle for longer than `shell_idle`, until none is left.
+    async fn reap(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.shell_idle).await;
+            let expired: Vec<Shell> = match self.shells.lock() {
+                Ok(mut shells) => {
+                    let (old, keep) = std::mem::take(&mut *shells)
+                        .into_iter()
+                        .partition(|s| s.idle_since.elapsed() >= self.shell_idle);
+                    *shells = keep;
+                    old
+                }
+                Err(_) => Vec::new(),
+            };
+            for shell in expired {
+                shell.close().await;
+            }
+            let empty = self.shells.lock().map(|v| v.is_empty()).unwrap_or(true);
+            if empty {
+                self.reaping.store(false, Ordering::Release);
+                // A shell given back just now saw the task still running: stay for it.
+                let empty = self.shells.lock().map(|v| v.is_empty()).unwrap_or(true);
+                if empty || self.reaping.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+            }
         }
     }
 
@@ -1138,27 +1187,42 @@ fn last_line(stderr: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Runs an action's `script` (with trailer `marker`) over `master`: as a job of one of its
-/// long-lived shells (opened if none is idle), or, where the node cannot run those, in a
-/// session of its own.
-async fn exchange(ssh: &Path, master: &Master, script: String, marker: &str) -> io::Result<Answer> {
-    if let Some(job) = script::shell_job(&script, marker) {
-        match shell_of(ssh, master).await? {
-            Some(Ok(shell)) => return run_in(master, shell, &job, marker).await,
-            Some(Err(answer)) => return Ok(answer),
-            None => {}
+/// Runs action `req` as run `run_id` (trailer `marker`) over `master`: as a job of one of
+/// its long-lived shells (opened if none is idle), or, where the node cannot run those, in
+/// a session of its own; `cleanup` names earlier runs' files to remove. Also says whether
+/// it ran in a shell (which then looks after the run's files).
+async fn exchange(
+    ssh: &Path,
+    master: &Arc<Master>,
+    req: &ExecRequest,
+    run_id: &str,
+    marker: &str,
+    cleanup: &[String],
+) -> io::Result<(Answer, bool)> {
+    if !master.no_shells.load(Ordering::Relaxed) {
+        let script = script::run_script(req, run_id, marker, &[], true);
+        let files = script::run_words(&req.workdir, run_id);
+        if let Some(job) = script::shell_job(&script, marker, &files) {
+            match shell_of(ssh, master).await? {
+                Some(Ok(shell)) => {
+                    let answer = run_in(master, shell, &job, marker, cleanup).await?;
+                    return Ok((answer, true));
+                }
+                Some(Err(answer)) => return Ok((answer, false)),
+                None => {}
+            }
         }
     }
-    session(ssh, master, script.into_bytes())
-        .await
-        .map(Answer::from)
+    let script = script::run_script(req, run_id, marker, cleanup, false);
+    let answer = session(ssh, master, script.into_bytes()).await?;
+    Ok((answer.into(), false))
 }
 
 /// Sends an upload (see [`SshPool::upload`]) through one of `master`'s long-lived shells,
 /// or in a session of its own where the node cannot run those.
 async fn upload_exchange(
     ssh: &Path,
-    master: &Master,
+    master: &Arc<Master>,
     workdir: &str,
     dir: &str,
     archive: &[u8],
@@ -1168,7 +1232,7 @@ async fn upload_exchange(
         Some(Ok(shell)) => {
             let marker = trailer_marker(&run_id());
             let job = script::shell_upload(workdir, dir, archive, after, &marker);
-            run_in(master, shell, &job, &marker).await
+            run_in(master, shell, &job, &marker, &[]).await
         }
         Some(Err(answer)) => Ok(answer),
         None => {
@@ -1202,15 +1266,18 @@ async fn shell_of(ssh: &Path, master: &Master) -> io::Result<Option<Result<Box<S
     })
 }
 
-/// Runs `job` in `shell`, which goes back to `master`'s idle shells if it can take another.
+/// Runs `job` in `shell`. If the shell can take another, it is told that the job's result
+/// was read (its files, and `earlier`'s, may go: [`script::shell_confirm`]) and goes back to
+/// `master`'s idle shells.
 async fn run_in(
-    master: &Master,
+    master: &Arc<Master>,
     mut shell: Box<Shell>,
     job: &str,
     marker: &str,
+    earlier: &[String],
 ) -> io::Result<Answer> {
     let (answer, reusable) = shell.run(job.as_bytes(), marker).await?;
-    if reusable {
+    if reusable && shell.send(&script::shell_confirm(earlier)).await {
         master.give_back(shell);
     }
     Ok(answer)

@@ -92,11 +92,15 @@ fn is_env_name(name: &str) -> bool {
 /// error fails its own line alone; with stdin from `/dev/null`, so that no command can read
 /// the rest of the script; and without descriptors 8 and 9, the session's own stdout and
 /// stderr, kept for the trap.
+///
+/// A script for a long-lived shell (`in_shell`) removes nothing itself: the shell removes
+/// its files, in batches, once dtk has read its result (see [`shell_job`]).
 pub(crate) fn run_script(
     req: &ExecRequest,
     run_id: &str,
     marker: &str,
     cleanup: &[String],
+    in_shell: bool,
 ) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# dtk action {run_id}");
@@ -126,15 +130,18 @@ pub(crate) fn run_script(
         "  printf '\\n%s end\\n' \"$__dtk_m\" >&8\n",
     ));
     // One `rm` for this run's files and the tombstones of earlier ones.
-    let _ = write!(
-        s,
-        "  rm -f -- \"$__dtk_r.pid\" \"$__dtk_r.out\" \"$__dtk_r.stdout\" \"$__dtk_r.stderr\""
-    );
-    for word in cleanup {
-        let _ = write!(s, " {word}");
+    if !in_shell {
+        let _ = write!(
+            s,
+            "  rm -f -- \"$__dtk_r.pid\" \"$__dtk_r.out\" \"$__dtk_r.stdout\" \"$__dtk_r.stderr\""
+        );
+        for word in cleanup {
+            let _ = write!(s, " {word}");
+        }
+        s.push('\n');
     }
     s.push_str(concat!(
-        "\n}\n",
+        "}\n",
         "trap '__dtk_end $?' EXIT\n",
         "export DTK_OUTPUT=\"$__dtk_r.out\"\n",
     ));
@@ -284,11 +291,46 @@ pub(crate) const SHELL_COMMAND: &str = "exec sh -s 2>&1";
 /// The first thing a long-lived shell is sent: it answers [`SHELL_READY`] when the node can
 /// give each job a session of its own (`setsid`) and decode an upload (`base64`),
 /// [`SHELL_UNSUPPORTED`] when it cannot. It keeps the path of `sh` in `__dtk_sh`, so that
-/// `setsid` does not search `PATH` for it on every job.
+/// `setsid` does not search `PATH` for it on every job, and sets up the removal of run
+/// files: `__dtk_q` holds the words naming the last job's files, `__dtk_p` those of jobs
+/// whose results dtk has read ([`shell_confirm`]), removed in batches and when the shell
+/// ends (at the end of its input, when the connection closes, or by HUP or TERM).
 pub(crate) const SHELL_PROBE: &str = concat!(
+    "__dtk_h=$HOME; __dtk_p=; __dtk_q=\n",
+    "trap '[ -z \"$__dtk_p\" ] || eval \"rm -f -- $__dtk_p\" >/dev/null 2>&1' EXIT\n",
+    "trap 'exit 129' HUP; trap 'exit 143' TERM\n",
     "__dtk_sh=$(command -v sh) && command -v setsid >/dev/null 2>&1 && ",
     "command -v base64 >/dev/null 2>&1 && echo dtk-shell-ready || echo dtk-shell-no-setsid\n",
 );
+
+/// The words naming every file of run `run_id` in `workdir`, for a long-lived shell's
+/// removal list (evaluated there, where `__dtk_h` is the home).
+pub(crate) fn run_words(workdir: &str, run_id: &str) -> String {
+    let dir = workdir_word(workdir);
+    let stem = run_file_stem(run_id);
+    let mut s = String::new();
+    for ext in ["pid", "out", "stdout", "stderr", "done"] {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        let _ = write!(s, "{dir}/{}", quote(&format!("{stem}.{ext}")));
+    }
+    s
+}
+
+/// What dtk sends a long-lived shell once it has read a job's result: the job's files (and
+/// `earlier`, words of files of runs elsewhere on this connection) join the removal list,
+/// which is removed by one `rm` once it is long. Nothing of it prints.
+pub(crate) fn shell_confirm(earlier: &[String]) -> String {
+    let mut s = String::from("__dtk_p=\"$__dtk_p $__dtk_q\"; __dtk_q=\n");
+    if !earlier.is_empty() {
+        let _ = writeln!(s, "__dtk_p=\"$__dtk_p\"' '{}", quote(&earlier.join(" ")));
+    }
+    s.push_str(
+        "[ ${#__dtk_p} -lt 4096 ] || { eval \"rm -f -- $__dtk_p\" >/dev/null 2>&1; __dtk_p=; }\n",
+    );
+    s
+}
 /// The probe's answer when jobs can run in a long-lived shell.
 pub(crate) const SHELL_READY: &str = "dtk-shell-ready";
 /// The probe's answer when they cannot.
@@ -298,9 +340,11 @@ pub(crate) const SHELL_UNSUPPORTED: &str = "dtk-shell-no-setsid";
 /// script from a here-document (so nothing of it is in an argv, and the job has a session
 /// and process group of its own, as a session of its own would give it: a timeout stops that
 /// group, and only that group), its stdout and stderr in the shell's stream, then a line
-/// `MARKER.done STATUS` that ends the job's part of the stream. `None` if the script holds
-/// the here-document's end line (it cannot know the marker; this is only a guard).
-pub(crate) fn shell_job(script: &str, marker: &str) -> Option<String> {
+/// `MARKER.done STATUS` that ends the job's part of the stream. `files` (see [`run_words`])
+/// wait in `__dtk_q` until dtk confirms it read the result ([`shell_confirm`]): until then
+/// they are what tells "ran" from "never started" if the connection drops. `None` if the
+/// script holds the here-document's end line (it cannot know the marker; only a guard).
+pub(crate) fn shell_job(script: &str, marker: &str, files: &str) -> Option<String> {
     let delimiter = format!("DTK_JOB_{marker}");
     if script.lines().any(|l| l == delimiter) {
         return None;
@@ -312,7 +356,12 @@ pub(crate) fn shell_job(script: &str, marker: &str) -> Option<String> {
         s.push('\n');
     }
     let _ = writeln!(s, "{delimiter}");
-    let _ = writeln!(s, "printf '\\n%s.done %s\\n' {} \"$?\"", quote(marker));
+    let _ = writeln!(s, "__dtk_s=$?; __dtk_q={}", quote(files));
+    let _ = writeln!(
+        s,
+        "printf '\\n%s.done %s\\n' {} \"$__dtk_s\"",
+        quote(marker)
+    );
     Some(s)
 }
 

@@ -49,6 +49,8 @@ pub(crate) struct Shell {
     stdout: ChildStdout,
     /// What the local `ssh` client wrote to its stderr (read by a task of its own).
     ssh_stderr: Arc<Mutex<Vec<u8>>>,
+    /// When it last finished a job.
+    pub(crate) idle_since: std::time::Instant,
 }
 
 /// How opening a shell went.
@@ -99,6 +101,7 @@ impl Shell {
             stdin,
             stdout,
             ssh_stderr,
+            idle_since: std::time::Instant::now(),
         };
         if shell
             .stdin
@@ -158,6 +161,21 @@ impl Shell {
                 return Ok((self.ended(buf).await, false));
             }
         }
+    }
+
+    /// Writes `text` (which prints nothing) to the shell; `false` if it could not be sent.
+    pub(crate) async fn send(&mut self, text: &str) -> bool {
+        self.stdin.write_all(text.as_bytes()).await.is_ok()
+    }
+
+    /// Ends the shell at the end of its input and waits a moment for it to finish (its exit
+    /// trap removes the files of the runs it ran).
+    pub(crate) async fn close(self) {
+        let Shell {
+            mut child, stdin, ..
+        } = self;
+        drop(stdin);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await;
     }
 
     /// The session ended: the client's status, `stdout` as it arrived, the client's stderr.

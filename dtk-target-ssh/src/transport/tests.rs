@@ -82,6 +82,7 @@ fn the_run_script_exports_then_runs_each_line_until_one_fails() {
         "1-2-3",
         "dtk-end-M",
         &[script::tombstone_word("/old", "0")],
+        false,
     ));
 }
 
@@ -568,12 +569,20 @@ fn a_shell_job_is_the_script_in_a_here_document_of_its_own_session() {
         echo 'a'
         exit 0
         DTK_JOB_dtk-end-M
-        printf '\n%s.done %s\n' dtk-end-M "$?"
+        __dtk_s=$?; __dtk_q='"$__dtk_h"/w/.dtk-run-1-2.pid "$__dtk_h"/w/.dtk-run-1-2.out "$__dtk_h"/w/.dtk-run-1-2.stdout "$__dtk_h"/w/.dtk-run-1-2.stderr "$__dtk_h"/w/.dtk-run-1-2.done'
+        printf '\n%s.done %s\n' dtk-end-M "$__dtk_s"
     "#]]
-    .assert_eq(&script::shell_job("echo 'a'\nexit 0\n", "dtk-end-M").expect("a job"));
+    .assert_eq(
+        &script::shell_job(
+            "echo 'a'\nexit 0\n",
+            "dtk-end-M",
+            &script::run_words("~/w", "1-2"),
+        )
+        .expect("a job"),
+    );
     // A script holding the end line (it cannot know the marker) is not sent as a job.
     assert_eq!(
-        script::shell_job("echo\nDTK_JOB_dtk-end-M\nrm -rf /\n", "dtk-end-M"),
+        script::shell_job("echo\nDTK_JOB_dtk-end-M\nrm -rf /\n", "dtk-end-M", ""),
         None
     );
 }

@@ -138,10 +138,11 @@ async fn dtk_output_lines_become_outputs_and_the_file_is_removed() {
         ]
     );
     assert!(node.is_dir(), "the work directory is created");
-    // What stays is one tombstone (which tells "ran" from "never started" if the connection
-    // drops before the results arrive); the next session on the connection removes it.
+    // The run's files stay while the host's shell lives: they tell "ran" from "never
+    // started" if the connection drops before the result arrives. Once dtk has read it, the
+    // shell removes them, in batches and when it ends.
     let first = run_files(&node);
-    assert!(first.len() == 1 && first[0].ends_with(".done"), "{first:?}");
+    assert!(first.iter().any(|f| f.ends_with(".done")), "{first:?}");
 
     // Each call gets its own file: a second action sees none of the first one's outputs.
     let out = w
@@ -151,12 +152,25 @@ async fn dtk_output_lines_become_outputs_and_the_file_is_removed() {
         .expect("exec");
     assert_eq!(text(&out.stdout).trim(), node.to_str().expect("utf-8"));
     assert!(out.outputs.is_empty());
-    let second = run_files(&node);
-    assert!(second.len() == 1 && second != first, "{second:?}");
+
+    // Batches keep what is left over small however many actions run.
+    for i in 0..40 {
+        w.pool
+            .exec(&w.host(), &req(&node).line(format!("echo {i}")))
+            .await
+            .expect("exec");
+    }
+    let left = run_files(&node);
+    assert!(
+        left.len() < 60,
+        "{} run files left after 42 actions",
+        left.len()
+    );
     w.pool.close_all().await;
     assert!(
         run_files(&node).is_empty(),
-        "close_all removes the last one"
+        "the shell removes the rest as it ends: {:?}",
+        run_files(&node)
     );
 }
 
@@ -872,6 +886,12 @@ async fn a_kept_master_serves_the_next_pool_and_a_dropped_one_does_not() {
     };
     // The first command keeps its master; the next adopts it: no second login.
     run(pool_with(true)).await;
+    // The dropped pool's shell ended with it, and removed its runs' files.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !run_files(&node).is_empty() {
+        assert!(Instant::now() < deadline, "left: {:?}", run_files(&node));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     run(pool_with(true)).await;
     assert_eq!(w.sshd.accepted_logins(), 1, "the kept master was adopted");
     // A pool that does not keep its master ends it when dropped: the next one connects.
@@ -991,4 +1011,43 @@ async fn an_upload_travels_through_the_hosts_shell_byte_for_byte() {
     assert_eq!(script_shell(&out.stdout).1, shell, "the same shell");
     assert_eq!(w.sshd.accepted_logins(), 1);
     w.pool.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_shell_ends_and_takes_its_runs_files_with_it() {
+    let w = World::new();
+    let pool = SshPool::with_config(
+        w.tmp.path().join("ctl3"),
+        SshPoolConfig {
+            shell_idle_timeout: Duration::from_millis(300),
+            ..SshPoolConfig::default()
+        },
+    )
+    .expect("pool");
+    let host = w.host();
+    let node = w.node("idle");
+    let probe = "echo $$ $PPID $(cut -d' ' -f6 /proc/$$/stat) $(cat /proc/$PPID/comm)";
+    let out = pool
+        .exec(&host, &req(&node).line(probe))
+        .await
+        .expect("exec");
+    let (_, shell, _) = script_shell(&out.stdout);
+    assert!(!run_files(&node).is_empty(), "kept while the shell lives");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !run_files(&node).is_empty() || std::path::Path::new(&format!("/proc/{shell}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the idle shell {shell} still runs, or left {:?}",
+            run_files(&node)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The next action opens a new shell on the same connection.
+    let out = pool
+        .exec(&host, &req(&node).line(probe))
+        .await
+        .expect("exec");
+    assert_ne!(script_shell(&out.stdout).1, shell);
+    assert_eq!(w.sshd.accepted_logins(), 1);
+    pool.close_all().await;
 }
