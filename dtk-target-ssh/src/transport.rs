@@ -519,7 +519,7 @@ impl Default for SshPoolConfig {
             idle_timeout: Duration::from_secs(120),
             ssh_program: PathBuf::from("ssh"),
             keep_masters: false,
-            shell_idle_timeout: Duration::from_secs(2),
+            shell_idle_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -535,11 +535,17 @@ pub struct SshPool {
 }
 
 struct Inner {
+    /// The last archives compressed for uploads, by the digest of the plain archive: a
+    /// module's files go to many nodes, and are compressed once.
+    gzipped: tokio::sync::Mutex<Vec<Gzipped>>,
     control_dir: PathBuf,
     config: SshPoolConfig,
     limit: Semaphore,
     masters: Mutex<HashMap<String, Arc<Master>>>,
 }
+
+/// A compressed archive, by the SHA-256 of the plain one.
+type Gzipped = ([u8; 32], Arc<Vec<u8>>);
 
 /// One host's master connection.
 struct Master {
@@ -614,6 +620,7 @@ impl SshPool {
         };
         Ok(SshPool {
             inner: Arc::new(Inner {
+                gzipped: tokio::sync::Mutex::new(Vec::new()),
                 control_dir,
                 limit: Semaphore::new(config.max_connections),
                 config,
@@ -693,11 +700,10 @@ impl SshPool {
         let master = self.master(host)?;
         let _session = master.sessions.acquire().await.map_err(|_| closed(host))?;
         let _permit = self.inner.limit.acquire().await.map_err(|_| closed(host))?;
-        let ssh = &self.inner.config.ssh_program;
         let mut retried = false;
         loop {
             self.ensure_up(&master, &known_hosts).await?;
-            let sent = upload_exchange(ssh, &master, workdir, dir, &archive, after);
+            let sent = upload_exchange(&self.inner, &master, workdir, dir, &archive, after);
             let out = tokio::time::timeout(timeout, sent)
                 .await
                 .map_err(|_| SshError::Timeout {
@@ -1221,17 +1227,23 @@ async fn exchange(
 /// Sends an upload (see [`SshPool::upload`]) through one of `master`'s long-lived shells,
 /// or in a session of its own where the node cannot run those.
 async fn upload_exchange(
-    ssh: &Path,
+    inner: &Inner,
     master: &Arc<Master>,
     workdir: &str,
     dir: &str,
     archive: &[u8],
     after: &str,
 ) -> io::Result<Answer> {
+    let ssh = &inner.config.ssh_program;
     match shell_of(ssh, master).await? {
         Some(Ok(shell)) => {
             let marker = trailer_marker(&run_id());
-            let job = script::shell_upload(workdir, dir, archive, after, &marker);
+            let job = if shell.gzip {
+                let gz = gzipped(inner, archive).await?;
+                script::shell_upload(workdir, dir, &gz, true, after, &marker)
+            } else {
+                script::shell_upload(workdir, dir, archive, false, after, &marker)
+            };
             run_in(master, shell, &job, &marker, &[]).await
         }
         Some(Err(answer)) => Ok(answer),
@@ -1243,6 +1255,28 @@ async fn upload_exchange(
                 .map(Answer::from)
         }
     }
+}
+
+/// `archive` gzip-compressed, from the pool's few last ones when it was compressed before.
+/// Concurrent uploads of the same files wait for one compression.
+async fn gzipped(inner: &Inner, archive: &[u8]) -> io::Result<Arc<Vec<u8>>> {
+    const KEEP: usize = 4;
+    let digest: [u8; 32] = Sha256::digest(archive).into();
+    let mut cache = inner.gzipped.lock().await;
+    if let Some((_, gz)) = cache.iter().find(|(d, _)| *d == digest) {
+        return Ok(Arc::clone(gz));
+    }
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(archive.len() / 4),
+        flate2::Compression::default(),
+    );
+    io::Write::write_all(&mut encoder, archive)?;
+    let gz = Arc::new(encoder.finish()?);
+    if cache.len() == KEEP {
+        cache.remove(0);
+    }
+    cache.push((digest, Arc::clone(&gz)));
+    Ok(gz)
 }
 
 /// An idle shell of `master`, or a new one; `None` when the node cannot run them, `Err`

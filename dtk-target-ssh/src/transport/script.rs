@@ -172,13 +172,15 @@ pub(crate) fn upload_script(workdir: &str, dir: &str, after: &str) -> String {
     s
 }
 
-/// The same program as a job of a long-lived shell: the archive travels base64-encoded in a
-/// here-document, the program runs in a subshell that reads nothing else, and a line
-/// `MARKER.done STATUS` ends its part of the stream (as in [`shell_job`]).
+/// The same program as a job of a long-lived shell: the archive (gzip-compressed when
+/// `gzipped`) travels base64-encoded in a here-document, the program runs in a subshell
+/// that reads nothing else, and a line `MARKER.done STATUS` ends its part of the stream (as
+/// in [`shell_job`]).
 pub(crate) fn shell_upload(
     workdir: &str,
     dir: &str,
     archive: &[u8],
+    gzipped: bool,
     after: &str,
     marker: &str,
 ) -> String {
@@ -191,7 +193,10 @@ pub(crate) fn shell_upload(
     s.push_str(&upload_head(
         workdir,
         dir,
-        &format!("base64 -d <<'{delimiter}' | tar -xf -"),
+        &format!(
+            "base64 -d <<'{delimiter}' | tar -x{}f -",
+            if gzipped { "z" } else { "" }
+        ),
     ));
     for chunk in encoded.as_bytes().chunks(76) {
         // Base64 is ASCII: every chunk is text.
@@ -290,7 +295,8 @@ pub(crate) const SHELL_COMMAND: &str = "exec sh -s 2>&1";
 
 /// The first thing a long-lived shell is sent: it answers [`SHELL_READY`] when the node can
 /// give each job a session of its own (`setsid`) and decode an upload (`base64`),
-/// [`SHELL_UNSUPPORTED`] when it cannot. It keeps the path of `sh` in `__dtk_sh`, so that
+/// [`SHELL_UNSUPPORTED`] when it cannot; the answer ends in ` gzip` when uploads may come
+/// compressed (`tar -z`). It keeps the path of `sh` in `__dtk_sh`, so that
 /// `setsid` does not search `PATH` for it on every job, and sets up the removal of run
 /// files: `__dtk_q` holds the words naming the last job's files, `__dtk_p` those of jobs
 /// whose results dtk has read ([`shell_confirm`]), removed in batches and when the shell
@@ -300,7 +306,9 @@ pub(crate) const SHELL_PROBE: &str = concat!(
     "trap '[ -z \"$__dtk_p\" ] || eval \"rm -f -- $__dtk_p\" >/dev/null 2>&1' EXIT\n",
     "trap 'exit 129' HUP; trap 'exit 143' TERM\n",
     "__dtk_sh=$(command -v sh) && command -v setsid >/dev/null 2>&1 && ",
-    "command -v base64 >/dev/null 2>&1 && echo dtk-shell-ready || echo dtk-shell-no-setsid\n",
+    "command -v base64 >/dev/null 2>&1 && ",
+    "echo \"dtk-shell-ready$(command -v gzip >/dev/null 2>&1 && echo ' gzip')\" || ",
+    "echo dtk-shell-no-setsid\n",
 );
 
 /// The words naming every file of run `run_id` in `workdir`, for a long-lived shell's

@@ -51,6 +51,8 @@ pub(crate) struct Shell {
     ssh_stderr: Arc<Mutex<Vec<u8>>>,
     /// When it last finished a job.
     pub(crate) idle_since: std::time::Instant,
+    /// Whether the node can unpack gzip-compressed uploads.
+    pub(crate) gzip: bool,
 }
 
 /// How opening a shell went.
@@ -102,6 +104,7 @@ impl Shell {
             stdout,
             ssh_stderr,
             idle_since: std::time::Instant::now(),
+            gzip: false,
         };
         if shell
             .stdin
@@ -115,7 +118,8 @@ impl Shell {
         let mut seen = Vec::new();
         loop {
             for line in seen.split(|&b| b == b'\n') {
-                if line == script::SHELL_READY.as_bytes() {
+                if let Some(rest) = line.strip_prefix(script::SHELL_READY.as_bytes()) {
+                    shell.gzip = rest == b" gzip";
                     return Ok(Opened::Ready(Box::new(shell)));
                 }
                 if line == script::SHELL_UNSUPPORTED.as_bytes() {

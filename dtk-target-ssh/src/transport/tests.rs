@@ -586,3 +586,32 @@ fn a_shell_job_is_the_script_in_a_here_document_of_its_own_session() {
         None
     );
 }
+
+#[tokio::test]
+async fn an_archive_is_compressed_once_for_every_node() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pool = super::SshPool::new(dir.path().join("ctl"), 4).expect("pool");
+    let archive: Vec<u8> = b"component_defs:\n  step:\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(100_000)
+        .collect();
+    let first = super::gzipped(&pool.inner, &archive).await.expect("gzip");
+    let again = super::gzipped(&pool.inner, &archive).await.expect("gzip");
+    assert!(std::sync::Arc::ptr_eq(&first, &again), "compressed twice");
+    assert!(first.len() < archive.len() / 10, "{} bytes", first.len());
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&first[..]), &mut plain)
+        .expect("gunzip");
+    assert!(plain == archive);
+    // Other files are another entry; the oldest entries make room.
+    for n in 0..5u8 {
+        super::gzipped(&pool.inner, &[n; 10]).await.expect("gzip");
+    }
+    let after = super::gzipped(&pool.inner, &archive).await.expect("gzip");
+    assert!(
+        !std::sync::Arc::ptr_eq(&first, &after),
+        "kept more than four"
+    );
+}

@@ -989,20 +989,24 @@ async fn an_upload_travels_through_the_hosts_shell_byte_for_byte() {
         "the upload ran in the host's long-lived shell"
     );
 
-    // A failing unpack is an error naming what failed, and the shell goes on.
+    // A failing unpack (a file where its directory should be) is an error naming what
+    // failed, and the shell goes on.
     let err = w
         .pool
         .upload(
             &host,
             node.to_str().expect("utf-8"),
-            "modules/m",
-            b"not a tar archive".to_vec(),
+            "modules/m/bin/data",
+            b"anything".to_vec(),
             "true\n",
             Duration::from_secs(30),
         )
         .await
         .expect_err("refused");
-    assert!(matches!(err, SshError::SessionFailed { .. }), "{err:?}");
+    assert!(
+        matches!(&err, SshError::SessionFailed { detail, .. } if detail.contains("data")),
+        "{err:?}"
+    );
     let out = w
         .pool
         .exec(&host, &req(&node).line(probe))
