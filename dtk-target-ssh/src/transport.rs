@@ -1208,15 +1208,14 @@ async fn exchange(
     if !master.no_shells.load(Ordering::Relaxed) {
         let script = script::run_script(req, run_id, marker, &[], true);
         let files = script::run_words(&req.workdir, run_id);
-        if let Some(job) = script::shell_job(&script, marker, &files) {
-            match shell_of(ssh, master).await? {
-                Some(Ok(shell)) => {
-                    let answer = run_in(master, shell, &job, marker, cleanup).await?;
-                    return Ok((answer, true));
-                }
-                Some(Err(answer)) => return Ok((answer, false)),
-                None => {}
+        match shell_of(ssh, master).await? {
+            Some(Ok(shell)) => {
+                let job = script::shell_job(&script, marker, &files);
+                let answer = run_in(master, shell, &job, marker, cleanup).await?;
+                return Ok((answer, true));
             }
+            Some(Err(answer)) => return Ok((answer, false)),
+            None => {}
         }
     }
     let script = script::run_script(req, run_id, marker, cleanup, false);

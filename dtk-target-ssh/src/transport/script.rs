@@ -173,8 +173,8 @@ pub(crate) fn upload_script(workdir: &str, dir: &str, after: &str) -> String {
 }
 
 /// The same program as a job of a long-lived shell: the archive (gzip-compressed when
-/// `gzipped`) travels base64-encoded in a here-document, the program runs in a subshell
-/// that reads nothing else, and a line `MARKER.done STATUS` ends its part of the stream (as
+/// `gzipped`) travels base64-encoded in a quoted word that the builtin `printf` writes to
+/// `base64 -d`, the program runs in a subshell that reads nothing else, and a line `MARKER.done STATUS` ends its part of the stream (as
 /// in [`shell_job`]).
 pub(crate) fn shell_upload(
     workdir: &str,
@@ -185,25 +185,26 @@ pub(crate) fn shell_upload(
     marker: &str,
 ) -> String {
     use base64::Engine as _;
-    let delimiter = format!("DTK_DATA_{marker}");
     let encoded = base64::engine::general_purpose::STANDARD.encode(archive);
-    let mut s = String::with_capacity(encoded.len() * 77 / 76 + after.len() + 512);
+    // Base64 needs no quoting inside single quotes; lines of 76 as the tool writes them.
+    let mut data = String::with_capacity(encoded.len() * 77 / 76 + 4);
+    data.push('\'');
+    for chunk in encoded.as_bytes().chunks(76) {
+        // Base64 is ASCII: every chunk is text.
+        data.push_str(&String::from_utf8_lossy(chunk));
+        data.push('\n');
+    }
+    data.push('\'');
+    let mut s = String::with_capacity(data.len() + after.len() + 512);
     s.push_str("(\n");
-    // The here-document's body follows the line that opens it, the unpacking line.
     s.push_str(&upload_head(
         workdir,
         dir,
         &format!(
-            "base64 -d <<'{delimiter}' | tar -x{}f -",
+            "printf '%s' {data} | base64 -d | tar -x{}f -",
             if gzipped { "z" } else { "" }
         ),
     ));
-    for chunk in encoded.as_bytes().chunks(76) {
-        // Base64 is ASCII: every chunk is text.
-        s.push_str(&String::from_utf8_lossy(chunk));
-        s.push('\n');
-    }
-    let _ = writeln!(s, "{delimiter}");
     push_line(&mut s, after);
     s.push_str(") </dev/null 2>&1\n");
     let _ = writeln!(s, "printf '\\n%s.done %s\\n' {} \"$?\"", quote(marker));
@@ -345,32 +346,24 @@ pub(crate) const SHELL_READY: &str = "dtk-shell-ready";
 pub(crate) const SHELL_UNSUPPORTED: &str = "dtk-shell-no-setsid";
 
 /// The text that runs one action's `script` in a long-lived shell: `setsid sh -s` reading the
-/// script from a here-document (so nothing of it is in an argv, and the job has a session
+/// script from a pipe that the shell's builtin `printf` fills (so nothing of it is in an
+/// argv or a file, whatever the shell does with here-documents; and the job has a session
 /// and process group of its own, as a session of its own would give it: a timeout stops that
 /// group, and only that group), its stdout and stderr in the shell's stream, then a line
 /// `MARKER.done STATUS` that ends the job's part of the stream. `files` (see [`run_words`])
 /// wait in `__dtk_q` until dtk confirms it read the result ([`shell_confirm`]): until then
-/// they are what tells "ran" from "never started" if the connection drops. `None` if the
-/// script holds the here-document's end line (it cannot know the marker; only a guard).
-pub(crate) fn shell_job(script: &str, marker: &str, files: &str) -> Option<String> {
-    let delimiter = format!("DTK_JOB_{marker}");
-    if script.lines().any(|l| l == delimiter) {
-        return None;
-    }
-    let mut s = String::with_capacity(script.len() + 3 * delimiter.len() + 80);
-    let _ = writeln!(s, "setsid \"$__dtk_sh\" -s 2>&1 <<'{delimiter}'");
-    s.push_str(script);
-    if !script.ends_with('\n') {
-        s.push('\n');
-    }
-    let _ = writeln!(s, "{delimiter}");
+/// they are what tells "ran" from "never started" if the connection drops.
+pub(crate) fn shell_job(script: &str, marker: &str, files: &str) -> String {
+    let quoted = quote(script);
+    let mut s = String::with_capacity(quoted.len() + files.len() + 160);
+    let _ = writeln!(s, "printf '%s' {quoted} | setsid \"$__dtk_sh\" -s 2>&1");
     let _ = writeln!(s, "__dtk_s=$?; __dtk_q={}", quote(files));
     let _ = writeln!(
         s,
         "printf '\\n%s.done %s\\n' {} \"$__dtk_s\"",
         quote(marker)
     );
-    Some(s)
+    s
 }
 
 pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -3,7 +3,7 @@
 //! login shell on the node) per action.
 //!
 //! A [`Shell`] is `ssh … 'exec sh -s 2>&1'` with its stdin kept open. Each job is the text
-//! of [`script::shell_job`]: the action's script in a here-document for `setsid sh -s`,
+//! of [`script::shell_job`]: the action's script piped by `printf` into `setsid sh -s`,
 //! then a line `MARKER.done STATUS`. The shell runs one job at a time; [`Shell::run`] reads
 //! the stream up to that line, and the shell is ready for the next job. Everything else
 //! (trailer, tombstone, what a lost connection means, stopping a job) is as for an action

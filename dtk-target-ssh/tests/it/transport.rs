@@ -1055,3 +1055,29 @@ async fn an_idle_shell_ends_and_takes_its_runs_files_with_it() {
     assert_eq!(w.sshd.accepted_logins(), 1);
     pool.close_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_larger_than_a_pipe_reaches_its_shell_whole() {
+    let w = World::new();
+    let host = w.host();
+    let node = w.node("big");
+    // 104 KB of value (a pipe holds 64 KB; one environment string may be 128 KB) with every
+    // quote and backslash a shell could trip on.
+    let value: String = "a'b\"c\\d$e`f\n".repeat(8_000);
+    let out = w
+        .pool
+        .exec(
+            &host,
+            &req(&node)
+                .env("BIG", value.clone())
+                .line("printf '%s' \"$BIG\" > big.txt")
+                .line("echo done"),
+        )
+        .await
+        .expect("exec");
+    assert_eq!(out.exit_code, Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "done\n");
+    let written = std::fs::read_to_string(node.join("big.txt")).expect("written");
+    assert!(written == value, "the value arrived changed");
+    w.pool.close_all().await;
+}
