@@ -722,7 +722,11 @@ async fn a_cancelled_action_is_stopped_on_the_node() {
     w.pool.close_all().await;
 }
 
-/// `(pid, parent pid, session id)` of an action's script shell, from the `probe` line it
+/// A line printing its script shell's pid, parent pid, session (field 6 of its stat) and
+/// parent's name: in a line's subshell, `$$` and `$PPID` are the script shell's.
+const PROBE: &str = "echo $$ $PPID $(cut -d' ' -f6 /proc/$$/stat) $(cat /proc/$PPID/comm)";
+
+/// `(pid, parent pid, session id)` of an action's script shell, from the [`PROBE`] line it
 /// ran; its parent must be a shell, not sshd (which is every session's parent).
 fn script_shell(out: &[u8]) -> (u32, u32, u32) {
     let text = text(out);
@@ -741,9 +745,7 @@ async fn actions_on_a_host_share_one_long_lived_shell_each_in_a_session_of_its_o
     let w = World::new();
     let host = w.host();
     let node = w.node("n");
-    // In a line's subshell, $$ and $PPID are the script shell's; field 6 of its stat is its
-    // session.
-    let probe = "echo $$ $PPID $(cut -d' ' -f6 /proc/$$/stat) $(cat /proc/$PPID/comm)";
+    let probe = PROBE;
     let mut shells = Vec::new();
     for i in 0..8 {
         let out = w
@@ -946,7 +948,7 @@ async fn an_upload_travels_through_the_hosts_shell_byte_for_byte() {
     let w = World::new();
     let host = w.host();
     let node = w.node("up");
-    let probe = "echo $$ $PPID $(cut -d' ' -f6 /proc/$$/stat) $(cat /proc/$PPID/comm)";
+    let probe = PROBE;
     let out = w
         .pool
         .exec(&host, &req(&node).line(probe))
@@ -1030,7 +1032,7 @@ async fn an_idle_shell_ends_and_takes_its_runs_files_with_it() {
     .expect("pool");
     let host = w.host();
     let node = w.node("idle");
-    let probe = "echo $$ $PPID $(cut -d' ' -f6 /proc/$$/stat) $(cat /proc/$PPID/comm)";
+    let probe = PROBE;
     let out = pool
         .exec(&host, &req(&node).line(probe))
         .await
