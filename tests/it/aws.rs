@@ -951,6 +951,31 @@ assemblies:
     let ran = cli.converge_json("ship");
     assert!(ran.contains("web/app.create"), "{ran:?}");
     assert_eq!(read("hello.txt"), "bonjour ec2\n");
+    // That command ran over the connection an earlier one kept (ControlPersist): no new
+    // login. Its shell on the node ended with it and removed the run's files.
+    assert_eq!(
+        sshd.accepted_logins(),
+        logins,
+        "the kept connection was reused"
+    );
+    let run_files = || -> Vec<String> {
+        std::fs::read_dir(nodes.join("web"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".dtk-run-"))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !run_files().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left on the node: {:?}",
+            run_files()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // The target is not deleted from under a service that has resources, nor uninstalled
     // while a service is staged on it; once the service is deleted, the target may go.
     let refused = cli.run(&["service", "delete", "aws3"]);
