@@ -1295,7 +1295,21 @@ async fn shell_of(ssh: &Path, master: &Master) -> io::Result<Option<Result<Box<S
             master.no_shells.store(true, Ordering::Relaxed);
             None
         }
-        Opened::Failed(answer) => Some(Err(answer)),
+        // The connection is gone: the caller reconnects, or tells what happened.
+        Opened::Failed(answer)
+            if answer.code == Some(255)
+                && classify::master_unavailable(&answer.stdout, &answer.stderr) =>
+        {
+            Some(Err(answer))
+        }
+        // The connection is there but the shell would not start or answer (an odd login
+        // shell, a server that refuses it): sessions of their own still work.
+        Opened::Failed(answer) => {
+            tracing::debug!(host = %master.host.address, port = master.host.port,
+                status = ?answer.code, "the long-lived shell did not start; one session per action");
+            master.no_shells.store(true, Ordering::Relaxed);
+            None
+        }
     })
 }
 

@@ -291,8 +291,9 @@ pub(crate) fn split_trailer(stdout: &[u8], marker: &str) -> Option<Trailer> {
 }
 
 /// The remote command of a long-lived shell (see the `shell` module): `sh` reading jobs from
-/// the session's stdin, its own errors in the same stream as its output.
-pub(crate) const SHELL_COMMAND: &str = "exec sh -s 2>&1";
+/// the session's stdin. The same words as a session's, which any login shell runs (csh
+/// and fish included); the probe then joins the shell's stderr to its stdout.
+pub(crate) const SHELL_COMMAND: &str = REMOTE_COMMAND;
 
 /// The first thing a long-lived shell is sent: it answers [`SHELL_READY`] when the node can
 /// give each job a session of its own (`setsid`) and decode an upload (`base64`),
@@ -303,6 +304,7 @@ pub(crate) const SHELL_COMMAND: &str = "exec sh -s 2>&1";
 /// whose results dtk has read ([`shell_confirm`]), removed in batches and when the shell
 /// ends (at the end of its input, when the connection closes, or by HUP or TERM).
 pub(crate) const SHELL_PROBE: &str = concat!(
+    "exec 2>&1\n",
     "__dtk_h=$HOME; __dtk_p=; __dtk_q=\n",
     "trap '[ -z \"$__dtk_p\" ] || eval \"rm -f -- $__dtk_p\" >/dev/null 2>&1' EXIT\n",
     "trap 'exit 129' HUP; trap 'exit 143' TERM\n",

@@ -1083,3 +1083,74 @@ async fn a_script_larger_than_a_pipe_reaches_its_shell_whole() {
     assert!(written == value, "the value arrived changed");
     w.pool.close_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_shell_will_not_start_gets_a_session_per_action() {
+    let w = World::new();
+    // An ssh that refuses the long-lived shell (its first line is the probe's), as an odd
+    // login shell or server might, and passes everything else through.
+    let wrapper = w.tmp.path().join("ssh-no-shells");
+    std::fs::write(
+        &wrapper,
+        r#"#!/bin/sh
+for last; do :; done
+if [ "$last" = "exec sh -s" ]; then
+    IFS= read -r first
+    if [ "$first" = "exec 2>&1" ]; then
+        echo "this login shell cannot run that" >&2
+        exit 1
+    fi
+    { printf '%s\n' "$first"; cat; } | ssh "$@"
+    exit $?
+fi
+exec ssh "$@"
+"#,
+    )
+    .expect("wrapper");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let pool = SshPool::with_config(
+        w.tmp.path().join("ctl4"),
+        SshPoolConfig {
+            ssh_program: wrapper,
+            ..SshPoolConfig::default()
+        },
+    )
+    .expect("pool");
+    let host = w.host();
+    let node = w.node("plain");
+    for i in 0..3 {
+        let out = pool
+            .exec(&host, &req(&node).line(format!("echo {i}; {PROBE} >&2")))
+            .await
+            .expect("exec");
+        assert_eq!(out.exit_code, Some(0), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("{i}\n"));
+        let parent = text(&out.stderr);
+        assert!(
+            parent.trim_end().ends_with("sshd"),
+            "a session of its own: {parent}"
+        );
+    }
+    pool.upload(
+        &host,
+        node.to_str().expect("utf-8"),
+        "m",
+        {
+            let mut a = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(3);
+            h.set_mode(0o644);
+            h.set_cksum();
+            a.append_data(&mut h, "f", &b"abc"[..]).expect("archive");
+            a.into_inner().expect("archive")
+        },
+        "true\n",
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("upload in a session");
+    assert_eq!(std::fs::read(node.join("m/f")).expect("placed"), b"abc");
+    assert_eq!(w.sshd.accepted_logins(), 1);
+    pool.close_all().await;
+}
