@@ -1,16 +1,20 @@
 //! Running actions on remote nodes through the system OpenSSH client.
 //!
 //! [`SshPool`] keeps one multiplexed master connection per host (OpenSSH `ControlMaster`, its
-//! control socket in a private directory) and runs every action as a session over it, so a
-//! node's actions pay for one handshake, not one each. A semaphore bounds how many actions run
-//! at once across all hosts.
+//! control socket in a private directory), so a node's actions pay for one handshake, not one
+//! each, and runs every action as a job of a long-lived shell on it (the `shell` module),
+//! each job in a session and process group of its own; where the node cannot run such
+//! shells, every action is a session of its own. With [`SshPoolConfig::keep_masters`], the
+//! next pool on the same control directory adopts the connections. A semaphore bounds how
+//! many actions run at once across all hosts.
 //!
 //! An action ([`ExecRequest`]) has the same meaning as on the local target: its environment is
 //! visible to every line, the lines run in order, each in its own shell, and the first failing
 //! line ends it; their output is collected from files, so a line may leave a server running;
 //! `$DTK_OUTPUT` names a file for `name=value` outputs; a non-zero exit is an [`ExecOutput`],
-//! not an error. The script travels over the session's stdin, so no value is ever in a
-//! process's argv, and no value is ever in an error or a log. How and why: see
+//! not an error. The script travels over the session's stdin (to a job, through a pipe from
+//! the shell's builtin `printf`), so no value is ever in a process's argv or a file on the
+//! node, and no value is ever in an error or a log. How and why: see
 //! `docs/decisions/ssh.md`.
 //!
 //! ```text
@@ -879,7 +883,8 @@ impl SshPool {
         }
     }
 
-    /// Runs the action's script in one session; its trailer carries status and outputs.
+    /// Runs the action's script (in a shell, or in a session of its own); its trailer carries
+    /// status and outputs.
     /// Without a trailer, asks the node what became of the run.
     async fn run(
         &self,
