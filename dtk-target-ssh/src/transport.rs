@@ -565,10 +565,11 @@ struct Master {
     /// Long-lived shells on this connection waiting for their next job (see the `shell`
     /// module).
     shells: Mutex<Vec<Shell>>,
-    /// The node has no `setsid`: every action is a session of its own.
+    /// The node cannot run long-lived shells (no `setsid` or `base64`, or the shell did not
+    /// start): every action is a session of its own.
     no_shells: AtomicBool,
-    /// A socket left by an earlier pool was adopted unchecked: one found after the master
-    /// was marked down is checked before it is trusted.
+    /// A socket found at first use was adopted unchecked; one found later (after the master
+    /// was marked down) is checked before it is trusted.
     adopted: AtomicBool,
     /// How long an idle shell is kept.
     shell_idle: Duration,
@@ -820,12 +821,14 @@ impl SshPool {
                 };
                 return Ok(());
             }
-        } else if master.socket_path.exists() && !master.adopted.load(Ordering::Relaxed) {
+        } else if master.socket_path.exists()
+            && (!master.adopted.swap(true, Ordering::Relaxed)
+                || control(ssh, master, "check").await.is_ok())
+        {
             // A socket left by an earlier pool or process (same settings, same private
-            // directory): adopt its master without asking it first. If it is gone, the
-            // first session fails at once (sessions never connect on their own), the
-            // master is marked down, and the action runs after a new connection.
-            master.adopted.store(true, Ordering::Relaxed);
+            // directory): at first use, adopt its master without asking it first. If it is
+            // gone, the first session fails at once (sessions never connect on their own),
+            // the master is marked down, and the action runs after a new connection.
             *state = State::Up {
                 last_used: Instant::now(),
             };
@@ -1071,18 +1074,12 @@ enum Run {
 impl Master {
     /// Tombstones to remove, handed to the next script on this connection.
     fn take_cleanup(&self) -> Vec<String> {
-        self.cleanup
-            .lock()
-            .map(|mut v| std::mem::take(&mut *v))
-            .unwrap_or_default()
+        take_all(&self.cleanup)
     }
 
     /// Every idle shell, taken out (dropping them ends them).
     fn take_shells(&self) -> Vec<Shell> {
-        self.shells
-            .lock()
-            .map(|mut v| std::mem::take(&mut *v))
-            .unwrap_or_default()
+        take_all(&self.shells)
     }
 
     /// An idle shell whose session is still there.
@@ -1181,6 +1178,13 @@ impl Drop for Inner {
     }
 }
 
+/// Everything in `list`, taken out (nothing if its lock is poisoned).
+fn take_all<T>(list: &Mutex<Vec<T>>) -> Vec<T> {
+    list.lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default()
+}
+
 /// Resolves once `cancel` is set (polled: [`Cancel`] is a plain flag).
 async fn cancelled(cancel: &Cancel) {
     while !cancel.is_cancelled() {
@@ -1210,18 +1214,16 @@ async fn exchange(
     marker: &str,
     cleanup: &[String],
 ) -> io::Result<(Answer, bool)> {
-    if !master.no_shells.load(Ordering::Relaxed) {
-        let script = script::run_script(req, run_id, marker, &[], true);
-        let files = script::run_words(&req.workdir, run_id);
-        match shell_of(ssh, master).await? {
-            Some(Ok(shell)) => {
-                let job = script::shell_job(&script, marker, &files);
-                let answer = run_in(master, shell, &job, marker, cleanup).await?;
-                return Ok((answer, true));
-            }
-            Some(Err(answer)) => return Ok((answer, false)),
-            None => {}
+    match shell_of(ssh, master).await? {
+        Some(Ok(shell)) => {
+            let script = script::run_script(req, run_id, marker, &[], true);
+            let files = script::run_words(&req.workdir, run_id);
+            let job = script::shell_job(&script, marker, &files);
+            let answer = run_in(master, shell, &job, marker, cleanup).await?;
+            return Ok((answer, true));
         }
+        Some(Err(answer)) => return Ok((answer, false)),
+        None => {}
     }
     let script = script::run_script(req, run_id, marker, cleanup, false);
     let answer = session(ssh, master, script.into_bytes()).await?;

@@ -958,15 +958,7 @@ assemblies:
         logins,
         "the kept connection was reused"
     );
-    let run_files = || -> Vec<String> {
-        std::fs::read_dir(nodes.join("web"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(".dtk-run-"))
-            .collect()
-    };
+    let run_files = || dtk_tests::sshd::run_files(&nodes.join("web"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !run_files().is_empty() {
         assert!(

@@ -360,6 +360,18 @@ pub fn process_running(argv: &[&str]) -> bool {
         .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
 }
 
+/// The names of the SSH transport's run files (`.dtk-run-*`) in the node directory `dir`
+/// (none when it does not exist).
+pub fn run_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".dtk-run-"))
+        .collect()
+}
+
 /// The user sshd runs commands as: whoever runs the tests.
 pub fn current_user() -> String {
     let out = Command::new("id").arg("-un").output().expect("id -un");

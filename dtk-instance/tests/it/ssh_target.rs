@@ -372,18 +372,11 @@ async fn a_service_converges_onto_several_hosts_edits_execs_and_deletes() {
     );
     // No run files are left behind: each host's shell removes them in batches, and the
     // rest when it ends, after five idle seconds.
-    let leftovers = || -> Vec<String> {
-        std::fs::read_dir(&db_dir)
-            .expect("db dir")
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(".dtk-run"))
-            .collect()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !leftovers().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "{:?}", leftovers());
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(db_dir.is_dir(), "db dir");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sshd::run_files(&db_dir).is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", sshd::run_files(&db_dir));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // Nothing changed: nothing runs (the nodes were read over SSH and are present).

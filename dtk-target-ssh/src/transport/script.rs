@@ -4,10 +4,11 @@
 //! environment values (secrets included) are not visible in any process list.
 //!
 //! An action runs in a long-lived shell on its host's connection ([`shell_job`]: `setsid sh
-//! -s` per action, so each still has a session of its own), or, where the node has no
-//! `setsid`, as a session of its own. Each run has an id; its files in the work directory are
-//! `.dtk-run-ID.pid` (the script's shell's pid, which is also its process group: sshd, or
-//! `setsid` in a long-lived shell, makes it a session leader), `.dtk-run-ID.stdout` and `.stderr` (the lines' output: files, as
+//! -s` per action, so each still has a session of its own), or, where the node cannot run
+//! such shells, as a session of its own. Each run has an id; its files in the work
+//! directory are `.dtk-run-ID.pid` (the script's shell's pid, which is also its process
+//! group: sshd, or `setsid` in a long-lived shell, makes it a session leader),
+//! `.dtk-run-ID.stdout` and `.stderr` (the lines' output: files, as
 //! on the local target, so that a background process started by a line does not hold the
 //! session open), `.dtk-run-ID.out` (`$DTK_OUTPUT`) and, once the script ended,
 //! `.dtk-run-ID.done` (its exit status).
@@ -15,8 +16,10 @@
 //! The script's EXIT trap copies the lines' stdout to the session's stdout, then writes a
 //! trailer: a line `MARKER STATUS`, the outputs file, a line `MARKER err`, the lines'
 //! stderr, and `MARKER end`, where MARKER is a random word that the commands cannot know.
-//! It removes every file but the `.done` tombstone, which lets the node tell "ran" from "never started" after a lost
-//! connection, and which a later session removes ([`tombstone_word`], [`cleanup_script`]).
+//! In a session of its own, it removes every file but the `.done` tombstone, which lets the
+//! node tell "ran" from "never started" after a lost connection, and which a later session
+//! removes ([`tombstone_word`], [`cleanup_script`]); in a long-lived shell, the shell
+//! removes them once dtk has read the result ([`shell_confirm`]).
 //!
 //! When no trailer arrives (the connection dropped, the shell was killed),
 //! [`collect_script`] asks the node what happened, in a second session.
@@ -174,8 +177,8 @@ pub(crate) fn upload_script(workdir: &str, dir: &str, after: &str) -> String {
 
 /// The same program as a job of a long-lived shell: the archive (gzip-compressed when
 /// `gzipped`) travels base64-encoded in a quoted word that the builtin `printf` writes to
-/// `base64 -d`, the program runs in a subshell that reads nothing else, and a line `MARKER.done STATUS` ends its part of the stream (as
-/// in [`shell_job`]).
+/// `base64 -d`, the program runs in a subshell that reads nothing else, and a
+/// [`done_prefix`] line ends its part of the stream (as in [`shell_job`]).
 pub(crate) fn shell_upload(
     workdir: &str,
     dir: &str,
@@ -207,8 +210,24 @@ pub(crate) fn shell_upload(
     ));
     push_line(&mut s, after);
     s.push_str(") </dev/null 2>&1\n");
-    let _ = writeln!(s, "printf '\\n%s.done %s\\n' {} \"$?\"", quote(marker));
+    push_done(&mut s, marker, "$?");
     s
+}
+
+/// What starts the line that ends a job's part of a long-lived shell's stream; the job's
+/// status and a newline follow.
+pub(crate) fn done_prefix(marker: &str) -> String {
+    format!("\n{marker}.done ")
+}
+
+/// The command that prints the [`done_prefix`] line with the status in `status` (a shell
+/// word).
+fn push_done(s: &mut String, marker: &str, status: &str) {
+    let _ = writeln!(
+        s,
+        "printf '\\n%s.done %s\\n' {} \"{status}\"",
+        quote(marker)
+    );
 }
 
 /// An upload program up to its unpacking line, `unpack` (which reads the archive).
@@ -311,7 +330,7 @@ pub(crate) const SHELL_PROBE: &str = concat!(
     "__dtk_sh=$(command -v sh) && command -v setsid >/dev/null 2>&1 && ",
     "command -v base64 >/dev/null 2>&1 && ",
     "echo \"dtk-shell-ready$(command -v gzip >/dev/null 2>&1 && echo ' gzip')\" || ",
-    "echo dtk-shell-no-setsid\n",
+    "echo dtk-shell-unsupported\n",
 );
 
 /// The words naming every file of run `run_id` in `workdir`, for a long-lived shell's
@@ -345,7 +364,7 @@ pub(crate) fn shell_confirm(earlier: &[String]) -> String {
 /// The probe's answer when jobs can run in a long-lived shell.
 pub(crate) const SHELL_READY: &str = "dtk-shell-ready";
 /// The probe's answer when they cannot.
-pub(crate) const SHELL_UNSUPPORTED: &str = "dtk-shell-no-setsid";
+pub(crate) const SHELL_UNSUPPORTED: &str = "dtk-shell-unsupported";
 
 /// The text that runs one action's `script` in a long-lived shell: `setsid sh -s` reading the
 /// script from a pipe that the shell's builtin `printf` fills (so nothing of it is in an
@@ -360,11 +379,7 @@ pub(crate) fn shell_job(script: &str, marker: &str, files: &str) -> String {
     let mut s = String::with_capacity(quoted.len() + files.len() + 160);
     let _ = writeln!(s, "printf '%s' {quoted} | setsid \"$__dtk_sh\" -s 2>&1");
     let _ = writeln!(s, "__dtk_s=$?; __dtk_q={}", quote(files));
-    let _ = writeln!(
-        s,
-        "printf '\\n%s.done %s\\n' {} \"$__dtk_s\"",
-        quote(marker)
-    );
+    push_done(&mut s, marker, "$__dtk_s");
     s
 }
 

@@ -15,10 +15,11 @@
 use std::io;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::task::JoinHandle;
 
 use super::{Master, command, script};
 
@@ -47,8 +48,8 @@ pub(crate) struct Shell {
     child: Child,
     stdin: ChildStdin,
     stdout: ChildStdout,
-    /// What the local `ssh` client wrote to its stderr (read by a task of its own).
-    ssh_stderr: Arc<Mutex<Vec<u8>>>,
+    /// Reads what the local `ssh` client writes to its stderr, until it exits.
+    ssh_stderr: JoinHandle<Vec<u8>>,
     /// When it last finished a job.
     pub(crate) idle_since: std::time::Instant,
     /// Whether the node can unpack gzip-compressed uploads.
@@ -59,7 +60,7 @@ pub(crate) struct Shell {
 pub(crate) enum Opened {
     /// Ready for jobs.
     Ready(Box<Shell>),
-    /// The node has no `setsid`: its actions run in sessions of their own.
+    /// The node has no `setsid` or `base64`: its actions run in sessions of their own.
     Unsupported,
     /// The session ended before the shell answered (the master is gone, the server refused
     /// the session): what it said.
@@ -85,18 +86,10 @@ impl Shell {
         else {
             return Err(io::Error::other("the ssh client's pipes were not set up"));
         };
-        let ssh_stderr = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&ssh_stderr);
-        tokio::spawn(async move {
-            let mut chunk = [0u8; 1024];
-            while let Ok(n) = stderr.read(&mut chunk).await {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut v) = sink.lock() {
-                    v.extend_from_slice(&chunk[..n]);
-                }
-            }
+        let ssh_stderr = tokio::spawn(async move {
+            let mut said = Vec::new();
+            let _ = stderr.read_to_end(&mut said).await;
+            said
         });
         let mut shell = Shell {
             child,
@@ -145,12 +138,19 @@ impl Shell {
         if self.stdin.write_all(job).await.is_err() {
             return Ok((self.ended(Vec::new()).await, false));
         }
-        let done = format!("\n{marker}.done ");
+        let done = script::done_prefix(marker);
         let mut buf = Vec::with_capacity(4096);
+        // Where the done line starts, once found; before that, how far the search went.
+        let mut done_at = None;
         let mut scanned: usize = 0;
         loop {
-            let from = scanned.saturating_sub(done.len());
-            if let Some(at) = script::find(&buf[from..], done.as_bytes()).map(|i| i + from) {
+            if done_at.is_none() {
+                // A match may straddle the bytes searched and the bytes just read.
+                let from = scanned.saturating_sub(done.len() - 1);
+                done_at = script::find(&buf[from..], done.as_bytes()).map(|i| i + from);
+                scanned = buf.len();
+            }
+            if let Some(at) = done_at {
                 let rest = &buf[at + done.len()..];
                 if let Some(eol) = rest.iter().position(|&b| b == b'\n') {
                     let status = std::str::from_utf8(&rest[..eol])
@@ -160,7 +160,6 @@ impl Shell {
                     return Ok((job_answer(buf, status, marker), true));
                 }
             }
-            scanned = buf.len();
             if self.stdout.read_buf(&mut buf).await? == 0 {
                 return Ok((self.ended(buf).await, false));
             }
@@ -179,29 +178,21 @@ impl Shell {
             mut child, stdin, ..
         } = self;
         drop(stdin);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
     }
 
     /// The session ended: the client's status, `stdout` as it arrived, the client's stderr.
     async fn ended(&mut self, stdout: Vec<u8>) -> Answer {
-        let code = match tokio::time::timeout(std::time::Duration::from_secs(5), self.child.wait())
-            .await
-        {
+        let code = match tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await {
             Ok(Ok(status)) => status.code(),
             _ => None,
         };
-        // The stderr task ends with the client; give it a moment to take the last bytes.
-        for _ in 0..20 {
-            if Arc::strong_count(&self.ssh_stderr) == 1 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        let stderr = self
-            .ssh_stderr
-            .lock()
-            .map(|v| v.clone())
-            .unwrap_or_default();
+        // The reader ends with the client (called once: the shell is not used after this).
+        let stderr = match tokio::time::timeout(Duration::from_secs(1), &mut self.ssh_stderr).await
+        {
+            Ok(Ok(said)) => said,
+            _ => Vec::new(),
+        };
         Answer {
             code,
             stdout,

@@ -7,7 +7,7 @@ use dtk_model::render::shell_quote;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::sshd::{self, Sshd, current_user};
+use crate::sshd::{self, Sshd, current_user, run_files};
 use dtk_target_ssh::transport::{
     ExecRequest, HostKeyPolicy, SshError, SshHost, SshPool, SshPoolConfig,
 };
@@ -63,16 +63,6 @@ fn req(workdir: &Path) -> ExecRequest {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn run_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".dtk-run-"))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
