@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
@@ -28,6 +29,8 @@ pub struct Ec2 {
     pub(crate) region: String,
     pub(crate) waiter: WaiterSettings,
     limit: Arc<Semaphore>,
+    /// Requests sent through [`Ec2::permit`] by this client and its clones.
+    sent: Arc<AtomicU64>,
     cancel: Option<CancelCheck>,
 }
 
@@ -81,6 +84,7 @@ impl Ec2 {
             region: settings.region.clone(),
             waiter: settings.waiter,
             limit: Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1))),
+            sent: Arc::new(AtomicU64::new(0)),
             cancel: None,
         })
     }
@@ -113,7 +117,15 @@ impl Ec2 {
     /// `None`, going on unlimited would be harmless.)
     pub(crate) async fn permit(&self) -> Result<Option<SemaphorePermit<'_>>, AwsError> {
         self.check_cancelled()?;
-        Ok(self.limit.acquire().await.ok())
+        let permit = self.limit.acquire().await.ok();
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(permit)
+    }
+
+    /// How many API requests this client and its clones have sent (each page of a
+    /// paginated call counts; the SDK's own retries of one request do not).
+    pub fn requests_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// The pauses between polls: 250 ms (or `poll_interval` when shorter), doubling up to

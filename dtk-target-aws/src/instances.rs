@@ -196,12 +196,9 @@ impl Ec2 {
             )
             .into());
         }
-        let mut same: Vec<InstanceInfo> = self
-            .node_instances(&spec.service, &spec.node)
-            .await?
-            .into_iter()
-            .filter(|i| i.index == index)
-            .collect();
+        let mut same = self
+            .member_instances(&spec.service, &spec.node, index)
+            .await?;
         // A second instance of one index comes only from a race of two runs: keep the
         // lowest id, terminate the others.
         let extra: Vec<String> = same.iter().skip(1).map(|i| i.instance_id.clone()).collect();
@@ -238,10 +235,10 @@ impl Ec2 {
         index: u32,
     ) -> Result<Option<InstanceInfo>, AwsError> {
         Ok(self
-            .node_instances(service, node)
+            .member_instances(service, node, index)
             .await?
             .into_iter()
-            .find(|i| i.index == index))
+            .next())
     }
 
     /// Terminates the live instances of member `index` of node group `node` and waits
@@ -253,10 +250,9 @@ impl Ec2 {
         index: u32,
     ) -> Result<Vec<String>, AwsError> {
         let ids: Vec<String> = self
-            .node_instances(service, node)
+            .member_instances(service, node, index)
             .await?
             .into_iter()
-            .filter(|i| i.index == index)
             .map(|i| i.instance_id)
             .collect();
         self.terminate_and_wait(&ids).await?;
@@ -282,12 +278,41 @@ impl Ec2 {
         service: &str,
         node: &str,
     ) -> Result<Vec<InstanceInfo>, AwsError> {
-        let want = [
+        self.tagged_instances(&[
             (TAG_MANAGED, "true"),
             (TAG_SERVICE, service),
             (TAG_NODE, node),
-        ];
-        let mut filters = tag_filters(&want);
+        ])
+        .await
+    }
+
+    /// The live instances of member `index` of a node (one, unless two runs raced),
+    /// lowest id first. EC2 filters by the index tag too, so a member's lookup answers
+    /// with that member alone, not with the whole group: 500 members make 500 small
+    /// answers, not 500 answers of up to 500 instances each.
+    pub async fn member_instances(
+        &self,
+        service: &str,
+        node: &str,
+        index: u32,
+    ) -> Result<Vec<InstanceInfo>, AwsError> {
+        let index = index.to_string();
+        self.tagged_instances(&[
+            (TAG_MANAGED, "true"),
+            (TAG_SERVICE, service),
+            (TAG_NODE, node),
+            (TAG_INDEX, &index),
+        ])
+        .await
+    }
+
+    /// The live instances carrying every tag of `want`, by index then id.
+    async fn tagged_instances(&self, want: &[(&str, &str)]) -> Result<Vec<InstanceInfo>, AwsError> {
+        let (node, service) = (
+            tag_of(want, TAG_NODE).unwrap_or("?"),
+            tag_of(want, TAG_SERVICE).unwrap_or("?"),
+        );
+        let mut filters = tag_filters(want);
         filters.push(
             ec2::Filter::builder()
                 .name("instance-state-name")
@@ -297,12 +322,15 @@ impl Ec2 {
                 .values("stopped")
                 .build(),
         );
-        let what = format!("instances of node {node} of {service}");
+        let what = match tag_of(want, TAG_INDEX) {
+            Some(i) => format!("instances of member {i} of node {node} of {service}"),
+            None => format!("instances of node {node} of {service}"),
+        };
         let mut found: Vec<InstanceInfo> = self
             .describe_instances(&filters, &[], &what)
             .await?
             .iter()
-            .filter(|i| tags_match(&tag_map(i.tags()), &want))
+            .filter(|i| tags_match(&tag_map(i.tags()), want))
             .filter_map(instance_info)
             .collect();
         found.sort_by(|a, b| (a.index, &a.instance_id).cmp(&(b.index, &b.instance_id)));
@@ -684,6 +712,11 @@ fn instance_info(i: &ec2::Instance) -> Option<InstanceInfo> {
         },
         tags,
     })
+}
+
+/// The value `want` gives tag `key`, if it gives one.
+fn tag_of<'a>(want: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
+    want.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
 }
 
 /// The RunInstances client token of member `index` of a node for the caller's

@@ -32,7 +32,6 @@ impl Ec2 {
         id: &str,
         target: &InstanceTarget,
     ) -> Result<InstanceInfo, AwsError> {
-        let what = format!("instance {id}");
         let info = self
             .read_instance(id)
             .await?
@@ -41,7 +40,23 @@ impl Ec2 {
                 id: id.to_owned(),
                 reason: "is gone (terminated, or never existed)".to_owned(),
             })?;
+        self.reconcile_described(info, target).await
+    }
+
+    /// [`Ec2::reconcile_instance`] for an instance as a describe just answered it (one
+    /// just launched, or read): it is not read again. When it already is as `target`
+    /// asks and running, this sends no request at all; otherwise it is read again after
+    /// the changes, as they leave it.
+    pub async fn reconcile_described(
+        &self,
+        info: InstanceInfo,
+        target: &InstanceTarget,
+    ) -> Result<InstanceInfo, AwsError> {
+        let id = info.instance_id.as_str();
+        let what = format!("instance {id}");
+        let mut changed = false;
         if !target.instance_type.is_empty() && info.instance_type != target.instance_type {
+            changed = true;
             tracing::info!(instance_id = id, from = %info.instance_type, to = %target.instance_type, "changing the instance type");
             if !matches!(info.state, InstanceState::Stopped) {
                 self.stop_and_wait(id).await?;
@@ -63,6 +78,7 @@ impl Ec2 {
         groups.sort();
         groups.dedup();
         if !groups.is_empty() && groups != info.security_group_ids {
+            changed = true;
             tracing::info!(instance_id = id, ?groups, "setting the security groups");
             let _p = self.permit().await?;
             self.client
@@ -79,13 +95,20 @@ impl Ec2 {
             .filter(|(k, v)| info.tags.get(*k) != Some(*v))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        changed |= !missing.is_empty();
         self.tag_resource(id, &missing).await?;
         // Whatever state it is in now (stopped for a resize, or stopped all along).
-        let now = self.read_instance(id).await?;
-        if let Some(i) = &now {
-            self.start_stopped(&[i]).await?;
+        let now = if changed {
+            self.read_instance(id).await?
+        } else {
+            Some(info.clone())
+        };
+        match now {
+            Some(i) if i.state == InstanceState::Running => return Ok(i),
+            Some(i) => self.start_stopped(&[&i]).await?,
+            None => {}
         }
-        self.wait_running(&[id.to_owned()])
+        self.wait_running(&[info.instance_id.clone()])
             .await?
             .pop()
             .ok_or(AwsError::Incomplete {

@@ -313,23 +313,21 @@ pub(crate) async fn create(
         Some(Err(e)) => return Err(e),
         _ => None,
     };
-    let id = match recorded {
-        Some(i) => i.instance_id,
-        None => {
-            match node.index {
-                Some(i) => {
-                    ec2.ensure_member(&want.spec, i, call.req.idempotency_key)
-                        .await
-                }
-                None => ec2.ensure_node(&want.spec, call.req.idempotency_key).await,
+    let found = match recorded {
+        Some(i) => i,
+        None => match node.index {
+            Some(i) => {
+                ec2.ensure_member(&want.spec, i, call.req.idempotency_key)
+                    .await
             }
-            .map_err(|e| call.aws(e))?
-            .instance_id
+            None => ec2.ensure_node(&want.spec, call.req.idempotency_key).await,
         }
+        .map_err(|e| call.aws(e))?,
     };
-    // Started if stopped, resized, regrouped, retagged: as the node asks.
+    // Started if stopped, resized, regrouped, retagged: as the node asks. What the
+    // describe above answered is not asked again.
     let info = ec2
-        .reconcile_instance(&id, &want.target())
+        .reconcile_described(found, &want.target())
         .await
         .map_err(|e| call.aws(e))?;
     Ok(outputs_of(&info, &user, ssh))

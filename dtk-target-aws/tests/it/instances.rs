@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use dtk_target_aws::{
     ApiErrorKind, AwsError, AwsSettings, Deletion, Ec2, Gateway, InstanceSpec, InstanceState,
-    NetworkSpec, StaticCredentials, Timeouts,
+    InstanceTarget, NetworkSpec, StaticCredentials, Timeouts,
 };
 
 use crate::images::ubuntu_filter;
@@ -168,6 +168,92 @@ async fn a_node_group_scales_up_and_down() {
             .await
             .is_empty()
     );
+}
+
+/// What a converge asks of EC2 for each member of a group: a lookup of that member by
+/// its tags (answered with it alone, not the whole group), `RunInstances`, one describe
+/// until it runs; and nothing more to bring a member that is as its node asks in line.
+#[tokio::test]
+async fn a_new_member_costs_three_requests_and_a_current_one_none() {
+    let w = World::new("us-west-2").await;
+    let spec = node_spec(&w, "app6", "workers").await;
+    let first = w.ec2.ensure_member(&spec, 1, "task-1").await.unwrap();
+
+    let before = w.ec2.requests_sent();
+    let second = w.ec2.ensure_member(&spec, 2, "task-1").await.unwrap();
+    assert_eq!(
+        w.ec2.requests_sent() - before,
+        3,
+        "DescribeInstances by tags, RunInstances, DescribeInstances by id"
+    );
+    assert_eq!((second.index, &second.state), (2, &InstanceState::Running));
+    let ids = |found: Vec<dtk_target_aws::InstanceInfo>| -> Vec<String> {
+        found.into_iter().map(|i| i.instance_id).collect()
+    };
+    assert_eq!(
+        ids(w.ec2.member_instances("app6", "workers", 2).await.unwrap()),
+        vec![second.instance_id.clone()],
+        "the member alone, not its group"
+    );
+    assert_eq!(
+        ids(w.ec2.node_instances("app6", "workers").await.unwrap()),
+        vec![first.instance_id.clone(), second.instance_id.clone()]
+    );
+    // The same member again: found, not launched.
+    let before = w.ec2.requests_sent();
+    let again = w.ec2.ensure_member(&spec, 2, "task-2").await.unwrap();
+    assert_eq!(again.instance_id, second.instance_id);
+    assert_eq!(w.ec2.requests_sent() - before, 2, "a lookup and a describe");
+
+    // As its node asks and running: no request.
+    let mut target = InstanceTarget {
+        instance_type: spec.instance_type.clone(),
+        security_group_ids: spec.security_group_ids.clone(),
+        tags: spec.tags.clone(),
+    };
+    let before = w.ec2.requests_sent();
+    let same = w
+        .ec2
+        .reconcile_described(second.clone(), &target)
+        .await
+        .unwrap();
+    assert_eq!(same, second);
+    assert_eq!(w.ec2.requests_sent(), before);
+
+    // A tag the node now asks for: written, and the instance read back as it is now.
+    target.tags.insert("tier".to_owned(), "b".to_owned());
+    let before = w.ec2.requests_sent();
+    let tagged = w
+        .ec2
+        .reconcile_described(second.clone(), &target)
+        .await
+        .unwrap();
+    assert_eq!(tagged.tags.get("tier").map(String::as_str), Some("b"));
+    assert_eq!(tagged.tags.get("team").map(String::as_str), Some("qa"));
+    assert_eq!(tagged.state, InstanceState::Running);
+    assert_eq!(
+        w.ec2.requests_sent() - before,
+        2,
+        "CreateTags, DescribeInstances"
+    );
+
+    // Stopped outside dtk: started, and waited for.
+    w.raw
+        .0
+        .stop_instances()
+        .instance_ids(&second.instance_id)
+        .send()
+        .await
+        .unwrap();
+    let stopped = w
+        .ec2
+        .read_instance(&second.instance_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(stopped.state, InstanceState::Running);
+    let started = w.ec2.reconcile_described(stopped, &target).await.unwrap();
+    assert_eq!(started.state, InstanceState::Running);
 }
 
 #[tokio::test]
