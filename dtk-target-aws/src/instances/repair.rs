@@ -108,7 +108,7 @@ impl Ec2 {
             Some(i) => self.start_stopped(&[&i]).await?,
             None => {}
         }
-        self.wait_running(&[info.instance_id.clone()])
+        self.wait_running(std::slice::from_ref(&info.instance_id))
             .await?
             .pop()
             .ok_or(AwsError::Incomplete {
