@@ -90,7 +90,8 @@ pub fn imported_record(
             .def
             .actions
             .get("delete")
-            .and_then(RecordedAction::from_def),
+            .and_then(RecordedAction::from_def)
+            .map(std::sync::Arc::new),
         secret_inputs: c.secret_inputs.clone(),
         drift,
         imported: Some(imported),

@@ -5,6 +5,7 @@
 //! component's `secret` attributes, and outputs without its `secret` dynamic attributes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dtk_model::instance::ComponentId;
@@ -139,9 +140,10 @@ pub struct AppliedComponent {
     /// What it depended on when applied: it is deleted before them.
     #[serde(default)]
     pub depends_on: Vec<ComponentId>,
-    /// Its `delete` action, when its definition has one.
-    #[serde(default)]
-    pub delete: Option<RecordedAction>,
+    /// Its `delete` action, when its definition has one: shared with every record of the
+    /// same definition made in one run (a run of 100,000 components makes one copy).
+    #[serde(default, serialize_with = "shared_action")]
+    pub delete: Option<Arc<RecordedAction>>,
     /// The names of its secret inputs (never their values): looked up again for `delete`.
     #[serde(default)]
     pub secret_inputs: Vec<String>,
@@ -219,13 +221,22 @@ impl From<AppliedRecord> for AppliedComponent {
             realizes_node: r.realizes_node,
             provider: r.provider,
             depends_on: r.depends_on,
-            delete: r.delete,
+            delete: r.delete.map(Arc::new),
             secret_inputs: r.secret_inputs,
             drift: r.drift,
             imported: r.imported,
             module: r.module,
         }
     }
+}
+
+/// Serializes a shared action as the action itself (serde's `Arc` support needs its `rc`
+/// feature, which would change serde's features for the whole build).
+fn shared_action<S: serde::Serializer>(
+    action: &Option<Arc<RecordedAction>>,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    action.as_deref().serialize(ser)
 }
 
 impl AppliedComponent {

@@ -317,7 +317,7 @@ impl<'a> Run<'a> {
                 .as_ref()
                 .and_then(|a| a.provider_kind().map(str::to_owned)),
             depends_on: deps.into_iter().cloned().collect(),
-            delete: actions.delete.as_deref().cloned(),
+            delete: actions.delete.clone(),
             secret_inputs: c.secret_inputs.clone(),
             drift: None,
             imported,
@@ -346,10 +346,10 @@ impl<'a> Run<'a> {
         let action = model_c
             .and_then(|c| c.def.actions.get("delete"))
             .and_then(RecordedAction::from_def)
+            .map(Arc::new)
             .or_else(|| rec.delete.clone())
             // Imported without `adopt`: dtk forgets it and leaves the resource alone.
-            .filter(|_| !rec.keeps_resource())
-            .map(Arc::new);
+            .filter(|_| !rec.keeps_resource());
         let mut secrets = Attributes::new();
         self.lookup_secrets(&t.component, &rec.secret_inputs, &mut secrets);
         let mut job = self.base_job(i, t);
@@ -412,7 +412,7 @@ impl<'a> Run<'a> {
             let module = actions.module_text(&c.module);
             let current = self.state.at(ci).is_some_and(|rec| {
                 rec.depends_on.iter().eq(crate::plan::dependency_ids(c))
-                    && rec.delete.as_ref() == actions.delete.as_deref()
+                    && rec.delete.as_deref() == actions.delete.as_deref()
                     && rec.realizes_node == c.realizes_node
                     && rec.secret_inputs == c.secret_inputs
                     && rec.provider.as_deref() == provider
@@ -425,7 +425,7 @@ impl<'a> Run<'a> {
                 continue;
             };
             rec.depends_on = crate::plan::dependency_ids(c).cloned().collect();
-            rec.delete = actions.delete.as_deref().cloned();
+            rec.delete = actions.delete.clone();
             rec.realizes_node = c.realizes_node;
             rec.secret_inputs = c.secret_inputs.clone();
             rec.provider = provider.map(str::to_owned);

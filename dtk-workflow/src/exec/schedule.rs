@@ -125,7 +125,7 @@ pub(super) async fn run(
             );
             m
         },
-        state: Records::new(&model.components, actual),
+        state: Records::new(&model.components, actual, n > 0),
         secret_outputs: HashMap::new(),
         slots: vec![Slot::Pending; n],
         reports: vec![None; n],
