@@ -519,6 +519,40 @@ impl Module {
     pub fn component(&self, name: &str) -> Option<&ComponentDef> {
         self.components.get(name)
     }
+
+    /// The module as [`parse_module_defs`](crate::dsl::parse_module_defs) reads its text:
+    /// everything but its assemblies' nodes, components and workflows (each assembly
+    /// keeps its header). Staging keeps this for a service's copy of the module, from the
+    /// module it has already parsed, rather than parsing the text a second time.
+    pub fn defs_only(&self) -> Module {
+        Module {
+            id: self.id.clone(),
+            version: self.version.clone(),
+            dsl_version: self.dsl_version.clone(),
+            description: self.description.clone(),
+            dependencies: self.dependencies.clone(),
+            components: self.components.clone(),
+            assemblies: self
+                .assemblies
+                .iter()
+                .map(|(name, a)| {
+                    let header = Assembly {
+                        name: a.name.clone(),
+                        description: a.description.clone(),
+                        nodes: Vec::new(),
+                        components: Vec::new(),
+                        workflows: BTreeMap::new(),
+                        node_component: a.node_component.clone(),
+                        metadata: a.metadata.clone(),
+                        at: a.at,
+                    };
+                    (name.clone(), header)
+                })
+                .collect(),
+            workflows: self.workflows.clone(),
+            metadata: self.metadata.clone(),
+        }
+    }
 }
 
 impl Module {

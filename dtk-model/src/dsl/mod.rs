@@ -105,7 +105,7 @@ mod write;
 
 pub use action::MAX_ATTEMPTS;
 pub use components::MAX_CARDINALITY;
-pub use write::{write_module, write_service};
+pub use write::{write_module, write_service, write_service_located};
 
 use crate::diag::DslError;
 use crate::module::Module;

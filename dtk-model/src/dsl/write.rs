@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::diag::Location;
 use crate::dsl::decode::plain_value;
 use crate::ident::VersionReq;
 use crate::module::{
@@ -22,6 +23,13 @@ enum Out {
     Block(String),
     Seq(Vec<Out>),
     Map(Vec<(String, Out)>),
+    /// A node whose location is kept (see [`Emitter`]): the service document's located
+    /// parts, in the order [`place`] visits them.
+    Mark(Box<Out>),
+}
+
+fn mark(v: Out) -> Out {
+    Out::Mark(Box::new(v))
 }
 
 fn s(text: &str) -> Out {
@@ -162,86 +170,195 @@ fn req_text(req: &VersionReq) -> String {
     req.to_string()
 }
 
-fn pad(buf: &mut String, n: usize) {
-    buf.extend(std::iter::repeat_n(' ', n));
+/// Writes an [`Out`] tree as block YAML, knowing where each node starts as the parser
+/// will report it (see [`crate::yaml`]): a scalar where its text starts, an empty
+/// collection at its bracket, a literal block at its first line of content, a block
+/// mapping at its first key, a block sequence at the first token after its first `- `. The locations
+/// of the nodes marked [`Out::Mark`] are kept, in the order they were written.
+struct Emitter {
+    buf: String,
+    /// The 1-based line being written, and the byte where it starts.
+    line: u32,
+    line_start: usize,
+    marks: Vec<Location>,
 }
 
-fn block(buf: &mut String, text: &str, indent: usize) {
-    let header = if text.ends_with('\n') { "|" } else { "|-" };
-    buf.push(' ');
-    buf.push_str(header);
-    buf.push('\n');
-    let body = text.strip_suffix('\n').unwrap_or(text);
-    for line in body.split('\n') {
-        if !line.is_empty() {
-            pad(buf, indent);
-            buf.push_str(line);
+impl Emitter {
+    fn new(capacity: usize) -> Self {
+        Emitter {
+            buf: String::with_capacity(capacity),
+            line: 1,
+            line_start: 0,
+            marks: Vec::new(),
         }
-        buf.push('\n');
     }
-}
 
-fn emit_map(buf: &mut String, entries: &[(String, Out)], indent: usize) {
-    for (k, v) in entries {
-        pad(buf, indent);
-        buf.push_str(&render_key(k));
-        buf.push(':');
+    fn newline(&mut self) {
+        self.buf.push('\n');
+        self.line += 1;
+        self.line_start = self.buf.len();
+    }
+
+    fn pad(&mut self, n: usize) {
+        self.buf.extend(std::iter::repeat_n(' ', n));
+    }
+
+    /// Where the next character goes (columns count characters, as the parser's do).
+    fn here(&self) -> Location {
+        let col = self.buf.get(self.line_start..).map_or(0, |l| {
+            if l.is_ascii() {
+                l.len()
+            } else {
+                l.chars().count()
+            }
+        });
+        Location {
+            line: self.line,
+            col: u32::try_from(col + 1).unwrap_or(u32::MAX),
+            offset: self.buf.len(),
+        }
+    }
+
+    /// A one-line scalar after `key:` or `-`: ` TEXT`.
+    fn scalar(&mut self, text: &str) -> Location {
+        self.buf.push(' ');
+        let at = self.here();
+        self.buf.push_str(text);
+        self.newline();
+        at
+    }
+
+    /// A literal block after `key:` or `-`, its lines indented by `indent`.
+    fn block(&mut self, text: &str, indent: usize) -> Location {
+        let header = if text.ends_with('\n') { " |" } else { " |-" };
+        self.buf.push_str(header);
+        self.newline();
+        let body = text.strip_suffix('\n').unwrap_or(text);
+        let mut at = None;
+        for line in body.split('\n') {
+            if !line.is_empty() {
+                self.pad(indent);
+                at.get_or_insert_with(|| self.here());
+                self.buf.push_str(line);
+            }
+            self.newline();
+        }
+        at.unwrap_or_else(|| self.here())
+    }
+
+    /// The value of a mapping entry, after `key:` (whose location is `key_at`).
+    fn value(&mut self, v: &Out, indent: usize, key_at: Location) -> Location {
         match v {
-            Out::Scalar(t) if t.is_empty() => buf.push('\n'),
-            Out::Scalar(t) => {
-                buf.push(' ');
-                buf.push_str(t);
-                buf.push('\n');
+            Out::Mark(inner) => {
+                let slot = self.slot();
+                let at = self.value(inner, indent, key_at);
+                self.fill(slot, at);
+                at
             }
-            Out::Block(t) => block(buf, t, indent + 2),
-            Out::Seq(items) if items.is_empty() => buf.push_str(" []\n"),
-            Out::Map(es) if es.is_empty() => buf.push_str(" {}\n"),
+            // An empty value: the parser places it at its key.
+            Out::Scalar(t) if t.is_empty() => {
+                self.newline();
+                key_at
+            }
+            Out::Scalar(t) => self.scalar(t),
+            Out::Block(t) => self.block(t, indent + 2),
+            Out::Seq(items) if items.is_empty() => self.scalar("[]"),
+            Out::Map(es) if es.is_empty() => self.scalar("{}"),
             Out::Seq(items) => {
-                buf.push('\n');
-                emit_seq(buf, items, indent);
+                self.newline();
+                self.seq(items, indent, false)
             }
             Out::Map(es) => {
-                buf.push('\n');
-                emit_map(buf, es, indent + 2);
+                self.newline();
+                self.map(es, indent + 2, false)
             }
+        }
+    }
+
+    /// A sequence item, after its `-`.
+    fn item(&mut self, v: &Out, indent: usize) -> Location {
+        match v {
+            Out::Mark(inner) => {
+                let slot = self.slot();
+                let at = self.item(inner, indent);
+                self.fill(slot, at);
+                at
+            }
+            Out::Scalar(t) => self.scalar(t),
+            Out::Block(t) => self.block(t, indent + 2),
+            Out::Seq(inner) if inner.is_empty() => self.scalar("[]"),
+            Out::Map(es) if es.is_empty() => self.scalar("{}"),
+            // A nested block starts on the item's own line, after `- `.
+            Out::Seq(inner) => {
+                self.buf.push(' ');
+                self.seq(inner, indent + 2, true)
+            }
+            Out::Map(es) => {
+                self.buf.push(' ');
+                self.map(es, indent + 2, true)
+            }
+        }
+    }
+
+    /// A block mapping at `indent` (its first key already placed when `inline`).
+    fn map(&mut self, entries: &[(String, Out)], indent: usize, inline: bool) -> Location {
+        let mut first = None;
+        for (i, (k, v)) in entries.iter().enumerate() {
+            if i > 0 || !inline {
+                self.pad(indent);
+            }
+            let key_at = self.here();
+            first.get_or_insert(key_at);
+            self.buf.push_str(&render_key(k));
+            self.buf.push(':');
+            self.value(v, indent, key_at);
+        }
+        first.unwrap_or_else(|| self.here())
+    }
+
+    /// A block sequence at `indent` (its first `-` already placed when `inline`).
+    fn seq(&mut self, items: &[Out], indent: usize, inline: bool) -> Location {
+        let mut first = None;
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 || !inline {
+                self.pad(indent);
+            }
+            self.buf.push('-');
+            // A block sequence starts where its first item's first token does, right
+            // after `- ` (for a nested sequence, at its own first `-`).
+            let dash = self.here();
+            first.get_or_insert(Location {
+                col: dash.col + 1,
+                offset: dash.offset + 1,
+                ..dash
+            });
+            self.item(item, indent);
+        }
+        first.unwrap_or_else(|| self.here())
+    }
+
+    /// A place for the location of a marked node, kept in the order marks are met.
+    fn slot(&mut self) -> usize {
+        self.marks.push(Location::default());
+        self.marks.len() - 1
+    }
+
+    fn fill(&mut self, slot: usize, at: Location) {
+        if let Some(m) = self.marks.get_mut(slot) {
+            *m = at;
         }
     }
 }
 
-fn emit_seq(buf: &mut String, items: &[Out], indent: usize) {
-    for item in items {
-        pad(buf, indent);
-        buf.push('-');
-        match item {
-            Out::Scalar(t) => {
-                buf.push(' ');
-                buf.push_str(t);
-                buf.push('\n');
-            }
-            Out::Block(t) => block(buf, t, indent + 2),
-            Out::Seq(inner) if inner.is_empty() => buf.push_str(" []\n"),
-            Out::Map(es) if es.is_empty() => buf.push_str(" {}\n"),
-            Out::Seq(inner) => {
-                // The first line of the nested block goes after `- `.
-                let mut tmp = String::new();
-                emit_seq(&mut tmp, inner, indent + 2);
-                buf.push(' ');
-                buf.push_str(&tmp[indent + 2..]);
-            }
-            Out::Map(es) => {
-                let mut tmp = String::new();
-                emit_map(&mut tmp, es, indent + 2);
-                buf.push(' ');
-                buf.push_str(&tmp[indent + 2..]);
-            }
-        }
-    }
+/// The document `top` as text, with where it starts and the locations of its marks.
+fn emit_located(top: &[(String, Out)]) -> (String, Location, Vec<Location>) {
+    let mut e = Emitter::new(4096);
+    let at = e.map(top, 0, false);
+    (e.buf, at, e.marks)
 }
 
 fn emit(top: &[(String, Out)]) -> String {
-    let mut buf = String::new();
-    emit_map(&mut buf, top, 0);
-    buf
+    emit_located(top).0
 }
 
 fn duration(d: Duration) -> Out {
@@ -256,7 +373,7 @@ fn attr_values(attrs: &crate::value::SortedMap<AttrValue>) -> Out {
     Out::Map(
         attrs
             .iter()
-            .map(|(k, v)| (k.clone(), value(&v.value)))
+            .map(|(k, v)| (k.clone(), mark(value(&v.value))))
             .collect(),
     )
 }
@@ -590,11 +707,11 @@ fn node(n: &NodeDecl) -> Out {
             .collect();
         put(&mut body, "components", Out::Seq(cs));
     }
-    if body.is_empty() {
+    mark(if body.is_empty() {
         s(&key)
     } else {
         Out::Map(vec![(key, Out::Map(body))])
-    }
+    })
 }
 
 fn component_decl(c: &ComponentDecl, _on_node: bool) -> Out {
@@ -610,11 +727,11 @@ fn component_decl(c: &ComponentDecl, _on_node: bool) -> Out {
             Out::Seq(c.links.iter().map(link).collect()),
         );
     }
-    if body.is_empty() {
+    mark(if body.is_empty() {
         s(&key)
     } else {
         Out::Map(vec![(key, Out::Map(body))])
-    }
+    })
 }
 
 fn link(l: &LinkDecl) -> Out {
@@ -624,8 +741,8 @@ fn link(l: &LinkDecl) -> Out {
         (None, None) => l.target.component.to_string(),
     };
     match &l.dependency {
-        Some(d) => Out::Map(vec![(d.clone(), s(&target))]),
-        None => s(&target),
+        Some(d) => Out::Map(vec![(d.clone(), mark(s(&target)))]),
+        None => mark(s(&target)),
     }
 }
 
@@ -647,7 +764,7 @@ fn workflow(w: &Workflow) -> Out {
         "subtasks",
         Out::Seq(w.subtasks.iter().map(subtask).collect()),
     );
-    Out::Map(m)
+    mark(Out::Map(m))
 }
 
 fn subtask(t: &Subtask) -> Out {
@@ -674,14 +791,14 @@ fn subtask(t: &Subtask) -> Out {
     for a in &t.actions {
         let text = format!("{}.{}", a.component, a.action);
         if a.params.is_empty() {
-            items.push(s(&text));
+            items.push(mark(s(&text)));
         } else {
             let params = a
                 .params
                 .iter()
                 .map(|(k, v)| (k.clone(), value(v)))
                 .collect();
-            items.push(Out::Map(vec![(text, Out::Map(params))]));
+            items.push(mark(Out::Map(vec![(text, Out::Map(params))])));
         }
     }
     // An empty list is written too when nothing else says what the subtask is (or that
@@ -703,12 +820,77 @@ fn subtask(t: &Subtask) -> Out {
             Out::Seq(t.subtasks.iter().map(subtask).collect()),
         );
     }
-    Out::Map(m)
+    mark(Out::Map(m))
 }
 
 /// Writes a service document as YAML that `parse_service` reads back to an
 /// equal document (source locations aside).
 pub fn write_service(doc: &ServiceDoc) -> String {
+    emit(&service_top(doc))
+}
+
+/// [`write_service`], and `doc`'s source locations set to where the text holds each part,
+/// as [`parse_service`](crate::dsl::parse_service) of the text would set them: the
+/// document is then equal to the text's parse, without parsing it (staging a large
+/// service writes its document and keeps it in the parse cache). The flag is `false`
+/// should the writer and `doc` disagree on how many parts have a location, which would
+/// be a bug: `doc`'s locations are then unspecified, and the caller reads the text back.
+pub fn write_service_located(doc: &mut ServiceDoc) -> (String, bool) {
+    let (text, at, marks) = emit_located(&service_top(doc));
+    let mut marks = marks.into_iter();
+    doc.at = at;
+    let placed = place(doc, &mut marks).is_some() && marks.next().is_none();
+    (text, placed)
+}
+
+/// Sets the locations of `doc`'s parts from `marks`, visiting them in the order the
+/// writer marks them: nodes (each with its attributes' values, links and components),
+/// components, workflows (each subtask, its action steps, its subtasks).
+fn place(doc: &mut ServiceDoc, marks: &mut impl Iterator<Item = Location>) -> Option<()> {
+    fn decl(
+        at: &mut Location,
+        attrs: &mut crate::value::SortedMap<AttrValue>,
+        links: &mut [LinkDecl],
+        marks: &mut impl Iterator<Item = Location>,
+    ) -> Option<()> {
+        *at = marks.next()?;
+        for (_, v) in attrs.iter_mut() {
+            v.at = marks.next()?;
+        }
+        for l in links {
+            l.at = marks.next()?;
+        }
+        Some(())
+    }
+    fn subtask(t: &mut Subtask, marks: &mut impl Iterator<Item = Location>) -> Option<()> {
+        t.at = marks.next()?;
+        for a in &mut t.actions {
+            a.at = marks.next()?;
+        }
+        for s in &mut t.subtasks {
+            subtask(s, marks)?;
+        }
+        Some(())
+    }
+    for n in &mut doc.nodes {
+        decl(&mut n.at, &mut n.attributes, &mut n.links, marks)?;
+        for c in &mut n.components {
+            decl(&mut c.at, &mut c.attributes, &mut c.links, marks)?;
+        }
+    }
+    for c in &mut doc.components {
+        decl(&mut c.at, &mut c.attributes, &mut c.links, marks)?;
+    }
+    for w in doc.workflows.values_mut() {
+        w.at = marks.next()?;
+        for t in &mut w.subtasks {
+            subtask(t, marks)?;
+        }
+    }
+    Some(())
+}
+
+fn service_top(doc: &ServiceDoc) -> Vec<(String, Out)> {
     let mut top = map();
     put(&mut top, "dsl_version", s(&doc.dsl_version));
     put(&mut top, "name", s(&doc.name));
@@ -740,5 +922,5 @@ pub fn write_service(doc: &ServiceDoc) -> String {
     if !doc.workflows.is_empty() {
         put(&mut top, "actions", workflows(&doc.workflows));
     }
-    emit(&top)
+    top
 }

@@ -65,11 +65,23 @@ fn every_form_parses_maps_and_round_trips() {
             expect_file![written_path].assert_eq(&written);
             let mut again = parse_service(&written, "written")
                 .unwrap_or_else(|e| panic!("{name}: written form refused: {e}\n{written}"));
+            let mut located = doc.clone();
+            let (same, placed) = dtk_model::dsl::write_service_located(&mut located);
+            assert!(placed && same == written, "{name}: located writing differs");
+            assert_eq!(
+                located, again,
+                "{name}: located writing disagrees with the parser"
+            );
             doc.clear_locations();
             again.clear_locations();
             assert_eq!(doc, again, "{name}: round trip differs:\n{written}");
         } else {
             let mut m = parse_module(text, name).unwrap_or_else(|e| panic!("{e}"));
+            // A service's copy of the module is read for its definitions only; staging
+            // derives that from the module it parsed whole.
+            let defs = dtk_model::dsl::parse_module_defs(text, name)
+                .unwrap_or_else(|e| panic!("{name}: definitions refused: {e}"));
+            assert_eq!(m.defs_only(), defs, "{name}: definitions differ");
             let written = write_module(&m);
             expect_file![written_path].assert_eq(&written);
             let mut again = parse_module(&written, "written")

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dtk_model::Location;
-use dtk_model::dsl::{parse_module, parse_service, write_module, write_service};
+use dtk_model::dsl::{
+    parse_module, parse_service, write_module, write_service, write_service_located,
+};
 use dtk_model::ident::{ComponentRef, ModuleId, ModuleVersion, NodeComponentRef, VersionReq};
 use dtk_model::module::{
     ActionDef, ActionKind, ActionStep, AddFile, Assembly, AttrType, AttrValue, AttributeDef,
@@ -1412,6 +1414,10 @@ proptest! {
             Ok(m) => m,
             Err(e) => panic!("the written module is refused:\n{e}\n--- text:\n{text}"),
         };
+        // What a service's copy of the module is read as, without reading it again.
+        let defs = dtk_model::dsl::parse_module_defs(&text, "written.yaml")
+            .unwrap_or_else(|e| panic!("definitions refused:\n{e}\n--- text:\n{text}"));
+        prop_assert_eq!(&back.defs_only(), &defs, "text:\n{}", text);
         back.clear_locations();
         prop_assert_eq!(&back, &module, "text:\n{}", text);
         // Writing is canonical: the same module gives the same text.
@@ -1425,6 +1431,13 @@ proptest! {
             Ok(d) => d,
             Err(e) => panic!("the written service is refused:\n{e}\n--- text:\n{text}"),
         };
+        // Written with its locations, the document is its text's parse, locations and
+        // all: what staging keeps in the parse cache instead of reading the text back.
+        let mut located = doc.clone();
+        let (same, placed) = write_service_located(&mut located);
+        prop_assert!(placed, "text:\n{}", text);
+        prop_assert_eq!(&same, &text);
+        prop_assert_eq!(&located, &back, "text:\n{}", text);
         back.clear_locations();
         prop_assert_eq!(&back, &doc, "text:\n{}", text);
         prop_assert_eq!(write_service(&back), text);
@@ -1454,6 +1467,9 @@ proptest! {
         };
         let text = write_service(&doc);
         let mut back = parse_service(&text, "v.yaml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let mut located = doc.clone();
+        prop_assert!(write_service_located(&mut located).1);
+        prop_assert_eq!(&located, &back, "text:\n{}", text);
         back.clear_locations();
         prop_assert_eq!(back, doc, "text:\n{}", text);
     }
