@@ -148,10 +148,10 @@ impl<'m> Builder<'m> {
             .collect();
         // 1. One converge task per component, with its unconditional reason if any.
         let mut seeds: Vec<Option<Reason>> = Vec::with_capacity(n);
+        let mut hashes = desired_hashes(&model.components).into_iter();
         for (i, c) in model.components.iter().enumerate() {
             Self::check_action(c, "create")?;
-            let st = static_inputs_cow(c);
-            let hash = desired_hash(c, &st);
+            let hash = hashes.next().unwrap_or_default();
             let rec = actual.get(&c.id);
             let reason = if all {
                 Some(Reason::Forced)
@@ -454,6 +454,37 @@ impl Builder<'_> {
 }
 
 /// The component ids a component depends on, deduplicated, in declaration order.
+/// The desired hashes of `components`, in order. Each is a SHA-256 of a component's
+/// definition and inputs, independent of the others: a tenth of a plan of 100,000 on one
+/// thread. From `PER_THREAD` components on, the machine's threads share them (scoped
+/// threads, each taking a contiguous part).
+fn desired_hashes(components: &[ComponentInstance]) -> Vec<String> {
+    const PER_THREAD: usize = 8 * 1024;
+    let one = |c: &ComponentInstance| desired_hash(c, &static_inputs_cow(c));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(components.len() / PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return components.iter().map(one).collect();
+    }
+    let part = components.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut parts = components.chunks(part);
+        let first = parts.next().unwrap_or_default();
+        let others: Vec<_> = parts
+            .map(|p| scope.spawn(move || p.iter().map(one).collect::<Vec<String>>()))
+            .collect();
+        let mut out: Vec<String> = Vec::with_capacity(components.len());
+        out.extend(first.iter().map(one));
+        for h in others {
+            // A panic in a hash is a bug: it goes on as one, on this thread.
+            out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        out
+    })
+}
+
 pub(crate) fn dependency_ids(c: &ComponentInstance) -> impl Iterator<Item = &ComponentId> {
     c.depends_on
         .iter()

@@ -608,3 +608,26 @@ fn a_node_gone_outside_dtk_runs_everything_placed_on_it_again() {
         "{got:?}"
     );
 }
+
+/// A plan large enough that its desired hashes are computed on several threads gives each
+/// task its own component's hash, in order.
+#[test]
+fn desired_hashes_computed_in_parallel_stay_with_their_components() {
+    let mut m = M::new("wide");
+    for i in 0..20_000 {
+        m = m.cmp(C::res(&format!("c{i}")).input("size", format!("s{i}").as_str()));
+    }
+    let m = m.build();
+    let p = plan(&m, &ActualState::new(), &PlanRequest::Converge).unwrap();
+    assert_eq!(p.len(), m.components.len());
+    let by_id: std::collections::HashMap<&ComponentId, &str> = p
+        .tasks()
+        .map(|t| (&t.component, t.desired_hash.as_str()))
+        .collect();
+    for c in &m.components {
+        let want = dtk_workflow::desired_hash(c, &dtk_workflow::static_inputs(c));
+        assert_eq!(by_id[&c.id], want, "{}", c.id);
+    }
+    let distinct: std::collections::HashSet<&str> = by_id.values().copied().collect();
+    assert_eq!(distinct.len(), m.components.len());
+}
