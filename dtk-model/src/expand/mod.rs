@@ -7,7 +7,7 @@
 //! are refused, and where unlinked dependencies are linked to the target's components.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::diag::{Diagnostics, DslError, did_you_mean};
 use std::sync::Arc;
@@ -80,7 +80,9 @@ pub fn expand(
         .saturating_add(doc.components.len());
     let mut placed: Vec<Placed<'_>> = Vec::with_capacity(placements);
     let mut inputs_of: Vec<(Attributes, Vec<String>)> = Vec::with_capacity(placements);
-    let mut seen_ids: BTreeSet<ComponentId> = BTreeSet::new();
+    // For duplicates only (nothing iterates it): hashed, where a tree of 100,000 ids
+    // compared each new one with 17 others.
+    let mut seen_ids: HashSet<ComponentId> = HashSet::with_capacity(placements);
 
     for (ni, decl) in doc.nodes.iter().enumerate() {
         let node_key = format!("components.{ni}");

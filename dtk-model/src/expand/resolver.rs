@@ -2,7 +2,7 @@
 //! component instance with its input values.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::diag::{Diagnostics, Location, did_you_mean};
@@ -134,7 +134,7 @@ pub(crate) fn place<'a>(
     diags: &mut Diagnostics,
     placed: &mut Vec<Placed<'a>>,
     inputs_of: &mut Vec<(Attributes, Vec<String>)>,
-    seen_ids: &mut BTreeSet<ComponentId>,
+    seen_ids: &mut HashSet<ComponentId>,
     node: Option<&str>,
     decl: &'a ComponentDecl,
     key: String,

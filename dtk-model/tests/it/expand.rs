@@ -387,3 +387,24 @@ fn a_workflow_step_on_a_node_the_service_no_longer_has_is_refused() {
             2 errors"#]],
     );
 }
+
+/// A document built in memory (not parsed, so the parser's own check has not run) that
+/// declares one component twice is refused by the expansion, at the second declaration.
+#[test]
+fn a_component_declared_twice_is_refused_by_the_expansion() {
+    let app = "module: a/app\nversion: 1.0.0\ncomponent_defs:\n  web: {attributes: {port: {type: integer}}}\nassemblies:\n  x:\n    components: [web]\n";
+    let text = "name: svc\nstaged_from: {module: a/app, version: 1.0.0, assembly: x}\ntarget: tgt\ndependencies:\n  a/app: 1.0.0\n  t/nodes: 1.0.0\ncomponents:\n- node[n1]:\n    components:\n    - web\n";
+    let mut doc = parse_service(text, "dtk.service.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let ok = expand(&doc, &modules(app), Some(&binding()), "dtk.service.yaml");
+    assert!(ok.is_ok(), "{:?}", ok.err());
+    let again = doc.nodes[0].components[0].clone();
+    doc.nodes[0].components.push(again);
+    let err = expand(&doc, &modules(app), Some(&binding()), "dtk.service.yaml")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("component `n1/web` is declared twice"),
+        "{err}"
+    );
+}
