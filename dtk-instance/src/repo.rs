@@ -84,6 +84,20 @@ pub enum TreeEdit {
 pub struct InstanceRepo {
     repo: gix::Repository,
     root: PathBuf,
+    /// What was read of immutable objects, by id: a commit's tree, and what a path names
+    /// in a tree. A command asks the same (HEAD's tree, the document in it) many times:
+    /// a converge with nothing to do read HEAD's commit object 15 times.
+    seen: std::sync::Mutex<Seen>,
+}
+
+/// See [`InstanceRepo::seen`].
+#[derive(Default)]
+struct Seen {
+    trees: std::collections::HashMap<ObjectId, ObjectId>,
+    paths: std::collections::HashMap<
+        (ObjectId, String),
+        Option<(ObjectId, gix::object::tree::EntryMode)>,
+    >,
 }
 
 impl std::fmt::Debug for InstanceRepo {
@@ -204,6 +218,7 @@ impl InstanceRepo {
         Ok(InstanceRepo {
             repo,
             root: root.to_path_buf(),
+            seen: std::sync::Mutex::default(),
         })
     }
 
@@ -220,9 +235,36 @@ impl InstanceRepo {
 
     /// The tree of a commit.
     pub fn commit_tree(&self, commit: ObjectId) -> Result<ObjectId, InstanceError> {
+        if let Some(t) = self.seen().trees.get(&commit) {
+            return Ok(*t);
+        }
         let c = git!(&self.root, "find commit", self.repo.find_commit(commit))?;
-        let t = git!(&self.root, "read commit tree", c.tree_id())?;
-        Ok(t.detach())
+        let t = git!(&self.root, "read commit tree", c.tree_id())?.detach();
+        self.seen().trees.insert(commit, t);
+        Ok(t)
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The id and mode of what `path` names in `tree`, if anything.
+    fn entry_at(
+        &self,
+        tree: ObjectId,
+        path: &str,
+    ) -> Result<Option<(ObjectId, gix::object::tree::EntryMode)>, InstanceError> {
+        let key = (tree, path.to_owned());
+        if let Some(e) = self.seen().paths.get(&key) {
+            return Ok(*e);
+        }
+        let t = git!(&self.root, "find tree", self.repo.find_tree(tree))?;
+        let entry = git!(&self.root, "look up path", t.lookup_entry_by_path(path))?
+            .map(|e| (e.object_id(), e.mode()));
+        self.seen().paths.insert(key, entry);
+        Ok(entry)
     }
 
     /// Resolves a revision (`HEAD~2`, a commit id prefix) to a commit id.
@@ -385,9 +427,8 @@ impl InstanceRepo {
 
     /// The id of the subtree at `path` in `tree`, if there is one.
     pub fn subtree(&self, tree: ObjectId, path: &str) -> Result<Option<ObjectId>, InstanceError> {
-        let t = git!(&self.root, "find tree", self.repo.find_tree(tree))?;
-        let entry = git!(&self.root, "look up path", t.lookup_entry_by_path(path))?;
-        Ok(entry.filter(|e| e.mode().is_tree()).map(|e| e.object_id()))
+        let entry = self.entry_at(tree, path)?;
+        Ok(entry.filter(|(_, mode)| mode.is_tree()).map(|(id, _)| id))
     }
 
     /// The module manifests of commit `commit`: every `modules/NS/NAME/dtk.module.yaml`,
@@ -437,10 +478,8 @@ impl InstanceRepo {
         path: &str,
     ) -> Result<Option<Vec<u8>>, InstanceError> {
         let tree = self.commit_tree(commit)?;
-        let t = git!(&self.root, "find tree", self.repo.find_tree(tree))?;
-        let entry = git!(&self.root, "look up path", t.lookup_entry_by_path(path))?;
-        match entry {
-            Some(e) if e.mode().is_blob() => Ok(Some(self.read_blob(e.object_id())?)),
+        match self.entry_at(tree, path)? {
+            Some((id, mode)) if mode.is_blob() => Ok(Some(self.read_blob(id)?)),
             _ => Ok(None),
         }
     }

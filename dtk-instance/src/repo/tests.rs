@@ -200,3 +200,36 @@ fn merge_keeps_both_sides_or_reports_conflicts() {
     let conflicts = repo.merge_trees(base, ours, clash).unwrap().unwrap_err();
     assert_eq!(conflicts, ["f.yaml"]);
 }
+
+/// Reads of commits and paths are remembered by object id, so each commit keeps its own
+/// content: a later commit changing a file, removing one or making a directory of a path
+/// reads as it is, and the earlier commit reads as it was.
+#[test]
+fn remembered_reads_follow_each_commit() {
+    let (_tmp, repo, _) = setup();
+    let first = repo.head().unwrap();
+    let read = |c: ObjectId, p: &str| repo.read_file_at(c, p).unwrap();
+    assert_eq!(read(first, "dtk.service.yaml").unwrap(), b"name: svc\n");
+    assert!(read(first, "notes/a").is_none());
+    let base = repo.commit_tree(first).unwrap();
+    let tree = repo
+        .edit_tree(
+            Some(base),
+            &[
+                TreeEdit::File("dtk.service.yaml".into(), b"name: svc2\n".to_vec()),
+                TreeEdit::File("notes/a".into(), b"a".to_vec()),
+            ],
+        )
+        .unwrap();
+    let second = repo.commit(tree, Some(first), "edit").unwrap();
+    assert_eq!(repo.commit_tree(second).unwrap(), tree);
+    assert_eq!(read(second, "dtk.service.yaml").unwrap(), b"name: svc2\n");
+    assert_eq!(read(second, "notes/a").unwrap(), b"a");
+    assert!(repo.subtree(tree, "notes").unwrap().is_some());
+    assert!(read(second, "notes").is_none(), "a directory is not a file");
+    // The first commit, asked again, is as it was.
+    assert_eq!(repo.commit_tree(first).unwrap(), base);
+    assert_eq!(read(first, "dtk.service.yaml").unwrap(), b"name: svc\n");
+    assert!(read(first, "notes/a").is_none());
+    assert!(repo.subtree(base, "notes").unwrap().is_none());
+}
