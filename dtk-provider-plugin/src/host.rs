@@ -179,16 +179,24 @@ impl PluginProcess {
 
     /// Starts the executable and makes the handshake.
     async fn start(&self) -> Result<Conn, String> {
-        let mut child = tokio::process::Command::new(&self.path)
-            .stdin(Stdio::piped())
+        let mut cmd = tokio::process::Command::new(&self.path);
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group: a Ctrl-C at the terminal reaches dtk, which cancels
             // requests through the protocol, and not the plugin directly.
             .process_group(0)
-            .kill_on_drop(false)
-            .spawn()
-            .map_err(|e| format!("cannot be started: {e}"))?;
+            .kill_on_drop(false);
+        let mut attempt = 0;
+        let mut child = loop {
+            match cmd.spawn() {
+                Err(e) if crate::discover::busy(&e) && attempt < crate::discover::BUSY_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(crate::discover::BUSY_PAUSE).await;
+                }
+                other => break other.map_err(|e| format!("cannot be started: {e}"))?,
+            }
+        };
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {

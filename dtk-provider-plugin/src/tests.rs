@@ -1196,3 +1196,26 @@ done
     assert!(!sent.contains(r#""method":"exec""#), "{sent}");
     p.process().shutdown().await;
 }
+
+/// An executable still open for writing somewhere (a file just written, whose descriptor
+/// a process forked meanwhile still holds; a plugin being copied into place) cannot be
+/// started (`ETXTBSY`): dtk tries again for a while rather than failing at once.
+#[test]
+fn a_plugin_busy_for_a_moment_is_started_once_it_is_free() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = script(tmp.path(), "busy", "next\nexit 0");
+    let writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let busy = std::process::Command::new(&path).spawn().unwrap_err();
+    assert!(crate::discover::busy(&busy), "{busy}");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(60));
+        drop(writer);
+    });
+    let described = crate::discover::describe(&path, &fast(tmp.path()));
+    release.join().unwrap();
+    let d = described.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(d.providers[0].kind, "t");
+}
