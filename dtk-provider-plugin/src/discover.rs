@@ -388,19 +388,6 @@ pub fn validate(kind: &str, desc: &PluginDescription) -> Result<(), String> {
     Ok(())
 }
 
-/// How many times an executable that is busy (`ETXTBSY`: open for writing somewhere) is
-/// started again, and how long to wait before each. A file just written is busy for as
-/// long as a process forked meanwhile (by another thread of the writer) still holds the
-/// descriptor it inherited, until that process execs: a moment, but a spawn can fall in
-/// it. An installer copying a plugin into place makes the same window.
-pub(crate) const BUSY_ATTEMPTS: u32 = 10;
-pub(crate) const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
-
-/// Whether starting an executable failed because it is open for writing (`ETXTBSY`).
-pub(crate) fn busy(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::ExecutableFileBusy
-}
-
 /// Starts the executable at `path`, makes the `hello` handshake, and stops it again
 /// (closing its standard input, then killing it if it has not exited within 2 s).
 /// Returns what it said about itself, or why it could not be used.
@@ -413,9 +400,9 @@ pub fn describe(path: &Path, options: &PluginOptions) -> Result<PluginDescriptio
     let mut attempt = 0;
     let mut child = loop {
         match cmd.spawn() {
-            Err(e) if busy(&e) && attempt < BUSY_ATTEMPTS => {
+            Err(e) if crate::spawn::busy(&e) && attempt < crate::spawn::BUSY_ATTEMPTS => {
                 attempt += 1;
-                std::thread::sleep(BUSY_PAUSE);
+                std::thread::sleep(crate::spawn::BUSY_PAUSE);
             }
             other => break other.map_err(|e| format!("it cannot be started: {e}"))?,
         }

@@ -190,9 +190,9 @@ impl PluginProcess {
         let mut attempt = 0;
         let mut child = loop {
             match cmd.spawn() {
-                Err(e) if crate::discover::busy(&e) && attempt < crate::discover::BUSY_ATTEMPTS => {
+                Err(e) if crate::spawn::busy(&e) && attempt < crate::spawn::BUSY_ATTEMPTS => {
                     attempt += 1;
-                    tokio::time::sleep(crate::discover::BUSY_PAUSE).await;
+                    tokio::time::sleep(crate::spawn::BUSY_PAUSE).await;
                 }
                 other => break other.map_err(|e| format!("cannot be started: {e}"))?,
             }

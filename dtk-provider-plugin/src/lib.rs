@@ -37,6 +37,7 @@
 mod discover;
 mod host;
 mod serve;
+mod spawn;
 mod wire;
 
 pub use discover::{

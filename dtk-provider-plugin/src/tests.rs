@@ -1209,7 +1209,7 @@ fn a_plugin_busy_for_a_moment_is_started_once_it_is_free() {
         .open(&path)
         .unwrap();
     let busy = std::process::Command::new(&path).spawn().unwrap_err();
-    assert!(crate::discover::busy(&busy), "{busy}");
+    assert!(crate::spawn::busy(&busy), "{busy}");
     let release = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(60));
         drop(writer);
