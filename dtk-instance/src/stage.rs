@@ -169,7 +169,8 @@ impl Home {
         };
         let (text, located) = dtk_model::dsl::write_service_located(&mut doc);
         // What is written must read back and expand: refuse now rather than leave a
-        // broken instance behind.
+        // broken instance behind. (Reading back is what `write_service_located` vouches
+        // for, see `read_back_and_expand`; the expansion is done here either way.)
         // Beside the expansion: the copies' definitions, as the service's first plan or
         // converge reads them, for its parse cache. They come from the modules resolving
         // parsed (`Module::defs_only` is what `parse_module_defs` of the same text
