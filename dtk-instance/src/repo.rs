@@ -454,17 +454,10 @@ impl InstanceRepo {
         let mut out = Vec::new();
         for (ns, ns_tree) in subtrees(modules)? {
             for (name, module_tree) in subtrees(ns_tree)? {
-                let t = git!(&self.root, "find tree", self.repo.find_tree(module_tree))?;
-                let entry = git!(
-                    &self.root,
-                    "look up path",
-                    t.lookup_entry_by_path("dtk.module.yaml")
-                )?;
-                if let Some(e) = entry.filter(|e| e.mode().is_blob()) {
-                    out.push((
-                        format!("modules/{ns}/{name}"),
-                        self.read_blob(e.object_id())?,
-                    ));
+                if let Some((id, mode)) = self.entry_at(module_tree, "dtk.module.yaml")?
+                    && mode.is_blob()
+                {
+                    out.push((format!("modules/{ns}/{name}"), self.read_blob(id)?));
                 }
             }
         }

@@ -249,55 +249,63 @@ impl Emitter {
     /// The value of a mapping entry, after `key:` (whose location is `key_at`).
     fn value(&mut self, v: &Out, indent: usize, key_at: Location) -> Location {
         match v {
-            Out::Mark(inner) => {
-                let slot = self.slot();
-                let at = self.value(inner, indent, key_at);
-                self.fill(slot, at);
-                at
-            }
+            Out::Mark(inner) => self.marked(|e| e.value(inner, indent, key_at)),
             // An empty value: the parser places it at its key.
             Out::Scalar(t) if t.is_empty() => {
                 self.newline();
                 key_at
             }
-            Out::Scalar(t) => self.scalar(t),
-            Out::Block(t) => self.block(t, indent + 2),
-            Out::Seq(items) if items.is_empty() => self.scalar("[]"),
-            Out::Map(es) if es.is_empty() => self.scalar("{}"),
-            Out::Seq(items) => {
+            Out::Seq(items) if !items.is_empty() => {
                 self.newline();
                 self.seq(items, indent, false)
             }
-            Out::Map(es) => {
+            Out::Map(es) if !es.is_empty() => {
                 self.newline();
                 self.map(es, indent + 2, false)
             }
+            leaf => self.leaf(leaf, indent),
         }
     }
 
     /// A sequence item, after its `-`.
     fn item(&mut self, v: &Out, indent: usize) -> Location {
         match v {
-            Out::Mark(inner) => {
-                let slot = self.slot();
-                let at = self.item(inner, indent);
-                self.fill(slot, at);
-                at
-            }
-            Out::Scalar(t) => self.scalar(t),
-            Out::Block(t) => self.block(t, indent + 2),
-            Out::Seq(inner) if inner.is_empty() => self.scalar("[]"),
-            Out::Map(es) if es.is_empty() => self.scalar("{}"),
+            Out::Mark(inner) => self.marked(|e| e.item(inner, indent)),
             // A nested block starts on the item's own line, after `- `.
-            Out::Seq(inner) => {
+            Out::Seq(inner) if !inner.is_empty() => {
                 self.buf.push(' ');
                 self.seq(inner, indent + 2, true)
             }
-            Out::Map(es) => {
+            Out::Map(es) if !es.is_empty() => {
                 self.buf.push(' ');
                 self.map(es, indent + 2, true)
             }
+            leaf => self.leaf(leaf, indent),
         }
+    }
+
+    /// What stays on the line of its `key:` or `-`: a scalar, a literal block (its lines
+    /// then indented by `indent + 2`), or an empty collection.
+    fn leaf(&mut self, v: &Out, indent: usize) -> Location {
+        match v {
+            Out::Scalar(t) => self.scalar(t),
+            Out::Block(t) => self.block(t, indent + 2),
+            Out::Seq(_) => self.scalar("[]"),
+            Out::Map(_) => self.scalar("{}"),
+            Out::Mark(inner) => self.marked(|e| e.leaf(inner, indent)),
+        }
+    }
+
+    /// Writes a marked node with `write`, keeping its location in the order marks are
+    /// met (before the marks inside it).
+    fn marked(&mut self, write: impl FnOnce(&mut Self) -> Location) -> Location {
+        let slot = self.marks.len();
+        self.marks.push(Location::default());
+        let at = write(self);
+        if let Some(m) = self.marks.get_mut(slot) {
+            *m = at;
+        }
+        at
     }
 
     /// A block mapping at `indent` (its first key already placed when `inline`).
@@ -335,18 +343,6 @@ impl Emitter {
             self.item(item, indent);
         }
         first.unwrap_or_else(|| self.here())
-    }
-
-    /// A place for the location of a marked node, kept in the order marks are met.
-    fn slot(&mut self) -> usize {
-        self.marks.push(Location::default());
-        self.marks.len() - 1
-    }
-
-    fn fill(&mut self, slot: usize, at: Location) {
-        if let Some(m) = self.marks.get_mut(slot) {
-            *m = at;
-        }
     }
 }
 

@@ -148,10 +148,9 @@ impl<'m> Builder<'m> {
             .collect();
         // 1. One converge task per component, with its unconditional reason if any.
         let mut seeds: Vec<Option<Reason>> = Vec::with_capacity(n);
-        let mut hashes = desired_hashes(&model.components).into_iter();
-        for (i, c) in model.components.iter().enumerate() {
+        let hashes = desired_hashes(&model.components);
+        for (i, (c, hash)) in model.components.iter().zip(hashes).enumerate() {
             Self::check_action(c, "create")?;
-            let hash = hashes.next().unwrap_or_default();
             let rec = actual.get(&c.id);
             let reason = if all {
                 Some(Reason::Forced)
@@ -453,7 +452,6 @@ impl Builder<'_> {
     }
 }
 
-/// The component ids a component depends on, deduplicated, in declaration order.
 /// The desired hashes of `components`, in order. Each is a SHA-256 of a component's
 /// definition and inputs, independent of the others: a tenth of a plan of 100,000 on one
 /// thread. From `PER_THREAD` components on, the machine's threads share them (scoped
@@ -485,6 +483,7 @@ fn desired_hashes(components: &[ComponentInstance]) -> Vec<String> {
     })
 }
 
+/// The component ids a component depends on, deduplicated, in declaration order.
 pub(crate) fn dependency_ids(c: &ComponentInstance) -> impl Iterator<Item = &ComponentId> {
     c.depends_on
         .iter()
