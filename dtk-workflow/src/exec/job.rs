@@ -255,7 +255,9 @@ impl Job<'_> {
                     Some(s) => s.clone(),
                     None => run.iter().cloned().map(RecordedStep::Run).collect(),
                 };
-                self.commands_attempt(&steps, timeout).await
+                // Boxed: its state (a process, its captures) is large, and kept inline it
+                // would size every job's future, provider jobs' included.
+                Box::pin(self.commands_attempt(&steps, timeout)).await
             }
         }
     }
@@ -329,9 +331,12 @@ impl Job<'_> {
         let Some(def) = self.def else {
             return (outputs, Attributes::new());
         };
-        outputs
-            .into_iter()
-            .partition(|(k, _)| !def.attributes.get(k).is_some_and(|a| a.secret))
+        let secret = |k: &String| def.attributes.get(k).is_some_and(|a| a.secret);
+        // Usually none is secret: the map stays as it came rather than being rebuilt.
+        if !outputs.keys().any(secret) {
+            return (outputs, Attributes::new());
+        }
+        outputs.into_iter().partition(|(k, _)| !secret(k))
     }
 
     fn lookup(&self, name: &str) -> Option<String> {

@@ -73,14 +73,21 @@ impl<'a> Run<'a> {
     }
 
     /// Resolves `c`'s inputs from this run's results and actual state; secret linked
-    /// values go to `secrets`.
-    fn resolve(
-        &self,
+    /// values go to `secrets`. `known` are records already looked up (a converge's
+    /// dependencies, which include its producers): a producer among them is not looked up
+    /// again.
+    fn resolve<'r>(
+        &'r self,
         c: &ComponentInstance,
+        known: &[(&ComponentId, Option<&'r AppliedComponent>)],
         secrets: &mut Attributes,
     ) -> Result<Attributes, crate::resolve::ResolveError> {
         let statics = static_inputs_cow(c);
         let state = &self.state;
+        let record = |p: &ComponentId| match known.iter().find(|(id, _)| *id == p) {
+            Some((_, rec)) => *rec,
+            None => state.get(p),
+        };
         let secret_outputs = &self.secret_outputs;
         let mut merged: HashMap<&ComponentId, Attributes> = HashMap::new();
         if !secret_outputs.is_empty() {
@@ -88,7 +95,7 @@ impl<'a> Run<'a> {
                 if let LinkSource::Component(p) = &link.from
                     && let Some(so) = secret_outputs.get(p)
                 {
-                    let mut o = state.get(p).map(|r| r.outputs.clone()).unwrap_or_default();
+                    let mut o = record(p).map(|r| r.outputs.clone()).unwrap_or_default();
                     o.extend(so.clone());
                     merged.insert(p, o);
                 }
@@ -98,7 +105,7 @@ impl<'a> Run<'a> {
             c,
             &statics,
             |p| {
-                let rec = state.get(p)?;
+                let rec = record(p)?;
                 Some(ProducerValues {
                     outputs: merged.get(p).unwrap_or(&rec.outputs),
                     inputs: &rec.inputs,
@@ -166,7 +173,7 @@ impl<'a> Run<'a> {
     pub(super) fn prepare(&mut self, i: NodeIndex) -> Ready<'a> {
         let plan = self.plan;
         let t: &'a Task = &plan.graph()[i];
-        let ci = self.state.index_of(&t.component);
+        let ci = self.component_of(i);
         match &t.op {
             TaskOp::Converge => {
                 let Some(ci) = ci else {
@@ -181,9 +188,9 @@ impl<'a> Run<'a> {
                 };
                 if t.conditional {
                     // A workflow step: runs only if its component's create ran now.
-                    let ran = self.converge_task.get(&t.component).is_some_and(|&c| {
-                        self.slots[c.index()] == Slot::Finished(TaskStatus::Done)
-                    });
+                    let ran = self
+                        .converge_task_of(ci)
+                        .is_some_and(|c| self.slots[c.index()] == Slot::Finished(TaskStatus::Done));
                     let follows = plan
                         .graph()
                         .edges_directed(i, Direction::Incoming)
@@ -239,8 +246,7 @@ impl<'a> Run<'a> {
             }
             Some(crate::state::RecordedKind::Commands { .. }) => {
                 let module = self
-                    .state
-                    .index_of(&job.task.component)
+                    .component_of(job.index)
                     .map(|ci| self.model.components[ci].module.to_string())
                     .or_else(|| {
                         self.state
@@ -265,11 +271,15 @@ impl<'a> Run<'a> {
         let model = self.model;
         let c: &'a ComponentInstance = &model.components[ci];
         let mut secrets = Attributes::new();
-        let inputs = match self.resolve(c, &mut secrets) {
+        // Each dependency's record, looked up once: for the producers' values and for
+        // the digest of what the component consumes.
+        let deps: Vec<(&ComponentId, Option<&AppliedComponent>)> = crate::plan::dependency_ids(c)
+            .map(|d| (d, self.state.get(d)))
+            .collect();
+        let inputs = match self.resolve(c, &deps, &mut secrets) {
             Ok(v) => v,
             Err(e) => return Ready::Fail(e.to_string()),
         };
-        let deps: Vec<&ComponentId> = crate::plan::dependency_ids(c).collect();
         let linked: Vec<(&str, Option<&Value>)> = c
             .links
             .iter()
@@ -280,9 +290,10 @@ impl<'a> Run<'a> {
             .collect();
         let digest = input_digest(
             deps.iter()
-                .map(|d| (*d, self.state.get(d).map(|r| r.outputs_digest.as_str()))),
+                .map(|(d, rec)| (*d, rec.map(|r| r.outputs_digest.as_str()))),
             linked,
         );
+        let deps: Vec<&ComponentId> = deps.into_iter().map(|(d, _)| d).collect();
         let prev = self.state.at(ci);
         if t.conditional
             && let Some(p) = prev
@@ -372,7 +383,7 @@ impl<'a> Run<'a> {
         let model = self.model;
         let c: &'a ComponentInstance = &model.components[ci];
         let mut secrets = Attributes::new();
-        let inputs = match self.resolve(c, &mut secrets) {
+        let inputs = match self.resolve(c, &[], &mut secrets) {
             Ok(v) => v,
             Err(e) => return Ready::Fail(e.to_string()),
         };

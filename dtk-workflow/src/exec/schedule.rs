@@ -40,6 +40,12 @@ pub(super) enum Slot {
 /// No node: the task may run beside anything.
 const NO_NODE: u32 = u32::MAX;
 
+/// A task's component that is not in the model (a removed component being deleted).
+const NOT_IN_MODEL: u32 = u32::MAX;
+
+/// A model component with no converge task in the plan.
+const NO_TASK: u32 = u32::MAX;
+
 pub(super) struct Run<'a> {
     pub(super) plan: &'a Plan,
     pub(super) model: &'a ServiceModel,
@@ -48,8 +54,12 @@ pub(super) struct Run<'a> {
     pub(super) realizer: FastMap<String, ComponentId>,
     /// Where commands run on each node, made once per node (see `node_target`).
     pub(super) node_targets: FastMap<String, Arc<NodeTarget>>,
-    /// Component → its converge task in this plan.
-    pub(super) converge_task: FastMap<&'a ComponentId, NodeIndex>,
+    /// Each task's component, as its index in the model (or [`NOT_IN_MODEL`]): looked
+    /// up once per task when the run starts (in one pass, where the lookups overlap),
+    /// not by id in every step that needs it.
+    task_ci: Vec<u32>,
+    /// Each model component's converge task in this plan (or [`NO_TASK`]).
+    converge_of: Vec<u32>,
     pub(super) state: Records<'a>,
     pub(super) secret_outputs: HashMap<ComponentId, Attributes>,
     pub(super) slots: Vec<Slot>,
@@ -108,24 +118,32 @@ pub(super) async fn run(
         })
         .collect();
     let nodes = node_ids.len();
+    let state = Records::new(&model.components, actual, n > 0);
+    let task_ci: Vec<u32> = graph
+        .node_indices()
+        .map(|i| {
+            state
+                .index_of(&graph[i].component)
+                .and_then(|ci| u32::try_from(ci).ok())
+                .unwrap_or(NOT_IN_MODEL)
+        })
+        .collect();
+    let mut converge_of = vec![NO_TASK; if n > 0 { model.components.len() } else { 0 }];
+    for i in graph.node_indices() {
+        let ci = task_ci[i.index()];
+        if ci != NOT_IN_MODEL && graph[i].op == TaskOp::Converge {
+            converge_of[ci as usize] = u32::try_from(i.index()).unwrap_or(NO_TASK);
+        }
+    }
     let mut run = Run {
         plan,
         model,
         ctx,
         realizer,
         node_targets: FastMap::default(),
-        converge_task: {
-            // Sized once: grown by rehashing it was 1% of a run.
-            let mut m = FastMap::with_capacity_and_hasher(n, Default::default());
-            m.extend(
-                graph
-                    .node_indices()
-                    .filter(|&i| graph[i].op == TaskOp::Converge)
-                    .map(|i| (&graph[i].component, i)),
-            );
-            m
-        },
-        state: Records::new(&model.components, actual, n > 0),
+        task_ci,
+        converge_of,
+        state,
         secret_outputs: HashMap::new(),
         slots: vec![Slot::Pending; n],
         reports: vec![None; n],
@@ -234,15 +252,34 @@ async fn guarded(job: Box<Job<'_>>) -> JobResult {
 }
 
 impl<'a> Run<'a> {
-    pub(super) fn emit(&self, ev: Event) {
-        if let Some(tx) = &self.ctx.events {
-            let _ = tx.send(ev);
+    /// The model index of task `i`'s component (`None`: not in the model).
+    pub(super) fn component_of(&self, i: NodeIndex) -> Option<usize> {
+        match self.task_ci.get(i.index()) {
+            Some(&ci) if ci != NOT_IN_MODEL => Some(ci as usize),
+            _ => None,
         }
     }
 
-    pub(super) fn journal(&self, e: JournalEntry) {
+    /// The converge task of model component `ci` in this plan.
+    pub(super) fn converge_task_of(&self, ci: usize) -> Option<NodeIndex> {
+        match self.converge_of.get(ci) {
+            Some(&t) if t != NO_TASK => Some(NodeIndex::new(t as usize)),
+            _ => None,
+        }
+    }
+
+    /// Sends the event `ev` makes, when someone listens: without a listener the event
+    /// (a few copied strings) is not made at all.
+    pub(super) fn emit(&self, ev: impl FnOnce() -> Event) {
+        if let Some(tx) = &self.ctx.events {
+            let _ = tx.send(ev());
+        }
+    }
+
+    /// Appends the entry `e` makes, when the run has a journal (made only then).
+    pub(super) fn journal(&self, e: impl FnOnce() -> JournalEntry) {
         if let Some(j) = &self.journal {
-            j.append(e);
+            j.append(e());
         }
     }
 
@@ -272,9 +309,7 @@ impl<'a> Run<'a> {
             .collect();
         // Jobs prepared but held back by their provider's limit.
         let mut stash: FastMap<NodeIndex, Box<Job<'a>>> = FastMap::default();
-        let mut kind_running: HashMap<&'a str, usize> = HashMap::new();
-        let mut kind_wait: HashMap<&'a str, VecDeque<NodeIndex>> = HashMap::new();
-        let mut running_kind: FastMap<NodeIndex, &'a str> = FastMap::default();
+        let mut limits = KindLimits::default();
         let mut running = FuturesUnordered::new();
         let limit = self.ctx.limits.concurrency.max(1);
         let mut stopped = false;
@@ -316,13 +351,13 @@ impl<'a> Run<'a> {
                 };
                 if let Some(kind) = job.limit_kind {
                     let max = self.ctx.limits.per_provider.get(kind).copied().unwrap_or(0);
-                    if kind_running.get(kind).copied().unwrap_or(0) >= max.max(1) {
-                        kind_wait.entry(kind).or_default().push_back(i);
+                    if limits.running.get(kind).copied().unwrap_or(0) >= max.max(1) {
+                        limits.waiting.entry(kind).or_default().push_back(i);
                         stash.insert(i, job);
                         continue;
                     }
-                    *kind_running.entry(kind).or_default() += 1;
-                    running_kind.insert(i, kind);
+                    *limits.running.entry(kind).or_default() += 1;
+                    limits.of_task.insert(i, kind);
                 }
                 if node != NO_NODE {
                     self.busy[node as usize] = true;
@@ -330,15 +365,31 @@ impl<'a> Run<'a> {
                 self.slots[i.index()] = Slot::Running;
                 self.started[i.index()] = Some(Instant::now());
                 let t = &graph[i];
-                self.journal(JournalEntry::Intent {
+                self.journal(|| JournalEntry::Intent {
                     task: t.id.clone(),
                     component: t.component.clone(),
                 });
-                self.emit(Event::TaskStarted {
+                self.emit(|| Event::TaskStarted {
                     task: t.id.clone(),
                     node: t.node.clone(),
                 });
-                running.push(guarded(job));
+                // Polled once here: a job that needs nothing to wait for (a no-op, a
+                // provider answering at once) completes without a place among the running
+                // ones. One still pending goes there and is polled again with the
+                // coordinator's waker (which its leaves register anew on every poll).
+                let mut fut = Box::pin(guarded(job));
+                let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+                match fut.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(r) => {
+                        self.settle(r, &mut ready, &mut limits);
+                        // Jobs that all end at once never make the coordinator wait: it
+                        // gives the runtime its turn now and then (cooperative budget),
+                        // so that signal handlers and event readers on the same thread
+                        // still run.
+                        tokio::task::consume_budget().await;
+                    }
+                    std::task::Poll::Pending => running.push(fut),
+                }
             }
             if running.is_empty() {
                 if stopped || ready.is_empty() {
@@ -349,23 +400,7 @@ impl<'a> Run<'a> {
             let Some(r) = running.next().await else {
                 continue;
             };
-            let i = r.index;
-            let node = self.task_node[i.index()];
-            if node != NO_NODE {
-                self.busy[node as usize] = false;
-                if let Some(w) = self.node_wait[node as usize].pop_front() {
-                    ready.push_front(w);
-                }
-            }
-            if let Some(kind) = running_kind.remove(&i) {
-                if let Some(c) = kind_running.get_mut(kind) {
-                    *c = c.saturating_sub(1);
-                }
-                if let Some(w) = kind_wait.get_mut(kind).and_then(VecDeque::pop_front) {
-                    ready.push_front(w);
-                }
-            }
-            self.complete(r, &mut ready);
+            self.settle(r, &mut ready, &mut limits);
         }
         // Whatever did not run was cancelled (or, after a fail-fast stop, skipped
         // because of the first failure).
@@ -379,7 +414,7 @@ impl<'a> Run<'a> {
                 self.slots[i.index()] = Slot::Finished(left.clone());
                 self.reports[i.index()] =
                     Some(report(t, left.clone(), Duration::ZERO, 0, Vec::new()));
-                self.emit(Event::TaskSkipped {
+                self.emit(|| Event::TaskSkipped {
                     task: t.id.clone(),
                     node: t.node.clone(),
                     status: left.clone(),
@@ -387,6 +422,33 @@ impl<'a> Run<'a> {
             }
         }
         stopped
+    }
+
+    /// Frees what a finished job held (its node, its place under its provider's limit),
+    /// then applies its result.
+    fn settle(
+        &mut self,
+        r: JobResult,
+        ready: &mut VecDeque<NodeIndex>,
+        limits: &mut KindLimits<'a>,
+    ) {
+        let i = r.index;
+        let node = self.task_node[i.index()];
+        if node != NO_NODE {
+            self.busy[node as usize] = false;
+            if let Some(w) = self.node_wait[node as usize].pop_front() {
+                ready.push_front(w);
+            }
+        }
+        if let Some(kind) = limits.of_task.remove(&i) {
+            if let Some(c) = limits.running.get_mut(kind) {
+                *c = c.saturating_sub(1);
+            }
+            if let Some(w) = limits.waiting.get_mut(kind).and_then(VecDeque::pop_front) {
+                ready.push_front(w);
+            }
+        }
+        self.complete(r, ready);
     }
 
     /// Applies a finished job's result.
@@ -417,7 +479,10 @@ impl<'a> Run<'a> {
                         let effect = self.journal.as_ref().map(|_| JournalEffect::Applied {
                             record: Box::new(rec.clone()),
                         });
-                        self.state.insert(&t.component, rec);
+                        match self.component_of(i) {
+                            Some(ci) => self.state.insert_at(ci, rec),
+                            None => self.state.insert(&t.component, rec),
+                        }
                         effect
                     }
                     TaskOp::Delete => {
@@ -436,13 +501,13 @@ impl<'a> Run<'a> {
                 };
                 self.changed(t);
                 if let (Some(effect), Some(_)) = (effect, &self.journal) {
-                    self.journal(JournalEntry::Done {
+                    self.journal(|| JournalEntry::Done {
                         task: t.id.clone(),
                         component: t.component.clone(),
                         effect,
                     });
                 }
-                self.emit(Event::TaskFinished {
+                self.emit(|| Event::TaskFinished {
                     task: t.id.clone(),
                     node: t.node.clone(),
                     duration: r.duration,
@@ -457,7 +522,7 @@ impl<'a> Run<'a> {
                 self.finish_with(i, TaskStatus::Done, done, ok.warnings, ready);
             }
             Err((message, captured)) => {
-                self.emit(Event::TaskFailed {
+                self.emit(|| Event::TaskFailed {
                     task: t.id.clone(),
                     node: t.node.clone(),
                     duration: r.duration,
@@ -472,6 +537,10 @@ impl<'a> Run<'a> {
     /// Forgets what was made of a node from its own component's record, when `t` is
     /// that component's task: the node's commands see its new outputs.
     fn changed(&mut self, t: &Task) {
+        // Nothing made yet (no command ran on a node), nothing to forget.
+        if self.node_targets.is_empty() {
+            return;
+        }
         if let Some(node) = &t.node
             && self.realizer.get(node) == Some(&t.component)
         {
@@ -502,11 +571,11 @@ impl<'a> Run<'a> {
         let t = &graph[i];
         match &status {
             TaskStatus::Unchanged => {
-                self.journal(JournalEntry::Unchanged {
+                self.journal(|| JournalEntry::Unchanged {
                     task: t.id.clone(),
                     component: t.component.clone(),
                 });
-                self.emit(Event::TaskSkipped {
+                self.emit(|| Event::TaskSkipped {
                     task: t.id.clone(),
                     node: t.node.clone(),
                     status: TaskStatus::Unchanged,
@@ -548,7 +617,7 @@ impl<'a> Run<'a> {
                 } else {
                     None
                 };
-                self.journal(JournalEntry::Failed {
+                self.journal(|| JournalEntry::Failed {
                     task: t.id.clone(),
                     component: t.component.clone(),
                     effect: JournalEffect::Failed {
@@ -592,11 +661,11 @@ impl<'a> Run<'a> {
                     self.slots[s.index()] = Slot::Finished(skipped.clone());
                     self.reports[s.index()] =
                         Some(report(st, skipped.clone(), Duration::ZERO, 0, Vec::new()));
-                    self.journal(JournalEntry::Skipped {
+                    self.journal(|| JournalEntry::Skipped {
                         task: st.id.clone(),
                         because: because.clone(),
                     });
-                    self.emit(Event::TaskSkipped {
+                    self.emit(|| Event::TaskSkipped {
                         task: st.id.clone(),
                         node: st.node.clone(),
                         status: skipped,
@@ -609,6 +678,17 @@ impl<'a> Run<'a> {
             }
         }
     }
+}
+
+/// The per-provider limits' bookkeeping of one run (see [`super::Limits::per_provider`]).
+#[derive(Default)]
+struct KindLimits<'a> {
+    /// Jobs running, by provider kind.
+    running: HashMap<&'a str, usize>,
+    /// Jobs prepared and waiting for their kind's limit, in order.
+    waiting: HashMap<&'a str, VecDeque<NodeIndex>>,
+    /// The kind each running job counts against.
+    of_task: FastMap<NodeIndex, &'a str>,
 }
 
 /// How a task's run went, besides its status.

@@ -433,6 +433,73 @@ fn cancellation_stops_scheduling_and_lets_running_tasks_finish() {
     assert!(o.state.get(&cid("a")).is_some());
 }
 
+/// Answers at once: its jobs end on their first poll.
+struct AtOnce;
+
+#[async_trait::async_trait]
+impl dtk_model::provider::Provider for AtOnce {
+    fn kind(&self) -> &str {
+        "fake"
+    }
+    async fn create(
+        &self,
+        _req: &dtk_model::provider::ResourceRequest<'_>,
+    ) -> Result<Attributes, dtk_model::provider::ProviderError> {
+        Ok(Attributes::new())
+    }
+    async fn delete(
+        &self,
+        _req: &dtk_model::provider::ResourceRequest<'_>,
+    ) -> Result<(), dtk_model::provider::ProviderError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn jobs_that_end_at_once_still_let_the_runtime_run_other_tasks() {
+    // The coordinator completes such jobs without waiting on anything. On a runtime of
+    // one thread, a watcher that cancels at the first event must still get its turn
+    // long before the last of 5,000 tasks.
+    let mut reg = ProviderRegistry::new();
+    reg.register(Arc::new(AtOnce));
+    let mut ctx = ExecContext::new(reg);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    ctx.events = Some(tx);
+    let mut m = M::new("burst");
+    for k in 0..5_000 {
+        m = m.cmp(C::res(&format!("r{k}")));
+    }
+    let m = m.build();
+    let p = plan(&m, &ActualState::new(), &PlanRequest::Converge).unwrap();
+    let cancel = ctx.cancel.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let o = rt.block_on(async {
+        let watcher = tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if matches!(ev, Event::TaskStarted { .. }) {
+                    cancel.cancel();
+                }
+            }
+        });
+        let o = execute(&p, &m, &ActualState::new(), &ctx).await.unwrap();
+        drop(ctx);
+        let _ = watcher.await;
+        o
+    });
+    let done = o
+        .tasks
+        .iter()
+        .filter(|t| t.status == TaskStatus::Done)
+        .count();
+    assert!(o.cancelled, "the watcher never ran during the run");
+    assert!(done >= 1, "nothing ran");
+    assert!(done < 1_000, "{done} tasks ran before the watcher's turn");
+    assert_eq!(o.state.components.len(), done);
+}
+
 struct Vault;
 
 impl SecretSource for Vault {
