@@ -273,9 +273,18 @@ impl<'a> Run<'a> {
         let mut secrets = Attributes::new();
         // Each dependency's record, looked up once: for the producers' values and for
         // the digest of what the component consumes.
-        let deps: Vec<(&ComponentId, Option<&AppliedComponent>)> = crate::plan::dependency_ids(c)
-            .map(|d| (d, self.state.get(d)))
-            .collect();
+        let indices = self.dependency_indices(i);
+        let deps: Vec<(&ComponentId, Option<&AppliedComponent>)> =
+            if indices.len() == crate::plan::dependency_ids(c).count() {
+                crate::plan::dependency_ids(c)
+                    .zip(indices)
+                    .map(|(d, &di)| (d, self.dependency_record(d, di)))
+                    .collect()
+            } else {
+                crate::plan::dependency_ids(c)
+                    .map(|d| (d, self.state.get(d)))
+                    .collect()
+            };
         let inputs = match self.resolve(c, &deps, &mut secrets) {
             Ok(v) => v,
             Err(e) => return Ready::Fail(e.to_string()),

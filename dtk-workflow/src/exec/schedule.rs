@@ -60,6 +60,13 @@ pub(super) struct Run<'a> {
     task_ci: Vec<u32>,
     /// Each model component's converge task in this plan (or [`NO_TASK`]).
     converge_of: Vec<u32>,
+    /// The model indices of each converge task's dependencies (in
+    /// `dependency_ids` order; [`NOT_IN_MODEL`] for one that is not), task `i`'s from
+    /// `dep_start[i]` to `dep_start[i + 1]`: looked up in one pass when the run starts,
+    /// where the lookups of different tasks overlap, rather than one by one between
+    /// everything else a task's preparation does.
+    dep_ci: Vec<u32>,
+    dep_start: Vec<u32>,
     pub(super) state: Records<'a>,
     pub(super) secret_outputs: HashMap<ComponentId, Attributes>,
     pub(super) slots: Vec<Slot>,
@@ -135,6 +142,23 @@ pub(super) async fn run(
             converge_of[ci as usize] = u32::try_from(i.index()).unwrap_or(NO_TASK);
         }
     }
+    let mut dep_ci: Vec<u32> = Vec::new();
+    let mut dep_start: Vec<u32> = Vec::with_capacity(n + 1);
+    for i in graph.node_indices() {
+        dep_start.push(u32::try_from(dep_ci.len()).unwrap_or(u32::MAX));
+        let ci = task_ci[i.index()];
+        if ci != NOT_IN_MODEL && graph[i].op == TaskOp::Converge {
+            dep_ci.extend(
+                crate::plan::dependency_ids(&model.components[ci as usize]).map(|d| {
+                    state
+                        .index_of(d)
+                        .and_then(|x| u32::try_from(x).ok())
+                        .unwrap_or(NOT_IN_MODEL)
+                }),
+            );
+        }
+    }
+    dep_start.push(u32::try_from(dep_ci.len()).unwrap_or(u32::MAX));
     let mut run = Run {
         plan,
         model,
@@ -143,6 +167,8 @@ pub(super) async fn run(
         node_targets: FastMap::default(),
         task_ci,
         converge_of,
+        dep_ci,
+        dep_start,
         state,
         secret_outputs: HashMap::new(),
         slots: vec![Slot::Pending; n],
@@ -257,6 +283,24 @@ impl<'a> Run<'a> {
         match self.task_ci.get(i.index()) {
             Some(&ci) if ci != NOT_IN_MODEL => Some(ci as usize),
             _ => None,
+        }
+    }
+
+    /// The model indices of converge task `i`'s dependencies, as looked up when the run
+    /// started (see `dep_ci`).
+    pub(super) fn dependency_indices(&self, i: NodeIndex) -> &[u32] {
+        let at = |k: usize| self.dep_start.get(k).map_or(0, |&x| x as usize);
+        self.dep_ci
+            .get(at(i.index())..at(i.index() + 1))
+            .unwrap_or(&[])
+    }
+
+    /// The record of a dependency `d` whose model index is `ci` (or [`NOT_IN_MODEL`]).
+    pub(super) fn dependency_record(&self, d: &ComponentId, ci: u32) -> Option<&AppliedComponent> {
+        if ci == NOT_IN_MODEL {
+            self.state.get(d)
+        } else {
+            self.state.at(ci as usize)
         }
     }
 
