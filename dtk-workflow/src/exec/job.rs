@@ -119,6 +119,8 @@ pub(super) struct Job<'a> {
     pub(super) limit_kind: Option<&'a str>,
     /// The files of the module the action comes from.
     pub(super) module: Option<&'a ModuleContent>,
+    /// When the coordinator started it (the time its report gives).
+    pub(super) started: Option<Instant>,
 }
 
 pub(super) struct JobSuccess {
@@ -164,7 +166,7 @@ impl Job<'_> {
     }
 
     pub(super) async fn run(mut self) -> JobResult {
-        let start = Instant::now();
+        let start = self.started.unwrap_or_else(Instant::now);
         let mut attempt = 1u32;
         let (attempts, sleep) = match &self.action {
             Some(a) => (a.attempts.max(1), a.sleep()),

@@ -224,6 +224,7 @@ impl<'a> Run<'a> {
             record: None,
             limit_kind: None,
             module: None,
+            started: None,
         }
     }
 

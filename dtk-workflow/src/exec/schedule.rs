@@ -7,7 +7,8 @@
 //! the plan instead of copying from it. Jobs wait on processes, sockets and timers, not on
 //! the CPU, so one thread polling them loses no parallelism that matters.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -345,12 +346,12 @@ impl<'a> Run<'a> {
     async fn schedule(&mut self) -> bool {
         let plan = self.plan;
         let graph = plan.graph();
-        let mut ready: VecDeque<NodeIndex> = plan
-            .order()
-            .iter()
-            .copied()
-            .filter(|i| self.indeg[i.index()] == 0)
-            .collect();
+        let mut ready = ReadyQueue::default();
+        for &i in plan.order() {
+            if self.indeg[i.index()] == 0 {
+                ready.push(i);
+            }
+        }
         // Jobs prepared but held back by their provider's limit.
         let mut stash: FastMap<NodeIndex, Box<Job<'a>>> = FastMap::default();
         let mut limits = KindLimits::default();
@@ -363,7 +364,7 @@ impl<'a> Run<'a> {
                     stopped = true;
                     break;
                 }
-                let Some(i) = ready.pop_front() else { break };
+                let Some(i) = ready.pop() else { break };
                 if self.slots[i.index()] != Slot::Pending {
                     continue;
                 }
@@ -374,7 +375,7 @@ impl<'a> Run<'a> {
                     self.node_wait[node as usize].push_back(i);
                     continue;
                 }
-                let job = match stash.remove(&i) {
+                let mut job = match stash.remove(&i) {
                     Some(j) => j,
                     None => match self.prepare(i) {
                         Ready::Run(j) => j,
@@ -407,7 +408,9 @@ impl<'a> Run<'a> {
                     self.busy[node as usize] = true;
                 }
                 self.slots[i.index()] = Slot::Running;
-                self.started[i.index()] = Some(Instant::now());
+                let now = Instant::now();
+                self.started[i.index()] = Some(now);
+                job.started = Some(now);
                 let t = &graph[i];
                 self.journal(|| JournalEntry::Intent {
                     task: t.id.clone(),
@@ -470,18 +473,13 @@ impl<'a> Run<'a> {
 
     /// Frees what a finished job held (its node, its place under its provider's limit),
     /// then applies its result.
-    fn settle(
-        &mut self,
-        r: JobResult,
-        ready: &mut VecDeque<NodeIndex>,
-        limits: &mut KindLimits<'a>,
-    ) {
+    fn settle(&mut self, r: JobResult, ready: &mut ReadyQueue, limits: &mut KindLimits<'a>) {
         let i = r.index;
         let node = self.task_node[i.index()];
         if node != NO_NODE {
             self.busy[node as usize] = false;
             if let Some(w) = self.node_wait[node as usize].pop_front() {
-                ready.push_front(w);
+                ready.push(w);
             }
         }
         if let Some(kind) = limits.of_task.remove(&i) {
@@ -489,14 +487,14 @@ impl<'a> Run<'a> {
                 *c = c.saturating_sub(1);
             }
             if let Some(w) = limits.waiting.get_mut(kind).and_then(VecDeque::pop_front) {
-                ready.push_front(w);
+                ready.push(w);
             }
         }
         self.complete(r, ready);
     }
 
     /// Applies a finished job's result.
-    fn complete(&mut self, r: JobResult, ready: &mut VecDeque<NodeIndex>) {
+    fn complete(&mut self, r: JobResult, ready: &mut ReadyQueue) {
         let i = r.index;
         let t = &self.plan.graph()[i];
         let done = Done {
@@ -592,13 +590,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn finish(
-        &mut self,
-        i: NodeIndex,
-        status: TaskStatus,
-        done: Done,
-        ready: &mut VecDeque<NodeIndex>,
-    ) {
+    fn finish(&mut self, i: NodeIndex, status: TaskStatus, done: Done, ready: &mut ReadyQueue) {
         self.finish_with(i, status, done, Vec::new(), ready);
     }
 
@@ -609,7 +601,7 @@ impl<'a> Run<'a> {
         status: TaskStatus,
         done: Done,
         warnings: Vec<String>,
-        ready: &mut VecDeque<NodeIndex>,
+        ready: &mut ReadyQueue,
     ) {
         let graph = self.plan.graph();
         let t = &graph[i];
@@ -682,7 +674,7 @@ impl<'a> Run<'a> {
                     let d = &mut self.indeg[s.index()];
                     *d = d.saturating_sub(1);
                     if *d == 0 && self.slots[s.index()] == Slot::Pending {
-                        ready.push_back(s);
+                        ready.push(s);
                     }
                 }
             }
@@ -733,6 +725,29 @@ struct KindLimits<'a> {
     waiting: HashMap<&'a str, VecDeque<NodeIndex>>,
     /// The kind each running job counts against.
     of_task: FastMap<NodeIndex, &'a str>,
+}
+
+/// The tasks ready to run, taken lowest graph index first: the order the planner added
+/// them in, which is the model's order. Any ready task may run; this order walks the plan,
+/// the model and the records forward through memory. Taken in the order they became ready
+/// (first in, first out), the tasks of a service whose components depend on components
+/// declared far before them jumped about 100,000 records at random, and a run of that
+/// shape spent 5.9 µs per task against 4.9 µs this way (`benches/exec_once.rs`).
+#[derive(Default)]
+pub(super) struct ReadyQueue(BinaryHeap<Reverse<NodeIndex>>);
+
+impl ReadyQueue {
+    pub(super) fn push(&mut self, i: NodeIndex) {
+        self.0.push(Reverse(i));
+    }
+
+    pub(super) fn pop(&mut self) -> Option<NodeIndex> {
+        self.0.pop().map(|Reverse(i)| i)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// How a task's run went, besides its status.

@@ -500,6 +500,36 @@ fn jobs_that_end_at_once_still_let_the_runtime_run_other_tasks() {
     assert_eq!(o.state.components.len(), done);
 }
 
+#[test]
+fn ready_tasks_start_in_the_order_the_planner_added_them() {
+    // `r` waits for `q`; `s` is ready from the start. Once `q` is done, both `r` and `s`
+    // are ready: the one declared first (`r`) starts first, not the one ready longest.
+    // (Taking ready tasks in declaration order keeps a large run walking its plan and
+    // records forward through memory.)
+    let mut reg = ProviderRegistry::new();
+    reg.register(Arc::new(AtOnce));
+    let mut ctx = ExecContext::new(reg);
+    ctx.limits.concurrency = 1;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    ctx.events = Some(tx);
+    let m = M::new("order")
+        .cmp(C::res("p"))
+        .cmp(C::res("q"))
+        .cmp(C::res("r").dep("q"))
+        .cmp(C::res("s"))
+        .build();
+    let o = run(&m, &ActualState::new(), &PlanRequest::Converge, &ctx);
+    assert!(o.is_success(), "{:#?}", o.tasks);
+    drop(ctx);
+    let mut started = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        if let Event::TaskStarted { task, .. } = ev {
+            started.push(task.to_string());
+        }
+    }
+    assert_eq!(started, ["p.create", "q.create", "r.create", "s.create"]);
+}
+
 struct Vault;
 
 impl SecretSource for Vault {
