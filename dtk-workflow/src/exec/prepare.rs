@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use dtk_model::instance::{ComponentId, ComponentInstance, LinkSource};
 use dtk_model::provider::Secrets;
-use dtk_model::value::{Attributes, Value};
+use dtk_model::value::Attributes;
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
 
@@ -290,20 +290,19 @@ impl<'a> Run<'a> {
             Ok(v) => v,
             Err(e) => return Ready::Fail(e.to_string()),
         };
-        let linked: Vec<(&str, Option<&Value>)> = c
+        let linked = c
             .links
             .iter()
             .filter(|l| matches!(l.from, LinkSource::Component(_)))
             .flat_map(|l| l.mappings.iter())
             .filter(|(_, to)| !c.secret_inputs.iter().any(|s| s == to))
-            .map(|(_, to)| (to.as_str(), inputs.get(to)))
-            .collect();
+            .map(|(_, to)| (to.as_str(), inputs.get(to)));
         let digest = input_digest(
             deps.iter()
                 .map(|(d, rec)| (*d, rec.map(|r| r.outputs_digest.as_str()))),
             linked,
         );
-        let deps: Vec<&ComponentId> = deps.into_iter().map(|(d, _)| d).collect();
+        let depends_on: Vec<ComponentId> = deps.into_iter().map(|(d, _)| d.clone()).collect();
         let prev = self.state.at(ci);
         if t.conditional
             && let Some(p) = prev
@@ -337,7 +336,7 @@ impl<'a> Run<'a> {
                 .create
                 .as_ref()
                 .and_then(|a| a.provider_kind().map(str::to_owned)),
-            depends_on: deps.into_iter().cloned().collect(),
+            depends_on,
             delete: actions.delete.clone(),
             secret_inputs: c.secret_inputs.clone(),
             drift: None,

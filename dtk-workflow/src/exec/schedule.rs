@@ -143,7 +143,8 @@ pub(super) async fn run(
             converge_of[ci as usize] = u32::try_from(i.index()).unwrap_or(NO_TASK);
         }
     }
-    let mut dep_ci: Vec<u32> = Vec::new();
+    // Sized for two dependencies a task (grown by doubling it was 3% of a large run).
+    let mut dep_ci: Vec<u32> = Vec::with_capacity(n.saturating_mul(2));
     let mut dep_start: Vec<u32> = Vec::with_capacity(n + 1);
     for i in graph.node_indices() {
         dep_start.push(u32::try_from(dep_ci.len()).unwrap_or(u32::MAX));
