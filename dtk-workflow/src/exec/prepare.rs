@@ -272,8 +272,10 @@ impl<'a> Run<'a> {
         let model = self.model;
         let c: &'a ComponentInstance = &model.components[ci];
         let mut secrets = Attributes::new();
-        // Each dependency's record, looked up once: for the producers' values and for
-        // the digest of what the component consumes.
+        // Each dependency's record, found once (by the index the run looked up when it
+        // started): for the producers' values and for the digest of what the component
+        // consumes. The two lists come from the same component, so their lengths agree;
+        // the lookup by id is only the fallback should they not.
         let indices = self.dependency_indices(i);
         let deps: Vec<(&ComponentId, Option<&AppliedComponent>)> =
             if indices.len() == crate::plan::dependency_ids(c).count() {

@@ -137,19 +137,14 @@ pub(super) async fn run(
         })
         .collect();
     let mut converge_of = vec![NO_TASK; if n > 0 { model.components.len() } else { 0 }];
-    for i in graph.node_indices() {
-        let ci = task_ci[i.index()];
-        if ci != NOT_IN_MODEL && graph[i].op == TaskOp::Converge {
-            converge_of[ci as usize] = u32::try_from(i.index()).unwrap_or(NO_TASK);
-        }
-    }
-    // Sized for two dependencies a task (grown by doubling it was 3% of a large run).
+    // Sized for two dependencies a task, rather than grown by doubling.
     let mut dep_ci: Vec<u32> = Vec::with_capacity(n.saturating_mul(2));
     let mut dep_start: Vec<u32> = Vec::with_capacity(n + 1);
     for i in graph.node_indices() {
         dep_start.push(u32::try_from(dep_ci.len()).unwrap_or(u32::MAX));
         let ci = task_ci[i.index()];
         if ci != NOT_IN_MODEL && graph[i].op == TaskOp::Converge {
+            converge_of[ci as usize] = u32::try_from(i.index()).unwrap_or(NO_TASK);
             dep_ci.extend(
                 crate::plan::dependency_ids(&model.components[ci as usize]).map(|d| {
                     state
