@@ -393,21 +393,17 @@ fn conditional_consumers_run_only_when_inputs_change() {
     );
 }
 
-#[test]
-fn cancellation_stops_scheduling_and_lets_running_tasks_finish() {
-    let world = World::new();
-    *world.delay.lock().unwrap() = Duration::from_millis(30);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut ctx = ctx(&world);
-    ctx.events = Some(tx);
-    let m = M::new("cx")
-        .cmp(C::res("a"))
-        .cmp(C::res("b").dep("a"))
-        .cmp(C::res("c").dep("b"))
-        .build();
-    let p = plan(&m, &ActualState::new(), &PlanRequest::Converge).unwrap();
+/// Converges `m` from nothing on `rt` while a watcher cancels the run at the first
+/// `TaskStarted` it reads from `rx` (the run's event channel, `ctx.events`).
+fn execute_cancelling_at_first_start(
+    rt: &tokio::runtime::Runtime,
+    m: &ServiceModel,
+    ctx: ExecContext,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
+) -> Outcome {
+    let p = plan(m, &ActualState::new(), &PlanRequest::Converge).unwrap();
     let cancel = ctx.cancel.clone();
-    let o = rt().block_on(async {
+    rt.block_on(async move {
         let watcher = tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
                 if matches!(ev, Event::TaskStarted { .. }) {
@@ -415,11 +411,26 @@ fn cancellation_stops_scheduling_and_lets_running_tasks_finish() {
                 }
             }
         });
-        let o = execute(&p, &m, &ActualState::new(), &ctx).await.unwrap();
+        let o = execute(&p, m, &ActualState::new(), &ctx).await.unwrap();
         drop(ctx);
         let _ = watcher.await;
         o
-    });
+    })
+}
+
+#[test]
+fn cancellation_stops_scheduling_and_lets_running_tasks_finish() {
+    let world = World::new();
+    *world.delay.lock().unwrap() = Duration::from_millis(30);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut ctx = ctx(&world);
+    ctx.events = Some(tx);
+    let m = M::new("cx")
+        .cmp(C::res("a"))
+        .cmp(C::res("b").dep("a"))
+        .cmp(C::res("c").dep("b"))
+        .build();
+    let o = execute_cancelling_at_first_start(&rt(), &m, ctx, rx);
     let by: Vec<String> = o
         .tasks
         .iter()
@@ -463,32 +474,18 @@ fn jobs_that_end_at_once_still_let_the_runtime_run_other_tasks() {
     let mut reg = ProviderRegistry::new();
     reg.register(Arc::new(AtOnce));
     let mut ctx = ExecContext::new(reg);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     ctx.events = Some(tx);
     let mut m = M::new("burst");
     for k in 0..5_000 {
         m = m.cmp(C::res(&format!("r{k}")));
     }
     let m = m.build();
-    let p = plan(&m, &ActualState::new(), &PlanRequest::Converge).unwrap();
-    let cancel = ctx.cancel.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let o = rt.block_on(async {
-        let watcher = tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                if matches!(ev, Event::TaskStarted { .. }) {
-                    cancel.cancel();
-                }
-            }
-        });
-        let o = execute(&p, &m, &ActualState::new(), &ctx).await.unwrap();
-        drop(ctx);
-        let _ = watcher.await;
-        o
-    });
+    let o = execute_cancelling_at_first_start(&rt, &m, ctx, rx);
     let done = o
         .tasks
         .iter()
