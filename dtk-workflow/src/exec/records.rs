@@ -18,7 +18,8 @@ use crate::state::{ActualState, AppliedComponent};
 
 pub(super) struct Records<'a> {
     /// Each model component's index, by id (the id's text itself: one indirection
-    /// fewer per lookup than through the model's `ComponentId`).
+    /// fewer per lookup than through the model's `ComponentId`). Made only for an indexed
+    /// store: a run with no task looks nothing up by index.
     index: FastMap<&'a str, usize>,
     components: &'a [ComponentInstance],
     version: u32,
@@ -46,11 +47,15 @@ impl<'a> Records<'a> {
         actual: ActualState,
         indexed: bool,
     ) -> Self {
-        let index: FastMap<&'a str, usize> = components
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.id.as_str(), i))
-            .collect();
+        let index: FastMap<&'a str, usize> = if indexed {
+            components
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.id.as_str(), i))
+                .collect()
+        } else {
+            FastMap::default()
+        };
         let version = actual.version;
         let store = if indexed {
             let mut by_index: Vec<Option<AppliedComponent>> = vec![None; components.len()];
@@ -98,15 +103,13 @@ impl<'a> Records<'a> {
     }
 
     pub(super) fn insert(&mut self, id: &ComponentId, rec: AppliedComponent) {
+        // (A keyed store has no index: its records all go in its map.)
+        if let Some(&i) = self.index.get(id.as_str()) {
+            return self.insert_at(i, rec);
+        }
         self.changed = true;
         match &mut self.store {
-            Store::Indexed { by_index, others } => match self.index.get(id.as_str()) {
-                Some(&i) => by_index[i] = Some(rec),
-                None => {
-                    others.insert(id.clone(), rec);
-                }
-            },
-            Store::Keyed(map) => {
+            Store::Indexed { others: map, .. } | Store::Keyed(map) => {
                 map.insert(id.clone(), rec);
             }
         }
@@ -146,7 +149,11 @@ impl<'a> Records<'a> {
 
     /// The model index of component `id`.
     pub(super) fn index_of(&self, id: &ComponentId) -> Option<usize> {
-        self.index.get(id.as_str()).copied()
+        match self.store {
+            Store::Indexed { .. } => self.index.get(id.as_str()).copied(),
+            // No index was made (the run has no task, so nothing asks in practice).
+            Store::Keyed(_) => self.components.iter().position(|c| c.id == *id),
+        }
     }
 
     /// The record of model component `i`, read only.

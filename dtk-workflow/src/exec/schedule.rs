@@ -517,10 +517,7 @@ impl<'a> Run<'a> {
                         let effect = self.journal.as_ref().map(|_| JournalEffect::Applied {
                             record: Box::new(rec.clone()),
                         });
-                        match self.component_of(i) {
-                            Some(ci) => self.state.insert_at(ci, rec),
-                            None => self.state.insert(&t.component, rec),
-                        }
+                        self.store_record(i, &t.component, rec);
                         effect
                     }
                     TaskOp::Delete => {
@@ -538,7 +535,7 @@ impl<'a> Run<'a> {
                     }
                 };
                 self.changed(t);
-                if let (Some(effect), Some(_)) = (effect, &self.journal) {
+                if let Some(effect) = effect {
                     self.journal(|| JournalEntry::Done {
                         task: t.id.clone(),
                         component: t.component.clone(),
@@ -569,6 +566,15 @@ impl<'a> Run<'a> {
                 });
                 self.finish(i, TaskStatus::Failed { message }, done, ready);
             }
+        }
+    }
+
+    /// Stores the record task `i` leaves for its component `id` (by the component's model
+    /// index when it has one: no lookup by id).
+    fn store_record(&mut self, i: NodeIndex, id: &ComponentId, rec: AppliedComponent) {
+        match self.component_of(i) {
+            Some(ci) => self.state.insert_at(ci, rec),
+            None => self.state.insert(id, rec),
         }
     }
 
@@ -643,7 +649,7 @@ impl<'a> Run<'a> {
                     rec.status = ComponentStatus::Failed {
                         message: message.clone(),
                     };
-                    self.state.insert(&t.component, rec.clone());
+                    self.store_record(i, &t.component, rec.clone());
                     self.changed(t);
                     Some(Box::new(rec))
                 } else {
