@@ -903,8 +903,10 @@ impl SshPool {
         tracing::debug!(host = %host.address, port = host.port, workdir = %req.workdir,
             lines = req.script.len(), run = %run_id, "running action");
         let cleanup = master.take_cleanup();
+        // What the run's files are named: the run's id, unless a shell's job names its own.
+        let mut stem = script::run_file_stem(&run_id);
         let stop = tokio::select! {
-            out = exchange(ssh, master, req, &run_id, &marker, &cleanup) => Ok(out),
+            out = exchange(ssh, master, req, &run_id, &marker, &cleanup, &mut stem) => Ok(out),
             () = tokio::time::sleep(req.timeout) => Err(SshError::Timeout {
                 host: host.address.clone(),
                 port: host.port,
@@ -915,7 +917,7 @@ impl SshPool {
                 port: host.port,
             }),
         };
-        let (out, in_shell) = match stop {
+        let (out, ran) = match stop {
             Ok(Ok(out)) => out,
             Ok(Err(source)) => {
                 master.defer_cleanup(cleanup);
@@ -926,7 +928,7 @@ impl SshPool {
                 // in a task of its own, so that the stop still happens when the caller gives
                 // up on this future (an executor's time limit just above the action's).
                 master.defer_cleanup(cleanup);
-                let kill = script::kill_script(&req.workdir, &run_id).into_bytes();
+                let kill = script::kill_script(&req.workdir, &stem).into_bytes();
                 let limit = host.connect_timeout + Duration::from_secs(10);
                 let (ssh, stopping) = (ssh.clone(), Arc::clone(master));
                 let stop = tokio::spawn(async move {
@@ -937,8 +939,12 @@ impl SshPool {
             }
         };
         if let Some(trailer) = script::split_trailer(&out.stdout, &marker) {
-            if !in_shell {
-                master.defer_cleanup(vec![script::tombstone_word(&req.workdir, &run_id)]);
+            match ran {
+                Ran::Session => {
+                    master.defer_cleanup(vec![script::tombstone_word(&req.workdir, &run_id)]);
+                }
+                Ran::Shell(Some(shell)) => release(master, shell, &cleanup).await,
+                Ran::Shell(None) => master.defer_cleanup(cleanup),
             }
             let mut stderr = out.stderr;
             stderr.extend_from_slice(&trailer.stderr);
@@ -951,10 +957,13 @@ impl SshPool {
             });
         }
 
-        // No trailer: the script did not end normally, or never began. Ask the node.
+        // No trailer: the script did not end normally, or never began. Ask the node. A shell
+        // that ran it is not told the result was read: it ends, and leaves this job's files
+        // (which the collection removes).
+        drop(ran);
         master.defer_cleanup(cleanup);
         let code = out.code;
-        let collect = script::collect_script(&req.workdir, &run_id, &marker).into_bytes();
+        let collect = script::collect_script(&req.workdir, &stem, &marker).into_bytes();
         let limit = host.connect_timeout + Duration::from_secs(10);
         let reply = match tokio::time::timeout(limit, session(ssh, master, collect)).await {
             Ok(Ok(c)) if c.status.code() == Some(0) => Some(c),
@@ -966,7 +975,7 @@ impl SshPool {
             let unstarted =
                 code == Some(255) && classify::master_unavailable(&out.stdout, &out.stderr);
             return Err(self
-                .after_drop(master, known_hosts, &req.workdir, &run_id, unstarted)
+                .after_drop(master, known_hosts, &req.workdir, &run_id, &stem, unstarted)
                 .await);
         };
         let collected = script::parse_collected(&reply.stdout, &marker).map_err(|detail| {
@@ -1005,7 +1014,8 @@ impl SshPool {
         })
     }
 
-    /// Decides what a lost connection means for the action `run_id`. When ssh's own words
+    /// Decides what a lost connection means for the action `run_id` (its files named by
+    /// `stem`). When ssh's own words
     /// show the master was already gone (`unstarted`), the action never began. Otherwise the
     /// master is restarted and the node asked whether the action's script started: if not,
     /// it is safe to run it now. A refusal while reconnecting (host key, authentication)
@@ -1016,6 +1026,7 @@ impl SshPool {
         known_hosts: &str,
         workdir: &str,
         run_id: &str,
+        stem: &str,
         unstarted: bool,
     ) -> Run {
         let host = &master.host;
@@ -1036,7 +1047,7 @@ impl SshPool {
         }
         let ssh = &self.inner.config.ssh_program;
         let marker = trailer_marker(run_id);
-        let collect = script::collect_script(workdir, run_id, &marker).into_bytes();
+        let collect = script::collect_script(workdir, stem, &marker).into_bytes();
         let limit = host.connect_timeout + Duration::from_secs(10);
         match tokio::time::timeout(limit, session(ssh, master, collect)).await {
             Ok(Ok(c)) if c.status.code() == Some(0) => {
@@ -1202,10 +1213,19 @@ fn last_line(stderr: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Where an action's script ran.
+enum Ran {
+    /// In a session of its own; the script removed the files `cleanup` named.
+    Session,
+    /// As a job of a long-lived shell, which is given back (when it can take another job)
+    /// for its caller to tell it the result was read ([`release`]).
+    Shell(Option<Box<Shell>>),
+}
+
 /// Runs action `req` as run `run_id` (trailer `marker`) over `master`: as a job of one of
 /// its long-lived shells (opened if none is idle), or, where the node cannot run those, in
-/// a session of its own; `cleanup` names earlier runs' files to remove. Also says whether
-/// it ran in a shell (which then looks after the run's files).
+/// a session of its own; `cleanup` names earlier runs' files to remove. A job names its
+/// files by its shell's stem, which it writes to `stem` before it starts.
 async fn exchange(
     ssh: &Path,
     master: &Arc<Master>,
@@ -1213,21 +1233,23 @@ async fn exchange(
     run_id: &str,
     marker: &str,
     cleanup: &[String],
-) -> io::Result<(Answer, bool)> {
+    stem: &mut String,
+) -> io::Result<(Answer, Ran)> {
     match shell_of(ssh, master).await? {
-        Some(Ok(shell)) => {
-            let script = script::run_script(req, run_id, marker, &[], true);
-            let files = script::run_words(&req.workdir, run_id);
+        Some(Ok(mut shell)) => {
+            stem.clone_from(&shell.stem);
+            let script = script::run_script(req, run_id, &shell.stem, marker, &[], true);
+            let files = script::run_words(&req.workdir, &shell.stem);
             let job = script::shell_job(&script, marker, &files);
-            let answer = run_in(master, shell, &job, marker, cleanup).await?;
-            return Ok((answer, true));
+            let (answer, reusable) = shell.run(job.as_bytes(), marker).await?;
+            return Ok((answer, Ran::Shell(reusable.then_some(shell))));
         }
-        Some(Err(answer)) => return Ok((answer, false)),
+        Some(Err(answer)) => return Ok((answer, Ran::Session)),
         None => {}
     }
-    let script = script::run_script(req, run_id, marker, cleanup, false);
+    let script = script::run_script(req, run_id, stem, marker, cleanup, false);
     let answer = session(ssh, master, script.into_bytes()).await?;
-    Ok((answer.into(), false))
+    Ok((answer.into(), Ran::Session))
 }
 
 /// Sends an upload (see [`SshPool::upload`]) through one of `master`'s long-lived shells,
@@ -1320,9 +1342,7 @@ async fn shell_of(ssh: &Path, master: &Master) -> io::Result<Option<Result<Box<S
     })
 }
 
-/// Runs `job` in `shell`. If the shell can take another, it is told that the job's result
-/// was read (its files, and `earlier`'s, may go: [`script::shell_confirm`]) and goes back to
-/// `master`'s idle shells.
+/// Runs `job` in `shell`; if the shell can take another, [`release`]s it.
 async fn run_in(
     master: &Arc<Master>,
     mut shell: Box<Shell>,
@@ -1331,10 +1351,21 @@ async fn run_in(
     earlier: &[String],
 ) -> io::Result<Answer> {
     let (answer, reusable) = shell.run(job.as_bytes(), marker).await?;
-    if reusable && shell.send(&script::shell_confirm(earlier)).await {
-        master.give_back(shell);
+    if reusable {
+        release(master, shell, earlier).await;
     }
     Ok(answer)
+}
+
+/// Tells `shell` its last job's result was read (its files may be emptied for the next job,
+/// and `earlier`'s removed: [`script::shell_confirm`]) and puts it back among `master`'s
+/// idle shells; `earlier` waits for another script if the shell is gone.
+async fn release(master: &Arc<Master>, mut shell: Box<Shell>, earlier: &[String]) {
+    if shell.send(&script::shell_confirm(earlier)).await {
+        master.give_back(shell);
+    } else if !earlier.is_empty() {
+        master.defer_cleanup(earlier.to_vec());
+    }
 }
 
 /// Runs one session over `master` with `input` on its stdin, to completion.

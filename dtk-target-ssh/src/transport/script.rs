@@ -5,8 +5,10 @@
 //!
 //! An action runs in a long-lived shell on its host's connection ([`shell_job`]: `setsid sh
 //! -s` per action, so each still has a session of its own), or, where the node cannot run
-//! such shells, as a session of its own. Each run has an id; its files in the work
-//! directory are `.dtk-run-ID.pid` (the script's shell's pid, which is also its process
+//! such shells, as a session of its own. A run's files in the work directory are named by
+//! an ID: the run's own in a session of its own; in a long-lived shell, the shell's, so
+//! that its jobs reuse one set of files (emptied between jobs) rather than each making and
+//! removing five. They are `.dtk-run-ID.pid` (the script's shell's pid, which is also its process
 //! group: sshd, or `setsid` in a long-lived shell, makes it a session leader),
 //! `.dtk-run-ID.stdout` and `.stderr` (the lines' output: files, as
 //! on the local target, so that a background process started by a line does not hold the
@@ -19,7 +21,8 @@
 //! In a session of its own, it removes every file but the `.done` tombstone, which lets the
 //! node tell "ran" from "never started" after a lost connection, and which a later session
 //! removes ([`tombstone_word`], [`cleanup_script`]); in a long-lived shell, the shell
-//! removes them once dtk has read the result ([`shell_confirm`]).
+//! empties them once dtk has read the result ([`shell_confirm`]) and removes them when it
+//! ends.
 //!
 //! When no trailer arrives (the connection dropped, the shell was killed),
 //! [`collect_script`] asks the node what happened, in a second session.
@@ -96,11 +99,15 @@ fn is_env_name(name: &str) -> bool {
 /// the rest of the script; and without descriptors 8 and 9, the session's own stdout and
 /// stderr, kept for the trap.
 ///
-/// A script for a long-lived shell (`in_shell`) removes nothing itself: the shell removes
-/// its files, in batches, once dtk has read its result (see [`shell_job`]).
+/// Its files are named by `stem` ([`run_file_stem`]): the run's own id in a session of its
+/// own; in a long-lived shell, the shell's, whose files every job of that shell reuses.
+/// A script for a long-lived shell (`in_shell`) removes nothing itself: the shell empties
+/// its files once dtk has read its result, and removes them when it ends (see
+/// [`shell_confirm`]).
 pub(crate) fn run_script(
     req: &ExecRequest,
     run_id: &str,
+    stem: &str,
     marker: &str,
     cleanup: &[String],
     in_shell: bool,
@@ -118,7 +125,7 @@ pub(crate) fn run_script(
         "  exit 125\n",
         "}\n",
     ));
-    let _ = writeln!(s, "__dtk_r=\"$PWD\"/{}", quote(&run_file_stem(run_id)));
+    let _ = writeln!(s, "__dtk_r=\"$PWD\"/{}", quote(stem));
     let _ = writeln!(s, "__dtk_m={}", quote(marker));
     s.push_str(concat!(
         "exec 8>&1 9>&2\n",
@@ -319,13 +326,25 @@ pub(crate) const SHELL_COMMAND: &str = REMOTE_COMMAND;
 /// [`SHELL_UNSUPPORTED`] when it cannot; the answer ends in ` gzip` when uploads may come
 /// compressed (`tar -z`). It keeps the path of `sh` in `__dtk_sh`, so that
 /// `setsid` does not search `PATH` for it on every job, and sets up the removal of run
-/// files: `__dtk_q` holds the words naming the last job's files, `__dtk_p` those of jobs
-/// whose results dtk has read ([`shell_confirm`]), removed in batches and when the shell
-/// ends (at the end of its input, when the connection closes, or by HUP or TERM).
+/// files. Its jobs' files are named by the shell's id, one set in each work directory it
+/// ran a job in; `__dtk_q` holds the words naming the last job's, `__dtk_w` the sets of
+/// jobs whose results dtk has read ([`shell_confirm`]), one per line, and `__dtk_p` words of
+/// other files to remove (tombstones of runs in sessions of their own). `__dtk_rm` removes
+/// `__dtk_p` and every set of `__dtk_w` but the last job's while dtk has not read its result
+/// (those files tell "ran" from "never started" after a lost connection): when the lists
+/// grow long, and when the shell ends (at the end of its input, when the connection closes,
+/// or by HUP or TERM).
 pub(crate) const SHELL_PROBE: &str = concat!(
     "exec 2>&1\n",
-    "__dtk_h=$HOME; __dtk_p=; __dtk_q=\n",
-    "trap '[ -z \"$__dtk_p\" ] || eval \"rm -f -- $__dtk_p\" >/dev/null 2>&1' EXIT\n",
+    "__dtk_h=$HOME; __dtk_p=; __dtk_q=; __dtk_w='\n'\n",
+    "__dtk_rm() {\n",
+    "  __dtk_k=$__dtk_p; __dtk_o=$IFS; IFS='\n'; set -f\n",
+    "  for __dtk_g in $__dtk_w; do [ \"$__dtk_g\" = \"$__dtk_q\" ] || __dtk_k=\"$__dtk_k $__dtk_g\"; done\n",
+    "  set +f; IFS=$__dtk_o\n",
+    "  [ -z \"$__dtk_k\" ] || eval \"rm -f -- $__dtk_k\" >/dev/null 2>&1\n",
+    "  __dtk_p=; __dtk_w='\n'\n",
+    "}\n",
+    "trap __dtk_rm EXIT\n",
     "trap 'exit 129' HUP; trap 'exit 143' TERM\n",
     "__dtk_sh=$(command -v sh) && command -v setsid >/dev/null 2>&1 && ",
     "command -v base64 >/dev/null 2>&1 && ",
@@ -333,11 +352,10 @@ pub(crate) const SHELL_PROBE: &str = concat!(
     "echo dtk-shell-unsupported\n",
 );
 
-/// The words naming every file of run `run_id` in `workdir`, for a long-lived shell's
-/// removal list (evaluated there, where `__dtk_h` is the home).
-pub(crate) fn run_words(workdir: &str, run_id: &str) -> String {
+/// The words naming every run file of stem `stem` in `workdir`, for a long-lived shell's
+/// lists (evaluated there, where `__dtk_h` is the home).
+pub(crate) fn run_words(workdir: &str, stem: &str) -> String {
     let dir = workdir_word(workdir);
-    let stem = run_file_stem(run_id);
     let mut s = String::new();
     for ext in ["pid", "out", "stdout", "stderr", "done"] {
         if !s.is_empty() {
@@ -348,17 +366,23 @@ pub(crate) fn run_words(workdir: &str, run_id: &str) -> String {
     s
 }
 
-/// What dtk sends a long-lived shell once it has read a job's result: the job's files (and
-/// `earlier`, words of files of runs elsewhere on this connection) join the removal list,
-/// which is removed by one `rm` once it is long. Nothing of it prints.
+/// What dtk sends a long-lived shell once it has read a job's result: the job's files are
+/// emptied (those that hold anything: the builtin `:` with a redirection, no process and no
+/// new inode) for the shell's next job in that directory, and their set joins `__dtk_w`
+/// unless it is there; `earlier`, words of files of runs elsewhere on this connection, join
+/// `__dtk_p`. One `rm` removes both lists once they are long. Nothing of it prints.
 pub(crate) fn shell_confirm(earlier: &[String]) -> String {
-    let mut s = String::from("__dtk_p=\"$__dtk_p $__dtk_q\"; __dtk_q=\n");
+    let mut s = String::from(concat!(
+        "if [ -n \"$__dtk_q\" ]; then\n",
+        "  { eval \"set -- $__dtk_q\"; for __dtk_f; do [ ! -s \"$__dtk_f\" ] || : >\"$__dtk_f\"; done; } >/dev/null 2>&1\n",
+        "  case $__dtk_w in *'\n'\"$__dtk_q\"'\n'*) ;; *) __dtk_w=\"$__dtk_w$__dtk_q\n\" ;; esac\n",
+        "  __dtk_q=\n",
+        "fi\n",
+    ));
     if !earlier.is_empty() {
         let _ = writeln!(s, "__dtk_p=\"$__dtk_p\"' '{}", quote(&earlier.join(" ")));
     }
-    s.push_str(
-        "[ ${#__dtk_p} -lt 4096 ] || { eval \"rm -f -- $__dtk_p\" >/dev/null 2>&1; __dtk_p=; }\n",
-    );
+    s.push_str("[ ${#__dtk_p} -lt 4096 ] && [ ${#__dtk_w} -lt 65536 ] || __dtk_rm\n");
     s
 }
 /// The probe's answer when jobs can run in a long-lived shell.
@@ -373,7 +397,8 @@ pub(crate) const SHELL_UNSUPPORTED: &str = "dtk-shell-unsupported";
 /// group, and only that group), its stdout and stderr in the shell's stream, then a line
 /// `MARKER.done STATUS` that ends the job's part of the stream. `files` (see [`run_words`])
 /// wait in `__dtk_q` until dtk confirms it read the result ([`shell_confirm`]): until then
-/// they are what tells "ran" from "never started" if the connection drops.
+/// they are what tells "ran" from "never started" if the connection drops, and nothing
+/// empties or removes them.
 pub(crate) fn shell_job(script: &str, marker: &str, files: &str) -> String {
     let quoted = quote(script);
     let mut s = String::with_capacity(quoted.len() + files.len() + 160);
@@ -395,22 +420,22 @@ pub(crate) fn run_file_stem(run_id: &str) -> String {
     format!(".dtk-run-{run_id}")
 }
 
-/// The script that asks the node what became of a run whose trailer never arrived, and
-/// removes its files. Its stdout is one line `dtk-run STATUS STARTED` (`STATUS` a number or
+/// The script that asks the node what became of a run whose trailer never arrived (its files
+/// named by `stem`), and removes its files. Its stdout is one line `dtk-run STATUS STARTED` (`STATUS` a number or
 /// `none`, `STARTED` `started` or `unstarted`), the run's stdout, a line `MARKER`, then the
 /// content of `$DTK_OUTPUT`; its stderr is the run's stderr.
-pub(crate) fn collect_script(workdir: &str, run_id: &str, marker: &str) -> String {
+pub(crate) fn collect_script(workdir: &str, stem: &str, marker: &str) -> String {
     let mut s = String::from(HOME_LINE);
     let _ = writeln!(
         s,
         "cd -- {} 2>/dev/null || {{ echo 'dtk-run none unstarted'; exit 0; }}",
         workdir_word(workdir)
     );
-    let _ = writeln!(s, "__dtk_r={}", quote(&run_file_stem(run_id)));
+    let _ = writeln!(s, "__dtk_r={}", quote(stem));
     let _ = writeln!(s, "__dtk_m={}", quote(marker));
     s.push_str(concat!(
         "__dtk_s=none; __dtk_p=unstarted\n",
-        "[ -f \"$__dtk_r.pid\" ] && __dtk_p=started\n",
+        "[ -s \"$__dtk_r.pid\" ] && __dtk_p=started\n",
         "[ -s \"$__dtk_r.done\" ] && __dtk_p=started && __dtk_s=$(cat \"$__dtk_r.done\")\n",
         "echo \"dtk-run $__dtk_s $__dtk_p\"\n",
         "[ -f \"$__dtk_r.stdout\" ] && cat -- \"$__dtk_r.stdout\"\n",
@@ -423,12 +448,12 @@ pub(crate) fn collect_script(workdir: &str, run_id: &str, marker: &str) -> Strin
     s
 }
 
-/// The script that stops a run that outlived its timeout: TERM to its process group, a short
-/// grace period, then KILL; then its files are removed.
-pub(crate) fn kill_script(workdir: &str, run_id: &str) -> String {
+/// The script that stops a run that outlived its timeout (its files named by `stem`): TERM to
+/// its process group, a short grace period, then KILL; then its files are removed.
+pub(crate) fn kill_script(workdir: &str, stem: &str) -> String {
     let mut s = String::from(HOME_LINE);
     let _ = writeln!(s, "cd -- {} 2>/dev/null || exit 0", workdir_word(workdir));
-    let _ = writeln!(s, "__dtk_r={}", quote(&run_file_stem(run_id)));
+    let _ = writeln!(s, "__dtk_r={}", quote(stem));
     s.push_str(concat!(
         "if [ -s \"$__dtk_r.pid\" ]; then\n",
         "  __dtk_p=$(cat \"$__dtk_r.pid\")\n",

@@ -6,8 +6,10 @@
 //! of [`script::shell_job`]: the action's script piped by `printf` into `setsid sh -s`,
 //! then a line `MARKER.done STATUS`. The shell runs one job at a time; [`Shell::run`] reads
 //! the stream up to that line, and the shell is ready for the next job. Everything else
-//! (trailer, tombstone, what a lost connection means, stopping a job) is as for an action
-//! in a session of its own, because the job *is* the same script in a session of its own.
+//! (trailer, what a lost connection means, stopping a job) is as for an action in a session
+//! of its own, because the job *is* the same script in a session of its own, except that the
+//! jobs of one shell share one set of run files ([`Shell::stem`]), which the shell empties
+//! after each job whose result dtk has read and removes when it ends.
 //!
 //! A shell that lost its connection, or whose job was abandoned (timeout, cancel), is
 //! dropped: its local client is killed, and the node's shell ends at end of input.
@@ -54,6 +56,9 @@ pub(crate) struct Shell {
     pub(crate) idle_since: std::time::Instant,
     /// Whether the node can unpack gzip-compressed uploads.
     pub(crate) gzip: bool,
+    /// The stem of the run files of this shell's jobs ([`script::run_file_stem`] of an id of
+    /// its own): every job reuses them, emptied in between.
+    pub(crate) stem: String,
 }
 
 /// How opening a shell went.
@@ -98,6 +103,7 @@ impl Shell {
             ssh_stderr,
             idle_since: std::time::Instant::now(),
             gzip: false,
+            stem: script::run_file_stem(&super::run_id()),
         };
         if shell
             .stdin

@@ -80,6 +80,7 @@ fn the_run_script_exports_then_runs_each_line_until_one_fails() {
     .assert_eq(&script::run_script(
         &req,
         "1-2-3",
+        &script::run_file_stem("1-2-3"),
         "dtk-end-M",
         &[script::tombstone_word("/old", "0")],
         false,
@@ -173,7 +174,7 @@ fn the_collect_and_kill_scripts_touch_only_the_run_files() {
         __dtk_r=.dtk-run-9
         __dtk_m=dtk-end-M
         __dtk_s=none; __dtk_p=unstarted
-        [ -f "$__dtk_r.pid" ] && __dtk_p=started
+        [ -s "$__dtk_r.pid" ] && __dtk_p=started
         [ -s "$__dtk_r.done" ] && __dtk_p=started && __dtk_s=$(cat "$__dtk_r.done")
         echo "dtk-run $__dtk_s $__dtk_p"
         [ -f "$__dtk_r.stdout" ] && cat -- "$__dtk_r.stdout"
@@ -183,7 +184,11 @@ fn the_collect_and_kill_scripts_touch_only_the_run_files() {
         rm -f -- "$__dtk_r".pid "$__dtk_r".done "$__dtk_r".out "$__dtk_r".stdout "$__dtk_r".stderr
         exit 0
     "#]]
-    .assert_eq(&script::collect_script("/srv/n1", "9", "dtk-end-M"));
+    .assert_eq(&script::collect_script(
+        "/srv/n1",
+        &script::run_file_stem("9"),
+        "dtk-end-M",
+    ));
     expect![[r#"
         __dtk_h=$HOME
         cd -- /srv/n1 2>/dev/null || exit 0
@@ -200,7 +205,7 @@ fn the_collect_and_kill_scripts_touch_only_the_run_files() {
         rm -f -- "$__dtk_r".pid "$__dtk_r".done "$__dtk_r".out "$__dtk_r".stdout "$__dtk_r".stderr
         exit 0
     "#]]
-    .assert_eq(&script::kill_script("/srv/n1", "9"));
+    .assert_eq(&script::kill_script("/srv/n1", &script::run_file_stem("9")));
 }
 
 #[test]
@@ -574,7 +579,7 @@ fn a_shell_job_is_the_script_piped_by_a_builtin_into_a_session_of_its_own() {
     .assert_eq(&script::shell_job(
         "echo 'a'\nexit 0\n",
         "dtk-end-M",
-        &script::run_words("~/w", "1-2"),
+        &script::run_words("~/w", &script::run_file_stem("1-2")),
     ));
 }
 

@@ -130,11 +130,11 @@ async fn dtk_output_lines_become_outputs_and_the_file_is_removed() {
     assert!(node.is_dir(), "the work directory is created");
     // The run's files stay while the host's shell lives: they tell "ran" from "never
     // started" if the connection drops before the result arrives. Once dtk has read it, the
-    // shell removes them, in batches and when it ends.
+    // shell empties them for its next job, and removes them when it ends.
     let first = run_files(&node);
     assert!(first.iter().any(|f| f.ends_with(".done")), "{first:?}");
 
-    // Each call gets its own file: a second action sees none of the first one's outputs.
+    // A second action sees none of the first one's outputs.
     let out = w
         .pool
         .exec(&w.host(), &req(&node).line("pwd"))
@@ -143,7 +143,7 @@ async fn dtk_output_lines_become_outputs_and_the_file_is_removed() {
     assert_eq!(text(&out.stdout).trim(), node.to_str().expect("utf-8"));
     assert!(out.outputs.is_empty());
 
-    // Batches keep what is left over small however many actions run.
+    // However many actions run, the node holds one set of files: its shell's.
     for i in 0..40 {
         w.pool
             .exec(&w.host(), &req(&node).line(format!("echo {i}")))
@@ -152,14 +152,57 @@ async fn dtk_output_lines_become_outputs_and_the_file_is_removed() {
     }
     let left = run_files(&node);
     assert!(
-        left.len() < 60,
-        "{} run files left after 42 actions",
+        left.len() <= 5,
+        "{} run files left after 42 actions: {left:?}",
         left.len()
     );
     w.pool.close_all().await;
     assert!(
         run_files(&node).is_empty(),
         "the shell removes the rest as it ends: {:?}",
+        run_files(&node)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shells_actions_reuse_one_set_of_run_files_each_seeing_only_its_own() {
+    use std::os::unix::fs::MetadataExt as _;
+    let w = World::new();
+    let node = w.node("reuse");
+    // Every file an action can have: stdout, stderr and `$DTK_OUTPUT` written to.
+    let action = |i: u32| {
+        req(&node)
+            .line(format!("echo out{i}; echo err{i} >&2"))
+            .line(format!("echo \"n={i}\" >> \"$DTK_OUTPUT\""))
+    };
+    let files = || {
+        let mut v: Vec<(String, u64)> = run_files(&node)
+            .into_iter()
+            .map(|n| {
+                let ino = std::fs::metadata(node.join(&n)).expect("run file").ino();
+                (n, ino)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let out = w.pool.exec(&w.host(), &action(0)).await.expect("exec");
+    assert_eq!(out.outputs, [("n".to_owned(), "0".to_owned())]);
+    let first = files();
+    assert_eq!(first.len(), 5, "{first:?}");
+    for i in 1..8 {
+        let out = w.pool.exec(&w.host(), &action(i)).await.expect("exec");
+        // Emptied between jobs: nothing of an earlier action's output or outputs shows.
+        assert_eq!(text(&out.stdout), format!("out{i}\n"));
+        assert_eq!(text(&out.stderr), format!("err{i}\n"));
+        assert_eq!(out.outputs, [("n".to_owned(), i.to_string())]);
+        // The same files (names and inodes): no new inode per action.
+        assert_eq!(files(), first, "action {i}");
+    }
+    w.pool.close_all().await;
+    assert!(
+        run_files(&node).is_empty(),
+        "the shell removes its files as it ends: {:?}",
         run_files(&node)
     );
 }
