@@ -146,6 +146,9 @@ impl SshProvider {
                 // The next command on this home adopts the connections (as Ansible's
                 // ControlPersist does): it skips a handshake per host.
                 keep_masters: true,
+                // `DTK_SSH_SUBSHELLS=0`: every job a session of its own (`setsid`), for
+                // scripts that rely on `$$` or on a process group of their own.
+                subshell_jobs: std::env::var("DTK_SSH_SUBSHELLS").map_or(true, |v| v != "0"),
                 ..SshPoolConfig::default()
             },
         )

@@ -3,8 +3,9 @@
 //! [`SshPool`] keeps one multiplexed master connection per host (OpenSSH `ControlMaster`, its
 //! control socket in a private directory), so a node's actions pay for one handshake, not one
 //! each, and runs every action as a job of a long-lived shell on it (the `shell` module),
-//! each job in a session and process group of its own; where the node cannot run such
-//! shells, every action is a session of its own. With [`SshPoolConfig::keep_masters`], the
+//! each job a subshell of it where the node's `/proc` allows ([`SshPoolConfig::subshell_jobs`]),
+//! else in a session and process group of its own; where the node cannot run such shells,
+//! every action is a session of its own. With [`SshPoolConfig::keep_masters`], the
 //! next pool on the same control directory adopts the connections. A semaphore bounds how
 //! many actions run at once across all hosts.
 //!
@@ -513,6 +514,12 @@ pub struct SshPoolConfig {
     /// How long a long-lived shell may wait for its next action before it is closed (which
     /// removes its runs' files, and lets an idle master end after `idle_timeout`).
     pub shell_idle_timeout: Duration,
+    /// Run a long-lived shell's jobs as subshells of it where the node allows (Linux: a
+    /// subshell reads its own process in `/proc`), rather than each as `setsid sh -s`, a
+    /// session of its own. A subshell is a fork of the shell, where `setsid sh -s` is a fork
+    /// and two programs started; a timeout then stops the job's processes found by ancestry
+    /// and start time in the shell's process group (see `docs/decisions/ssh.md`).
+    pub subshell_jobs: bool,
 }
 
 impl Default for SshPoolConfig {
@@ -524,6 +531,7 @@ impl Default for SshPoolConfig {
             ssh_program: PathBuf::from("ssh"),
             keep_masters: false,
             shell_idle_timeout: Duration::from_secs(5),
+            subshell_jobs: true,
         }
     }
 }
@@ -906,7 +914,7 @@ impl SshPool {
         // What the run's files are named: the run's id, unless a shell's job names its own.
         let mut stem = script::run_file_stem(&run_id);
         let stop = tokio::select! {
-            out = exchange(ssh, master, req, &run_id, &marker, &cleanup, &mut stem) => Ok(out),
+            out = exchange(&self.inner.config, master, req, &run_id, &marker, &cleanup, &mut stem) => Ok(out),
             () = tokio::time::sleep(req.timeout) => Err(SshError::Timeout {
                 host: host.address.clone(),
                 port: host.port,
@@ -1227,7 +1235,7 @@ enum Ran {
 /// a session of its own; `cleanup` names earlier runs' files to remove. A job names its
 /// files by its shell's stem, which it writes to `stem` before it starts.
 async fn exchange(
-    ssh: &Path,
+    config: &SshPoolConfig,
     master: &Arc<Master>,
     req: &ExecRequest,
     run_id: &str,
@@ -1235,19 +1243,24 @@ async fn exchange(
     cleanup: &[String],
     stem: &mut String,
 ) -> io::Result<(Answer, Ran)> {
-    match shell_of(ssh, master).await? {
+    let ssh = &config.ssh_program;
+    match shell_of(ssh, master, config.subshell_jobs).await? {
         Some(Ok(mut shell)) => {
             stem.clone_from(&shell.stem);
-            let script = script::run_script(req, run_id, &shell.stem, marker, &[], true);
+            let script = script::run_script(req, run_id, &shell.stem, marker, &[], shell.place);
             let files = script::run_words(&req.workdir, &shell.stem);
-            let job = script::shell_job(&script, marker, &files);
+            let job = if shell.place == script::Place::Subshell {
+                script::subshell_job(&script, marker, &files)
+            } else {
+                script::shell_job(&script, marker, &files)
+            };
             let (answer, reusable) = shell.run(job.as_bytes(), marker).await?;
             return Ok((answer, Ran::Shell(reusable.then_some(shell))));
         }
         Some(Err(answer)) => return Ok((answer, Ran::Session)),
         None => {}
     }
-    let script = script::run_script(req, run_id, stem, marker, cleanup, false);
+    let script = script::run_script(req, run_id, stem, marker, cleanup, script::Place::Session);
     let answer = session(ssh, master, script.into_bytes()).await?;
     Ok((answer.into(), Ran::Session))
 }
@@ -1263,7 +1276,7 @@ async fn upload_exchange(
     after: &str,
 ) -> io::Result<Answer> {
     let ssh = &inner.config.ssh_program;
-    match shell_of(ssh, master).await? {
+    match shell_of(ssh, master, inner.config.subshell_jobs).await? {
         Some(Ok(shell)) => {
             let marker = trailer_marker(&run_id());
             let job = if shell.gzip {
@@ -1307,20 +1320,25 @@ async fn gzipped(inner: &Inner, archive: &[u8]) -> io::Result<Arc<Vec<u8>>> {
     Ok(gz)
 }
 
-/// An idle shell of `master`, or a new one; `None` when the node cannot run them, `Err`
-/// with what the session said when it would not open.
-async fn shell_of(ssh: &Path, master: &Master) -> io::Result<Option<Result<Box<Shell>, Answer>>> {
+/// An idle shell of `master`, or a new one (running jobs as subshells if `subshells`
+/// and the node allows); `None` when the node cannot run them, `Err` with what the
+/// session said when it would not open.
+async fn shell_of(
+    ssh: &Path,
+    master: &Master,
+    subshells: bool,
+) -> io::Result<Option<Result<Box<Shell>, Answer>>> {
     if master.no_shells.load(Ordering::Relaxed) {
         return Ok(None);
     }
     if let Some(shell) = master.idle_shell() {
         return Ok(Some(Ok(shell)));
     }
-    Ok(match Shell::open(ssh, master).await? {
+    Ok(match Shell::open(ssh, master, subshells).await? {
         Opened::Ready(shell) => Some(Ok(shell)),
         Opened::Unsupported => {
             tracing::debug!(host = %master.host.address, port = master.host.port,
-                "no setsid or base64 on the node: one session per action");
+                "no base64 on the node, or no way to run a job: one session per action");
             master.no_shells.store(true, Ordering::Relaxed);
             None
         }

@@ -42,6 +42,18 @@ pub(crate) use dtk_model::render::shell_quote as quote;
 /// environment (which may set `HOME`) is exported.
 const HOME_LINE: &str = "__dtk_h=$HOME\n";
 
+/// Where an action's script runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// A session of its own, whose shell sshd makes a session leader.
+    Session,
+    /// A job of a long-lived shell, as `setsid sh -s` ([`shell_job`]): a session of its own.
+    SessionJob,
+    /// A job of a long-lived shell, as a subshell of it ([`subshell_job`]): no process of its
+    /// own to start, in the long-lived shell's session and process group.
+    Subshell,
+}
+
 /// The work directory as an absolute shell word: a leading `~/` and a relative path both
 /// mean the remote user's home (where sessions start); anything else is literal.
 pub(crate) fn workdir_word(workdir: &str) -> String {
@@ -101,16 +113,18 @@ fn is_env_name(name: &str) -> bool {
 ///
 /// Its files are named by `stem` ([`run_file_stem`]): the run's own id in a session of its
 /// own; in a long-lived shell, the shell's, whose files every job of that shell reuses.
-/// A script for a long-lived shell (`in_shell`) removes nothing itself: the shell empties
-/// its files once dtk has read its result, and removes them when it ends (see
-/// [`shell_confirm`]).
+/// A script for a long-lived shell (`place` other than [`Place::Session`]) removes nothing
+/// itself: the shell empties its files once dtk has read its result, and removes them when
+/// it ends (see [`shell_confirm`]). Its `.pid` file holds the pid of the script's shell; in
+/// a [`Place::Subshell`], also its start time and process group, which [`kill_script`]
+/// needs there.
 pub(crate) fn run_script(
     req: &ExecRequest,
     run_id: &str,
     stem: &str,
     marker: &str,
     cleanup: &[String],
-    in_shell: bool,
+    place: Place,
 ) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# dtk action {run_id}");
@@ -127,9 +141,19 @@ pub(crate) fn run_script(
     ));
     let _ = writeln!(s, "__dtk_r=\"$PWD\"/{}", quote(stem));
     let _ = writeln!(s, "__dtk_m={}", quote(marker));
+    s.push_str("exec 8>&1 9>&2\n");
+    if place == Place::Subshell {
+        // `$$` is the long-lived shell's; `/proc/self` is this subshell. After the command
+        // name: state, ppid, pgrp, ... field 22, the start time. `set --` leaves the lines
+        // no positional parameters, as `sh -s` has none.
+        s.push_str(concat!(
+            "read -r __dtk_t < /proc/self/stat; __dtk_i=${__dtk_t%% *}; __dtk_t=${__dtk_t##*) }\n",
+            "set -- $__dtk_t; echo \"$__dtk_i ${20} $3\" > \"$__dtk_r.pid\"; set --\n",
+        ));
+    } else {
+        s.push_str("echo $$ > \"$__dtk_r.pid\"\n");
+    }
     s.push_str(concat!(
-        "exec 8>&1 9>&2\n",
-        "echo $$ > \"$__dtk_r.pid\"\n",
         "__dtk_end() {\n",
         "  echo \"$1\" > \"$__dtk_r.done\"\n",
         "  [ -s \"$__dtk_r.stdout\" ] && cat -- \"$__dtk_r.stdout\" >&8\n",
@@ -140,7 +164,7 @@ pub(crate) fn run_script(
         "  printf '\\n%s end\\n' \"$__dtk_m\" >&8\n",
     ));
     // One `rm` for this run's files and the tombstones of earlier ones.
-    if !in_shell {
+    if place == Place::Session {
         let _ = write!(
             s,
             "  rm -f -- \"$__dtk_r.pid\" \"$__dtk_r.out\" \"$__dtk_r.stdout\" \"$__dtk_r.stderr\""
@@ -322,10 +346,12 @@ pub(crate) fn split_trailer(stdout: &[u8], marker: &str) -> Option<Trailer> {
 pub(crate) const SHELL_COMMAND: &str = REMOTE_COMMAND;
 
 /// The first thing a long-lived shell is sent: it answers [`SHELL_READY`] when the node can
-/// give each job a session of its own (`setsid`) and decode an upload (`base64`),
-/// [`SHELL_UNSUPPORTED`] when it cannot; the answer ends in ` gzip` when uploads may come
-/// compressed (`tar -z`). It keeps the path of `sh` in `__dtk_sh`, so that
-/// `setsid` does not search `PATH` for it on every job, and sets up the removal of run
+/// decode an upload (`base64`), [`SHELL_UNSUPPORTED`] when it cannot. The ready answer goes
+/// on with words: ` gzip` when uploads may come compressed (`tar -z`), ` fork` when a
+/// subshell can read its own process's line of `/proc` (so jobs may run as subshells:
+/// [`subshell_job`]), ` setsid` when jobs may run as sessions of their own ([`shell_job`]).
+/// It keeps the path of `sh` in `__dtk_sh`, so that `setsid` does not search `PATH` for it
+/// on every job, and sets up the removal of run
 /// files. Its jobs' files are named by the shell's id, one set in each work directory it
 /// ran a job in; `__dtk_q` holds the words naming the last job's, `__dtk_w` the sets of
 /// jobs whose results dtk has read ([`shell_confirm`]), one per line, and `__dtk_p` words of
@@ -346,9 +372,11 @@ pub(crate) const SHELL_PROBE: &str = concat!(
     "}\n",
     "trap __dtk_rm EXIT\n",
     "trap 'exit 129' HUP; trap 'exit 143' TERM\n",
-    "__dtk_sh=$(command -v sh) && command -v setsid >/dev/null 2>&1 && ",
-    "command -v base64 >/dev/null 2>&1 && ",
-    "echo \"dtk-shell-ready$(command -v gzip >/dev/null 2>&1 && echo ' gzip')\" || ",
+    "__dtk_sh=$(command -v sh); __dtk_f=\n",
+    "(read -r __dtk_x __dtk_y </proc/self/stat && [ \"$__dtk_x\" != \"$$\" ]) >/dev/null 2>&1 && __dtk_f=' fork'\n",
+    "command -v setsid >/dev/null 2>&1 && [ -n \"$__dtk_sh\" ] && __dtk_f=\"$__dtk_f setsid\"\n",
+    "command -v gzip >/dev/null 2>&1 && __dtk_f=\" gzip$__dtk_f\"\n",
+    "command -v base64 >/dev/null 2>&1 && echo \"dtk-shell-ready$__dtk_f\" || ",
     "echo dtk-shell-unsupported\n",
 );
 
@@ -374,7 +402,7 @@ pub(crate) fn run_words(workdir: &str, stem: &str) -> String {
 pub(crate) fn shell_confirm(earlier: &[String]) -> String {
     let mut s = String::from(concat!(
         "if [ -n \"$__dtk_q\" ]; then\n",
-        "  { eval \"set -- $__dtk_q\"; for __dtk_f; do [ ! -s \"$__dtk_f\" ] || : >\"$__dtk_f\"; done; } >/dev/null 2>&1\n",
+        "  { eval \"set -- $__dtk_q\"; for __dtk_f; do [ ! -s \"$__dtk_f\" ] || : >\"$__dtk_f\"; done; set --; } >/dev/null 2>&1\n",
         "  case $__dtk_w in *'\n'\"$__dtk_q\"'\n'*) ;; *) __dtk_w=\"$__dtk_w$__dtk_q\n\" ;; esac\n",
         "  __dtk_q=\n",
         "fi\n",
@@ -403,6 +431,26 @@ pub(crate) fn shell_job(script: &str, marker: &str, files: &str) -> String {
     let quoted = quote(script);
     let mut s = String::with_capacity(quoted.len() + files.len() + 160);
     let _ = writeln!(s, "printf '%s' {quoted} | setsid \"$__dtk_sh\" -s 2>&1");
+    let _ = writeln!(s, "__dtk_s=$?; __dtk_q={}", quote(files));
+    push_done(&mut s, marker, "$__dtk_s");
+    s
+}
+
+/// The text that runs one action's `script` in a long-lived shell as a subshell of it: the
+/// shell parses the script from its own input (nothing of it in an argv or a file), and
+/// the subshell, a fork of the shell, runs it with stdin from `/dev/null` (not the
+/// shell's input, which holds the jobs to come) and its stderr in the shell's stream; then
+/// a line `MARKER.done STATUS`, and `files` wait in `__dtk_q`, as in [`shell_job`]. Its
+/// environment, directory, options and traps end with it; its processes share the shell's
+/// session and process group, so [`kill_script`] finds them by ancestry and start time.
+pub(crate) fn subshell_job(script: &str, marker: &str, files: &str) -> String {
+    let mut s = String::with_capacity(script.len() + files.len() + 160);
+    s.push_str("(\n");
+    s.push_str(script);
+    if !script.ends_with('\n') {
+        s.push('\n');
+    }
+    s.push_str(") </dev/null 2>&1\n");
     let _ = writeln!(s, "__dtk_s=$?; __dtk_q={}", quote(files));
     push_done(&mut s, marker, "$__dtk_s");
     s
@@ -449,13 +497,54 @@ pub(crate) fn collect_script(workdir: &str, stem: &str, marker: &str) -> String 
 }
 
 /// The script that stops a run that outlived its timeout (its files named by `stem`): TERM to
-/// its process group, a short grace period, then KILL; then its files are removed.
+/// its processes, a short grace period, then KILL; then its files are removed.
+///
+/// A run that is a session of its own (its `.pid` file holds one pid, a process group's)
+/// is stopped by its process group. A [`Place::Subshell`] job (the file holds its pid,
+/// start time and the long-lived shell's group) shares that group with the shell and with
+/// what earlier jobs left running, so its processes are found in `/proc`: the job, its
+/// descendants, and the processes of the group that started after it (a line's background
+/// process whose parent already ended is no longer a descendant, but stays in the group).
+/// Start times count clock ticks: within the job's own tick, the later pid is taken as the
+/// later process. The table is read again before each signal, so what started meanwhile
+/// is caught too.
 pub(crate) fn kill_script(workdir: &str, stem: &str) -> String {
     let mut s = String::from(HOME_LINE);
     let _ = writeln!(s, "cd -- {} 2>/dev/null || exit 0", workdir_word(workdir));
     let _ = writeln!(s, "__dtk_r={}", quote(stem));
     s.push_str(concat!(
-        "if [ -s \"$__dtk_r.pid\" ]; then\n",
+        "__dtk_j=; __dtk_t=; __dtk_g=\n",
+        "[ -s \"$__dtk_r.pid\" ] && read -r __dtk_j __dtk_t __dtk_g < \"$__dtk_r.pid\"\n",
+        "if [ -n \"$__dtk_g\" ]; then\n",
+        "  __dtk_doomed() {\n",
+        "    __dtk_tab=$(for __dtk_e in /proc/[0-9]*; do\n",
+        "      read -r __dtk_l < \"$__dtk_e/stat\" 2>/dev/null || continue\n",
+        "      __dtk_l=${__dtk_l##*) }; set -- $__dtk_l; echo \"${__dtk_e#/proc/} $2 $3 ${20}\"\n",
+        "    done)\n",
+        "    __dtk_o=\" $__dtk_j \"; __dtk_c=1\n",
+        "    while [ $__dtk_c = 1 ]; do\n",
+        "      __dtk_c=0\n",
+        "      while read -r __dtk_p __dtk_pp __dtk_pg __dtk_st; do\n",
+        "        case $__dtk_o in *\" $__dtk_p \"*) continue ;; esac\n",
+        "        case $__dtk_o in *\" $__dtk_pp \"*) __dtk_o=\"$__dtk_o$__dtk_p \"; __dtk_c=1; continue ;; esac\n",
+        "        [ \"$__dtk_pg\" = \"$__dtk_g\" ] && [ \"$__dtk_p\" != \"$__dtk_g\" ] || continue\n",
+        "        if [ \"$__dtk_st\" -gt \"$__dtk_t\" ] || { [ \"$__dtk_st\" -eq \"$__dtk_t\" ] && [ \"$__dtk_p\" -ge \"$__dtk_j\" ]; }; then\n",
+        "          __dtk_o=\"$__dtk_o$__dtk_p \"; __dtk_c=1\n",
+        "        fi\n",
+        "      done <<__DTK_TABLE__\n",
+        "$__dtk_tab\n",
+        "__DTK_TABLE__\n",
+        "    done\n",
+        "    echo $__dtk_o\n",
+        "  }\n",
+        "  kill -TERM $(__dtk_doomed) 2>/dev/null\n",
+        "  __dtk_i=0\n",
+        "  while [ $__dtk_i -lt 20 ] && kill -0 \"$__dtk_j\" 2>/dev/null; do\n",
+        "    sleep 0.1; __dtk_i=$((__dtk_i + 1))\n",
+        "  done\n",
+        "  kill -KILL $(__dtk_doomed) 2>/dev/null\n",
+        "  kill -KILL $(__dtk_doomed) 2>/dev/null\n",
+        "elif [ -s \"$__dtk_r.pid\" ]; then\n",
         "  __dtk_p=$(cat \"$__dtk_r.pid\")\n",
         "  kill -TERM \"-$__dtk_p\" 2>/dev/null || kill -TERM \"$__dtk_p\" 2>/dev/null\n",
         "  __dtk_i=0\n",

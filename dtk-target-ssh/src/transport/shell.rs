@@ -56,6 +56,8 @@ pub(crate) struct Shell {
     pub(crate) idle_since: std::time::Instant,
     /// Whether the node can unpack gzip-compressed uploads.
     pub(crate) gzip: bool,
+    /// How its jobs run: [`script::Place::Subshell`] or [`script::Place::SessionJob`].
+    pub(crate) place: script::Place,
     /// The stem of the run files of this shell's jobs ([`script::run_file_stem`] of an id of
     /// its own): every job reuses them, emptied in between.
     pub(crate) stem: String,
@@ -65,7 +67,8 @@ pub(crate) struct Shell {
 pub(crate) enum Opened {
     /// Ready for jobs.
     Ready(Box<Shell>),
-    /// The node has no `setsid` or `base64`: its actions run in sessions of their own.
+    /// The node has no `base64`, or no way to run a job (`setsid`, or subshells that can
+    /// see their own process): its actions run in sessions of their own.
     Unsupported,
     /// The session ended before the shell answered (the master is gone, the server refused
     /// the session): what it said.
@@ -73,8 +76,9 @@ pub(crate) enum Opened {
 }
 
 impl Shell {
-    /// Opens a shell over `master` and asks whether jobs can run in it.
-    pub(crate) async fn open(ssh: &Path, master: &Master) -> io::Result<Opened> {
+    /// Opens a shell over `master` and asks whether jobs can run in it: as subshells where
+    /// the node allows it and `subshells` does, else as sessions of their own.
+    pub(crate) async fn open(ssh: &Path, master: &Master, subshells: bool) -> io::Result<Opened> {
         let mut child = Command::new(ssh)
             .args(command::session_args(
                 &master.host,
@@ -103,6 +107,7 @@ impl Shell {
             ssh_stderr,
             idle_since: std::time::Instant::now(),
             gzip: false,
+            place: script::Place::SessionJob,
             stem: script::run_file_stem(&super::run_id()),
         };
         if shell
@@ -118,7 +123,15 @@ impl Shell {
         loop {
             for line in seen.split(|&b| b == b'\n') {
                 if let Some(rest) = line.strip_prefix(script::SHELL_READY.as_bytes()) {
-                    shell.gzip = rest == b" gzip";
+                    let has = |word: &[u8]| rest.split(|&b| b == b' ').any(|w| w == word);
+                    shell.gzip = has(b"gzip");
+                    shell.place = if subshells && has(b"fork") {
+                        script::Place::Subshell
+                    } else if has(b"setsid") {
+                        script::Place::SessionJob
+                    } else {
+                        return Ok(Opened::Unsupported);
+                    };
                     return Ok(Opened::Ready(Box::new(shell)));
                 }
                 if line == script::SHELL_UNSUPPORTED.as_bytes() {

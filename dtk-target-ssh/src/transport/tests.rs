@@ -83,7 +83,7 @@ fn the_run_script_exports_then_runs_each_line_until_one_fails() {
         &script::run_file_stem("1-2-3"),
         "dtk-end-M",
         &[script::tombstone_word("/old", "0")],
-        false,
+        script::Place::Session,
     ));
 }
 
@@ -193,7 +193,38 @@ fn the_collect_and_kill_scripts_touch_only_the_run_files() {
         __dtk_h=$HOME
         cd -- /srv/n1 2>/dev/null || exit 0
         __dtk_r=.dtk-run-9
-        if [ -s "$__dtk_r.pid" ]; then
+        __dtk_j=; __dtk_t=; __dtk_g=
+        [ -s "$__dtk_r.pid" ] && read -r __dtk_j __dtk_t __dtk_g < "$__dtk_r.pid"
+        if [ -n "$__dtk_g" ]; then
+          __dtk_doomed() {
+            __dtk_tab=$(for __dtk_e in /proc/[0-9]*; do
+              read -r __dtk_l < "$__dtk_e/stat" 2>/dev/null || continue
+              __dtk_l=${__dtk_l##*) }; set -- $__dtk_l; echo "${__dtk_e#/proc/} $2 $3 ${20}"
+            done)
+            __dtk_o=" $__dtk_j "; __dtk_c=1
+            while [ $__dtk_c = 1 ]; do
+              __dtk_c=0
+              while read -r __dtk_p __dtk_pp __dtk_pg __dtk_st; do
+                case $__dtk_o in *" $__dtk_p "*) continue ;; esac
+                case $__dtk_o in *" $__dtk_pp "*) __dtk_o="$__dtk_o$__dtk_p "; __dtk_c=1; continue ;; esac
+                [ "$__dtk_pg" = "$__dtk_g" ] && [ "$__dtk_p" != "$__dtk_g" ] || continue
+                if [ "$__dtk_st" -gt "$__dtk_t" ] || { [ "$__dtk_st" -eq "$__dtk_t" ] && [ "$__dtk_p" -ge "$__dtk_j" ]; }; then
+                  __dtk_o="$__dtk_o$__dtk_p "; __dtk_c=1
+                fi
+              done <<__DTK_TABLE__
+        $__dtk_tab
+        __DTK_TABLE__
+            done
+            echo $__dtk_o
+          }
+          kill -TERM $(__dtk_doomed) 2>/dev/null
+          __dtk_i=0
+          while [ $__dtk_i -lt 20 ] && kill -0 "$__dtk_j" 2>/dev/null; do
+            sleep 0.1; __dtk_i=$((__dtk_i + 1))
+          done
+          kill -KILL $(__dtk_doomed) 2>/dev/null
+          kill -KILL $(__dtk_doomed) 2>/dev/null
+        elif [ -s "$__dtk_r.pid" ]; then
           __dtk_p=$(cat "$__dtk_r.pid")
           kill -TERM "-$__dtk_p" 2>/dev/null || kill -TERM "$__dtk_p" 2>/dev/null
           __dtk_i=0
@@ -583,6 +614,23 @@ fn a_shell_job_is_the_script_piped_by_a_builtin_into_a_session_of_its_own() {
     ));
 }
 
+#[test]
+fn a_subshell_job_is_the_script_in_parentheses_reading_nothing_else() {
+    expect![[r#"
+        (
+        echo 'a'
+        exit 0
+        ) </dev/null 2>&1
+        __dtk_s=$?; __dtk_q='"$__dtk_h"/w/.dtk-run-1-2.pid "$__dtk_h"/w/.dtk-run-1-2.out "$__dtk_h"/w/.dtk-run-1-2.stdout "$__dtk_h"/w/.dtk-run-1-2.stderr "$__dtk_h"/w/.dtk-run-1-2.done'
+        printf '\n%s.done %s\n' dtk-end-M "$__dtk_s"
+    "#]]
+    .assert_eq(&script::subshell_job(
+        "echo 'a'\nexit 0\n",
+        "dtk-end-M",
+        &script::run_words("~/w", &script::run_file_stem("1-2")),
+    ));
+}
+
 #[tokio::test]
 async fn an_archive_is_compressed_once_for_every_node() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -610,4 +658,44 @@ async fn an_archive_is_compressed_once_for_every_node() {
         !std::sync::Arc::ptr_eq(&first, &after),
         "kept more than four"
     );
+}
+
+/// Every script dtk sends parses under each shell that may be a node's `sh` (dash, bash).
+#[test]
+fn every_script_parses_under_dash_and_bash() {
+    let req = ExecRequest::new("~/nodes/web")
+        .env("PORT", "8080")
+        .line("echo \"port=$PORT\" >> \"$DTK_OUTPUT\"");
+    let stem = script::run_file_stem("1-2-3");
+    let words = script::run_words("~/w", &stem);
+    let mut scripts = vec![
+        script::SHELL_PROBE.to_owned(),
+        script::shell_confirm(&[script::tombstone_word("/old", "0")]),
+        script::kill_script("/srv/n1", &stem),
+        script::collect_script("/srv/n1", &stem, "dtk-end-M"),
+        script::cleanup_script(&[script::tombstone_word("/old", "0")]),
+    ];
+    for place in [
+        script::Place::Session,
+        script::Place::SessionJob,
+        script::Place::Subshell,
+    ] {
+        let run = script::run_script(&req, "1-2-3", &stem, "dtk-end-M", &[], place);
+        scripts.push(script::shell_job(&run, "dtk-end-M", &words));
+        scripts.push(script::subshell_job(&run, "dtk-end-M", &words));
+        scripts.push(run);
+    }
+    for shell in ["dash", "bash"] {
+        for text in &scripts {
+            let out = std::process::Command::new(shell)
+                .args(["-n", "-c", text])
+                .output()
+                .expect("the shell runs");
+            assert!(
+                out.status.success(),
+                "{shell} cannot parse:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }

@@ -26,12 +26,28 @@ impl World {
     }
 
     fn with_limit(max_connections: usize) -> World {
+        Self::with_config(SshPoolConfig {
+            max_connections,
+            ..SshPoolConfig::default()
+        })
+    }
+
+    /// A world whose long-lived shells run jobs as subshells (`true`, the default) or as
+    /// sessions of their own (`setsid sh -s`).
+    fn with_subshells(subshell_jobs: bool) -> World {
+        Self::with_config(SshPoolConfig {
+            subshell_jobs,
+            ..SshPoolConfig::default()
+        })
+    }
+
+    fn with_config(config: SshPoolConfig) -> World {
         let sshd = Sshd::start();
         let tmp = tempfile::Builder::new()
             .prefix("dtk-ssh")
             .tempdir()
             .expect("temp dir");
-        let pool = SshPool::new(tmp.path().join("ctl"), max_connections).expect("pool");
+        let pool = SshPool::with_config(tmp.path().join("ctl"), config).expect("pool");
         World { sshd, pool, tmp }
     }
 
@@ -258,10 +274,14 @@ async fn a_failing_line_ends_the_action_with_its_status_and_stderr() {
         (Some(0), "after\n".to_owned())
     );
 
-    // A shell killed by a signal has no exit code.
+    // A script shell killed by a signal has no exit code. (`$$` would not do: in a subshell
+    // job it names the host's long-lived shell. The pid file's first word is the script's.)
     let out = w
         .pool
-        .exec(&host, &req(&node).line("kill -KILL $$"))
+        .exec(
+            &host,
+            &req(&node).line("read -r p x < \"${DTK_OUTPUT%.out}.pid\"; kill -KILL $p"),
+        )
         .await
         .expect("exec");
     assert_eq!(out.exit_code, None);
@@ -755,9 +775,11 @@ async fn a_cancelled_action_is_stopped_on_the_node() {
     w.pool.close_all().await;
 }
 
-/// A line printing its script shell's pid, parent pid, session (field 6 of its stat) and
-/// parent's name: in a line's subshell, `$$` and `$PPID` are the script shell's.
-const PROBE: &str = "echo $$ $PPID $(cut -d' ' -f6 /proc/$$/stat) $(cat /proc/$PPID/comm)";
+/// A line printing its script shell's pid, parent pid, session and parent's name. The line
+/// runs in a subshell of the script's shell (`/proc/self` while `read`, a builtin, runs):
+/// field 4 of its stat is the script shell; of that one's, 4 is its parent, 6 its session.
+/// (`$$` will not do: in a subshell job it names the long-lived shell.)
+const PROBE: &str = "read -r x x x j x < /proc/self/stat; read -r x x x p x s x < /proc/$j/stat; echo $j $p $s $(cat /proc/$p/comm)";
 
 /// `(pid, parent pid, session id)` of an action's script shell, from the [`PROBE`] line it
 /// ran; its parent must be a shell, not sshd (which is every session's parent).
@@ -774,8 +796,17 @@ fn script_shell(out: &[u8]) -> (u32, u32, u32) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_on_a_host_share_one_long_lived_shell_each_a_subshell_of_it() {
+    actions_share_one_long_lived_shell(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actions_on_a_host_share_one_long_lived_shell_each_in_a_session_of_its_own() {
-    let w = World::new();
+    actions_share_one_long_lived_shell(false).await;
+}
+
+async fn actions_share_one_long_lived_shell(subshells: bool) {
+    let w = World::with_subshells(subshells);
     let host = w.host();
     let node = w.node("n");
     let probe = PROBE;
@@ -797,11 +828,22 @@ async fn actions_on_a_host_share_one_long_lived_shell_each_in_a_session_of_its_o
     );
     let pids: std::collections::BTreeSet<u32> = shells.iter().map(|s| s.0).collect();
     assert_eq!(pids.len(), 8, "each action has a script shell of its own");
-    for (pid, _, sid) in &shells {
-        assert_eq!(
-            pid, sid,
-            "each action leads a session of its own: {shells:?}"
-        );
+    for (pid, parent, sid) in &shells {
+        if subshells {
+            // A fork of the long-lived shell, in its session.
+            let shell_sid = std::fs::read_to_string(format!("/proc/{parent}/stat"))
+                .expect("the shell's stat")
+                .split(' ')
+                .nth(5)
+                .map(str::to_owned);
+            assert_eq!(Some(sid.to_string()), shell_sid, "{shells:?}");
+            assert_ne!(pid, sid, "{shells:?}");
+        } else {
+            assert_eq!(
+                pid, sid,
+                "each action leads a session of its own: {shells:?}"
+            );
+        }
     }
 
     // A line's environment and directory do not carry over to the next action in the shell.
@@ -838,8 +880,17 @@ async fn actions_on_a_host_share_one_long_lived_shell_each_in_a_session_of_its_o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_stops_its_own_subshell_job_and_not_a_server_an_earlier_action_left_running() {
+    a_timeout_stops_its_own_action_only(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_stops_its_own_action_and_not_a_server_an_earlier_action_left_running() {
-    let w = World::new();
+    a_timeout_stops_its_own_action_only(false).await;
+}
+
+async fn a_timeout_stops_its_own_action_only(subshells: bool) {
+    let w = World::with_subshells(subshells);
     let host = w.host();
     let node = w.node("srv");
     let out = w
