@@ -4,10 +4,13 @@
 //! what is there beside it (`modules/NS/.NAME.manifest`, see
 //! [`dtk_model::content::Manifest`]). Bringing the node's copy up to date takes one
 //! session that prints the node's manifest and the files it lists that are gone; when
-//! anything differs, a second session carries a tar archive of the changed files only
-//! (with the new manifest and the list of files to remove) and unpacks it. A copy this
-//! process already brought to a content digest is not asked again. Converging an
-//! unchanged module therefore sends nothing but a manifest check, once per node and run.
+//! anything differs, a second session empties the old manifest, removes the files the
+//! module no longer has, and unpacks a tar archive of the changed files only, the new
+//! manifest its last entry, in the work directory (tar makes the directories: no other
+//! process runs). A copy this process already brought to a content digest is not asked
+//! again, nor is one on a node this process made without a `modules` directory
+//! ([`Synced::set_empty`]). Converging an unchanged module therefore sends nothing but a
+//! manifest check, once per node and run.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,11 +24,33 @@ use dtk_model::render::shell_quote as quote;
 use crate::transport::{self as ssh, SshHost, SshPool};
 
 /// What this process knows the nodes' module copies hold: `(host, workdir, module dir)`
-/// → content digest.
+/// → content digest; and the work directories that held no module copy when this process
+/// made their node (`(host, workdir, "")` → an empty digest), whose copies need no check.
 #[derive(Debug, Default)]
 pub(crate) struct Synced(Mutex<HashMap<String, String>>);
 
 impl Synced {
+    /// Records that `workdir` on `host` holds no module copy (its node was just made and
+    /// has no `modules` directory): what was known of its copies is forgotten.
+    pub(crate) fn set_empty(&self, host: &SshHost, workdir: &str) {
+        let prefix = Self::key(host, workdir, "");
+        if let Ok(mut m) = self.0.lock() {
+            m.retain(|k, _| !k.starts_with(&prefix));
+            m.insert(prefix, String::new());
+        }
+    }
+
+    /// Whether `workdir` on `host` held no module copy when its node was made.
+    fn is_empty_dir(&self, host: &SshHost, workdir: &str) -> bool {
+        self.0
+            .lock()
+            .map(|m| {
+                m.get(&Self::key(host, workdir, ""))
+                    .is_some_and(String::is_empty)
+            })
+            .unwrap_or(false)
+    }
+
     fn key(host: &SshHost, workdir: &str, dir: &str) -> String {
         format!(
             "{}@{}:{}\u{0}{workdir}\u{0}{dir}",
@@ -73,12 +98,85 @@ pub(crate) async fn sync_module(
     if synced.is(&key, &content.digest) {
         return Ok(());
     }
+    // A node this process made without a `modules` directory has no copy to check.
+    let (old, missing_text) = if synced.is_empty_dir(host, workdir) {
+        (None, String::new())
+    } else {
+        node_copy(pool, host, workdir, content, cancel, &op).await?
+    };
+    let missing: Vec<&str> = missing_text.lines().filter(|l| !l.is_empty()).collect();
+    if let Some(old) = &old
+        && old.digest == content.digest
+        && missing.is_empty()
+    {
+        synced.set(key, content.digest.clone());
+        return Ok(());
+    }
+    let plan = old.unwrap_or_default().changes_to(content);
+    let mut send: Vec<&ModuleFile> = plan.send;
+    for p in missing {
+        if let Some(f) = content.file(p)
+            && !send.iter().any(|s| s.path == f.path)
+        {
+            send.push(f);
+        }
+    }
+    // Unpacked in the work directory, in order: the files, then the manifest, so that a copy
+    // cut short has no manifest for its new content. Beforehand, the old manifest is emptied
+    // (a copy cut short is then checked in full next time) and the files the module no
+    // longer has are removed. No other process runs: tar makes the directories.
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut size: u64 = 0;
+    for f in &send {
+        let data = content
+            .store
+            .read(&f.id)
+            .map_err(|e| ProviderError::failed(op(), format!("{e}: {}", e.source)))?;
+        size += data.len() as u64;
+        append(
+            &mut archive,
+            &format!("{dir}/{}", f.path),
+            if f.executable { 0o755 } else { 0o644 },
+            &data,
+        )
+        .map_err(|e| ProviderError::failed(op(), e))?;
+    }
+    let manifest = content.manifest().to_text();
+    let manifest_path = content.manifest_path();
+    append(&mut archive, &manifest_path, 0o644, manifest.as_bytes())
+        .map_err(|e| ProviderError::failed(op(), e))?;
+    let archive = archive
+        .into_inner()
+        .map_err(|e| ProviderError::failed(op(), format!("cannot make the archive: {e}")))?;
+    let before = before_unpack(&manifest_path, &dir, &plan.remove);
+    // A generous limit for the transfer: a megabyte a second at least.
+    let timeout = SYNC_TIMEOUT + Duration::from_secs(size / (1 << 20));
+    let pool_result = pool
+        .upload(host, workdir, "", archive, &before, timeout)
+        .await;
+    pool_result.map_err(|e| crate::errors::from_ssh(op(), e))?;
+    tracing::debug!(module = %content.module, files = send.len(), bytes = size,
+        removed = plan.remove.len(), "module files sent");
+    synced.set(key, content.digest.clone());
+    Ok(())
+}
+
+/// The node's manifest of `content`'s copy in `workdir` (`None` when there is none, or it
+/// is empty or unreadable) and the paths it lists that are gone, one per line.
+async fn node_copy(
+    pool: &SshPool,
+    host: &SshHost,
+    workdir: &str,
+    content: &ModuleContent,
+    cancel: &dtk_model::provider::Cancel,
+    op: &impl Fn() -> String,
+) -> Result<(Option<Manifest>, String), ProviderError> {
     let check = format!(
         "m={m}; d={d}; [ -f \"$m\" ] || exit 0; cat -- \"$m\"; echo {MISSING}; \
          tail -n +2 -- \"$m\" | while IFS=' ' read -r x id size p; do \
          [ -f \"$d/$p\" ] || printf '%s\\n' \"$p\"; done",
         m = quote(&content.manifest_path()),
-        d = quote(&dir),
+        d = quote(&content.dir()),
     );
     let req = ssh::ExecRequest::new(workdir.to_owned())
         .line(check)
@@ -101,77 +199,33 @@ pub(crate) async fn sync_module(
     let (manifest_text, missing_text) = text
         .split_once(&format!("{MISSING}\n"))
         .unwrap_or((text.as_ref(), ""));
-    let old = Manifest::parse(manifest_text);
-    let missing: Vec<&str> = missing_text.lines().filter(|l| !l.is_empty()).collect();
-    if let Some(old) = &old
-        && old.digest == content.digest
-        && missing.is_empty()
-    {
-        synced.set(key, content.digest.clone());
-        return Ok(());
-    }
-    let plan = old.unwrap_or_default().changes_to(content);
-    let mut send: Vec<&ModuleFile> = plan.send;
-    for p in missing {
-        if let Some(f) = content.file(p)
-            && !send.iter().any(|s| s.path == f.path)
-        {
-            send.push(f);
+    Ok((Manifest::parse(manifest_text), missing_text.to_owned()))
+}
+
+/// What runs in the work directory before an upload unpacks: the old manifest emptied (the
+/// builtin `:`; it stays where it is, and an empty one reads as none), then the files of
+/// `remove` (paths in the module's directory `dir`) removed, by `rm` lines of at most
+/// about 64 KB (far below any `ARG_MAX`); nothing else when there are none.
+fn before_unpack(manifest_path: &str, dir: &str, remove: &[String]) -> String {
+    let mut s = format!("[ ! -s {m} ] || : > {m}\n", m = quote(manifest_path));
+    let mut line = String::new();
+    for p in remove {
+        if line.is_empty() {
+            line.push_str("rm -f --");
+        }
+        line.push(' ');
+        line.push_str(&quote(&format!("{dir}/{p}")));
+        if line.len() > 64 * 1024 {
+            s.push_str(&line);
+            s.push('\n');
+            line.clear();
         }
     }
-    let mut archive = tar::Builder::new(Vec::new());
-    let mut size: u64 = 0;
-    for f in &send {
-        let data = content
-            .store
-            .read(&f.id)
-            .map_err(|e| ProviderError::failed(op(), format!("{e}: {}", e.source)))?;
-        size += data.len() as u64;
-        append(
-            &mut archive,
-            &f.path,
-            if f.executable { 0o755 } else { 0o644 },
-            &data,
-        )
-        .map_err(|e| ProviderError::failed(op(), e))?;
+    if !line.is_empty() {
+        s.push_str(&line);
+        s.push('\n');
     }
-    let mut remove = String::new();
-    for p in &plan.remove {
-        remove.push_str(p);
-        remove.push('\n');
-    }
-    append(&mut archive, ".dtk-sync/remove", 0o644, remove.as_bytes())
-        .map_err(|e| ProviderError::failed(op(), e))?;
-    let manifest = content.manifest().to_text();
-    append(
-        &mut archive,
-        ".dtk-sync/manifest",
-        0o644,
-        manifest.as_bytes(),
-    )
-    .map_err(|e| ProviderError::failed(op(), e))?;
-    let archive = archive
-        .into_inner()
-        .map_err(|e| ProviderError::failed(op(), format!("cannot make the archive: {e}")))?;
-    // The manifest goes last: a copy cut short has none, and is checked in full next time.
-    let name = content.manifest_path();
-    let back = format!("../{}", name.rsplit('/').next().unwrap_or(".manifest"));
-    let after = format!(
-        "rm -f -- {m}\n\
-         while IFS= read -r p; do [ -n \"$p\" ] && rm -f -- \"$p\"; done < .dtk-sync/remove\n\
-         mv -f -- .dtk-sync/manifest {m} && rm -rf -- .dtk-sync\n",
-        m = quote(&back)
-    );
-    // A generous limit for the transfer: a megabyte a second at least.
-    let timeout = SYNC_TIMEOUT + Duration::from_secs(size / (1 << 20));
-    let pool_result = pool
-        .upload(host, workdir, &dir, archive, &after, timeout)
-        .await;
-    pool_result.map_err(|e| crate::errors::from_ssh(op(), e))?;
-    tracing::debug!(module = %content.module, files = send.len(), bytes = size,
-        removed = plan.remove.len(), "module files sent");
-    synced.set(key, content.digest.clone());
-    Ok(())
+    s
 }
 
 fn append(
@@ -299,6 +353,33 @@ mod tests {
                 put("x", PutContent::Rendered(b"secret".to_vec()), None)
             )
             .contains("<6 bytes>")
+        );
+    }
+
+    #[test]
+    fn before_an_upload_the_old_manifest_is_emptied_and_removed_files_go() {
+        let m = "modules/t/.x.manifest";
+        assert_eq!(
+            before_unpack(m, "modules/t/x", &[]),
+            "[ ! -s modules/t/.x.manifest ] || : > modules/t/.x.manifest\n"
+        );
+        assert_eq!(
+            before_unpack(m, "modules/t/x", &["a b".to_owned(), "c".to_owned()]),
+            "[ ! -s modules/t/.x.manifest ] || : > modules/t/.x.manifest\n\
+             rm -f -- 'modules/t/x/a b' modules/t/x/c\n"
+        );
+        // Long lists go in several lines, each far below any ARG_MAX.
+        let many: Vec<String> = (0..20_000).map(|i| format!("dir/file-{i}")).collect();
+        let text = before_unpack(m, "modules/t/x", &many);
+        let rm: Vec<&str> = text.lines().skip(1).collect();
+        assert!(rm.len() > 1, "{} lines", rm.len());
+        assert!(
+            rm.iter()
+                .all(|l| l.starts_with("rm -f -- ") && l.len() < 70_000)
+        );
+        assert_eq!(
+            rm.iter().map(|l| l.split(' ').count() - 3).sum::<usize>(),
+            many.len()
         );
     }
 }

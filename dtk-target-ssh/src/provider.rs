@@ -44,6 +44,9 @@ use crate::errors::from_ssh;
 use crate::transport::{self as ssh, HostKeyPolicy, SshHost, SshPool, SshPoolConfig};
 use dtk_model::render::shell_quote;
 
+/// What a node's creation prints when its directory holds no module copy.
+const NO_MODULES: &str = "dtk-no-modules";
+
 /// The provider kind of the SSH target (`provider: ssh.host`).
 pub const KIND: &str = "ssh";
 
@@ -302,8 +305,10 @@ impl SshProvider {
             let _ = self.remove_node_dir(&old, req.cancel).await;
         }
 
+        // Making the directory (the request's work directory is made if missing), and telling
+        // whether it holds any module copy: if not, the node's first actions need not ask.
         let mkdir = ssh::ExecRequest::new(workdir.clone())
-            .line("true")
+            .line(format!("[ -e modules ] || echo {NO_MODULES}"))
             .timeout(OPERATION_TIMEOUT)
             .cancel(req.cancel.clone());
         let out = self
@@ -319,6 +324,9 @@ impl SshProvider {
                     last_line(&out.stderr)
                 ),
             ));
+        }
+        if out.stdout.trim_ascii_end() == NO_MODULES.as_bytes() {
+            self.inner.synced.set_empty(&host, &workdir);
         }
         Ok(outputs)
     }

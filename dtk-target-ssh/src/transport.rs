@@ -687,16 +687,17 @@ impl SshPool {
     }
 
     /// Unpacks the tar archive `archive` into `dir` inside `workdir` on `host` (both made
-    /// if missing), then runs `after` there (a shell script: this crate's own, to finish a
-    /// module copy). The archive travels over the session's stdin, through the host's
-    /// master connection; nothing of it is in an argv.
+    /// if missing; `dir` empty for `workdir` itself), after running `before` there (a shell
+    /// script: this crate's own, to prepare a module copy; a failure of it stops the
+    /// upload). Entries are unpacked in the archive's order. The archive travels over the
+    /// session's stdin, through the host's master connection; nothing of it is in an argv.
     pub async fn upload(
         &self,
         host: &SshHost,
         workdir: &str,
         dir: &str,
         archive: Vec<u8>,
-        after: &str,
+        before: &str,
         timeout: Duration,
     ) -> Result<(), SshError> {
         let known_hosts = host.check()?;
@@ -716,7 +717,7 @@ impl SshPool {
         let mut retried = false;
         loop {
             self.ensure_up(&master, &known_hosts).await?;
-            let sent = upload_exchange(&self.inner, &master, workdir, dir, &archive, after);
+            let sent = upload_exchange(&self.inner, &master, workdir, dir, &archive, before);
             let out = tokio::time::timeout(timeout, sent)
                 .await
                 .map_err(|_| SshError::Timeout {
@@ -1273,7 +1274,7 @@ async fn upload_exchange(
     workdir: &str,
     dir: &str,
     archive: &[u8],
-    after: &str,
+    before: &str,
 ) -> io::Result<Answer> {
     let ssh = &inner.config.ssh_program;
     match shell_of(ssh, master, inner.config.subshell_jobs).await? {
@@ -1281,15 +1282,15 @@ async fn upload_exchange(
             let marker = trailer_marker(&run_id());
             let job = if shell.gzip {
                 let gz = gzipped(inner, archive).await?;
-                script::shell_upload(workdir, dir, &gz, true, after, &marker)
+                script::shell_upload(workdir, dir, &gz, true, before, &marker)
             } else {
-                script::shell_upload(workdir, dir, archive, false, after, &marker)
+                script::shell_upload(workdir, dir, archive, false, before, &marker)
             };
             run_in(master, shell, &job, &marker, &[]).await
         }
         Some(Err(answer)) => Ok(answer),
         None => {
-            let program = script::upload_script(workdir, dir, after);
+            let program = script::upload_script(workdir, dir, before);
             let remote = format!("exec sh -c {}", script::quote(&program));
             session_with(ssh, master, &remote, archive.to_vec())
                 .await

@@ -598,3 +598,98 @@ assemblies:
     assert!(again.stdout.contains("already at"), "{again:?}");
     home.fsck_all();
 }
+
+/// A module copy on an SSH node: the node's creation tells dtk it holds no copy, so the
+/// first action sends the files without asking; an edited file is sent again and a deleted
+/// one removed from the node, the manifest last.
+#[test]
+fn module_files_reach_an_ssh_node_and_edits_and_removals_follow() {
+    use dtk_tests::sshd::{Sshd, current_user};
+    let home = CliHome::new();
+    let sshd = Sshd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let known = tmp.path().join("known_hosts");
+    sshd.write_known_hosts(&known);
+    let workdir = tmp.path().join("nodes");
+    home.run(&[
+        "service", "stage", "dtk/ssh", "target", "--base", "-n", "hosts",
+    ])
+    .ok();
+    let set = |path: &str, value: &str| {
+        home.run(&["service", "set-attribute", "hosts", path, value])
+            .ok();
+    };
+    set(
+        "inventory/hosts",
+        &format!(
+            "[{{name: h1, address: 127.0.0.1, port: {}, workdir: {}}}]",
+            sshd.port(),
+            workdir.display()
+        ),
+    );
+    set("inventory/user", &current_user());
+    set(
+        "inventory/private_key_path",
+        sshd.user_key().to_str().unwrap(),
+    );
+    set("inventory/known_hosts_path", known.to_str().unwrap());
+    home.run(&["service", "converge", "hosts"]).ok();
+
+    let m = module_dir(
+        tmp.path(),
+        "shipped",
+        r#"dsl_version: 1.0.0
+module: test/shipped
+version: 1.0.0
+component_defs:
+  app:
+    actions:
+      create:
+        commands:
+        - RUN ./bin/hello > hello.txt && cat data.txt > copy.txt && ls > listing.txt
+assemblies:
+  one:
+    components:
+    - node[web]:
+        components: [app]
+"#,
+    );
+    std::fs::create_dir_all(m.join("bin")).unwrap();
+    let hello = m.join("bin/hello");
+    std::fs::write(&hello, "#!/bin/sh\necho hello\n").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&hello, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(m.join("data.txt"), "data\n").unwrap();
+    std::fs::write(m.join("old.txt"), "to be removed\n").unwrap();
+    home.run(&["module", "install", m.to_str().unwrap()]).ok();
+    home.run(&[
+        "service",
+        "stage",
+        "test/shipped",
+        "one",
+        "-n",
+        "s",
+        "--target",
+        "hosts",
+    ])
+    .ok();
+    home.run(&["service", "converge", "s"]).ok();
+    let copy = workdir.join("s/web/modules/test/shipped");
+    assert_eq!(read(&copy.join("hello.txt")), "hello\n");
+    assert_eq!(read(&copy.join("copy.txt")), "data\n");
+    assert!(read(&copy.join("listing.txt")).contains("old.txt"));
+    let manifest = workdir.join("s/web/modules/test/.shipped.manifest");
+    assert!(read(&manifest).contains("old.txt"));
+
+    // An edited script and a removed file: the node's copy follows.
+    let edited = home.service_dir("s").join("modules/test/shipped");
+    std::fs::write(edited.join("bin/hello"), "#!/bin/sh\necho bonjour\n").unwrap();
+    std::fs::remove_file(edited.join("old.txt")).unwrap();
+    home.run(&["service", "converge", "s"]).ok();
+    assert_eq!(read(&copy.join("hello.txt")), "bonjour\n");
+    assert!(!copy.join("old.txt").exists(), "the removed file is gone");
+    assert!(!read(&copy.join("listing.txt")).contains("old.txt"));
+    let manifest = read(&manifest);
+    assert!(!manifest.contains("old.txt"), "{manifest}");
+    assert!(manifest.contains("bin/hello"), "{manifest}");
+}

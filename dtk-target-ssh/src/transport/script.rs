@@ -198,12 +198,10 @@ pub(crate) fn run_script(
     s
 }
 
-/// The program of an upload session (see `SshPool::upload`): makes `dir` in `workdir`,
-/// unpacks the archive on stdin there, then runs `after` in it.
-pub(crate) fn upload_script(workdir: &str, dir: &str, after: &str) -> String {
-    let mut s = upload_head(workdir, dir, "tar -xf -");
-    push_line(&mut s, after);
-    s
+/// The program of an upload session (see `SshPool::upload`): makes `dir` in `workdir` if
+/// it is missing, runs `before` there, then unpacks the archive on stdin there.
+pub(crate) fn upload_script(workdir: &str, dir: &str, before: &str) -> String {
+    upload_program(workdir, dir, before, "tar -xf -")
 }
 
 /// The same program as a job of a long-lived shell: the archive (gzip-compressed when
@@ -215,7 +213,7 @@ pub(crate) fn shell_upload(
     dir: &str,
     archive: &[u8],
     gzipped: bool,
-    after: &str,
+    before: &str,
     marker: &str,
 ) -> String {
     use base64::Engine as _;
@@ -229,17 +227,17 @@ pub(crate) fn shell_upload(
         data.push('\n');
     }
     data.push('\'');
-    let mut s = String::with_capacity(data.len() + after.len() + 512);
+    let mut s = String::with_capacity(data.len() + before.len() + 512);
     s.push_str("(\n");
-    s.push_str(&upload_head(
+    s.push_str(&upload_program(
         workdir,
         dir,
+        before,
         &format!(
             "printf '%s' {data} | base64 -d | tar -x{}f -",
             if gzipped { "z" } else { "" }
         ),
     ));
-    push_line(&mut s, after);
     s.push_str(") </dev/null 2>&1\n");
     push_done(&mut s, marker, "$?");
     s
@@ -261,14 +259,25 @@ fn push_done(s: &mut String, marker: &str, status: &str) {
     );
 }
 
-/// An upload program up to its unpacking line, `unpack` (which reads the archive).
-fn upload_head(workdir: &str, dir: &str, unpack: &str) -> String {
+/// An upload program: into `dir` in `workdir` (the work directory itself when `dir` is
+/// empty; made only if missing, which spares a `mkdir` process), `before`, then `unpack`
+/// (which reads the archive). A failure of either ends it with status 1.
+fn upload_program(workdir: &str, dir: &str, before: &str, unpack: &str) -> String {
     let mut s = String::from(HOME_LINE);
-    let _ = writeln!(s, "__dtk_d={}/{}", workdir_word(workdir), quote(dir));
-    let _ = writeln!(
-        s,
-        "mkdir -p -- \"$__dtk_d\" && cd -- \"$__dtk_d\" && {unpack} || exit 1"
+    if dir.is_empty() {
+        let _ = writeln!(s, "__dtk_d={}", workdir_word(workdir));
+    } else {
+        let _ = writeln!(s, "__dtk_d={}/{}", workdir_word(workdir), quote(dir));
+    }
+    s.push_str(
+        "{ [ -d \"$__dtk_d\" ] || mkdir -p -- \"$__dtk_d\"; } && cd -- \"$__dtk_d\" || exit 1\n",
     );
+    if !before.trim().is_empty() {
+        s.push_str("{\n");
+        push_line(&mut s, before);
+        s.push_str("} || exit 1\n");
+    }
+    let _ = writeln!(s, "{unpack} || exit 1");
     s
 }
 
