@@ -953,7 +953,12 @@ impl SshPool {
                     master.defer_cleanup(vec![script::tombstone_word(&req.workdir, &run_id)]);
                 }
                 Ran::Shell(Some(shell)) => release(master, shell, &cleanup).await,
-                Ran::Shell(None) => master.defer_cleanup(cleanup),
+                Ran::Shell(None) => {
+                    // The shell ended after the job: its files are nobody's now.
+                    let mut words = cleanup;
+                    words.push(script::run_words(&req.workdir, &stem));
+                    master.defer_cleanup(words);
+                }
             }
             let mut stderr = out.stderr;
             stderr.extend_from_slice(&trailer.stderr);
