@@ -706,9 +706,9 @@ impl SshPool {
             port: host.port,
             reason,
         };
-        if workdir.is_empty() || workdir.contains('\0') || dir.contains('\0') {
+        if workdir.is_empty() || [workdir, dir].iter().any(|p| p.contains(['\0', '\n'])) {
             return Err(invalid(
-                "the upload directory is empty or holds a NUL byte".to_owned(),
+                "the upload directory is empty or holds a NUL byte or a newline".to_owned(),
             ));
         }
         let master = self.master(host)?;

@@ -77,6 +77,10 @@ pub(crate) fn check_request(req: &ExecRequest) -> Result<(), String> {
     if req.workdir.contains('\0') {
         return Err("the work directory contains a NUL byte".to_owned());
     }
+    // A long-lived shell keeps its run files' names one set per line.
+    if req.workdir.contains('\n') {
+        return Err("the work directory contains a newline".to_owned());
+    }
     for (name, value) in &req.env {
         if !is_env_name(name) {
             return Err(format!(

@@ -263,6 +263,10 @@ fn requests_are_checked_without_echoing_values() {
         expect![[r#"Err("the work directory is empty")"#]],
     );
     check(
+        ExecRequest::new("/w/a\nb"),
+        expect![[r#"Err("the work directory contains a newline")"#]],
+    );
+    check(
         ExecRequest::new("/w").line("ok").line("a\0b"),
         expect![[r#"Err("script line 2 contains a NUL byte")"#]],
     );
