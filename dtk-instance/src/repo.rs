@@ -160,6 +160,9 @@ pub struct RepoContentStore {
     root: PathBuf,
 }
 
+/// The most memory one instance repository handle keeps for decoded objects.
+const OBJECT_CACHE_BYTES: usize = 4 << 20;
+
 thread_local! {
     static OPEN_REPOS: std::cell::RefCell<BTreeMap<PathBuf, gix::Repository>> =
         const { std::cell::RefCell::new(BTreeMap::new()) };
@@ -214,7 +217,10 @@ impl InstanceRepo {
 
     /// Opens the instance repository at `root`.
     pub fn open(root: &Path) -> Result<InstanceRepo, InstanceError> {
-        let repo = git!(root, "open", gix::open(root))?;
+        let mut repo = git!(root, "open", gix::open(root))?;
+        // A command reads the same few objects (HEAD's commit, its trees, the modules'
+        // trees) several times: keep decoded objects for the handle's life.
+        repo.object_cache_size_if_unset(OBJECT_CACHE_BYTES);
         Ok(InstanceRepo {
             repo,
             root: root.to_path_buf(),
