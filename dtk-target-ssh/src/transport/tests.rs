@@ -703,3 +703,86 @@ fn every_script_parses_under_dash_and_bash() {
         }
     }
 }
+
+/// The long-lived shell's protocol, run by dash and by bash (either may be a node's `sh`)
+/// without any SSH: the probe, two subshell jobs on one set of run files (each confirmed),
+/// then the end of input, which removes the files.
+#[test]
+fn a_long_lived_shell_runs_subshell_jobs_under_dash_and_bash() {
+    for shell in ["dash", "bash"] {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let work = tmp.path().join("w");
+        let workdir = work.to_str().expect("utf-8");
+        let stem = script::run_file_stem("shell-1");
+        let files = script::run_words(workdir, &stem);
+        let mut input = String::from(script::SHELL_PROBE);
+        let jobs = [
+            // The pid file holds the job's own pid (not the shell's `$$`), start time and
+            // group.
+            "echo one; echo err >&2; echo k=v >> \"$DTK_OUTPUT\"; set -- a b; \
+             read -r p t g < \"${DTK_OUTPUT%.out}.pid\"; [ \"$p\" != $$ ] && [ -n \"$g\" ] && echo pid",
+            "echo \"[$1]\"; exit 3",
+        ];
+        for (i, line) in jobs.iter().enumerate() {
+            let req = ExecRequest::new(workdir)
+                .env("N", i.to_string())
+                .line(*line);
+            let run = script::run_script(
+                &req,
+                &format!("r{i}"),
+                &stem,
+                &format!("M{i}"),
+                &[],
+                script::Place::Subshell,
+            );
+            input.push_str(&script::subshell_job(&run, &format!("M{i}"), &files));
+            input.push_str(&script::shell_confirm(&[]));
+        }
+        let mut child = std::process::Command::new(shell)
+            .arg("-s")
+            .current_dir(tmp.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the shell starts");
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(input.as_bytes()).expect("input");
+        }
+        let out = child.wait_with_output().expect("the shell ends");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let ready = text.lines().next().unwrap_or_default();
+        assert!(
+            ready.starts_with(script::SHELL_READY) && ready.contains(" fork"),
+            "{shell}: {text}"
+        );
+        let jobs_text = text.split_once('\n').map_or("", |(_, r)| r);
+        let (first, rest) = jobs_text
+            .split_once(&script::done_prefix("M0"))
+            .unwrap_or_else(|| panic!("{shell}: no end of the first job: {text}"));
+        let t = script::split_trailer(first.as_bytes(), "M0")
+            .unwrap_or_else(|| panic!("{shell}: no trailer: {text}"));
+        assert_eq!(t.status, 0, "{shell}: {text}");
+        assert_eq!(t.stdout, b"one\npid\n", "{shell}: {text}");
+        assert_eq!(t.stderr, b"err\n", "{shell}");
+        assert_eq!(t.outputs, [("k".to_owned(), "v".to_owned())], "{shell}");
+        // The second job sees none of the first one's output, outputs or parameters.
+        let second = rest.split_once('\n').map_or("", |(_, r)| r);
+        let second = second
+            .split_once(&script::done_prefix("M1"))
+            .map_or(second, |(job, _)| job);
+        let t = script::split_trailer(second.as_bytes(), "M1")
+            .unwrap_or_else(|| panic!("{shell}: no second trailer: {text}"));
+        assert_eq!(t.status, 3, "{shell}: {text}");
+        assert_eq!(t.stdout, b"[]\n", "{shell}: {text}");
+        assert!(t.outputs.is_empty() && t.stderr.is_empty(), "{shell}");
+        // The shell removed its files as it ended.
+        let left: Vec<_> = std::fs::read_dir(&work)
+            .expect("the work directory")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "{shell} left {left:?}");
+    }
+}
