@@ -160,12 +160,17 @@ pub(crate) fn run_script(
     s.push_str(concat!(
         "__dtk_end() {\n",
         "  echo \"$1\" > \"$__dtk_r.done\"\n",
-        "  [ -s \"$__dtk_r.stdout\" ] && cat -- \"$__dtk_r.stdout\" >&8\n",
-        "  printf '\\n%s %s\\n' \"$__dtk_m\" \"$1\" >&8\n",
-        "  [ -s \"$__dtk_r.out\" ] && cat -- \"$__dtk_r.out\" >&8\n",
-        "  printf '\\n%s err\\n' \"$__dtk_m\" >&8\n",
-        "  [ -s \"$__dtk_r.stderr\" ] && cat -- \"$__dtk_r.stderr\" >&8\n",
-        "  printf '\\n%s end\\n' \"$__dtk_m\" >&8\n",
+        // With nothing to copy (the usual case), the trailer is one write, so one packet.
+        "  if [ -s \"$__dtk_r.stdout\" ] || [ -s \"$__dtk_r.out\" ] || [ -s \"$__dtk_r.stderr\" ]; then\n",
+        "    [ -s \"$__dtk_r.stdout\" ] && cat -- \"$__dtk_r.stdout\" >&8\n",
+        "    printf '\\n%s %s\\n' \"$__dtk_m\" \"$1\" >&8\n",
+        "    [ -s \"$__dtk_r.out\" ] && cat -- \"$__dtk_r.out\" >&8\n",
+        "    printf '\\n%s err\\n' \"$__dtk_m\" >&8\n",
+        "    [ -s \"$__dtk_r.stderr\" ] && cat -- \"$__dtk_r.stderr\" >&8\n",
+        "    printf '\\n%s end\\n' \"$__dtk_m\" >&8\n",
+        "  else\n",
+        "    printf '\\n%s %s\\n\\n%s err\\n\\n%s end\\n' \"$__dtk_m\" \"$1\" \"$__dtk_m\" \"$__dtk_m\" >&8\n",
+        "  fi\n",
     ));
     // One `rm` for this run's files and the tombstones of earlier ones.
     if place == Place::Session {

@@ -63,12 +63,16 @@ fn the_run_script_exports_then_runs_each_line_until_one_fails() {
         echo $$ > "$__dtk_r.pid"
         __dtk_end() {
           echo "$1" > "$__dtk_r.done"
-          [ -s "$__dtk_r.stdout" ] && cat -- "$__dtk_r.stdout" >&8
-          printf '\n%s %s\n' "$__dtk_m" "$1" >&8
-          [ -s "$__dtk_r.out" ] && cat -- "$__dtk_r.out" >&8
-          printf '\n%s err\n' "$__dtk_m" >&8
-          [ -s "$__dtk_r.stderr" ] && cat -- "$__dtk_r.stderr" >&8
-          printf '\n%s end\n' "$__dtk_m" >&8
+          if [ -s "$__dtk_r.stdout" ] || [ -s "$__dtk_r.out" ] || [ -s "$__dtk_r.stderr" ]; then
+            [ -s "$__dtk_r.stdout" ] && cat -- "$__dtk_r.stdout" >&8
+            printf '\n%s %s\n' "$__dtk_m" "$1" >&8
+            [ -s "$__dtk_r.out" ] && cat -- "$__dtk_r.out" >&8
+            printf '\n%s err\n' "$__dtk_m" >&8
+            [ -s "$__dtk_r.stderr" ] && cat -- "$__dtk_r.stderr" >&8
+            printf '\n%s end\n' "$__dtk_m" >&8
+          else
+            printf '\n%s %s\n\n%s err\n\n%s end\n' "$__dtk_m" "$1" "$__dtk_m" "$__dtk_m" >&8
+          fi
           rm -f -- "$__dtk_r.pid" "$__dtk_r.out" "$__dtk_r.stdout" "$__dtk_r.stderr" /old/.dtk-run-0.done
         }
         trap '__dtk_end $?' EXIT
@@ -722,6 +726,7 @@ fn a_long_lived_shell_runs_subshell_jobs_under_dash_and_bash() {
             "echo one; echo err >&2; echo k=v >> \"$DTK_OUTPUT\"; set -- a b; \
              read -r p t g < \"${DTK_OUTPUT%.out}.pid\"; [ \"$p\" != $$ ] && [ -n \"$g\" ] && echo pid",
             "echo \"[$1]\"; exit 3",
+            "true",
         ];
         for (i, line) in jobs.iter().enumerate() {
             let req = ExecRequest::new(workdir)
@@ -757,26 +762,32 @@ fn a_long_lived_shell_runs_subshell_jobs_under_dash_and_bash() {
             ready.starts_with(script::SHELL_READY) && ready.contains(" fork"),
             "{shell}: {text}"
         );
-        let jobs_text = text.split_once('\n').map_or("", |(_, r)| r);
-        let (first, rest) = jobs_text
-            .split_once(&script::done_prefix("M0"))
-            .unwrap_or_else(|| panic!("{shell}: no end of the first job: {text}"));
-        let t = script::split_trailer(first.as_bytes(), "M0")
-            .unwrap_or_else(|| panic!("{shell}: no trailer: {text}"));
+        // Each job's part of the stream ends in its done line.
+        let mut parts = Vec::new();
+        let mut rest = text.split_once('\n').map_or("", |(_, r)| r);
+        for i in 0..jobs.len() {
+            let (part, after) = rest
+                .split_once(&script::done_prefix(&format!("M{i}")))
+                .unwrap_or_else(|| panic!("{shell}: no end of job {i}: {text}"));
+            let t = script::split_trailer(part.as_bytes(), &format!("M{i}"))
+                .unwrap_or_else(|| panic!("{shell}: no trailer for job {i}: {text}"));
+            parts.push(t);
+            rest = after.split_once('\n').map_or("", |(_, r)| r);
+        }
+        let t = &parts[0];
         assert_eq!(t.status, 0, "{shell}: {text}");
         assert_eq!(t.stdout, b"one\npid\n", "{shell}: {text}");
         assert_eq!(t.stderr, b"err\n", "{shell}");
         assert_eq!(t.outputs, [("k".to_owned(), "v".to_owned())], "{shell}");
         // The second job sees none of the first one's output, outputs or parameters.
-        let second = rest.split_once('\n').map_or("", |(_, r)| r);
-        let second = second
-            .split_once(&script::done_prefix("M1"))
-            .map_or(second, |(job, _)| job);
-        let t = script::split_trailer(second.as_bytes(), "M1")
-            .unwrap_or_else(|| panic!("{shell}: no second trailer: {text}"));
+        let t = &parts[1];
         assert_eq!(t.status, 3, "{shell}: {text}");
         assert_eq!(t.stdout, b"[]\n", "{shell}: {text}");
         assert!(t.outputs.is_empty() && t.stderr.is_empty(), "{shell}");
+        // A job with nothing to say: its trailer in one piece, the same text.
+        let t = &parts[2];
+        assert_eq!(t.status, 0, "{shell}: {text}");
+        assert!(t.stdout.is_empty() && t.stderr.is_empty() && t.outputs.is_empty());
         // The shell removed its files as it ended.
         let left: Vec<_> = std::fs::read_dir(&work)
             .expect("the work directory")
