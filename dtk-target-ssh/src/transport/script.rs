@@ -449,9 +449,15 @@ pub(crate) fn shell_job(script: &str, marker: &str, files: &str) -> String {
     let quoted = quote(script);
     let mut s = String::with_capacity(quoted.len() + files.len() + 160);
     let _ = writeln!(s, "printf '%s' {quoted} | setsid \"$__dtk_sh\" -s 2>&1");
-    let _ = writeln!(s, "__dtk_s=$?; __dtk_q={}", quote(files));
-    push_done(&mut s, marker, "$__dtk_s");
+    push_job_end(&mut s, marker, files);
     s
+}
+
+/// The end of a job's text: its status kept, its `files` waiting in `__dtk_q` for dtk's
+/// confirmation ([`shell_confirm`]), and the [`done_prefix`] line.
+fn push_job_end(s: &mut String, marker: &str, files: &str) {
+    let _ = writeln!(s, "__dtk_s=$?; __dtk_q={}", quote(files));
+    push_done(s, marker, "$__dtk_s");
 }
 
 /// The text that runs one action's `script` in a long-lived shell as a subshell of it: the
@@ -469,8 +475,7 @@ pub(crate) fn subshell_job(script: &str, marker: &str, files: &str) -> String {
         s.push('\n');
     }
     s.push_str(") </dev/null 2>&1\n");
-    let _ = writeln!(s, "__dtk_s=$?; __dtk_q={}", quote(files));
-    push_done(&mut s, marker, "$__dtk_s");
+    push_job_end(&mut s, marker, files);
     s
 }
 

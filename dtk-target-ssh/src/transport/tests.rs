@@ -607,7 +607,9 @@ fn the_trailer_carries_stderr_in_its_own_section() {
 }
 
 #[test]
-fn a_shell_job_is_the_script_piped_by_a_builtin_into_a_session_of_its_own() {
+fn a_job_is_the_script_piped_into_a_session_of_its_own_or_in_a_subshell() {
+    let files = script::run_words("~/w", &script::run_file_stem("1-2"));
+    let job = "echo 'a'\nexit 0\n";
     expect![[r#"
         printf '%s' 'echo '\''a'\''
         exit 0
@@ -615,15 +617,8 @@ fn a_shell_job_is_the_script_piped_by_a_builtin_into_a_session_of_its_own() {
         __dtk_s=$?; __dtk_q='"$__dtk_h"/w/.dtk-run-1-2.pid "$__dtk_h"/w/.dtk-run-1-2.out "$__dtk_h"/w/.dtk-run-1-2.stdout "$__dtk_h"/w/.dtk-run-1-2.stderr "$__dtk_h"/w/.dtk-run-1-2.done'
         printf '\n%s.done %s\n' dtk-end-M "$__dtk_s"
     "#]]
-    .assert_eq(&script::shell_job(
-        "echo 'a'\nexit 0\n",
-        "dtk-end-M",
-        &script::run_words("~/w", &script::run_file_stem("1-2")),
-    ));
-}
-
-#[test]
-fn a_subshell_job_is_the_script_in_parentheses_reading_nothing_else() {
+    .assert_eq(&script::shell_job(job, "dtk-end-M", &files));
+    // Reading nothing else: not the shell's input, which holds the jobs to come.
     expect![[r#"
         (
         echo 'a'
@@ -632,11 +627,7 @@ fn a_subshell_job_is_the_script_in_parentheses_reading_nothing_else() {
         __dtk_s=$?; __dtk_q='"$__dtk_h"/w/.dtk-run-1-2.pid "$__dtk_h"/w/.dtk-run-1-2.out "$__dtk_h"/w/.dtk-run-1-2.stdout "$__dtk_h"/w/.dtk-run-1-2.stderr "$__dtk_h"/w/.dtk-run-1-2.done'
         printf '\n%s.done %s\n' dtk-end-M "$__dtk_s"
     "#]]
-    .assert_eq(&script::subshell_job(
-        "echo 'a'\nexit 0\n",
-        "dtk-end-M",
-        &script::run_words("~/w", &script::run_file_stem("1-2")),
-    ));
+    .assert_eq(&script::subshell_job(job, "dtk-end-M", &files));
 }
 
 #[tokio::test]
