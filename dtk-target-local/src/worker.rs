@@ -130,10 +130,19 @@ pub(crate) async fn run(job: &Job<'_>, timeout: Duration) -> Result<Ended, Unusa
     let text = script(job).ok_or(Unusable::NotStarted)?;
     let mut worker = match take() {
         Some(w) => w,
-        None => Worker::start(job.stdout).map_err(|why| {
-            tracing_broken(&why);
-            Unusable::NotStarted
-        })?,
+        // Starting a shell and waiting for its first answer blocks: on the blocking pool,
+        // so that the runtime's threads go on dispatching (a run's first jobs start their
+        // workers side by side instead of one after another on the runtime's threads).
+        None => {
+            let capture = job.stdout.try_clone().map_err(|_| Unusable::NotStarted)?;
+            let started = tokio::task::spawn_blocking(move || Worker::start(&capture))
+                .await
+                .unwrap_or_else(|join| Err(format!("the worker's thread failed: {join}")));
+            started.map_err(|why| {
+                tracing_broken(&why);
+                Unusable::NotStarted
+            })?
+        }
     };
     let pid = worker.pid;
     let mut handle = tokio::task::spawn_blocking(move || {
