@@ -1283,7 +1283,7 @@ async fn upload_exchange(
 ) -> io::Result<Answer> {
     let ssh = &inner.config.ssh_program;
     match shell_of(ssh, master, inner.config.subshell_jobs).await? {
-        Some(Ok(shell)) => {
+        Some(Ok(mut shell)) => {
             let marker = trailer_marker(&run_id());
             let job = if shell.gzip {
                 let gz = gzipped(inner, archive).await?;
@@ -1291,7 +1291,12 @@ async fn upload_exchange(
             } else {
                 script::shell_upload(workdir, dir, archive, false, before, &marker)
             };
-            run_in(master, shell, &job, &marker, &[]).await
+            // An upload has no run files: nothing to confirm, the shell is ready again.
+            let (answer, reusable) = shell.run(job.as_bytes(), &marker).await?;
+            if reusable {
+                master.give_back(shell);
+            }
+            Ok(answer)
         }
         Some(Err(answer)) => Ok(answer),
         None => {
@@ -1364,21 +1369,6 @@ async fn shell_of(
             None
         }
     })
-}
-
-/// Runs `job` in `shell`; if the shell can take another, [`release`]s it.
-async fn run_in(
-    master: &Arc<Master>,
-    mut shell: Box<Shell>,
-    job: &str,
-    marker: &str,
-    earlier: &[String],
-) -> io::Result<Answer> {
-    let (answer, reusable) = shell.run(job.as_bytes(), marker).await?;
-    if reusable {
-        release(master, shell, earlier).await;
-    }
-    Ok(answer)
 }
 
 /// Tells `shell` its last job's result was read (its files may be emptied for the next job,
