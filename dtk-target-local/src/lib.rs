@@ -263,24 +263,23 @@ async fn run_steps(
     put: impl Fn(&dtk_model::provider::PutFile) -> Result<(), String>,
 ) -> Result<ExecOutput, ProviderError> {
     let op = || format!("run commands in {}", cwd.display());
-    // Plain syscalls (a mkdir that usually finds the directory there): cheaper inline
-    // than a hop to tokio's blocking pool.
-    if cwd != dir {
-        std::fs::create_dir_all(cwd).map_err(|e| {
-            ProviderError::failed(op(), format!("cannot create {}: {e}", cwd.display()))
+    // A `cwd` other than `dir` is a module's copy, which the caller has just found or
+    // made (under `dir`): only `dir` alone may need making. A plain mkdir that usually
+    // finds the directory there: cheaper inline than a hop to tokio's blocking pool.
+    if cwd == dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            ProviderError::failed(op(), format!("cannot create {}: {e}", dir.display()))
         })?;
     }
-    let scratch = dir.join(".dtk-run");
-    std::fs::create_dir_all(&scratch).map_err(|e| {
-        ProviderError::failed(op(), format!("cannot create {}: {e}", scratch.display()))
-    })?;
+    // Scratch files sit in `dir` itself, named for this process and run: no directory
+    // of their own (making one per sandbox cost an inode and a directory block per node).
     let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let stem = format!("{}-{n}", std::process::id());
-    let outputs_path = scratch.join(format!("{stem}.outputs"));
+    let stem = format!(".dtk-run-{}-{n}", std::process::id());
+    let outputs_path = dir.join(format!("{stem}.outputs"));
     let started = Instant::now();
     let deadline = started + timeout;
     let capture = |suffix: &str| {
-        capture_file(&scratch, &stem, suffix)
+        capture_file(dir, &stem, suffix)
             .map_err(|e| ProviderError::failed(op(), format!("cannot make a capture file: {e}")))
     };
     let mut stdout = capture("out")?;

@@ -29,10 +29,10 @@
 //! Linux only (capture files are reached through `/proc`); `DTK_LOCAL_WORKERS=0` turns
 //! workers off (every line is then its own `sh -c`).
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::os::fd::AsRawFd as _;
+use std::io::Write as _;
+use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -144,30 +144,31 @@ pub(crate) async fn run(job: &Job<'_>, timeout: Duration) -> Result<Ended, Unusa
             })?
         }
     };
+    // The job and its answer travel on the runtime's own threads (the pipes, non-blocking,
+    // are registered with the reactor for this job only), not on a blocking thread per
+    // job: no hop to another thread and back for every line.
+    let Some(pipes) = worker.watch() else {
+        // Nothing was written: the line did not start.
+        drop(worker);
+        return Err(Unusable::NotStarted);
+    };
     let pid = worker.pid;
-    let mut handle = tokio::task::spawn_blocking(move || {
-        let answer = worker.ask(&text);
-        (worker, answer)
-    });
-    match tokio::time::timeout(timeout, &mut handle).await {
-        Ok(Ok((worker, Ok(status)))) => {
-            give_back(worker);
+    let answer = tokio::time::timeout(timeout, worker.ask(&pipes, &text)).await;
+    let back = worker.unwatch(pipes);
+    match answer {
+        Ok(Ok(status)) => {
+            if back {
+                give_back(worker);
+            }
             Ok(Ended::Exited(status))
         }
-        Ok(Ok((worker, Err(why)))) => {
+        Ok(Err(why)) => {
             drop(worker);
             Err(Unusable::Lost(why))
         }
-        Ok(Err(join)) => Err(Unusable::Lost(format!(
-            "the worker's thread failed: {join}"
-        ))),
         Err(_) => {
             kill_job(pid);
-            // The worker is dead: its answer is the end of its output, at once.
-            if let Ok(Ok((worker, _))) = tokio::time::timeout(Duration::from_secs(5), handle).await
-            {
-                drop(worker);
-            }
+            drop(worker);
             Ok(Ended::TimedOut)
         }
     }
@@ -194,9 +195,17 @@ fn give_back(worker: Worker) {
 struct Worker {
     child: Child,
     pid: u32,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    answer: String,
+    /// dtk's ends of the worker's standard input and output, non-blocking once started;
+    /// `None` only while a job has them registered with a runtime.
+    pipes: Option<(OwnedFd, OwnedFd)>,
+    /// What the worker wrote that is not an answer read yet.
+    unread: Vec<u8>,
+}
+
+/// A worker's pipes, registered with the current runtime's reactor for one job.
+struct Pipes {
+    stdin: tokio::net::unix::pipe::Sender,
+    stdout: tokio::net::unix::pipe::Receiver,
 }
 
 impl Worker {
@@ -214,48 +223,141 @@ impl Worker {
             .spawn()
             .map_err(|e| format!("cannot start sh: {e}"))?;
         let pid = child.id();
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err("sh was started without pipes".to_owned());
         };
         let mut worker = Worker {
             child,
             pid,
-            stdin,
-            stdout: BufReader::new(stdout),
-            answer: String::new(),
+            pipes: None,
+            unread: Vec::new(),
         };
         let probe = format!(
             "( exec >>/proc/{}/fd/{} )\necho \"dtk-status $?\"\n",
             std::process::id(),
             capture.as_raw_fd()
         );
-        match worker.ask(&probe) {
-            Ok(0) => Ok(worker),
-            Ok(n) => Err(format!(
-                "a worker cannot open dtk's capture files through /proc (status {n})"
-            )),
-            Err(e) => Err(e),
+        // Still blocking here (on the blocking pool): the first answer is waited for.
+        let status = stdin
+            .write_all(probe.as_bytes())
+            .map_err(|e| format!("cannot write to the worker: {e}"))
+            .and_then(|()| worker.answer_blocking(&mut stdout))?;
+        if status != 0 {
+            return Err(format!(
+                "a worker cannot open dtk's capture files through /proc (status {status})"
+            ));
+        }
+        let (stdin, stdout) = (OwnedFd::from(stdin), OwnedFd::from(stdout));
+        set_nonblocking(&stdin)
+            .and_then(|()| set_nonblocking(&stdout))
+            .map_err(|e| format!("cannot make a pipe non-blocking: {e}"))?;
+        worker.pipes = Some((stdin, stdout));
+        Ok(worker)
+    }
+
+    /// Reads the answer to the probe from `stdout`, blocking.
+    fn answer_blocking(&mut self, stdout: &mut ChildStdout) -> Result<i32, String> {
+        use std::io::Read as _;
+        let mut buf = [0u8; 256];
+        loop {
+            if let Some(answer) = self.take_answer() {
+                return answer;
+            }
+            match stdout.read(&mut buf) {
+                Ok(0) => return Err("the worker ended".to_owned()),
+                Ok(n) => self.unread.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("cannot read the worker's answer: {e}")),
+            }
         }
     }
 
+    /// Registers the worker's pipes with the current runtime for a job; `None` when they
+    /// cannot be (the worker is then of no more use).
+    fn watch(&mut self) -> Option<Pipes> {
+        use tokio::net::unix::pipe::{Receiver, Sender};
+        let (stdin, stdout) = self.pipes.take()?;
+        Some(Pipes {
+            stdin: Sender::from_owned_fd_unchecked(stdin).ok()?,
+            stdout: Receiver::from_owned_fd_unchecked(stdout).ok()?,
+        })
+    }
+
+    /// Takes the pipes back from the runtime after a job; whether the worker has them.
+    fn unwatch(&mut self, pipes: Pipes) -> bool {
+        if let (Ok(stdin), Ok(stdout)) = (
+            pipes.stdin.into_nonblocking_fd(),
+            pipes.stdout.into_nonblocking_fd(),
+        ) {
+            self.pipes = Some((stdin, stdout));
+        }
+        self.pipes.is_some()
+    }
+
     /// Writes a job and reads its status.
-    fn ask(&mut self, text: &str) -> Result<i32, String> {
-        self.stdin
-            .write_all(text.as_bytes())
-            .and_then(|()| self.stdin.flush())
-            .map_err(|e| format!("cannot write to the worker: {e}"))?;
-        self.answer.clear();
-        match self.stdout.read_line(&mut self.answer) {
-            Ok(0) => Err("the worker ended".to_owned()),
-            Ok(_) => self
-                .answer
-                .trim_end()
-                .strip_prefix("dtk-status ")
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| format!("the worker answered {:?}", self.answer.trim_end())),
-            Err(e) => Err(format!("cannot read the worker's answer: {e}")),
+    async fn ask(&mut self, pipes: &Pipes, text: &str) -> Result<i32, String> {
+        let mut left = text.as_bytes();
+        while !left.is_empty() {
+            pipes
+                .stdin
+                .writable()
+                .await
+                .map_err(|e| format!("cannot write to the worker: {e}"))?;
+            match pipes.stdin.try_write(left) {
+                Ok(0) => return Err("the worker ended".to_owned()),
+                Ok(n) => left = &left[n..],
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(format!("cannot write to the worker: {e}")),
+            }
+        }
+        let mut buf = [0u8; 256];
+        loop {
+            if let Some(answer) = self.take_answer() {
+                return answer;
+            }
+            pipes
+                .stdout
+                .readable()
+                .await
+                .map_err(|e| format!("cannot read the worker's answer: {e}"))?;
+            match pipes.stdout.try_read(&mut buf) {
+                Ok(0) => return Err("the worker ended".to_owned()),
+                Ok(n) => self.unread.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(format!("cannot read the worker's answer: {e}")),
+            }
         }
     }
+
+    /// The first whole line the worker wrote, as a job's status, once there is one.
+    fn take_answer(&mut self) -> Option<Result<i32, String>> {
+        let end = self.unread.iter().position(|&b| b == b'\n')?;
+        let line: Vec<u8> = self.unread.drain(..=end).collect();
+        let line = String::from_utf8_lossy(&line);
+        let line = line.trim_end();
+        Some(
+            line.strip_prefix("dtk-status ")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| format!("the worker answered {line:?}")),
+        )
+    }
+}
+
+/// Sets `O_NONBLOCK` on `fd`.
+fn set_nonblocking(fd: impl std::os::fd::AsFd) -> std::io::Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(&fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
+    Ok(())
 }
 
 impl Drop for Worker {
