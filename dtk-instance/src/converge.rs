@@ -286,7 +286,7 @@ impl Service {
     /// is exactly what they say.
     fn recover(&self, prefetched: Option<ReadState>) -> Result<Recovered, InstanceError> {
         let (mut state, mut file) = match prefetched {
-            Some(r) => (r.state, Some(r.bytes)),
+            Some(r) => (r.state, Some((r.bytes, r.blob))),
             None => (self.actual_state()?, None),
         };
         let dir = self.journal_dir();
@@ -379,7 +379,7 @@ impl Service {
         // run then.
         let prefetch = team
             .is_none()
-            .then(|| prefetch_actual_state(self.actual_path()));
+            .then(|| prefetch_actual_state(self.actual_path(), self.repo().object_hash()));
         let message = opts
             .message
             .clone()
@@ -643,7 +643,9 @@ impl Service {
             "actual state after the run"
         );
         match file.filter(|_| !outcome.state_changed) {
-            Some(bytes) => self.record_state(&bytes, outcome.state.components.len())?,
+            Some((bytes, blob)) => {
+                self.record_state_known(&bytes, blob, outcome.state.components.len())?;
+            }
             None => self.save_actual_state(&outcome.state)?,
         }
         remove_journals(old_journals.iter().chain(std::iter::once(&journal)))?;
@@ -836,24 +838,35 @@ struct Recovered {
     journals: Vec<PathBuf>,
     /// How many completed tasks they held.
     resumed: usize,
-    /// The bytes of `actual.json`, when `state` is exactly what they say (it was read
-    /// ahead from the file, and no journal was folded in).
-    file: Option<Vec<u8>>,
+    /// The bytes of `actual.json` and, when computed, their blob id, when `state` is
+    /// exactly what they say (it was read ahead from the file, and no journal was folded
+    /// in).
+    file: Option<(Vec<u8>, Option<gix::ObjectId>)>,
 }
 
 /// Actual state as read from `actual.json`, with the file's bytes.
 pub(crate) struct ReadState {
     state: ActualState,
     bytes: Vec<u8>,
+    /// The bytes' blob id (as [`Service::record_state`] would write them).
+    blob: Option<gix::ObjectId>,
 }
 
 /// Reads and parses `actual.json` at `path` on a thread of its own. The thread gives
 /// `None` for a file that is missing or does not parse: the run then reads it itself, with
 /// the restoring and the errors that [`Service::actual_state`] has.
-fn prefetch_actual_state(path: PathBuf) -> std::thread::JoinHandle<Option<ReadState>> {
+///
+/// It also hashes the bytes as a blob of `hash` (the instance repository's): a run that
+/// changes nothing records the same bytes, and hashing half a megabyte is then off the
+/// converge's path.
+fn prefetch_actual_state(
+    path: PathBuf,
+    hash: gix::hash::Kind,
+) -> std::thread::JoinHandle<Option<ReadState>> {
     std::thread::spawn(move || {
         let bytes = fs::read(&path).ok()?;
         let state = serde_json::from_slice(&bytes).ok()?;
-        Some(ReadState { state, bytes })
+        let blob = gix::objs::compute_hash(hash, gix::object::Kind::Blob, &bytes).ok();
+        Some(ReadState { state, bytes, blob })
     })
 }

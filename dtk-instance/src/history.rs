@@ -60,9 +60,25 @@ impl Service {
         journals: &[(String, Vec<u8>)],
         message: &str,
     ) -> Result<ObjectId, InstanceError> {
+        self.commit_state_with(actual, None, journals, message)
+    }
+
+    /// [`commit_state`](Self::commit_state), with `actual`'s blob id when it is known
+    /// (it is then written only if the repository lacks it).
+    fn commit_state_with(
+        &self,
+        actual: &[u8],
+        known: Option<ObjectId>,
+        journals: &[(String, Vec<u8>)],
+        message: &str,
+    ) -> Result<ObjectId, InstanceError> {
         let repo = self.repo();
+        let actual = match known {
+            Some(id) if repo.has_object(id) => TreeEdit::Blob(ACTUAL_FILE.to_owned(), id),
+            _ => TreeEdit::File(ACTUAL_FILE.to_owned(), actual.to_vec()),
+        };
         let mut edits = vec![
-            TreeEdit::File(ACTUAL_FILE.to_owned(), actual.to_vec()),
+            actual,
             TreeEdit::File(SECRETS_FILE.to_owned(), self.secret_names()?),
         ];
         edits.extend(
@@ -92,8 +108,20 @@ impl Service {
     /// Records `data` (the serialized actual state a run ends with, of `n` components) on
     /// [`STATE_REF`].
     pub(crate) fn record_state(&self, data: &[u8], n: usize) -> Result<(), InstanceError> {
-        self.commit_state(
+        self.record_state_known(data, None, n)
+    }
+
+    /// [`record_state`](Self::record_state) of `data` whose blob id may be known already
+    /// (`known`: computed while other work went on; a no-op converge then hashes nothing).
+    pub(crate) fn record_state_known(
+        &self,
+        data: &[u8],
+        known: Option<ObjectId>,
+        n: usize,
+    ) -> Result<(), InstanceError> {
+        self.commit_state_with(
             data,
+            known,
             &[],
             &format!(
                 "actual state: {n} component{}",

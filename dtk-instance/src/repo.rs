@@ -76,6 +76,8 @@ pub enum TreeEdit {
     File(String, Vec<u8>),
     /// Point a directory at an existing tree (an instance copy of a catalog module).
     Tree(String, ObjectId),
+    /// Point a file at a blob the repository has (see [`InstanceRepo::has_object`]).
+    Blob(String, ObjectId),
     /// Remove a file or directory.
     Remove(String),
 }
@@ -231,6 +233,16 @@ impl InstanceRepo {
     /// The work tree's root.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The hash of the repository's object ids.
+    pub fn object_hash(&self) -> gix::hash::Kind {
+        self.repo.object_hash()
+    }
+
+    /// Whether the repository has object `id`.
+    pub fn has_object(&self, id: ObjectId) -> bool {
+        self.repo.has_object(id)
     }
 
     /// The current commit.
@@ -518,6 +530,14 @@ impl InstanceRepo {
                         &self.root,
                         "edit tree",
                         editor.upsert(path.as_str(), EntryKind::Tree, *id)
+                    )?;
+                }
+                TreeEdit::Blob(path, id) => {
+                    let kind = self.existing_kind(base, path)?.unwrap_or(EntryKind::Blob);
+                    git!(
+                        &self.root,
+                        "edit tree",
+                        editor.upsert(path.as_str(), kind, *id)
                     )?;
                 }
                 TreeEdit::Remove(path) => {
