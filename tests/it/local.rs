@@ -296,4 +296,6 @@ fn the_parse_cache_never_hides_an_edit_and_survives_damage() {
     // A no-op converge changes nothing.
     let again = dtk.run(&["service", "converge", "app"]).ok().stdout.clone();
     assert!(!again.contains("db/backend"), "{again}");
+    // The example's servers stop with their nodes (none outlives the test).
+    dtk.run(&["service", "delete", "app"]).ok();
 }
