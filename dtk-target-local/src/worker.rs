@@ -306,11 +306,7 @@ impl Worker {
             match pipes.stdin.try_write(left) {
                 Ok(0) => return Err("the worker ended".to_owned()),
                 Ok(n) => left = &left[n..],
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if try_again(&e) => {}
                 Err(e) => return Err(format!("cannot write to the worker: {e}")),
             }
         }
@@ -327,11 +323,7 @@ impl Worker {
             match pipes.stdout.try_read(&mut buf) {
                 Ok(0) => return Err("the worker ended".to_owned()),
                 Ok(n) => self.unread.extend_from_slice(&buf[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if try_again(&e) => {}
                 Err(e) => return Err(format!("cannot read the worker's answer: {e}")),
             }
         }
@@ -349,6 +341,14 @@ impl Worker {
                 .ok_or_else(|| format!("the worker answered {line:?}")),
         )
     }
+}
+
+/// Whether an I/O error on a non-blocking pipe only means "not now".
+fn try_again(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+    )
 }
 
 /// Sets `O_NONBLOCK` on `fd`.
