@@ -202,9 +202,10 @@ struct Worker {
     unread: Vec<u8>,
 }
 
-/// A worker's pipes, registered with the current runtime's reactor for one job.
+/// A worker's pipes during a job: its standard input, written directly, and its standard
+/// output, registered with the current runtime's reactor for this job only.
 struct Pipes {
-    stdin: tokio::net::unix::pipe::Sender,
+    stdin: OwnedFd,
     stdout: tokio::net::unix::pipe::Receiver,
 }
 
@@ -272,41 +273,38 @@ impl Worker {
         }
     }
 
-    /// Registers the worker's pipes with the current runtime for a job; `None` when they
-    /// cannot be (the worker is then of no more use).
+    /// Registers the worker's standard output with the current runtime for a job; `None`
+    /// when it cannot be (the worker is then of no more use).
     fn watch(&mut self) -> Option<Pipes> {
-        use tokio::net::unix::pipe::{Receiver, Sender};
+        use tokio::net::unix::pipe::Receiver;
         let (stdin, stdout) = self.pipes.take()?;
         Some(Pipes {
-            stdin: Sender::from_owned_fd_unchecked(stdin).ok()?,
+            stdin,
             stdout: Receiver::from_owned_fd_unchecked(stdout).ok()?,
         })
     }
 
     /// Takes the pipes back from the runtime after a job; whether the worker has them.
     fn unwatch(&mut self, pipes: Pipes) -> bool {
-        if let (Ok(stdin), Ok(stdout)) = (
-            pipes.stdin.into_nonblocking_fd(),
-            pipes.stdout.into_nonblocking_fd(),
-        ) {
-            self.pipes = Some((stdin, stdout));
+        if let Ok(stdout) = pipes.stdout.into_nonblocking_fd() {
+            self.pipes = Some((pipes.stdin, stdout));
         }
         self.pipes.is_some()
     }
 
     /// Writes a job and reads its status.
     async fn ask(&mut self, pipes: &Pipes, text: &str) -> Result<i32, String> {
+        use nix::errno::Errno;
+        // Written straight away: the pipe is empty between jobs, so a job fits unless it
+        // is larger than the pipe's buffer (64 KB on Linux: large environment values);
+        // the rest then follows as the worker reads.
         let mut left = text.as_bytes();
         while !left.is_empty() {
-            pipes
-                .stdin
-                .writable()
-                .await
-                .map_err(|e| format!("cannot write to the worker: {e}"))?;
-            match pipes.stdin.try_write(left) {
+            match nix::unistd::write(&pipes.stdin, left) {
                 Ok(0) => return Err("the worker ended".to_owned()),
                 Ok(n) => left = &left[n..],
-                Err(e) if try_again(&e) => {}
+                Err(Errno::EAGAIN) => tokio::time::sleep(Duration::from_millis(1)).await,
+                Err(Errno::EINTR) => {}
                 Err(e) => return Err(format!("cannot write to the worker: {e}")),
             }
         }

@@ -226,3 +226,24 @@ async fn environment_names_that_are_not_shell_names_still_run() {
     assert_eq!(out.exit_code, Some(0));
     assert_eq!(text(&out.stdout), "2\n");
 }
+
+#[tokio::test]
+async fn a_job_larger_than_the_pipe_reaches_its_worker_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    // More than a pipe holds (64 KB on Linux), less than one environment string may be
+    // (128 KB, for `wc`'s exec): the job is written as the worker reads it.
+    let big = "x".repeat(100_000);
+    let out = run(
+        tmp.path(),
+        &["printf '%s' \"$BIG\" | wc -c; echo $$"],
+        &[("BIG", &big)],
+    )
+    .await;
+    assert_eq!(out.exit_code, Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert_eq!(lines.first(), Some(&"100000"), "{stdout}");
+    // `$$` is a worker's, which outlives the line (a `sh -c` of its own would be gone).
+    let pid: i32 = lines.get(1).and_then(|p| p.parse().ok()).expect("a pid");
+    assert!(alive(pid), "the line did not run in a worker: {stdout}");
+}
