@@ -616,7 +616,14 @@ impl Service {
             written
         });
 
-        let mut ctx = self.exec_context(model, opts)?;
+        // An empty plan runs nothing: without a team's keeper to start, its context needs
+        // no module contents, secrets or limits (reading them, the `local` target's
+        // repository included, was a thirtieth of a converge with nothing to do).
+        let mut ctx = if plan.is_empty() && team.is_none() {
+            ExecContext::new(self.home().providers())
+        } else {
+            self.exec_context(model, opts)?
+        };
         ctx.events = Some(tx);
         ctx.cancel = opts.cancel.clone();
         ctx.fail_fast = opts.fail_fast;
