@@ -144,9 +144,10 @@ pub(crate) async fn run(job: &Job<'_>, timeout: Duration) -> Result<Ended, Unusa
             })?
         }
     };
-    // The job and its answer travel on the runtime's own threads (the pipes, non-blocking,
-    // are registered with the reactor for this job only), not on a blocking thread per
-    // job: no hop to another thread and back for every line.
+    // The job and its answer travel on the runtime's own threads (the job written straight
+    // to the non-blocking stdin, the answer read from stdout, registered with the reactor
+    // for this job only), not on a blocking thread per job: no hop to another thread and
+    // back for every line.
     let Some(pipes) = worker.watch() else {
         // Nothing was written: the line did not start.
         drop(worker);
