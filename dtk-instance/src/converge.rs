@@ -651,7 +651,7 @@ impl Service {
         );
         match file.filter(|_| !outcome.state_changed) {
             Some((bytes, blob)) => {
-                self.record_state_known(&bytes, blob, outcome.state.components.len())?;
+                self.record_state(&bytes, blob, outcome.state.components.len())?;
             }
             None => self.save_actual_state(&outcome.state)?,
         }

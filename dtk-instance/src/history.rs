@@ -53,19 +53,10 @@ impl Service {
 
     /// Commits a state on [`STATE_REF`] (parent: its tip): `actual` as `actual.json`,
     /// the secret names, and `journals` (file name, content) under `journal/`. Returns
-    /// the commit, or the tip when it already holds exactly this.
+    /// the commit, or the tip when it already holds exactly this. `known` is `actual`'s
+    /// blob id when it was computed already; the blob is then written only if the
+    /// repository lacks it.
     pub(crate) fn commit_state(
-        &self,
-        actual: &[u8],
-        journals: &[(String, Vec<u8>)],
-        message: &str,
-    ) -> Result<ObjectId, InstanceError> {
-        self.commit_state_with(actual, None, journals, message)
-    }
-
-    /// [`commit_state`](Self::commit_state), with `actual`'s blob id when it is known
-    /// (it is then written only if the repository lacks it).
-    fn commit_state_with(
         &self,
         actual: &[u8],
         known: Option<ObjectId>,
@@ -106,20 +97,15 @@ impl Service {
     }
 
     /// Records `data` (the serialized actual state a run ends with, of `n` components) on
-    /// [`STATE_REF`].
-    pub(crate) fn record_state(&self, data: &[u8], n: usize) -> Result<(), InstanceError> {
-        self.record_state_known(data, None, n)
-    }
-
-    /// [`record_state`](Self::record_state) of `data` whose blob id may be known already
-    /// (`known`: computed while other work went on; a no-op converge then hashes nothing).
-    pub(crate) fn record_state_known(
+    /// [`STATE_REF`]; `known` is its blob id when it was computed while other work went
+    /// on (a no-op converge then hashes nothing).
+    pub(crate) fn record_state(
         &self,
         data: &[u8],
         known: Option<ObjectId>,
         n: usize,
     ) -> Result<(), InstanceError> {
-        self.commit_state_with(
+        self.commit_state(
             data,
             known,
             &[],

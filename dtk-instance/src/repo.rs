@@ -515,35 +515,29 @@ impl InstanceRepo {
         let base = base.unwrap_or_else(|| ObjectId::empty_tree(self.repo.object_hash()));
         let mut editor = git!(&self.root, "edit tree", self.repo.edit_tree(base))?;
         for e in edits {
-            match e {
-                TreeEdit::File(path, content) => {
-                    let id = self.write_blob(content)?;
-                    let kind = self.existing_kind(base, path)?.unwrap_or(EntryKind::Blob);
-                    git!(
-                        &self.root,
-                        "edit tree",
-                        editor.upsert(path.as_str(), kind, id)
-                    )?;
-                }
+            // A file: its blob, written here or one the repository has.
+            let (path, id) = match e {
+                TreeEdit::File(path, content) => (path, self.write_blob(content)?),
+                TreeEdit::Blob(path, id) => (path, *id),
                 TreeEdit::Tree(path, id) => {
                     git!(
                         &self.root,
                         "edit tree",
                         editor.upsert(path.as_str(), EntryKind::Tree, *id)
                     )?;
-                }
-                TreeEdit::Blob(path, id) => {
-                    let kind = self.existing_kind(base, path)?.unwrap_or(EntryKind::Blob);
-                    git!(
-                        &self.root,
-                        "edit tree",
-                        editor.upsert(path.as_str(), kind, *id)
-                    )?;
+                    continue;
                 }
                 TreeEdit::Remove(path) => {
                     git!(&self.root, "edit tree", editor.remove(path.as_str()))?;
+                    continue;
                 }
-            }
+            };
+            let kind = self.existing_kind(base, path)?.unwrap_or(EntryKind::Blob);
+            git!(
+                &self.root,
+                "edit tree",
+                editor.upsert(path.as_str(), kind, id)
+            )?;
         }
         Ok(git!(&self.root, "write tree", editor.write())?.detach())
     }

@@ -648,7 +648,7 @@ impl Service {
             write_file_atomic(&p, &data, false)?;
         }
         // Versioned too, so a lost or damaged file is restored from its last commit.
-        self.record_state(&data, state.components.len())
+        self.record_state(&data, None, state.components.len())
     }
 
     /// Recorded outputs by component id.

@@ -887,7 +887,7 @@ impl Service {
                 let journals = self.local_journals()?;
                 let data = fs::read(self.actual_path()).unwrap_or_default();
                 if !journals.is_empty() {
-                    self.commit_state(&data, &journals, "state with unfolded journals")?;
+                    self.commit_state(&data, None, &journals, "state with unfolded journals")?;
                 }
                 if let Some(s) = self.repo().reference(STATE_REF)? {
                     updates.push(RefUpdate {

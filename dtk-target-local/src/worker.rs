@@ -322,7 +322,11 @@ impl Worker {
             match pipes.stdout.try_read(&mut buf) {
                 Ok(0) => return Err("the worker ended".to_owned()),
                 Ok(n) => self.unread.extend_from_slice(&buf[..n]),
-                Err(e) if try_again(&e) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => return Err(format!("cannot read the worker's answer: {e}")),
             }
         }
@@ -340,14 +344,6 @@ impl Worker {
                 .ok_or_else(|| format!("the worker answered {line:?}")),
         )
     }
-}
-
-/// Whether an I/O error on a non-blocking pipe only means "not now".
-fn try_again(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-    )
 }
 
 /// Sets `O_NONBLOCK` on `fd`.
