@@ -137,12 +137,11 @@ fn target_then_two_apps_converge_edit_exec_delete() {
     );
 
     // Delete: nothing of shop1 keeps running; shop2 is untouched.
-    let procs = dtk_instance_processes(&dtk.home().join("sandboxes/shop1"));
-    assert!(procs > 0);
+    assert!(!processes_under(&dtk.home().join("sandboxes/shop1")).is_empty());
     dtk.run(&["service", "delete", "shop1"]).ok();
     assert_eq!(
-        dtk_instance_processes(&dtk.home().join("sandboxes/shop1")),
-        0
+        processes_under(&dtk.home().join("sandboxes/shop1")),
+        Vec::<u32>::new()
     );
     assert!(!sandbox.exists());
     assert_eq!(http_get(&u2), "The backend says: hello from dtk");
@@ -159,22 +158,18 @@ fn target_then_two_apps_converge_edit_exec_delete() {
     assert_eq!(names, ["box"]);
 }
 
-/// Processes whose working directory is under `dir`.
-fn dtk_instance_processes(dir: &std::path::Path) -> usize {
+/// The processes whose working directory is under `dir`.
+fn processes_under(dir: &std::path::Path) -> Vec<u32> {
     let Ok(dir) = dir.canonicalize() else {
-        return 0;
+        return Vec::new();
     };
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .chars()
-                .all(|c| c.is_ascii_digit())
-        })
-        .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c.starts_with(&dir)))
-        .count()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path())))
+        .filter(|(_, p)| std::fs::read_link(p.join("cwd")).is_ok_and(|c| c.starts_with(&dir)))
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 #[test]
@@ -223,6 +218,113 @@ fn a_converge_killed_midway_resumes() {
     let again = dtk.run(&["service", "converge", "slow"]).ok();
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
     git(&dtk.service_dir("slow"), &["fsck", "--strict"]);
+}
+
+/// Sends SIGINT to `pid` alone, as a terminal's Ctrl-C reaches dtk (here without reaching
+/// the actions it runs).
+fn interrupt(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Ctrl-C lets the running tasks finish and starts no new ones: the run is recorded as
+/// cancelled and the next converge runs only the rest. It is seen while dtk's one runtime
+/// thread is busy, since a thread of its own watches for it; a second Ctrl-C ends dtk at
+/// once, with status 130, while an action still runs.
+#[test]
+fn ctrl_c_lets_running_tasks_finish_and_a_second_one_quits_at_once() {
+    let dtk = Dtk::new();
+    let fixture = workspace().join("tests/fixtures/slow");
+    dtk.run(&["module", "install", fixture.to_str().unwrap()])
+        .ok();
+    dtk.run(&["service", "stage", "test/slow", "chain", "-n", "slow"])
+        .ok();
+    let child = dtk
+        .command(&["service", "converge", "slow", "--concurrency", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Each node runs four 0.4 s steps in turn: interrupt while its second runs.
+    std::thread::sleep(Duration::from_millis(700));
+    interrupt(child.id());
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("interrupted: finishing running tasks, starting no new ones"),
+        "{text}"
+    );
+    assert!(text.contains("converge slow cancelled"), "{text}");
+    let steps = |node: &str| {
+        dtk.home()
+            .join("sandboxes/slow")
+            .join(node)
+            .join("modules/test/slow/steps")
+    };
+    let runs = || {
+        ["a", "b"]
+            .iter()
+            .filter_map(|n| std::fs::read_dir(steps(n)).ok())
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect::<Vec<String>>()
+    };
+    let before = runs();
+    assert!(
+        (1..8).contains(&before.len()),
+        "the interrupted run finished {} of 8 steps:\n{text}",
+        before.len()
+    );
+    // Every step that started ran to its end, once; the next converge does the rest.
+    let next = dtk.run(&["service", "converge", "slow"]).ok();
+    assert!(next.stdout.contains("succeeded"), "{}", next.stdout);
+    let after = runs();
+    assert_eq!(after.len(), 8);
+    assert!(after.iter().all(|t| t.lines().count() == 1), "{after:?}");
+
+    // A second Ctrl-C does not wait for a 30 s step.
+    dtk.run(&["service", "stage", "test/slow", "chain", "-n", "long"])
+        .ok();
+    dtk.run(&[
+        "service",
+        "set-attribute",
+        "long",
+        "a/step[s1]/seconds",
+        "'30'",
+    ])
+    .ok();
+    let started = std::time::Instant::now();
+    let mut child = dtk
+        .command(&["service", "converge", "long", "--concurrency", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    interrupt(child.id());
+    std::thread::sleep(Duration::from_millis(300));
+    interrupt(child.id());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "dtk waited for the step: {:?}",
+        started.elapsed()
+    );
+    // The step dtk left running (the signal reached dtk alone) ends with the test.
+    for pid in processes_under(&dtk.home().join("sandboxes/long")) {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
 }
 
 /// The parse cache (`.dtk/parsed/`) changes no result: a hand edit is seen at once, and

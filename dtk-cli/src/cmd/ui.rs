@@ -33,7 +33,12 @@ pub fn run(args: UiArgs, ctx: &Ctx) -> anyhow::Result<()> {
             .as_bytes(),
         );
     }
-    let rt = crate::cmd::service::runtime()?;
+    // A server of many connections at once: a thread per core, not the one of a
+    // task-running command.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

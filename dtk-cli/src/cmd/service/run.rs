@@ -5,13 +5,20 @@ use std::io::Write;
 
 use anyhow::Context as _;
 use dtk_instance::converge::{RunOptions, RunReport};
+use dtk_model::provider::Cancel;
 
 use crate::Ctx;
 use crate::output::{table, utc_time};
 use crate::progress;
 
+/// The runtime of a command that runs tasks (converge, delete, workflows, refresh, plan,
+/// import): one thread, which waits on the reactor itself. The executor polls every task on
+/// the thread that drives it, so a worker thread of a multi-thread runtime only relayed
+/// each I/O readiness to that thread (a wake-up and two context switches per job answer);
+/// blocking work still goes to tokio's blocking pool, and the journal writer and a team's
+/// keeper have their own threads. Measured in docs/benchmarks.md ("One runtime thread").
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
@@ -34,18 +41,8 @@ pub(super) fn run_tasks<'a>(
     opts.events = Some(tx);
     let cancel = opts.cancel.clone();
     let view = progress::View::new(!ctx.out.is_json());
+    watch_ctrl_c(view.clone(), cancel);
     let report = rt.block_on(async {
-        let cancel2 = cancel.clone();
-        let view2 = view.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                view2.note("interrupted: finishing running tasks, starting no new ones (Ctrl-C again to quit now)");
-                cancel2.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        });
         let printer = tokio::spawn(progress::consume(rx, view.clone()));
         let report = start(opts).await;
         let _ = printer.await;
@@ -71,6 +68,34 @@ pub(super) fn run_tasks<'a>(
     } else {
         Err(crate::output::Reported(format!("{what} of `{name}` {}", report.status)).into())
     }
+}
+
+/// Watches for Ctrl-C on a thread of its own, so that it is seen at once even while the
+/// runtime's one thread is busy (planning a large service, committing its state): the first
+/// asks the run to start no new tasks and to let the running ones finish; the second ends
+/// the process (status 130). If the thread cannot start, Ctrl-C keeps its default action
+/// and ends the process at once.
+fn watch_ctrl_c(view: progress::View, cancel: Cancel) {
+    let watcher = move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                view.note("interrupted: finishing running tasks, starting no new ones (Ctrl-C again to quit now)");
+                cancel.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+    };
+    let _ = std::thread::Builder::new()
+        .name("dtk-ctrl-c".to_owned())
+        .spawn(watcher);
 }
 
 pub(super) fn print_summary(w: &mut dyn Write, r: &RunReport) -> std::io::Result<()> {
