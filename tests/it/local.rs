@@ -230,34 +230,48 @@ fn interrupt(pid: u32) {
     assert!(status.success());
 }
 
+/// Reads `lines` until one satisfies `seen`; returns everything read.
+fn read_until(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    seen: impl Fn(&str) -> bool,
+) -> String {
+    let mut text = String::new();
+    for line in lines {
+        let line = line.unwrap();
+        text.push_str(&line);
+        text.push('\n');
+        if seen(&line) {
+            return text;
+        }
+    }
+    panic!("the output ended first:\n{text}");
+}
+
 /// Ctrl-C lets the running tasks finish and starts no new ones: the run is recorded as
-/// cancelled and the next converge runs only the rest. It is seen while dtk's one runtime
-/// thread is busy, since a thread of its own watches for it; a second Ctrl-C ends dtk at
-/// once, with status 130, while an action still runs.
+/// cancelled and the next converge runs only the rest. A thread of its own watches for it,
+/// in place before the first task starts; a second Ctrl-C ends dtk at once, with status
+/// 130, while an action still runs.
 #[test]
 fn ctrl_c_lets_running_tasks_finish_and_a_second_one_quits_at_once() {
+    use std::io::BufRead as _;
     let dtk = Dtk::new();
     let fixture = workspace().join("tests/fixtures/slow");
     dtk.run(&["module", "install", fixture.to_str().unwrap()])
         .ok();
     dtk.run(&["service", "stage", "test/slow", "chain", "-n", "slow"])
         .ok();
-    let child = dtk
+    let mut child = dtk
         .command(&["service", "converge", "slow", "--concurrency", "2"])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Each node runs four 0.4 s steps in turn: interrupt while its second runs.
-    std::thread::sleep(Duration::from_millis(700));
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Each node runs four 0.4 s steps in turn: interrupt once the first step is done.
+    let mut text = read_until(&mut lines, |l| l.starts_with("done") && l.contains("step["));
     interrupt(child.id());
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    text.extend(lines.map(|l| l.unwrap() + "\n"));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{text}");
     assert!(
         text.contains("interrupted: finishing running tasks, starting no new ones"),
         "{text}"
@@ -304,13 +318,15 @@ fn ctrl_c_lets_running_tasks_finish_and_a_second_one_quits_at_once() {
     let started = std::time::Instant::now();
     let mut child = dtk
         .command(&["service", "converge", "long", "--concurrency", "2"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    read_until(&mut lines, |l| {
+        l.starts_with("started") && l.contains("a/step[s1]")
+    });
     interrupt(child.id());
-    std::thread::sleep(Duration::from_millis(300));
+    read_until(&mut lines, |l| l.starts_with("interrupted:"));
     interrupt(child.id());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));

@@ -73,9 +73,12 @@ pub(super) fn run_tasks<'a>(
 /// Watches for Ctrl-C on a thread of its own, so that it is seen at once even while the
 /// runtime's one thread is busy (planning a large service, committing its state): the first
 /// asks the run to start no new tasks and to let the running ones finish; the second ends
-/// the process (status 130). If the thread cannot start, Ctrl-C keeps its default action
-/// and ends the process at once.
+/// the process (status 130). Returns once the handler is in place, before any task starts.
+/// Where it cannot be (no thread, no runtime), Ctrl-C keeps its default action and ends the
+/// process at once.
 fn watch_ctrl_c(view: progress::View, cancel: Cancel) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (ready, in_place) = std::sync::mpsc::sync_channel::<()>(1);
     let watcher = move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -84,18 +87,28 @@ fn watch_ctrl_c(view: progress::View, cancel: Cancel) {
             return;
         };
         rt.block_on(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            let interrupts = signal(SignalKind::interrupt());
+            drop(ready);
+            let Ok(mut interrupts) = interrupts else {
+                return;
+            };
+            if interrupts.recv().await.is_some() {
                 view.note("interrupted: finishing running tasks, starting no new ones (Ctrl-C again to quit now)");
                 cancel.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
+                if interrupts.recv().await.is_some() {
                     std::process::exit(130);
                 }
             }
         });
     };
-    let _ = std::thread::Builder::new()
+    if std::thread::Builder::new()
         .name("dtk-ctrl-c".to_owned())
-        .spawn(watcher);
+        .spawn(watcher)
+        .is_ok()
+    {
+        // Ends when the watcher drops its end: the handler is in place, or cannot be.
+        let _ = in_place.recv();
+    }
 }
 
 pub(super) fn print_summary(w: &mut dyn Write, r: &RunReport) -> std::io::Result<()> {
