@@ -5,7 +5,7 @@ use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
 use dtk_tests::dtk::Dtk;
-use dtk_tests::{example, git, workspace};
+use dtk_tests::{example, git, signal, workspace};
 
 fn http_get(url: &str) -> String {
     let rest = url.strip_prefix("http://").unwrap();
@@ -172,14 +172,28 @@ fn processes_under(dir: &std::path::Path) -> Vec<u32> {
         .collect()
 }
 
-#[test]
-fn a_converge_killed_midway_resumes() {
+/// A home with the `slow` fixture installed and its `chain` staged as service `slow`.
+fn slow_service() -> Dtk {
     let dtk = Dtk::new();
     let fixture = workspace().join("tests/fixtures/slow");
     dtk.run(&["module", "install", fixture.to_str().unwrap()])
         .ok();
     dtk.run(&["service", "stage", "test/slow", "chain", "-n", "slow"])
         .ok();
+    dtk
+}
+
+/// Where service `slow`'s steps on `node` leave their traces (a file per step, a line per run).
+fn slow_steps(dtk: &Dtk, node: &str) -> std::path::PathBuf {
+    dtk.home()
+        .join("sandboxes/slow")
+        .join(node)
+        .join("modules/test/slow/steps")
+}
+
+#[test]
+fn a_converge_killed_midway_resumes() {
+    let dtk = slow_service();
     let mut child = dtk
         .command(&["service", "converge", "slow", "--concurrency", "2"])
         .spawn()
@@ -188,12 +202,7 @@ fn a_converge_killed_midway_resumes() {
     std::thread::sleep(Duration::from_millis(1300));
     child.kill().unwrap();
     child.wait().unwrap();
-    let steps = |node: &str| {
-        dtk.home()
-            .join("sandboxes/slow")
-            .join(node)
-            .join("modules/test/slow/steps")
-    };
+    let steps = |node: &str| slow_steps(&dtk, node);
     let count = |node: &str| {
         std::fs::read_dir(steps(node))
             .map(|d| d.count())
@@ -220,16 +229,6 @@ fn a_converge_killed_midway_resumes() {
     git(&dtk.service_dir("slow"), &["fsck", "--strict"]);
 }
 
-/// Sends SIGINT to `pid` alone, as a terminal's Ctrl-C reaches dtk (here without reaching
-/// the actions it runs).
-fn interrupt(pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// Reads `lines` until one satisfies `seen`; returns everything read.
 fn read_until(
     lines: &mut impl Iterator<Item = std::io::Result<String>>,
@@ -247,28 +246,37 @@ fn read_until(
     panic!("the output ended first:\n{text}");
 }
 
+/// Starts `dtk service converge SERVICE --concurrency 2` with its output to be followed
+/// line by line.
+fn converge_following(
+    dtk: &Dtk,
+    service: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead as _;
+    let mut child = dtk
+        .command(&["service", "converge", service, "--concurrency", "2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    (child, std::io::BufReader::new(out).lines())
+}
+
 /// Ctrl-C lets the running tasks finish and starts no new ones: the run is recorded as
 /// cancelled and the next converge runs only the rest. A thread of its own watches for it,
 /// in place before the first task starts; a second Ctrl-C ends dtk at once, with status
 /// 130, while an action still runs.
 #[test]
 fn ctrl_c_lets_running_tasks_finish_and_a_second_one_quits_at_once() {
-    use std::io::BufRead as _;
-    let dtk = Dtk::new();
-    let fixture = workspace().join("tests/fixtures/slow");
-    dtk.run(&["module", "install", fixture.to_str().unwrap()])
-        .ok();
-    dtk.run(&["service", "stage", "test/slow", "chain", "-n", "slow"])
-        .ok();
-    let mut child = dtk
-        .command(&["service", "converge", "slow", "--concurrency", "2"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let dtk = slow_service();
+    let (mut child, mut lines) = converge_following(&dtk, "slow");
     // Each node runs four 0.4 s steps in turn: interrupt once the first step is done.
     let mut text = read_until(&mut lines, |l| l.starts_with("done") && l.contains("step["));
-    interrupt(child.id());
+    // SIGINT to dtk alone, as a terminal's Ctrl-C reaches it (here not its actions).
+    signal(child.id(), "INT");
     text.extend(lines.map(|l| l.unwrap() + "\n"));
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(1), "{text}");
@@ -277,12 +285,7 @@ fn ctrl_c_lets_running_tasks_finish_and_a_second_one_quits_at_once() {
         "{text}"
     );
     assert!(text.contains("converge slow cancelled"), "{text}");
-    let steps = |node: &str| {
-        dtk.home()
-            .join("sandboxes/slow")
-            .join(node)
-            .join("modules/test/slow/steps")
-    };
+    let steps = |node: &str| slow_steps(&dtk, node);
     let runs = || {
         ["a", "b"]
             .iter()
@@ -316,18 +319,13 @@ fn ctrl_c_lets_running_tasks_finish_and_a_second_one_quits_at_once() {
     ])
     .ok();
     let started = std::time::Instant::now();
-    let mut child = dtk
-        .command(&["service", "converge", "long", "--concurrency", "2"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut lines) = converge_following(&dtk, "long");
     read_until(&mut lines, |l| {
         l.starts_with("started") && l.contains("a/step[s1]")
     });
-    interrupt(child.id());
+    signal(child.id(), "INT");
     read_until(&mut lines, |l| l.starts_with("interrupted:"));
-    interrupt(child.id());
+    signal(child.id(), "INT");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     assert!(
@@ -337,9 +335,7 @@ fn ctrl_c_lets_running_tasks_finish_and_a_second_one_quits_at_once() {
     );
     // The step dtk left running (the signal reached dtk alone) ends with the test.
     for pid in processes_under(&dtk.home().join("sandboxes/long")) {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status();
+        signal(pid, "KILL");
     }
 }
 

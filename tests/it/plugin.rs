@@ -163,7 +163,7 @@ fn converge_again_finishes(home: &CliHome, first_runs: usize) {
 fn a_plugin_killed_mid_converge_fails_its_task_and_the_next_converge_finishes() {
     let home = home_with_flaky();
     let (child, pid) = converge_with_slow_second(&home);
-    nix_kill(pid);
+    dtk_tests::signal(u32::try_from(pid).unwrap(), "KILL");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -332,12 +332,4 @@ fn a_missing_or_broken_plugin_is_refused_at_stage_time_naming_where_dtk_looked()
             .any(|u| u["path"] == broken.display().to_string() && u["kinds"][0] == "broken"),
         "{list:?}"
     );
-}
-
-fn nix_kill(pid: i32) {
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
