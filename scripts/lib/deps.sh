@@ -28,6 +28,48 @@ ensure_moto() {
     touch "$stamp"
 }
 
+# ensure_openssh_backports TARGET_DIR
+# Unpacks OpenSSH's client and server from Debian 12's bookworm-backports (10.0 today) into
+# TARGET_DIR/openssh-bpo, unless they are there, for `SSH_OPENSSH=backports scripts/bench
+# --peers`: OpenSSH 10's default key exchange, mlkem768x25519-sha256, is post-quantum like
+# 9.2's sntrup761x25519-sha512 and costs a client a tenth of its CPU. Nothing is installed
+# system-wide: apt reads the backports index into its lists (beside the others) and the
+# packages are unpacked, not installed. Debian 12 only.
+ensure_openssh_backports() {
+    local dir=$1/openssh-bpo
+    local stamp=$dir/.dtk-openssh-bookworm-backports
+    if [ -x "$dir/usr/bin/ssh" ] && [ -x "$dir/usr/sbin/sshd" ] && [ -f "$stamp" ]; then
+        return 0
+    fi
+    if ! grep -qs '^VERSION_CODENAME=bookworm$' /etc/os-release; then
+        echo "deps: OpenSSH from bookworm-backports is for Debian 12 (bookworm) only" >&2
+        return 1
+    fi
+    local sudo=
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo=sudo
+    fi
+    local tmp
+    tmp=$(mktemp -d)
+    echo "deb http://deb.debian.org/debian bookworm-backports main" >"$tmp/sources.list"
+    local apt=(-o "Dir::Etc::sourcelist=$tmp/sources.list" -o Dir::Etc::sourceparts=-
+        -o APT::Get::List-Cleanup=0 -o APT::Sandbox::User=root)
+    echo "deps: unpacking OpenSSH from bookworm-backports into $dir" >&2
+    if ! $sudo apt-get "${apt[@]}" update -qq >/dev/null ||
+        ! (cd "$tmp" && apt-get "${apt[@]}" download -qq openssh-client openssh-server >/dev/null); then
+        rm -rf "$tmp"
+        echo "deps: could not fetch openssh-client and openssh-server from bookworm-backports" >&2
+        return 1
+    fi
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    local deb
+    for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$dir"; done
+    rm -rf "$tmp"
+    "$dir/usr/bin/ssh" -V 2>/dev/null
+    touch "$stamp"
+}
+
 # ensure_sshd
 # Installs Debian's openssh-server when /usr/sbin/sshd is missing: the SSH transport's tests
 # start their own sshd (127.0.0.1, free port, keys in a temp dir) from that binary. The

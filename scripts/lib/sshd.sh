@@ -3,6 +3,7 @@
 # directory, a free port, node n listening on 127.0.0.n, stopped by PID. Sourced.
 #
 #   sshd_start DIR NODES   # sets SSHD_PORT; writes DIR/user_key, DIR/known_hosts
+#                          # (SSHD_PREFIX=DIR: DIR/usr/sbin/sshd, an unpacked OpenSSH)
 #   sshd_stop              # stops every server started (and the sessions they serve)
 
 sshd_pids=()
@@ -59,8 +60,15 @@ LogLevel INFO
 # .bashrc (pyenv init) would then dominate every side and hide the transport's cost.
 SetEnv SHLVL=5
 CONF
+            # An unpacked OpenSSH 9.8 or later runs its helpers from where it was unpacked.
+            if [ -n "${SSHD_PREFIX:-}" ] && [ -x "$SSHD_PREFIX/usr/lib/openssh/sshd-session" ]; then
+                echo "SshdSessionPath $SSHD_PREFIX/usr/lib/openssh/sshd-session"
+            fi
+            if [ -n "${SSHD_PREFIX:-}" ] && [ -x "$SSHD_PREFIX/usr/lib/openssh/sshd-auth" ]; then
+                echo "SshdAuthPath $SSHD_PREFIX/usr/lib/openssh/sshd-auth"
+            fi
         } >"$dir/sshd_config-$i"
-        /usr/sbin/sshd -D -e -f "$dir/sshd_config-$i" 2>"$dir/sshd-$i.log" &
+        "${SSHD_PREFIX:-}/usr/sbin/sshd" -D -e -f "$dir/sshd_config-$i" 2>"$dir/sshd-$i.log" &
         sshd_pids+=("$!")
         for _ in $(seq 200); do
             sshd_port_free "$SSHD_PORT" 127.0.0."$last" || break
