@@ -100,8 +100,8 @@ peers_ssh() {
     # SSH_OPENSSH=backports: OpenSSH from Debian 12's backports (10.0: a post-quantum key
     # exchange at a tenth of 9.2's CPU) for the sshds and for every client, dtk's, Ansible's
     # and the loop's, which find `ssh` on PATH; pyinfra speaks SSH itself (paramiko).
-    local path_before=$PATH
-    SSHD_PREFIX=
+    # Both are this function's own: the rest of the bench keeps the system's OpenSSH.
+    local PATH=$PATH SSHD_PREFIX=
     if [ "${SSH_OPENSSH:-system}" = backports ]; then
         # shellcheck source=scripts/lib/deps.sh
         . "$here/scripts/lib/deps.sh"
@@ -232,7 +232,6 @@ PY
     py_r=$(ratio "$py" "$d_s")
     row "pyinfra W($M x $K) over SSH, --parallel $N" "${py} s" "dtk, kept" "${d_s} s" "${py_r}x (peer/dtk)" ">= 10x" "$(le 10 "$py_r")" "$(load)"
     sshd_stop
-    PATH=$path_before
 }
 
 # ---------------------------------------------------------------------------- EC2

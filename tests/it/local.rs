@@ -276,7 +276,7 @@ fn ctrl_c_lets_running_tasks_finish_and_a_second_one_quits_at_once() {
     // Each node runs four 0.4 s steps in turn: interrupt once the first step is done.
     let mut text = read_until(&mut lines, |l| l.starts_with("done") && l.contains("step["));
     // SIGINT to dtk alone, as a terminal's Ctrl-C reaches it (here not its actions).
-    signal(child.id(), "INT");
+    assert!(signal(child.id(), "INT"));
     text.extend(lines.map(|l| l.unwrap() + "\n"));
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(1), "{text}");
@@ -285,11 +285,10 @@ fn ctrl_c_lets_running_tasks_finish_and_a_second_one_quits_at_once() {
         "{text}"
     );
     assert!(text.contains("converge slow cancelled"), "{text}");
-    let steps = |node: &str| slow_steps(&dtk, node);
     let runs = || {
         ["a", "b"]
             .iter()
-            .filter_map(|n| std::fs::read_dir(steps(n)).ok())
+            .filter_map(|n| std::fs::read_dir(slow_steps(&dtk, n)).ok())
             .flatten()
             .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
             .collect::<Vec<String>>()
@@ -323,9 +322,9 @@ fn ctrl_c_lets_running_tasks_finish_and_a_second_one_quits_at_once() {
     read_until(&mut lines, |l| {
         l.starts_with("started") && l.contains("a/step[s1]")
     });
-    signal(child.id(), "INT");
+    assert!(signal(child.id(), "INT"));
     read_until(&mut lines, |l| l.starts_with("interrupted:"));
-    signal(child.id(), "INT");
+    assert!(signal(child.id(), "INT"));
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     assert!(
@@ -335,7 +334,7 @@ fn ctrl_c_lets_running_tasks_finish_and_a_second_one_quits_at_once() {
     );
     // The step dtk left running (the signal reached dtk alone) ends with the test.
     for pid in processes_under(&dtk.home().join("sandboxes/long")) {
-        signal(pid, "KILL");
+        let _ = signal(pid, "KILL");
     }
 }
 

@@ -163,7 +163,7 @@ fn converge_again_finishes(home: &CliHome, first_runs: usize) {
 fn a_plugin_killed_mid_converge_fails_its_task_and_the_next_converge_finishes() {
     let home = home_with_flaky();
     let (child, pid) = converge_with_slow_second(&home);
-    dtk_tests::signal(u32::try_from(pid).unwrap(), "KILL");
+    assert!(dtk_tests::signal(u32::try_from(pid).unwrap(), "KILL"));
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
